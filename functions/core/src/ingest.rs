@@ -1,0 +1,380 @@
+//! The ingress use case: verify, parse, record once, enqueue, confirm.
+//!
+//! Stripe delivers at least once and only stops once it sees a 2xx, so this answers
+//! success only when the event is durable in the log *and* in the queue. An entry whose
+//! enqueue was never confirmed (`received`) is enqueued again on redelivery: a crash or
+//! a queue outage between the two writes never turns Stripe's retry into a lost event.
+//! The price is that a message can be sent twice; the worker applies each event id once.
+
+use crate::event::{EnvelopeError, EventEnvelope};
+use crate::message::{compress, Payload, QueueMessage};
+use crate::ports::{EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError};
+use crate::signature::{verify, SecretSet, VerifyError, DEFAULT_TOLERANCE_SECS};
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// 30 days: well past Stripe's 3-day retry window, so a late redelivery is still a duplicate.
+pub const DEFAULT_EVENT_TTL_SECS: i64 = 30 * 24 * 3600;
+/// DynamoDB items stop at 400 KB; leave room for the metadata attributes.
+pub const MAX_STORED_PAYLOAD_BYTES: usize = 350 * 1024;
+
+/// Which Stripe modes an endpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeFilter {
+    Both,
+    LiveOnly,
+    TestOnly,
+}
+
+impl ModeFilter {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "both" | "all" | "" => Some(ModeFilter::Both),
+            "live" => Some(ModeFilter::LiveOnly),
+            "test" => Some(ModeFilter::TestOnly),
+            _ => None,
+        }
+    }
+
+    fn admits(self, livemode: bool) -> bool {
+        match self {
+            ModeFilter::Both => true,
+            ModeFilter::LiveOnly => livemode,
+            ModeFilter::TestOnly => !livemode,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub secrets: SecretSet,
+    pub tolerance_secs: i64,
+    pub max_body_bytes: usize,
+    pub event_ttl_secs: i64,
+    pub modes: ModeFilter,
+}
+
+impl IngestConfig {
+    pub fn new(secrets: SecretSet) -> Self {
+        Self {
+            secrets,
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            event_ttl_secs: DEFAULT_EVENT_TTL_SECS,
+            modes: ModeFilter::Both,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// First delivery: recorded and enqueued.
+    Accepted { event_id: String },
+    /// A redelivery whose first enqueue was never confirmed: enqueued now.
+    Requeued { event_id: String },
+    /// Seen and enqueued before: nothing done.
+    Duplicate { event_id: String },
+}
+
+impl IngestOutcome {
+    pub fn event_id(&self) -> &str {
+        match self {
+            IngestOutcome::Accepted { event_id }
+            | IngestOutcome::Requeued { event_id }
+            | IngestOutcome::Duplicate { event_id } => event_id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("body of {0} bytes is over the limit")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Signature(#[from] VerifyError),
+    #[error(transparent)]
+    Malformed(#[from] EnvelopeError),
+    #[error("{} events are refused by configuration", if *livemode { "live-mode" } else { "test-mode" })]
+    ModeRefused { livemode: bool },
+    #[error("the payload is too big to queue or store, even compressed ({0} bytes)")]
+    Unstorable(usize),
+    #[error("the event log failed")]
+    Store(#[from] StoreError),
+    #[error("the queue failed")]
+    Queue(#[from] QueueError),
+}
+
+impl IngestError {
+    /// A stable code for the HTTP answer and for counting rejections.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::TooLarge(_) => "payload_too_large",
+            IngestError::Signature(e) => e.code(),
+            IngestError::Malformed(_) => "malformed_body",
+            IngestError::ModeRefused { livemode: true } => "live_mode_refused",
+            IngestError::ModeRefused { livemode: false } => "test_mode_refused",
+            IngestError::Unstorable(_) => "payload_too_large",
+            IngestError::Store(_) => "store_unavailable",
+            IngestError::Queue(_) => "queue_unavailable",
+        }
+    }
+
+    /// Whether the fault is ours (Stripe should retry) rather than the request's.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, IngestError::Store(_) | IngestError::Queue(_))
+    }
+}
+
+/// The ingress use case over an event log and a queue.
+pub struct Ingress<L, Q> {
+    pub log: L,
+    pub queue: Q,
+    pub config: IngestConfig,
+}
+
+/// What the webhook handler learnt, for its log line, whatever the outcome.
+#[derive(Debug, Default, Clone)]
+pub struct IngestContext {
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub livemode: Option<bool>,
+}
+
+impl<L: EventLog, Q: Queue> Ingress<L, Q> {
+    pub fn new(log: L, queue: Q, config: IngestConfig) -> Self {
+        Self { log, queue, config }
+    }
+
+    /// Verifies and parses a delivery without touching storage: the CPU-only hot path.
+    pub fn verify_and_parse(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<EventEnvelope, IngestError> {
+        verify_and_parse(&self.config, signature, body, now)
+    }
+
+    pub async fn ingest(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+        now: i64,
+        context: &mut IngestContext,
+    ) -> Result<IngestOutcome, IngestError> {
+        let envelope = self.verify_and_parse(signature, body, now)?;
+        context.event_id = Some(envelope.id.clone());
+        context.event_type = Some(envelope.event_type.clone());
+        context.livemode = Some(envelope.livemode);
+        if !self.config.modes.admits(envelope.livemode) {
+            return Err(IngestError::ModeRefused { livemode: envelope.livemode });
+        }
+
+        let fits_inline = QueueMessage::inline_size(&envelope.id, &envelope.event_type, body.len())
+            <= self.queue.max_message_bytes();
+        let stored_payload = if fits_inline {
+            None
+        } else {
+            let packed = compress(body);
+            if packed.len() > MAX_STORED_PAYLOAD_BYTES {
+                return Err(IngestError::Unstorable(body.len()));
+            }
+            Some(packed)
+        };
+        let record = EventRecord {
+            event_id: envelope.id.clone(),
+            event_type: envelope.event_type.clone(),
+            created: envelope.created,
+            livemode: envelope.livemode,
+            received_at: now,
+            expires_at: now + self.config.event_ttl_secs,
+            status: EventStatus::Received,
+            stored_payload,
+        };
+
+        let requeue = match self.log.insert_if_absent(&record).await? {
+            InsertOutcome::Inserted => false,
+            InsertOutcome::AlreadyPresent(EventStatus::Queued) => {
+                return Ok(IngestOutcome::Duplicate { event_id: envelope.id });
+            }
+            InsertOutcome::AlreadyPresent(EventStatus::Received) => true,
+        };
+
+        let payload = if fits_inline {
+            // Verified bytes that parsed as a JSON object are valid UTF-8.
+            Payload::Inline(String::from_utf8_lossy(body).into_owned())
+        } else {
+            Payload::InEventLog
+        };
+        let message = QueueMessage {
+            event_id: envelope.id.clone(),
+            event_type: envelope.event_type,
+            livemode: envelope.livemode,
+            created: envelope.created,
+            payload,
+        };
+        self.queue.send(&message).await?;
+
+        // The event is durable in the queue now: a failure to confirm only means a later
+        // redelivery enqueues it again, which the worker tolerates. Stripe gets its 2xx.
+        if let Err(e) = self.log.mark_queued(&envelope.id).await {
+            tracing::warn!(event_id = %envelope.id, error = %e, "enqueued, but the event log did not record it; a redelivery will enqueue it again");
+        }
+        Ok(if requeue {
+            IngestOutcome::Requeued { event_id: envelope.id }
+        } else {
+            IngestOutcome::Accepted { event_id: envelope.id }
+        })
+    }
+}
+
+/// Verification and parsing, in the order that keeps untrusted bytes away from the parser.
+pub fn verify_and_parse(
+    config: &IngestConfig,
+    signature: Option<&str>,
+    body: &[u8],
+    now: i64,
+) -> Result<EventEnvelope, IngestError> {
+    if body.len() > config.max_body_bytes {
+        return Err(IngestError::TooLarge(body.len()));
+    }
+    verify(signature, body, &config.secrets, now, config.tolerance_secs)?;
+    Ok(EventEnvelope::parse(body)?)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::memory::{MemoryEventLog, MemoryQueue};
+    use crate::message::decompress;
+    use crate::signature::{sign, WebhookSecret};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn secret() -> WebhookSecret {
+        WebhookSecret::new("whsec_unit").unwrap()
+    }
+
+    fn ingress(max_msg: usize) -> Ingress<MemoryEventLog, MemoryQueue> {
+        Ingress::new(
+            MemoryEventLog::default(),
+            MemoryQueue::new(max_msg),
+            IngestConfig::new(SecretSet::single(secret())),
+        )
+    }
+
+    fn event(id: &str, livemode: bool) -> Vec<u8> {
+        format!(
+            r#"{{"id":"{id}","object":"event","type":"invoice.paid","created":{},"livemode":{livemode},"data":{{"object":{{"id":"in_1","customer":"cus_1"}}}}}}"#,
+            NOW - 2
+        )
+        .into_bytes()
+    }
+
+    async fn deliver(
+        ing: &Ingress<MemoryEventLog, MemoryQueue>,
+        body: &[u8],
+    ) -> Result<IngestOutcome, IngestError> {
+        let header = sign(&secret(), NOW, body);
+        ing.ingest(Some(&header), body, NOW, &mut IngestContext::default()).await
+    }
+
+    #[tokio::test]
+    async fn first_delivery_is_accepted_then_duplicates_enqueue_nothing() {
+        let ing = ingress(256 * 1024);
+        let body = event("evt_a", false);
+        assert_eq!(
+            deliver(&ing, &body).await.unwrap(),
+            IngestOutcome::Accepted { event_id: "evt_a".into() }
+        );
+        assert_eq!(
+            deliver(&ing, &body).await.unwrap(),
+            IngestOutcome::Duplicate { event_id: "evt_a".into() }
+        );
+        let sent = ing.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].payload, Payload::Inline(String::from_utf8(body).unwrap()));
+        let rec = ing.log.get("evt_a").unwrap();
+        assert_eq!(rec.status, EventStatus::Queued);
+        assert!(!rec.livemode);
+        assert_eq!(rec.expires_at, NOW + DEFAULT_EVENT_TTL_SECS);
+    }
+
+    #[tokio::test]
+    async fn a_queue_outage_is_retryable_and_the_retry_enqueues() {
+        let ing = ingress(256 * 1024);
+        let body = event("evt_b", true);
+        ing.queue.down.store(true, Ordering::SeqCst);
+        let err = deliver(&ing, &body).await.unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(err.code(), "queue_unavailable");
+        assert_eq!(ing.log.get("evt_b").unwrap().status, EventStatus::Received);
+        ing.queue.down.store(false, Ordering::SeqCst);
+        assert_eq!(
+            deliver(&ing, &body).await.unwrap(),
+            IngestOutcome::Requeued { event_id: "evt_b".into() }
+        );
+        assert_eq!(ing.queue.sent().len(), 1);
+        assert_eq!(ing.log.get("evt_b").unwrap().status, EventStatus::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_is_retryable_and_enqueues_nothing() {
+        let ing = ingress(256 * 1024);
+        ing.log.down.store(true, Ordering::SeqCst);
+        let err = deliver(&ing, &event("evt_c", true)).await.unwrap_err();
+        assert_eq!(err.code(), "store_unavailable");
+        assert!(ing.queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_enqueue_still_answers_success() {
+        let ing = ingress(256 * 1024);
+        ing.log.mark_down.store(true, Ordering::SeqCst);
+        assert!(deliver(&ing, &event("evt_d", true)).await.is_ok());
+        assert_eq!(ing.queue.sent().len(), 1);
+        // Unconfirmed: a redelivery enqueues again rather than risk a loss.
+        ing.log.mark_down.store(false, Ordering::SeqCst);
+        assert!(matches!(deliver(&ing, &event("evt_d", true)).await, Ok(IngestOutcome::Requeued { .. })));
+    }
+
+    #[tokio::test]
+    async fn big_payloads_go_by_reference_through_the_event_log() {
+        let ing = ingress(4 * 1024);
+        let padding = "x".repeat(20_000);
+        let body = format!(
+            r#"{{"id":"evt_big","type":"invoice.paid","created":{NOW},"livemode":true,"data":{{"object":{{"id":"in_1","memo":"{padding}"}}}}}}"#
+        )
+        .into_bytes();
+        assert!(matches!(deliver(&ing, &body).await, Ok(IngestOutcome::Accepted { .. })));
+        assert_eq!(ing.queue.sent()[0].payload, Payload::InEventLog);
+        let stored = ing.log.stored_payload("evt_big").await.unwrap().unwrap();
+        assert_eq!(decompress(&stored).unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn refusals_have_codes_and_touch_nothing() {
+        let mut ing = ingress(256 * 1024);
+        let body = event("evt_e", false);
+        let err = ing.ingest(None, &body, NOW, &mut IngestContext::default()).await.unwrap_err();
+        assert_eq!(err.code(), "missing_signature");
+        let header = sign(&secret(), NOW, &body);
+        let err = ing
+            .ingest(Some(&header), &body, NOW + 1000, &mut IngestContext::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "stale_signature");
+        let junk = b"not json".to_vec();
+        let header = sign(&secret(), NOW, &junk);
+        let err = ing.ingest(Some(&header), &junk, NOW, &mut IngestContext::default()).await.unwrap_err();
+        assert_eq!(err.code(), "malformed_body");
+        ing.config.modes = ModeFilter::LiveOnly;
+        assert_eq!(deliver(&ing, &body).await.unwrap_err().code(), "test_mode_refused");
+        ing.config.max_body_bytes = 10;
+        assert_eq!(deliver(&ing, &body).await.unwrap_err().code(), "payload_too_large");
+        assert!(ing.queue.sent().is_empty());
+        assert!(ing.log.get("evt_e").is_none());
+    }
+}

@@ -1,0 +1,17 @@
+//! revguard's domain: Stripe signatures and events, the use cases and the ports they need.
+//!
+//! No AWS, no SQL, no clock, no environment: time comes in as an argument.
+
+pub mod contract;
+pub mod event;
+pub mod ingest;
+pub mod memory;
+pub mod message;
+pub mod ports;
+pub mod signature;
+
+pub use event::EventEnvelope;
+pub use ingest::{IngestConfig, IngestError, IngestOutcome, Ingress, ModeFilter};
+pub use message::{Payload, QueueMessage};
+pub use ports::{EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError};
+pub use signature::{SecretSet, VerifyError, WebhookSecret};
