@@ -1,1 +1,173 @@
-fn main() {}
+//! `revguard`: the embedded server and the operator CLI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use revguard_core::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
+use revguard_core::signature::DEFAULT_TOLERANCE_SECS;
+use revguard_core::{ModeFilter, SecretSet, WebhookSecret};
+use revguard_local::serve::{serve, shutdown_signal, ServeOptions, DEV_SECRET_KEY};
+use revguard_local::{send, unix_now, SqliteStore};
+
+#[derive(Parser)]
+#[command(name = "revguard", version, about = "A watchdog for Stripe billing")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DbArg {
+    /// The SQLite database file.
+    #[arg(long, env = "REVGUARD_DB", default_value = "revguard.db")]
+    db: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Stripe webhooks at POST /webhook on the embedded SQLite store.
+    Serve {
+        #[arg(long, env = "REVGUARD_ADDR", default_value = "127.0.0.1:8787")]
+        addr: SocketAddr,
+        #[command(flatten)]
+        db: DbArg,
+        /// Signing secrets, comma separated; without one a dev secret is generated and kept.
+        #[arg(long = "secret", env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Seconds a signature timestamp may differ from now.
+        #[arg(long, env = "REVGUARD_SIGNATURE_TOLERANCE_SECS", default_value_t = DEFAULT_TOLERANCE_SECS)]
+        tolerance_secs: i64,
+        /// Largest accepted webhook body, in bytes.
+        #[arg(long, env = "REVGUARD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+        max_body_bytes: usize,
+        /// Days an event id is remembered for de-duplication.
+        #[arg(long, env = "REVGUARD_EVENT_TTL_DAYS", default_value_t = DEFAULT_EVENT_TTL_SECS / 86_400)]
+        event_ttl_days: i64,
+        /// Which Stripe modes to accept: both, live or test.
+        #[arg(long, env = "REVGUARD_MODES", default_value = "both", value_parser = parse_modes)]
+        modes: ModeFilter,
+    },
+    /// Sign a Stripe event file and POST it to a webhook URL.
+    Send {
+        /// A JSON Stripe event, e.g. events/invoice.paid.json.
+        file: String,
+        #[arg(long, default_value = "http://127.0.0.1:8787/webhook")]
+        url: String,
+        /// The signing secret; defaults to STRIPE_WEBHOOK_SECRET, then to the dev secret in --db.
+        #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
+        /// Give the event a new unique id, so the same file can be sent again.
+        #[arg(long)]
+        fresh_id: bool,
+    },
+    /// List the events waiting in the embedded queue, one JSON object per line.
+    Queue {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Print the event log's counts by status and the queue depth as JSON.
+    Status {
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
+fn parse_modes(s: &str) -> Result<ModeFilter, String> {
+    ModeFilter::parse(s).ok_or_else(|| format!("expected both, live or test, got {s:?}"))
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("REVGUARD_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("revguard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_existing(db: &DbArg) -> anyhow::Result<SqliteStore> {
+    if !db.db.exists() {
+        bail!("no database at {} (start `revguard serve` first, or pass --db)", db.db.display());
+    }
+    Ok(SqliteStore::open(&db.db)?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { addr, db, secret, tolerance_secs, max_body_bytes, event_ttl_days, modes } => {
+            let secrets = secret
+                .map(|s| SecretSet::parse(&s))
+                .transpose()
+                .context("STRIPE_WEBHOOK_SECRET")?;
+            let store = SqliteStore::open(&db.db)?;
+            let options = ServeOptions {
+                addr,
+                secrets,
+                tolerance_secs,
+                max_body_bytes,
+                event_ttl_secs: event_ttl_days * 86_400,
+                modes,
+            };
+            serve(store, options, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send { file, url, secret, db, fresh_id } => {
+            let secret = match secret {
+                // With several configured secrets, the first one signs.
+                Some(list) => SecretSet::parse(&list)
+                    .context("--secret")?
+                    .iter()
+                    .next()
+                    .cloned()
+                    .context("--secret")?,
+                None => {
+                    let store = open_existing(&db)
+                        .context("no --secret or STRIPE_WEBHOOK_SECRET, and no dev secret to fall back on")?;
+                    let stored = store
+                        .setting(DEV_SECRET_KEY)
+                        .await?
+                        .context("the database has no dev secret: pass --secret")?;
+                    WebhookSecret::new(stored)?
+                }
+            };
+            let prepared = send::prepare(&file, fresh_id)?;
+            let client = reqwest::Client::new();
+            let answer = send::send(&client, &url, &secret, prepared.body, unix_now()).await?;
+            println!("{} {} {}", prepared.event_id, answer.status, answer.body);
+            Ok(if (200..300).contains(&answer.status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Queue { db, limit } => {
+            let store = open_existing(&db)?;
+            for m in store.queued(limit)? {
+                println!("{}", serde_json::to_string(&m)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { db } => {
+            let store = open_existing(&db)?;
+            println!("{}", serde_json::to_string(&store.counts()?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

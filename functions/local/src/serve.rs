@@ -1,0 +1,139 @@
+//! `revguard serve`: the webhook endpoint on the embedded store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use revguard_core::{IngestConfig, Ingress, ModeFilter, SecretSet, WebhookSecret};
+use revguard_http::{router, system_clock, App};
+
+use crate::sqlite::SqliteStore;
+
+/// The settings key under which a generated development secret is kept.
+pub const DEV_SECRET_KEY: &str = "dev_webhook_secret";
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    /// Secrets from the environment; `None` uses (or creates) the stored dev secret.
+    pub secrets: Option<SecretSet>,
+    pub tolerance_secs: i64,
+    pub max_body_bytes: usize,
+    pub event_ttl_secs: i64,
+    pub modes: ModeFilter,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot read or store the development secret")]
+    Secret(#[source] revguard_core::StoreError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Returns the configured secrets, or the stored dev secret (created on first use) and
+/// whether it is one.
+pub async fn secrets_or_dev(
+    store: &SqliteStore,
+    configured: Option<SecretSet>,
+) -> Result<(SecretSet, Option<WebhookSecret>), ServeError> {
+    if let Some(set) = configured {
+        return Ok((set, None));
+    }
+    let fresh = format!("whsec_dev_{}", random_hex(24));
+    let stored = store.setting_or_insert(DEV_SECRET_KEY, &fresh).await.map_err(ServeError::Secret)?;
+    let secret = WebhookSecret::new(stored).map_err(|e| ServeError::Secret(revguard_core::StoreError::Corrupt(e.to_string())))?;
+    Ok((SecretSet::single(secret.clone()), Some(secret)))
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish and every
+/// accepted write reach the disk before returning.
+pub async fn serve(
+    store: SqliteStore,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (secrets, dev_secret) = secrets_or_dev(&store, options.secrets.clone()).await?;
+    let config = IngestConfig {
+        secrets,
+        tolerance_secs: options.tolerance_secs,
+        max_body_bytes: options.max_body_bytes,
+        event_ttl_secs: options.event_ttl_secs,
+        modes: options.modes,
+    };
+    let app = Arc::new(App::new(Ingress::new(store.clone(), store.clone(), config), system_clock()));
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr: options.addr, source })?;
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+
+    // What a person starting the server needs, on stdout (not the log): where to send
+    // webhooks and, for a dev secret, which secret signs them.
+    println!("revguard listening on http://{local}/webhook (database {})", store.path().display());
+    if let Some(secret) = &dev_secret {
+        println!(
+            "No STRIPE_WEBHOOK_SECRET set: using the development secret kept in the database:\n  {}",
+            secret.expose()
+        );
+    }
+
+    let purger = tokio::spawn(purge_expired_hourly(store.clone()));
+    let result = axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Serve);
+    purger.abort();
+    // Every response already sent was preceded by its commit; closing drains any write
+    // still in the writer's hands.
+    store.close();
+    tracing::info!("stopped");
+    result
+}
+
+async fn purge_expired_hourly(store: SqliteStore) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match store.purge_expired(crate::unix_now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired event-log entries removed"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired events"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
