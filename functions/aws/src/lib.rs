@@ -1,1 +1,14 @@
+//! AWS adapters of revguard's ports: the event log on DynamoDB, the queue on SQS.
+//! Every client comes from one `SdkConfig`, which honours `AWS_ENDPOINT_URL` (how the
+//! tests point the real SDK clients at moto server).
 
+pub mod config;
+pub mod dynamo;
+pub mod provision;
+pub mod sqs;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use config::{ingest_config_from_env, load_sdk_config, ConfigError, IngressEnv};
+pub use dynamo::DynamoEventLog;
+pub use sqs::SqsQueue;

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use revguard_core::ingest::IngestContext;
 use revguard_core::{EventLog, IngestError, IngestOutcome, Ingress, Queue};
@@ -18,6 +18,7 @@ use serde_json::json;
 use tracing::field::Empty;
 use tracing::Instrument;
 
+pub use axum::Router;
 pub use rejections::RejectionStats;
 
 /// Unix seconds. Injected so tests can replay deliveries at any time.

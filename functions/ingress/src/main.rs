@@ -1,1 +1,24 @@
-fn main() {}
+//! Lambda entry: reads config and the signing secret once at cold start, builds the
+//! clients once, and serves API Gateway HTTP API requests with the shared router.
+
+use revguard_aws::{ingest_config_from_env, load_sdk_config, IngressEnv};
+use revguard_http::system_clock;
+use revguard_ingress::build_router;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .without_time() // CloudWatch stamps every line
+        .init();
+    let env = IngressEnv::from_env()?;
+    let ingest = ingest_config_from_env()?;
+    let sdk = load_sdk_config().await;
+    let app = build_router(&sdk, &env, ingest, system_clock());
+    lambda_http::run(app).await
+}

@@ -1,0 +1,94 @@
+//! Typed configuration from the environment, read once at cold start.
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// The largest SQS message (256 KiB) less room for the message attributes, which SQS
+/// counts toward the size.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024 - 2 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+pub fn optional_parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() }),
+        _ => Ok(default),
+    }
+}
+
+/// What the ingress function needs to find its resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressEnv {
+    pub events_table: String,
+    pub queue_url: String,
+    pub max_message_bytes: usize,
+}
+
+impl IngressEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            events_table: required("REVGUARD_EVENTS_TABLE")?,
+            queue_url: required("REVGUARD_QUEUE_URL")?,
+            max_message_bytes: optional_parsed("REVGUARD_QUEUE_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?,
+        })
+    }
+}
+
+/// Loads the shared SDK configuration (region, credentials, `AWS_ENDPOINT_URL`) with
+/// timeouts shorter than a Lambda's, so a hung dependency becomes a 5xx, not a timeout.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(default_timeouts())
+        .load()
+        .await
+}
+
+pub fn default_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(8))
+        .build()
+}
+
+/// The ingress use case's settings from the environment, with the documented defaults.
+pub fn ingest_config_from_env() -> Result<revguard_core::IngestConfig, ConfigError> {
+    use revguard_core::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
+    use revguard_core::signature::DEFAULT_TOLERANCE_SECS;
+    let raw = required("STRIPE_WEBHOOK_SECRET")?;
+    let secrets = revguard_core::SecretSet::parse(&raw)
+        .map_err(|e| ConfigError::Invalid { name: "STRIPE_WEBHOOK_SECRET", reason: e.to_string() })?;
+    let modes_raw = optional_parsed("REVGUARD_MODES", "both".to_owned())?;
+    let modes = revguard_core::ModeFilter::parse(&modes_raw).ok_or(ConfigError::Invalid {
+        name: "REVGUARD_MODES",
+        reason: "expected both, live or test".into(),
+    })?;
+    Ok(revguard_core::IngestConfig {
+        secrets,
+        tolerance_secs: optional_parsed("REVGUARD_SIGNATURE_TOLERANCE_SECS", DEFAULT_TOLERANCE_SECS)?,
+        max_body_bytes: optional_parsed("REVGUARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
+        event_ttl_secs: optional_parsed("REVGUARD_EVENT_TTL_DAYS", DEFAULT_EVENT_TTL_SECS / 86_400)? * 86_400,
+        modes,
+    })
+}

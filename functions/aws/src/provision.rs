@@ -1,0 +1,43 @@
+//! Creates the tables and queues the adapters expect, as `template.yaml` declares them.
+//! Used by the tests against moto and by anyone trying the adapters by hand.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+
+use crate::dynamo::{ATTR_ID, ATTR_TTL};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The event-log table: `event_id` hash key, on-demand, TTL on `expires_at`.
+pub async fn create_events_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), BoxError> {
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(ATTR_ID)
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name(ATTR_ID).key_type(KeyType::Hash).build()?)
+        .send()
+        .await?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name(ATTR_TTL).enabled(true).build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// A queue; returns its URL.
+pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> Result<String, BoxError> {
+    let out = client.create_queue().queue_name(name).send().await?;
+    Ok(out.queue_url.ok_or("no queue url")?)
+}

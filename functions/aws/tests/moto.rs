@@ -1,0 +1,101 @@
+//! The AWS adapters against moto server, with the real SDK clients: the same port
+//! contracts the SQLite store keeps, plus what only AWS has (attributes, TTL).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use revguard_aws::provision::{create_events_table, create_queue};
+use revguard_aws::testing::{moto_config, unique_name, unreachable_config};
+use revguard_aws::{DynamoEventLog, SqsQueue};
+use revguard_core::contract;
+use revguard_core::ports::{EventLog, Queue, QueueError, StoreError};
+use revguard_core::QueueMessage;
+
+async fn event_log() -> (DynamoEventLog, aws_sdk_dynamodb::Client, String) {
+    let sdk = moto_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique_name("events");
+    create_events_table(&client, &table).await.expect("create table in moto");
+    (DynamoEventLog::new(client.clone(), &table), client, table)
+}
+
+#[tokio::test]
+async fn dynamodb_event_log_keeps_the_contract() {
+    let (log, _, _) = event_log().await;
+    contract::event_log_contract(&log, "dynamo").await;
+    contract::event_log_race_contract(&log, "dynamo").await;
+}
+
+#[tokio::test]
+async fn dynamodb_items_are_small_and_expire() {
+    let (log, client, table) = event_log().await;
+    let record = contract::sample_record("evt_item_shape", 1_700_000_000);
+    log.insert_if_absent(&record).await.unwrap();
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("event_id", AttributeValue::S("evt_item_shape".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["expires_at"], AttributeValue::N(record.expires_at.to_string()));
+    assert_eq!(item["status"], AttributeValue::S("received".into()));
+    assert_eq!(item["livemode"], AttributeValue::Bool(false));
+    assert!(!item.contains_key("payload"), "payloads ride in the message, not the log");
+    let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap();
+    let ttl = ttl.time_to_live_description.unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+}
+
+#[tokio::test]
+async fn sqs_queue_delivers_body_and_attributes() {
+    let sdk = moto_config().await;
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let url = create_queue(&client, &unique_name("queue")).await.unwrap();
+    let queue = SqsQueue::new(client.clone(), &url, 250_000);
+    let messages = contract::sample_messages("sqs");
+    contract::queue_send_contract(&queue, &messages).await;
+
+    let received = client
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(received.len(), messages.len());
+    for m in &received {
+        let decoded = QueueMessage::decode(m.body().unwrap()).unwrap();
+        let sent = messages.iter().find(|s| s.event_id == decoded.event_id).unwrap();
+        assert_eq!(&decoded, sent);
+        let attrs = m.message_attributes().unwrap();
+        assert_eq!(attrs["event_type"].string_value(), Some(sent.event_type.as_str()));
+        assert_eq!(attrs["livemode"].string_value(), Some(if sent.livemode { "true" } else { "false" }));
+        assert_eq!(attrs["event_id"].string_value(), Some(sent.event_id.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn sqs_refuses_messages_over_its_limit_before_sending() {
+    let sdk = moto_config().await;
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let url = create_queue(&client, &unique_name("queue")).await.unwrap();
+    let queue = SqsQueue::new(client, &url, 1024);
+    let mut m = contract::sample_messages("big").remove(0);
+    m.payload = revguard_core::Payload::Inline(format!("\"{}\"", "x".repeat(2000)));
+    assert!(matches!(queue.send(&m).await, Err(QueueError::TooLarge(_))));
+}
+
+#[tokio::test]
+async fn outages_are_reported_as_unavailable() {
+    let sdk = unreachable_config().await;
+    let log = DynamoEventLog::new(aws_sdk_dynamodb::Client::new(&sdk), "nowhere");
+    let err = log.insert_if_absent(&contract::sample_record("evt_x", 1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), "http://127.0.0.1:9/q", 250_000);
+    let err = queue.send(&contract::sample_messages("x")[0]).await.unwrap_err();
+    assert!(matches!(err, QueueError::Unavailable(_)), "{err:?}");
+}
