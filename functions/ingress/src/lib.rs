@@ -10,7 +10,24 @@ use revguard_http::{router, App, Clock, Router};
 /// Builds the webhook router from one SDK configuration (clients are built once, at cold
 /// start, and reused by every invocation).
 pub fn build_router(sdk: &SdkConfig, env: &IngressEnv, ingest: IngestConfig, clock: Clock) -> Router {
-    let log = DynamoEventLog::new(aws_sdk_dynamodb::Client::new(sdk), env.events_table.clone());
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env.queue_url.clone(), env.max_message_bytes);
+    router_with_clients(
+        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_sqs::Client::new(sdk),
+        env,
+        ingest,
+        clock,
+    )
+}
+
+/// The same router over given clients (tests point one of them at an outage).
+pub fn router_with_clients(
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    env: &IngressEnv,
+    ingest: IngestConfig,
+    clock: Clock,
+) -> Router {
+    let log = DynamoEventLog::new(dynamodb, env.events_table.clone());
+    let queue = SqsQueue::new(sqs, env.queue_url.clone(), env.max_message_bytes);
     router(Arc::new(App::new(Ingress::new(log, queue, ingest), clock)))
 }

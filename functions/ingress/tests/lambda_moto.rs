@@ -1,0 +1,313 @@
+//! The ingress Lambda's handler, driven with API Gateway HTTP API (v2) request envelopes
+//! from `events/apigw/`, against real DynamoDB and SQS in moto server.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use http_body_util::BodyExt;
+use revguard_aws::provision::{create_events_table, create_queue};
+use revguard_aws::testing::{moto_config, unique_name, unreachable_config};
+use revguard_aws::IngressEnv;
+use revguard_core::message::decompress;
+use revguard_core::signature::sign;
+use revguard_core::{IngestConfig, Payload, QueueMessage, SecretSet, WebhookSecret};
+use revguard_ingress::router_with_clients;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const SECRET: &str = "whsec_lambda_test";
+const NOW: i64 = 1_767_225_602;
+
+fn repo_file(path: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// An event from `events/` under a unique id, so tests sharing moto never collide.
+fn event_body(file: &str, id: &str) -> String {
+    let mut v: Value = serde_json::from_str(&repo_file(&format!("events/{file}"))).unwrap();
+    v["id"] = Value::String(id.to_owned());
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+fn signed(body: &str) -> String {
+    sign(&WebhookSecret::new(SECRET).unwrap(), NOW, body.as_bytes())
+}
+
+/// The API Gateway v2 envelope with this body and these headers replaced.
+fn envelope(body: &str, signature: Option<&str>, base64_body: bool) -> lambda_http::Request {
+    let mut env: Value = serde_json::from_str(&repo_file("events/apigw/webhook-request.json")).unwrap();
+    let headers = env["headers"].as_object_mut().unwrap();
+    headers.remove("stripe-signature");
+    if let Some(sig) = signature {
+        // API Gateway passes header names through in whatever case the client used.
+        headers.insert("Stripe-Signature".into(), Value::String(sig.to_owned()));
+    }
+    headers.insert("content-length".into(), Value::String(body.len().to_string()));
+    if base64_body {
+        env["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(body));
+        env["isBase64Encoded"] = Value::Bool(true);
+    } else {
+        env["body"] = Value::String(body.to_owned());
+    }
+    lambda_http::request::from_str(&env.to_string()).expect("a valid API Gateway v2 envelope")
+}
+
+struct Stack {
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    env: IngressEnv,
+}
+
+impl Stack {
+    async fn new() -> Self {
+        let sdk = moto_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let table = unique_name("events");
+        create_events_table(&dynamodb, &table).await.unwrap();
+        let queue_url = create_queue(&sqs, &unique_name("queue")).await.unwrap();
+        let env = IngressEnv { events_table: table, queue_url, max_message_bytes: 250_000 };
+        Self { dynamodb, sqs, env }
+    }
+
+    fn config(&self) -> IngestConfig {
+        IngestConfig::new(SecretSet::parse(&format!("whsec_old_rotated,{SECRET}")).unwrap())
+    }
+
+    fn router(&self) -> revguard_http::Router {
+        self.router_with(self.dynamodb.clone(), self.sqs.clone(), self.config())
+    }
+
+    fn router_with(
+        &self,
+        dynamodb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        config: IngestConfig,
+    ) -> revguard_http::Router {
+        router_with_clients(dynamodb, sqs, &self.env, config, Arc::new(|| NOW))
+    }
+
+    async fn item(&self, event_id: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
+        self.dynamodb
+            .get_item()
+            .table_name(&self.env.events_table)
+            .key("event_id", AttributeValue::S(event_id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
+    async fn status(&self, event_id: &str) -> Option<String> {
+        self.item(event_id).await.map(|i| i["status"].as_s().unwrap().clone())
+    }
+
+    async fn drain(&self) -> Vec<QueueMessage> {
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.env.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                return all;
+            }
+            for m in batch {
+                all.push(QueueMessage::decode(m.body().unwrap()).unwrap());
+            }
+        }
+    }
+}
+
+async fn call(router: revguard_http::Router, request: lambda_http::Request) -> (u16, Value) {
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn accepted_then_duplicate() {
+    let stack = Stack::new().await;
+    let id = unique_name("evt_acc");
+    let body = event_body("invoice.payment_failed.json", &id);
+
+    let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+    assert_eq!(json["event_id"], Value::String(id.clone()));
+    let item = stack.item(&id).await.unwrap();
+    assert_eq!(item["status"].as_s().unwrap(), "queued");
+    assert_eq!(item["livemode"], AttributeValue::Bool(false), "test-mode recorded as such");
+    assert_eq!(item["event_type"].as_s().unwrap(), "invoice.payment_failed");
+    assert_eq!(item["expires_at"].as_n().unwrap(), &(NOW + 30 * 86_400).to_string());
+
+    let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("duplicate")));
+
+    let sent = stack.drain().await;
+    assert_eq!(sent.len(), 1, "a duplicate is not enqueued again");
+    assert_eq!(sent[0].payload, Payload::Inline(body.clone()), "the raw payload travels unchanged");
+}
+
+#[tokio::test]
+async fn base64_encoded_bodies_are_verified_on_their_decoded_bytes() {
+    let stack = Stack::new().await;
+    let id = unique_name("evt_b64");
+    let body = event_body("charge.refunded.json", &id);
+    let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), true)).await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_are_recorded_once_and_the_consumer_can_tell() {
+    let stack = Stack::new().await;
+    let id = unique_name("evt_conc");
+    let body = event_body("customer.subscription.updated.json", &id);
+    let deliveries = (0..4).map(|_| call(stack.router(), envelope(&body, Some(&signed(&body)), false)));
+    let results = futures_join(deliveries).await;
+    for (status, json) in &results {
+        assert_eq!(*status, 200, "{json}");
+    }
+    let accepted = results.iter().filter(|(_, j)| j["status"] == "accepted").count();
+    assert!(accepted >= 1);
+    assert_eq!(stack.status(&id).await.as_deref(), Some("queued"));
+    let sent = stack.drain().await;
+    // A delivery that finds the entry unconfirmed enqueues again rather than risk a loss;
+    // every copy carries the event id, which the worker applies once.
+    assert!(!sent.is_empty() && sent.len() <= results.len(), "{} messages", sent.len());
+    assert!(sent.iter().all(|m| m.event_id == id));
+}
+
+#[tokio::test]
+async fn signature_failures_are_400_with_a_reason_and_record_nothing() {
+    let stack = Stack::new().await;
+    let id = unique_name("evt_bad");
+    let body = event_body("invoice.paid.json", &id);
+    let wrong = sign(&WebhookSecret::new("whsec_not_ours").unwrap(), NOW, body.as_bytes());
+    let stale = sign(&WebhookSecret::new(SECRET).unwrap(), NOW - 301, body.as_bytes());
+    let cases = [
+        (None, "missing_signature"),
+        (Some("t=abc".to_owned()), "malformed_signature"),
+        (Some(format!("t={NOW},v0=abc")), "no_v1_signature"),
+        (Some(wrong), "bad_signature"),
+        (Some(stale), "stale_signature"),
+    ];
+    for (header, code) in cases {
+        let (status, json) = call(stack.router(), envelope(&body, header.as_deref(), false)).await;
+        assert_eq!((status, json["error"].as_str()), (400, Some(code)));
+    }
+    let junk = "{not json";
+    let (status, json) = call(stack.router(), envelope(junk, Some(&signed(junk)), false)).await;
+    assert_eq!((status, json["error"].as_str()), (400, Some("malformed_body")));
+    assert_eq!(stack.item(&id).await, None);
+    assert!(stack.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let stack = Stack::new().await;
+    let mut config = stack.config();
+    config.max_body_bytes = 4096;
+    let router = stack.router_with(stack.dynamodb.clone(), stack.sqs.clone(), config);
+    let body = event_body("invoice.paid.json", &unique_name("evt_big"));
+    assert!(body.len() > 4096);
+    let (status, json) = call(router, envelope(&body, Some(&signed(&body)), false)).await;
+    assert_eq!((status, json["error"].as_str()), (413, Some("payload_too_large")));
+}
+
+#[tokio::test]
+async fn payloads_too_big_for_sqs_go_through_the_event_log() {
+    let stack = Stack::new().await;
+    let id = unique_name("evt_huge");
+    // An invoice with hundreds of line items: ~600 KB, over SQS's 256 KiB.
+    let mut v: Value = serde_json::from_str(&event_body("invoice.paid.json", &id)).unwrap();
+    let line = v["data"]["object"]["lines"]["data"][0].clone();
+    let lines: Vec<Value> = (0..400)
+        .map(|i| {
+            let mut l = line.clone();
+            l["id"] = Value::String(format!("il_{i:06}"));
+            l
+        })
+        .collect();
+    v["data"]["object"]["lines"]["data"] = Value::Array(lines);
+    let body = serde_json::to_string(&v).unwrap();
+    assert!(body.len() > 300 * 1024, "{} bytes", body.len());
+
+    let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+    let sent = stack.drain().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].payload, Payload::InEventLog);
+    let item = stack.item(&id).await.unwrap();
+    let stored = item["payload"].as_b().unwrap().as_ref().to_vec();
+    assert!(stored.len() < 350 * 1024);
+    assert_eq!(decompress(&stored).unwrap(), body.as_bytes(), "the payload comes back byte for byte");
+}
+
+#[tokio::test]
+async fn a_store_outage_is_503_and_nothing_is_enqueued() {
+    let stack = Stack::new().await;
+    let down = aws_sdk_dynamodb::Client::new(&unreachable_config().await);
+    let router = stack.router_with(down, stack.sqs.clone(), stack.config());
+    let id = unique_name("evt_store_down");
+    let body = event_body("invoice.paid.json", &id);
+    let (status, json) = call(router, envelope(&body, Some(&signed(&body)), false)).await;
+    assert_eq!((status, json["error"].as_str()), (503, Some("store_unavailable")));
+    assert_eq!(stack.item(&id).await, None, "nothing recorded as done");
+    assert!(stack.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_queue_outage_is_503_and_stripes_retry_enqueues() {
+    let stack = Stack::new().await;
+    let down = aws_sdk_sqs::Client::new(&unreachable_config().await);
+    let id = unique_name("evt_queue_down");
+    let body = event_body("invoice.paid.json", &id);
+
+    let router = stack.router_with(stack.dynamodb.clone(), down, stack.config());
+    let (status, json) = call(router, envelope(&body, Some(&signed(&body)), false)).await;
+    assert_eq!((status, json["error"].as_str()), (503, Some("queue_unavailable")));
+    assert_eq!(stack.status(&id).await.as_deref(), Some("received"), "recorded, not confirmed");
+
+    // Stripe retries: the entry exists but was never confirmed, so it is enqueued now.
+    let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+    assert_eq!(stack.status(&id).await.as_deref(), Some("queued"));
+    let sent = stack.drain().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].event_id, id);
+}
+
+#[tokio::test]
+async fn wrong_method_and_path() {
+    let stack = Stack::new().await;
+    let mut req = envelope("{}", None, false);
+    *req.method_mut() = lambda_http::http::Method::GET;
+    let (status, _) = call(stack.router(), req).await;
+    assert_eq!(status, 405);
+    let mut req = envelope("{}", None, false);
+    *req.uri_mut() = "/elsewhere".parse().unwrap();
+    let (status, json) = call(stack.router(), req).await;
+    assert_eq!((status, json["error"].as_str()), (404, Some("not_found")));
+}
+
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
