@@ -1,0 +1,165 @@
+//! Load generator for `scripts/load`: validly signed, unique ~3 KB events against a
+//! webhook URL at a given concurrency; prints one JSON line of figures.
+//!
+//!   load --url URL --secret whsec_… --concurrency 64 --requests 20000 [--bad-signature]
+//!   load --prefill N --db PATH        (fills an event log with N entries, then exits)
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use revguard_core::signature::sign;
+use revguard_core::WebhookSecret;
+
+struct Args {
+    url: String,
+    secret: String,
+    concurrency: usize,
+    requests: usize,
+    bad_signature: bool,
+    prefill: Option<usize>,
+    db: Option<String>,
+    tag: String,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        url: String::new(),
+        secret: String::new(),
+        concurrency: 1,
+        requests: 1000,
+        bad_signature: false,
+        prefill: None,
+        db: None,
+        tag: format!("{:x}", std::process::id()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => a.url = value(),
+            "--secret" => a.secret = value(),
+            "--concurrency" => a.concurrency = value().parse().unwrap(),
+            "--requests" => a.requests = value().parse().unwrap(),
+            "--bad-signature" => a.bad_signature = true,
+            "--prefill" => a.prefill = Some(value().parse().unwrap()),
+            "--db" => a.db = Some(value()),
+            "--tag" => a.tag = value(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+const PLACEHOLDER: &str = "evt_LOADPLACEHOLDER";
+
+fn template() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/charge.refunded.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["id"] = serde_json::Value::String(PLACEHOLDER.into());
+    serde_json::to_string(&v).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    if let Some(n) = args.prefill {
+        let store = revguard_local::SqliteStore::open(args.db.expect("--db")).unwrap();
+        let started = Instant::now();
+        store.prefill_events(n, now()).await.unwrap();
+        store.close();
+        eprintln!("prefilled {n} events in {:.1}s", started.elapsed().as_secs_f64());
+        return;
+    }
+
+    let template = Arc::new(template());
+    let secret = WebhookSecret::new(&args.secret).unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (client, next, template, secret, url, tag) = (
+                client.clone(),
+                next.clone(),
+                template.clone(),
+                secret.clone(),
+                args.url.clone(),
+                args.tag.clone(),
+            );
+            let (total, bad) = (args.requests, args.bad_signature);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let (mut accepted, mut rejected, mut errors) = (0u64, 0u64, 0u64);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let body = template.replace(PLACEHOLDER, &format!("evt_load_{tag}_{i:09}"));
+                    let header = if bad {
+                        format!("t={},v1={}", now(), "0".repeat(64))
+                    } else {
+                        sign(&secret, now(), body.as_bytes())
+                    };
+                    let t0 = Instant::now();
+                    let answer = client.post(&url).header("stripe-signature", header).body(body).send().await;
+                    match answer {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let _ = r.bytes().await;
+                            latencies.push(t0.elapsed());
+                            match status {
+                                200 => accepted += 1,
+                                400..=499 => rejected += 1,
+                                _ => errors += 1,
+                            }
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (latencies, accepted, rejected, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let (mut accepted, mut rejected, mut errors) = (0, 0, 0);
+    for w in workers {
+        let (l, a, r, e) = w.await.unwrap();
+        latencies.extend(l);
+        accepted += a;
+        rejected += r;
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let idx = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[idx].as_secs_f64() * 1000.0
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "concurrency": args.concurrency,
+            "requests": args.requests,
+            "accepted": accepted,
+            "rejected": rejected,
+            "errors": errors,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "per_sec": (latencies.len() as f64 / seconds).round(),
+            "p50_ms": (pct(0.50) * 100.0).round() / 100.0,
+            "p99_ms": (pct(0.99) * 100.0).round() / 100.0,
+        })
+    );
+}
