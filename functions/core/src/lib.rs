@@ -2,6 +2,7 @@
 //!
 //! No AWS, no SQL, no clock, no environment: time comes in as an argument.
 
+pub mod billing;
 pub mod contract;
 pub mod event;
 pub mod ingest;

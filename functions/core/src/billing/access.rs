@@ -1,0 +1,84 @@
+//! "May this customer use the product?" — derived at query time from state and `now`.
+
+use serde::Serialize;
+
+use super::customer::CustomerState;
+use super::dunning::{DunningCase, Stage};
+use super::policy::BillingPolicy;
+use super::subscription::SubscriptionState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Granted,
+    /// Past due, inside the grace period.
+    Grace,
+    Revoked,
+    /// Disputed, with `suspend_on_dispute` set.
+    Suspended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Access {
+    pub verdict: Verdict,
+    pub reason: String,
+    /// End of the grace period, while in grace.
+    pub grace_until: Option<i64>,
+    /// Open or lost dispute (whatever the verdict).
+    pub disputed: bool,
+}
+
+pub fn access(
+    customer: Option<&CustomerState>,
+    subscriptions: &[SubscriptionState],
+    cases: &[DunningCase],
+    now: i64,
+    policy: &BillingPolicy,
+) -> Access {
+    let disputed = customer.is_some_and(CustomerState::disputed);
+    let verdict = |verdict, reason: &str, grace_until| Access { verdict, reason: reason.to_owned(), grace_until, disputed };
+    if customer.is_some_and(|c| c.deleted) {
+        return verdict(Verdict::Revoked, "customer deleted", None);
+    }
+    if disputed && policy.suspend_on_dispute {
+        return verdict(Verdict::Suspended, "open or lost dispute", None);
+    }
+    let live: Vec<&SubscriptionState> = subscriptions.iter().filter(|s| !s.deleted).collect();
+    let lost = |s: &SubscriptionState| {
+        cases.iter().any(|c| c.subscription.as_deref() == Some(s.id.as_str()) && c.stage(policy) == Some(Stage::Lost))
+    };
+    if live.iter().any(|s| matches!(s.status.as_str(), "active" | "trialing") && !lost(s)) {
+        return verdict(Verdict::Granted, "active subscription", None);
+    }
+    let past_due: Vec<&&SubscriptionState> = live.iter().filter(|s| s.status == "past_due" && !lost(s)).collect();
+    if !past_due.is_empty() {
+        // Grace counts from the first failure of the open case, else from when Stripe
+        // reported the subscription past due.
+        let since = past_due
+            .iter()
+            .map(|s| {
+                cases
+                    .iter()
+                    .filter(|c| c.subscription.as_deref() == Some(s.id.as_str()))
+                    .filter(|c| c.stage(policy).is_some_and(Stage::is_open))
+                    .filter_map(|c| c.opened_at)
+                    .min()
+                    .unwrap_or(s.version.created)
+            })
+            .min()
+            .unwrap_or(now);
+        let until = since + policy.grace_days * 86_400;
+        return if now < until {
+            verdict(Verdict::Grace, "past due, in grace", Some(until))
+        } else {
+            verdict(Verdict::Revoked, "past due beyond the grace period", None)
+        };
+    }
+    if live.iter().any(|s| lost(s)) || cases.iter().any(|c| c.stage(policy) == Some(Stage::Lost)) {
+        return verdict(Verdict::Revoked, "payment lost", None);
+    }
+    match live.first() {
+        Some(s) => verdict(Verdict::Revoked, &format!("subscription {}", s.status), None),
+        None => verdict(Verdict::Revoked, "no subscription", None),
+    }
+}

@@ -1,0 +1,290 @@
+//! Lenient views of the Stripe objects revguard reads, in the older and newer API shapes.
+//! Every field is optional or defaulted: an object never fails on what it does not need.
+
+use serde::{Deserialize, Serialize};
+
+/// A related object, sent as its id or expanded.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Ref {
+    Id(String),
+    Object { id: String },
+}
+
+impl Ref {
+    pub fn id(&self) -> &str {
+        match self {
+            Ref::Id(id) | Ref::Object { id } => id,
+        }
+    }
+}
+
+fn ref_id(r: &Option<Ref>) -> Option<String> {
+    r.as_ref().map(|r| r.id().to_owned())
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Recurring {
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub interval_count: Option<i64>,
+    #[serde(default)]
+    pub usage_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Price {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub unit_amount: Option<i64>,
+    #[serde(default)]
+    pub unit_amount_decimal: Option<String>,
+    #[serde(default)]
+    pub recurring: Option<Recurring>,
+    // Older API versions: a `plan` with interval fields at its top level.
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub interval_count: Option<i64>,
+    #[serde(default)]
+    pub usage_type: Option<String>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct SubscriptionItem {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub price: Option<Price>,
+    #[serde(default)]
+    pub plan: Option<Price>,
+    #[serde(default)]
+    pub quantity: Option<i64>,
+    #[serde(default)]
+    pub current_period_end: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct List<T> {
+    #[serde(default = "Vec::new")]
+    pub data: Vec<T>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Subscription {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<Ref>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub items: Option<List<SubscriptionItem>>,
+    #[serde(default)]
+    pub quantity: Option<i64>,
+    #[serde(default)]
+    pub trial_end: Option<i64>,
+    #[serde(default)]
+    pub current_period_end: Option<i64>,
+    #[serde(default)]
+    pub cancel_at_period_end: Option<bool>,
+    #[serde(default)]
+    pub canceled_at: Option<i64>,
+    #[serde(default)]
+    pub default_payment_method: Option<Ref>,
+}
+
+impl Subscription {
+    pub fn customer_id(&self) -> Option<String> {
+        ref_id(&self.customer)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct SubscriptionDetails {
+    #[serde(default)]
+    pub subscription: Option<Ref>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct InvoiceParent {
+    #[serde(default)]
+    pub subscription_details: Option<SubscriptionDetails>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Invoice {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub customer: Option<Ref>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub amount_due: Option<i64>,
+    #[serde(default)]
+    pub amount_paid: Option<i64>,
+    #[serde(default)]
+    pub attempt_count: Option<i64>,
+    #[serde(default)]
+    pub next_payment_attempt: Option<i64>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub billing_reason: Option<String>,
+    /// Older API versions.
+    #[serde(default)]
+    pub subscription: Option<Ref>,
+    /// Newer API versions: `parent.subscription_details.subscription`.
+    #[serde(default)]
+    pub parent: Option<InvoiceParent>,
+    #[serde(default)]
+    pub period_end: Option<i64>,
+}
+
+impl Invoice {
+    pub fn customer_id(&self) -> Option<String> {
+        ref_id(&self.customer)
+    }
+
+    pub fn subscription_id(&self) -> Option<String> {
+        ref_id(&self.subscription).or_else(|| {
+            self.parent
+                .as_ref()
+                .and_then(|p| p.subscription_details.as_ref())
+                .and_then(|d| ref_id(&d.subscription))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Charge {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub customer: Option<Ref>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub amount_refunded: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+}
+
+impl Charge {
+    pub fn customer_id(&self) -> Option<String> {
+        ref_id(&self.customer)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Dispute {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub charge: Option<Ref>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct CheckoutSession {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub customer: Option<Ref>,
+    #[serde(default)]
+    pub amount_total: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct InvoiceSettings {
+    #[serde(default)]
+    pub default_payment_method: Option<Ref>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Customer {
+    pub id: String,
+    #[serde(default)]
+    pub invoice_settings: Option<InvoiceSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Card {
+    #[serde(default)]
+    pub exp_month: Option<i64>,
+    #[serde(default)]
+    pub exp_year: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct PaymentMethod {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<Ref>,
+    #[serde(default)]
+    pub card: Option<Card>,
+}
+
+/// The money of an event, in minor units of a lower-case ISO currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    pub amount: i64,
+    pub currency: Currency,
+}
+
+/// A currency code in 3 ASCII bytes, so money is `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub fn parse(code: &str) -> Option<Self> {
+        let b = code.as_bytes();
+        (b.len() == 3 && b.iter().all(u8::is_ascii_alphabetic))
+            .then(|| Currency([b[0].to_ascii_lowercase(), b[1].to_ascii_lowercase(), b[2].to_ascii_lowercase()]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("xxx")
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> String {
+        c.as_str().to_owned()
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Currency::parse(&s).ok_or_else(|| format!("not a currency: {s}"))
+    }
+}
+
+impl std::fmt::Display for Currency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub fn money(amount: Option<i64>, currency: &Option<String>) -> Option<Money> {
+    Some(Money { amount: amount?, currency: Currency::parse(currency.as_deref()?)? })
+}

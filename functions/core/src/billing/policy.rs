@@ -1,0 +1,22 @@
+//! The worker's configuration, with documented defaults.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingPolicy {
+    /// The failed attempt from which a dunning case is at `final_warning` (default 3).
+    pub final_warning_attempt: i64,
+    /// Days a past-due customer keeps access (`grace`) before it is revoked (default 7).
+    pub grace_days: i64,
+    /// Whether an open or lost dispute suspends access (default false: flagged only).
+    pub suspend_on_dispute: bool,
+    /// A successful payment at or above this many minor units is announced (default
+    /// 100000, i.e. 1,000.00 in a two-decimal currency); 0 turns it off.
+    pub large_payment_minor_units: i64,
+}
+
+impl Default for BillingPolicy {
+    fn default() -> Self {
+        Self { final_warning_attempt: 3, grace_days: 7, suspend_on_dispute: false, large_payment_minor_units: 100_000 }
+    }
+}
