@@ -10,7 +10,8 @@ use revguard_core::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
 use revguard_core::signature::DEFAULT_TOLERANCE_SECS;
 use revguard_core::{ModeFilter, SecretSet, WebhookSecret};
 use revguard_local::serve::{serve, shutdown_signal, ServeOptions, DEV_SECRET_KEY};
-use revguard_local::{send, unix_now, SqliteStore};
+use revguard_core::billing::BillingPolicy;
+use revguard_local::{parse_time, send, unix_now, SqliteStore};
 
 #[derive(Parser)]
 #[command(name = "revguard", version, about = "A watchdog for Stripe billing")]
@@ -49,6 +50,40 @@ enum Command {
         /// Which Stripe modes to accept: both, live or test.
         #[arg(long, env = "REVGUARD_MODES", default_value = "both", value_parser = parse_modes)]
         modes: ModeFilter,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Notifications as JSON lines; defaults to revguard-notifications.jsonl beside --db.
+        #[arg(long, env = "REVGUARD_NOTIFICATIONS_FILE")]
+        notifications_file: Option<PathBuf>,
+        /// Bearer token for the operator API (/api/…); required for it off loopback.
+        #[arg(long, env = "REVGUARD_API_TOKEN", hide_env_values = true)]
+        api_token: Option<String>,
+    },
+    /// A customer's subscriptions, access verdict and open dunning cases, as JSON.
+    Customer {
+        id: String,
+        #[command(flatten)]
+        db: DbArg,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Dunning cases as JSON lines: --status open (default), closed, all, or a stage.
+    Dunning {
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[command(flatten)]
+        db: DbArg,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Hourly counters between two times (RFC 3339 or unix seconds), as JSON lines.
+    Metrics {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
     },
     /// Sign a Stripe event file and POST it to a webhook URL.
     Send {
@@ -77,6 +112,33 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
+}
+
+#[derive(Args, Clone)]
+struct PolicyArgs {
+    /// Days a past-due customer keeps access.
+    #[arg(long, env = "REVGUARD_GRACE_DAYS", default_value_t = 7)]
+    grace_days: i64,
+    /// The failed attempt from which a dunning case is at final_warning.
+    #[arg(long, env = "REVGUARD_FINAL_WARNING_ATTEMPT", default_value_t = 3)]
+    final_warning_attempt: i64,
+    /// Suspend access on an open or lost dispute (otherwise: flagged only).
+    #[arg(long, env = "REVGUARD_SUSPEND_ON_DISPUTE")]
+    suspend_on_dispute: bool,
+    /// Announce successful payments of at least this many minor units (0: off).
+    #[arg(long, env = "REVGUARD_LARGE_PAYMENT_MINOR_UNITS", default_value_t = 100_000)]
+    large_payment_minor_units: i64,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> BillingPolicy {
+        BillingPolicy {
+            final_warning_attempt: self.final_warning_attempt,
+            grace_days: self.grace_days,
+            suspend_on_dispute: self.suspend_on_dispute,
+            large_payment_minor_units: self.large_payment_minor_units,
+        }
+    }
 }
 
 fn parse_modes(s: &str) -> Result<ModeFilter, String> {
@@ -115,7 +177,18 @@ fn open_existing(db: &DbArg) -> anyhow::Result<SqliteStore> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { addr, db, secret, tolerance_secs, max_body_bytes, event_ttl_days, modes } => {
+        Command::Serve {
+            addr,
+            db,
+            secret,
+            tolerance_secs,
+            max_body_bytes,
+            event_ttl_days,
+            modes,
+            policy,
+            notifications_file,
+            api_token,
+        } => {
             let secrets = secret
                 .map(|s| SecretSet::parse(&s))
                 .transpose()
@@ -128,6 +201,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_body_bytes,
                 event_ttl_secs: event_ttl_days * 86_400,
                 modes,
+                policy: policy.policy(),
+                notifications_file: notifications_file
+                    .unwrap_or_else(|| db.db.with_file_name("revguard-notifications.jsonl")),
+                api_token: api_token.filter(|t| !t.is_empty()),
             };
             serve(store, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -161,6 +238,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_existing(&db)?;
             for m in store.queued(limit)? {
                 println!("{}", serde_json::to_string(&m)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Customer { id, db, policy } => {
+            let store = open_existing(&db)?;
+            let view = store.customer_view(&id, unix_now(), &policy.policy())?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dunning { status, db, policy } => {
+            let store = open_existing(&db)?;
+            for case in store.dunning_cases(Some(&status), &policy.policy())? {
+                println!("{}", serde_json::to_string(&case)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Metrics { from, to, db } => {
+            let store = open_existing(&db)?;
+            let time = |v: Option<String>, default: i64| -> anyhow::Result<i64> {
+                match v {
+                    None => Ok(default),
+                    Some(v) => parse_time(&v).with_context(|| format!("not a time: {v}")),
+                }
+            };
+            let now = unix_now();
+            for hour in store.metrics(time(from, now - 24 * 3600)?, time(to, now + 3600)?)? {
+                println!("{}", serde_json::to_string(&hour)?);
             }
             Ok(ExitCode::SUCCESS)
         }

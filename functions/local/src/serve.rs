@@ -4,10 +4,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
+use revguard_core::billing::BillingPolicy;
 use revguard_core::{IngestConfig, Ingress, ModeFilter, SecretSet, WebhookSecret};
 use revguard_http::{router, system_clock, App};
 
+use crate::api::{self, ApiState};
 use crate::sqlite::SqliteStore;
+use crate::worker::stop::StopSignal;
+use crate::worker::{EmbeddedWorker, Notifier};
 
 /// The settings key under which a generated development secret is kept.
 pub const DEV_SECRET_KEY: &str = "dev_webhook_secret";
@@ -21,10 +27,21 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     pub event_ttl_secs: i64,
     pub modes: ModeFilter,
+    pub policy: BillingPolicy,
+    /// Where notifications are appended as JSON lines (besides the log).
+    pub notifications_file: PathBuf,
+    /// Bearer token for the operator API; required for it to answer off loopback.
+    pub api_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("cannot open the notifications file {path}")]
+    Notifications {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read or store the development secret")]
     Secret(#[source] revguard_core::StoreError),
     #[error("cannot listen on {addr}")]
@@ -75,6 +92,9 @@ pub async fn serve(
         modes: options.modes,
     };
     let app = Arc::new(App::new(Ingress::new(store.clone(), store.clone(), config), system_clock()));
+    let notifier = Notifier::to_file(options.notifications_file.clone())
+        .map_err(|source| ServeError::Notifications { path: options.notifications_file.clone(), source })?;
+    let worker = EmbeddedWorker { store: store.clone(), policy: options.policy.clone(), notifier };
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|source| ServeError::Bind { addr: options.addr, source })?;
@@ -90,12 +110,25 @@ pub async fn serve(
         );
     }
 
+    let mut routes = router(app);
+    if options.api_token.is_some() || local.ip().is_loopback() {
+        let api_state = ApiState { store: store.clone(), policy: options.policy.clone(), token: options.api_token.clone() };
+        routes = routes.merge(api::router(Arc::new(api_state)));
+    } else {
+        tracing::warn!("the operator API is off: it holds billing data and needs REVGUARD_API_TOKEN off loopback");
+    }
+    println!("notifications go to {}", options.notifications_file.display());
+
+    let stop = StopSignal::default();
+    let worker_task = tokio::spawn(worker.run(stop.clone()));
     let purger = tokio::spawn(purge_expired_hourly(store.clone()));
-    let result = axum::serve(listener, router(app))
+    let result = axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Serve);
     purger.abort();
+    stop.stop();
+    let _ = worker_task.await;
     // Every response already sent was preceded by its commit; closing drains any write
     // still in the writer's hands.
     store.close();

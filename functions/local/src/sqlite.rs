@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS queue (
     event_type  TEXT NOT NULL,
     livemode    INTEGER NOT NULL,
     body        TEXT NOT NULL,
-    enqueued_at INTEGER NOT NULL
+    enqueued_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    visible_at  INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
@@ -89,6 +91,8 @@ pub struct EventCounts {
     pub received: u64,
     pub queued: u64,
     pub queue_depth: u64,
+    pub applied: u64,
+    pub dead_letters: u64,
 }
 
 struct Writer {
@@ -103,6 +107,8 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
     max_message_bytes: usize,
+    /// Woken after each enqueue, so the embedded worker applies events at once.
+    queue_signal: Arc<tokio::sync::Notify>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -121,6 +127,7 @@ impl SqliteStore {
         let sqlite_err = |source| OpenError::Sqlite { path: path.clone(), source };
         let conn = open_connection(&path).map_err(sqlite_err)?;
         conn.execute_batch(SCHEMA).map_err(sqlite_err)?;
+        conn.execute_batch(crate::worker::SCHEMA).map_err(sqlite_err)?;
         let reader = open_connection(&path).map_err(sqlite_err)?;
 
         let (sender, receiver) = mpsc::channel::<Job>();
@@ -136,6 +143,7 @@ impl SqliteStore {
             reader: Arc::new(Mutex::new(reader)),
             path,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            queue_signal: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -146,6 +154,10 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.queue_signal.clone()
     }
 
     /// Runs `f` in the next group commit; resolves once its effects are on disk.
@@ -270,8 +282,12 @@ impl SqliteStore {
                     _ => {}
                 }
             }
-            counts.queue_depth =
-                c.query_row("SELECT count(*) FROM queue", [], |r| r.get::<_, i64>(0))? as u64;
+            let count = |table: &str| -> rusqlite::Result<u64> {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+            };
+            counts.queue_depth = count("queue")?;
+            counts.applied = count("applied")?;
+            counts.dead_letters = count("dead_letters")?;
             Ok(counts)
         })
     }
@@ -436,7 +452,9 @@ impl Queue for SqliteStore {
         .map_err(|e| match e {
             StoreError::Unavailable(source) => QueueError::Unavailable(source),
             other => QueueError::unavailable(other),
-        })
+        })?;
+        self.queue_signal.notify_one();
+        Ok(())
     }
 }
 
