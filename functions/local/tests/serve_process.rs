@@ -25,6 +25,8 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--db"])
             .arg(db)
+            .arg("--notifications-file")
+            .arg(db.with_file_name("notifications.jsonl"))
             .env_remove("STRIPE_WEBHOOK_SECRET")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -47,6 +49,7 @@ impl Server {
             None
         };
         // Keep draining stdout so the server never blocks on a full pipe.
+        // (The line naming the notifications file is among them.)
         std::thread::spawn(move || for _ in lines {});
         Server { child, url, dev_secret }
     }
@@ -133,17 +136,47 @@ async fn serves_webhooks_and_a_restart_keeps_the_secret_and_the_queue() {
     assert_eq!((status, json["status"].as_str()), (200, Some("duplicate")));
     server.stop();
 
-    let (ok, out) = cli(&["queue", "--db", db.to_str().unwrap()]);
-    assert!(ok, "{out}");
-    let queued: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(queued.len(), 3, "{out}");
-    assert_eq!(queued[0]["event_id"], "evt_RG_invoice_payment_failed");
-    assert_eq!(queued[0]["event_type"], "invoice.payment_failed");
+    // The worker applied all three; the queue is empty and nothing is dead-lettered.
     let (ok, out) = cli(&["status", "--db", db.to_str().unwrap()]);
     assert!(ok, "{out}");
     let counts: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(counts["queued"], 3);
-    assert_eq!(counts["queue_depth"], 3);
+    assert_eq!(counts["queued"], 3, "{counts}");
+    assert_eq!(counts["applied"], 3, "{counts}");
+    assert_eq!(counts["queue_depth"], 0, "{counts}");
+    assert_eq!(counts["dead_letters"], 0, "{counts}");
+}
+
+#[tokio::test]
+async fn events_left_queued_by_a_crash_are_applied_on_start() {
+    use revguard_core::ingest::IngestContext;
+    use revguard_core::{IngestConfig, Ingress, SecretSet};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("revguard.db");
+    // Accepted and queued by a server that then died before its worker ran.
+    let secret = WebhookSecret::new("whsec_crash").unwrap();
+    {
+        let store = revguard_local::SqliteStore::open(&db).unwrap();
+        let ingress = Ingress::new(store.clone(), store.clone(), IngestConfig::new(SecretSet::single(secret.clone())));
+        for name in ["customer.subscription.created.json", "invoice.payment_failed.json"] {
+            let body = std::fs::read(events_dir().join(name)).unwrap();
+            let header = sign(&secret, now(), &body);
+            ingress.ingest(Some(&header), &body, now(), &mut IngestContext::default()).await.unwrap();
+        }
+        assert_eq!(store.queued(10).unwrap().len(), 2);
+        store.close();
+    }
+    let (ok, out) = cli(&["queue", "--db", db.to_str().unwrap()]);
+    assert!(ok && out.lines().count() == 2, "{out}");
+
+    let server = Server::start(&db, Some("whsec_crash"));
+    let client = reqwest::Client::new();
+    let url = server.url.replace("/webhook", "/api/dunning?status=all");
+    let cases = eventually(&client, &url, "the queued failure applied", |v| v.as_array().is_some_and(|a| a.len() == 1)).await;
+    assert_eq!(cases[0]["stage"], "notice");
+    server.stop();
+    let (_, out) = cli(&["status", "--db", db.to_str().unwrap()]);
+    let counts: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((counts["applied"].as_i64(), counts["queue_depth"].as_i64()), (Some(2), Some(0)));
 }
 
 #[tokio::test]
@@ -200,4 +233,130 @@ async fn sigterm_during_load_loses_no_accepted_event() {
         assert!(queued.contains(id), "{id} was acknowledged but is not in the queue");
     }
     eprintln!("{} of 300 acknowledged before shutdown, all durable", accepted.len());
+}
+
+fn fixture_at(name: &str, created: i64) -> String {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(events_dir().join(name)).unwrap()).unwrap();
+    v["created"] = Value::from(created);
+    serde_json::to_string(&v).unwrap()
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls until `check` holds (the worker applies within a second), or fails after 10 s.
+async fn eventually(client: &reqwest::Client, url: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let v = get_json(client, url).await;
+        if check(&v) {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: never happened; last answer {}", get_json(client, url).await);
+}
+
+fn dunning_stages(db: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(db.with_file_name("notifications.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|n| n["kind"] == "dunning")
+        .map(|n| n["stage"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dunning_story_end_to_end_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("revguard.db");
+    let server = Server::start(&db, Some("whsec_story"));
+    let secret = WebhookSecret::new("whsec_story").unwrap();
+    let client = reqwest::Client::new();
+    let api = server.url.replace("/webhook", "/api");
+    let customer_url = format!("{api}/customers/cus_RG1001");
+    let t = now();
+    let (failed_at, paid_at) = (t - 86_400, t - 600);
+    let story = [
+        ("customer.subscription.created.json", t - 40 * 86_400),
+        ("invoice.payment_failed.json", failed_at),
+        ("customer.subscription.updated.json", failed_at + 1),
+        ("invoice.payment_failed.attempt-2.json", t - 43_200),
+        ("invoice.payment_failed.attempt-3.json", t - 3_600),
+        ("invoice.paid.json", paid_at),
+        ("customer.subscription.updated.recovered.json", paid_at + 1),
+    ];
+    let send = |i: usize| {
+        let (name, created) = story[i];
+        let body = fixture_at(name, created);
+        let header = sign(&secret, now(), body.as_bytes());
+        let (client, url) = (client.clone(), server.url.clone());
+        async move {
+            let (status, json) = post(&client, &url, &body, Some(header)).await;
+            assert_eq!(status, 200, "{name}: {json}");
+        }
+    };
+
+    for i in 0..3 {
+        send(i).await;
+    }
+    let view = eventually(&client, &customer_url, "a case at notice, customer in grace", |v| {
+        v["open_dunning_cases"][0]["stage"] == "notice" && v["access"]["verdict"] == "grace"
+    })
+    .await;
+    assert_eq!(view["open_dunning_cases"][0]["amount_due"], 2000);
+    assert_eq!(view["access"]["grace_until"], failed_at + 7 * 86_400);
+
+    send(3).await;
+    send(4).await;
+    eventually(&client, &customer_url, "final warning", |v| v["open_dunning_cases"][0]["stage"] == "final_warning").await;
+
+    send(5).await;
+    send(6).await;
+    let view = eventually(&client, &customer_url, "recovered and granted", |v| {
+        v["access"]["verdict"] == "granted" && v["open_dunning_cases"].as_array().is_some_and(|a| a.is_empty())
+    })
+    .await;
+    assert_eq!(view["subscriptions"][0]["status"], "active");
+    let closed = get_json(&client, &format!("{api}/dunning?status=closed")).await;
+    assert_eq!(closed[0]["stage"], "recovered");
+    assert_eq!(closed[0]["recovered_amount"], 2000);
+    assert_eq!(closed[0]["time_to_recover_secs"], paid_at - failed_at);
+    assert_eq!(dunning_stages(&db), ["notice", "final_warning", "recovered"], "one notification per stage");
+
+    // Stripe redelivers the whole story: nothing changes, nothing is announced again.
+    for i in 0..story.len() {
+        send(i).await;
+    }
+    let metrics_url = format!("{api}/metrics?from={}&to={}", t - 41 * 86_400, t + 3_600);
+    let total = |metrics: &Value, name: &str| -> i64 {
+        metrics.as_array().unwrap().iter().filter_map(|h| h["metrics"][name].as_i64()).sum()
+    };
+    let metrics = eventually(&client, &metrics_url, "all applied", |m| total(m, "events") == story.len() as i64).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(total(&metrics, "dunning_opened"), 1);
+    assert_eq!(total(&metrics, "dunning_recovered"), 1);
+    assert_eq!(total(&metrics, "dunning_recovered_amount.usd"), 2000);
+    assert_eq!(total(&metrics, "subscriptions_new"), 1);
+    assert_eq!(dunning_stages(&db), ["notice", "final_warning", "recovered"]);
+    server.stop();
+}
+
+#[tokio::test]
+async fn the_operator_api_needs_its_token_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("revguard.db");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--api-token", "s3cret", "--db"]).arg(&db);
+    cmd.env("STRIPE_WEBHOOK_SECRET", "whsec_api").env("RUST_LOG", "warn").stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.split_whitespace().find(|w| w.starts_with("http://")).unwrap().replace("/webhook", "/api/dunning");
+    let server = Server { child, url: String::new(), dev_secret: None };
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(client.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    assert_eq!(client.get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200);
+    server.stop();
 }
