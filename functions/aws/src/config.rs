@@ -92,3 +92,34 @@ pub fn ingest_config_from_env() -> Result<revguard_core::IngestConfig, ConfigErr
         modes,
     })
 }
+
+/// What the worker function needs to find its resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerEnv {
+    pub events_table: String,
+    pub state_table: String,
+    pub counters_table: String,
+    pub notifications_topic_arn: String,
+}
+
+impl WorkerEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            events_table: required("REVGUARD_EVENTS_TABLE")?,
+            state_table: required("REVGUARD_STATE_TABLE")?,
+            counters_table: required("REVGUARD_COUNTERS_TABLE")?,
+            notifications_topic_arn: required("REVGUARD_NOTIFICATIONS_TOPIC_ARN")?,
+        })
+    }
+}
+
+/// The billing policy from the environment (the same variables as `revguard serve`).
+pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, ConfigError> {
+    let d = revguard_core::billing::BillingPolicy::default();
+    Ok(revguard_core::billing::BillingPolicy {
+        final_warning_attempt: optional_parsed("REVGUARD_FINAL_WARNING_ATTEMPT", d.final_warning_attempt)?,
+        grace_days: optional_parsed("REVGUARD_GRACE_DAYS", d.grace_days)?,
+        suspend_on_dispute: optional_parsed("REVGUARD_SUSPEND_ON_DISPUTE", d.suspend_on_dispute)?,
+        large_payment_minor_units: optional_parsed("REVGUARD_LARGE_PAYMENT_MINOR_UNITS", d.large_payment_minor_units)?,
+    })
+}

@@ -41,3 +41,33 @@ pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> Result<St
     let out = client.create_queue().queue_name(name).send().await?;
     Ok(out.queue_url.ok_or("no queue url")?)
 }
+
+/// A table keyed by `pk` alone (the worker's state and counters tables), with TTL on
+/// `expires_at`.
+pub async fn create_pk_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), BoxError> {
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?,
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
+        .send()
+        .await?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name(ATTR_TTL).enabled(true).build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// An SNS topic; returns its ARN.
+pub async fn create_topic(client: &aws_sdk_sns::Client, name: &str) -> Result<String, BoxError> {
+    let out = client.create_topic().name(name).send().await?;
+    Ok(out.topic_arn.ok_or("no topic arn")?)
+}

@@ -108,3 +108,15 @@ pub trait Queue: Send + Sync {
 
     fn send(&self, message: &QueueMessage) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("the notification could not be published")]
+pub struct NotifyError(#[source] pub BoxError);
+
+/// Where structured notifications go (SNS on AWS; log + JSONL embedded).
+pub trait Notifier: Send + Sync {
+    fn publish(
+        &self,
+        notification: &crate::billing::Notification,
+    ) -> impl Future<Output = Result<(), NotifyError>> + Send;
+}

@@ -184,7 +184,7 @@ impl Notifier {
         Self { file: None, path: None }
     }
 
-    fn publish(&self, n: &Notification) -> std::io::Result<()> {
+    fn write(&self, n: &Notification) -> std::io::Result<()> {
         tracing::info!(kind = %n.kind, stage = n.stage.as_deref().unwrap_or(""), customer = n.customer.as_deref().unwrap_or(""),
             livemode = n.livemode, event_id = %n.event_id, "notification: {}", n.subject);
         if let Some(f) = &self.file {
@@ -195,6 +195,12 @@ impl Notifier {
             f.sync_data()?;
         }
         Ok(())
+    }
+}
+
+impl revguard_core::ports::Notifier for Notifier {
+    async fn publish(&self, n: &Notification) -> Result<(), revguard_core::ports::NotifyError> {
+        self.write(n).map_err(|e| revguard_core::ports::NotifyError(Box::new(e)))
     }
 }
 
@@ -288,7 +294,7 @@ impl EmbeddedWorker {
         let mut published = Vec::new();
         for (id, json) in pending {
             let n: Notification = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            match self.notifier.publish(&n) {
+            match self.notifier.write(&n) {
                 Ok(()) => published.push(id),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot publish a notification; it stays in the outbox");

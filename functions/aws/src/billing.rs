@@ -1,0 +1,345 @@
+//! The worker's state on DynamoDB, applied exactly once with `TransactWriteItems`.
+//!
+//! State table (`pk`): `applied#<event>` markers, `sub#<id>`, `case#<invoice>`,
+//! `cust#<id>` (JSON state with a `ver` for optimistic concurrency), `charge#<id>`
+//! (its customer) and `outbox#<event>` (notifications not yet published).
+//! Counters table (`pk` = `live#<hour>` / `test#<hour>`): one numeric attribute per metric.
+//!
+//! One event = one transaction: the applied marker (condition: absent), each changed state
+//! item (condition: the version it was read at), the charge link, the counter increments
+//! and the outbox entry. A concurrent change of the same item cancels the transaction and
+//! the event is decided again on fresh state; a cancelled marker means it was applied.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use revguard_core::billing::counters::CounterOp;
+use revguard_core::billing::{decide, keys_of, BillingEvent, BillingPolicy, Current, Effects, Notification};
+use revguard_core::ports::StoreError;
+
+pub const PK: &str = "pk";
+/// Applied markers outlive SQS's longest retention (14 days).
+pub const APPLIED_TTL_SECS: i64 = 30 * 86_400;
+const MAX_ATTEMPTS: usize = 8;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// Applied now; these notifications wait in the outbox.
+    Now(Vec<Notification>),
+    /// Applied before; these notifications were left unpublished by an earlier attempt.
+    Before(Vec<Notification>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingStoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Poison(#[from] revguard_core::billing::ApplyError),
+    #[error("the state kept changing under the event after {0} attempts")]
+    Contention(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoBilling {
+    client: Client,
+    state_table: String,
+    counters_table: String,
+    policy: BillingPolicy,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// An item as read: its JSON state and the version to condition the write on.
+struct Versioned<T> {
+    value: Option<T>,
+    ver: Option<i64>,
+}
+
+impl DynamoBilling {
+    pub fn new(client: Client, state_table: impl Into<String>, counters_table: impl Into<String>, policy: BillingPolicy) -> Self {
+        Self { client, state_table: state_table.into(), counters_table: counters_table.into(), policy }
+    }
+
+    async fn get(&self, pk: String) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.state_table)
+            .key(PK, s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(out.item)
+    }
+
+    async fn get_state<T: serde::de::DeserializeOwned>(&self, pk: Option<String>) -> Result<Versioned<T>, StoreError> {
+        let Some(pk) = pk else { return Ok(Versioned { value: None, ver: None }) };
+        match self.get(pk).await? {
+            None => Ok(Versioned { value: None, ver: None }),
+            Some(item) => {
+                let json = item.get("state").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("item without state"))?;
+                let ver = item.get("ver").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+                Ok(Versioned { value: Some(serde_json::from_str(json).map_err(corrupt)?), ver })
+            }
+        }
+    }
+
+    async fn outbox(&self, event_id: &str) -> Result<Vec<Notification>, StoreError> {
+        match self.get(format!("outbox#{event_id}")).await? {
+            None => Ok(Vec::new()),
+            Some(item) => {
+                let json = item.get("notifications").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("outbox"))?;
+                serde_json::from_str(json).map_err(corrupt)
+            }
+        }
+    }
+
+    /// Removes an event's outbox entry once its notifications are published.
+    pub async fn clear_outbox(&self, event_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.state_table)
+            .key(PK, s(format!("outbox#{event_id}")))
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    /// Applies the event exactly once in effect.
+    pub async fn apply(&self, event: &BillingEvent, now: i64) -> Result<Applied, BillingStoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            if self.get(format!("applied#{}", event.id)).await?.is_some() {
+                return Ok(Applied::Before(self.outbox(&event.id).await?));
+            }
+            let keys = keys_of(event);
+            let charge_customer = match &keys.charge {
+                Some(c) => self
+                    .get(format!("charge#{c}"))
+                    .await?
+                    .and_then(|i| i.get("customer").and_then(|v| v.as_s().ok()).cloned()),
+                None => None,
+            };
+            let customer_id = keys.customer.clone().or_else(|| charge_customer.clone());
+            let sub = self.get_state(keys.subscription.as_ref().map(|k| format!("sub#{k}"))).await?;
+            let case = self.get_state(keys.invoice.as_ref().map(|k| format!("case#{k}"))).await?;
+            let customer = self.get_state(customer_id.as_ref().map(|k| format!("cust#{k}"))).await?;
+            let current = Current {
+                subscription: sub.value,
+                case: case.value,
+                customer: customer.value,
+                charge_customer,
+            };
+            let fx = decide(event, &current, &self.policy)?;
+            let versions = [sub.ver, case.ver, customer.ver];
+            match self.commit(event, &fx, versions, now).await {
+                Ok(()) => {
+                    self.apply_maxima(&fx).await;
+                    return Ok(Applied::Now(fx.notifications));
+                }
+                Err(CommitError::AlreadyApplied) => return Ok(Applied::Before(self.outbox(&event.id).await?)),
+                Err(CommitError::Conflict) => continue,
+                Err(CommitError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(BillingStoreError::Contention(MAX_ATTEMPTS))
+    }
+
+    fn put_state<T: serde::Serialize>(
+        &self,
+        pk: String,
+        value: &T,
+        ver: Option<i64>,
+        extra: &[(&str, AttributeValue)],
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.state_table)
+            .item(PK, s(pk))
+            .item("state", s(serde_json::to_string(value).map_err(corrupt)?))
+            .item("ver", n(ver.unwrap_or(0) + 1));
+        for (k, v) in extra {
+            put = put.item(*k, v.clone());
+        }
+        put = match ver {
+            Some(v) => put.condition_expression("ver = :ver").expression_attribute_values(":ver", n(v)),
+            None => put.condition_expression("attribute_not_exists(pk)"),
+        };
+        Ok(TransactWriteItem::builder().put(put.build().map_err(corrupt)?).build())
+    }
+
+    async fn commit(&self, event: &BillingEvent, fx: &Effects, vers: [Option<i64>; 3], now: i64) -> Result<(), CommitError> {
+        let mut items = vec![TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.state_table)
+                    .item(PK, s(format!("applied#{}", event.id)))
+                    .item("applied_at", n(now))
+                    .item("expires_at", n(now + APPLIED_TTL_SECS))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(|e| CommitError::Store(corrupt(e)))?,
+            )
+            .build()];
+        let [sub_ver, case_ver, cust_ver] = vers;
+        if let Some(sub) = &fx.subscription {
+            let customer = sub.customer.clone().map(s).unwrap_or(AttributeValue::Null(true));
+            items.push(self.put_state(format!("sub#{}", sub.id), sub, sub_ver, &[("customer", customer)])?);
+        }
+        if let Some(case) = &fx.case {
+            let stage = case.stage(&self.policy).map(|st| s(st.as_str())).unwrap_or(AttributeValue::Null(true));
+            items.push(self.put_state(format!("case#{}", case.invoice_id), case, case_ver, &[("stage", stage)])?);
+        }
+        if let Some(c) = &fx.customer {
+            items.push(self.put_state(format!("cust#{}", c.id), c, cust_ver, &[])?);
+        }
+        if let Some((charge, customer)) = &fx.charge_link {
+            let update = Update::builder()
+                .table_name(&self.state_table)
+                .key(PK, s(format!("charge#{charge}")))
+                .update_expression("SET customer = if_not_exists(customer, :c)")
+                .expression_attribute_values(":c", s(customer.clone()))
+                .build()
+                .map_err(|e| CommitError::Store(corrupt(e)))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        // Counter increments, one update per (mode, hour) item.
+        let mut by_item: BTreeMap<String, Vec<(&str, i64)>> = BTreeMap::new();
+        for u in fx.counters.iter().filter(|u| u.op == CounterOp::Add) {
+            by_item.entry(counter_pk(u.livemode, u.hour)).or_default().push((&u.metric, u.value));
+        }
+        for (pk, adds) in by_item {
+            let mut update = Update::builder().table_name(&self.counters_table).key(PK, s(pk));
+            let mut clauses = Vec::new();
+            for (i, (metric, value)) in adds.iter().enumerate() {
+                update = update
+                    .expression_attribute_names(format!("#m{i}"), *metric)
+                    .expression_attribute_values(format!(":v{i}"), n(*value));
+                clauses.push(format!("#m{i} :v{i}"));
+            }
+            let update = update
+                .update_expression(format!("ADD {}", clauses.join(", ")))
+                .build()
+                .map_err(|e| CommitError::Store(corrupt(e)))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        if !fx.notifications.is_empty() {
+            let json = serde_json::to_string(&fx.notifications).map_err(|e| CommitError::Store(corrupt(e)))?;
+            let put = Put::builder()
+                .table_name(&self.state_table)
+                .item(PK, s(format!("outbox#{}", event.id)))
+                .item("notifications", s(json))
+                .item("expires_at", n(now + APPLIED_TTL_SECS))
+                .build()
+                .map_err(|e| CommitError::Store(corrupt(e)))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                TransactWriteItemsError::TransactionCanceledException(t) => {
+                    let reasons = t.cancellation_reasons();
+                    let marker_failed = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                    if marker_failed {
+                        Err(CommitError::AlreadyApplied)
+                    } else {
+                        Err(CommitError::Conflict)
+                    }
+                }
+                TransactWriteItemsError::TransactionInProgressException(_) => Err(CommitError::Conflict),
+                _ => Err(CommitError::Store(StoreError::unavailable(SdkError::ServiceError(e)))),
+            },
+            Err(e) => Err(CommitError::Store(StoreError::unavailable(e))),
+        }
+    }
+
+    /// Largest-value counters: idempotent by nature, so they need no transaction.
+    async fn apply_maxima(&self, fx: &Effects) {
+        for u in fx.counters.iter().filter(|u| u.op == CounterOp::Max) {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.counters_table)
+                .key(PK, s(counter_pk(u.livemode, u.hour)))
+                .update_expression("SET #m = :v")
+                .condition_expression("attribute_not_exists(#m) OR #m < :v")
+                .expression_attribute_names("#m", &u.metric)
+                .expression_attribute_values(":v", n(u.value))
+                .send()
+                .await;
+            if let Err(e) = result {
+                if !matches!(&e, SdkError::ServiceError(se) if se.err().is_conditional_check_failed_exception()) {
+                    tracing::warn!(metric = %u.metric, error = %e, "could not record a maximum");
+                }
+            }
+        }
+    }
+
+    /// Hourly counters for one mode over [from, to): hour → metric → value. Reads one small
+    /// item per hour, whatever the event volume.
+    pub async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<BTreeMap<i64, BTreeMap<String, i64>>, StoreError> {
+        let mut out = BTreeMap::new();
+        let mut hour = revguard_core::billing::hour_of(from);
+        while hour < to {
+            let item = self
+                .client
+                .get_item()
+                .table_name(&self.counters_table)
+                .key(PK, s(counter_pk(livemode, hour)))
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?
+                .item;
+            if let Some(item) = item {
+                let metrics = item
+                    .into_iter()
+                    .filter(|(k, _)| k != PK)
+                    .filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?)))
+                    .collect();
+                out.insert(hour, metrics);
+            }
+            hour += 3600;
+        }
+        Ok(out)
+    }
+
+    pub async fn subscription(&self, id: &str) -> Result<Option<revguard_core::billing::SubscriptionState>, StoreError> {
+        Ok(self.get_state(Some(format!("sub#{id}"))).await?.value)
+    }
+
+    pub async fn case(&self, invoice_id: &str) -> Result<Option<revguard_core::billing::DunningCase>, StoreError> {
+        Ok(self.get_state(Some(format!("case#{invoice_id}"))).await?.value)
+    }
+}
+
+pub fn counter_pk(livemode: bool, hour: i64) -> String {
+    format!("{}#{hour}", if livemode { "live" } else { "test" })
+}
+
+enum CommitError {
+    AlreadyApplied,
+    Conflict,
+    Store(StoreError),
+}
+
+impl From<StoreError> for CommitError {
+    fn from(e: StoreError) -> Self {
+        CommitError::Store(e)
+    }
+}

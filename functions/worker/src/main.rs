@@ -1,0 +1,34 @@
+//! Lambda entry: builds the clients once, then applies SQS batches with partial failures.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use revguard_aws::{load_sdk_config, policy_from_env, DynamoBilling, DynamoEventLog, SnsNotifier, WorkerEnv};
+use revguard_worker::Worker;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .without_time()
+        .init();
+    let env = WorkerEnv::from_env()?;
+    let policy = policy_from_env()?;
+    let sdk = load_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let worker = Worker {
+        log: DynamoEventLog::new(dynamodb.clone(), env.events_table),
+        billing: DynamoBilling::new(dynamodb, env.state_table, env.counters_table, policy),
+        notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&sdk), env.notifications_topic_arn),
+    };
+    let worker = &worker;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        Ok::<SqsBatchResponse, Error>(worker.handle_batch(event.payload, now).await)
+    }))
+    .await
+}

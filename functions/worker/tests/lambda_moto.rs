@@ -1,0 +1,336 @@
+//! The worker Lambda's handler with real SQS batches received from moto server, applying
+//! to DynamoDB and publishing to SNS in moto, with the real SDK clients.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
+use revguard_aws::testing::{moto_config, unique_name};
+use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier};
+use revguard_core::billing::state::BillingState;
+use revguard_core::billing::{BillingEvent, BillingPolicy};
+use revguard_core::message::compress;
+use revguard_core::ports::EventLog;
+use revguard_core::{EventRecord, EventStatus, Payload, QueueMessage};
+use revguard_worker::Worker;
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_768_100_000;
+
+struct Stack {
+    worker: Worker,
+    sqs: aws_sdk_sqs::Client,
+    input_url: String,
+    notifications_url: String,
+}
+
+async fn stack() -> Stack {
+    let sdk = moto_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let (events, state, counters) = (unique_name("events"), unique_name("state"), unique_name("counters"));
+    create_events_table(&dynamodb, &events).await.unwrap();
+    create_pk_table(&dynamodb, &state).await.unwrap();
+    create_pk_table(&dynamodb, &counters).await.unwrap();
+    let input_url = create_queue(&sqs, &unique_name("input")).await.unwrap();
+    let topic = create_topic(&sns, &unique_name("notifications")).await.unwrap();
+    // A queue subscribed to the topic stands for the people and systems that subscribe.
+    let notifications_url = create_queue(&sqs, &unique_name("subscriber")).await.unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&notifications_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(arn).send().await.unwrap();
+    let worker = Worker {
+        log: DynamoEventLog::new(dynamodb.clone(), &events),
+        billing: DynamoBilling::new(dynamodb, &state, &counters, BillingPolicy::default()),
+        notifier: SnsNotifier::new(sns, topic),
+    };
+    Stack { worker, sqs, input_url, notifications_url }
+}
+
+fn fixture(name: &str) -> (String, String) {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let raw = std::fs::read_to_string(&path).unwrap();
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    (v["id"].as_str().unwrap().to_owned(), raw)
+}
+
+fn message(id: &str, raw: &str) -> String {
+    QueueMessage {
+        event_id: id.to_owned(),
+        event_type: "x".into(),
+        livemode: false,
+        created: 0,
+        payload: Payload::Inline(raw.to_owned()),
+    }
+    .encode()
+}
+
+impl Stack {
+    async fn send(&self, bodies: &[String]) {
+        for b in bodies {
+            self.sqs.send_message().queue_url(&self.input_url).message_body(b).send().await.unwrap();
+        }
+    }
+
+    /// Receives up to 10 messages and shapes them as Lambda's SQS event source does.
+    async fn receive_batch(&self) -> SqsEvent {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.input_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let records: Vec<Value> = out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let attributes: BTreeMap<String, String> = m
+                    .attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v))
+                    .collect();
+                json!({
+                    "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
+                    "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body,
+                    "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:input",
+                    "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).unwrap()
+    }
+
+    async fn notifications(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.notifications_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                return all;
+            }
+            for m in batch {
+                all.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_poison_message_fails_alone_in_a_real_batch() {
+    let stack = stack().await;
+    let (id_a, raw_a) = fixture("customer.subscription.created.json");
+    let (id_b, raw_b) = fixture("invoice.payment_failed.json");
+    let bad_sub = r#"{"id":"evt_bad","type":"customer.subscription.updated","created":1,"livemode":false,"data":{"object":{"status":5}}}"#;
+    stack
+        .send(&[message(&id_a, &raw_a), "not a revguard message".into(), message("evt_bad", bad_sub), message(&id_b, &raw_b)])
+        .await;
+    let batch = stack.receive_batch().await;
+    assert_eq!(batch.records.len(), 4);
+    let poison: Vec<String> = batch
+        .records
+        .iter()
+        .filter(|r| {
+            let body = r.body.as_deref().unwrap();
+            body == "not a revguard message" || body.contains("evt_bad")
+        })
+        .map(|r| r.message_id.clone().unwrap())
+        .collect();
+
+    let response = stack.worker.handle_batch(batch, NOW).await;
+    let mut failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    failed.sort();
+    let mut expected = poison.clone();
+    expected.sort();
+    assert_eq!(failed, expected, "exactly the bad messages are reported");
+
+    let sub = stack.worker.billing.subscription("sub_RG1001").await.unwrap().unwrap();
+    assert_eq!(sub.status, "active");
+    let case = stack.worker.billing.case("in_RG1001").await.unwrap().unwrap();
+    assert_eq!(case.attempt_count, 1);
+}
+
+fn history() -> Vec<(String, String)> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("{}/../../events", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|n| {
+            let (_, raw) = fixture(n);
+            let mut v: Value = serde_json::from_str(&raw).unwrap();
+            let id = format!("evt_{}", n.trim_end_matches(".json"));
+            v["id"] = Value::String(id.clone());
+            (id, serde_json::to_string(&v).unwrap())
+        })
+        .collect()
+}
+
+async fn totals(billing: &DynamoBilling) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for (_, metrics) in billing.counters(false, 1_767_000_000, 1_769_000_000).await.unwrap() {
+        for (k, v) in metrics {
+            if !k.starts_with("lag_") && k != "events_received" && v != 0 {
+                *out.entry(k).or_insert(0) += v;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
+    let stack = stack().await;
+    let history = history();
+    // One event's payload rides by reference and is not in the event log yet: it fails
+    // in the middle of its batch, the rest of the batch applies.
+    let (ref_id, ref_raw) = history[3].clone();
+    let mut bodies: Vec<String> = history.iter().map(|(id, raw)| message(id, raw)).collect();
+    bodies[3] = QueueMessage {
+        event_id: ref_id.clone(),
+        event_type: "x".into(),
+        livemode: false,
+        created: 0,
+        payload: Payload::InEventLog,
+    }
+    .encode();
+    let mut failures = Vec::new();
+    for chunk in bodies.chunks(10) {
+        stack.send(chunk).await;
+        let batch = stack.receive_batch().await;
+        failures.extend(stack.worker.handle_batch(batch, NOW).await.batch_item_failures);
+    }
+    assert_eq!(failures.len(), 1, "only the message whose payload is missing failed");
+
+    // The payload lands; SQS redelivers everything (every message a second time).
+    stack
+        .worker
+        .log
+        .insert_if_absent(&EventRecord {
+            event_id: ref_id.clone(),
+            event_type: "x".into(),
+            created: 0,
+            livemode: false,
+            received_at: NOW,
+            expires_at: NOW + 86_400,
+            status: EventStatus::Queued,
+            stored_payload: Some(compress(ref_raw.as_bytes())),
+        })
+        .await
+        .unwrap();
+    for chunk in bodies.chunks(10) {
+        stack.send(chunk).await;
+        let batch = stack.receive_batch().await;
+        assert!(stack.worker.handle_batch(batch, NOW).await.batch_item_failures.is_empty());
+    }
+
+    let mut reference = BillingState::default();
+    for (_, raw) in &history {
+        reference.apply(&BillingEvent::parse(raw.as_bytes(), 0).unwrap(), &BillingPolicy::default()).unwrap();
+    }
+    let mut expected = BTreeMap::new();
+    for ((live, _, k), v) in &reference.counters {
+        if !live && !k.starts_with("lag_") && k != "events_received" {
+            *expected.entry(k.clone()).or_insert(0) += *v;
+        }
+    }
+    assert_eq!(totals(&stack.worker.billing).await, expected);
+    assert_eq!(
+        stack.worker.billing.case("in_RG1001").await.unwrap().unwrap(),
+        reference.cases["in_RG1001"]
+    );
+}
+
+#[tokio::test]
+async fn notifications_reach_sns_once_with_filterable_attributes() {
+    let stack = stack().await;
+    let story: Vec<String> = [
+        "customer.subscription.created.json",
+        "invoice.payment_failed.json",
+        "invoice.payment_failed.attempt-2.json",
+        "invoice.payment_failed.attempt-3.json",
+        "invoice.paid.json",
+    ]
+    .iter()
+    .map(|n| {
+        let (id, raw) = fixture(n);
+        message(&id, &raw)
+    })
+    .collect();
+    for _ in 0..2 {
+        stack.send(&story).await;
+        let batch = stack.receive_batch().await;
+        assert!(stack.worker.handle_batch(batch, NOW).await.batch_item_failures.is_empty());
+    }
+    let got = stack.notifications().await;
+    let stages: Vec<String> = got
+        .iter()
+        .map(|envelope| {
+            let n: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+            assert_eq!(envelope["MessageAttributes"]["kind"]["Value"], "dunning");
+            assert_eq!(envelope["MessageAttributes"]["livemode"]["Value"], "false");
+            assert_eq!(envelope["MessageAttributes"]["customer"]["Value"], "cus_RG1001");
+            assert_eq!(envelope["MessageAttributes"]["stage"]["Value"], n["stage"]);
+            n["stage"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut sorted = stages.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["final_warning", "notice", "recovered"], "one per stage, none repeated: {stages:?}");
+}
+
+#[tokio::test]
+async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
+    use revguard_aws::billing::Applied;
+    let stack = stack().await;
+    let billing = &stack.worker.billing;
+    let parse = |name: &str| {
+        let (_, raw) = fixture(name);
+        BillingEvent::parse(raw.as_bytes(), NOW).unwrap()
+    };
+    // The same event twice at once: one applies it, the other sees it applied.
+    let created = parse("customer.subscription.created.json");
+    let (a, b) = tokio::join!(billing.apply(&created, NOW), billing.apply(&created, NOW));
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, Applied::Now(_))).count(), 1, "{outcomes:?}");
+    // Different events on one invoice at once: both apply, one after a retry.
+    let (f1, f2, f3) = (
+        parse("invoice.payment_failed.json"),
+        parse("invoice.payment_failed.attempt-2.json"),
+        parse("invoice.payment_failed.attempt-3.json"),
+    );
+    let (r1, r2, r3) = tokio::join!(billing.apply(&f1, NOW), billing.apply(&f2, NOW), billing.apply(&f3, NOW));
+    for r in [r1, r2, r3] {
+        assert!(matches!(r.unwrap(), Applied::Now(_)));
+    }
+    let case = billing.case("in_RG1001").await.unwrap().unwrap();
+    assert_eq!(case.attempt_count, 3);
+    let totals = totals(billing).await;
+    assert_eq!(totals["subscriptions_new"], 1);
+    assert_eq!(totals["dunning_opened"], 1);
+    assert_eq!(totals["events"], 4);
+}
