@@ -20,6 +20,8 @@ struct Args {
     prefill: Option<usize>,
     db: Option<String>,
     tag: String,
+    /// Watch the worker apply what was accepted (embedded backend only).
+    watch_db: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -31,6 +33,7 @@ fn parse_args() -> Args {
         bad_signature: false,
         prefill: None,
         db: None,
+        watch_db: None,
         tag: format!("{:x}", std::process::id()),
     };
     let mut it = std::env::args().skip(1);
@@ -45,6 +48,7 @@ fn parse_args() -> Args {
             "--prefill" => a.prefill = Some(value().parse().unwrap()),
             "--db" => a.db = Some(value()),
             "--tag" => a.tag = value(),
+            "--watch-db" => a.watch_db = Some(value()),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -76,6 +80,11 @@ async fn main() {
         return;
     }
 
+    let watcher = args.watch_db.as_ref().map(|db| {
+        let store = revguard_local::SqliteStore::open(db).unwrap();
+        let base = store.applied_count().unwrap();
+        (store, base)
+    });
     let template = Arc::new(template());
     let secret = WebhookSecret::new(&args.secret).unwrap();
     let client = reqwest::Client::builder()
@@ -140,6 +149,34 @@ async fn main() {
         errors += e;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let mut applied_figures = serde_json::Value::Null;
+    if let Some((store, base)) = &watcher {
+        // The worker runs behind the acknowledgements: wait until it caught up.
+        let mut drain_ms = 0u64;
+        loop {
+            let applied = store.applied_count().unwrap() - base;
+            if applied >= accepted || drain_ms > 120_000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            drain_ms += 10;
+        }
+        let all_applied = started.elapsed().as_secs_f64();
+        let applied = store.applied_count().unwrap() - base;
+        let refunds: i64 = store
+            .metrics(0, i64::MAX)
+            .unwrap()
+            .iter()
+            .filter_map(|h| h.metrics.get("refunds"))
+            .sum();
+        applied_figures = serde_json::json!({
+            "applied": applied,
+            "applied_per_sec": (applied as f64 / all_applied).round(),
+            "drain_after_last_ack_ms": drain_ms,
+            "refunds_counted": refunds,
+            "dead_letters": store.dead_letter_count().unwrap(),
+        });
+    }
     latencies.sort();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -160,6 +197,7 @@ async fn main() {
             "per_sec": (latencies.len() as f64 / seconds).round(),
             "p50_ms": (pct(0.50) * 100.0).round() / 100.0,
             "p99_ms": (pct(0.99) * 100.0).round() / 100.0,
+            "worker": applied_figures,
         })
     );
 }
