@@ -334,3 +334,15 @@ async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
     assert_eq!(totals["dunning_opened"], 1);
     assert_eq!(totals["events"], 4);
 }
+
+#[tokio::test]
+async fn the_sqs_envelope_in_events_applies() {
+    // The same file serves `cargo lambda invoke worker --data-file events/sqs/worker-batch.json`.
+    let stack = stack().await;
+    let raw = std::fs::read_to_string(format!("{}/../../events/sqs/worker-batch.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let batch: SqsEvent = serde_json::from_str(&raw).unwrap();
+    let response = stack.worker.handle_batch(batch, NOW).await;
+    assert!(response.batch_item_failures.is_empty());
+    let case = stack.worker.billing.case("in_RG1001").await.unwrap().unwrap();
+    assert_eq!(case.amount_due, 2000);
+}
