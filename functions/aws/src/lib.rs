@@ -16,3 +16,17 @@ pub use billing::DynamoBilling;
 pub use dynamo::DynamoEventLog;
 pub use sns::SnsNotifier;
 pub use sqs::SqsQueue;
+
+/// JSON logs for Lambda (CloudWatch stamps each line), filtered by `RUST_LOG` (default
+/// `info`), with the current span's fields (event id and type) on every line.
+pub fn init_lambda_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .without_time()
+        .init();
+}

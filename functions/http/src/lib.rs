@@ -144,7 +144,7 @@ fn refused(stats: &RejectionStats, error: IngestError, now: i64) -> Response {
     let code = error.code();
     if error.is_retryable() {
         // Our fault: the log gets the whole chain, the client an opaque code; Stripe retries.
-        tracing::error!(error = %error_chain(&error), "webhook not accepted, Stripe will retry");
+        tracing::error!(error = %revguard_core::error_chain(&error), "webhook not accepted, Stripe will retry");
         return error_response(StatusCode::SERVICE_UNAVAILABLE, code);
     }
     // The request's fault: counted, and logged at a bounded rate (a flood of forged
@@ -155,15 +155,4 @@ fn refused(stats: &RejectionStats, error: IngestError, now: i64) -> Response {
         _ => StatusCode::BAD_REQUEST,
     };
     error_response(status, code)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

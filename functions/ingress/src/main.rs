@@ -7,15 +7,7 @@ use revguard_ingress::build_router;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(true)
-        .without_time() // CloudWatch stamps every line
-        .init();
+    revguard_aws::init_lambda_logging();
     let env = IngressEnv::from_env()?;
     let ingest = ingest_config_from_env()?;
     let sdk = load_sdk_config().await;

@@ -40,7 +40,7 @@ impl<N: Notifier> Worker<N> {
             let result = self.handle_record(&record, now).instrument(span.clone()).await;
             if let Err(e) = result {
                 let _guard = span.enter();
-                tracing::error!(error = %chain(&e), "message failed; SQS will retry it");
+                tracing::error!(error = %revguard_core::error_chain(&e), "message failed; SQS will retry it");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 response.batch_item_failures.push(failure);
@@ -83,15 +83,4 @@ impl<N: Notifier> Worker<N> {
         tracing::info!(notifications = notifications.len(), "applied");
         Ok(())
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

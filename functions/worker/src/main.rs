@@ -7,15 +7,7 @@ use revguard_worker::Worker;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(true)
-        .without_time()
-        .init();
+    revguard_aws::init_lambda_logging();
     let env = WorkerEnv::from_env()?;
     let policy = policy_from_env()?;
     let sdk = load_sdk_config().await;

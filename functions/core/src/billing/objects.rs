@@ -24,53 +24,39 @@ fn ref_id(r: &Option<Ref>) -> Option<String> {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct Recurring {
-    #[serde(default)]
     pub interval: Option<String>,
-    #[serde(default)]
     pub interval_count: Option<i64>,
-    #[serde(default)]
     pub usage_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct Price {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub unit_amount: Option<i64>,
-    #[serde(default)]
     pub unit_amount_decimal: Option<String>,
-    #[serde(default)]
     pub recurring: Option<Recurring>,
     // Older API versions: a `plan` with interval fields at its top level.
-    #[serde(default)]
     pub interval: Option<String>,
-    #[serde(default)]
     pub interval_count: Option<i64>,
-    #[serde(default)]
     pub usage_type: Option<String>,
-    #[serde(default)]
     pub amount: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct SubscriptionItem {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub price: Option<Price>,
-    #[serde(default)]
     pub plan: Option<Price>,
-    #[serde(default)]
     pub quantity: Option<i64>,
-    #[serde(default)]
     pub current_period_end: Option<i64>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct List<T> {
     #[serde(default = "Vec::new")]
     pub data: Vec<T>,
@@ -108,44 +94,33 @@ impl Subscription {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct SubscriptionDetails {
-    #[serde(default)]
     pub subscription: Option<Ref>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct InvoiceParent {
-    #[serde(default)]
     pub subscription_details: Option<SubscriptionDetails>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct Invoice {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub customer: Option<Ref>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub amount_due: Option<i64>,
-    #[serde(default)]
     pub amount_paid: Option<i64>,
-    #[serde(default)]
     pub attempt_count: Option<i64>,
-    #[serde(default)]
     pub next_payment_attempt: Option<i64>,
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub billing_reason: Option<String>,
     /// Older API versions.
-    #[serde(default)]
     pub subscription: Option<Ref>,
     /// Newer API versions: `parent.subscription_details.subscription`.
-    #[serde(default)]
     pub parent: Option<InvoiceParent>,
-    #[serde(default)]
     pub period_end: Option<i64>,
 }
 
@@ -165,16 +140,12 @@ impl Invoice {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct Charge {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub customer: Option<Ref>,
-    #[serde(default)]
     pub amount: Option<i64>,
-    #[serde(default)]
     pub amount_refunded: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
 }
 
@@ -185,36 +156,28 @@ impl Charge {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct Dispute {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub charge: Option<Ref>,
-    #[serde(default)]
     pub amount: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub status: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct CheckoutSession {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub customer: Option<Ref>,
-    #[serde(default)]
     pub amount_total: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct InvoiceSettings {
-    #[serde(default)]
     pub default_payment_method: Option<Ref>,
 }
 
@@ -226,10 +189,9 @@ pub struct Customer {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct Card {
-    #[serde(default)]
     pub exp_month: Option<i64>,
-    #[serde(default)]
     pub exp_year: Option<i64>,
 }
 
