@@ -78,6 +78,7 @@ pub fn sample_messages(unique: &str) -> Vec<QueueMessage> {
             event_type: "charge.refunded".into(),
             livemode: true,
             created: 1_700_000_000,
+            received_at: 1_700_000_003,
             payload: Payload::Inline(r#"{"id":"evt_q1","amount":1299, "note":"ünïcode"}"#.into()),
         },
         QueueMessage {
@@ -85,6 +86,7 @@ pub fn sample_messages(unique: &str) -> Vec<QueueMessage> {
             event_type: "invoice.payment_failed".into(),
             livemode: false,
             created: 1_700_000_001,
+            received_at: 1_700_000_004,
             payload: Payload::InEventLog,
         },
     ]

@@ -210,6 +210,7 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
             event_type: envelope.event_type,
             livemode: envelope.livemode,
             created: envelope.created,
+            received_at: now,
             payload,
         };
         self.queue.send(&message).await?;

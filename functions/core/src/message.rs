@@ -1,7 +1,7 @@
 //! The queue message: the event's metadata and, when it fits, the raw payload itself.
 //!
 //! Wire format (JSON, version 1):
-//! `{"v":1,"event_id":…,"event_type":…,"livemode":…,"created":…,"payload":<raw event>}` or,
+//! `{"v":1,"event_id":…,"event_type":…,"livemode":…,"created":…,"received_at":…,"payload":<raw event>}` or,
 //! for payloads too big for the queue, `…,"payload_ref":"event_log"}` with the payload
 //! deflate-compressed in the event log. The raw payload is spliced in byte for byte.
 
@@ -24,6 +24,8 @@ pub struct QueueMessage {
     pub event_type: String,
     pub livemode: bool,
     pub created: i64,
+    /// When ingress received the event (unix seconds): the worker's receipt time.
+    pub received_at: i64,
     pub payload: Payload,
 }
 
@@ -42,6 +44,8 @@ struct Wire<'a> {
     event_type: String,
     livemode: bool,
     created: i64,
+    #[serde(default)]
+    received_at: i64,
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
     payload_ref: Option<String>,
@@ -56,6 +60,7 @@ impl QueueMessage {
             "event_type": self.event_type,
             "livemode": self.livemode,
             "created": self.created,
+            "received_at": self.received_at,
         })
         .to_string();
         let head = &head[..head.len() - 1]; // drop the closing brace
@@ -75,8 +80,8 @@ impl QueueMessage {
     /// The encoded size of an inline message for a payload of `payload_len` bytes, without
     /// building it.
     pub fn inline_size(event_id: &str, event_type: &str, payload_len: usize) -> usize {
-        // {"created":<=20,"event_id":"…","event_type":"…","livemode":false,"v":1,"payload":…}
-        96 + event_id.len() + event_type.len() + payload_len
+        // {"created":<=20,"event_id":"…","event_type":"…","livemode":false,"received_at":<=20,"v":1,"payload":…}
+        128 + event_id.len() + event_type.len() + payload_len
     }
 
     pub fn decode(body: &str) -> Result<Self, MessageError> {
@@ -95,6 +100,7 @@ impl QueueMessage {
             event_type: wire.event_type,
             livemode: wire.livemode,
             created: wire.created,
+            received_at: wire.received_at,
             payload,
         })
     }
@@ -125,6 +131,7 @@ mod tests {
             event_type: "invoice.paid".into(),
             livemode: false,
             created: 1_700_000_000,
+            received_at: 1_700_000_002,
             payload,
         }
     }

@@ -52,12 +52,15 @@ CREATE TABLE IF NOT EXISTS charge_customers (
     charge_id TEXT PRIMARY KEY,
     customer  TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Hourly counters, also split by the minute their events were received, so that a
+-- detection can be replayed as of any past moment (`revguard detect --at`).
 CREATE TABLE IF NOT EXISTS counters (
-    livemode INTEGER NOT NULL,
-    hour     INTEGER NOT NULL,
-    metric   TEXT NOT NULL,
-    value    INTEGER NOT NULL,
-    PRIMARY KEY (livemode, hour, metric)
+    livemode     INTEGER NOT NULL,
+    hour         INTEGER NOT NULL,
+    metric       TEXT NOT NULL,
+    received_min INTEGER NOT NULL,
+    value        INTEGER NOT NULL,
+    PRIMARY KEY (livemode, hour, metric, received_min)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     id           TEXT PRIMARY KEY,
@@ -147,18 +150,19 @@ fn commit(c: &Connection, event: &BillingEvent, fx: &Effects, policy: &BillingPo
         c.prepare_cached("INSERT INTO charge_customers (charge_id, customer) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
             .execute(params![charge, customer])?;
     }
+    let received_min = event.received_at.div_euclid(60) * 60;
     for u in &fx.counters {
         let sql = match u.op {
             CounterOp::Add => {
-                "INSERT INTO counters (livemode, hour, metric, value) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO UPDATE SET value = value + excluded.value"
             }
             CounterOp::Max => {
-                "INSERT INTO counters (livemode, hour, metric, value) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO UPDATE SET value = max(value, excluded.value)"
             }
         };
-        c.prepare_cached(sql)?.execute(params![u.livemode, u.hour, u.metric, u.value])?;
+        c.prepare_cached(sql)?.execute(params![u.livemode, u.hour, u.metric, received_min, u.value])?;
     }
     for n in &fx.notifications {
         c.prepare_cached("INSERT INTO outbox (id, notification) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
@@ -237,7 +241,8 @@ impl EmbeddedWorker {
                 }
             }
         };
-        let event = match BillingEvent::parse(&raw, msg.enqueued_at) {
+        let received_at = if decoded.received_at > 0 { decoded.received_at } else { msg.enqueued_at };
+        let event = match BillingEvent::parse(&raw, received_at) {
             Ok(e) => e,
             Err(e) => return self.dead_letter(msg, e.to_string(), now).await,
         };
@@ -531,22 +536,37 @@ impl SqliteStore {
             .collect())
     }
 
+    /// Counter totals for hours in [from, to), counting only what was received before
+    /// `as_of` (all of it when `None`): (livemode, hour, metric) → value.
+    pub fn counter_totals(
+        &self,
+        from: i64,
+        to: i64,
+        as_of: Option<i64>,
+    ) -> Result<BTreeMap<(bool, i64, String), i64>, StoreError> {
+        self.read_now(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT livemode, hour, metric,
+                        CASE WHEN metric LIKE '%max%' THEN max(value) ELSE sum(value) END
+                 FROM counters WHERE hour >= ?1 AND hour < ?2 AND received_min < ?3
+                 GROUP BY livemode, hour, metric",
+            )?;
+            let rows = stmt.query_map(params![from, to, as_of.unwrap_or(i64::MAX)], |r| {
+                Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?))
+            })?;
+            let mut out: BTreeMap<(bool, i64, String), i64> = rows.collect::<rusqlite::Result<_>>()?;
+            out.retain(|_, v| *v != 0);
+            Ok(out)
+        })
+    }
+
     /// Hourly counters in [from, to): hour → livemode → metric → value.
     pub fn metrics(&self, from: i64, to: i64) -> Result<Vec<HourCounters>, StoreError> {
-        self.read_now(|c| {
-            let mut out: BTreeMap<(i64, bool), BTreeMap<String, i64>> = BTreeMap::new();
-            let mut stmt = c.prepare(
-                "SELECT hour, livemode, metric, value FROM counters WHERE hour >= ?1 AND hour < ?2 ORDER BY hour",
-            )?;
-            let mut rows = stmt.query(params![from, to])?;
-            while let Some(r) = rows.next()? {
-                out.entry((r.get(0)?, r.get(1)?)).or_default().insert(r.get(2)?, r.get(3)?);
-            }
-            Ok(out
-                .into_iter()
-                .map(|((hour, livemode), metrics)| HourCounters { hour, livemode, metrics })
-                .collect())
-        })
+        let mut out: BTreeMap<(i64, bool), BTreeMap<String, i64>> = BTreeMap::new();
+        for ((livemode, hour, metric), value) in self.counter_totals(from, to, None)? {
+            out.entry((hour, livemode)).or_default().insert(metric, value);
+        }
+        Ok(out.into_iter().map(|((hour, livemode), metrics)| HourCounters { hour, livemode, metrics }).collect())
     }
 
     pub fn dead_letter_count(&self) -> Result<u64, StoreError> {
@@ -600,6 +620,7 @@ mod tests {
             event_type: "x".into(),
             livemode: false,
             created: 0,
+            received_at: 0,
             payload: Payload::Inline(String::from_utf8(raw.to_vec()).unwrap()),
         }
     }
@@ -615,13 +636,7 @@ mod tests {
 
     /// What the store holds, in the in-memory reference's shape.
     fn totals(store: &SqliteStore) -> BTreeMap<(bool, i64, String), i64> {
-        store
-            .read_now(|c| {
-                let mut stmt = c.prepare("SELECT livemode, hour, metric, value FROM counters WHERE value != 0")?;
-                let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))?;
-                rows.collect()
-            })
-            .unwrap()
+        store.counter_totals(i64::MIN, i64::MAX, None).unwrap()
     }
 
     #[tokio::test]

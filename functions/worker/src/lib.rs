@@ -55,6 +55,7 @@ impl<N: Notifier> Worker<N> {
         let span = tracing::Span::current();
         span.record("event_id", message.event_id.as_str());
         span.record("event_type", message.event_type.as_str());
+        let received_stamp = message.received_at;
         let raw = match message.payload {
             Payload::Inline(raw) => raw.into_bytes(),
             Payload::InEventLog => {
@@ -62,13 +63,15 @@ impl<N: Notifier> Worker<N> {
                 decompress(&stored)?
             }
         };
-        // Receipt time: when SQS took the message (ingress enqueues right after receipt).
-        let received_at = record
-            .attributes
-            .get("SentTimestamp")
-            .and_then(|t| t.parse::<i64>().ok())
-            .map(|ms| ms / 1000)
-            .unwrap_or(now);
+        // Receipt time: stamped by ingress; else when SQS took the message.
+        let received_at = Some(received_stamp).filter(|t| *t > 0).unwrap_or_else(|| {
+            record
+                .attributes
+                .get("SentTimestamp")
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(|ms| ms / 1000)
+                .unwrap_or(now)
+        });
         let event = BillingEvent::parse(&raw, received_at).map_err(BillingStoreError::from)?;
         let notifications = match self.billing.apply(&event, now).await? {
             Applied::Now(n) => n,

@@ -69,6 +69,7 @@ fn message(id: &str, raw: &str) -> String {
         event_type: "x".into(),
         livemode: false,
         created: 0,
+        received_at: 0,
         payload: Payload::Inline(raw.to_owned()),
     }
     .encode()
@@ -215,6 +216,7 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
         event_type: "x".into(),
         livemode: false,
         created: 0,
+        received_at: 0,
         payload: Payload::InEventLog,
     }
     .encode();

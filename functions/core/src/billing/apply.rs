@@ -355,6 +355,7 @@ fn subscription_event(
     } else if delta < 0 {
         counters.add(live, event.created, format!("mrr_lost.{cur}"), -delta);
     }
+    counters.add_at_hour(live, 0, format!("mrr_total.{cur}"), delta);
     match event.kind {
         EventKind::SubscriptionCreated => counters.add(live, event.created, "subscriptions_new", 1),
         EventKind::SubscriptionDeleted => counters.add(live, event.created, "subscriptions_canceled", 1),
@@ -377,6 +378,14 @@ fn subscription_event(
         Some(stored) => next.version > stored.version,
     };
     if apply {
+        // Where renewals are due: the stored state's period end moves to the new one.
+        let due = |s: &SubscriptionState| {
+            (s.status == "active" && !s.deleted && !s.cancel_at_period_end)
+                .then_some(s.current_period_end)
+                .flatten()
+                .map(super::hour_of)
+        };
+        counters.moved(live, current.subscription.as_ref().and_then(due), due(&next), "active_period_ends", 1);
         fx.subscription = Some(next);
     } else {
         fx.stale = true;

@@ -9,6 +9,8 @@
 //! `refund_max.<cur>`, `disputes`, `disputes_amount.<cur>`, `early_fraud_warnings`,
 //! `subscriptions_new`, `subscriptions_canceled`, `mrr_gained.<cur>`, `mrr_lost.<cur>`,
 //! `dunning_opened`, `dunning_recovered`, `dunning_lost`, `dunning_recovered_amount.<cur>`.
+//! Gauges: `mrr_total.<cur>` at hour 0 (all-time MRR), and `active_period_ends` at the hour
+//! an active subscription's current period ends (what a renewal must move on).
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,13 @@ impl CounterSink {
     pub fn add(&mut self, livemode: bool, at: i64, metric: impl Into<String>, value: i64) {
         if value != 0 {
             self.updates.push(CounterUpdate { livemode, hour: hour_of(at), metric: metric.into(), op: CounterOp::Add, value });
+        }
+    }
+
+    /// A gauge kept at a fixed hour (hour 0 holds all-time totals such as `mrr_total`).
+    pub fn add_at_hour(&mut self, livemode: bool, hour: i64, metric: impl Into<String>, value: i64) {
+        if value != 0 {
+            self.updates.push(CounterUpdate { livemode, hour, metric: metric.into(), op: CounterOp::Add, value });
         }
     }
 
