@@ -121,5 +121,7 @@ pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, Config
         grace_days: optional_parsed("REVGUARD_GRACE_DAYS", d.grace_days)?,
         suspend_on_dispute: optional_parsed("REVGUARD_SUSPEND_ON_DISPUTE", d.suspend_on_dispute)?,
         large_payment_minor_units: optional_parsed("REVGUARD_LARGE_PAYMENT_MINOR_UNITS", d.large_payment_minor_units)?,
+        large_refund_minor_units: optional_parsed("REVGUARD_LARGE_REFUND_MINOR_UNITS", d.large_refund_minor_units)?,
+        duplicate_charge_secs: optional_parsed("REVGUARD_DUPLICATE_CHARGE_SECS", d.duplicate_charge_secs)?,
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod billing;
 pub mod contract;
+pub mod detect;
 pub mod event;
 pub mod ingest;
 pub mod memory;

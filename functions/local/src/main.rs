@@ -128,6 +128,12 @@ struct PolicyArgs {
     /// Announce successful payments of at least this many minor units (0: off).
     #[arg(long, env = "REVGUARD_LARGE_PAYMENT_MINOR_UNITS", default_value_t = 100_000)]
     large_payment_minor_units: i64,
+    /// Alert on a single refund of at least this many minor units (0: off).
+    #[arg(long, env = "REVGUARD_LARGE_REFUND_MINOR_UNITS", default_value_t = 50_000)]
+    large_refund_minor_units: i64,
+    /// Alert on two equal charges to one customer within this many seconds.
+    #[arg(long, env = "REVGUARD_DUPLICATE_CHARGE_SECS", default_value_t = 600)]
+    duplicate_charge_secs: i64,
 }
 
 impl PolicyArgs {
@@ -137,6 +143,8 @@ impl PolicyArgs {
             grace_days: self.grace_days,
             suspend_on_dispute: self.suspend_on_dispute,
             large_payment_minor_units: self.large_payment_minor_units,
+            large_refund_minor_units: self.large_refund_minor_units,
+            duplicate_charge_secs: self.duplicate_charge_secs,
         }
     }
 }

@@ -123,6 +123,9 @@ pub struct Effects {
     pub notifications: Vec<Notification>,
     /// An older snapshot than the stored one: counted, not applied.
     pub stale: bool,
+    /// Event-level anomalies (a duplicate charge, a large refund, a fraud warning), for
+    /// the alert lifecycle.
+    pub findings: Vec<crate::detect::Finding>,
 }
 
 fn obj_str(v: &Value, key: &str) -> Option<String> {
@@ -152,6 +155,7 @@ pub fn keys_of(event: &BillingEvent) -> Keys {
             keys.charge = obj_str(o, "charge");
             keys.customer = obj_str(o, "customer");
         }
+        ChargeSucceeded => keys.customer = obj_str(o, "customer"),
         CustomerUpdated | CustomerDeleted => keys.customer = obj_str(o, "id"),
         PaymentMethodAttached => keys.customer = obj_str(o, "customer"),
         _ => {}
@@ -168,6 +172,7 @@ pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -
     counters.add(live, event.created, format!("events.type.{}", event.event_type), 1);
     counters.add(live, event.received_at, "events_received", 1);
     counters.lag(live, event.received_at, event.received_at - event.created);
+    counters.max_at_hour(live, 0, "last_received_at", event.received_at);
 
     match event.kind {
         k if k.is_subscription_snapshot() => subscription_event(event, current, policy, &mut fx, &mut counters)?,
@@ -195,6 +200,11 @@ pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -
                 }
             }
             if let (Some(id), Some(customer)) = (ch.id.clone(), ch.customer_id()) {
+                if event.kind == ChargeSucceeded {
+                    if let Some(m) = money(ch.amount, &ch.currency) {
+                        duplicate_charge(event, current, policy, &mut fx, &id, &customer, m);
+                    }
+                }
                 fx.charge_link = Some((id, customer));
             }
         }
@@ -203,6 +213,11 @@ pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -
             let before = event.previous.as_ref().and_then(|p| p.get("amount_refunded")).and_then(Value::as_i64).unwrap_or(0);
             let refunded = ch.amount_refunded.unwrap_or(0) - before;
             if let Some(m) = money(Some(refunded), &ch.currency) {
+                if policy.large_refund_minor_units > 0 && m.amount >= policy.large_refund_minor_units {
+                    let subject = ch.id.clone().unwrap_or_else(|| event.id.clone());
+                    fx.findings.push(event_finding(event, "large_refund", &format!("refunds_amount.{}", m.currency), &subject, m.amount as f64, policy.large_refund_minor_units as f64,
+                        format!("A single refund of {} {} on charge {subject}", m.amount, m.currency)));
+                }
                 counters.add(live, event.created, "refunds", 1);
                 counters.add(live, event.created, format!("refunds_amount.{}", m.currency), m.amount);
                 counters.max(live, event.created, format!("refund_max.{}", m.currency), m.amount);
@@ -241,7 +256,10 @@ pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -
                 c.early_fraud_warnings += 1;
                 fx.customer = Some(c);
             }
-            notify(&mut fx, event, "early_fraud_warning", None, customer_id, "Stripe Radar raised an early fraud warning", json!({ "charge": obj_str(&event.object, "charge") }));
+            notify(&mut fx, event, "early_fraud_warning", None, customer_id.clone(), "Stripe Radar raised an early fraud warning", json!({ "charge": obj_str(&event.object, "charge") }));
+            let subject = obj_str(&event.object, "id").unwrap_or_else(|| event.id.clone());
+            fx.findings.push(event_finding(event, "early_fraud_warning", "early_fraud_warnings", &subject, 1.0, 0.0,
+                format!("Radar early fraud warning on charge {} (customer {})", obj_str(&event.object, "charge").unwrap_or_default(), customer_id.unwrap_or_else(|| "unknown".into()))));
         }
         CheckoutCompleted => {
             let s: CheckoutSession = event.object()?;
@@ -277,6 +295,52 @@ pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -
     }
     fx.counters = counters.updates;
     Ok(fx)
+}
+
+fn event_finding(event: &BillingEvent, signal: &str, metric: &str, subject: &str, observed: f64, expected: f64, explanation: String) -> crate::detect::Finding {
+    crate::detect::Finding {
+        key: format!("{signal}:{subject}"),
+        signal: signal.to_owned(),
+        metric: metric.to_owned(),
+        livemode: event.livemode,
+        window_start: event.created,
+        window_end: event.created,
+        observed,
+        expected,
+        spread: 0.0,
+        ratio: if expected > 0.0 { ((observed / expected) * 100.0).round() / 100.0 } else { 0.0 },
+        severity: crate::detect::Severity::Warning,
+        explanation,
+    }
+}
+
+/// Two successful charges of one amount to one customer within minutes.
+fn duplicate_charge(
+    event: &BillingEvent,
+    current: &Current,
+    policy: &BillingPolicy,
+    fx: &mut Effects,
+    charge_id: &str,
+    customer_id: &str,
+    m: super::objects::Money,
+) {
+    let window = policy.duplicate_charge_secs;
+    let mut c = current.customer.clone().unwrap_or_else(|| CustomerState::new(customer_id, event.livemode));
+    let newest = c.recent_charges.iter().map(|r| r.0).max().unwrap_or(event.created).max(event.created);
+    // Keep what is within the window of the newest charge seen: the same set, in any order.
+    if event.created >= newest - window && !c.recent_charges.iter().any(|r| r.3 == charge_id) {
+        if let Some(twin) = c.recent_charges.iter().find(|r| {
+            r.1 == m.amount && r.2 == m.currency.as_str() && (r.0 - event.created).abs() <= window
+        }) {
+            let (a, b) = if twin.3.as_str() < charge_id { (twin.3.clone(), charge_id.to_owned()) } else { (charge_id.to_owned(), twin.3.clone()) };
+            fx.findings.push(event_finding(event, "duplicate_charge", &format!("payments_succeeded_amount.{}", m.currency), &format!("{a}+{b}"), m.amount as f64, 0.0,
+                format!("Customer {customer_id} was charged {} {} twice within {} s ({a}, {b})", m.amount, m.currency, (twin.0 - event.created).abs())));
+        }
+        c.recent_charges.push((event.created, m.amount, m.currency.to_string(), charge_id.to_owned()));
+    }
+    c.recent_charges.retain(|r| r.0 >= newest - window);
+    c.recent_charges.sort();
+    fx.customer = Some(c);
 }
 
 fn notify(

@@ -9,7 +9,7 @@
 //! `refund_max.<cur>`, `disputes`, `disputes_amount.<cur>`, `early_fraud_warnings`,
 //! `subscriptions_new`, `subscriptions_canceled`, `mrr_gained.<cur>`, `mrr_lost.<cur>`,
 //! `dunning_opened`, `dunning_recovered`, `dunning_lost`, `dunning_recovered_amount.<cur>`.
-//! Gauges: `mrr_total.<cur>` at hour 0 (all-time MRR), and `active_period_ends` at the hour
+//! Gauges: `mrr_total.<cur>` and `last_received_at` at hour 0 (all-time), and `active_period_ends` at the hour
 //! an active subscription's current period ends (what a renewal must move on).
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,10 @@ impl CounterSink {
         if value != 0 {
             self.updates.push(CounterUpdate { livemode, hour, metric: metric.into(), op: CounterOp::Add, value });
         }
+    }
+
+    pub fn max_at_hour(&mut self, livemode: bool, hour: i64, metric: impl Into<String>, value: i64) {
+        self.updates.push(CounterUpdate { livemode, hour, metric: metric.into(), op: CounterOp::Max, value });
     }
 
     pub fn max(&mut self, livemode: bool, at: i64, metric: impl Into<String>, value: i64) {

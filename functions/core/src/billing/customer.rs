@@ -19,6 +19,10 @@ pub struct CustomerState {
     pub disputes: BTreeMap<String, String>,
     pub early_fraud_warnings: u32,
     pub deleted: bool,
+    /// Successful charges of the last few minutes (created, amount, currency, charge id),
+    /// to notice a duplicate charge.
+    #[serde(default)]
+    pub recent_charges: Vec<(i64, i64, String, String)>,
 }
 
 impl CustomerState {
@@ -32,6 +36,7 @@ impl CustomerState {
             disputes: BTreeMap::new(),
             early_fraud_warnings: 0,
             deleted: false,
+            recent_charges: Vec::new(),
         }
     }
 

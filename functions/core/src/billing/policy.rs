@@ -13,10 +13,18 @@ pub struct BillingPolicy {
     /// A successful payment at or above this many minor units is announced (default
     /// 100000, i.e. 1,000.00 in a two-decimal currency); 0 turns it off.
     pub large_payment_minor_units: i64,
+    /// A single refund at or above this many minor units raises an alert (default 50000).
+    pub large_refund_minor_units: i64,
+    /// Two successful charges of one amount to one customer within this many seconds
+    /// raise a duplicate-charge alert (default 600).
+    pub duplicate_charge_secs: i64,
 }
 
 impl Default for BillingPolicy {
     fn default() -> Self {
-        Self { final_warning_attempt: 3, grace_days: 7, suspend_on_dispute: false, large_payment_minor_units: 100_000 }
+        Self { final_warning_attempt: 3, grace_days: 7, suspend_on_dispute: false, large_payment_minor_units: 100_000,
+            large_refund_minor_units: 50_000,
+            duplicate_charge_secs: 600,
+        }
     }
 }
