@@ -21,6 +21,7 @@ pub struct ApiState {
     pub policy: BillingPolicy,
     /// Required as `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
+    pub detector: crate::detector::EmbeddedDetector,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -29,6 +30,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/customers/{id}", get(customer))
         .route("/api/dunning", get(dunning))
         .route("/api/metrics", get(metrics))
+        .route("/api/alerts", get(alerts))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -93,6 +95,14 @@ async fn metrics(State(s): State<Arc<ApiState>>, Query(q): Query<HashMap<String,
     };
     match s.store.metrics(from, to) {
         Ok(m) => Json(m).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// Open alerts, and those resolved in the last 7 days.
+async fn alerts(State(s): State<Arc<ApiState>>) -> Response {
+    match s.detector.recent_alerts(crate::unix_now(), 7 * 86_400) {
+        Ok(a) => Json(a).into_response(),
         Err(e) => internal(e),
     }
 }

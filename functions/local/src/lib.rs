@@ -2,6 +2,8 @@
 //! over a SQLite store with an in-process queue.
 
 pub mod api;
+pub mod demo;
+pub mod detector;
 pub mod send;
 pub mod serve;
 pub mod sqlite;

@@ -58,6 +58,12 @@ enum Command {
         /// Bearer token for the operator API (/api/…); required for it off loopback.
         #[arg(long, env = "REVGUARD_API_TOKEN", hide_env_values = true)]
         api_token: Option<String>,
+        /// Alert transitions as JSON lines; defaults to revguard-alerts.jsonl beside --db.
+        #[arg(long, env = "REVGUARD_ALERTS_FILE")]
+        alerts_file: Option<PathBuf>,
+        /// Seconds between anomaly detector runs (0: off).
+        #[arg(long, env = "REVGUARD_DETECT_INTERVAL_SECS", default_value_t = 900)]
+        detect_interval_secs: u64,
     },
     /// A customer's subscriptions, access verdict and open dunning cases, as JSON.
     Customer {
@@ -106,6 +112,29 @@ enum Command {
         db: DbArg,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+    /// Run the anomaly detector once as of a moment (RFC 3339 or unix seconds), counting
+    /// only what had been received by then; print findings and the alert transitions it
+    /// would make as JSON lines. Writes nothing.
+    Detect {
+        #[arg(long)]
+        at: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// The whole pipeline on a simulated clock: 9 days of seeded synthetic traffic with
+    /// incidents on the last day, through the real ingress, worker and detector.
+    Demo {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 400)]
+        customers: usize,
+        /// Keep the demo's database here (for `revguard detect --at` or the API).
+        #[arg(long = "keep-db")]
+        keep_db: Option<PathBuf>,
+        /// Only build the database (with --keep-db): no detection, no timeline.
+        #[arg(long)]
+        replay_only: bool,
     },
     /// Print the event log's counts by status and the queue depth as JSON.
     Status {
@@ -196,6 +225,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             policy,
             notifications_file,
             api_token,
+            alerts_file,
+            detect_interval_secs,
         } => {
             let secrets = secret
                 .map(|s| SecretSet::parse(&s))
@@ -213,6 +244,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 notifications_file: notifications_file
                     .unwrap_or_else(|| db.db.with_file_name("revguard-notifications.jsonl")),
                 api_token: api_token.filter(|t| !t.is_empty()),
+                alerts_file: alerts_file.unwrap_or_else(|| db.db.with_file_name("revguard-alerts.jsonl")),
+                detect_interval_secs,
+                detect: revguard_core::detect::DetectConfig::default(),
             };
             serve(store, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -273,6 +307,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let now = unix_now();
             for hour in store.metrics(time(from, now - 24 * 3600)?, time(to, now + 3600)?)? {
                 println!("{}", serde_json::to_string(&hour)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Detect { at, db } => {
+            let store = open_existing(&db)?;
+            let now = parse_time(&at).with_context(|| format!("not a time: {at}"))?;
+            let detector = revguard_local::detector::EmbeddedDetector {
+                store,
+                config: revguard_core::detect::DetectConfig::default(),
+                sink: revguard_local::detector::AlertSink::log_only(),
+            };
+            let (findings, changes) = detector.plan_at(now)?;
+            for f in findings {
+                println!("{}", serde_json::json!({ "finding": f }));
+            }
+            for c in changes.iter().filter(|c| c.transition.is_published()) {
+                let m = revguard_core::detect::alerts::render(c);
+                println!("{}", serde_json::json!({ "transition": m.transition, "alert_id": m.alert_id, "severity": m.severity, "subject": m.subject, "sms": m.sms }));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { seed, customers, keep_db, replay_only } => {
+            let options = revguard_local::demo::DemoOptions { seed, customers, db: keep_db, replay_only };
+            let started = std::time::Instant::now();
+            let report = revguard_local::demo::run(options.clone()).await?;
+            if !replay_only {
+                revguard_local::demo::print(&report, &options);
+                println!("
+(ran in {:.1} s)", started.elapsed().as_secs_f64());
             }
             Ok(ExitCode::SUCCESS)
         }

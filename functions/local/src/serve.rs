@@ -11,6 +11,7 @@ use revguard_core::{IngestConfig, Ingress, ModeFilter, SecretSet, WebhookSecret}
 use revguard_http::{router, system_clock, App};
 
 use crate::api::{self, ApiState};
+use crate::detector::{AlertSink, EmbeddedDetector};
 use crate::sqlite::SqliteStore;
 use crate::worker::stop::StopSignal;
 use crate::worker::{EmbeddedWorker, Notifier};
@@ -32,6 +33,11 @@ pub struct ServeOptions {
     pub notifications_file: PathBuf,
     /// Bearer token for the operator API; required for it to answer off loopback.
     pub api_token: Option<String>,
+    /// Where alert transitions are appended as JSON lines (besides the log).
+    pub alerts_file: PathBuf,
+    /// Seconds between detector runs (0: never).
+    pub detect_interval_secs: u64,
+    pub detect: revguard_core::detect::DetectConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +101,9 @@ pub async fn serve(
     let notifier = Notifier::to_file(options.notifications_file.clone())
         .map_err(|source| ServeError::Notifications { path: options.notifications_file.clone(), source })?;
     let worker = EmbeddedWorker { store: store.clone(), policy: options.policy.clone(), notifier };
+    let sink = AlertSink::to_file(&options.alerts_file)
+        .map_err(|source| ServeError::Notifications { path: options.alerts_file.clone(), source })?;
+    let detector = EmbeddedDetector { store: store.clone(), config: options.detect.clone(), sink };
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|source| ServeError::Bind { addr: options.addr, source })?;
@@ -112,21 +121,35 @@ pub async fn serve(
 
     let mut routes = router(app);
     if options.api_token.is_some() || local.ip().is_loopback() {
-        let api_state = ApiState { store: store.clone(), policy: options.policy.clone(), token: options.api_token.clone() };
+        let api_state = ApiState {
+            store: store.clone(),
+            policy: options.policy.clone(),
+            token: options.api_token.clone(),
+            detector: detector.clone(),
+        };
         routes = routes.merge(api::router(Arc::new(api_state)));
     } else {
         tracing::warn!("the operator API is off: it holds billing data and needs REVGUARD_API_TOKEN off loopback");
     }
-    println!("notifications go to {}", options.notifications_file.display());
+    println!(
+        "notifications go to {}, alerts to {}",
+        options.notifications_file.display(),
+        options.alerts_file.display()
+    );
 
     let stop = StopSignal::default();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
     let purger = tokio::spawn(purge_expired_hourly(store.clone()));
+    let detecting = (options.detect_interval_secs > 0)
+        .then(|| tokio::spawn(detect_every(detector, Duration::from_secs(options.detect_interval_secs))));
     let result = axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Serve);
     purger.abort();
+    if let Some(d) = detecting {
+        d.abort();
+    }
     stop.stop();
     let _ = worker_task.await;
     // Every response already sent was preceded by its commit; closing drains any write
@@ -134,6 +157,21 @@ pub async fn serve(
     store.close();
     tracing::info!("stopped");
     result
+}
+
+async fn detect_every(detector: EmbeddedDetector, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match detector.run(crate::unix_now()).await {
+            Ok(run) => {
+                if !run.transitions.is_empty() {
+                    tracing::info!(transitions = run.transitions.len(), findings = run.findings.len(), "detector run");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "detector run failed"),
+        }
+    }
 }
 
 async fn purge_expired_hourly(store: SqliteStore) {

@@ -128,6 +128,7 @@ impl SqliteStore {
         let conn = open_connection(&path).map_err(sqlite_err)?;
         conn.execute_batch(SCHEMA).map_err(sqlite_err)?;
         conn.execute_batch(crate::worker::SCHEMA).map_err(sqlite_err)?;
+        conn.execute_batch(crate::detector::SCHEMA).map_err(sqlite_err)?;
         let reader = open_connection(&path).map_err(sqlite_err)?;
 
         let (sender, receiver) = mpsc::channel::<Job>();

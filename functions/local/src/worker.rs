@@ -164,6 +164,7 @@ fn commit(c: &Connection, event: &BillingEvent, fx: &Effects, policy: &BillingPo
         };
         c.prepare_cached(sql)?.execute(params![u.livemode, u.hour, u.metric, received_min, u.value])?;
     }
+    crate::detector::record_findings(c, &fx.findings)?;
     for n in &fx.notifications {
         c.prepare_cached("INSERT INTO outbox (id, notification) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
             .execute(params![n.id, serde_json::to_string(n).map_err(json_err)?])?;

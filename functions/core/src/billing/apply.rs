@@ -172,7 +172,7 @@ pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -
     counters.add(live, event.created, format!("events.type.{}", event.event_type), 1);
     counters.add(live, event.received_at, "events_received", 1);
     counters.lag(live, event.received_at, event.received_at - event.created);
-    counters.max_at_hour(live, 0, "last_received_at", event.received_at);
+    counters.max_at_hour(live, 0, "max_received_at", event.received_at);
 
     match event.kind {
         k if k.is_subscription_snapshot() => subscription_event(event, current, policy, &mut fx, &mut counters)?,

@@ -9,7 +9,7 @@
 //! `refund_max.<cur>`, `disputes`, `disputes_amount.<cur>`, `early_fraud_warnings`,
 //! `subscriptions_new`, `subscriptions_canceled`, `mrr_gained.<cur>`, `mrr_lost.<cur>`,
 //! `dunning_opened`, `dunning_recovered`, `dunning_lost`, `dunning_recovered_amount.<cur>`.
-//! Gauges: `mrr_total.<cur>` and `last_received_at` at hour 0 (all-time), and `active_period_ends` at the hour
+//! Gauges: `mrr_total.<cur>` and `max_received_at` at hour 0 (all-time), and `active_period_ends` at the hour
 //! an active subscription's current period ends (what a renewal must move on).
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,12 @@ pub struct CounterUpdate {
     pub metric: String,
     pub op: CounterOp,
     pub value: i64,
+}
+
+/// Metrics kept as maxima have `max` in their name (stores that split a counter into
+/// parts take the largest part, not the sum).
+pub fn is_maximum(metric: &str) -> bool {
+    metric.contains("max")
 }
 
 /// Upper bounds of the lag histogram, in seconds.

@@ -132,8 +132,9 @@ pub fn evaluate(scenario: &Scenario, config: &DetectConfig, policy: &BillingPoli
 }
 
 fn score(scenario: &Scenario, opened: Vec<Opened>) -> EvalResult {
+    // The latest incident begun before the alert, whose margin still covers it.
     let owner = |o: &Opened| {
-        scenario.incidents.iter().position(|i| o.at >= i.start && o.at <= i.end + attribution_margin_secs(&o.alert_id))
+        scenario.incidents.iter().rposition(|i| o.at >= i.start && o.at <= i.end + attribution_margin_secs(&o.alert_id))
     };
     let incidents = scenario
         .incidents

@@ -412,7 +412,7 @@ fn drop_signal(series: &Series, metric: &str, label: &str, livemode: bool, now: 
 /// Nothing received since the last delivery, for a stretch in which the time-of-day
 /// baseline expects several: the endpoint is disabled, the secret wrong, or Stripe down.
 fn delivery_gap(series: &Series, livemode: bool, now: i64, c: &DetectConfig, out: &mut Vec<Finding>) {
-    let last = get(series, 0, "last_received_at");
+    let last = get(series, 0, "max_received_at");
     if last <= 0 || now - last < c.gap_min_secs {
         return;
     }

@@ -99,14 +99,14 @@ fn a_delivery_gap_and_a_drop_are_seen() {
         }
     }
     // Nothing since 12:58.
-    set(&mut s, 0, "last_received_at", hour_of(now) - 3600 - 120);
+    set(&mut s, 0, "max_received_at", hour_of(now) - 3600 - 120);
     let f = detect(&s, true, now, &c);
     let gap = f.iter().find(|f| f.key == "delivery_gap").expect("a gap");
     assert_eq!(gap.severity, Severity::Critical);
     assert_eq!(gap.observed, 0.0);
     assert!(f.iter().any(|f| f.key == "drop:payments_succeeded"));
     // The same window with normal deliveries: quiet.
-    set(&mut s, 0, "last_received_at", now - 60);
+    set(&mut s, 0, "max_received_at", now - 60);
     assert!(detect(&s, true, now, &c).iter().all(|f| f.key != "delivery_gap"));
 }
 
