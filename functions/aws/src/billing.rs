@@ -49,6 +49,8 @@ pub struct DynamoBilling {
     state_table: String,
     counters_table: String,
     policy: BillingPolicy,
+    /// Where event-level findings wait for the detector (the alerts table).
+    alerts_table: Option<String>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -71,7 +73,12 @@ struct Versioned<T> {
 
 impl DynamoBilling {
     pub fn new(client: Client, state_table: impl Into<String>, counters_table: impl Into<String>, policy: BillingPolicy) -> Self {
-        Self { client, state_table: state_table.into(), counters_table: counters_table.into(), policy }
+        Self { client, state_table: state_table.into(), counters_table: counters_table.into(), policy, alerts_table: None }
+    }
+
+    pub fn with_alerts_table(mut self, table: impl Into<String>) -> Self {
+        self.alerts_table = Some(table.into());
+        self
     }
 
     async fn get(&self, pk: String) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
@@ -237,6 +244,17 @@ impl DynamoBilling {
                 .map_err(|e| CommitError::Store(corrupt(e)))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
+        if let Some(table) = &self.alerts_table {
+            for f in &fx.findings {
+                let put = Put::builder()
+                    .table_name(table)
+                    .item(PK, s(crate::alerts::pending_pk(f)))
+                    .item("finding", s(serde_json::to_string(f).map_err(|e| CommitError::Store(corrupt(e)))?))
+                    .build()
+                    .map_err(|e| CommitError::Store(corrupt(e)))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+        }
         if !fx.notifications.is_empty() {
             let json = serde_json::to_string(&fx.notifications).map_err(|e| CommitError::Store(corrupt(e)))?;
             let put = Put::builder()
@@ -291,30 +309,55 @@ impl DynamoBilling {
         }
     }
 
-    /// Hourly counters for one mode over [from, to): hour → metric → value. Reads one small
-    /// item per hour, whatever the event volume.
-    pub async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<BTreeMap<i64, BTreeMap<String, i64>>, StoreError> {
-        let mut out = BTreeMap::new();
+    /// Hourly counters for one mode over [from, to), plus the all-time gauges of hour 0:
+    /// hour → metric → value. One small item per hour, read 100 at a time, whatever the
+    /// event volume.
+    pub async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<revguard_core::detect::Series, StoreError> {
+        let mut hours = vec![0];
         let mut hour = revguard_core::billing::hour_of(from);
         while hour < to {
-            let item = self
-                .client
-                .get_item()
-                .table_name(&self.counters_table)
-                .key(PK, s(counter_pk(livemode, hour)))
-                .send()
-                .await
-                .map_err(StoreError::unavailable)?
-                .item;
-            if let Some(item) = item {
-                let metrics = item
-                    .into_iter()
-                    .filter(|(k, _)| k != PK)
-                    .filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?)))
-                    .collect();
-                out.insert(hour, metrics);
-            }
+            hours.push(hour);
             hour += 3600;
+        }
+        let mut out = revguard_core::detect::Series::new();
+        for chunk in hours.chunks(100) {
+            let mut keys: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|h| HashMap::from([(PK.to_owned(), s(counter_pk(livemode, *h)))])).collect();
+            while !keys.is_empty() {
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(corrupt)?;
+                let response = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.counters_table, request)
+                    .send()
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                for item in response.responses.and_then(|mut r| r.remove(&self.counters_table)).unwrap_or_default() {
+                    let Some(hour) = item
+                        .get(PK)
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|pk| pk.split_once('#'))
+                        .and_then(|(_, h)| h.parse::<i64>().ok())
+                    else {
+                        continue;
+                    };
+                    let metrics = item
+                        .into_iter()
+                        .filter(|(k, _)| k != PK)
+                        .filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?)))
+                        .collect();
+                    out.insert(hour, metrics);
+                }
+                keys = response
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.counters_table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
         }
         Ok(out)
     }

@@ -100,6 +100,7 @@ pub struct WorkerEnv {
     pub state_table: String,
     pub counters_table: String,
     pub notifications_topic_arn: String,
+    pub alerts_table: String,
 }
 
 impl WorkerEnv {
@@ -109,11 +110,40 @@ impl WorkerEnv {
             state_table: required("REVGUARD_STATE_TABLE")?,
             counters_table: required("REVGUARD_COUNTERS_TABLE")?,
             notifications_topic_arn: required("REVGUARD_NOTIFICATIONS_TOPIC_ARN")?,
+            alerts_table: required("REVGUARD_ALERTS_TABLE")?,
+        })
+    }
+}
+
+/// What the anomaly function needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnomalyEnv {
+    pub counters_table: String,
+    pub alerts_table: String,
+    pub alerts_topic_arn: String,
+}
+
+impl AnomalyEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            counters_table: required("REVGUARD_COUNTERS_TABLE")?,
+            alerts_table: required("REVGUARD_ALERTS_TABLE")?,
+            alerts_topic_arn: required("REVGUARD_ALERTS_TOPIC_ARN")?,
         })
     }
 }
 
 /// The billing policy from the environment (the same variables as `revguard serve`).
+/// Detector thresholds from the environment: `REVGUARD_DETECT_CONFIG` may hold a JSON
+/// object overriding any of them (names as in the README), e.g. `{"p_warning":1e-5}`.
+pub fn detect_config_from_env() -> Result<revguard_core::detect::DetectConfig, ConfigError> {
+    match std::env::var("REVGUARD_DETECT_CONFIG") {
+        Ok(json) if !json.trim().is_empty() => serde_json::from_str(&json)
+            .map_err(|e| ConfigError::Invalid { name: "REVGUARD_DETECT_CONFIG", reason: e.to_string() }),
+        _ => Ok(revguard_core::detect::DetectConfig::default()),
+    }
+}
+
 pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, ConfigError> {
     let d = revguard_core::billing::BillingPolicy::default();
     Ok(revguard_core::billing::BillingPolicy {

@@ -2,6 +2,7 @@
 //! Every client comes from one `SdkConfig`, which honours `AWS_ENDPOINT_URL` (how the
 //! tests point the real SDK clients at moto server).
 
+pub mod alerts;
 pub mod billing;
 pub mod config;
 pub mod dynamo;
@@ -11,7 +12,11 @@ pub mod sqs;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use config::{ingest_config_from_env, load_sdk_config, policy_from_env, ConfigError, IngressEnv, WorkerEnv};
+pub use config::{
+    detect_config_from_env, ingest_config_from_env, load_sdk_config, policy_from_env, AnomalyEnv, ConfigError, IngressEnv,
+    WorkerEnv,
+};
+pub use alerts::{DynamoAlerts, SnsAlertPublisher};
 pub use billing::DynamoBilling;
 pub use dynamo::DynamoEventLog;
 pub use sns::SnsNotifier;

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let worker = Worker {
         log: DynamoEventLog::new(dynamodb.clone(), env.events_table),
-        billing: DynamoBilling::new(dynamodb, env.state_table, env.counters_table, policy),
+        billing: DynamoBilling::new(dynamodb, env.state_table, env.counters_table, policy).with_alerts_table(env.alerts_table),
         notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&sdk), env.notifications_topic_arn),
     };
     let worker = &worker;

@@ -1,0 +1,29 @@
+//! Lambda entry: builds the clients once, then runs the detector on each scheduled event.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use revguard_anomaly::{scheduled_time, Anomaly};
+use revguard_aws::{detect_config_from_env, load_sdk_config, AnomalyEnv, DynamoAlerts, DynamoBilling, SnsAlertPublisher};
+use revguard_core::billing::BillingPolicy;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    revguard_aws::init_lambda_logging();
+    let env = AnomalyEnv::from_env()?;
+    let config = detect_config_from_env()?;
+    let sdk = load_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let anomaly = Anomaly {
+        // Only the counters table is read through it.
+        counters: DynamoBilling::new(dynamodb.clone(), "", env.counters_table, BillingPolicy::default()),
+        alerts: DynamoAlerts::new(dynamodb, env.alerts_table),
+        publisher: SnsAlertPublisher::new(aws_sdk_sns::Client::new(&sdk), env.alerts_topic_arn),
+        config,
+    };
+    let anomaly = &anomaly;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        let summary = anomaly.run(scheduled_time(&event.payload, now)).await?;
+        Ok::<serde_json::Value, Error>(serde_json::json!({ "at": summary.at, "findings": summary.findings.len(), "published": summary.published }))
+    }))
+    .await
+}

@@ -1,0 +1,139 @@
+//! The anomaly Lambda's detector against moto: counters written by the real worker, the
+//! detector run, and the SNS alert read back from an SQS queue subscribed to the alerts
+//! topic, with its email and SMS bodies and its attributes.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use revguard_anomaly::Anomaly;
+use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
+use revguard_aws::testing::{moto_config, unique_name};
+use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SnsAlertPublisher, SnsNotifier};
+use revguard_core::billing::BillingPolicy;
+use revguard_core::detect::DetectConfig;
+use revguard_core::{Payload, QueueMessage};
+use revguard_worker::Worker;
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_768_003_200 + 14 * 3600 + 1800; // 2026-01-10 14:30 UTC
+
+struct Stack {
+    worker: Worker,
+    anomaly: Anomaly,
+    sqs: aws_sdk_sqs::Client,
+    subscriber: String,
+}
+
+async fn stack() -> Stack {
+    let sdk = moto_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let (events, state, counters, alerts) = (unique_name("events"), unique_name("state"), unique_name("counters"), unique_name("alerts"));
+    create_events_table(&dynamodb, &events).await.unwrap();
+    for t in [&state, &counters, &alerts] {
+        create_pk_table(&dynamodb, t).await.unwrap();
+    }
+    let notifications = create_topic(&sns, &unique_name("notifications")).await.unwrap();
+    let alerts_topic = create_topic(&sns, &unique_name("alerts")).await.unwrap();
+    let subscriber = create_queue(&sqs, &unique_name("oncall")).await.unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&subscriber)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe().topic_arn(&alerts_topic).protocol("sqs").endpoint(arn).send().await.unwrap();
+    let billing = DynamoBilling::new(dynamodb.clone(), &state, &counters, BillingPolicy::default()).with_alerts_table(&alerts);
+    Stack {
+        worker: Worker {
+            log: DynamoEventLog::new(dynamodb.clone(), &events),
+            billing: billing.clone(),
+            notifier: SnsNotifier::new(sns.clone(), notifications),
+        },
+        anomaly: Anomaly {
+            counters: billing,
+            alerts: DynamoAlerts::new(dynamodb, &alerts),
+            publisher: SnsAlertPublisher::new(sns, alerts_topic),
+            config: DetectConfig::default(),
+        },
+        sqs,
+        subscriber,
+    }
+}
+
+fn refund(i: usize, created: i64, amount: i64) -> String {
+    let raw = json!({ "id": format!("evt_refund_{i}"), "object": "event", "type": "charge.refunded", "created": created,
+        "livemode": true, "data": { "object": { "id": format!("ch_{i}"), "object": "charge", "customer": format!("cus_{i}"),
+        "amount": amount, "amount_refunded": amount, "currency": "usd" } } })
+    .to_string();
+    QueueMessage { event_id: format!("evt_refund_{i}"), event_type: "charge.refunded".into(), livemode: true, created, received_at: created + 1, payload: Payload::Inline(raw) }
+        .encode()
+}
+
+async fn deliveries(stack: &Stack) -> Vec<Value> {
+    let mut all = Vec::new();
+    loop {
+        let out = stack.sqs.receive_message().queue_url(&stack.subscriber).max_number_of_messages(10).send().await.unwrap();
+        let batch = out.messages.unwrap_or_default();
+        if batch.is_empty() {
+            return all;
+        }
+        for m in batch {
+            all.push(serde_json::from_str(m.body().unwrap()).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refund_spike_reaches_the_alerts_topic_once_with_email_and_sms_bodies() {
+    let stack = stack().await;
+    // A refund spike in the last hour (12 refunds, one of them large), applied by the worker.
+    let bodies: Vec<String> = (0..12)
+        .map(|i| refund(i, NOW - 3000 + i as i64 * 200, if i == 5 { 75_000 } else { 2_000 }))
+        .collect();
+    for chunk in bodies.chunks(10) {
+        let records: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| json!({ "messageId": format!("m{i}"), "body": b, "attributes": {}, "messageAttributes": {} }))
+            .collect();
+        let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+        assert!(stack.worker.handle_batch(batch, NOW).await.batch_item_failures.is_empty());
+    }
+
+    // Two detector runs at once for the same moment: each transition is published once.
+    let (a, b) = tokio::join!(stack.anomaly.run(NOW), stack.anomaly.run(NOW));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut published: Vec<String> = a.published.iter().chain(&b.published).cloned().collect();
+    published.sort();
+    assert_eq!(published, ["live:large_refund:ch_5:1 opened", "live:spike:refunds:1 opened"], "{a:?} {b:?}");
+    // Retried for the same period: nothing new.
+    assert!(stack.anomaly.run(NOW).await.unwrap().published.is_empty());
+
+    let got = deliveries(&stack).await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let spike = got.iter().find(|d| d["MessageAttributes"]["metric"]["Value"] == "refunds").expect("the spike alert");
+    assert_eq!(spike["MessageAttributes"]["severity"]["Value"], "critical");
+    assert_eq!(spike["MessageAttributes"]["livemode"]["Value"], "true");
+    assert!(spike["Subject"].as_str().unwrap().starts_with("revguard live: CRITICAL"));
+    let full: Value = serde_json::from_str(spike["Message"].as_str().unwrap()).unwrap();
+    let email = full["email"].as_str().unwrap();
+    assert!(email.contains("Metric:    refunds (live mode)") && email.contains("Observed:") && email.contains("Expected:"), "{email}");
+    assert!(email.contains("What to check first"), "{email}");
+    assert!(email.contains("2026-01-10 14:00 UTC") || email.contains("2026-01-10 13:00 UTC"), "{email}");
+    let sms = full["sms"].as_str().unwrap();
+    assert!(sms.chars().count() <= 140 && sms.contains("CRITICAL") && sms.contains("refunds"), "{sms}");
+    let large = got.iter().find(|d| d["MessageAttributes"]["signal"]["Value"] == "large_refund").expect("the large refund");
+    assert!(large["Message"].as_str().unwrap().contains("75000"));
+
+    // Hours later the spike is quiet: after an hour of quiet it resolves, once.
+    assert!(stack.anomaly.run(NOW + 3 * 3600).await.unwrap().published.is_empty());
+    let later = stack.anomaly.run(NOW + 4 * 3600 + 60).await.unwrap();
+    assert_eq!(later.published, ["live:spike:refunds:3 resolved"]);
+    let resolved = deliveries(&stack).await;
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0]["MessageAttributes"]["transition"]["Value"], "resolved");
+}

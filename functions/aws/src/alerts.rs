@@ -1,0 +1,183 @@
+//! Alert state on DynamoDB, and alert messages on SNS.
+//!
+//! Alerts table (`pk`): `alert#<id>` (state JSON and `version`), `pending#<mode>#<key>`
+//! (event-level findings from the worker) and `outbox#<message id>` (transitions committed
+//! but not yet published). It holds a few items per signal, never per event, so the
+//! detector reads it whole with one Scan.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_sns::types::MessageAttributeValue;
+use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
+use revguard_core::detect::Finding;
+use revguard_core::ports::{NotifyError, StoreError};
+
+use crate::billing::PK;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+pub fn pending_pk(f: &Finding) -> String {
+    format!("pending#{}#{}", if f.livemode { "live" } else { "test" }, f.key)
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoAlerts {
+    client: Client,
+    table: String,
+}
+
+/// Everything the alerts table holds.
+#[derive(Debug, Default)]
+pub struct AlertsSnapshot {
+    pub alerts: Vec<AlertState>,
+    pub pending: Vec<Finding>,
+    pub outbox: Vec<AlertMessage>,
+}
+
+impl DynamoAlerts {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub async fn snapshot(&self) -> Result<AlertsSnapshot, StoreError> {
+        let mut out = AlertsSnapshot::default();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            for item in page.items() {
+                let pk = item.get(PK).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("");
+                let body = |attr: &str| item.get(attr).and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt(format!("{pk} without {attr}")));
+                if pk.starts_with("alert#") {
+                    out.alerts.push(serde_json::from_str(body("state")?).map_err(corrupt)?);
+                } else if pk.starts_with("pending#") {
+                    out.pending.push(serde_json::from_str(body("finding")?).map_err(corrupt)?);
+                } else if pk.starts_with("outbox#") {
+                    out.outbox.push(serde_json::from_str(body("message")?).map_err(corrupt)?);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Commits one planned change (and its message, if published) unless another run
+    /// changed the alert since it was read. Returns whether this run made the change.
+    pub async fn commit(&self, change: &AlertChange, message: Option<&AlertMessage>, now: i64) -> Result<bool, StoreError> {
+        let st = &change.state;
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(format!("alert#{}", st.id)))
+            .item("state", s(serde_json::to_string(st).map_err(corrupt)?))
+            .item("version", AttributeValue::N(st.version.to_string()))
+            .item("updated_at", AttributeValue::N(now.to_string()));
+        put = match change.expected_version {
+            Some(v) => put.condition_expression("version = :v").expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+            None => put.condition_expression("attribute_not_exists(pk)"),
+        };
+        let mut items = vec![TransactWriteItem::builder().put(put.build().map_err(corrupt)?).build()];
+        if let Some(m) = message {
+            let outbox = Put::builder()
+                .table_name(&self.table)
+                .item(PK, s(format!("outbox#{}", m.id)))
+                .item("message", s(serde_json::to_string(m).map_err(corrupt)?))
+                .build()
+                .map_err(corrupt)?;
+            items.push(TransactWriteItem::builder().put(outbox).build());
+        }
+        if st.event_level && change.transition == revguard_core::detect::alerts::Transition::Opened {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key(PK, s(pending_pk(&st.finding)))
+                .build()
+                .map_err(corrupt)?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) => {
+                // The alert moved on under us: another run made (or will make) this change.
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+
+    pub async fn delete_outbox(&self, message_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("outbox#{message_id}")))
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+}
+
+/// Alert messages on the alerts topic: `MessageStructure=json` with an `email` body, a
+/// short `sms` body and a `default`, and attributes subscriptions filter on.
+#[derive(Clone, Debug)]
+pub struct SnsAlertPublisher {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+fn attr(value: &str) -> Result<MessageAttributeValue, NotifyError> {
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| NotifyError(Box::new(e)))
+}
+
+impl SnsAlertPublisher {
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> Self {
+        Self { client, topic_arn: topic_arn.into() }
+    }
+
+    pub async fn publish(&self, m: &AlertMessage) -> Result<(), NotifyError> {
+        // Email and SMS subscribers get their own bodies; machine subscribers (SQS, HTTPS,
+        // Lambda) get the whole structured message.
+        let full = serde_json::to_string(m).map_err(|e| NotifyError(Box::new(e)))?;
+        let body = serde_json::json!({
+            "default": m.default, "email": m.email, "sms": m.sms, "sqs": full, "lambda": full, "https": full,
+        })
+        .to_string();
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message_structure("json")
+            .subject(&m.subject)
+            .message(body)
+            .message_attributes("severity", attr(m.severity.as_str())?)
+            .message_attributes("metric", attr(&m.metric)?)
+            .message_attributes("signal", attr(&m.signal)?)
+            .message_attributes("livemode", attr(if m.livemode { "true" } else { "false" })?)
+            .message_attributes("transition", attr(m.transition.as_str())?)
+            .message_attributes("alert_id", attr(&m.id)?)
+            .send()
+            .await
+            .map_err(|e| NotifyError(Box::new(e)))?;
+        Ok(())
+    }
+}
