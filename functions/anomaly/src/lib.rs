@@ -3,15 +3,15 @@
 //! transitions, commits each with a condition on the alert's version, and publishes the
 //! committed ones to the alerts topic. Two runs at once publish each transition once.
 
-use revguard_aws::{DynamoAlerts, DynamoBilling, SnsAlertPublisher};
+use revguard_aws::billing::CountersReader;
+use revguard_aws::{DynamoAlerts, SnsAlertPublisher};
 use revguard_core::detect::alerts::{plan, render};
 use revguard_core::detect::{detect, hours_needed, DetectConfig, Finding};
 use revguard_core::ports::{NotifyError, StoreError};
 use serde::Serialize;
 
 pub struct Anomaly {
-    /// Reads the counters table.
-    pub counters: DynamoBilling,
+    pub counters: CountersReader,
     pub alerts: DynamoAlerts,
     pub publisher: SnsAlertPublisher,
     pub config: DetectConfig,

@@ -2,8 +2,8 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use revguard_anomaly::{scheduled_time, Anomaly};
-use revguard_aws::{detect_config_from_env, load_sdk_config, AnomalyEnv, DynamoAlerts, DynamoBilling, SnsAlertPublisher};
-use revguard_core::billing::BillingPolicy;
+use revguard_aws::billing::CountersReader;
+use revguard_aws::{detect_config_from_env, load_sdk_config, AnomalyEnv, DynamoAlerts, SnsAlertPublisher};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,8 +13,7 @@ async fn main() -> Result<(), Error> {
     let sdk = load_sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let anomaly = Anomaly {
-        // Only the counters table is read through it.
-        counters: DynamoBilling::new(dynamodb.clone(), "", env.counters_table, BillingPolicy::default()),
+        counters: CountersReader::new(dynamodb.clone(), env.counters_table),
         alerts: DynamoAlerts::new(dynamodb, env.alerts_table),
         publisher: SnsAlertPublisher::new(aws_sdk_sns::Client::new(&sdk), env.alerts_topic_arn),
         config,

@@ -54,7 +54,7 @@ async fn stack() -> Stack {
             notifier: SnsNotifier::new(sns.clone(), notifications),
         },
         anomaly: Anomaly {
-            counters: billing,
+            counters: billing.counters_reader(),
             alerts: DynamoAlerts::new(dynamodb, &alerts),
             publisher: SnsAlertPublisher::new(sns, alerts_topic),
             config: DetectConfig::default(),

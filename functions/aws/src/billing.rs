@@ -309,57 +309,14 @@ impl DynamoBilling {
         }
     }
 
-    /// Hourly counters for one mode over [from, to), plus the all-time gauges of hour 0:
-    /// hour → metric → value. One small item per hour, read 100 at a time, whatever the
-    /// event volume.
+    /// The counters table, for reading.
+    pub fn counters_reader(&self) -> CountersReader {
+        CountersReader { client: self.client.clone(), table: self.counters_table.clone() }
+    }
+
+    /// See [`CountersReader::counters`].
     pub async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<revguard_core::detect::Series, StoreError> {
-        let mut hours = vec![0];
-        let mut hour = revguard_core::billing::hour_of(from);
-        while hour < to {
-            hours.push(hour);
-            hour += 3600;
-        }
-        let mut out = revguard_core::detect::Series::new();
-        for chunk in hours.chunks(100) {
-            let mut keys: Vec<HashMap<String, AttributeValue>> =
-                chunk.iter().map(|h| HashMap::from([(PK.to_owned(), s(counter_pk(livemode, *h)))])).collect();
-            while !keys.is_empty() {
-                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(corrupt)?;
-                let response = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.counters_table, request)
-                    .send()
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                for item in response.responses.and_then(|mut r| r.remove(&self.counters_table)).unwrap_or_default() {
-                    let Some(hour) = item
-                        .get(PK)
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|pk| pk.split_once('#'))
-                        .and_then(|(_, h)| h.parse::<i64>().ok())
-                    else {
-                        continue;
-                    };
-                    let metrics = item
-                        .into_iter()
-                        .filter(|(k, _)| k != PK)
-                        .filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?)))
-                        .collect();
-                    out.insert(hour, metrics);
-                }
-                keys = response
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.counters_table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-            }
-        }
-        Ok(out)
+        self.counters_reader().counters(livemode, from, to).await
     }
 
     pub async fn subscription(&self, id: &str) -> Result<Option<revguard_core::billing::SubscriptionState>, StoreError> {
@@ -385,4 +342,71 @@ impl From<StoreError> for CommitError {
     fn from(e: StoreError) -> Self {
         CommitError::Store(e)
     }
+}
+
+/// Reads the hourly counters (the anomaly detector needs nothing else of the worker's state).
+#[derive(Clone, Debug)]
+pub struct CountersReader {
+    client: Client,
+    table: String,
+}
+
+impl CountersReader {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Hourly counters for one mode over [from, to), plus the all-time gauges of hour 0:
+    /// hour → metric → value. One small item per hour, read 100 at a time, whatever the
+    /// event volume.
+    pub async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<revguard_core::detect::Series, StoreError> {
+        let mut hours = vec![0];
+        let mut hour = revguard_core::billing::hour_of(from);
+        while hour < to {
+            hours.push(hour);
+            hour += 3600;
+        }
+        let mut out = revguard_core::detect::Series::new();
+        for chunk in hours.chunks(100) {
+            let mut keys: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|h| HashMap::from([(PK.to_owned(), s(counter_pk(livemode, *h)))])).collect();
+            while !keys.is_empty() {
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(corrupt)?;
+                let response = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                for item in response.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    let Some(hour) = item
+                        .get(PK)
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|pk| pk.split_once('#'))
+                        .and_then(|(_, h)| h.parse::<i64>().ok())
+                    else {
+                        continue;
+                    };
+                    let metrics = item
+                        .into_iter()
+                        .filter(|(k, _)| k != PK)
+                        .filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?)))
+                        .collect();
+                    out.insert(hour, metrics);
+                }
+                keys = response
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(out)
+    }
+
 }
