@@ -127,7 +127,9 @@ fn tempdir() -> Result<PathBuf, DemoError> {
 fn report(incidents: &[Incident], webhooks: usize, applied: u64, transitions: Vec<AlertMessage>) -> DemoReport {
     // The latest incident begun before the alert, whose margin still covers it.
     let owner = |m: &AlertMessage| {
-        incidents.iter().rposition(|i| m.at >= i.start && m.at <= i.end + attribution_margin_secs(&m.alert_id))
+        incidents.iter().rposition(|i| {
+            i.kind.explains(&m.alert_id) && m.at >= i.start && m.at <= i.end + attribution_margin_secs(&m.alert_id)
+        })
     };
     let opened: Vec<&AlertMessage> = transitions.iter().filter(|m| m.transition == Transition::Opened).collect();
     let outcomes = incidents

@@ -10,7 +10,9 @@ use crate::billing::counters::CounterOp;
 use crate::billing::state::BillingState;
 use crate::billing::{decide, BillingEvent, BillingPolicy};
 
-/// An alert opened after an incident ended still belongs to it within a margin: 3 hours
+/// An alert belongs to an incident it could have been raised by (see
+/// [`super::scenario::IncidentKind::explains`]), opened from its start until a margin after
+/// its end: 3 hours
 /// for window signals (late deliveries after an outage, a window straddling the end), and
 /// the signal's own lookback for rates over days (a dispute cluster keeps the 7-day
 /// dispute rate above Stripe's threshold for up to a week: a real risk, not noise).
@@ -134,7 +136,9 @@ pub fn evaluate(scenario: &Scenario, config: &DetectConfig, policy: &BillingPoli
 fn score(scenario: &Scenario, opened: Vec<Opened>) -> EvalResult {
     // The latest incident begun before the alert, whose margin still covers it.
     let owner = |o: &Opened| {
-        scenario.incidents.iter().rposition(|i| o.at >= i.start && o.at <= i.end + attribution_margin_secs(&o.alert_id))
+        scenario.incidents.iter().rposition(|i| {
+            i.kind.explains(&o.alert_id) && o.at >= i.start && o.at <= i.end + attribution_margin_secs(&o.alert_id)
+        })
     };
     let incidents = scenario
         .incidents

@@ -94,6 +94,20 @@ impl IncidentKind {
         }
     }
 
+    /// Whether an alert (by its id, `<mode>:<signal>[:<metric>]`) is about this kind of
+    /// incident: an alert only counts for an incident it could have been raised by.
+    pub fn explains(self, alert_id: &str) -> bool {
+        let key = alert_id.split_once(':').map_or(alert_id, |(_, k)| k);
+        let related: &[&str] = match self {
+            IncidentKind::FailedChargeBurst => &["spike:payments_failed", "failure_rate"],
+            IncidentKind::RefundSpike => &["spike:refunds", "refund_rate", "large_refund"],
+            IncidentKind::DisputeCluster => &["spike:disputes", "dispute_rate"],
+            IncidentKind::WebhookOutage => &["delivery_gap", "delivery_lag", "drop:", "silent_lapse"],
+            IncidentKind::CancellationWave => &["spike:subscriptions_canceled", "spike:mrr_lost", "mrr_fall"],
+        };
+        related.iter().any(|r| key.starts_with(r))
+    }
+
     /// How long after its start an incident must be flagged (the quality bar).
     pub fn detection_target_secs(self) -> i64 {
         match self {
