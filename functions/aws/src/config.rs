@@ -72,13 +72,38 @@ pub fn default_timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// The Stripe signing secrets, read once at cold start: from the Secrets Manager secret
+/// named by `STRIPE_WEBHOOK_SECRET_ARN` (how the template deploys it: the value never
+/// shows in the function's configuration), else from `STRIPE_WEBHOOK_SECRET`. Either
+/// holds `whsec_…[,whsec_…]`.
+pub async fn load_webhook_secrets(sdk: &SdkConfig) -> Result<revguard_core::SecretSet, ConfigError> {
+    let (name, raw) = match std::env::var("STRIPE_WEBHOOK_SECRET_ARN") {
+        Ok(arn) if !arn.trim().is_empty() => {
+            let out = aws_sdk_secretsmanager::Client::new(sdk)
+                .get_secret_value()
+                .secret_id(arn.trim())
+                .send()
+                .await
+                .map_err(|e| ConfigError::Invalid {
+                    name: "STRIPE_WEBHOOK_SECRET_ARN",
+                    reason: format!("cannot read the secret: {}", revguard_core::error_chain(&e)),
+                })?;
+            let value = out.secret_string.ok_or(ConfigError::Invalid {
+                name: "STRIPE_WEBHOOK_SECRET_ARN",
+                reason: "the secret has no string value".into(),
+            })?;
+            ("STRIPE_WEBHOOK_SECRET_ARN", value)
+        }
+        _ => ("STRIPE_WEBHOOK_SECRET", required("STRIPE_WEBHOOK_SECRET")?),
+    };
+    // Never the value itself in an error: only what is wrong with it.
+    revguard_core::SecretSet::parse(&raw).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })
+}
+
 /// The ingress use case's settings from the environment, with the documented defaults.
-pub fn ingest_config_from_env() -> Result<revguard_core::IngestConfig, ConfigError> {
+pub fn ingest_config_from_env(secrets: revguard_core::SecretSet) -> Result<revguard_core::IngestConfig, ConfigError> {
     use revguard_core::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
     use revguard_core::signature::DEFAULT_TOLERANCE_SECS;
-    let raw = required("STRIPE_WEBHOOK_SECRET")?;
-    let secrets = revguard_core::SecretSet::parse(&raw)
-        .map_err(|e| ConfigError::Invalid { name: "STRIPE_WEBHOOK_SECRET", reason: e.to_string() })?;
     let modes_raw = optional_parsed("REVGUARD_MODES", "both".to_owned())?;
     let modes = revguard_core::ModeFilter::parse(&modes_raw).ok_or(ConfigError::Invalid {
         name: "REVGUARD_MODES",

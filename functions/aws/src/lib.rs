@@ -13,7 +13,7 @@ pub mod sqs;
 pub mod testing;
 
 pub use config::{
-    detect_config_from_env, ingest_config_from_env, load_sdk_config, policy_from_env, AnomalyEnv, ConfigError, IngressEnv,
+    detect_config_from_env, ingest_config_from_env, load_sdk_config, load_webhook_secrets, policy_from_env, AnomalyEnv, ConfigError, IngressEnv,
     WorkerEnv,
 };
 pub use alerts::{DynamoAlerts, SnsAlertPublisher};

@@ -99,3 +99,28 @@ async fn outages_are_reported_as_unavailable() {
     let err = queue.send(&contract::sample_messages("x")[0]).await.unwrap_err();
     assert!(matches!(err, QueueError::Unavailable(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn signing_secrets_come_from_secrets_manager_at_cold_start() {
+    let sdk = moto_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = unique_name("stripe-webhook-secret");
+    let arn = client
+        .create_secret()
+        .name(&name)
+        .secret_string("whsec_new_one, whsec_old_one")
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    // The variable is process-wide; this test is the only one in this binary that sets it.
+    std::env::set_var("STRIPE_WEBHOOK_SECRET_ARN", &arn);
+    let secrets = revguard_aws::load_webhook_secrets(&sdk).await.unwrap();
+    assert_eq!(secrets.iter().count(), 2);
+    assert!(!format!("{secrets:?}").contains("new_one"), "never printed");
+    std::env::set_var("STRIPE_WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing");
+    let err = revguard_aws::load_webhook_secrets(&sdk).await.unwrap_err();
+    assert!(err.to_string().contains("STRIPE_WEBHOOK_SECRET_ARN"), "{err}");
+    std::env::remove_var("STRIPE_WEBHOOK_SECRET_ARN");
+}

@@ -1,7 +1,7 @@
 //! Lambda entry: reads config and the signing secret once at cold start, builds the
 //! clients once, and serves API Gateway HTTP API requests with the shared router.
 
-use revguard_aws::{ingest_config_from_env, load_sdk_config, IngressEnv};
+use revguard_aws::{ingest_config_from_env, load_sdk_config, load_webhook_secrets, IngressEnv};
 use revguard_http::system_clock;
 use revguard_ingress::build_router;
 
@@ -9,8 +9,8 @@ use revguard_ingress::build_router;
 async fn main() -> Result<(), lambda_http::Error> {
     revguard_aws::init_lambda_logging();
     let env = IngressEnv::from_env()?;
-    let ingest = ingest_config_from_env()?;
     let sdk = load_sdk_config().await;
+    let ingest = ingest_config_from_env(load_webhook_secrets(&sdk).await?)?;
     let app = build_router(&sdk, &env, ingest, system_clock());
     lambda_http::run(app).await
 }
