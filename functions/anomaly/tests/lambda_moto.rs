@@ -4,8 +4,8 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_anomaly::Anomaly;
-use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
-use revguard_aws::testing::{moto_config, unique_name};
+use revguard_aws::provision::{create_events_table, create_pk_table, create_topic};
+use revguard_aws::testing::{drain_queue, moto_config, subscribed_queue, unique_name};
 use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SnsAlertPublisher, SnsNotifier};
 use revguard_core::billing::BillingPolicy;
 use revguard_core::detect::DetectConfig;
@@ -34,18 +34,7 @@ async fn stack() -> Stack {
     }
     let notifications = create_topic(&sns, &unique_name("notifications")).await.unwrap();
     let alerts_topic = create_topic(&sns, &unique_name("alerts")).await.unwrap();
-    let subscriber = create_queue(&sqs, &unique_name("oncall")).await.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&subscriber)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe().topic_arn(&alerts_topic).protocol("sqs").endpoint(arn).send().await.unwrap();
+    let subscriber = subscribed_queue(&sqs, &sns, &alerts_topic).await;
     let billing = DynamoBilling::new(dynamodb.clone(), &state, &counters, BillingPolicy::default()).with_alerts_table(&alerts);
     Stack {
         worker: Worker {
@@ -74,17 +63,7 @@ fn refund(i: usize, created: i64, amount: i64) -> String {
 }
 
 async fn deliveries(stack: &Stack) -> Vec<Value> {
-    let mut all = Vec::new();
-    loop {
-        let out = stack.sqs.receive_message().queue_url(&stack.subscriber).max_number_of_messages(10).send().await.unwrap();
-        let batch = out.messages.unwrap_or_default();
-        if batch.is_empty() {
-            return all;
-        }
-        for m in batch {
-            all.push(serde_json::from_str(m.body().unwrap()).unwrap());
-        }
-    }
+    drain_queue(&stack.sqs, &stack.subscriber).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
 }
 
 #[tokio::test]

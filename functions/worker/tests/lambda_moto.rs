@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
-use revguard_aws::testing::{moto_config, unique_name};
+use revguard_aws::testing::{drain_queue, moto_config, subscribed_queue, unique_name};
 use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier};
 use revguard_core::billing::state::BillingState;
 use revguard_core::billing::{BillingEvent, BillingPolicy};
@@ -35,19 +35,7 @@ async fn stack() -> Stack {
     create_pk_table(&dynamodb, &counters).await.unwrap();
     let input_url = create_queue(&sqs, &unique_name("input")).await.unwrap();
     let topic = create_topic(&sns, &unique_name("notifications")).await.unwrap();
-    // A queue subscribed to the topic stands for the people and systems that subscribe.
-    let notifications_url = create_queue(&sqs, &unique_name("subscriber")).await.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&notifications_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(arn).send().await.unwrap();
+    let notifications_url = subscribed_queue(&sqs, &sns, &topic).await;
     let worker = Worker {
         log: DynamoEventLog::new(dynamodb.clone(), &events),
         billing: DynamoBilling::new(dynamodb, &state, &counters, BillingPolicy::default()),
@@ -116,24 +104,7 @@ impl Stack {
     }
 
     async fn notifications(&self) -> Vec<Value> {
-        let mut all = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.notifications_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            let batch = out.messages.unwrap_or_default();
-            if batch.is_empty() {
-                return all;
-            }
-            for m in batch {
-                all.push(serde_json::from_str(m.body().unwrap()).unwrap());
-            }
-        }
+        drain_queue(&self.sqs, &self.notifications_url).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
     }
 }
 

@@ -1,0 +1,213 @@
+//! What the pipeline costs per webhook, measured: a realistic mix of events goes through
+//! the ingress router, the worker handler and the anomaly detector against moto, with an
+//! interceptor logging every AWS call. Capacity units are computed from the sizes of the
+//! items written (DynamoDB bills a write per started KB, a transaction twice). Run by
+//! scripts/test; `scripts/cost` prints the table the README carries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use revguard_anomaly::Anomaly;
+use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
+use revguard_aws::testing::{dynamodb_item_size, moto_config, unique_name, Call, CallLog};
+use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, IngressEnv, SnsAlertPublisher, SnsNotifier};
+use revguard_core::billing::BillingPolicy;
+use revguard_core::detect::scenario::{generate, ScenarioConfig};
+use revguard_core::detect::DetectConfig;
+use revguard_core::signature::sign;
+use revguard_core::{IngestConfig, SecretSet, WebhookSecret};
+use revguard_worker::Worker;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const EVENTS: usize = 300;
+
+#[derive(Default, Debug)]
+struct Tally {
+    calls: BTreeMap<String, usize>,
+    write_units: f64,
+    read_units: f64,
+}
+
+/// Write units of one request, from the items it carries (updates: the item's stored size).
+fn tally(calls: &[Call], stored_sizes: &BTreeMap<String, usize>) -> Tally {
+    let mut t = Tally::default();
+    let units = |bytes: usize, per: usize| bytes.div_ceil(per).max(1) as f64;
+    let key_size = |key: &Value| -> usize {
+        let k = key.as_object().and_then(|o| o.values().next()).and_then(|v| v.get("S")).and_then(|s| s.as_str()).unwrap_or("");
+        stored_sizes.get(k).copied().unwrap_or(200)
+    };
+    for c in calls {
+        *t.calls.entry(format!("{} {}", c.service, c.operation)).or_default() += 1;
+        let body: Value = serde_json::from_slice(&c.body).unwrap_or(Value::Null);
+        match (c.service.as_str(), c.operation.as_str()) {
+            ("dynamodb", "PutItem") => t.write_units += units(dynamodb_item_size(&body["Item"]), 1024),
+            ("dynamodb", "UpdateItem") | ("dynamodb", "DeleteItem") => t.write_units += units(key_size(&body["Key"]), 1024),
+            ("dynamodb", "GetItem") => t.read_units += 1.0, // strongly consistent, items < 4 KB
+            ("dynamodb", "BatchGetItem") => {
+                t.read_units += body["RequestItems"].as_object().map_or(0, |r| r.values().map(|k| k["Keys"].as_array().map_or(0, Vec::len)).sum()) as f64
+            }
+            ("dynamodb", "Scan") => t.read_units += 1.0,
+            ("dynamodb", "TransactWriteItems") => {
+                for item in body["TransactItems"].as_array().cloned().unwrap_or_default() {
+                    let size = if let Some(put) = item.get("Put") {
+                        dynamodb_item_size(&put["Item"])
+                    } else if let Some(u) = item.get("Update") {
+                        key_size(&u["Key"])
+                    } else if let Some(d) = item.get("Delete") {
+                        key_size(&d["Key"])
+                    } else {
+                        0
+                    };
+                    t.write_units += 2.0 * units(size, 1024);
+                }
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
+async fn stored_sizes(dynamodb: &aws_sdk_dynamodb::Client, tables: &[&str]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let items = dynamodb.scan().table_name(*table).send().await.unwrap().items.unwrap_or_default();
+        for item in items {
+            let key = item.get("pk").or_else(|| item.get("event_id")).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            // Size from the SDK's view of the item: names plus string/number/binary lengths.
+            let size: usize = item
+                .iter()
+                .map(|(k, v)| {
+                    k.len()
+                        + match v {
+                            aws_sdk_dynamodb::types::AttributeValue::S(s) => s.len(),
+                            aws_sdk_dynamodb::types::AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                            aws_sdk_dynamodb::types::AttributeValue::B(b) => b.as_ref().len(),
+                            _ => 1,
+                        }
+                })
+                .sum();
+            out.insert(key, size);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn cost_per_webhook_is_measured() {
+    let sdk = moto_config().await;
+    let log = CallLog::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(log.clone()).build());
+    let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&sdk).interceptor(log.clone()).build());
+    let sns = aws_sdk_sns::Client::from_conf(aws_sdk_sns::config::Builder::from(&sdk).interceptor(log.clone()).build());
+    let (events, state, counters, alerts) = (unique_name("events"), unique_name("state"), unique_name("counters"), unique_name("alerts"));
+    create_events_table(&dynamodb, &events).await.unwrap();
+    for t in [&state, &counters, &alerts] {
+        create_pk_table(&dynamodb, t).await.unwrap();
+    }
+    let queue_url = create_queue(&sqs, &unique_name("queue")).await.unwrap();
+    let topic = create_topic(&sns, &unique_name("topic")).await.unwrap();
+    log.take();
+
+    // A slice of a realistic day: the scenario generator's traffic after its sign-up day.
+    let scenario = generate(ScenarioConfig::new(11));
+    let start = scenario.config.start + 86_400;
+    let sample: Vec<_> = scenario.events.iter().filter(|e| e.received_at >= start).take(EVENTS).collect();
+    let secret = WebhookSecret::new("whsec_cost").unwrap();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let clock_now = now.clone();
+    let env = IngressEnv { events_table: events.clone(), queue_url: queue_url.clone(), max_message_bytes: 250_000 };
+    let router = revguard_ingress::router_with_clients(
+        dynamodb.clone(),
+        sqs.clone(),
+        &env,
+        IngestConfig::new(SecretSet::single(secret.clone())),
+        Arc::new(move || clock_now.load(std::sync::atomic::Ordering::SeqCst)),
+    );
+    for e in &sample {
+        now.store(e.received_at, std::sync::atomic::Ordering::SeqCst);
+        let request = axum::http::Request::post("/webhook")
+            .header("stripe-signature", sign(&secret, e.received_at, e.raw.as_bytes()))
+            .body(axum::body::Body::from(e.raw.clone()))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let ingress_calls = log.take();
+
+    let billing = DynamoBilling::new(dynamodb.clone(), &state, &counters, BillingPolicy::default()).with_alerts_table(&alerts);
+    let worker = Worker { log: DynamoEventLog::new(dynamodb.clone(), &events), billing: billing.clone(), notifier: SnsNotifier::new(sns.clone(), topic.clone()) };
+    let mut batches = 0;
+    loop {
+        let out = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await.unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| json!({ "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body, "attributes": {}, "messageAttributes": {} }))
+            .collect();
+        let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+        assert!(worker.handle_batch(batch, now.load(std::sync::atomic::Ordering::SeqCst)).await.batch_item_failures.is_empty());
+        for m in &messages {
+            // What the Lambda event source does after a successful batch.
+            sqs.delete_message().queue_url(&queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
+        batches += 1;
+    }
+    let worker_calls: Vec<Call> = log.take().into_iter().filter(|c| !(c.service == "sqs")).collect();
+
+    let anomaly = Anomaly {
+        counters: billing.counters_reader(),
+        alerts: DynamoAlerts::new(dynamodb.clone(), &alerts),
+        publisher: SnsAlertPublisher::new(sns.clone(), topic),
+        config: DetectConfig::default(),
+    };
+    anomaly.run(now.load(std::sync::atomic::Ordering::SeqCst)).await.unwrap();
+    let anomaly_calls = log.take();
+
+    let sizes = stored_sizes(&dynamodb, &[&events, &state, &counters, &alerts]).await;
+    let n = sample.len() as f64;
+    let ingress = tally(&ingress_calls, &sizes);
+    let work = tally(&worker_calls, &sizes);
+    let detect = tally(&anomaly_calls, &sizes);
+
+    // Ingress: one conditional put, one send, one status update per new event.
+    assert_eq!(ingress.calls.get("dynamodb PutItem"), Some(&sample.len()));
+    assert_eq!(ingress.calls.get("sqs SendMessage"), Some(&sample.len()));
+    assert_eq!(ingress.calls.get("dynamodb UpdateItem"), Some(&sample.len()));
+    // Worker: one transaction per event; the detector reads counters, not events.
+    assert_eq!(work.calls.get("dynamodb TransactWriteItems"), Some(&sample.len()));
+    assert!(detect.calls.get("dynamodb BatchGetItem").copied().unwrap_or(0) <= 8, "{:?}", detect.calls);
+
+    // Prices: us-east-1 list prices (on-demand DynamoDB after the November 2024 cut).
+    let (wru, rru, sqs_req, lambda_req, api_req) = (0.625, 0.125, 0.40, 0.20, 1.00); // $ per million
+    let per_event = |t: &Tally, op: &str| *t.calls.get(op).unwrap_or(&0) as f64 / n;
+    let rows = [
+        ("API Gateway HTTP API request", 1.0, api_req),
+        ("Lambda ingress invocation", 1.0, lambda_req),
+        ("SQS SendMessage", per_event(&ingress, "sqs SendMessage"), sqs_req),
+        ("DynamoDB write units, ingress", ingress.write_units / n, wru),
+        ("Lambda worker invocation (batches of up to 10)", batches as f64 / n, lambda_req),
+        ("SQS receive + delete by the event source", 2.0 * batches as f64 / n, sqs_req),
+        ("DynamoDB read units, worker", work.read_units / n, rru),
+        ("DynamoDB write units, worker", work.write_units / n, wru),
+        ("SNS publishes (notifications)", per_event(&work, "sns Publish"), 0.50),
+    ];
+    println!("\nMeasured over {} webhooks (a generated day's mix), {batches} worker batches:", sample.len());
+    println!("| per webhook | count | $ per million of them | $ per million webhooks |");
+    println!("|---|---|---|---|");
+    let mut total = 0.0;
+    for (what, count, price) in rows {
+        let cost = count * price;
+        total += cost;
+        println!("| {what} | {count:.2} | {price:.3} | {cost:.3} |");
+    }
+    println!("| **total (requests and capacity)** | | | **{total:.2}** |");
+    println!("calls per webhook, ingress: {:?}", ingress.calls.iter().map(|(k, v)| (k.as_str(), *v as f64 / n)).collect::<Vec<_>>());
+    println!("calls per webhook, worker: {:?}", work.calls.iter().map(|(k, v)| (k.as_str(), (*v as f64 / n * 100.0).round() / 100.0)).collect::<Vec<_>>());
+    println!("calls per detector run: {:?}; read units {}", detect.calls, detect.read_units);
+    assert!(total < 5.0, "the pipeline's requests and capacity stay under $5 per million webhooks: {total:.2}");
+}

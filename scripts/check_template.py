@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Asserts the invariants of template.yaml that a later edit must not silently drop.
+
+Run by scripts/test (with the deployment venv, which has cfn-lint's template parser).
+Each check names what it protects; the script exits non-zero listing every broken one.
+"""
+import sys
+from pathlib import Path
+
+from cfnlint.decode import cfn_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+t = cfn_yaml.load(str(ROOT / "template.yaml"))
+res = t["Resources"]
+params = t["Parameters"]
+glob = t.get("Globals", {}).get("Function", {})
+failures = []
+
+
+def check(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def of_type(kind):
+    return {k: v for k, v in res.items() if v["Type"] == kind}
+
+
+def ref(v):
+    return v.get("Ref") if isinstance(v, dict) else None
+
+
+def getatt(v):
+    return v.get("Fn::GetAtt", [None])[0] if isinstance(v, dict) else None
+
+
+functions = of_type("AWS::Serverless::Function")
+check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction"}, "three functions: ingress, worker, anomaly")
+for name, f in functions.items():
+    p = f["Properties"]
+    check(f.get("Metadata", {}).get("BuildMethod") == "rust-cargolambda", f"{name} is built by SAM with rust-cargolambda")
+    check(p.get("CodeUri") == ".", f"{name} builds from the workspace source, not pre-built output")
+    check(glob.get("Runtime") == "provided.al2023" and glob.get("Architectures") == [{"Ref": "Architecture"}],
+          f"{name} runs on provided.al2023 with the Architecture parameter")
+    check(isinstance(p.get("Timeout"), int), f"{name} has a deliberate timeout")
+    group = ref(p.get("LoggingConfig", {}).get("LogGroup"))
+    check(group in res and "RetentionInDays" in res[group]["Properties"], f"{name} logs to a group with a retention")
+    check(glob.get("LoggingConfig", {}).get("LogFormat") == "JSON", f"{name} logs JSON")
+    env = p.get("Environment", {}).get("Variables", {})
+    check("STRIPE_WEBHOOK_SECRET" not in env and "STRIPE_WEBHOOK_SECRET" not in glob.get("Environment", {}).get("Variables", {}),
+          f"{name} has no plain-text signing secret in its configuration")
+    for policy in p.get("Policies", []):
+        for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            check(all("*" not in a for a in actions), f"{name}: no wildcard action in {actions}")
+            check(all(not (isinstance(r, str) and "*" in r) for r in resources), f"{name}: no wildcard resource in {resources}")
+
+check(params["StripeWebhookSecret"].get("NoEcho") is True, "the signing secret parameter is NoEcho")
+check(ref(functions["IngressFunction"]["Properties"]["Environment"]["Variables"].get("STRIPE_WEBHOOK_SECRET_ARN", {}).get("Fn::If", [None, {}])[1]) == "StripeSecret",
+      "the ingress reads the secret from Secrets Manager by ARN")
+
+q = res["EventsQueue"]["Properties"]
+check(getatt(q["RedrivePolicy"]["deadLetterTargetArn"]) == "EventsDeadLetterQueue", "the events queue redrives to its dead-letter queue")
+check(ref(q["RedrivePolicy"]["maxReceiveCount"]) == "MaxReceiveCount", "the receive count before the DLQ is a parameter")
+worker = functions["WorkerFunction"]["Properties"]
+check(q["VisibilityTimeout"] >= 6 * worker["Timeout"], "visibility timeout is at least 6 × the worker timeout")
+sqs_event = worker["Events"]["Queue"]["Properties"]
+check("ReportBatchItemFailures" in sqs_event.get("FunctionResponseTypes", []), "the worker reports partial batch failures")
+check(all(k in sqs_event for k in ("BatchSize", "MaximumBatchingWindowInSeconds", "ScalingConfig")), "the worker's batch size, window and concurrency are set")
+
+ev = res["EventsTable"]["Properties"]
+check(ev.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True}, "TTL on the event log")
+for table in ("StateTable", "CountersTable", "AlertsTable"):
+    check(res[table]["Properties"].get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True,
+          f"point-in-time recovery on {table}")
+for table in of_type("AWS::DynamoDB::Table").values():
+    check(table["Properties"].get("BillingMode") == "PAY_PER_REQUEST", "tables are on-demand")
+
+sms = res["AlertSmsSubscription"]
+check(sms.get("Condition") == "HasAlertSms" and sms["Properties"]["Protocol"] == "sms", "the SMS subscription exists only when a number is given")
+check(sms["Properties"].get("FilterPolicy") == {"severity": ["critical"]} and sms["Properties"].get("FilterPolicyScope") == "MessageAttributes",
+      "SMS is filtered to critical alerts")
+check(res["AlertEmailSubscription"].get("Condition") == "HasAlertEmail", "the email subscription exists only when an address is given")
+
+anomaly = functions["AnomalyFunction"]["Properties"]["Events"]["Schedule"]
+check(anomaly["Type"] in ("Schedule", "ScheduleV2") and ref(anomaly["Properties"]["ScheduleExpression"]) == "AnomalySchedule",
+      "the anomaly function runs on the AnomalySchedule parameter")
+api = res["WebhookApi"]["Properties"]
+check(all(k in api["DefaultRouteSettings"] for k in ("ThrottlingRateLimit", "ThrottlingBurstLimit")), "the API is throttled")
+check("AccessLogSettings" in api, "the API writes access logs")
+
+alarms = {getattr_name: a for getattr_name, a in of_type("AWS::CloudWatch::Alarm").items()}
+for name in ("DeadLetterQueueNotEmpty", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning"):
+    check(name in alarms and {"Ref": "AlertsTopic"} in alarms[name]["Properties"].get("AlarmActions", []), f"alarm {name} goes to the alerts topic")
+
+for kind, prop in (("AWS::DynamoDB::Table", "TableName"), ("AWS::SQS::Queue", "QueueName"), ("AWS::SNS::Topic", "TopicName")):
+    check(all(prop not in r["Properties"] for r in of_type(kind).values()), f"no hard-coded {prop}")
+check(all("FunctionName" not in f["Properties"] for f in functions.values()), "no hard-coded FunctionName")
+
+outputs = t["Outputs"]
+for name in ("WebhookUrl", "AlertsTopicArn", "NotificationsTopicArn", "DeadLetterQueueUrl", "EventsTableName", "StateTableName", "CountersTableName", "AlertsTableName"):
+    check(name in outputs, f"output {name}")
+
+if failures:
+    sys.exit(f"{len(failures)} template invariant(s) broken")
+print("template invariants hold")
