@@ -51,7 +51,14 @@ pub struct DynamoBilling {
     policy: BillingPolicy,
     /// Where event-level findings wait for the detector (the alerts table).
     alerts_table: Option<String>,
+    /// The largest value this process has written per (counter item, metric): a maximum
+    /// that is not larger needs no write. Most events then skip the maxima entirely.
+    maxima_written: std::sync::Arc<std::sync::Mutex<HashMap<(String, String), i64>>>,
 }
+
+/// `max_received_at` moves with every delivery; writing it once a minute is enough for the
+/// delivery-gap signal, which needs an hour or more of silence.
+const MAX_RECEIVED_AT_GRANULARITY_SECS: i64 = 60;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -73,7 +80,14 @@ struct Versioned<T> {
 
 impl DynamoBilling {
     pub fn new(client: Client, state_table: impl Into<String>, counters_table: impl Into<String>, policy: BillingPolicy) -> Self {
-        Self { client, state_table: state_table.into(), counters_table: counters_table.into(), policy, alerts_table: None }
+        Self {
+            client,
+            state_table: state_table.into(),
+            counters_table: counters_table.into(),
+            policy,
+            alerts_table: None,
+            maxima_written: Default::default(),
+        }
     }
 
     pub fn with_alerts_table(mut self, table: impl Into<String>) -> Self {
@@ -157,6 +171,7 @@ impl DynamoBilling {
             match self.commit(event, &fx, versions, now).await {
                 Ok(()) => {
                     self.apply_maxima(&fx).await;
+                    self.link_charge(&fx).await;
                     return Ok(Applied::Now(fx.notifications));
                 }
                 Err(CommitError::AlreadyApplied) => return Ok(Applied::Before(self.outbox(&event.id).await?)),
@@ -213,16 +228,6 @@ impl DynamoBilling {
         }
         if let Some(c) = &fx.customer {
             items.push(self.put_state(format!("cust#{}", c.id), c, cust_ver, &[])?);
-        }
-        if let Some((charge, customer)) = &fx.charge_link {
-            let update = Update::builder()
-                .table_name(&self.state_table)
-                .key(PK, s(format!("charge#{charge}")))
-                .update_expression("SET customer = if_not_exists(customer, :c)")
-                .expression_attribute_values(":c", s(customer.clone()))
-                .build()
-                .map_err(|e| CommitError::Store(corrupt(e)))?;
-            items.push(TransactWriteItem::builder().update(update).build());
         }
         // Counter increments, one update per (mode, hour) item.
         let mut by_item: BTreeMap<String, Vec<(&str, i64)>> = BTreeMap::new();
@@ -287,9 +292,40 @@ impl DynamoBilling {
         }
     }
 
-    /// Largest-value counters: idempotent by nature, so they need no transaction.
+    /// Which customer a charge belongs to (disputes name only the charge). Idempotent and
+    /// outside the transaction: it halves the write's cost, and a crash before it only
+    /// leaves a later dispute without its customer flag.
+    async fn link_charge(&self, fx: &Effects) {
+        let Some((charge, customer)) = &fx.charge_link else { return };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.state_table)
+            .item(PK, s(format!("charge#{charge}")))
+            .item("customer", s(customer.clone()))
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(charge = %charge, error = %e, "could not record the charge's customer");
+        }
+    }
+
+    /// Largest-value counters: idempotent by nature, so they need no transaction; and only
+    /// written when larger than what this process last wrote (a cache, never a source of
+    /// truth: the conditional update keeps the stored value the maximum).
     async fn apply_maxima(&self, fx: &Effects) {
         for u in fx.counters.iter().filter(|u| u.op == CounterOp::Max) {
+            let slot = (counter_pk(u.livemode, u.hour), u.metric.clone());
+            {
+                let mut written = self.maxima_written.lock().unwrap_or_else(|p| p.into_inner());
+                let margin = if u.metric == "max_received_at" { MAX_RECEIVED_AT_GRANULARITY_SECS } else { 0 };
+                match written.get(&slot) {
+                    Some(prev) if u.value <= prev + margin => continue,
+                    _ => {
+                        written.insert(slot, u.value);
+                    }
+                }
+            }
             let result = self
                 .client
                 .update_item()
