@@ -34,10 +34,7 @@ impl Queue for SqsQueue {
     }
 
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
-        let body = message.encode();
-        if body.len() > self.max_message_bytes {
-            return Err(QueueError::TooLarge(body.len()));
-        }
+        let body = message.encode_within(self.max_message_bytes)?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)

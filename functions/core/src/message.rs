@@ -77,6 +77,15 @@ impl QueueMessage {
         }
     }
 
+    /// The encoded message, refused when it is over a queue's limit of `max` bytes.
+    pub fn encode_within(&self, max: usize) -> Result<String, crate::ports::QueueError> {
+        let body = self.encode();
+        if body.len() > max {
+            return Err(crate::ports::QueueError::TooLarge(body.len()));
+        }
+        Ok(body)
+    }
+
     /// The encoded size of an inline message for a payload of `payload_len` bytes, without
     /// building it.
     pub fn inline_size(event_id: &str, event_type: &str, payload_len: usize) -> usize {

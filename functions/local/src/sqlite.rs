@@ -431,10 +431,7 @@ impl Queue for SqliteStore {
     }
 
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
-        let body = message.encode();
-        if body.len() > self.max_message_bytes {
-            return Err(QueueError::TooLarge(body.len()));
-        }
+        let body = message.encode_within(self.max_message_bytes)?;
         let (id, event_type, livemode) =
             (message.event_id.clone(), message.event_type.clone(), message.livemode);
         let now = std::time::SystemTime::now()
