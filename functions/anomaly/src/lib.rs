@@ -59,6 +59,8 @@ impl Anomaly {
                     summary.published.push(format!("{} {}", m.id, m.transition.as_str()));
                 }
             }
+            // Judged: an event-level finding opened its alert, or its alert was open already.
+            self.alerts.consume_pending(&events).await?;
             summary.findings.extend(found);
             summary.findings.extend(events);
         }

@@ -116,3 +116,29 @@ async fn a_refund_spike_reaches_the_alerts_topic_once_with_email_and_sms_bodies(
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0]["MessageAttributes"]["transition"]["Value"], "resolved");
 }
+
+#[tokio::test]
+async fn an_event_level_alert_opens_once_and_resolves_even_when_its_finding_recurs() {
+    let stack = stack().await;
+    // Two large refunds on one charge: the same finding key twice.
+    let body = |id: &str, created: i64, refunded: i64, before: i64| {
+        let raw = json!({ "id": id, "object": "event", "type": "charge.refunded", "created": created, "livemode": true,
+            "data": { "object": { "id": "ch_big", "object": "charge", "customer": "cus_big", "amount": 200_000,
+            "amount_refunded": refunded, "currency": "usd" }, "previous_attributes": { "amount_refunded": before } } })
+        .to_string();
+        QueueMessage { event_id: id.into(), event_type: "charge.refunded".into(), livemode: true, created, received_at: created, payload: Payload::Inline(raw) }
+            .encode()
+    };
+    async fn apply(stack: &Stack, b: String) {
+        let batch: SqsEvent = serde_json::from_value(json!({ "Records": [{ "messageId": "m", "body": b, "attributes": {}, "messageAttributes": {} }] })).unwrap();
+        assert!(stack.worker.handle_batch(batch, NOW).await.batch_item_failures.is_empty());
+    }
+    apply(&stack, body("evt_big_1", NOW - 600, 60_000, 0)).await;
+    let first = stack.anomaly.run(NOW).await.unwrap();
+    assert_eq!(first.published, ["live:large_refund:ch_big:1 opened"]);
+    apply(&stack, body("evt_big_2", NOW - 300, 130_000, 60_000)).await;
+    assert!(stack.anomaly.run(NOW + 900).await.unwrap().published.is_empty(), "open already: no second alert");
+    let later = stack.anomaly.run(NOW + 25 * 3600).await.unwrap();
+    assert_eq!(later.published, ["live:large_refund:ch_big:2 resolved"]);
+    assert!(stack.anomaly.alerts.snapshot().await.unwrap().pending.is_empty(), "every finding judged and removed");
+}

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
@@ -108,14 +108,6 @@ impl DynamoAlerts {
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().put(outbox).build());
         }
-        if st.event_level && change.transition == revguard_core::detect::alerts::Transition::Opened {
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .key(PK, s(pending_pk(&st.finding)))
-                .build()
-                .map_err(corrupt)?;
-            items.push(TransactWriteItem::builder().delete(delete).build());
-        }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) => {
@@ -124,6 +116,29 @@ impl DynamoAlerts {
             }
             Err(e) => Err(StoreError::unavailable(e)),
         }
+    }
+
+    /// Removes the event-level findings a run has judged, unless the worker rewrote one
+    /// since it was read.
+    pub async fn consume_pending(&self, findings: &[Finding]) -> Result<(), StoreError> {
+        for f in findings {
+            let json = serde_json::to_string(f).map_err(corrupt)?;
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key(PK, s(pending_pk(f)))
+                .condition_expression("finding = :f")
+                .expression_attribute_values(":f", s(json))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(StoreError::unavailable(e)),
+            }
+        }
+        Ok(())
     }
 
     pub async fn delete_outbox(&self, message_id: &str) -> Result<(), StoreError> {

@@ -167,13 +167,13 @@ impl DynamoBilling {
                 charge_customer,
             };
             let fx = decide(event, &current, &self.policy)?;
+            // The idempotent writes go first: if they fail, the message is retried; if the
+            // transaction then finds the event applied, writing them again did no harm.
+            self.apply_maxima(&fx).await?;
+            self.link_charge(&fx).await?;
             let versions = [sub.ver, case.ver, customer.ver];
             match self.commit(event, &fx, versions, now).await {
-                Ok(()) => {
-                    self.apply_maxima(&fx).await;
-                    self.link_charge(&fx).await;
-                    return Ok(Applied::Now(fx.notifications));
-                }
+                Ok(()) => return Ok(Applied::Now(fx.notifications)),
                 Err(CommitError::AlreadyApplied) => return Ok(Applied::Before(self.outbox(&event.id).await?)),
                 Err(CommitError::Conflict) => continue,
                 Err(CommitError::Store(e)) => return Err(e.into()),
@@ -230,11 +230,17 @@ impl DynamoBilling {
             items.push(self.put_state(format!("cust#{}", c.id), c, cust_ver, &[])?);
         }
         // Counter increments, one update per (mode, hour) item.
-        let mut by_item: BTreeMap<String, Vec<(&str, i64)>> = BTreeMap::new();
+        // Summed per metric: one expression may name an attribute once (a count moved
+        // within one hour is a −1 and a +1 of the same metric), and zeros are no write.
+        let mut by_item: BTreeMap<String, BTreeMap<&str, i64>> = BTreeMap::new();
         for u in fx.counters.iter().filter(|u| u.op == CounterOp::Add) {
-            by_item.entry(counter_pk(u.livemode, u.hour)).or_default().push((&u.metric, u.value));
+            *by_item.entry(counter_pk(u.livemode, u.hour)).or_default().entry(&u.metric).or_default() += u.value;
         }
         for (pk, adds) in by_item {
+            let adds: Vec<(&str, i64)> = adds.into_iter().filter(|(_, v)| *v != 0).collect();
+            if adds.is_empty() {
+                continue;
+            }
             let mut update = Update::builder().table_name(&self.counters_table).key(PK, s(pk));
             let mut clauses = Vec::new();
             for (i, (metric, value)) in adds.iter().enumerate() {
@@ -292,57 +298,53 @@ impl DynamoBilling {
         }
     }
 
-    /// Which customer a charge belongs to (disputes name only the charge). Idempotent and
-    /// outside the transaction: it halves the write's cost, and a crash before it only
-    /// leaves a later dispute without its customer flag.
-    async fn link_charge(&self, fx: &Effects) {
-        let Some((charge, customer)) = &fx.charge_link else { return };
-        let result = self
-            .client
+    /// Which customer a charge belongs to (disputes name only the charge). Idempotent, so
+    /// outside the transaction, which halves the write's cost.
+    async fn link_charge(&self, fx: &Effects) -> Result<(), StoreError> {
+        let Some((charge, customer)) = &fx.charge_link else { return Ok(()) };
+        self.client
             .put_item()
             .table_name(&self.state_table)
             .item(PK, s(format!("charge#{charge}")))
             .item("customer", s(customer.clone()))
             .send()
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(charge = %charge, error = %e, "could not record the charge's customer");
-        }
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
     }
 
     /// Largest-value counters: idempotent by nature, so they need no transaction; and only
     /// written when larger than what this process last wrote (a cache, never a source of
     /// truth: the conditional update keeps the stored value the maximum).
-    async fn apply_maxima(&self, fx: &Effects) {
+    async fn apply_maxima(&self, fx: &Effects) -> Result<(), StoreError> {
         for u in fx.counters.iter().filter(|u| u.op == CounterOp::Max) {
             let slot = (counter_pk(u.livemode, u.hour), u.metric.clone());
-            {
-                let mut written = self.maxima_written.lock().unwrap_or_else(|p| p.into_inner());
-                let margin = if u.metric == "max_received_at" { MAX_RECEIVED_AT_GRANULARITY_SECS } else { 0 };
-                match written.get(&slot) {
-                    Some(prev) if u.value <= prev + margin => continue,
-                    _ => {
-                        written.insert(slot, u.value);
-                    }
-                }
+            let margin = if u.metric == "max_received_at" { MAX_RECEIVED_AT_GRANULARITY_SECS } else { 0 };
+            let written = self.maxima_written.lock().unwrap_or_else(|p| p.into_inner()).get(&slot).copied();
+            if written.is_some_and(|prev| u.value <= prev + margin) {
+                continue;
             }
             let result = self
                 .client
                 .update_item()
                 .table_name(&self.counters_table)
-                .key(PK, s(counter_pk(u.livemode, u.hour)))
+                .key(PK, s(slot.0.clone()))
                 .update_expression("SET #m = :v")
                 .condition_expression("attribute_not_exists(#m) OR #m < :v")
                 .expression_attribute_names("#m", &u.metric)
                 .expression_attribute_values(":v", n(u.value))
                 .send()
                 .await;
-            if let Err(e) = result {
-                if !matches!(&e, SdkError::ServiceError(se) if se.err().is_conditional_check_failed_exception()) {
-                    tracing::warn!(metric = %u.metric, error = %e, "could not record a maximum");
-                }
+            match result {
+                Ok(_) => {}
+                // A larger value is stored already: nothing to do.
+                Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(StoreError::unavailable(e)),
             }
+            // Remembered only once stored, so a failed write is tried again.
+            self.maxima_written.lock().unwrap_or_else(|p| p.into_inner()).insert(slot, u.value);
         }
+        Ok(())
     }
 
     /// The counters table, for reading.

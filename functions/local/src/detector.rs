@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use revguard_core::detect::alerts::{plan, render, AlertChange, AlertMessage, AlertState, Transition};
+use revguard_core::detect::alerts::{plan, render, AlertChange, AlertMessage, AlertState};
 use revguard_core::detect::{detect, hours_needed, series_of, DetectConfig, Finding};
 use revguard_core::StoreError;
 use rusqlite::{params, OptionalExtension};
@@ -94,6 +94,12 @@ impl EmbeddedDetector {
     /// Findings and planned transitions at `now`, counting only what was received by
     /// then. Writes nothing.
     pub fn plan_at(&self, now: i64) -> Result<(Vec<Finding>, Vec<AlertChange>), StoreError> {
+        let (findings, changes, _) = self.plan_with_pending(now)?;
+        Ok((findings, changes))
+    }
+
+    /// As [`Self::plan_at`], with the event-level findings it judged.
+    fn plan_with_pending(&self, now: i64) -> Result<(Vec<Finding>, Vec<AlertChange>, Vec<Finding>), StoreError> {
         let (from, to) = hours_needed(now);
         let mut totals = self.store.counter_totals(from, to, Some(now))?;
         // The all-time gauges (MRR, last delivery) live at hour 0.
@@ -114,7 +120,7 @@ impl EmbeddedDetector {
             findings.extend(found);
             findings.extend(events);
         }
-        Ok((findings, changes))
+        Ok((findings, changes, pending))
     }
 
     pub fn alerts(&self) -> Result<Vec<AlertState>, StoreError> {
@@ -129,7 +135,7 @@ impl EmbeddedDetector {
     /// One detector run at `now`: each transition is committed at most once (a second
     /// run planning from the same version finds it changed and drops it), then published.
     pub async fn run(&self, now: i64) -> Result<DetectionRun, StoreError> {
-        let (findings, changes) = self.plan_at(now)?;
+        let (findings, changes, judged) = self.plan_with_pending(now)?;
         let committed: Vec<AlertMessage> = self
             .store
             .write(move |c| {
@@ -156,9 +162,14 @@ impl EmbeddedDetector {
                         )?;
                         published.push(m);
                     }
-                    if written == 1 && s.event_level && change.transition == Transition::Opened {
-                        c.execute("DELETE FROM pending_findings WHERE key = ?1 AND livemode = ?2", params![s.finding.key, s.livemode])?;
-                    }
+                }
+                // Judged: each event-level finding opened its alert or found it open
+                // (unless the worker rewrote it since it was read).
+                for f in &judged {
+                    c.execute(
+                        "DELETE FROM pending_findings WHERE key = ?1 AND livemode = ?2 AND finding = ?3",
+                        params![f.key, f.livemode, serde_json::to_string(f).map_err(json_err)?],
+                    )?;
                 }
                 Ok(published)
             })

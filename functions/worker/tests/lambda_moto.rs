@@ -322,3 +322,24 @@ async fn the_sqs_envelope_in_events_applies() {
     let case = stack.worker.billing.case("in_RG1001").await.unwrap().unwrap();
     assert_eq!(case.amount_due, 2000);
 }
+
+#[tokio::test]
+async fn a_count_moved_within_its_hour_is_one_update_not_two() {
+    // An earlier failure arriving after a later one moves `dunning_opened` within the same
+    // hour: −1 and +1 of one metric, which one DynamoDB update expression cannot name twice.
+    let stack = stack().await;
+    let billing = &stack.worker.billing;
+    let at = |name: &str, id: &str, created: i64| {
+        let (_, raw) = fixture(name);
+        let mut v: Value = serde_json::from_str(&raw).unwrap();
+        v["id"] = Value::String(id.into());
+        v["created"] = Value::from(created);
+        BillingEvent::parse(v.to_string().as_bytes(), created + 1).unwrap()
+    };
+    let hour = 1_767_225_600;
+    billing.apply(&at("invoice.payment_failed.attempt-2.json", "evt_late_2", hour + 1_200), NOW).await.unwrap();
+    billing.apply(&at("invoice.payment_failed.json", "evt_early_1", hour + 60), NOW).await.unwrap();
+    let case = billing.case("in_RG1001").await.unwrap().unwrap();
+    assert_eq!(case.opened_at, Some(hour + 60));
+    assert_eq!(totals(billing).await["dunning_opened"], 1);
+}
