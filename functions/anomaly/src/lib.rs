@@ -74,19 +74,8 @@ pub fn scheduled_time(event: &serde_json::Value, now: i64) -> i64 {
     event
         .get("time")
         .and_then(|t| t.as_str())
-        .and_then(parse_rfc3339_utc)
+        .and_then(revguard_core::billing::customer::parse_rfc3339_utc)
         .unwrap_or(now)
-}
-
-fn parse_rfc3339_utc(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut t = time.split(':');
-    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
-    let sec = t.next().and_then(|x| x.split('.').next()?.parse::<i64>().ok()).unwrap_or(0);
-    Some(revguard_core::billing::customer::days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + sec)
 }
 
 #[cfg(test)]

@@ -16,15 +16,12 @@ use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
 use revguard_core::detect::Finding;
 use revguard_core::ports::{NotifyError, StoreError};
 
-use crate::billing::PK;
+use crate::billing::{corrupt, PK};
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
 
 pub fn pending_pk(f: &Finding) -> String {
     format!("pending#{}#{}", if f.livemode { "live" } else { "test" }, f.key)

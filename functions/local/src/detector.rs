@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use revguard_core::detect::alerts::{plan, render, AlertChange, AlertMessage, AlertState};
 use revguard_core::detect::{detect, hours_needed, series_of, DetectConfig, Finding};
 use revguard_core::StoreError;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{from_json, json_err, SqliteStore};
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS alerts (
@@ -81,14 +81,7 @@ pub struct EmbeddedDetector {
     pub sink: AlertSink,
 }
 
-fn json_err(e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
 
-fn from_json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
-    serde_json::from_str(&s)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
-}
 
 impl EmbeddedDetector {
     /// Findings and planned transitions at `now`, counting only what was received by
@@ -227,11 +220,4 @@ pub fn record_findings(c: &rusqlite::Connection, findings: &[Finding]) -> rusqli
         .execute(params![f.key, f.livemode, f.window_end, serde_json::to_string(f).map_err(json_err)?])?;
     }
     Ok(())
-}
-
-/// Whether an alert exists (for tests and the API).
-pub fn alert_exists(store: &SqliteStore, id: &str) -> Result<bool, StoreError> {
-    store.read_now(|c| {
-        c.query_row("SELECT 1 FROM alerts WHERE id = ?1", [id], |_| Ok(true)).optional().map(|o| o.unwrap_or(false))
-    })
 }

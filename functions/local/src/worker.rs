@@ -19,7 +19,7 @@ use revguard_core::message::{decompress, Payload, QueueMessage};
 use revguard_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{from_json, json_err, SqliteStore};
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS applied (
@@ -88,15 +88,7 @@ pub enum MessageOutcome {
     Poison(String),
 }
 
-fn json_err(e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
 
-fn from_json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
 
 fn load(c: &Connection, event: &BillingEvent) -> rusqlite::Result<Current> {
     let keys = keys_of(event);

@@ -67,6 +67,22 @@ pub fn card_expired_at(expiry: (i64, i64), t: i64) -> bool {
     t >= days_from_civil(ny, nm, 1) * 86_400
 }
 
+/// Unix seconds of an RFC 3339 UTC time such as `2026-01-01T00:00:00Z` (fractions of a
+/// second dropped), or `None`.
+pub fn parse_rfc3339_utc(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let sec = match t.next() {
+        Some(x) => x.split('.').next()?.parse::<i64>().ok()?,
+        None => 0,
+    };
+    Some(days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + sec)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -89,5 +105,12 @@ mod tests {
         let end_of_dec_2025 = 1_767_225_600;
         assert!(!card_expired_at((2025, 12), end_of_dec_2025 - 1));
         assert!(card_expired_at((2025, 12), end_of_dec_2025));
+    }
+
+    #[test]
+    fn rfc3339_utc_times_parse() {
+        assert_eq!(parse_rfc3339_utc("2026-01-01T00:15:00Z"), Some(1_767_226_500));
+        assert_eq!(parse_rfc3339_utc("2026-01-01T00:15:00.250+00:00"), Some(1_767_226_500));
+        assert_eq!(parse_rfc3339_utc("2026-01-01 00:15"), None);
     }
 }
