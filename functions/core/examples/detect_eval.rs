@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use revguard_core::billing::BillingPolicy;
-use revguard_core::detect::eval::{evaluate, EvalResult};
-use revguard_core::detect::scenario::{generate, IncidentKind, ScenarioConfig};
+use revguard_core::simulation::eval::{evaluate, EvalResult};
+use revguard_core::simulation::scenario::{generate, IncidentKind, ScenarioConfig};
 use revguard_core::detect::{DetectConfig, Rule};
 
 fn main() {

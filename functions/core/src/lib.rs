@@ -3,14 +3,26 @@
 //! No AWS, no SQL, no clock, no environment: time comes in as an argument.
 
 pub mod billing;
+#[cfg(feature = "test-util")]
 pub mod contract;
 pub mod detect;
+pub mod detector;
 pub mod event;
+pub mod finding;
 pub mod ingest;
+#[cfg(any(test, feature = "test-util", feature = "simulation"))]
 pub mod memory;
 pub mod message;
+pub mod metric;
+pub mod money;
+pub mod outbox;
 pub mod ports;
+pub mod retry;
 pub mod signature;
+#[cfg(feature = "simulation")]
+pub mod simulation;
+pub mod time;
+pub mod worker;
 
 pub use event::EventEnvelope;
 pub use ingest::{IngestConfig, IngestError, IngestOutcome, Ingress, ModeFilter};

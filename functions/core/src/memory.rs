@@ -1,12 +1,22 @@
-//! In-memory adapters of the ports, with switchable outages. They serve unit tests and
-//! benchmarks of the use cases; real deployments use SQLite or DynamoDB/SQS.
+//! In-memory adapters of the ports, with switchable outages. They serve unit tests,
+//! benchmarks and the simulation of the use cases; real deployments use SQLite or AWS.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
+use crate::billing::counters::{fold, CounterTotals};
+use crate::billing::{CustomerState, DunningCase, Notification, SubscriptionState};
+use crate::detect::alerts::{AlertChange, AlertMessage, AlertState};
+use crate::detect::Series;
+use crate::finding::Finding;
 use crate::message::QueueMessage;
-use crate::ports::{EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError};
+use crate::ports::{
+    AlertStore, BillingCommit, BillingStore, CommitError, CountersReader, DeadLetters, EventLog, EventRecord,
+    EventStatus, Inbound, InsertOutcome, Outgoing, Pause, PublishError, Publisher, Queue, QueueError, StateKeys,
+    StateSnapshot, StoreError, Versioned,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("simulated outage")]
@@ -93,5 +103,291 @@ impl Queue for MemoryQueue {
         }
         self.messages.lock().unwrap().push(message.clone());
         Ok(())
+    }
+}
+
+/// Billing state in memory, with versions, under one lock: the reference store.
+#[derive(Default)]
+pub struct MemoryBilling {
+    inner: Mutex<BillingTables>,
+    pub down: AtomicBool,
+    /// Commits to refuse with a conflict before accepting one (to exercise retries).
+    pub conflicts_to_inject: AtomicUsize,
+    /// Largest number of events one commit may carry (0: no limit).
+    pub max_events_per_commit: AtomicUsize,
+}
+
+#[derive(Default, Clone)]
+pub struct BillingTables {
+    pub applied: BTreeSet<String>,
+    pub subscriptions: BTreeMap<String, Versioned<SubscriptionState>>,
+    pub cases: BTreeMap<String, Versioned<DunningCase>>,
+    pub customers: BTreeMap<String, Versioned<CustomerState>>,
+    pub charge_customers: BTreeMap<String, String>,
+    pub counters: CounterTotals,
+    pub findings: BTreeMap<(bool, String), Finding>,
+    pub outbox: BTreeMap<String, Notification>,
+}
+
+impl MemoryBilling {
+    pub fn tables(&self) -> BillingTables {
+        self.inner.lock().unwrap().clone()
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(SimulatedOutage));
+        }
+        Ok(())
+    }
+}
+
+fn version_matches<T>(map: &BTreeMap<String, Versioned<T>>, key: &str, expected: Option<i64>) -> bool {
+    map.get(key).map(|v| v.version) == expected
+}
+
+impl BillingStore for MemoryBilling {
+    async fn applied(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
+        self.check()?;
+        let t = self.inner.lock().unwrap();
+        Ok(event_ids.iter().filter(|id| t.applied.contains(*id)).cloned().collect())
+    }
+
+    async fn load(&self, keys: &StateKeys) -> Result<StateSnapshot, StoreError> {
+        self.check()?;
+        let t = self.inner.lock().unwrap();
+        let mut out = StateSnapshot::default();
+        for c in &keys.charges {
+            if let Some(customer) = t.charge_customers.get(c) {
+                out.charge_customers.insert(c.clone(), customer.clone());
+            }
+        }
+        for k in &keys.subscriptions {
+            out.subscriptions.extend(t.subscriptions.get(k).map(|v| (k.clone(), v.clone())));
+        }
+        for k in &keys.invoices {
+            out.cases.extend(t.cases.get(k).map(|v| (k.clone(), v.clone())));
+        }
+        for k in keys.customers.iter().chain(out.charge_customers.values()) {
+            out.customers.extend(t.customers.get(k).map(|v| (k.clone(), v.clone())));
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, commit: &BillingCommit) -> Result<(), CommitError> {
+        self.check()?;
+        let limit = self.max_events_per_commit.load(Ordering::SeqCst);
+        if limit > 0 && commit.events.len() > limit {
+            return Err(CommitError::TooLarge);
+        }
+        if self.conflicts_to_inject.load(Ordering::SeqCst) > 0 {
+            self.conflicts_to_inject.fetch_sub(1, Ordering::SeqCst);
+            return Err(CommitError::Conflict);
+        }
+        let mut t = self.inner.lock().unwrap();
+        let consistent = commit.events.iter().all(|e| !t.applied.contains(&e.event_id))
+            && commit.subscriptions.iter().all(|w| version_matches(&t.subscriptions, &w.value.id, w.expected_version))
+            && commit.cases.iter().all(|w| version_matches(&t.cases, &w.value.0.invoice_id, w.expected_version))
+            && commit.customers.iter().all(|w| version_matches(&t.customers, &w.value.id, w.expected_version));
+        if !consistent {
+            return Err(CommitError::Conflict);
+        }
+        for e in &commit.events {
+            t.applied.insert(e.event_id.clone());
+            fold(&mut t.counters, &e.counters);
+            for f in &e.findings {
+                t.findings.insert((f.livemode, f.key.clone()), f.clone());
+            }
+            for n in &e.notifications {
+                t.outbox.insert(n.id.clone(), n.clone());
+            }
+        }
+        let next = |v: Option<i64>| v.unwrap_or(0) + 1;
+        for w in &commit.subscriptions {
+            t.subscriptions.insert(w.value.id.clone(), Versioned { value: w.value.clone(), version: next(w.expected_version) });
+        }
+        for w in &commit.cases {
+            t.cases.insert(w.value.0.invoice_id.clone(), Versioned { value: w.value.0.clone(), version: next(w.expected_version) });
+        }
+        for w in &commit.customers {
+            t.customers.insert(w.value.id.clone(), Versioned { value: w.value.clone(), version: next(w.expected_version) });
+        }
+        for (charge, customer) in &commit.charge_links {
+            t.charge_customers.entry(charge.clone()).or_insert_with(|| customer.clone());
+        }
+        Ok(())
+    }
+
+    async fn outbox(&self, event_ids: &[String]) -> Result<Vec<Notification>, StoreError> {
+        self.check()?;
+        let t = self.inner.lock().unwrap();
+        Ok(t.outbox.values().filter(|n| event_ids.contains(&n.event_id)).cloned().collect())
+    }
+
+    async fn clear_outbox(&self, notification_ids: &[String]) -> Result<(), StoreError> {
+        self.check()?;
+        let mut t = self.inner.lock().unwrap();
+        for id in notification_ids {
+            t.outbox.remove(id);
+        }
+        Ok(())
+    }
+}
+
+impl CountersReader for MemoryBilling {
+    async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
+        self.check()?;
+        let t = self.inner.lock().unwrap();
+        let mut out = Series::new();
+        for ((l, hour, metric), value) in &t.counters {
+            if *l == livemode && (*hour == 0 || (*hour >= from && *hour < to)) {
+                out.entry(*hour).or_default().insert(metric.clone(), *value);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Alert state in memory. Event-level findings come from a [`MemoryBilling`]'s commits
+/// when linked with [`MemoryAlerts::fed_by`]; otherwise through [`MemoryAlerts::raise`].
+#[derive(Default)]
+pub struct MemoryAlerts {
+    inner: Mutex<AlertTables>,
+    pub down: AtomicBool,
+}
+
+#[derive(Default, Clone)]
+pub struct AlertTables {
+    pub alerts: BTreeMap<String, AlertState>,
+    pub pending: BTreeMap<(bool, String), Finding>,
+    pub outbox: BTreeMap<String, AlertMessage>,
+}
+
+impl MemoryAlerts {
+    pub fn tables(&self) -> AlertTables {
+        self.inner.lock().unwrap().clone()
+    }
+
+    pub fn raise(&self, finding: Finding) {
+        self.inner.lock().unwrap().pending.insert((finding.livemode, finding.key.clone()), finding);
+    }
+
+    /// Takes the findings a billing store recorded, as the worker's commit hands them over.
+    pub fn fed_by(&self, billing: &MemoryBilling) {
+        let findings = std::mem::take(&mut billing.inner.lock().unwrap().findings);
+        for f in findings.into_values() {
+            self.raise(f);
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(SimulatedOutage));
+        }
+        Ok(())
+    }
+}
+
+impl AlertStore for MemoryAlerts {
+    async fn alerts(&self) -> Result<Vec<AlertState>, StoreError> {
+        self.check()?;
+        Ok(self.inner.lock().unwrap().alerts.values().cloned().collect())
+    }
+
+    async fn pending_findings(&self, until: i64) -> Result<Vec<Finding>, StoreError> {
+        self.check()?;
+        Ok(self.inner.lock().unwrap().pending.values().filter(|f| f.window_end <= until).cloned().collect())
+    }
+
+    async fn commit_change(&self, change: &AlertChange, message: Option<&AlertMessage>, _now: i64) -> Result<bool, StoreError> {
+        self.check()?;
+        let mut t = self.inner.lock().unwrap();
+        let stored = t.alerts.get(&change.state.id).map(|a| a.version);
+        if stored != change.expected_version {
+            return Ok(false);
+        }
+        t.alerts.insert(change.state.id.clone(), change.state.clone());
+        if let Some(m) = message {
+            t.outbox.insert(m.id.clone(), m.clone());
+        }
+        Ok(true)
+    }
+
+    async fn consume_findings(&self, findings: &[Finding]) -> Result<(), StoreError> {
+        self.check()?;
+        let mut t = self.inner.lock().unwrap();
+        for f in findings {
+            let key = (f.livemode, f.key.clone());
+            if t.pending.get(&key) == Some(f) {
+                t.pending.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn outbox(&self) -> Result<Vec<AlertMessage>, StoreError> {
+        self.check()?;
+        Ok(self.inner.lock().unwrap().outbox.values().cloned().collect())
+    }
+
+    async fn clear_outbox(&self, message_ids: &[String]) -> Result<(), StoreError> {
+        self.check()?;
+        let mut t = self.inner.lock().unwrap();
+        for id in message_ids {
+            t.outbox.remove(id);
+        }
+        Ok(())
+    }
+}
+
+/// A publisher that keeps what it was given, and can fail on chosen ids.
+pub struct MemoryPublisher<M> {
+    pub published: Mutex<Vec<M>>,
+    pub fail_ids: Mutex<BTreeSet<String>>,
+}
+
+impl<M> Default for MemoryPublisher<M> {
+    fn default() -> Self {
+        Self { published: Mutex::new(Vec::new()), fail_ids: Mutex::new(BTreeSet::new()) }
+    }
+}
+
+impl<M: Clone> MemoryPublisher<M> {
+    pub fn taken(&self) -> Vec<M> {
+        std::mem::take(&mut *self.published.lock().unwrap())
+    }
+}
+
+impl<M: Outgoing + Clone> Publisher<M> for MemoryPublisher<M> {
+    async fn publish(&self, message: &M) -> Result<(), PublishError> {
+        if self.fail_ids.lock().unwrap().contains(message.id()) {
+            return Err(PublishError::new(SimulatedOutage));
+        }
+        self.published.lock().unwrap().push(message.clone());
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryDeadLetters {
+    pub letters: Mutex<Vec<(Inbound, String)>>,
+}
+
+impl DeadLetters for MemoryDeadLetters {
+    async fn dead_letter(&self, message: &Inbound, reason: &str) -> Result<(), StoreError> {
+        self.letters.lock().unwrap().push((message.clone(), reason.to_owned()));
+        Ok(())
+    }
+}
+
+/// Pauses that only count: time in tests is a parameter, not a wait.
+#[derive(Default)]
+pub struct CountedPause {
+    pub pauses: Mutex<Vec<Duration>>,
+}
+
+impl Pause for CountedPause {
+    async fn pause(&self, duration: Duration) {
+        self.pauses.lock().unwrap().push(duration);
     }
 }

@@ -1,8 +1,15 @@
 //! The ports the use cases need. Adapters live in their own crates (`revguard-aws`,
-//! the SQLite store in `revguard-local`); the domain never knows which one it runs on.
+//! `revguard-sqlite`) and in [`crate::memory`]; the use cases never know which one runs.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::time::Duration;
 
+use crate::billing::counters::CounterUpdate;
+use crate::billing::{CustomerState, DunningCase, Notification, Stage, SubscriptionState};
+use crate::detect::alerts::{AlertChange, AlertMessage, AlertState};
+use crate::detect::Series;
+use crate::finding::Finding;
 use crate::message::QueueMessage;
 
 /// Where an event stands in the event log.
@@ -53,7 +60,7 @@ pub enum InsertOutcome {
     AlreadyPresent(EventStatus),
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -110,13 +117,181 @@ pub trait Queue: Send + Sync {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the notification could not be published")]
-pub struct NotifyError(#[source] pub BoxError);
+#[error("the message could not be published")]
+pub struct PublishError(#[source] pub BoxError);
 
-/// Where structured notifications go (SNS on AWS; log + JSONL embedded).
-pub trait Notifier: Send + Sync {
-    fn publish(
+impl PublishError {
+    pub fn new(e: impl Into<BoxError>) -> Self {
+        PublishError(e.into())
+    }
+}
+
+/// A message that goes out through a publisher, with an id subscribers de-duplicate on.
+pub trait Outgoing: Send + Sync {
+    fn id(&self) -> &str;
+}
+
+impl Outgoing for Notification {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Outgoing for AlertMessage {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Where messages go: notifications (SNS on AWS; log + JSONL embedded) and alert
+/// transitions (SNS with email and SMS bodies; log + JSONL embedded).
+pub trait Publisher<M: Outgoing>: Send + Sync {
+    fn publish(&self, message: &M) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// A message as a queue consumer receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// The queue's id for this delivery (SQS message id, SQLite sequence number).
+    pub id: String,
+    pub body: String,
+    /// How many times the queue has handed it out, this time included.
+    pub receive_count: u32,
+    /// When the queue took it (unix seconds), if the queue says.
+    pub sent_at: Option<i64>,
+}
+
+/// Where a message that can never apply goes, with the reason.
+pub trait DeadLetters: Send + Sync {
+    fn dead_letter(&self, message: &Inbound, reason: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A stored item and the version to condition its next write on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: i64,
+}
+
+/// The state items a batch of events touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateKeys {
+    pub subscriptions: BTreeSet<String>,
+    pub invoices: BTreeSet<String>,
+    pub customers: BTreeSet<String>,
+    /// Charges whose customer must be looked up (disputes, fraud warnings).
+    pub charges: BTreeSet<String>,
+}
+
+/// The state a batch starts from. Items not in a map do not exist yet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateSnapshot {
+    pub subscriptions: BTreeMap<String, Versioned<SubscriptionState>>,
+    pub cases: BTreeMap<String, Versioned<DunningCase>>,
+    /// The customers named by the keys, and those of the charges found.
+    pub customers: BTreeMap<String, Versioned<CustomerState>>,
+    pub charge_customers: BTreeMap<String, String>,
+}
+
+/// A state item's new value, written only if the item is still at `expected_version`
+/// (`None`: only if it still does not exist).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateWrite<T> {
+    pub value: T,
+    pub expected_version: Option<i64>,
+}
+
+/// One applied event's own effects: its marker, counters, findings and notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedEvent {
+    pub event_id: String,
+    pub received_at: i64,
+    pub counters: Vec<CounterUpdate>,
+    pub findings: Vec<Finding>,
+    pub notifications: Vec<Notification>,
+}
+
+/// Everything a batch changes, committed at once or not at all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BillingCommit {
+    pub events: Vec<AppliedEvent>,
+    pub subscriptions: Vec<StateWrite<SubscriptionState>>,
+    /// Each case with its stage (stores index cases by stage).
+    pub cases: Vec<StateWrite<(DunningCase, Option<Stage>)>>,
+    pub customers: Vec<StateWrite<CustomerState>>,
+    /// Which customer a charge belongs to: written once, never changed.
+    pub charge_links: Vec<(String, String)>,
+    pub now: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// An applied marker already exists or a state item moved since it was read: nothing
+    /// was written; read again and decide again.
+    #[error("the state changed under the batch")]
+    Conflict,
+    /// The commit is larger than one transaction may be: nothing was written; commit
+    /// the batch in smaller parts.
+    #[error("the batch is too large for one transaction")]
+    TooLarge,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Subscription state, dunning cases, customers, counters and the notification outbox.
+pub trait BillingStore: Send + Sync {
+    /// Which of these events have been applied.
+    fn applied(&self, event_ids: &[String]) -> impl Future<Output = Result<BTreeSet<String>, StoreError>> + Send;
+
+    /// The current state under the keys, with versions. Reads the charge links first, so
+    /// that the customers of the charges found are included.
+    fn load(&self, keys: &StateKeys) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;
+
+    /// Writes the applied markers, state items, counter increments, findings and
+    /// outbox entries atomically, under optimistic concurrency.
+    fn commit(&self, commit: &BillingCommit) -> impl Future<Output = Result<(), CommitError>> + Send;
+
+    /// Notifications of these events still waiting to be published.
+    fn outbox(&self, event_ids: &[String]) -> impl Future<Output = Result<Vec<Notification>, StoreError>> + Send;
+
+    /// Removes published notifications from the outbox.
+    fn clear_outbox(&self, notification_ids: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The hourly counters, as the detector reads them.
+pub trait CountersReader: Send + Sync {
+    /// One mode's counters for hours in [from, to), plus the all-time gauges of hour 0.
+    fn counters(&self, livemode: bool, from: i64, to: i64) -> impl Future<Output = Result<Series, StoreError>> + Send;
+}
+
+/// Alert state, event-level findings waiting to be judged, and the alert outbox.
+pub trait AlertStore: Send + Sync {
+    /// Every alert that planning must know of: open ones, and closed ones (a reopened
+    /// alert continues its version).
+    fn alerts(&self) -> impl Future<Output = Result<Vec<AlertState>, StoreError>> + Send;
+
+    /// Event-level findings raised at or before `until`, waiting for a detector run.
+    fn pending_findings(&self, until: i64) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;
+
+    /// Commits one planned change (and its message, into the outbox) unless the alert
+    /// moved since it was planned. Returns whether this call made the change.
+    fn commit_change(
         &self,
-        notification: &crate::billing::Notification,
-    ) -> impl Future<Output = Result<(), NotifyError>> + Send;
+        change: &AlertChange,
+        message: Option<&AlertMessage>,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes judged findings, unless one was raised again since it was read.
+    fn consume_findings(&self, findings: &[Finding]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Alert messages committed but not yet published.
+    fn outbox(&self) -> impl Future<Output = Result<Vec<AlertMessage>, StoreError>> + Send;
+
+    fn clear_outbox(&self, message_ids: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Waiting, for retries: `tokio::time::sleep` in production, nothing in unit tests.
+pub trait Pause: Send + Sync {
+    fn pause(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }

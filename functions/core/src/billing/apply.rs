@@ -1,20 +1,24 @@
 //! Applying one event: `decide(event, current state, policy) -> effects`, pure.
 //!
-//! Adapters load the [`Current`] state named by [`keys_of`], call [`decide`], and commit
-//! the effects together with the event's "applied" marker in one transaction.
+//! The worker use case ([`crate::worker`]) loads the [`Current`] state named by
+//! [`keys_of`], calls [`decide`], and commits the effects with the event's "applied"
+//! marker in one transaction.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::counters::{CounterSink, CounterUpdate};
-use super::customer::{card_expired_at, CustomerState};
+use super::customer::CustomerState;
 use super::dunning::{min_opt, DunningCase, PaidFact, Stage};
 use super::objects::{
-    money, Charge, CheckoutSession, Currency, Customer, Dispute, Invoice, PaymentMethod, Ref, Subscription,
+    money, Charge, CheckoutSession, Currency, Customer, Dispute, Invoice, Money, PaymentMethod, Ref, Subscription,
 };
 use super::policy::BillingPolicy;
 use super::subscription::SubscriptionState;
 use super::{EventKind, Version};
+use crate::finding::{Finding, Severity};
+use crate::metric::Metric;
+use crate::time::card_expired_at;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
@@ -125,7 +129,7 @@ pub struct Effects {
     pub stale: bool,
     /// Event-level anomalies (a duplicate charge, a large refund, a fraud warning), for
     /// the alert lifecycle.
-    pub findings: Vec<crate::detect::Finding>,
+    pub findings: Vec<Finding>,
 }
 
 fn obj_str(v: &Value, key: &str) -> Option<String> {
@@ -163,145 +167,293 @@ pub fn keys_of(event: &BillingEvent) -> Keys {
     keys
 }
 
-pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -> Result<Effects, ApplyError> {
-    use EventKind::*;
-    let mut fx = Effects::default();
-    let mut counters = CounterSink::default();
-    let live = event.livemode;
-    counters.add(live, event.created, "events", 1);
-    counters.add(live, event.created, format!("events.type.{}", event.event_type), 1);
-    counters.add(live, event.received_at, "events_received", 1);
-    counters.lag(live, event.received_at, event.received_at - event.created);
-    counters.max_at_hour(live, 0, "max_received_at", event.received_at);
-
-    match event.kind {
-        k if k.is_subscription_snapshot() => subscription_event(event, current, policy, &mut fx, &mut counters)?,
-        InvoicePaid | InvoicePaymentFailed | InvoicePaymentActionRequired | InvoiceMarkedUncollectible => {
-            invoice_event(event, current, policy, &mut fx, &mut counters)?
-        }
-        InvoiceUpcoming => upcoming_invoice(event, current, &mut fx)?,
-        InvoiceFinalizationFailed => {
-            let inv: Invoice = event.object()?;
-            notify(&mut fx, event, "invoice_finalization_failed", None, inv.customer_id(), "An invoice could not be finalized", json!({ "invoice": inv.id }));
-        }
-        ChargeSucceeded | ChargeFailed => {
-            let ch: Charge = event.object()?;
-            let (metric, amount_metric) = if event.kind == ChargeSucceeded {
-                ("payments_succeeded", "payments_succeeded_amount")
-            } else {
-                ("payments_failed", "payments_failed_amount")
-            };
-            counters.add(live, event.created, metric, 1);
-            if let Some(m) = money(ch.amount, &ch.currency) {
-                counters.add(live, event.created, format!("{amount_metric}.{}", m.currency), m.amount);
-                let threshold = policy.large_payment_minor_units;
-                if event.kind == ChargeSucceeded && threshold > 0 && m.amount >= threshold {
-                    notify(&mut fx, event, "large_payment", None, ch.customer_id(), "A large payment succeeded", json!({ "charge": ch.id, "amount": m.amount, "currency": m.currency }));
-                }
-            }
-            if let (Some(id), Some(customer)) = (ch.id.clone(), ch.customer_id()) {
-                if event.kind == ChargeSucceeded {
-                    if let Some(m) = money(ch.amount, &ch.currency) {
-                        duplicate_charge(event, current, policy, &mut fx, &id, &customer, m);
-                    }
-                }
-                fx.charge_link = Some((id, customer));
-            }
-        }
-        ChargeRefunded => {
-            let ch: Charge = event.object()?;
-            let before = event.previous.as_ref().and_then(|p| p.get("amount_refunded")).and_then(Value::as_i64).unwrap_or(0);
-            let refunded = ch.amount_refunded.unwrap_or(0) - before;
-            if let Some(m) = money(Some(refunded), &ch.currency) {
-                if policy.large_refund_minor_units > 0 && m.amount >= policy.large_refund_minor_units {
-                    let subject = ch.id.clone().unwrap_or_else(|| event.id.clone());
-                    fx.findings.push(event_finding(event, "large_refund", &format!("refunds_amount.{}", m.currency), &subject, m.amount as f64, policy.large_refund_minor_units as f64,
-                        format!("A single refund of {} {} on charge {subject}", m.amount, m.currency)));
-                }
-                counters.add(live, event.created, "refunds", 1);
-                counters.add(live, event.created, format!("refunds_amount.{}", m.currency), m.amount);
-                counters.max(live, event.created, format!("refund_max.{}", m.currency), m.amount);
-            }
-        }
-        DisputeCreated | DisputeClosed => {
-            let d: Dispute = event.object()?;
-            let customer_id = current.charge_customer.clone().or_else(|| obj_str(&event.object, "customer"));
-            if event.kind == DisputeCreated {
-                counters.add(live, event.created, "disputes", 1);
-                if let Some(m) = money(d.amount, &d.currency) {
-                    counters.add(live, event.created, format!("disputes_amount.{}", m.currency), m.amount);
-                }
-            }
-            if let (Some(cid), Some(did)) = (customer_id.clone(), d.id.clone()) {
-                let mut c = current.customer.clone().unwrap_or_else(|| CustomerState::new(&cid, live));
-                let status = if event.kind == DisputeClosed { d.status.clone().unwrap_or_else(|| "closed".into()) } else { "open".into() };
-                // A closing is final; an opening never overwrites it.
-                if event.kind == DisputeClosed || !c.disputes.contains_key(&did) {
-                    c.disputes.insert(did.clone(), status.clone());
-                }
-                fx.customer = Some(c);
-            }
-            let (kind, subject) = if event.kind == DisputeCreated {
-                ("dispute", "A payment is disputed")
-            } else {
-                ("dispute_closed", "A dispute was closed")
-            };
-            notify(&mut fx, event, kind, d.status.clone(), customer_id, subject, json!({ "dispute": d.id, "charge": d.charge.as_ref().map(Ref::id), "amount": d.amount, "currency": d.currency }));
-        }
-        EarlyFraudWarning => {
-            counters.add(live, event.created, "early_fraud_warnings", 1);
-            let customer_id = current.charge_customer.clone();
-            if let Some(cid) = &customer_id {
-                let mut c = current.customer.clone().unwrap_or_else(|| CustomerState::new(cid, live));
-                c.early_fraud_warnings += 1;
-                fx.customer = Some(c);
-            }
-            notify(&mut fx, event, "early_fraud_warning", None, customer_id.clone(), "Stripe Radar raised an early fraud warning", json!({ "charge": obj_str(&event.object, "charge") }));
-            let subject = obj_str(&event.object, "id").unwrap_or_else(|| event.id.clone());
-            fx.findings.push(event_finding(event, "early_fraud_warning", "early_fraud_warnings", &subject, 1.0, 0.0,
-                format!("Radar early fraud warning on charge {} (customer {})", obj_str(&event.object, "charge").unwrap_or_default(), customer_id.unwrap_or_else(|| "unknown".into()))));
-        }
-        CheckoutCompleted => {
-            let s: CheckoutSession = event.object()?;
-            notify(&mut fx, event, "checkout_completed", s.mode.clone(), s.customer.as_ref().map(|c| c.id().to_owned()), "A checkout was completed", json!({ "session": s.id, "amount_total": s.amount_total, "currency": s.currency }));
-        }
-        CustomerUpdated | CustomerDeleted => {
-            let cu: Customer = event.object()?;
-            let mut c = current.customer.clone().unwrap_or_else(|| CustomerState::new(&cu.id, live));
-            if event.kind == CustomerDeleted {
-                c.deleted = true;
-            } else if c.default_pm_version.as_ref().is_none_or(|v| *v < event.version()) {
-                c.default_payment_method =
-                    cu.invoice_settings.and_then(|s| s.default_payment_method).map(|r| r.id().to_owned());
-                c.default_pm_version = Some(event.version());
-            }
-            fx.customer = Some(c);
-        }
-        PaymentMethodAttached => {
-            let pm: PaymentMethod = event.object()?;
-            if let Some(cid) = pm.customer.as_ref().map(|c| c.id().to_owned()) {
-                let mut c = current.customer.clone().unwrap_or_else(|| CustomerState::new(&cid, live));
-                if let Some(card) = &pm.card {
-                    if let (Some(y), Some(m)) = (card.exp_year, card.exp_month) {
-                        c.cards.insert(pm.id.clone(), (y, m));
-                    }
-                }
-                fx.customer = Some(c);
-            }
-        }
-        // Payment intents mirror their charges; counting both would count a payment twice.
-        PaymentIntentSucceeded | PaymentIntentFailed | Unknown => {}
-        _ => {}
-    }
-    fx.counters = counters.updates;
-    Ok(fx)
+/// What deciding one event works with: the event, the state it touches, the policy, and
+/// the effects being gathered.
+struct Decision<'a> {
+    event: &'a BillingEvent,
+    current: &'a Current,
+    policy: &'a BillingPolicy,
+    effects: Effects,
+    counters: CounterSink,
 }
 
-fn event_finding(event: &BillingEvent, signal: &str, metric: &str, subject: &str, observed: f64, expected: f64, explanation: String) -> crate::detect::Finding {
-    crate::detect::Finding {
+pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -> Result<Effects, ApplyError> {
+    use EventKind::*;
+    let mut d = Decision { event, current, policy, effects: Effects::default(), counters: CounterSink::default() };
+    d.count_delivery();
+    // Exhaustive on purpose: a new kind does not compile until it is decided here.
+    match event.kind {
+        SubscriptionCreated | SubscriptionUpdated | SubscriptionDeleted | SubscriptionPaused | SubscriptionResumed => {
+            d.subscription_snapshot()?
+        }
+        SubscriptionTrialWillEnd => d.trial_will_end()?,
+        InvoicePaid => d.invoice_paid()?,
+        InvoicePaymentFailed => d.invoice_payment_failed()?,
+        InvoicePaymentActionRequired => d.invoice_action_required()?,
+        InvoiceMarkedUncollectible => d.invoice_uncollectible()?,
+        InvoiceUpcoming => d.invoice_upcoming()?,
+        InvoiceFinalizationFailed => d.invoice_finalization_failed()?,
+        ChargeSucceeded => d.charge_succeeded()?,
+        ChargeFailed => d.charge_failed()?,
+        ChargeRefunded => d.charge_refunded()?,
+        DisputeCreated => d.dispute_created()?,
+        DisputeClosed => d.dispute_closed()?,
+        EarlyFraudWarning => d.early_fraud_warning(),
+        CheckoutCompleted => d.checkout_completed()?,
+        CustomerUpdated => d.customer_updated()?,
+        CustomerDeleted => d.customer_deleted()?,
+        PaymentMethodAttached => d.payment_method_attached()?,
+        // Payment intents mirror their charges; counting both would count a payment twice.
+        PaymentIntentSucceeded | PaymentIntentFailed => {}
+        Unknown => {}
+    }
+    let mut effects = d.effects;
+    effects.counters = d.counters.updates;
+    Ok(effects)
+}
+
+impl Decision<'_> {
+    /// Counted for every event, whatever its kind.
+    fn count_delivery(&mut self) {
+        let (e, live) = (self.event, self.event.livemode);
+        self.counters.add(live, e.created, Metric::Events, 1);
+        self.counters.add(live, e.created, Metric::EventsOfType(e.event_type.clone()), 1);
+        self.counters.add(live, e.received_at, Metric::EventsReceived, 1);
+        self.counters.lag(live, e.received_at, e.received_at - e.created);
+        self.counters.at_hour(live, 0, Metric::MaxReceivedAt, e.received_at);
+    }
+
+    fn add(&mut self, metric: Metric, value: i64) {
+        self.counters.add(self.event.livemode, self.event.created, metric, value);
+    }
+
+    fn customer_or_new(&self, id: &str) -> CustomerState {
+        self.current.customer.clone().unwrap_or_else(|| CustomerState::new(id, self.event.livemode))
+    }
+
+    fn notify(&mut self, kind: &str, stage: Option<String>, customer: Option<String>, subject: &str, details: Value) {
+        notify(&mut self.effects, self.event, kind, stage, customer, subject, details);
+    }
+
+    fn subscription_snapshot(&mut self) -> Result<(), ApplyError> {
+        subscription_event(self.event, self.current, &mut self.effects, &mut self.counters).map(|_| ())
+    }
+
+    fn trial_will_end(&mut self) -> Result<(), ApplyError> {
+        let (next, sub) = subscription_event(self.event, self.current, &mut self.effects, &mut self.counters)?;
+        let has_pm = self.current.customer.as_ref().is_some_and(CustomerState::has_payment_method);
+        if sub.default_payment_method.is_none() && !has_pm {
+            self.notify("pre_dunning", Some("trial_ending_without_payment_method".into()), next.customer.clone(),
+                "A trial ends soon and no payment method is on file",
+                json!({ "subscription": next.id, "trial_end": next.trial_end, "mrr": next.mrr, "currency": next.currency }));
+        }
+        Ok(())
+    }
+
+    fn invoice_paid(&mut self) -> Result<(), ApplyError> {
+        let t = self.event.created;
+        self.invoice_fact(|case, inv| {
+            let amount = inv.amount_paid.unwrap_or(case.amount_due);
+            case.paid = Some(match case.paid {
+                Some(p) if p.at <= t => p,
+                _ => PaidFact { at: t, amount },
+            });
+        })
+    }
+
+    fn invoice_payment_failed(&mut self) -> Result<(), ApplyError> {
+        let t = self.event.created;
+        self.invoice_fact(|case, inv| {
+            case.attempt_count = case.attempt_count.max(inv.attempt_count.unwrap_or(1));
+            if case.last_failure_at.is_none_or(|f| t >= f) {
+                case.last_failure_at = Some(t);
+                case.next_payment_attempt = inv.next_payment_attempt;
+            }
+            case.opened_at = min_opt(case.opened_at, t);
+            if inv.next_payment_attempt.is_none() {
+                case.exhausted_at = min_opt(case.exhausted_at, t);
+            }
+        })
+    }
+
+    fn invoice_action_required(&mut self) -> Result<(), ApplyError> {
+        let t = self.event.created;
+        self.invoice_fact(|case, _| {
+            case.action_required_at = Some(case.action_required_at.map_or(t, |a| a.max(t)));
+            case.opened_at = min_opt(case.opened_at, t);
+        })
+    }
+
+    fn invoice_uncollectible(&mut self) -> Result<(), ApplyError> {
+        let t = self.event.created;
+        self.invoice_fact(|case, _| case.uncollectible_at = min_opt(case.uncollectible_at, t))
+    }
+
+    fn invoice_fact(&mut self, fact: impl FnOnce(&mut DunningCase, &Invoice)) -> Result<(), ApplyError> {
+        invoice_event(self.event, self.current, self.policy, &mut self.effects, &mut self.counters, fact)
+    }
+
+    fn invoice_upcoming(&mut self) -> Result<(), ApplyError> {
+        upcoming_invoice(self.event, self.current, &mut self.effects)
+    }
+
+    fn invoice_finalization_failed(&mut self) -> Result<(), ApplyError> {
+        let inv: Invoice = self.event.object()?;
+        self.notify("invoice_finalization_failed", None, inv.customer_id(), "An invoice could not be finalized", json!({ "invoice": inv.id }));
+        Ok(())
+    }
+
+    fn charge_succeeded(&mut self) -> Result<(), ApplyError> {
+        let ch: Charge = self.event.object()?;
+        self.add(Metric::PaymentsSucceeded, 1);
+        let m = money(ch.amount, &ch.currency);
+        if let Some(m) = m {
+            self.add(Metric::PaymentsSucceededAmount(m.currency.to_string()), m.amount);
+            let threshold = self.policy.large_payment_minor_units;
+            if threshold > 0 && m.amount >= threshold {
+                self.notify("large_payment", None, ch.customer_id(), "A large payment succeeded", json!({ "charge": ch.id, "amount": m.amount, "currency": m.currency }));
+            }
+        }
+        if let (Some(id), Some(customer)) = (ch.id.clone(), ch.customer_id()) {
+            if let Some(m) = m {
+                duplicate_charge(self.event, self.current, self.policy, &mut self.effects, &id, &customer, m);
+            }
+            self.effects.charge_link = Some((id, customer));
+        }
+        Ok(())
+    }
+
+    fn charge_failed(&mut self) -> Result<(), ApplyError> {
+        let ch: Charge = self.event.object()?;
+        self.add(Metric::PaymentsFailed, 1);
+        if let Some(m) = money(ch.amount, &ch.currency) {
+            self.add(Metric::PaymentsFailedAmount(m.currency.to_string()), m.amount);
+        }
+        if let (Some(id), Some(customer)) = (ch.id.clone(), ch.customer_id()) {
+            self.effects.charge_link = Some((id, customer));
+        }
+        Ok(())
+    }
+
+    fn charge_refunded(&mut self) -> Result<(), ApplyError> {
+        let event = self.event;
+        let ch: Charge = event.object()?;
+        let before = event.previous.as_ref().and_then(|p| p.get("amount_refunded")).and_then(Value::as_i64).unwrap_or(0);
+        let refunded = ch.amount_refunded.unwrap_or(0) - before;
+        if let Some(m) = money(Some(refunded), &ch.currency) {
+            let cur = m.currency.to_string();
+            let threshold = self.policy.large_refund_minor_units;
+            if threshold > 0 && m.amount >= threshold {
+                let subject = ch.id.clone().unwrap_or_else(|| event.id.clone());
+                self.effects.findings.push(event_finding(event, "large_refund", &Metric::RefundsAmount(cur.clone()), &subject, m.amount as f64, threshold as f64,
+                    format!("A single refund of {} on charge {subject}", m.display())));
+            }
+            self.add(Metric::Refunds, 1);
+            self.add(Metric::RefundsAmount(cur.clone()), m.amount);
+            self.add(Metric::RefundMax(cur), m.amount);
+        }
+        Ok(())
+    }
+
+    fn dispute_created(&mut self) -> Result<(), ApplyError> {
+        let d: Dispute = self.event.object()?;
+        self.add(Metric::Disputes, 1);
+        if let Some(m) = money(d.amount, &d.currency) {
+            self.add(Metric::DisputesAmount(m.currency.to_string()), m.amount);
+        }
+        // An opening never overwrites a closing that arrived first.
+        let customer = self.dispute_status(&d, |c, id| {
+            c.disputes.entry(id.to_owned()).or_insert_with(|| "open".into());
+        });
+        self.notify("dispute", d.status.clone(), customer, "A payment is disputed", json!({ "dispute": d.id, "charge": d.charge.as_ref().map(Ref::id), "amount": d.amount, "currency": d.currency }));
+        Ok(())
+    }
+
+    fn dispute_closed(&mut self) -> Result<(), ApplyError> {
+        let d: Dispute = self.event.object()?;
+        let status = d.status.clone().unwrap_or_else(|| "closed".into());
+        let customer = self.dispute_status(&d, |c, id| {
+            c.disputes.insert(id.to_owned(), status);
+        });
+        self.notify("dispute_closed", d.status.clone(), customer, "A dispute was closed", json!({ "dispute": d.id, "charge": d.charge.as_ref().map(Ref::id), "amount": d.amount, "currency": d.currency }));
+        Ok(())
+    }
+
+    /// Records a dispute's status on its customer (found through the charge); returns the customer.
+    fn dispute_status(&mut self, d: &Dispute, set: impl FnOnce(&mut CustomerState, &str)) -> Option<String> {
+        let customer_id = self.current.charge_customer.clone().or_else(|| obj_str(&self.event.object, "customer"));
+        if let (Some(cid), Some(did)) = (customer_id.as_deref(), d.id.as_deref()) {
+            let mut c = self.customer_or_new(cid);
+            set(&mut c, did);
+            self.effects.customer = Some(c);
+        }
+        customer_id
+    }
+
+    fn early_fraud_warning(&mut self) {
+        let event = self.event;
+        self.add(Metric::EarlyFraudWarnings, 1);
+        let customer_id = self.current.charge_customer.clone();
+        if let Some(cid) = &customer_id {
+            let mut c = self.customer_or_new(cid);
+            c.early_fraud_warnings += 1;
+            self.effects.customer = Some(c);
+        }
+        let charge = obj_str(&event.object, "charge");
+        self.notify("early_fraud_warning", None, customer_id, "Stripe Radar raised an early fraud warning", json!({ "charge": charge }));
+        // The finding names only what the event itself says, so that it is the same
+        // whether or not the charge's own event arrived first.
+        let subject = obj_str(&event.object, "id").unwrap_or_else(|| event.id.clone());
+        self.effects.findings.push(event_finding(event, "early_fraud_warning", &Metric::EarlyFraudWarnings, &subject, 1.0, 0.0,
+            format!("Radar early fraud warning on charge {}", charge.unwrap_or_default())));
+    }
+
+    fn checkout_completed(&mut self) -> Result<(), ApplyError> {
+        let s: CheckoutSession = self.event.object()?;
+        let amount = money(s.amount_total, &s.currency).map(|m| m.display());
+        self.notify("checkout_completed", s.mode.clone(), s.customer.as_ref().map(|c| c.id().to_owned()), "A checkout was completed",
+            json!({ "session": s.id, "amount_total": s.amount_total, "currency": s.currency, "amount": amount }));
+        Ok(())
+    }
+
+    fn customer_updated(&mut self) -> Result<(), ApplyError> {
+        let cu: Customer = self.event.object()?;
+        let mut c = self.customer_or_new(&cu.id);
+        let version = self.event.version();
+        if c.default_pm_version.as_ref().is_none_or(|v| *v < version) {
+            c.default_payment_method = cu.invoice_settings.and_then(|s| s.default_payment_method).map(|r| r.id().to_owned());
+            c.default_pm_version = Some(version);
+        }
+        self.effects.customer = Some(c);
+        Ok(())
+    }
+
+    fn customer_deleted(&mut self) -> Result<(), ApplyError> {
+        let cu: Customer = self.event.object()?;
+        let mut c = self.customer_or_new(&cu.id);
+        c.deleted = true;
+        self.effects.customer = Some(c);
+        Ok(())
+    }
+
+    fn payment_method_attached(&mut self) -> Result<(), ApplyError> {
+        let pm: PaymentMethod = self.event.object()?;
+        if let Some(cid) = pm.customer.as_ref().map(|c| c.id().to_owned()) {
+            let mut c = self.customer_or_new(&cid);
+            if let Some((y, m)) = pm.card.as_ref().and_then(|card| card.exp_year.zip(card.exp_month)) {
+                c.cards.insert(pm.id.clone(), (y, m));
+            }
+            self.effects.customer = Some(c);
+        }
+        Ok(())
+    }
+}
+
+fn event_finding(event: &BillingEvent, signal: &str, metric: &Metric, subject: &str, observed: f64, expected: f64, explanation: String) -> Finding {
+    Finding {
         key: format!("{signal}:{subject}"),
         signal: signal.to_owned(),
-        metric: metric.to_owned(),
+        metric: metric.name(),
         livemode: event.livemode,
         window_start: event.created,
         window_end: event.created,
@@ -309,42 +461,53 @@ fn event_finding(event: &BillingEvent, signal: &str, metric: &str, subject: &str
         expected,
         spread: 0.0,
         ratio: if expected > 0.0 { ((observed / expected) * 100.0).round() / 100.0 } else { 0.0 },
-        severity: crate::detect::Severity::Warning,
+        severity: Severity::Warning,
         explanation,
     }
 }
 
-/// Two successful charges of one amount to one customer within minutes.
+/// How long a customer's successful charges are remembered for duplicate detection:
+/// far longer than the window, so that a charge delivered late (Stripe retries for up to
+/// 3 days) still meets its twin, whatever the delivery order.
+const RECENT_CHARGES_HORIZON_SECS: i64 = 7 * 86_400;
+
+/// Two successful charges of one amount to one customer within the policy's window. Each
+/// pair is found once, when the later-delivered of the two arrives, so the set of findings
+/// is the same in any delivery order (within the horizon).
 fn duplicate_charge(
     event: &BillingEvent,
     current: &Current,
     policy: &BillingPolicy,
-    fx: &mut Effects,
+    effects: &mut Effects,
     charge_id: &str,
     customer_id: &str,
-    m: super::objects::Money,
+    m: Money,
 ) {
     let window = policy.duplicate_charge_secs;
     let mut c = current.customer.clone().unwrap_or_else(|| CustomerState::new(customer_id, event.livemode));
-    let newest = c.recent_charges.iter().map(|r| r.0).max().unwrap_or(event.created).max(event.created);
-    // Keep what is within the window of the newest charge seen: the same set, in any order.
-    if event.created >= newest - window && !c.recent_charges.iter().any(|r| r.3 == charge_id) {
-        if let Some(twin) = c.recent_charges.iter().find(|r| {
+    if !c.recent_charges.iter().any(|r| r.3 == charge_id) {
+        let twins = c.recent_charges.iter().filter(|r| {
             r.1 == m.amount && r.2 == m.currency.as_str() && (r.0 - event.created).abs() <= window
-        }) {
-            let (a, b) = if twin.3.as_str() < charge_id { (twin.3.clone(), charge_id.to_owned()) } else { (charge_id.to_owned(), twin.3.clone()) };
-            fx.findings.push(event_finding(event, "duplicate_charge", &format!("payments_succeeded_amount.{}", m.currency), &format!("{a}+{b}"), m.amount as f64, 0.0,
-                format!("Customer {customer_id} was charged {} {} twice within {} s ({a}, {b})", m.amount, m.currency, (twin.0 - event.created).abs())));
+        });
+        for twin in twins {
+            let (a, b) = if twin.3.as_str() < charge_id { (twin.3.as_str(), charge_id) } else { (charge_id, twin.3.as_str()) };
+            let apart = (twin.0 - event.created).abs();
+            let mut finding = event_finding(event, "duplicate_charge", &Metric::PaymentsSucceededAmount(m.currency.to_string()), &format!("{a}+{b}"), m.amount as f64, 0.0,
+                format!("Customer {customer_id} was charged {} twice within {apart} s ({a}, {b})", m.display()));
+            // The pair's span, whichever of the two arrived last.
+            (finding.window_start, finding.window_end) = (twin.0.min(event.created), twin.0.max(event.created));
+            effects.findings.push(finding);
         }
         c.recent_charges.push((event.created, m.amount, m.currency.to_string(), charge_id.to_owned()));
     }
-    c.recent_charges.retain(|r| r.0 >= newest - window);
+    let newest = c.recent_charges.iter().map(|r| r.0).max().unwrap_or(event.created);
+    c.recent_charges.retain(|r| r.0 >= newest - RECENT_CHARGES_HORIZON_SECS.max(window));
     c.recent_charges.sort();
-    fx.customer = Some(c);
+    effects.customer = Some(c);
 }
 
 fn notify(
-    fx: &mut Effects,
+    effects: &mut Effects,
     event: &BillingEvent,
     kind: &str,
     stage: Option<String>,
@@ -352,7 +515,7 @@ fn notify(
     subject: &str,
     details: Value,
 ) {
-    fx.notifications.push(Notification {
+    effects.notifications.push(Notification {
         id: format!("{}:{kind}", event.id),
         kind: kind.to_owned(),
         stage,
@@ -400,13 +563,13 @@ fn mrr_before(event: &BillingEvent, after: &SubscriptionState) -> i64 {
     }
 }
 
+/// A subscription snapshot: MRR movements from the event alone, and the state if newer.
 fn subscription_event(
     event: &BillingEvent,
     current: &Current,
-    _policy: &BillingPolicy,
-    fx: &mut Effects,
+    effects: &mut Effects,
     counters: &mut CounterSink,
-) -> Result<(), ApplyError> {
+) -> Result<(SubscriptionState, Subscription), ApplyError> {
     let sub: Subscription = event.object()?;
     let deleted = event.kind == EventKind::SubscriptionDeleted;
     let next = SubscriptionState::from_stripe(&sub, event.livemode, event.version(), deleted);
@@ -415,24 +578,15 @@ fn subscription_event(
     let delta = next.contributing_mrr() - mrr_before(event, &next);
     let cur = next.currency.map(|c| c.to_string()).unwrap_or_else(|| "xxx".into());
     if delta > 0 {
-        counters.add(live, event.created, format!("mrr_gained.{cur}"), delta);
+        counters.add(live, event.created, Metric::MrrGained(cur.clone()), delta);
     } else if delta < 0 {
-        counters.add(live, event.created, format!("mrr_lost.{cur}"), -delta);
+        counters.add(live, event.created, Metric::MrrLost(cur.clone()), -delta);
     }
-    counters.add_at_hour(live, 0, format!("mrr_total.{cur}"), delta);
+    counters.at_hour(live, 0, Metric::MrrTotal(cur), delta);
     match event.kind {
-        EventKind::SubscriptionCreated => counters.add(live, event.created, "subscriptions_new", 1),
-        EventKind::SubscriptionDeleted => counters.add(live, event.created, "subscriptions_canceled", 1),
+        EventKind::SubscriptionCreated => counters.add(live, event.created, Metric::SubscriptionsNew, 1),
+        EventKind::SubscriptionDeleted => counters.add(live, event.created, Metric::SubscriptionsCanceled, 1),
         _ => {}
-    }
-
-    if event.kind == EventKind::SubscriptionTrialWillEnd && sub.default_payment_method.is_none() {
-        let has_pm = current.customer.as_ref().is_some_and(CustomerState::has_payment_method);
-        if !has_pm {
-            notify(fx, event, "pre_dunning", Some("trial_ending_without_payment_method".into()), next.customer.clone(),
-                "A trial ends soon and no payment method is on file",
-                json!({ "subscription": next.id, "trial_end": next.trial_end, "mrr": next.mrr, "currency": next.currency }));
-        }
     }
 
     let apply = match &current.subscription {
@@ -449,22 +603,22 @@ fn subscription_event(
                 .flatten()
                 .map(super::hour_of)
         };
-        counters.moved(live, current.subscription.as_ref().and_then(due), due(&next), "active_period_ends", 1);
-        fx.subscription = Some(next);
+        counters.moved(live, current.subscription.as_ref().and_then(due), due(&next), Metric::ActivePeriodEnds, 1);
+        effects.subscription = Some(next.clone());
     } else {
-        fx.stale = true;
+        effects.stale = true;
     }
-    Ok(())
+    Ok((next, sub))
 }
 
 fn invoice_event(
     event: &BillingEvent,
     current: &Current,
     policy: &BillingPolicy,
-    fx: &mut Effects,
+    effects: &mut Effects,
     counters: &mut CounterSink,
+    fact: impl FnOnce(&mut DunningCase, &Invoice),
 ) -> Result<(), ApplyError> {
-    use EventKind::*;
     let inv: Invoice = event.object()?;
     let Some(invoice_id) = inv.id.clone() else {
         return Err(ApplyError::Malformed(format!("{} without an invoice id", event.event_type)));
@@ -477,33 +631,7 @@ fn invoice_event(
     if let Some(due) = inv.amount_due {
         case.amount_due = case.amount_due.max(due);
     }
-    let t = event.created;
-    match event.kind {
-        InvoicePaymentFailed => {
-            case.attempt_count = case.attempt_count.max(inv.attempt_count.unwrap_or(1));
-            if case.last_failure_at.is_none_or(|f| t >= f) {
-                case.last_failure_at = Some(t);
-                case.next_payment_attempt = inv.next_payment_attempt;
-            }
-            case.opened_at = min_opt(case.opened_at, t);
-            if inv.next_payment_attempt.is_none() {
-                case.exhausted_at = min_opt(case.exhausted_at, t);
-            }
-        }
-        InvoicePaymentActionRequired => {
-            case.action_required_at = Some(case.action_required_at.map_or(t, |a| a.max(t)));
-            case.opened_at = min_opt(case.opened_at, t);
-        }
-        InvoicePaid => {
-            let amount = inv.amount_paid.unwrap_or(case.amount_due);
-            case.paid = Some(match case.paid {
-                Some(p) if p.at <= t => p,
-                _ => PaidFact { at: t, amount },
-            });
-        }
-        InvoiceMarkedUncollectible => case.uncollectible_at = min_opt(case.uncollectible_at, t),
-        _ => {}
-    }
+    fact(&mut case, &inv);
 
     // Counters follow the facts: each lands once, at the hour of the fact that defines it.
     let live = event.livemode;
@@ -511,13 +639,13 @@ fn invoice_event(
     let recovered = |c: &Option<DunningCase>| c.as_ref().and_then(DunningCase::recovered);
     let lost = |c: &Option<DunningCase>| c.as_ref().filter(|c| c.opened_at.is_some()).and_then(DunningCase::lost_at);
     let after = Some(case.clone());
-    counters.moved(live, opened(&before), opened(&after), "dunning_opened", 1);
-    counters.moved(live, lost(&before), lost(&after), "dunning_lost", 1);
+    counters.moved(live, opened(&before), opened(&after), Metric::DunningOpened, 1);
+    counters.moved(live, lost(&before), lost(&after), Metric::DunningLost, 1);
     let (rb, ra) = (recovered(&before), recovered(&after));
     if rb != ra {
-        counters.moved(live, rb.map(|p| p.at), ra.map(|p| p.at), "dunning_recovered", 1);
+        counters.moved(live, rb.map(|p| p.at), ra.map(|p| p.at), Metric::DunningRecovered, 1);
         let cur = case.currency.map(|c| c.to_string()).unwrap_or_else(|| "xxx".into());
-        let metric = format!("dunning_recovered_amount.{cur}");
+        let metric = Metric::DunningRecoveredAmount(cur);
         if let Some(p) = rb {
             counters.add(live, p.at, metric.clone(), -p.amount);
         }
@@ -537,7 +665,7 @@ fn invoice_event(
                 Stage::Recovered => "A failed renewal was recovered",
                 Stage::Lost => "A failed renewal is lost",
             };
-            notify(fx, event, "dunning", Some(stage.as_str().into()), case.customer.clone(), subject, json!({
+            notify(effects, event, "dunning", Some(stage.as_str().into()), case.customer.clone(), subject, json!({
                 "invoice": case.invoice_id,
                 "subscription": case.subscription,
                 "amount_due": case.amount_due,
@@ -549,7 +677,7 @@ fn invoice_event(
             }));
         }
     }
-    fx.case = Some(case);
+    effects.case = Some(case);
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub mod subscription;
 use serde::{Deserialize, Serialize};
 
 pub use apply::{decide, keys_of, ApplyError, BillingEvent, Current, Effects, Keys, Notification};
-pub use counters::{CounterOp, CounterUpdate};
+pub use counters::CounterUpdate;
 pub use customer::CustomerState;
 pub use dunning::{DunningCase, Stage};
 pub use policy::BillingPolicy;
@@ -35,10 +35,7 @@ impl Version {
     }
 }
 
-/// The start of the UTC hour holding `t`.
-pub fn hour_of(t: i64) -> i64 {
-    t.div_euclid(3600) * 3600
-}
+pub use crate::time::hour_of;
 
 /// The event types revguard acts on; anything else is recorded and acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

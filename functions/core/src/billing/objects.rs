@@ -247,6 +247,13 @@ impl std::fmt::Display for Currency {
     }
 }
 
+impl Money {
+    /// For people: "$652.60", "¥5,000".
+    pub fn display(&self) -> String {
+        crate::money::format_minor(self.amount, self.currency.as_str())
+    }
+}
+
 pub fn money(amount: Option<i64>, currency: &Option<String>) -> Option<Money> {
     Some(Money { amount: amount?, currency: Currency::parse(currency.as_deref()?)? })
 }

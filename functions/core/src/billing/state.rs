@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::apply::{decide, keys_of, ApplyError, BillingEvent, Current, Effects, Notification};
-use super::counters::fold;
+use super::counters::{fold, CounterTotals};
 use super::customer::CustomerState;
 use super::dunning::DunningCase;
 use super::policy::BillingPolicy;
@@ -16,7 +16,7 @@ pub struct BillingState {
     pub cases: BTreeMap<String, DunningCase>,
     pub customers: BTreeMap<String, CustomerState>,
     pub charge_customers: BTreeMap<String, String>,
-    pub counters: BTreeMap<(bool, i64, String), i64>,
+    pub counters: CounterTotals,
     pub applied: BTreeSet<String>,
     pub notifications: Vec<Notification>,
 }
@@ -62,7 +62,9 @@ impl BillingState {
         Ok(true)
     }
 
-    pub fn counter(&self, livemode: bool, metric: &str) -> i64 {
-        self.counters.iter().filter(|((l, _, m), _)| *l == livemode && m == metric).map(|(_, v)| v).sum()
+    /// A counter's total over all hours, by its stored name.
+    pub fn counter(&self, livemode: bool, name: &str) -> i64 {
+        let metric = crate::metric::Metric::parse(name).unwrap_or_else(|| panic!("not a metric: {name}"));
+        self.counters.iter().filter(|((l, _, m), _)| *l == livemode && *m == metric).map(|(_, v)| v).sum()
     }
 }

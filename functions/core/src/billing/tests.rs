@@ -93,7 +93,7 @@ fn a_failed_renewal_opens_a_case_notifies_per_stage_and_recovers() {
     assert_eq!(state.counter(false, "mrr_gained.usd"), 2000);
     assert_eq!(state.counter(false, "events"), 12);
     // Counters sit in the hour of the event's creation.
-    assert_eq!(state.counters.get(&(false, hour_of(T0 + 31 * DAY), "dunning_opened".into())), Some(&1));
+    assert_eq!(state.counters.get(&(false, hour_of(T0 + 31 * DAY), crate::metric::Metric::DunningOpened)), Some(&1));
     assert_eq!(state.subscriptions["sub_1"].status, "active");
 }
 
@@ -266,5 +266,81 @@ proptest! {
             s.customers.retain(|_, c| c.default_payment_method.is_some() || !c.cards.is_empty() || c.deleted);
         }
         prop_assert_eq!(comparable(&state), comparable(&once_cmp));
+    }
+}
+
+/// Event-level findings of a history: the probe's three equal charges (t1, t1 + 120 s,
+/// t1 + 1 day), a fourth equal charge 60 s after the first, a large refund and a fraud
+/// warning whose charge's own event may come before or after it.
+fn findings_history() -> Vec<BillingEvent> {
+    let charge = |id: &str, ch: &str, created: i64| {
+        event(id, "charge.succeeded", created,
+            json!({ "id": ch, "object": "charge", "customer": "cus_dup", "amount": 4900, "currency": "usd", "status": "succeeded" }), None)
+    };
+    let t1 = T0 + 5 * DAY;
+    vec![
+        charge("evt_c1", "ch_1", t1),
+        charge("evt_c2", "ch_2", t1 + 120),
+        charge("evt_c3", "ch_3", t1 + DAY),
+        charge("evt_c4", "ch_4", t1 + 60),
+        event("evt_refund", "charge.refunded", t1 + 300,
+            json!({ "id": "ch_2", "object": "charge", "customer": "cus_dup", "amount": 90_000, "amount_refunded": 90_000, "currency": "usd" }),
+            Some(json!({ "amount_refunded": 0 }))),
+        event("evt_efw", "radar.early_fraud_warning.created", t1 + 400,
+            json!({ "id": "issfr_1", "object": "radar.early_fraud_warning", "charge": "ch_3", "fraud_type": "made_with_stolen_card" }), None),
+    ]
+}
+
+fn findings_of(events: &[BillingEvent]) -> Vec<crate::finding::Finding> {
+    let policy = BillingPolicy::default();
+    let mut state = BillingState::default();
+    let mut found = Vec::new();
+    for e in events {
+        if state.applied.contains(&e.id) {
+            continue;
+        }
+        let fx = super::decide(e, &state.load(e), &policy).unwrap();
+        found.extend(fx.findings.iter().cloned());
+        state.commit(&e.id, fx);
+    }
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    found
+}
+
+#[test]
+fn the_probe_finds_each_duplicate_pair_once() {
+    let found = findings_of(&findings_history());
+    let keys: Vec<&str> = found.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "duplicate_charge:ch_1+ch_2",
+            "duplicate_charge:ch_1+ch_4",
+            "duplicate_charge:ch_2+ch_4",
+            "early_fraud_warning:issfr_1",
+            "large_refund:ch_2",
+        ]
+    );
+    let large = found.iter().find(|f| f.signal == "large_refund").unwrap();
+    assert!(large.explanation.contains("$900.00"), "{}", large.explanation);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Every event-level finding, with its numbers and text, is the same in any delivery
+    /// order (the probe's orders 3-1-2 and 3-2-1 among them), and with every event twice.
+    #[test]
+    fn event_level_findings_do_not_depend_on_delivery_order(
+        order in Just((0..6usize).collect::<Vec<_>>()).prop_shuffle(),
+        twice in any::<bool>(),
+    ) {
+        let history = findings_history();
+        let reference = findings_of(&history);
+        let mut shuffled: Vec<_> = order.iter().map(|i| history[*i].clone()).collect();
+        if twice {
+            shuffled.extend(order.iter().rev().map(|i| history[*i].clone()));
+        }
+        prop_assert_eq!(findings_of(&shuffled), reference);
     }
 }

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{hhmm, DetectConfig, Finding, Severity};
+use super::{DetectConfig, Finding, Severity};
+pub use crate::time::datetime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -188,23 +189,6 @@ fn what_to_check(signal: &str, metric: &str) -> &'static str {
         ("drop", _) => "Check the checkout and payment flow end to end: a failing deploy, a broken pricing page, or a disabled payment method.",
         _ => "Open the Stripe Dashboard for the window shown and compare with a normal day.",
     }
-}
-
-/// UTC `YYYY-MM-DD HH:MM`.
-pub fn datetime(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02} {} UTC", hhmm(t))
 }
 
 impl Transition {

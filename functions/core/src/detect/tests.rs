@@ -10,14 +10,14 @@ fn steady(metric: &str, per_hour: i64, now: i64) -> Series {
     let mut s = Series::new();
     let mut h = hour_of(now) - 8 * 86_400;
     while h < hour_of(now) - 3600 {
-        s.entry(h).or_default().insert(metric.to_owned(), per_hour);
+        s.entry(h).or_default().insert(Metric::parse(metric).unwrap(), per_hour);
         h += 3600;
     }
     s
 }
 
 fn set(s: &mut Series, hour: i64, metric: &str, v: i64) {
-    s.entry(hour).or_default().insert(metric.to_owned(), v);
+    s.entry(hour).or_default().insert(Metric::parse(metric).unwrap(), v);
 }
 
 #[test]

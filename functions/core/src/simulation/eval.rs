@@ -3,11 +3,10 @@
 
 use serde::Serialize;
 
-use super::alerts::{plan, AlertState, Transition};
 use super::scenario::{Incident, Scenario};
-use super::{DetectConfig, Finding, Series};
-use crate::billing::counters::CounterOp;
 use crate::billing::state::BillingState;
+use crate::detect::alerts::{plan, AlertState, Transition};
+use crate::detect::{series_of, DetectConfig, Finding};
 use crate::billing::{decide, BillingEvent, BillingPolicy};
 
 /// An alert belongs to an incident it could have been raised by (see
@@ -57,15 +56,14 @@ pub struct EvalResult {
 /// Counters and alert state kept while the scenario plays.
 pub struct Replay<'a> {
     pub state: BillingState,
-    pub series: [Series; 2],
-    pub alerts: Vec<AlertState>,
+        pub alerts: Vec<AlertState>,
     pub pending: Vec<Finding>,
     policy: &'a BillingPolicy,
 }
 
 impl<'a> Replay<'a> {
     pub fn new(policy: &'a BillingPolicy) -> Self {
-        Self { state: BillingState::default(), series: [Series::new(), Series::new()], alerts: Vec::new(), pending: Vec::new(), policy }
+        Self { state: BillingState::default(), alerts: Vec::new(), pending: Vec::new(), policy }
     }
 
     pub fn apply(&mut self, raw: &str, received_at: i64) {
@@ -74,13 +72,6 @@ impl<'a> Replay<'a> {
             return;
         }
         let Ok(fx) = decide(&event, &self.state.load(&event), self.policy) else { return };
-        for u in &fx.counters {
-            let slot = self.series[u.livemode as usize].entry(u.hour).or_default().entry(u.metric.clone()).or_insert(0);
-            match u.op {
-                CounterOp::Add => *slot += u.value,
-                CounterOp::Max => *slot = (*slot).max(u.value),
-            }
-        }
         self.pending.extend(fx.findings.iter().cloned());
         self.state.commit(&event.id, fx);
     }
@@ -90,7 +81,7 @@ impl<'a> Replay<'a> {
         let mut out = Vec::new();
         let pending = std::mem::take(&mut self.pending);
         for livemode in [false, true] {
-            let findings = super::detect(&self.series[livemode as usize], livemode, now, config);
+            let findings = crate::detect::detect(&series_of(&self.state.counters, livemode), livemode, now, config);
             let events: Vec<Finding> = pending.iter().filter(|f| f.livemode == livemode).cloned().collect();
             for change in plan(&findings, &events, &self.alerts, livemode, now, config) {
                 match self.alerts.iter_mut().find(|a| a.id == change.state.id) {

@@ -1,0 +1,103 @@
+//! One detector run, once for both backends: read the counters (never events, so its
+//! cost does not grow with volume) and the alerts, plan the transitions, commit each with
+//! a condition on the alert's version together with its outbox entry, then publish.
+//! Two runs at once commit each transition once; what a crash left in the outbox goes
+//! out first on the next run.
+
+use serde::Serialize;
+
+use crate::detect::alerts::{plan, render, AlertChange, AlertMessage};
+use crate::detect::{detect, hours_needed, DetectConfig, Finding};
+use crate::outbox::publish_all;
+use crate::ports::{AlertStore, CountersReader, Publisher, StoreError};
+
+pub struct Detector<C, A, P> {
+    pub counters: C,
+    pub alerts: A,
+    pub publisher: P,
+    pub config: DetectConfig,
+}
+
+/// What a run would do at a moment: the findings, and the transitions it plans.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub findings: Vec<Finding>,
+    pub changes: Vec<AlertChange>,
+    /// The event-level findings it judged (consumed once the changes are committed).
+    pub judged: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub at: i64,
+    pub findings: Vec<Finding>,
+    /// The transitions this run committed (and published, unless listed in `unpublished`).
+    pub transitions: Vec<AlertMessage>,
+    /// `<alert id>:<version> <transition>` for each transition this run published.
+    pub published: Vec<String>,
+    /// Messages left in the outbox for the next run, with the error.
+    pub unpublished: Vec<(String, String)>,
+}
+
+impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A, P> {
+    /// The findings and transitions at `now`. Writes nothing.
+    pub async fn plan(&self, now: i64) -> Result<Plan, StoreError> {
+        let (from, to) = hours_needed(now);
+        let alerts = self.alerts.alerts().await?;
+        let pending = self.alerts.pending_findings(now).await?;
+        let mut out = Plan::default();
+        for livemode in [false, true] {
+            let series = self.counters.counters(livemode, from, to).await?;
+            let found = detect(&series, livemode, now, &self.config);
+            let events: Vec<Finding> = pending.iter().filter(|f| f.livemode == livemode).cloned().collect();
+            out.changes.extend(plan(&found, &events, &alerts, livemode, now, &self.config));
+            out.findings.extend(found);
+            out.findings.extend(events.iter().cloned());
+            out.judged.extend(events);
+        }
+        Ok(out)
+    }
+
+    /// One run at `now`. Fails only when the stores fail; a message that cannot be
+    /// published stays in the outbox and holds back nothing.
+    pub async fn run(&self, now: i64) -> Result<RunSummary, StoreError> {
+        let mut summary = RunSummary { at: now, ..RunSummary::default() };
+        // Messages a failed or crashed run committed but did not publish go out first.
+        let left = self.alerts.outbox().await?;
+        self.publish(&left, &mut summary).await?;
+
+        let planned = self.plan(now).await?;
+        let mut committed = Vec::new();
+        for change in &planned.changes {
+            let message = change.transition.is_published().then(|| render(change));
+            if !self.alerts.commit_change(change, message.as_ref(), now).await? {
+                continue; // another run got there first
+            }
+            committed.extend(message);
+        }
+        // Judged: an event-level finding opened its alert, or its alert was open already.
+        self.alerts.consume_findings(&planned.judged).await?;
+        self.publish(&committed, &mut summary).await?;
+        for m in &committed {
+            tracing::warn!(alert = %m.id, transition = m.transition.as_str(), severity = m.severity.as_str(), "{}", m.finding.explanation);
+        }
+        summary.findings = planned.findings;
+        summary.transitions = committed;
+        Ok(summary)
+    }
+
+    async fn publish(&self, messages: &[AlertMessage], summary: &mut RunSummary) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let report = publish_all(messages, &self.publisher).await;
+        self.alerts.clear_outbox(&report.published).await?;
+        for id in &report.published {
+            if let Some(m) = messages.iter().find(|m| &m.id == id) {
+                summary.published.push(format!("{} {}", m.id, m.transition.as_str()));
+            }
+        }
+        summary.unpublished.extend(report.failed);
+        Ok(())
+    }
+}
