@@ -42,12 +42,27 @@ impl Anomaly {
             self.alerts.delete_outbox(&m.id).await?;
         }
         let (from, to) = hours_needed(now);
-        let mut summary = RunSummary { at: now, ..RunSummary::default() };
+        let mut summary = RunSummary {
+            at: now,
+            ..RunSummary::default()
+        };
         for livemode in [false, true] {
             let series = self.counters.counters(livemode, from, to).await?;
             let found = detect(&series, livemode, now, &self.config);
-            let events: Vec<Finding> = snapshot.pending.iter().filter(|f| f.livemode == livemode && f.window_end <= now).cloned().collect();
-            for change in plan(&found, &events, &snapshot.alerts, livemode, now, &self.config) {
+            let events: Vec<Finding> = snapshot
+                .pending
+                .iter()
+                .filter(|f| f.livemode == livemode && f.window_end <= now)
+                .cloned()
+                .collect();
+            for change in plan(
+                &found,
+                &events,
+                &snapshot.alerts,
+                livemode,
+                now,
+                &self.config,
+            ) {
                 let message = change.transition.is_published().then(|| render(&change));
                 if !self.alerts.commit(&change, message.as_ref(), now).await? {
                     continue; // another run got there first
@@ -56,7 +71,9 @@ impl Anomaly {
                     self.publisher.publish(&m).await?;
                     self.alerts.delete_outbox(&m.id).await?;
                     tracing::warn!(alert = %m.id, transition = m.transition.as_str(), severity = m.severity.as_str(), "{}", m.finding.explanation);
-                    summary.published.push(format!("{} {}", m.id, m.transition.as_str()));
+                    summary
+                        .published
+                        .push(format!("{} {}", m.id, m.transition.as_str()));
                 }
             }
             // Judged: an event-level finding opened its alert, or its alert was open already.

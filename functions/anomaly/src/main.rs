@@ -3,7 +3,9 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use revguard_anomaly::{scheduled_time, Anomaly};
 use revguard_aws::billing::CountersReader;
-use revguard_aws::{detect_config_from_env, load_sdk_config, AnomalyEnv, DynamoAlerts, SnsAlertPublisher};
+use revguard_aws::{
+    detect_config_from_env, load_sdk_config, AnomalyEnv, DynamoAlerts, SnsAlertPublisher,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

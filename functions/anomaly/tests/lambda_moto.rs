@@ -27,15 +27,28 @@ async fn stack() -> Stack {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let sns = aws_sdk_sns::Client::new(&sdk);
-    let (events, state, counters, alerts) = (unique_name("events"), unique_name("state"), unique_name("counters"), unique_name("alerts"));
+    let (events, state, counters, alerts) = (
+        unique_name("events"),
+        unique_name("state"),
+        unique_name("counters"),
+        unique_name("alerts"),
+    );
     create_events_table(&dynamodb, &events).await.unwrap();
     for t in [&state, &counters, &alerts] {
         create_pk_table(&dynamodb, t).await.unwrap();
     }
-    let notifications = create_topic(&sns, &unique_name("notifications")).await.unwrap();
+    let notifications = create_topic(&sns, &unique_name("notifications"))
+        .await
+        .unwrap();
     let alerts_topic = create_topic(&sns, &unique_name("alerts")).await.unwrap();
     let subscriber = subscribed_queue(&sqs, &sns, &alerts_topic).await;
-    let billing = DynamoBilling::new(dynamodb.clone(), &state, &counters, BillingPolicy::default()).with_alerts_table(&alerts);
+    let billing = DynamoBilling::new(
+        dynamodb.clone(),
+        &state,
+        &counters,
+        BillingPolicy::default(),
+    )
+    .with_alerts_table(&alerts);
     Stack {
         worker: Worker {
             log: DynamoEventLog::new(dynamodb.clone(), &events),
@@ -58,12 +71,23 @@ fn refund(i: usize, created: i64, amount: i64) -> String {
         "livemode": true, "data": { "object": { "id": format!("ch_{i}"), "object": "charge", "customer": format!("cus_{i}"),
         "amount": amount, "amount_refunded": amount, "currency": "usd" } } })
     .to_string();
-    QueueMessage { event_id: format!("evt_refund_{i}"), event_type: "charge.refunded".into(), livemode: true, created, received_at: created + 1, payload: Payload::Inline(raw) }
-        .encode()
+    QueueMessage {
+        event_id: format!("evt_refund_{i}"),
+        event_type: "charge.refunded".into(),
+        livemode: true,
+        created,
+        received_at: created + 1,
+        payload: Payload::Inline(raw),
+    }
+    .encode()
 }
 
 async fn deliveries(stack: &Stack) -> Vec<Value> {
-    drain_queue(&stack.sqs, &stack.subscriber).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+    drain_queue(&stack.sqs, &stack.subscriber)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -71,7 +95,13 @@ async fn a_refund_spike_reaches_the_alerts_topic_once_with_email_and_sms_bodies(
     let stack = stack().await;
     // A refund spike in the last hour (12 refunds, one of them large), applied by the worker.
     let bodies: Vec<String> = (0..12)
-        .map(|i| refund(i, NOW - 3000 + i as i64 * 200, if i == 5 { 75_000 } else { 2_000 }))
+        .map(|i| {
+            refund(
+                i,
+                NOW - 3000 + i as i64 * 200,
+                if i == 5 { 75_000 } else { 2_000 },
+            )
+        })
         .collect();
     for chunk in bodies.chunks(10) {
         let records: Vec<Value> = chunk
@@ -80,7 +110,12 @@ async fn a_refund_spike_reaches_the_alerts_topic_once_with_email_and_sms_bodies(
             .map(|(i, b)| json!({ "messageId": format!("m{i}"), "body": b, "attributes": {}, "messageAttributes": {} }))
             .collect();
         let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-        assert!(stack.worker.handle_batch(batch, NOW).await.batch_item_failures.is_empty());
+        assert!(stack
+            .worker
+            .handle_batch(batch, NOW)
+            .await
+            .batch_item_failures
+            .is_empty());
     }
 
     // Two detector runs at once for the same moment: each transition is published once.
@@ -88,33 +123,69 @@ async fn a_refund_spike_reaches_the_alerts_topic_once_with_email_and_sms_bodies(
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut published: Vec<String> = a.published.iter().chain(&b.published).cloned().collect();
     published.sort();
-    assert_eq!(published, ["live:large_refund:ch_5:1 opened", "live:spike:refunds:1 opened"], "{a:?} {b:?}");
+    assert_eq!(
+        published,
+        [
+            "live:large_refund:ch_5:1 opened",
+            "live:spike:refunds:1 opened"
+        ],
+        "{a:?} {b:?}"
+    );
     // Retried for the same period: nothing new.
     assert!(stack.anomaly.run(NOW).await.unwrap().published.is_empty());
 
     let got = deliveries(&stack).await;
     assert_eq!(got.len(), 2, "{got:#?}");
-    let spike = got.iter().find(|d| d["MessageAttributes"]["metric"]["Value"] == "refunds").expect("the spike alert");
+    let spike = got
+        .iter()
+        .find(|d| d["MessageAttributes"]["metric"]["Value"] == "refunds")
+        .expect("the spike alert");
     assert_eq!(spike["MessageAttributes"]["severity"]["Value"], "critical");
     assert_eq!(spike["MessageAttributes"]["livemode"]["Value"], "true");
-    assert!(spike["Subject"].as_str().unwrap().starts_with("revguard live: CRITICAL"));
+    assert!(spike["Subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("revguard live: CRITICAL"));
     let full: Value = serde_json::from_str(spike["Message"].as_str().unwrap()).unwrap();
     let email = full["email"].as_str().unwrap();
-    assert!(email.contains("Metric:    refunds (live mode)") && email.contains("Observed:") && email.contains("Expected:"), "{email}");
+    assert!(
+        email.contains("Metric:    refunds (live mode)")
+            && email.contains("Observed:")
+            && email.contains("Expected:"),
+        "{email}"
+    );
     assert!(email.contains("What to check first"), "{email}");
-    assert!(email.contains("2026-01-10 14:00 UTC") || email.contains("2026-01-10 13:00 UTC"), "{email}");
+    assert!(
+        email.contains("2026-01-10 14:00 UTC") || email.contains("2026-01-10 13:00 UTC"),
+        "{email}"
+    );
     let sms = full["sms"].as_str().unwrap();
-    assert!(sms.chars().count() <= 140 && sms.contains("CRITICAL") && sms.contains("refunds"), "{sms}");
-    let large = got.iter().find(|d| d["MessageAttributes"]["signal"]["Value"] == "large_refund").expect("the large refund");
+    assert!(
+        sms.chars().count() <= 140 && sms.contains("CRITICAL") && sms.contains("refunds"),
+        "{sms}"
+    );
+    let large = got
+        .iter()
+        .find(|d| d["MessageAttributes"]["signal"]["Value"] == "large_refund")
+        .expect("the large refund");
     assert!(large["Message"].as_str().unwrap().contains("75000"));
 
     // Hours later the spike is quiet: after an hour of quiet it resolves, once.
-    assert!(stack.anomaly.run(NOW + 3 * 3600).await.unwrap().published.is_empty());
+    assert!(stack
+        .anomaly
+        .run(NOW + 3 * 3600)
+        .await
+        .unwrap()
+        .published
+        .is_empty());
     let later = stack.anomaly.run(NOW + 4 * 3600 + 60).await.unwrap();
     assert_eq!(later.published, ["live:spike:refunds:3 resolved"]);
     let resolved = deliveries(&stack).await;
     assert_eq!(resolved.len(), 1);
-    assert_eq!(resolved[0]["MessageAttributes"]["transition"]["Value"], "resolved");
+    assert_eq!(
+        resolved[0]["MessageAttributes"]["transition"]["Value"],
+        "resolved"
+    );
 }
 
 #[tokio::test]
@@ -126,19 +197,50 @@ async fn an_event_level_alert_opens_once_and_resolves_even_when_its_finding_recu
             "data": { "object": { "id": "ch_big", "object": "charge", "customer": "cus_big", "amount": 200_000,
             "amount_refunded": refunded, "currency": "usd" }, "previous_attributes": { "amount_refunded": before } } })
         .to_string();
-        QueueMessage { event_id: id.into(), event_type: "charge.refunded".into(), livemode: true, created, received_at: created, payload: Payload::Inline(raw) }
-            .encode()
+        QueueMessage {
+            event_id: id.into(),
+            event_type: "charge.refunded".into(),
+            livemode: true,
+            created,
+            received_at: created,
+            payload: Payload::Inline(raw),
+        }
+        .encode()
     };
     async fn apply(stack: &Stack, b: String) {
         let batch: SqsEvent = serde_json::from_value(json!({ "Records": [{ "messageId": "m", "body": b, "attributes": {}, "messageAttributes": {} }] })).unwrap();
-        assert!(stack.worker.handle_batch(batch, NOW).await.batch_item_failures.is_empty());
+        assert!(stack
+            .worker
+            .handle_batch(batch, NOW)
+            .await
+            .batch_item_failures
+            .is_empty());
     }
     apply(&stack, body("evt_big_1", NOW - 600, 60_000, 0)).await;
     let first = stack.anomaly.run(NOW).await.unwrap();
     assert_eq!(first.published, ["live:large_refund:ch_big:1 opened"]);
     apply(&stack, body("evt_big_2", NOW - 300, 130_000, 60_000)).await;
-    assert!(stack.anomaly.run(NOW + 900).await.unwrap().published.is_empty(), "open already: no second alert");
+    assert!(
+        stack
+            .anomaly
+            .run(NOW + 900)
+            .await
+            .unwrap()
+            .published
+            .is_empty(),
+        "open already: no second alert"
+    );
     let later = stack.anomaly.run(NOW + 25 * 3600).await.unwrap();
     assert_eq!(later.published, ["live:large_refund:ch_big:2 resolved"]);
-    assert!(stack.anomaly.alerts.snapshot().await.unwrap().pending.is_empty(), "every finding judged and removed");
+    assert!(
+        stack
+            .anomaly
+            .alerts
+            .snapshot()
+            .await
+            .unwrap()
+            .pending
+            .is_empty(),
+        "every finding judged and removed"
+    );
 }

@@ -22,9 +22,12 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-
 pub fn pending_pk(f: &Finding) -> String {
-    format!("pending#{}#{}", if f.livemode { "live" } else { "test" }, f.key)
+    format!(
+        "pending#{}#{}",
+        if f.livemode { "live" } else { "test" },
+        f.key
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -43,7 +46,10 @@ pub struct AlertsSnapshot {
 
 impl DynamoAlerts {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn table(&self) -> &str {
@@ -64,14 +70,25 @@ impl DynamoAlerts {
                 .await
                 .map_err(StoreError::unavailable)?;
             for item in page.items() {
-                let pk = item.get(PK).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("");
-                let body = |attr: &str| item.get(attr).and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt(format!("{pk} without {attr}")));
+                let pk = item
+                    .get(PK)
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    .unwrap_or("");
+                let body = |attr: &str| {
+                    item.get(attr)
+                        .and_then(|v| v.as_s().ok())
+                        .ok_or_else(|| corrupt(format!("{pk} without {attr}")))
+                };
                 if pk.starts_with("alert#") {
-                    out.alerts.push(serde_json::from_str(body("state")?).map_err(corrupt)?);
+                    out.alerts
+                        .push(serde_json::from_str(body("state")?).map_err(corrupt)?);
                 } else if pk.starts_with("pending#") {
-                    out.pending.push(serde_json::from_str(body("finding")?).map_err(corrupt)?);
+                    out.pending
+                        .push(serde_json::from_str(body("finding")?).map_err(corrupt)?);
                 } else if pk.starts_with("outbox#") {
-                    out.outbox.push(serde_json::from_str(body("message")?).map_err(corrupt)?);
+                    out.outbox
+                        .push(serde_json::from_str(body("message")?).map_err(corrupt)?);
                 }
             }
             match page.last_evaluated_key {
@@ -83,7 +100,12 @@ impl DynamoAlerts {
 
     /// Commits one planned change (and its message, if published) unless another run
     /// changed the alert since it was read. Returns whether this run made the change.
-    pub async fn commit(&self, change: &AlertChange, message: Option<&AlertMessage>, now: i64) -> Result<bool, StoreError> {
+    pub async fn commit(
+        &self,
+        change: &AlertChange,
+        message: Option<&AlertMessage>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let st = &change.state;
         let mut put = Put::builder()
             .table_name(&self.table)
@@ -92,10 +114,14 @@ impl DynamoAlerts {
             .item("version", AttributeValue::N(st.version.to_string()))
             .item("updated_at", AttributeValue::N(now.to_string()));
         put = match change.expected_version {
-            Some(v) => put.condition_expression("version = :v").expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+            Some(v) => put
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
             None => put.condition_expression("attribute_not_exists(pk)"),
         };
-        let mut items = vec![TransactWriteItem::builder().put(put.build().map_err(corrupt)?).build()];
+        let mut items = vec![TransactWriteItem::builder()
+            .put(put.build().map_err(corrupt)?)
+            .build()];
         if let Some(m) = message {
             let outbox = Put::builder()
                 .table_name(&self.table)
@@ -105,9 +131,20 @@ impl DynamoAlerts {
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().put(outbox).build());
         }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) => {
+            Err(SdkError::ServiceError(e))
+                if matches!(
+                    e.err(),
+                    TransactWriteItemsError::TransactionCanceledException(_)
+                ) =>
+            {
                 // The alert moved on under us: another run made (or will make) this change.
                 Ok(false)
             }
@@ -131,7 +168,8 @@ impl DynamoAlerts {
                 .await;
             match result {
                 Ok(_) => {}
-                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() => {}
                 Err(e) => return Err(StoreError::unavailable(e)),
             }
         }
@@ -159,12 +197,19 @@ pub struct SnsAlertPublisher {
 }
 
 fn attr(value: &str) -> Result<MessageAttributeValue, NotifyError> {
-    MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| NotifyError(Box::new(e)))
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| NotifyError(Box::new(e)))
 }
 
 impl SnsAlertPublisher {
     pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> Self {
-        Self { client, topic_arn: topic_arn.into() }
+        Self {
+            client,
+            topic_arn: topic_arn.into(),
+        }
     }
 
     pub async fn publish(&self, m: &AlertMessage) -> Result<(), NotifyError> {

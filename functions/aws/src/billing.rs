@@ -17,7 +17,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use revguard_core::billing::counters::CounterOp;
-use revguard_core::billing::{decide, keys_of, BillingEvent, BillingPolicy, Current, Effects, Notification};
+use revguard_core::billing::{
+    decide, keys_of, BillingEvent, BillingPolicy, Current, Effects, Notification,
+};
 use revguard_core::ports::StoreError;
 
 pub const PK: &str = "pk";
@@ -79,7 +81,12 @@ struct Versioned<T> {
 }
 
 impl DynamoBilling {
-    pub fn new(client: Client, state_table: impl Into<String>, counters_table: impl Into<String>, policy: BillingPolicy) -> Self {
+    pub fn new(
+        client: Client,
+        state_table: impl Into<String>,
+        counters_table: impl Into<String>,
+        policy: BillingPolicy,
+    ) -> Self {
         Self {
             client,
             state_table: state_table.into(),
@@ -108,14 +115,34 @@ impl DynamoBilling {
         Ok(out.item)
     }
 
-    async fn get_state<T: serde::de::DeserializeOwned>(&self, pk: Option<String>) -> Result<Versioned<T>, StoreError> {
-        let Some(pk) = pk else { return Ok(Versioned { value: None, ver: None }) };
+    async fn get_state<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: Option<String>,
+    ) -> Result<Versioned<T>, StoreError> {
+        let Some(pk) = pk else {
+            return Ok(Versioned {
+                value: None,
+                ver: None,
+            });
+        };
         match self.get(pk).await? {
-            None => Ok(Versioned { value: None, ver: None }),
+            None => Ok(Versioned {
+                value: None,
+                ver: None,
+            }),
             Some(item) => {
-                let json = item.get("state").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("item without state"))?;
-                let ver = item.get("ver").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
-                Ok(Versioned { value: Some(serde_json::from_str(json).map_err(corrupt)?), ver })
+                let json = item
+                    .get("state")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| corrupt("item without state"))?;
+                let ver = item
+                    .get("ver")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok());
+                Ok(Versioned {
+                    value: Some(serde_json::from_str(json).map_err(corrupt)?),
+                    ver,
+                })
             }
         }
     }
@@ -124,7 +151,10 @@ impl DynamoBilling {
         match self.get(format!("outbox#{event_id}")).await? {
             None => Ok(Vec::new()),
             Some(item) => {
-                let json = item.get("notifications").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("outbox"))?;
+                let json = item
+                    .get("notifications")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| corrupt("outbox"))?;
                 serde_json::from_str(json).map_err(corrupt)
             }
         }
@@ -143,7 +173,11 @@ impl DynamoBilling {
     }
 
     /// Applies the event exactly once in effect.
-    pub async fn apply(&self, event: &BillingEvent, now: i64) -> Result<Applied, BillingStoreError> {
+    pub async fn apply(
+        &self,
+        event: &BillingEvent,
+        now: i64,
+    ) -> Result<Applied, BillingStoreError> {
         for _ in 0..MAX_ATTEMPTS {
             if self.get(format!("applied#{}", event.id)).await?.is_some() {
                 return Ok(Applied::Before(self.outbox(&event.id).await?));
@@ -157,9 +191,15 @@ impl DynamoBilling {
                 None => None,
             };
             let customer_id = keys.customer.clone().or_else(|| charge_customer.clone());
-            let sub = self.get_state(keys.subscription.as_ref().map(|k| format!("sub#{k}"))).await?;
-            let case = self.get_state(keys.invoice.as_ref().map(|k| format!("case#{k}"))).await?;
-            let customer = self.get_state(customer_id.as_ref().map(|k| format!("cust#{k}"))).await?;
+            let sub = self
+                .get_state(keys.subscription.as_ref().map(|k| format!("sub#{k}")))
+                .await?;
+            let case = self
+                .get_state(keys.invoice.as_ref().map(|k| format!("case#{k}")))
+                .await?;
+            let customer = self
+                .get_state(customer_id.as_ref().map(|k| format!("cust#{k}")))
+                .await?;
             let current = Current {
                 subscription: sub.value,
                 case: case.value,
@@ -174,7 +214,9 @@ impl DynamoBilling {
             let versions = [sub.ver, case.ver, customer.ver];
             match self.commit(event, &fx, versions, now).await {
                 Ok(()) => return Ok(Applied::Now(fx.notifications)),
-                Err(CommitError::AlreadyApplied) => return Ok(Applied::Before(self.outbox(&event.id).await?)),
+                Err(CommitError::AlreadyApplied) => {
+                    return Ok(Applied::Before(self.outbox(&event.id).await?))
+                }
                 Err(CommitError::Conflict) => continue,
                 Err(CommitError::Store(e)) => return Err(e.into()),
             }
@@ -198,13 +240,23 @@ impl DynamoBilling {
             put = put.item(*k, v.clone());
         }
         put = match ver {
-            Some(v) => put.condition_expression("ver = :ver").expression_attribute_values(":ver", n(v)),
+            Some(v) => put
+                .condition_expression("ver = :ver")
+                .expression_attribute_values(":ver", n(v)),
             None => put.condition_expression("attribute_not_exists(pk)"),
         };
-        Ok(TransactWriteItem::builder().put(put.build().map_err(corrupt)?).build())
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(corrupt)?)
+            .build())
     }
 
-    async fn commit(&self, event: &BillingEvent, fx: &Effects, vers: [Option<i64>; 3], now: i64) -> Result<(), CommitError> {
+    async fn commit(
+        &self,
+        event: &BillingEvent,
+        fx: &Effects,
+        vers: [Option<i64>; 3],
+        now: i64,
+    ) -> Result<(), CommitError> {
         let mut items = vec![TransactWriteItem::builder()
             .put(
                 Put::builder()
@@ -219,12 +271,29 @@ impl DynamoBilling {
             .build()];
         let [sub_ver, case_ver, cust_ver] = vers;
         if let Some(sub) = &fx.subscription {
-            let customer = sub.customer.clone().map(s).unwrap_or(AttributeValue::Null(true));
-            items.push(self.put_state(format!("sub#{}", sub.id), sub, sub_ver, &[("customer", customer)])?);
+            let customer = sub
+                .customer
+                .clone()
+                .map(s)
+                .unwrap_or(AttributeValue::Null(true));
+            items.push(self.put_state(
+                format!("sub#{}", sub.id),
+                sub,
+                sub_ver,
+                &[("customer", customer)],
+            )?);
         }
         if let Some(case) = &fx.case {
-            let stage = case.stage(&self.policy).map(|st| s(st.as_str())).unwrap_or(AttributeValue::Null(true));
-            items.push(self.put_state(format!("case#{}", case.invoice_id), case, case_ver, &[("stage", stage)])?);
+            let stage = case
+                .stage(&self.policy)
+                .map(|st| s(st.as_str()))
+                .unwrap_or(AttributeValue::Null(true));
+            items.push(self.put_state(
+                format!("case#{}", case.invoice_id),
+                case,
+                case_ver,
+                &[("stage", stage)],
+            )?);
         }
         if let Some(c) = &fx.customer {
             items.push(self.put_state(format!("cust#{}", c.id), c, cust_ver, &[])?);
@@ -234,14 +303,20 @@ impl DynamoBilling {
         // within one hour is a −1 and a +1 of the same metric), and zeros are no write.
         let mut by_item: BTreeMap<String, BTreeMap<&str, i64>> = BTreeMap::new();
         for u in fx.counters.iter().filter(|u| u.op == CounterOp::Add) {
-            *by_item.entry(counter_pk(u.livemode, u.hour)).or_default().entry(&u.metric).or_default() += u.value;
+            *by_item
+                .entry(counter_pk(u.livemode, u.hour))
+                .or_default()
+                .entry(&u.metric)
+                .or_default() += u.value;
         }
         for (pk, adds) in by_item {
             let adds: Vec<(&str, i64)> = adds.into_iter().filter(|(_, v)| *v != 0).collect();
             if adds.is_empty() {
                 continue;
             }
-            let mut update = Update::builder().table_name(&self.counters_table).key(PK, s(pk));
+            let mut update = Update::builder()
+                .table_name(&self.counters_table)
+                .key(PK, s(pk));
             let mut clauses = Vec::new();
             for (i, (metric, value)) in adds.iter().enumerate() {
                 update = update
@@ -260,14 +335,18 @@ impl DynamoBilling {
                 let put = Put::builder()
                     .table_name(table)
                     .item(PK, s(crate::alerts::pending_pk(f)))
-                    .item("finding", s(serde_json::to_string(f).map_err(|e| CommitError::Store(corrupt(e)))?))
+                    .item(
+                        "finding",
+                        s(serde_json::to_string(f).map_err(|e| CommitError::Store(corrupt(e)))?),
+                    )
                     .build()
                     .map_err(|e| CommitError::Store(corrupt(e)))?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
         }
         if !fx.notifications.is_empty() {
-            let json = serde_json::to_string(&fx.notifications).map_err(|e| CommitError::Store(corrupt(e)))?;
+            let json = serde_json::to_string(&fx.notifications)
+                .map_err(|e| CommitError::Store(corrupt(e)))?;
             let put = Put::builder()
                 .table_name(&self.state_table)
                 .item(PK, s(format!("outbox#{}", event.id)))
@@ -278,21 +357,31 @@ impl DynamoBilling {
             items.push(TransactWriteItem::builder().put(put).build());
         }
 
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) => match e.err() {
                 TransactWriteItemsError::TransactionCanceledException(t) => {
                     let reasons = t.cancellation_reasons();
-                    let marker_failed = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                    let marker_failed =
+                        reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
                     if marker_failed {
                         Err(CommitError::AlreadyApplied)
                     } else {
                         Err(CommitError::Conflict)
                     }
                 }
-                TransactWriteItemsError::TransactionInProgressException(_) => Err(CommitError::Conflict),
-                _ => Err(CommitError::Store(StoreError::unavailable(SdkError::ServiceError(e)))),
+                TransactWriteItemsError::TransactionInProgressException(_) => {
+                    Err(CommitError::Conflict)
+                }
+                _ => Err(CommitError::Store(StoreError::unavailable(
+                    SdkError::ServiceError(e),
+                ))),
             },
             Err(e) => Err(CommitError::Store(StoreError::unavailable(e))),
         }
@@ -301,7 +390,9 @@ impl DynamoBilling {
     /// Which customer a charge belongs to (disputes name only the charge). Idempotent, so
     /// outside the transaction, which halves the write's cost.
     async fn link_charge(&self, fx: &Effects) -> Result<(), StoreError> {
-        let Some((charge, customer)) = &fx.charge_link else { return Ok(()) };
+        let Some((charge, customer)) = &fx.charge_link else {
+            return Ok(());
+        };
         self.client
             .put_item()
             .table_name(&self.state_table)
@@ -319,8 +410,17 @@ impl DynamoBilling {
     async fn apply_maxima(&self, fx: &Effects) -> Result<(), StoreError> {
         for u in fx.counters.iter().filter(|u| u.op == CounterOp::Max) {
             let slot = (counter_pk(u.livemode, u.hour), u.metric.clone());
-            let margin = if u.metric == "max_received_at" { MAX_RECEIVED_AT_GRANULARITY_SECS } else { 0 };
-            let written = self.maxima_written.lock().unwrap_or_else(|p| p.into_inner()).get(&slot).copied();
+            let margin = if u.metric == "max_received_at" {
+                MAX_RECEIVED_AT_GRANULARITY_SECS
+            } else {
+                0
+            };
+            let written = self
+                .maxima_written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&slot)
+                .copied();
             if written.is_some_and(|prev| u.value <= prev + margin) {
                 continue;
             }
@@ -338,31 +438,52 @@ impl DynamoBilling {
             match result {
                 Ok(_) => {}
                 // A larger value is stored already: nothing to do.
-                Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {}
+                Err(SdkError::ServiceError(se))
+                    if se.err().is_conditional_check_failed_exception() => {}
                 Err(e) => return Err(StoreError::unavailable(e)),
             }
             // Remembered only once stored, so a failed write is tried again.
-            self.maxima_written.lock().unwrap_or_else(|p| p.into_inner()).insert(slot, u.value);
+            self.maxima_written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(slot, u.value);
         }
         Ok(())
     }
 
     /// The counters table, for reading.
     pub fn counters_reader(&self) -> CountersReader {
-        CountersReader { client: self.client.clone(), table: self.counters_table.clone() }
+        CountersReader {
+            client: self.client.clone(),
+            table: self.counters_table.clone(),
+        }
     }
 
     /// See [`CountersReader::counters`].
-    pub async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<revguard_core::detect::Series, StoreError> {
+    pub async fn counters(
+        &self,
+        livemode: bool,
+        from: i64,
+        to: i64,
+    ) -> Result<revguard_core::detect::Series, StoreError> {
         self.counters_reader().counters(livemode, from, to).await
     }
 
-    pub async fn subscription(&self, id: &str) -> Result<Option<revguard_core::billing::SubscriptionState>, StoreError> {
+    pub async fn subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<revguard_core::billing::SubscriptionState>, StoreError> {
         Ok(self.get_state(Some(format!("sub#{id}"))).await?.value)
     }
 
-    pub async fn case(&self, invoice_id: &str) -> Result<Option<revguard_core::billing::DunningCase>, StoreError> {
-        Ok(self.get_state(Some(format!("case#{invoice_id}"))).await?.value)
+    pub async fn case(
+        &self,
+        invoice_id: &str,
+    ) -> Result<Option<revguard_core::billing::DunningCase>, StoreError> {
+        Ok(self
+            .get_state(Some(format!("case#{invoice_id}")))
+            .await?
+            .value)
     }
 }
 
@@ -391,13 +512,21 @@ pub struct CountersReader {
 
 impl CountersReader {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Hourly counters for one mode over [from, to), plus the all-time gauges of hour 0:
     /// hour → metric → value. One small item per hour, read 100 at a time, whatever the
     /// event volume.
-    pub async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<revguard_core::detect::Series, StoreError> {
+    pub async fn counters(
+        &self,
+        livemode: bool,
+        from: i64,
+        to: i64,
+    ) -> Result<revguard_core::detect::Series, StoreError> {
         let mut hours = vec![0];
         let mut hour = revguard_core::billing::hour_of(from);
         while hour < to {
@@ -406,8 +535,10 @@ impl CountersReader {
         }
         let mut out = revguard_core::detect::Series::new();
         for chunk in hours.chunks(100) {
-            let mut keys: Vec<HashMap<String, AttributeValue>> =
-                chunk.iter().map(|h| HashMap::from([(PK.to_owned(), s(counter_pk(livemode, *h)))])).collect();
+            let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|h| HashMap::from([(PK.to_owned(), s(counter_pk(livemode, *h)))]))
+                .collect();
             while !keys.is_empty() {
                 let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
                     .set_keys(Some(keys))
@@ -421,7 +552,11 @@ impl CountersReader {
                     .send()
                     .await
                     .map_err(StoreError::unavailable)?;
-                for item in response.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                for item in response
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
                     let Some(hour) = item
                         .get(PK)
                         .and_then(|v| v.as_s().ok())
@@ -446,5 +581,4 @@ impl CountersReader {
         }
         Ok(out)
     }
-
 }

@@ -24,15 +24,20 @@ pub fn required(name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
-pub fn optional_parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+pub fn optional_parsed<T: std::str::FromStr>(
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() }),
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            })
+        }
         _ => Ok(default),
     }
 }
@@ -50,7 +55,10 @@ impl IngressEnv {
         Ok(Self {
             events_table: required("REVGUARD_EVENTS_TABLE")?,
             queue_url: required("REVGUARD_QUEUE_URL")?,
-            max_message_bytes: optional_parsed("REVGUARD_QUEUE_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?,
+            max_message_bytes: optional_parsed(
+                "REVGUARD_QUEUE_MAX_MESSAGE_BYTES",
+                DEFAULT_MAX_MESSAGE_BYTES,
+            )?,
         })
     }
 }
@@ -76,7 +84,9 @@ pub fn default_timeouts() -> TimeoutConfig {
 /// named by `STRIPE_WEBHOOK_SECRET_ARN` (how the template deploys it: the value never
 /// shows in the function's configuration), else from `STRIPE_WEBHOOK_SECRET`. Either
 /// holds `whsec_…[,whsec_…]`.
-pub async fn load_webhook_secrets(sdk: &SdkConfig) -> Result<revguard_core::SecretSet, ConfigError> {
+pub async fn load_webhook_secrets(
+    sdk: &SdkConfig,
+) -> Result<revguard_core::SecretSet, ConfigError> {
     let (name, raw) = match std::env::var("STRIPE_WEBHOOK_SECRET_ARN") {
         Ok(arn) if !arn.trim().is_empty() => {
             let out = aws_sdk_secretsmanager::Client::new(sdk)
@@ -97,11 +107,16 @@ pub async fn load_webhook_secrets(sdk: &SdkConfig) -> Result<revguard_core::Secr
         _ => ("STRIPE_WEBHOOK_SECRET", required("STRIPE_WEBHOOK_SECRET")?),
     };
     // Never the value itself in an error: only what is wrong with it.
-    revguard_core::SecretSet::parse(&raw).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })
+    revguard_core::SecretSet::parse(&raw).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: e.to_string(),
+    })
 }
 
 /// The ingress use case's settings from the environment, with the documented defaults.
-pub fn ingest_config_from_env(secrets: revguard_core::SecretSet) -> Result<revguard_core::IngestConfig, ConfigError> {
+pub fn ingest_config_from_env(
+    secrets: revguard_core::SecretSet,
+) -> Result<revguard_core::IngestConfig, ConfigError> {
     use revguard_core::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
     use revguard_core::signature::DEFAULT_TOLERANCE_SECS;
     let modes_raw = optional_parsed("REVGUARD_MODES", "both".to_owned())?;
@@ -111,9 +126,15 @@ pub fn ingest_config_from_env(secrets: revguard_core::SecretSet) -> Result<revgu
     })?;
     Ok(revguard_core::IngestConfig {
         secrets,
-        tolerance_secs: optional_parsed("REVGUARD_SIGNATURE_TOLERANCE_SECS", DEFAULT_TOLERANCE_SECS)?,
+        tolerance_secs: optional_parsed(
+            "REVGUARD_SIGNATURE_TOLERANCE_SECS",
+            DEFAULT_TOLERANCE_SECS,
+        )?,
         max_body_bytes: optional_parsed("REVGUARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
-        event_ttl_secs: optional_parsed("REVGUARD_EVENT_TTL_DAYS", DEFAULT_EVENT_TTL_SECS / 86_400)? * 86_400,
+        event_ttl_secs: optional_parsed(
+            "REVGUARD_EVENT_TTL_DAYS",
+            DEFAULT_EVENT_TTL_SECS / 86_400,
+        )? * 86_400,
         modes,
     })
 }
@@ -163,8 +184,12 @@ impl AnomalyEnv {
 /// object overriding any of them (names as in the README), e.g. `{"p_warning":1e-5}`.
 pub fn detect_config_from_env() -> Result<revguard_core::detect::DetectConfig, ConfigError> {
     match std::env::var("REVGUARD_DETECT_CONFIG") {
-        Ok(json) if !json.trim().is_empty() => serde_json::from_str(&json)
-            .map_err(|e| ConfigError::Invalid { name: "REVGUARD_DETECT_CONFIG", reason: e.to_string() }),
+        Ok(json) if !json.trim().is_empty() => {
+            serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
+                name: "REVGUARD_DETECT_CONFIG",
+                reason: e.to_string(),
+            })
+        }
         _ => Ok(revguard_core::detect::DetectConfig::default()),
     }
 }
@@ -172,11 +197,23 @@ pub fn detect_config_from_env() -> Result<revguard_core::detect::DetectConfig, C
 pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, ConfigError> {
     let d = revguard_core::billing::BillingPolicy::default();
     Ok(revguard_core::billing::BillingPolicy {
-        final_warning_attempt: optional_parsed("REVGUARD_FINAL_WARNING_ATTEMPT", d.final_warning_attempt)?,
+        final_warning_attempt: optional_parsed(
+            "REVGUARD_FINAL_WARNING_ATTEMPT",
+            d.final_warning_attempt,
+        )?,
         grace_days: optional_parsed("REVGUARD_GRACE_DAYS", d.grace_days)?,
         suspend_on_dispute: optional_parsed("REVGUARD_SUSPEND_ON_DISPUTE", d.suspend_on_dispute)?,
-        large_payment_minor_units: optional_parsed("REVGUARD_LARGE_PAYMENT_MINOR_UNITS", d.large_payment_minor_units)?,
-        large_refund_minor_units: optional_parsed("REVGUARD_LARGE_REFUND_MINOR_UNITS", d.large_refund_minor_units)?,
-        duplicate_charge_secs: optional_parsed("REVGUARD_DUPLICATE_CHARGE_SECS", d.duplicate_charge_secs)?,
+        large_payment_minor_units: optional_parsed(
+            "REVGUARD_LARGE_PAYMENT_MINOR_UNITS",
+            d.large_payment_minor_units,
+        )?,
+        large_refund_minor_units: optional_parsed(
+            "REVGUARD_LARGE_REFUND_MINOR_UNITS",
+            d.large_refund_minor_units,
+        )?,
+        duplicate_charge_secs: optional_parsed(
+            "REVGUARD_DUPLICATE_CHARGE_SECS",
+            d.duplicate_charge_secs,
+        )?,
     })
 }

@@ -22,21 +22,45 @@ pub struct DynamoEventLog {
 
 impl DynamoEventLog {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     fn item(record: &EventRecord) -> HashMap<String, AttributeValue> {
         let mut item = HashMap::from([
-            (ATTR_ID.to_owned(), AttributeValue::S(record.event_id.clone())),
-            ("event_type".to_owned(), AttributeValue::S(record.event_type.clone())),
-            ("created".to_owned(), AttributeValue::N(record.created.to_string())),
+            (
+                ATTR_ID.to_owned(),
+                AttributeValue::S(record.event_id.clone()),
+            ),
+            (
+                "event_type".to_owned(),
+                AttributeValue::S(record.event_type.clone()),
+            ),
+            (
+                "created".to_owned(),
+                AttributeValue::N(record.created.to_string()),
+            ),
             ("livemode".to_owned(), AttributeValue::Bool(record.livemode)),
-            ("received_at".to_owned(), AttributeValue::N(record.received_at.to_string())),
-            (ATTR_TTL.to_owned(), AttributeValue::N(record.expires_at.to_string())),
-            ("status".to_owned(), AttributeValue::S(record.status.as_str().to_owned())),
+            (
+                "received_at".to_owned(),
+                AttributeValue::N(record.received_at.to_string()),
+            ),
+            (
+                ATTR_TTL.to_owned(),
+                AttributeValue::N(record.expires_at.to_string()),
+            ),
+            (
+                "status".to_owned(),
+                AttributeValue::S(record.status.as_str().to_owned()),
+            ),
         ]);
         if let Some(p) = &record.stored_payload {
-            item.insert("payload".to_owned(), AttributeValue::B(Blob::new(p.clone())));
+            item.insert(
+                "payload".to_owned(),
+                AttributeValue::B(Blob::new(p.clone())),
+            );
         }
         item
     }
@@ -82,7 +106,9 @@ impl EventLog for DynamoEventLog {
             .await;
         match result {
             Ok(_) => Ok(InsertOutcome::Inserted),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
                 let existing = match e.err() {
                     PutItemError::ConditionalCheckFailedException(c) => c.item().map(parse_status),
                     _ => None,
@@ -107,7 +133,10 @@ impl EventLog for DynamoEventLog {
             .condition_expression("attribute_exists(#id)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#id", ATTR_ID)
-            .expression_attribute_values(":queued", AttributeValue::S(EventStatus::Queued.as_str().into()))
+            .expression_attribute_values(
+                ":queued",
+                AttributeValue::S(EventStatus::Queued.as_str().into()),
+            )
             .send()
             .await
             .map_err(StoreError::unavailable)?;

@@ -12,12 +12,12 @@ pub mod sqs;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use config::{
-    detect_config_from_env, ingest_config_from_env, load_sdk_config, load_webhook_secrets, policy_from_env, AnomalyEnv, ConfigError, IngressEnv,
-    WorkerEnv,
-};
 pub use alerts::{DynamoAlerts, SnsAlertPublisher};
 pub use billing::DynamoBilling;
+pub use config::{
+    detect_config_from_env, ingest_config_from_env, load_sdk_config, load_webhook_secrets,
+    policy_from_env, AnomalyEnv, ConfigError, IngressEnv, WorkerEnv,
+};
 pub use dynamo::DynamoEventLog;
 pub use sns::SnsNotifier;
 pub use sqs::SqsQueue;

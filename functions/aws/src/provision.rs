@@ -11,32 +11,53 @@ use crate::dynamo::{ATTR_ID, ATTR_TTL};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The event-log table: `event_id` hash key, on-demand, TTL on `expires_at`.
-pub async fn create_events_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), BoxError> {
+pub async fn create_events_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), BoxError> {
     create_table(client, name, ATTR_ID).await
 }
 
 /// A table keyed by `pk` alone (the worker's state and counters tables).
-pub async fn create_pk_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), BoxError> {
+pub async fn create_pk_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), BoxError> {
     create_table(client, name, "pk").await
 }
 
 /// An on-demand table with a string hash key and TTL on `expires_at`.
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, key: &str) -> Result<(), BoxError> {
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    key: &str,
+) -> Result<(), BoxError> {
     client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
-            AttributeDefinition::builder().attribute_name(key).attribute_type(ScalarAttributeType::S).build()?,
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
         )
-        .key_schema(KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash).build()?)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
         .send()
         .await?;
     client
         .update_time_to_live()
         .table_name(name)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder().attribute_name(ATTR_TTL).enabled(true).build()?,
+            TimeToLiveSpecification::builder()
+                .attribute_name(ATTR_TTL)
+                .enabled(true)
+                .build()?,
         )
         .send()
         .await?;

@@ -14,7 +14,10 @@ pub struct SnsNotifier {
 
 impl SnsNotifier {
     pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
-        Self { client, topic_arn: topic_arn.into() }
+        Self {
+            client,
+            topic_arn: topic_arn.into(),
+        }
     }
 }
 
@@ -30,7 +33,10 @@ impl Notifier for SnsNotifier {
     async fn publish(&self, n: &Notification) -> Result<(), NotifyError> {
         let body = serde_json::to_string(n).map_err(|e| NotifyError(Box::new(e)))?;
         // SNS subjects stop at 100 characters.
-        let subject: String = format!("revguard: {}", n.subject).chars().take(100).collect();
+        let subject: String = format!("revguard: {}", n.subject)
+            .chars()
+            .take(100)
+            .collect();
         let mut req = self
             .client
             .publish()

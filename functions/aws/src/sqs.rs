@@ -16,7 +16,11 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, queue_url: impl Into<String>, max_message_bytes: usize) -> Self {
-        Self { client, queue_url: queue_url.into(), max_message_bytes }
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            max_message_bytes,
+        }
     }
 }
 
@@ -41,7 +45,10 @@ impl Queue for SqsQueue {
             .message_body(body)
             .message_attributes("event_id", string_attr(&message.event_id))
             .message_attributes("event_type", string_attr(&message.event_type))
-            .message_attributes("livemode", string_attr(if message.livemode { "true" } else { "false" }))
+            .message_attributes(
+                "livemode",
+                string_attr(if message.livemode { "true" } else { "false" }),
+            )
             .send()
             .await
             .map_err(QueueError::unavailable)?;

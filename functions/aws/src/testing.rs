@@ -92,8 +92,17 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
             .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
             .map(|m| (m.service().to_owned(), m.name().to_owned()))
             .unwrap_or_default();
-        let body = context.request().body().bytes().map(<[u8]>::to_vec).unwrap_or_default();
-        self.0.lock().unwrap().push(Call { service, operation, body });
+        let body = context
+            .request()
+            .body()
+            .bytes()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        self.0.lock().unwrap().push(Call {
+            service,
+            operation,
+            body,
+        });
         Ok(())
     }
 }
@@ -102,24 +111,41 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
 /// (`{"name": {"S": "…"}, …}`): names plus values, numbers at about half their digits.
 pub fn dynamodb_item_size(item: &serde_json::Value) -> usize {
     fn value(v: &serde_json::Value) -> usize {
-        let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else { return 0 };
+        let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
+            return 0;
+        };
         match kind.as_str() {
             "S" => inner.as_str().map_or(0, str::len),
             "N" => inner.as_str().map_or(0, |n| n.len().div_ceil(2) + 1),
             "B" => inner.as_str().map_or(0, |b| b.len() * 3 / 4),
             "BOOL" | "NULL" => 1,
-            "M" => 3 + inner.as_object().map_or(0, |m| m.iter().map(|(k, v)| k.len() + value(v)).sum()),
-            "L" => 3 + inner.as_array().map_or(0, |l| l.iter().map(|v| 1 + value(v)).sum()),
+            "M" => {
+                3 + inner
+                    .as_object()
+                    .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value(v)).sum())
+            }
+            "L" => {
+                3 + inner
+                    .as_array()
+                    .map_or(0, |l| l.iter().map(|v| 1 + value(v)).sum())
+            }
             _ => inner.to_string().len(),
         }
     }
-    item.as_object().map_or(0, |o| o.iter().map(|(k, v)| k.len() + value(v)).sum())
+    item.as_object()
+        .map_or(0, |o| o.iter().map(|(k, v)| k.len() + value(v)).sum())
 }
 
 /// A new queue subscribed to `topic_arn`: it stands for the people and systems that
 /// subscribe, so tests can read what was published. Returns the queue URL.
-pub async fn subscribed_queue(sqs: &aws_sdk_sqs::Client, sns: &aws_sdk_sns::Client, topic_arn: &str) -> String {
-    let url = crate::provision::create_queue(sqs, &unique_name("subscriber")).await.expect("create queue");
+pub async fn subscribed_queue(
+    sqs: &aws_sdk_sqs::Client,
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+) -> String {
+    let url = crate::provision::create_queue(sqs, &unique_name("subscriber"))
+        .await
+        .expect("create queue");
     let arn = sqs
         .get_queue_attributes()
         .queue_url(&url)
@@ -130,7 +156,13 @@ pub async fn subscribed_queue(sqs: &aws_sdk_sqs::Client, sns: &aws_sdk_sns::Clie
         .attributes
         .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .expect("queue arn");
-    sns.subscribe().topic_arn(topic_arn).protocol("sqs").endpoint(arn).send().await.expect("subscribe");
+    sns.subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(arn)
+        .send()
+        .await
+        .expect("subscribe");
     url
 }
 
@@ -138,7 +170,13 @@ pub async fn subscribed_queue(sqs: &aws_sdk_sqs::Client, sns: &aws_sdk_sns::Clie
 pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     let mut all = Vec::new();
     loop {
-        let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.expect("receive");
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
         let batch = out.messages.unwrap_or_default();
         if batch.is_empty() {
             return all;

@@ -13,7 +13,9 @@ async fn event_log() -> (DynamoEventLog, aws_sdk_dynamodb::Client, String) {
     let sdk = moto_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique_name("events");
-    create_events_table(&client, &table).await.expect("create table in moto");
+    create_events_table(&client, &table)
+        .await
+        .expect("create table in moto");
     (DynamoEventLog::new(client.clone(), &table), client, table)
 }
 
@@ -38,11 +40,22 @@ async fn dynamodb_items_are_small_and_expire() {
         .unwrap()
         .item
         .unwrap();
-    assert_eq!(item["expires_at"], AttributeValue::N(record.expires_at.to_string()));
+    assert_eq!(
+        item["expires_at"],
+        AttributeValue::N(record.expires_at.to_string())
+    );
     assert_eq!(item["status"], AttributeValue::S("received".into()));
     assert_eq!(item["livemode"], AttributeValue::Bool(false));
-    assert!(!item.contains_key("payload"), "payloads ride in the message, not the log");
-    let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap();
+    assert!(
+        !item.contains_key("payload"),
+        "payloads ride in the message, not the log"
+    );
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
     let ttl = ttl.time_to_live_description.unwrap();
     assert_eq!(ttl.attribute_name(), Some("expires_at"));
 }
@@ -69,12 +82,24 @@ async fn sqs_queue_delivers_body_and_attributes() {
     assert_eq!(received.len(), messages.len());
     for m in &received {
         let decoded = QueueMessage::decode(m.body().unwrap()).unwrap();
-        let sent = messages.iter().find(|s| s.event_id == decoded.event_id).unwrap();
+        let sent = messages
+            .iter()
+            .find(|s| s.event_id == decoded.event_id)
+            .unwrap();
         assert_eq!(&decoded, sent);
         let attrs = m.message_attributes().unwrap();
-        assert_eq!(attrs["event_type"].string_value(), Some(sent.event_type.as_str()));
-        assert_eq!(attrs["livemode"].string_value(), Some(if sent.livemode { "true" } else { "false" }));
-        assert_eq!(attrs["event_id"].string_value(), Some(sent.event_id.as_str()));
+        assert_eq!(
+            attrs["event_type"].string_value(),
+            Some(sent.event_type.as_str())
+        );
+        assert_eq!(
+            attrs["livemode"].string_value(),
+            Some(if sent.livemode { "true" } else { "false" })
+        );
+        assert_eq!(
+            attrs["event_id"].string_value(),
+            Some(sent.event_id.as_str())
+        );
     }
 }
 
@@ -93,10 +118,20 @@ async fn sqs_refuses_messages_over_its_limit_before_sending() {
 async fn outages_are_reported_as_unavailable() {
     let sdk = unreachable_config().await;
     let log = DynamoEventLog::new(aws_sdk_dynamodb::Client::new(&sdk), "nowhere");
-    let err = log.insert_if_absent(&contract::sample_record("evt_x", 1)).await.unwrap_err();
+    let err = log
+        .insert_if_absent(&contract::sample_record("evt_x", 1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), "http://127.0.0.1:9/q", 250_000);
-    let err = queue.send(&contract::sample_messages("x")[0]).await.unwrap_err();
+    let queue = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        "http://127.0.0.1:9/q",
+        250_000,
+    );
+    let err = queue
+        .send(&contract::sample_messages("x")[0])
+        .await
+        .unwrap_err();
     assert!(matches!(err, QueueError::Unavailable(_)), "{err:?}");
 }
 
@@ -119,8 +154,14 @@ async fn signing_secrets_come_from_secrets_manager_at_cold_start() {
     let secrets = revguard_aws::load_webhook_secrets(&sdk).await.unwrap();
     assert_eq!(secrets.iter().count(), 2);
     assert!(!format!("{secrets:?}").contains("new_one"), "never printed");
-    std::env::set_var("STRIPE_WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing");
+    std::env::set_var(
+        "STRIPE_WEBHOOK_SECRET_ARN",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing",
+    );
     let err = revguard_aws::load_webhook_secrets(&sdk).await.unwrap_err();
-    assert!(err.to_string().contains("STRIPE_WEBHOOK_SECRET_ARN"), "{err}");
+    assert!(
+        err.to_string().contains("STRIPE_WEBHOOK_SECRET_ARN"),
+        "{err}"
+    );
     std::env::remove_var("STRIPE_WEBHOOK_SECRET_ARN");
 }

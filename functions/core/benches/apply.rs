@@ -7,24 +7,39 @@ use revguard_core::billing::state::BillingState;
 use revguard_core::billing::{decide, BillingEvent, BillingPolicy};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/../../events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn apply(c: &mut Criterion) {
     let policy = BillingPolicy::default();
     let mut group = c.benchmark_group("apply");
-    for name in ["customer.subscription.updated.json", "invoice.payment_failed.json", "charge.refunded.json"] {
+    for name in [
+        "customer.subscription.updated.json",
+        "invoice.payment_failed.json",
+        "charge.refunded.json",
+    ] {
         let raw = fixture(name);
         let event = BillingEvent::parse(&raw, 1_767_225_700).unwrap();
         let mut seeded = BillingState::default();
-        for seed in ["customer.subscription.created.json", "invoice.payment_failed.attempt-2.json"] {
+        for seed in [
+            "customer.subscription.created.json",
+            "invoice.payment_failed.attempt-2.json",
+        ] {
             let mut e = BillingEvent::parse(&fixture(seed), 1_767_225_700).unwrap();
             e.id = format!("seed_{seed}");
             seeded.apply(&e, &policy).unwrap();
         }
         let current = seeded.load(&event);
-        group.bench_function(format!("parse/{name}"), |b| b.iter(|| BillingEvent::parse(black_box(&raw), 0).unwrap()));
-        group.bench_function(format!("decide/{name}"), |b| b.iter(|| decide(black_box(&event), &current, &policy).unwrap()));
+        group.bench_function(format!("parse/{name}"), |b| {
+            b.iter(|| BillingEvent::parse(black_box(&raw), 0).unwrap())
+        });
+        group.bench_function(format!("decide/{name}"), |b| {
+            b.iter(|| decide(black_box(&event), &current, &policy).unwrap())
+        });
         group.bench_function(format!("parse_decide_commit/{name}"), |b| {
             b.iter_batched(
                 || seeded.clone(),

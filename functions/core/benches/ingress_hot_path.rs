@@ -8,7 +8,10 @@ use revguard_core::ingest::{verify_and_parse, IngestConfig};
 use revguard_core::signature::{sign, verify, SecretSet, WebhookSecret};
 
 fn body() -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/charge.refunded.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/charge.refunded.json"
+    );
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     serde_json::to_vec(&value).unwrap()
 }
@@ -29,13 +32,24 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| verify(Some(black_box(&header)), black_box(&body), &one, now, 300).unwrap())
     });
     group.bench_function(format!("verify_two_secrets/{}B", body.len()), |b| {
-        b.iter(|| verify(Some(black_box(&header)), black_box(&body), &rotating, now, 300).unwrap())
+        b.iter(|| {
+            verify(
+                Some(black_box(&header)),
+                black_box(&body),
+                &rotating,
+                now,
+                300,
+            )
+            .unwrap()
+        })
     });
     group.bench_function(format!("parse_envelope/{}B", body.len()), |b| {
         b.iter(|| EventEnvelope::parse(black_box(&body)).unwrap())
     });
     group.bench_function(format!("verify_and_parse/{}B", body.len()), |b| {
-        b.iter(|| verify_and_parse(&config, Some(black_box(&header)), black_box(&body), now).unwrap())
+        b.iter(|| {
+            verify_and_parse(&config, Some(black_box(&header)), black_box(&body), now).unwrap()
+        })
     });
     group.finish();
 }

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use revguard_core::billing::BillingPolicy;
+use revguard_core::detect::{DetectConfig, Rule};
 use revguard_core::simulation::eval::{evaluate, EvalResult};
 use revguard_core::simulation::scenario::{generate, IncidentKind, ScenarioConfig};
-use revguard_core::detect::{DetectConfig, Rule};
 
 fn main() {
     let mut seeds = 50u64;
@@ -22,25 +22,42 @@ fn main() {
             "--seeds" => seeds = args.next().and_then(|v| v.parse().ok()).expect("--seeds N"),
             "--days" => days = args.next().and_then(|v| v.parse().ok()).expect("--days N"),
             "--verbose" => verbose = true,
-            "--first-seed" => first = args.next().and_then(|v| v.parse().ok()).expect("--first-seed N"),
+            "--first-seed" => {
+                first = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--first-seed N")
+            }
             other => panic!("unknown argument {other}"),
         }
     }
     let policy = BillingPolicy::default();
-    let rules = [("default (time of day, Poisson)", Rule::TimeOfDay), ("seeds' 3x+1", Rule::Seed3x)];
+    let rules = [
+        ("default (time of day, Poisson)", Rule::TimeOfDay),
+        ("seeds' 3x+1", Rule::Seed3x),
+    ];
     let mut results: Vec<Vec<EvalResult>> = vec![Vec::new(), Vec::new()];
     for seed in first..first + seeds {
         let mut sc = ScenarioConfig::new(seed);
         sc.monitored_days = days;
         let scenario = generate(sc);
         for (i, (_, rule)) in rules.iter().enumerate() {
-            let config = DetectConfig { rule: *rule, ..DetectConfig::default() };
+            let config = DetectConfig {
+                rule: *rule,
+                ..DetectConfig::default()
+            };
             let r = evaluate(&scenario, &config, &policy, 900);
             if verbose && i == 0 {
                 for f in &r.false_alerts {
-                    eprintln!("seed {seed}: false alert at {} {}: {}", f.at, f.alert_id, f.explanation);
+                    eprintln!(
+                        "seed {seed}: false alert at {} {}: {}",
+                        f.at, f.alert_id, f.explanation
+                    );
                 }
-                for inc in r.incidents.iter().filter(|x| !x.time_to_detect().is_some_and(|t| t <= x.incident.kind.detection_target_secs())) {
+                for inc in r.incidents.iter().filter(|x| {
+                    !x.time_to_detect()
+                        .is_some_and(|t| t <= x.incident.kind.detection_target_secs())
+                }) {
                     eprintln!(
                         "seed {seed}: {:?} at {} (day {}) detected after {:?} min by {:?}",
                         inc.incident.kind,
@@ -64,7 +81,10 @@ fn main() {
         let caught = all.iter().filter(|x| x.detected_at.is_some()).count();
         let on_time = all
             .iter()
-            .filter(|x| x.time_to_detect().is_some_and(|t| t <= x.incident.kind.detection_target_secs()))
+            .filter(|x| {
+                x.time_to_detect()
+                    .is_some_and(|t| t <= x.incident.kind.detection_target_secs())
+            })
             .count();
         let mut ttd: Vec<i64> = all.iter().filter_map(|x| x.time_to_detect()).collect();
         ttd.sort();

@@ -24,7 +24,10 @@ pub async fn event_log_contract<L: EventLog>(log: &L, unique: &str) {
     let id = format!("evt_contract_{unique}");
     let record = sample_record(&id, now);
 
-    assert_eq!(log.insert_if_absent(&record).await.unwrap(), InsertOutcome::Inserted);
+    assert_eq!(
+        log.insert_if_absent(&record).await.unwrap(),
+        InsertOutcome::Inserted
+    );
     assert_eq!(
         log.insert_if_absent(&record).await.unwrap(),
         InsertOutcome::AlreadyPresent(EventStatus::Received),
@@ -44,15 +47,24 @@ pub async fn event_log_contract<L: EventLog>(log: &L, unique: &str) {
         log.insert_if_absent(&record).await.unwrap(),
         InsertOutcome::AlreadyPresent(EventStatus::Queued)
     );
-    log.mark_queued(&id).await.expect("confirming twice is harmless");
+    log.mark_queued(&id)
+        .await
+        .expect("confirming twice is harmless");
     assert_eq!(log.stored_payload(&id).await.unwrap(), None);
 
     let big_id = format!("evt_contract_big_{unique}");
     let raw = br#"{"id":"evt","lines":[1,2,3]}"#.repeat(2000);
     let mut big = sample_record(&big_id, now);
     big.stored_payload = Some(compress(&raw));
-    assert_eq!(log.insert_if_absent(&big).await.unwrap(), InsertOutcome::Inserted);
-    let stored = log.stored_payload(&big_id).await.unwrap().expect("payload kept");
+    assert_eq!(
+        log.insert_if_absent(&big).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    let stored = log
+        .stored_payload(&big_id)
+        .await
+        .unwrap()
+        .expect("payload kept");
     assert_eq!(decompress(&stored).unwrap(), raw);
     assert_eq!(log.stored_payload("evt_never_seen").await.unwrap(), None);
 }
@@ -67,7 +79,10 @@ pub async fn event_log_race_contract<L: EventLog>(log: &L, unique: &str) {
         .iter()
         .filter(|o| matches!(o, Ok(InsertOutcome::Inserted)))
         .count();
-    assert_eq!(inserted, 1, "exactly one concurrent insert wins: {outcomes:?}");
+    assert_eq!(
+        inserted, 1,
+        "exactly one concurrent insert wins: {outcomes:?}"
+    );
 }
 
 /// The queue's promises: what is sent is what a consumer reads, attributes included.
@@ -93,14 +108,19 @@ pub fn sample_messages(unique: &str) -> Vec<QueueMessage> {
 }
 
 pub async fn queue_send_contract<Q: Queue>(queue: &Q, messages: &[QueueMessage]) {
-    assert!(queue.max_message_bytes() >= 64 * 1024, "a queue takes at least 64 KiB");
+    assert!(
+        queue.max_message_bytes() >= 64 * 1024,
+        "a queue takes at least 64 KiB"
+    );
     for m in messages {
         queue.send(m).await.unwrap();
     }
 }
 
 // A tiny join_all so core needs no futures crate.
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
@@ -129,6 +149,14 @@ mod tests {
     use crate::memory::{MemoryEventLog, MemoryQueue};
 
     #[tokio::test]
+    async fn memory_billing_and_alerts_keep_the_contracts() {
+        let billing = crate::memory::MemoryBilling::default();
+        billing_store_contract(&billing, &billing, "mem").await;
+        let alerts = crate::memory::MemoryAlerts::default();
+        alert_store_contract(&alerts, &billing, || alerts.fed_by(&billing), "mem").await;
+    }
+
+    #[tokio::test]
     async fn memory_adapters_keep_the_contracts() {
         let log = MemoryEventLog::default();
         event_log_contract(&log, "mem").await;
@@ -138,4 +166,395 @@ mod tests {
         queue_send_contract(&queue, &msgs).await;
         assert_eq!(queue.sent(), msgs);
     }
+}
+
+// ---- Billing, counters and alerts --------------------------------------------------
+
+use crate::billing::{CustomerState, DunningCase, Notification, SubscriptionState, Version};
+use crate::detect::alerts::{render, AlertChange, AlertState, Transition};
+use crate::finding::{Finding, Severity};
+use crate::metric::Metric;
+use crate::ports::{
+    AlertStore, AppliedEvent, BillingCommit, BillingStore, CommitError, CountersReader, StateKeys,
+    StateWrite,
+};
+
+fn sample_subscription(id: &str, customer: &str) -> SubscriptionState {
+    let mut s: SubscriptionState = serde_json::from_value(serde_json::json!({
+        "id": id, "customer": customer, "livemode": false, "status": "active", "currency": "usd", "mrr": 4900,
+        "items": [], "has_metered": false, "trial_end": null, "current_period_end": null, "canceled_at": null,
+        "cancel_at_period_end": false, "deleted": false,
+        "version": { "created": 1_700_000_000, "event_id": "evt_v" }
+    }))
+    .unwrap_or_else(|e| panic!("a sample subscription: {e}"));
+    s.version = Version::new(1_700_000_000, "evt_v");
+    s
+}
+
+pub fn sample_finding(key: &str, at: i64) -> Finding {
+    Finding {
+        key: key.to_owned(),
+        signal: "large_refund".into(),
+        metric: "refunds_amount.usd".into(),
+        livemode: true,
+        window_start: at,
+        window_end: at,
+        observed: 90_000.0,
+        expected: 50_000.0,
+        spread: 0.0,
+        ratio: 1.8,
+        severity: Severity::Warning,
+        explanation: format!("A single refund on {key}"),
+    }
+}
+
+fn sample_event(event_id: &str, hour: i64, finding_key: &str) -> AppliedEvent {
+    let n = |kind: &str| Notification {
+        id: format!("{event_id}:{kind}"),
+        kind: kind.into(),
+        stage: None,
+        customer: Some("cus_c".into()),
+        livemode: false,
+        event_id: event_id.to_owned(),
+        created: hour,
+        subject: "s".into(),
+        details: serde_json::json!({}),
+    };
+    AppliedEvent {
+        event_id: event_id.to_owned(),
+        received_at: hour + 90,
+        counters: vec![
+            crate::billing::CounterUpdate {
+                livemode: false,
+                hour,
+                metric: Metric::PaymentsFailed,
+                value: 2,
+            },
+            crate::billing::CounterUpdate {
+                livemode: false,
+                hour,
+                metric: Metric::LagMaxSecs,
+                value: 30,
+            },
+            crate::billing::CounterUpdate {
+                livemode: false,
+                hour: 0,
+                metric: Metric::MrrTotal("usd".into()),
+                value: 4900,
+            },
+        ],
+        findings: vec![sample_finding(finding_key, hour)],
+        notifications: vec![n("dunning"), n("large_payment")],
+    }
+}
+
+/// The billing store's promises, with its counters read back through `counters`. Keys
+/// carry `unique`, so suites may share a store.
+pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
+    store: &B,
+    counters: &C,
+    unique: &str,
+) {
+    let hour = 1_700_002_800 + 3600 * (unique.len() as i64 % 24);
+    let (e1, e2) = (format!("evt_b1_{unique}"), format!("evt_b2_{unique}"));
+    let (sub_id, cus_id, inv_id, ch_id) = (
+        format!("sub_{unique}"),
+        format!("cus_{unique}"),
+        format!("in_{unique}"),
+        format!("ch_{unique}"),
+    );
+    assert!(store.applied(&[e1.clone()]).await.unwrap().is_empty());
+
+    let mut case = DunningCase::new(&inv_id, false);
+    case.customer = Some(cus_id.clone());
+    case.opened_at = Some(hour);
+    let first = BillingCommit {
+        events: vec![sample_event(&e1, hour, &format!("large_refund:{unique}"))],
+        subscriptions: vec![StateWrite {
+            value: sample_subscription(&sub_id, &cus_id),
+            expected_version: None,
+        }],
+        cases: vec![StateWrite {
+            value: (case.clone(), Some(crate::billing::Stage::Notice)),
+            expected_version: None,
+        }],
+        customers: vec![StateWrite {
+            value: CustomerState::new(&cus_id, false),
+            expected_version: None,
+        }],
+        charge_links: vec![(ch_id.clone(), cus_id.clone())],
+        now: hour + 100,
+    };
+    store.commit(&first).await.unwrap();
+    assert_eq!(
+        store
+            .applied(&[e1.clone(), e2.clone()])
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [e1.clone()]
+    );
+
+    // Reading by a charge finds its customer too.
+    let keys = StateKeys {
+        subscriptions: [sub_id.clone()].into(),
+        invoices: [inv_id.clone()].into(),
+        customers: Default::default(),
+        charges: [ch_id.clone()].into(),
+    };
+    let snapshot = store.load(&keys).await.unwrap();
+    assert_eq!(snapshot.charge_customers.get(&ch_id), Some(&cus_id));
+    let sub_version = snapshot.subscriptions[&sub_id].version;
+    assert_eq!(
+        snapshot.subscriptions[&sub_id].value,
+        sample_subscription(&sub_id, &cus_id)
+    );
+    assert_eq!(snapshot.cases[&inv_id].value, case);
+    let cus_version = snapshot
+        .customers
+        .get(&cus_id)
+        .expect("the charge's customer is loaded")
+        .version;
+
+    // A write from a stale read, or a marker that exists, changes nothing.
+    let mut moved = sample_subscription(&sub_id, &cus_id);
+    moved.status = "past_due".into();
+    let stale = BillingCommit {
+        events: vec![sample_event(&e2, hour, "x")],
+        subscriptions: vec![StateWrite {
+            value: moved.clone(),
+            expected_version: Some(sub_version + 7),
+        }],
+        now: hour + 200,
+        ..Default::default()
+    };
+    assert!(
+        matches!(store.commit(&stale).await, Err(CommitError::Conflict)),
+        "a stale version conflicts"
+    );
+    let again = BillingCommit {
+        events: vec![sample_event(&e1, hour, "x")],
+        now: hour + 200,
+        ..Default::default()
+    };
+    assert!(
+        matches!(store.commit(&again).await, Err(CommitError::Conflict)),
+        "an applied marker conflicts"
+    );
+    assert_eq!(
+        store.applied(&[e2.clone()]).await.unwrap().len(),
+        0,
+        "nothing of a conflicting commit stands"
+    );
+    let not_there = BillingCommit {
+        customers: vec![StateWrite {
+            value: CustomerState::new(&cus_id, false),
+            expected_version: None,
+        }],
+        events: vec![sample_event(&e2, hour, "x")],
+        now: hour + 200,
+        ..Default::default()
+    };
+    assert!(
+        matches!(store.commit(&not_there).await, Err(CommitError::Conflict)),
+        "creating an existing item conflicts"
+    );
+
+    let second = BillingCommit {
+        events: vec![sample_event(&e2, hour, &format!("large_refund:{unique}"))],
+        subscriptions: vec![StateWrite {
+            value: moved.clone(),
+            expected_version: Some(sub_version),
+        }],
+        customers: vec![StateWrite {
+            value: CustomerState::new(&cus_id, false),
+            expected_version: Some(cus_version),
+        }],
+        now: hour + 300,
+        ..Default::default()
+    };
+    store.commit(&second).await.unwrap();
+    let after = store.load(&keys).await.unwrap();
+    assert_eq!(after.subscriptions[&sub_id].value.status, "past_due");
+    assert!(after.subscriptions[&sub_id].version > sub_version);
+
+    // Counters: sums add, maxima keep the largest, hour 0 holds the gauges.
+    let series = counters.counters(false, hour, hour + 3600).await.unwrap();
+    assert_eq!(series[&hour][&Metric::PaymentsFailed], 4);
+    assert_eq!(series[&hour][&Metric::LagMaxSecs], 30);
+    assert!(series[&0][&Metric::MrrTotal("usd".into())] >= 9800);
+    assert!(
+        counters
+            .counters(true, hour, hour + 3600)
+            .await
+            .unwrap()
+            .get(&hour)
+            .is_none(),
+        "modes apart"
+    );
+
+    // The outbox: by event, cleared by notification id.
+    let mut waiting: Vec<String> = store
+        .outbox(&[e1.clone()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    waiting.sort();
+    assert_eq!(
+        waiting,
+        [format!("{e1}:dunning"), format!("{e1}:large_payment")]
+    );
+    store
+        .clear_outbox(&[format!("{e1}:dunning")])
+        .await
+        .unwrap();
+    let left: Vec<String> = store
+        .outbox(&[e1.clone(), e2.clone()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(!left.contains(&format!("{e1}:dunning")));
+}
+
+fn sample_change(id: &str, version: i64, expected_version: Option<i64>, now: i64) -> AlertChange {
+    let finding = sample_finding(id, now);
+    let state = AlertState {
+        id: crate::detect::alerts::alert_id(true, id),
+        livemode: true,
+        open: true,
+        severity: Severity::Warning,
+        opened_at: now,
+        last_sent_at: now,
+        resolved_at: None,
+        event_level: true,
+        quiet_since: None,
+        finding,
+        version,
+    };
+    AlertChange {
+        state,
+        transition: Transition::Opened,
+        expected_version,
+    }
+}
+
+/// The alert store's promises. Findings are raised through the billing store's commits
+/// (the worker's path); `handover` is whatever moves them from one to the other (nothing
+/// where both share tables).
+pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
+    alerts: &A,
+    billing: &B,
+    handover: impl Fn(),
+    unique: &str,
+) {
+    let now = 1_700_000_000;
+    let key = format!("large_refund:ch_{unique}");
+    let event = AppliedEvent {
+        findings: vec![sample_finding(&key, now - 10)],
+        ..sample_event(&format!("evt_a_{unique}"), now - 10, "k")
+    };
+    let commit = BillingCommit {
+        events: vec![AppliedEvent {
+            findings: event.findings.clone(),
+            counters: vec![],
+            notifications: vec![],
+            ..event
+        }],
+        now,
+        ..Default::default()
+    };
+    billing.commit(&commit).await.unwrap();
+    handover();
+    let pending = alerts.pending_findings(now).await.unwrap();
+    let mine: Vec<&Finding> = pending.iter().filter(|f| f.key == key).collect();
+    assert_eq!(mine.len(), 1, "{pending:?}");
+    assert!(
+        alerts
+            .pending_findings(now - 11)
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| f.key != key),
+        "not before it was raised"
+    );
+
+    let opened = sample_change(&key, 1, None, now);
+    let message = render(&opened);
+    assert!(alerts
+        .commit_change(&opened, Some(&message), now)
+        .await
+        .unwrap());
+    assert!(
+        !alerts
+            .commit_change(&opened, Some(&message), now)
+            .await
+            .unwrap(),
+        "a second open of the same alert is refused"
+    );
+    let stored = alerts.alerts().await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .find(|a| a.id == opened.state.id)
+            .map(|a| a.version),
+        Some(1)
+    );
+    let mut resolved = sample_change(&key, 2, Some(1), now + 60);
+    resolved.state.open = false;
+    resolved.transition = Transition::Resolved;
+    assert!(alerts
+        .commit_change(&resolved, None, now + 60)
+        .await
+        .unwrap());
+    assert!(
+        !alerts
+            .commit_change(&resolved, None, now + 60)
+            .await
+            .unwrap(),
+        "a change planned from an old version is refused"
+    );
+
+    let outbox: Vec<String> = alerts
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .filter(|id| id == &message.id)
+        .collect();
+    assert_eq!(outbox, [message.id.clone()]);
+    alerts.clear_outbox(&[message.id.clone()]).await.unwrap();
+    assert!(alerts
+        .outbox()
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.id != message.id));
+
+    // Consumed only if unchanged since read.
+    let mut rewritten = mine[0].clone();
+    rewritten.explanation.push_str(" (again)");
+    alerts.consume_findings(&[rewritten]).await.unwrap();
+    assert!(
+        alerts
+            .pending_findings(now)
+            .await
+            .unwrap()
+            .iter()
+            .any(|f| f.key == key),
+        "a finding changed since read stays"
+    );
+    alerts.consume_findings(&[mine[0].clone()]).await.unwrap();
+    assert!(alerts
+        .pending_findings(now)
+        .await
+        .unwrap()
+        .iter()
+        .all(|f| f.key != key));
 }

@@ -49,8 +49,13 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
         for livemode in [false, true] {
             let series = self.counters.counters(livemode, from, to).await?;
             let found = detect(&series, livemode, now, &self.config);
-            let events: Vec<Finding> = pending.iter().filter(|f| f.livemode == livemode).cloned().collect();
-            out.changes.extend(plan(&found, &events, &alerts, livemode, now, &self.config));
+            let events: Vec<Finding> = pending
+                .iter()
+                .filter(|f| f.livemode == livemode)
+                .cloned()
+                .collect();
+            out.changes
+                .extend(plan(&found, &events, &alerts, livemode, now, &self.config));
             out.findings.extend(found);
             out.findings.extend(events.iter().cloned());
             out.judged.extend(events);
@@ -61,7 +66,10 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
     /// One run at `now`. Fails only when the stores fail; a message that cannot be
     /// published stays in the outbox and holds back nothing.
     pub async fn run(&self, now: i64) -> Result<RunSummary, StoreError> {
-        let mut summary = RunSummary { at: now, ..RunSummary::default() };
+        let mut summary = RunSummary {
+            at: now,
+            ..RunSummary::default()
+        };
         // Messages a failed or crashed run committed but did not publish go out first.
         let left = self.alerts.outbox().await?;
         self.publish(&left, &mut summary).await?;
@@ -70,7 +78,11 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
         let mut committed = Vec::new();
         for change in &planned.changes {
             let message = change.transition.is_published().then(|| render(change));
-            if !self.alerts.commit_change(change, message.as_ref(), now).await? {
+            if !self
+                .alerts
+                .commit_change(change, message.as_ref(), now)
+                .await?
+            {
                 continue; // another run got there first
             }
             committed.extend(message);
@@ -86,7 +98,11 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
         Ok(summary)
     }
 
-    async fn publish(&self, messages: &[AlertMessage], summary: &mut RunSummary) -> Result<(), StoreError> {
+    async fn publish(
+        &self,
+        messages: &[AlertMessage],
+        summary: &mut RunSummary,
+    ) -> Result<(), StoreError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -94,7 +110,9 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
         self.alerts.clear_outbox(&report.published).await?;
         for id in &report.published {
             if let Some(m) = messages.iter().find(|m| &m.id == id) {
-                summary.published.push(format!("{} {}", m.id, m.transition.as_str()));
+                summary
+                    .published
+                    .push(format!("{} {}", m.id, m.transition.as_str()));
             }
         }
         summary.unpublished.extend(report.failed);

@@ -85,7 +85,9 @@ impl EventEnvelope {
             .filter(|s| !s.is_empty())
             .ok_or(EnvelopeError::MissingField("type"))?;
         let created = env.created.ok_or(EnvelopeError::MissingField("created"))?;
-        let livemode = env.livemode.ok_or(EnvelopeError::MissingField("livemode"))?;
+        let livemode = env
+            .livemode
+            .ok_or(EnvelopeError::MissingField("livemode"))?;
         let (object_id, customer) = match env.data.and_then(|d| d.object) {
             Some(obj) => (obj.id, obj.customer.and_then(IdOrObject::into_id)),
             None => (None, None),
@@ -138,8 +140,14 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_errors_not_panics() {
-        assert!(matches!(EventEnvelope::parse(b"not json"), Err(EnvelopeError::NotJson(_))));
-        assert!(matches!(EventEnvelope::parse(b"[1,2]"), Err(EnvelopeError::NotJson(_))));
+        assert!(matches!(
+            EventEnvelope::parse(b"not json"),
+            Err(EnvelopeError::NotJson(_))
+        ));
+        assert!(matches!(
+            EventEnvelope::parse(b"[1,2]"),
+            Err(EnvelopeError::NotJson(_))
+        ));
         assert_eq!(
             EventEnvelope::parse(br#"{"type":"x","created":1,"livemode":true}"#),
             Err(EnvelopeError::MissingField("id"))

@@ -8,7 +8,9 @@
 
 use crate::event::{EnvelopeError, EventEnvelope};
 use crate::message::{compress, Payload, QueueMessage};
-use crate::ports::{EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError};
+use crate::ports::{
+    EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError,
+};
 use crate::signature::{verify, SecretSet, VerifyError, DEFAULT_TOLERANCE_SECS};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -166,7 +168,9 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
         context.event_type = Some(envelope.event_type.clone());
         context.livemode = Some(envelope.livemode);
         if !self.config.modes.admits(envelope.livemode) {
-            return Err(IngestError::ModeRefused { livemode: envelope.livemode });
+            return Err(IngestError::ModeRefused {
+                livemode: envelope.livemode,
+            });
         }
 
         let fits_inline = QueueMessage::inline_size(&envelope.id, &envelope.event_type, body.len())
@@ -194,7 +198,9 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
         let requeue = match self.log.insert_if_absent(&record).await? {
             InsertOutcome::Inserted => false,
             InsertOutcome::AlreadyPresent(EventStatus::Queued) => {
-                return Ok(IngestOutcome::Duplicate { event_id: envelope.id });
+                return Ok(IngestOutcome::Duplicate {
+                    event_id: envelope.id,
+                });
             }
             InsertOutcome::AlreadyPresent(EventStatus::Received) => true,
         };
@@ -221,9 +227,13 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
             tracing::warn!(event_id = %envelope.id, error = %e, "enqueued, but the event log did not record it; a redelivery will enqueue it again");
         }
         Ok(if requeue {
-            IngestOutcome::Requeued { event_id: envelope.id }
+            IngestOutcome::Requeued {
+                event_id: envelope.id,
+            }
         } else {
-            IngestOutcome::Accepted { event_id: envelope.id }
+            IngestOutcome::Accepted {
+                event_id: envelope.id,
+            }
         })
     }
 }
@@ -241,7 +251,6 @@ pub fn verify_and_parse(
     verify(signature, body, &config.secrets, now, config.tolerance_secs)?;
     Ok(EventEnvelope::parse(body)?)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -279,7 +288,8 @@ mod tests {
         body: &[u8],
     ) -> Result<IngestOutcome, IngestError> {
         let header = sign(&secret(), NOW, body);
-        ing.ingest(Some(&header), body, NOW, &mut IngestContext::default()).await
+        ing.ingest(Some(&header), body, NOW, &mut IngestContext::default())
+            .await
     }
 
     #[tokio::test]
@@ -288,15 +298,22 @@ mod tests {
         let body = event("evt_a", false);
         assert_eq!(
             deliver(&ing, &body).await.unwrap(),
-            IngestOutcome::Accepted { event_id: "evt_a".into() }
+            IngestOutcome::Accepted {
+                event_id: "evt_a".into()
+            }
         );
         assert_eq!(
             deliver(&ing, &body).await.unwrap(),
-            IngestOutcome::Duplicate { event_id: "evt_a".into() }
+            IngestOutcome::Duplicate {
+                event_id: "evt_a".into()
+            }
         );
         let sent = ing.queue.sent();
         assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].payload, Payload::Inline(String::from_utf8(body).unwrap()));
+        assert_eq!(
+            sent[0].payload,
+            Payload::Inline(String::from_utf8(body).unwrap())
+        );
         let rec = ing.log.get("evt_a").unwrap();
         assert_eq!(rec.status, EventStatus::Queued);
         assert!(!rec.livemode);
@@ -315,7 +332,9 @@ mod tests {
         ing.queue.down.store(false, Ordering::SeqCst);
         assert_eq!(
             deliver(&ing, &body).await.unwrap(),
-            IngestOutcome::Requeued { event_id: "evt_b".into() }
+            IngestOutcome::Requeued {
+                event_id: "evt_b".into()
+            }
         );
         assert_eq!(ing.queue.sent().len(), 1);
         assert_eq!(ing.log.get("evt_b").unwrap().status, EventStatus::Queued);
@@ -338,7 +357,10 @@ mod tests {
         assert_eq!(ing.queue.sent().len(), 1);
         // Unconfirmed: a redelivery enqueues again rather than risk a loss.
         ing.log.mark_down.store(false, Ordering::SeqCst);
-        assert!(matches!(deliver(&ing, &event("evt_d", true)).await, Ok(IngestOutcome::Requeued { .. })));
+        assert!(matches!(
+            deliver(&ing, &event("evt_d", true)).await,
+            Ok(IngestOutcome::Requeued { .. })
+        ));
     }
 
     #[tokio::test]
@@ -349,7 +371,10 @@ mod tests {
             r#"{{"id":"evt_big","type":"invoice.paid","created":{NOW},"livemode":true,"data":{{"object":{{"id":"in_1","memo":"{padding}"}}}}}}"#
         )
         .into_bytes();
-        assert!(matches!(deliver(&ing, &body).await, Ok(IngestOutcome::Accepted { .. })));
+        assert!(matches!(
+            deliver(&ing, &body).await,
+            Ok(IngestOutcome::Accepted { .. })
+        ));
         assert_eq!(ing.queue.sent()[0].payload, Payload::InEventLog);
         let stored = ing.log.stored_payload("evt_big").await.unwrap().unwrap();
         assert_eq!(decompress(&stored).unwrap(), body);
@@ -359,22 +384,39 @@ mod tests {
     async fn refusals_have_codes_and_touch_nothing() {
         let mut ing = ingress(256 * 1024);
         let body = event("evt_e", false);
-        let err = ing.ingest(None, &body, NOW, &mut IngestContext::default()).await.unwrap_err();
+        let err = ing
+            .ingest(None, &body, NOW, &mut IngestContext::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "missing_signature");
         let header = sign(&secret(), NOW, &body);
         let err = ing
-            .ingest(Some(&header), &body, NOW + 1000, &mut IngestContext::default())
+            .ingest(
+                Some(&header),
+                &body,
+                NOW + 1000,
+                &mut IngestContext::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code(), "stale_signature");
         let junk = b"not json".to_vec();
         let header = sign(&secret(), NOW, &junk);
-        let err = ing.ingest(Some(&header), &junk, NOW, &mut IngestContext::default()).await.unwrap_err();
+        let err = ing
+            .ingest(Some(&header), &junk, NOW, &mut IngestContext::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "malformed_body");
         ing.config.modes = ModeFilter::LiveOnly;
-        assert_eq!(deliver(&ing, &body).await.unwrap_err().code(), "test_mode_refused");
+        assert_eq!(
+            deliver(&ing, &body).await.unwrap_err().code(),
+            "test_mode_refused"
+        );
         ing.config.max_body_bytes = 10;
-        assert_eq!(deliver(&ing, &body).await.unwrap_err().code(), "payload_too_large");
+        assert_eq!(
+            deliver(&ing, &body).await.unwrap_err().code(),
+            "payload_too_large"
+        );
         assert!(ing.queue.sent().is_empty());
         assert!(ing.log.get("evt_e").is_none());
     }

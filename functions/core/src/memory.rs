@@ -13,9 +13,9 @@ use crate::detect::Series;
 use crate::finding::Finding;
 use crate::message::QueueMessage;
 use crate::ports::{
-    AlertStore, BillingCommit, BillingStore, CommitError, CountersReader, DeadLetters, EventLog, EventRecord,
-    EventStatus, Inbound, InsertOutcome, Outgoing, Pause, PublishError, Publisher, Queue, QueueError, StateKeys,
-    StateSnapshot, StoreError, Versioned,
+    AlertStore, BillingCommit, BillingStore, CommitError, CountersReader, DeadLetters, EventLog,
+    EventRecord, EventStatus, Inbound, InsertOutcome, Outgoing, Pause, PublishError, Publisher,
+    Queue, QueueError, StateKeys, StateSnapshot, StoreError, Versioned,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,12 @@ impl EventLog for MemoryEventLog {
 
     async fn stored_payload(&self, event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.check()?;
-        Ok(self.records.lock().unwrap().get(event_id).and_then(|r| r.stored_payload.clone()))
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .get(event_id)
+            .and_then(|r| r.stored_payload.clone()))
     }
 }
 
@@ -78,7 +83,11 @@ pub struct MemoryQueue {
 
 impl MemoryQueue {
     pub fn new(max_bytes: usize) -> Self {
-        Self { messages: Mutex::new(Vec::new()), down: AtomicBool::new(false), max_bytes }
+        Self {
+            messages: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+            max_bytes,
+        }
     }
 
     pub fn sent(&self) -> Vec<QueueMessage> {
@@ -142,7 +151,11 @@ impl MemoryBilling {
     }
 }
 
-fn version_matches<T>(map: &BTreeMap<String, Versioned<T>>, key: &str, expected: Option<i64>) -> bool {
+fn version_matches<T>(
+    map: &BTreeMap<String, Versioned<T>>,
+    key: &str,
+    expected: Option<i64>,
+) -> bool {
     map.get(key).map(|v| v.version) == expected
 }
 
@@ -150,7 +163,11 @@ impl BillingStore for MemoryBilling {
     async fn applied(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
         self.check()?;
         let t = self.inner.lock().unwrap();
-        Ok(event_ids.iter().filter(|id| t.applied.contains(*id)).cloned().collect())
+        Ok(event_ids
+            .iter()
+            .filter(|id| t.applied.contains(*id))
+            .cloned()
+            .collect())
     }
 
     async fn load(&self, keys: &StateKeys) -> Result<StateSnapshot, StoreError> {
@@ -163,13 +180,16 @@ impl BillingStore for MemoryBilling {
             }
         }
         for k in &keys.subscriptions {
-            out.subscriptions.extend(t.subscriptions.get(k).map(|v| (k.clone(), v.clone())));
+            out.subscriptions
+                .extend(t.subscriptions.get(k).map(|v| (k.clone(), v.clone())));
         }
         for k in &keys.invoices {
-            out.cases.extend(t.cases.get(k).map(|v| (k.clone(), v.clone())));
+            out.cases
+                .extend(t.cases.get(k).map(|v| (k.clone(), v.clone())));
         }
         for k in keys.customers.iter().chain(out.charge_customers.values()) {
-            out.customers.extend(t.customers.get(k).map(|v| (k.clone(), v.clone())));
+            out.customers
+                .extend(t.customers.get(k).map(|v| (k.clone(), v.clone())));
         }
         Ok(out)
     }
@@ -185,10 +205,22 @@ impl BillingStore for MemoryBilling {
             return Err(CommitError::Conflict);
         }
         let mut t = self.inner.lock().unwrap();
-        let consistent = commit.events.iter().all(|e| !t.applied.contains(&e.event_id))
-            && commit.subscriptions.iter().all(|w| version_matches(&t.subscriptions, &w.value.id, w.expected_version))
-            && commit.cases.iter().all(|w| version_matches(&t.cases, &w.value.0.invoice_id, w.expected_version))
-            && commit.customers.iter().all(|w| version_matches(&t.customers, &w.value.id, w.expected_version));
+        let consistent = commit
+            .events
+            .iter()
+            .all(|e| !t.applied.contains(&e.event_id))
+            && commit
+                .subscriptions
+                .iter()
+                .all(|w| version_matches(&t.subscriptions, &w.value.id, w.expected_version))
+            && commit
+                .cases
+                .iter()
+                .all(|w| version_matches(&t.cases, &w.value.0.invoice_id, w.expected_version))
+            && commit
+                .customers
+                .iter()
+                .all(|w| version_matches(&t.customers, &w.value.id, w.expected_version));
         if !consistent {
             return Err(CommitError::Conflict);
         }
@@ -204,16 +236,36 @@ impl BillingStore for MemoryBilling {
         }
         let next = |v: Option<i64>| v.unwrap_or(0) + 1;
         for w in &commit.subscriptions {
-            t.subscriptions.insert(w.value.id.clone(), Versioned { value: w.value.clone(), version: next(w.expected_version) });
+            t.subscriptions.insert(
+                w.value.id.clone(),
+                Versioned {
+                    value: w.value.clone(),
+                    version: next(w.expected_version),
+                },
+            );
         }
         for w in &commit.cases {
-            t.cases.insert(w.value.0.invoice_id.clone(), Versioned { value: w.value.0.clone(), version: next(w.expected_version) });
+            t.cases.insert(
+                w.value.0.invoice_id.clone(),
+                Versioned {
+                    value: w.value.0.clone(),
+                    version: next(w.expected_version),
+                },
+            );
         }
         for w in &commit.customers {
-            t.customers.insert(w.value.id.clone(), Versioned { value: w.value.clone(), version: next(w.expected_version) });
+            t.customers.insert(
+                w.value.id.clone(),
+                Versioned {
+                    value: w.value.clone(),
+                    version: next(w.expected_version),
+                },
+            );
         }
         for (charge, customer) in &commit.charge_links {
-            t.charge_customers.entry(charge.clone()).or_insert_with(|| customer.clone());
+            t.charge_customers
+                .entry(charge.clone())
+                .or_insert_with(|| customer.clone());
         }
         Ok(())
     }
@@ -221,7 +273,11 @@ impl BillingStore for MemoryBilling {
     async fn outbox(&self, event_ids: &[String]) -> Result<Vec<Notification>, StoreError> {
         self.check()?;
         let t = self.inner.lock().unwrap();
-        Ok(t.outbox.values().filter(|n| event_ids.contains(&n.event_id)).cloned().collect())
+        Ok(t.outbox
+            .values()
+            .filter(|n| event_ids.contains(&n.event_id))
+            .cloned()
+            .collect())
     }
 
     async fn clear_outbox(&self, notification_ids: &[String]) -> Result<(), StoreError> {
@@ -269,7 +325,11 @@ impl MemoryAlerts {
     }
 
     pub fn raise(&self, finding: Finding) {
-        self.inner.lock().unwrap().pending.insert((finding.livemode, finding.key.clone()), finding);
+        self.inner
+            .lock()
+            .unwrap()
+            .pending
+            .insert((finding.livemode, finding.key.clone()), finding);
     }
 
     /// Takes the findings a billing store recorded, as the worker's commit hands them over.
@@ -291,22 +351,43 @@ impl MemoryAlerts {
 impl AlertStore for MemoryAlerts {
     async fn alerts(&self) -> Result<Vec<AlertState>, StoreError> {
         self.check()?;
-        Ok(self.inner.lock().unwrap().alerts.values().cloned().collect())
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .alerts
+            .values()
+            .cloned()
+            .collect())
     }
 
     async fn pending_findings(&self, until: i64) -> Result<Vec<Finding>, StoreError> {
         self.check()?;
-        Ok(self.inner.lock().unwrap().pending.values().filter(|f| f.window_end <= until).cloned().collect())
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .pending
+            .values()
+            .filter(|f| f.window_end <= until)
+            .cloned()
+            .collect())
     }
 
-    async fn commit_change(&self, change: &AlertChange, message: Option<&AlertMessage>, _now: i64) -> Result<bool, StoreError> {
+    async fn commit_change(
+        &self,
+        change: &AlertChange,
+        message: Option<&AlertMessage>,
+        _now: i64,
+    ) -> Result<bool, StoreError> {
         self.check()?;
         let mut t = self.inner.lock().unwrap();
         let stored = t.alerts.get(&change.state.id).map(|a| a.version);
         if stored != change.expected_version {
             return Ok(false);
         }
-        t.alerts.insert(change.state.id.clone(), change.state.clone());
+        t.alerts
+            .insert(change.state.id.clone(), change.state.clone());
         if let Some(m) = message {
             t.outbox.insert(m.id.clone(), m.clone());
         }
@@ -327,7 +408,14 @@ impl AlertStore for MemoryAlerts {
 
     async fn outbox(&self) -> Result<Vec<AlertMessage>, StoreError> {
         self.check()?;
-        Ok(self.inner.lock().unwrap().outbox.values().cloned().collect())
+        Ok(self
+            .inner
+            .lock()
+            .unwrap()
+            .outbox
+            .values()
+            .cloned()
+            .collect())
     }
 
     async fn clear_outbox(&self, message_ids: &[String]) -> Result<(), StoreError> {
@@ -348,7 +436,10 @@ pub struct MemoryPublisher<M> {
 
 impl<M> Default for MemoryPublisher<M> {
     fn default() -> Self {
-        Self { published: Mutex::new(Vec::new()), fail_ids: Mutex::new(BTreeSet::new()) }
+        Self {
+            published: Mutex::new(Vec::new()),
+            fail_ids: Mutex::new(BTreeSet::new()),
+        }
     }
 }
 
@@ -375,7 +466,10 @@ pub struct MemoryDeadLetters {
 
 impl DeadLetters for MemoryDeadLetters {
     async fn dead_letter(&self, message: &Inbound, reason: &str) -> Result<(), StoreError> {
-        self.letters.lock().unwrap().push((message.clone(), reason.to_owned()));
+        self.letters
+            .lock()
+            .unwrap()
+            .push((message.clone(), reason.to_owned()));
         Ok(())
     }
 }

@@ -97,7 +97,10 @@ impl QueueMessage {
         let wire: Wire<'_> =
             serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
         if wire.v != 1 {
-            return Err(MessageError::Malformed(format!("unknown version {}", wire.v)));
+            return Err(MessageError::Malformed(format!(
+                "unknown version {}",
+                wire.v
+            )));
         }
         let payload = match (wire.payload, wire.payload_ref.as_deref()) {
             (Some(raw), None) => Payload::Inline(raw.get().to_owned()),
@@ -165,7 +168,8 @@ mod tests {
 
     #[test]
     fn compression_round_trips() {
-        let raw = br#"{"id":"evt_1","data":{"object":{"lines":[1,1,1,1,1,1,1,1,1,1,1,1]}}}"#.repeat(100);
+        let raw =
+            br#"{"id":"evt_1","data":{"object":{"lines":[1,1,1,1,1,1,1,1,1,1,1,1]}}}"#.repeat(100);
         let packed = compress(&raw);
         assert!(packed.len() < raw.len() / 5);
         assert_eq!(decompress(&packed).unwrap(), raw);

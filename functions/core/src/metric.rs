@@ -73,8 +73,15 @@ impl Metric {
     pub fn currency(&self) -> Option<&str> {
         use Metric::*;
         match self {
-            PaymentsFailedAmount(c) | PaymentsSucceededAmount(c) | RefundsAmount(c) | RefundMax(c)
-            | DisputesAmount(c) | MrrGained(c) | MrrLost(c) | MrrTotal(c) | DunningRecoveredAmount(c) => Some(c),
+            PaymentsFailedAmount(c)
+            | PaymentsSucceededAmount(c)
+            | RefundsAmount(c)
+            | RefundMax(c)
+            | DisputesAmount(c)
+            | MrrGained(c)
+            | MrrLost(c)
+            | MrrTotal(c)
+            | DunningRecoveredAmount(c) => Some(c),
             _ => None,
         }
     }
@@ -185,7 +192,8 @@ impl serde::Serialize for Metric {
 impl<'de> serde::Deserialize<'de> for Metric {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
-        Metric::parse(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown metric {name:?}")))
+        Metric::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown metric {name:?}")))
     }
 }
 
@@ -213,8 +221,15 @@ mod tests {
         for m in &all {
             assert_eq!(Metric::parse(&m.name()).as_ref(), Some(m), "{m}");
         }
-        let maxima: Vec<_> = all.iter().filter(|m| m.aggregation() == Aggregation::Max).map(Metric::name).collect();
-        assert_eq!(maxima, ["lag_max_secs", "max_received_at", "refund_max.jpy"]);
+        let maxima: Vec<_> = all
+            .iter()
+            .filter(|m| m.aggregation() == Aggregation::Max)
+            .map(Metric::name)
+            .collect();
+        assert_eq!(
+            maxima,
+            ["lag_max_secs", "max_received_at", "refund_max.jpy"]
+        );
         assert_eq!(Metric::parse("lag_le_7"), None, "not a bucket");
         assert_eq!(Metric::parse("something_else"), None);
         assert_eq!(Metric::lag_bucket(0), Metric::LagAtMost(1));

@@ -3,8 +3,10 @@
 //! people read goes through here.
 
 /// Stripe's zero-decimal currencies: an amount of 5000 JPY is ¥5,000.
-const ZERO_DECIMAL: [&str; 16] =
-    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
+const ZERO_DECIMAL: [&str; 16] = [
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+    "xaf", "xof", "xpf",
+];
 /// Stripe's three-decimal currencies.
 const THREE_DECIMAL: [&str; 5] = ["bhd", "jod", "kwd", "omr", "tnd"];
 
@@ -53,7 +55,11 @@ pub fn format_minor(amount: i64, currency: &str) -> String {
         }
         grouped.push(ch);
     }
-    let number = if exp == 0 { grouped } else { format!("{grouped}.{fraction:0width$}", width = exp as usize) };
+    let number = if exp == 0 {
+        grouped
+    } else {
+        format!("{grouped}.{fraction:0width$}", width = exp as usize)
+    };
     let sign = if amount < 0 { "-" } else { "" };
     match symbol(&currency) {
         Some(s) => format!("{sign}{s}{number}"),

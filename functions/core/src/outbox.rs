@@ -12,7 +12,10 @@ pub struct PublishReport {
     pub failed: Vec<(String, String)>,
 }
 
-pub async fn publish_all<M: Outgoing, P: Publisher<M>>(messages: &[M], publisher: &P) -> PublishReport {
+pub async fn publish_all<M: Outgoing, P: Publisher<M>>(
+    messages: &[M],
+    publisher: &P,
+) -> PublishReport {
     let mut report = PublishReport::default();
     for m in messages {
         match publisher.publish(m).await {

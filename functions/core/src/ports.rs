@@ -163,7 +163,11 @@ pub struct Inbound {
 
 /// Where a message that can never apply goes, with the reason.
 pub trait DeadLetters: Send + Sync {
-    fn dead_letter(&self, message: &Inbound, reason: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn dead_letter(
+        &self,
+        message: &Inbound,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A stored item and the version to condition its next write on.
@@ -241,27 +245,47 @@ pub enum CommitError {
 /// Subscription state, dunning cases, customers, counters and the notification outbox.
 pub trait BillingStore: Send + Sync {
     /// Which of these events have been applied.
-    fn applied(&self, event_ids: &[String]) -> impl Future<Output = Result<BTreeSet<String>, StoreError>> + Send;
+    fn applied(
+        &self,
+        event_ids: &[String],
+    ) -> impl Future<Output = Result<BTreeSet<String>, StoreError>> + Send;
 
     /// The current state under the keys, with versions. Reads the charge links first, so
     /// that the customers of the charges found are included.
-    fn load(&self, keys: &StateKeys) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;
+    fn load(
+        &self,
+        keys: &StateKeys,
+    ) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;
 
     /// Writes the applied markers, state items, counter increments, findings and
     /// outbox entries atomically, under optimistic concurrency.
-    fn commit(&self, commit: &BillingCommit) -> impl Future<Output = Result<(), CommitError>> + Send;
+    fn commit(
+        &self,
+        commit: &BillingCommit,
+    ) -> impl Future<Output = Result<(), CommitError>> + Send;
 
     /// Notifications of these events still waiting to be published.
-    fn outbox(&self, event_ids: &[String]) -> impl Future<Output = Result<Vec<Notification>, StoreError>> + Send;
+    fn outbox(
+        &self,
+        event_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Notification>, StoreError>> + Send;
 
     /// Removes published notifications from the outbox.
-    fn clear_outbox(&self, notification_ids: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn clear_outbox(
+        &self,
+        notification_ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The hourly counters, as the detector reads them.
 pub trait CountersReader: Send + Sync {
     /// One mode's counters for hours in [from, to), plus the all-time gauges of hour 0.
-    fn counters(&self, livemode: bool, from: i64, to: i64) -> impl Future<Output = Result<Series, StoreError>> + Send;
+    fn counters(
+        &self,
+        livemode: bool,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Series, StoreError>> + Send;
 }
 
 /// Alert state, event-level findings waiting to be judged, and the alert outbox.
@@ -271,7 +295,10 @@ pub trait AlertStore: Send + Sync {
     fn alerts(&self) -> impl Future<Output = Result<Vec<AlertState>, StoreError>> + Send;
 
     /// Event-level findings raised at or before `until`, waiting for a detector run.
-    fn pending_findings(&self, until: i64) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;
+    fn pending_findings(
+        &self,
+        until: i64,
+    ) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;
 
     /// Commits one planned change (and its message, into the outbox) unless the alert
     /// moved since it was planned. Returns whether this call made the change.
@@ -283,12 +310,18 @@ pub trait AlertStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Removes judged findings, unless one was raised again since it was read.
-    fn consume_findings(&self, findings: &[Finding]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn consume_findings(
+        &self,
+        findings: &[Finding],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Alert messages committed but not yet published.
     fn outbox(&self) -> impl Future<Output = Result<Vec<AlertMessage>, StoreError>> + Send;
 
-    fn clear_outbox(&self, message_ids: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn clear_outbox(
+        &self,
+        message_ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Waiting, for retries: `tokio::time::sleep` in production, nothing in unit tests.

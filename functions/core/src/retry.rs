@@ -16,15 +16,19 @@ pub struct Backoff {
 impl Backoff {
     /// Commit conflicts: concurrent workers on shared items; a few tens of milliseconds
     /// apart, most conflicts clear.
-    pub const COMMIT: Backoff =
-        Backoff { base: Duration::from_millis(20), cap: Duration::from_secs(2), max_attempts: 8 };
+    pub const COMMIT: Backoff = Backoff {
+        base: Duration::from_millis(20),
+        cap: Duration::from_secs(2),
+        max_attempts: 8,
+    };
 
     /// How long to wait before attempt `attempt + 1` (attempts count from 1), given a
     /// jitter seed: uniform in [0, min(cap, base × 2^(attempt−1))) ("full jitter"), so
     /// that workers that collided once spread out instead of colliding again.
     pub fn delay(&self, attempt: u32, seed: u64) -> Duration {
         let ceiling = self.ceiling(attempt);
-        let unit = (splitmix64(seed ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 11) as f64
+        let unit = (splitmix64(seed ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 11)
+            as f64
             / (1u64 << 53) as f64;
         ceiling.mul_f64(unit)
     }
@@ -42,7 +46,9 @@ impl Backoff {
 
 /// A seed from a string (a message or event id): a stable FNV-1a hash.
 pub fn seed_of(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -58,7 +64,11 @@ mod tests {
 
     #[test]
     fn delays_grow_exponentially_stay_under_the_cap_and_spread_out() {
-        let b = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(1), max_attempts: 6 };
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            max_attempts: 6,
+        };
         assert_eq!(b.ceiling(1), Duration::from_millis(100));
         assert_eq!(b.ceiling(2), Duration::from_millis(200));
         assert_eq!(b.ceiling(4), Duration::from_millis(800));
@@ -72,8 +82,14 @@ mod tests {
         // The same inputs give the same delay; different seeds spread over the range.
         assert_eq!(b.delay(3, 42), b.delay(3, 42));
         let delays: Vec<Duration> = (0..1000).map(|s| b.delay(3, s)).collect();
-        let low = delays.iter().filter(|d| **d < Duration::from_millis(200)).count();
-        assert!((400..600).contains(&low), "about half below the middle: {low}");
+        let low = delays
+            .iter()
+            .filter(|d| **d < Duration::from_millis(200))
+            .count();
+        assert!(
+            (400..600).contains(&low),
+            "about half below the middle: {low}"
+        );
         assert!(!b.gives_up_after(5) && b.gives_up_after(6));
     }
 }

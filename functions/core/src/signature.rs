@@ -199,7 +199,9 @@ pub fn verify(
         parsed
             .v1
             .iter()
-            .fold(subtle::Choice::from(0), |acc, sig| acc | expected.ct_eq(sig))
+            .fold(subtle::Choice::from(0), |acc, sig| {
+                acc | expected.ct_eq(sig)
+            })
             .into()
     });
     if !matched {
@@ -244,14 +246,20 @@ mod tests {
     fn fixed_vector_matches_an_independent_hmac() {
         // Computed with: printf '1700000000.{"id":"evt_1"}' | openssl dgst -sha256 -hmac whsec_test
         let sig = compute_v1(&secret("whsec_test"), NOW, br#"{"id":"evt_1"}"#);
-        assert_eq!(sig, "c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925");
+        assert_eq!(
+            sig,
+            "c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925"
+        );
     }
 
     #[test]
     fn accepts_a_valid_signature() {
         let body = br#"{"id":"evt_1"}"#;
         let header = sign(&secret("whsec_test"), NOW, body);
-        assert_eq!(verify(Some(&header), body, &set("whsec_test"), NOW, 300), Ok(NOW));
+        assert_eq!(
+            verify(Some(&header), body, &set("whsec_test"), NOW, 300),
+            Ok(NOW)
+        );
     }
 
     #[test]
@@ -259,7 +267,10 @@ mod tests {
         let body = b"{}";
         let good = sign(&secret("whsec_a"), NOW, body);
         let secrets = set("whsec_a");
-        assert_eq!(verify(None, body, &secrets, NOW, 300), Err(VerifyError::MissingHeader));
+        assert_eq!(
+            verify(None, body, &secrets, NOW, 300),
+            Err(VerifyError::MissingHeader)
+        );
         assert_eq!(
             verify(Some("garbage"), body, &secrets, NOW, 300),
             Err(VerifyError::MalformedHeader)
@@ -300,7 +311,10 @@ mod tests {
             " t={NOW}, v1={} , v1={real},v0=deadbeef,scheme=ignored",
             "0".repeat(64)
         );
-        assert_eq!(verify(Some(&header), body, &set("whsec_old, whsec_new"), NOW, 300), Ok(NOW));
+        assert_eq!(
+            verify(Some(&header), body, &set("whsec_old, whsec_new"), NOW, 300),
+            Ok(NOW)
+        );
         assert_eq!(
             verify(Some(&header), body, &set("whsec_old"), NOW, 300),
             Err(VerifyError::BadSignature)

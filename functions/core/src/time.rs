@@ -12,7 +12,9 @@ pub fn hour_of(t: i64) -> i64 {
 /// Unix seconds of an RFC 3339 time such as `2026-01-01T00:00:00Z` or with an offset
 /// (fractions of a second dropped), or `None`.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    OffsetDateTime::parse(s, &Rfc3339).ok().map(OffsetDateTime::unix_timestamp)
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
 }
 
 fn utc(t: i64) -> Option<OffsetDateTime> {
@@ -28,7 +30,13 @@ pub fn hhmm(t: i64) -> String {
 /// `YYYY-MM-DD HH:MM UTC`.
 pub fn datetime(t: i64) -> String {
     match utc(t) {
-        Some(d) => format!("{:04}-{:02}-{:02} {} UTC", d.year(), u8::from(d.month()), d.day(), hhmm(t)),
+        Some(d) => format!(
+            "{:04}-{:02}-{:02} {} UTC",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            hhmm(t)
+        ),
         None => format!("{t} (unix)"),
     }
 }
@@ -37,8 +45,14 @@ pub fn datetime(t: i64) -> String {
 pub fn card_expired_at(expiry: (i64, i64), t: i64) -> bool {
     let (year, month) = expiry;
     // The first second after the expiry month.
-    let (ny, nm) = if month >= 12 { (year + 1, 1) } else { (year, month + 1) };
-    let first = i32::try_from(ny).ok().zip(u8::try_from(nm).ok().and_then(|m| Month::try_from(m).ok()));
+    let (ny, nm) = if month >= 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let first = i32::try_from(ny)
+        .ok()
+        .zip(u8::try_from(nm).ok().and_then(|m| Month::try_from(m).ok()));
     match first.and_then(|(y, m)| Date::from_calendar_date(y, m, 1).ok()) {
         Some(d) => t >= d.midnight().assume_utc().unix_timestamp(),
         // An expiry no calendar has: treat it as expired rather than trust it.
@@ -53,8 +67,14 @@ mod tests {
     #[test]
     fn times_parse_and_print() {
         assert_eq!(parse_rfc3339("2026-01-01T00:15:00Z"), Some(1_767_226_500));
-        assert_eq!(parse_rfc3339("2026-01-01T00:15:00.250+00:00"), Some(1_767_226_500));
-        assert_eq!(parse_rfc3339("2026-01-01T01:15:00+01:00"), Some(1_767_226_500));
+        assert_eq!(
+            parse_rfc3339("2026-01-01T00:15:00.250+00:00"),
+            Some(1_767_226_500)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-01-01T01:15:00+01:00"),
+            Some(1_767_226_500)
+        );
         assert_eq!(parse_rfc3339("2026-01-01 00:15"), None);
         assert_eq!(datetime(1_767_226_500), "2026-01-01 00:15 UTC");
         assert_eq!(datetime(951_782_400), "2000-02-29 00:00 UTC");
@@ -67,6 +87,9 @@ mod tests {
         let jan_2026 = 1_767_225_600;
         assert!(!card_expired_at((2025, 12), jan_2026 - 1));
         assert!(card_expired_at((2025, 12), jan_2026));
-        assert!(card_expired_at((2025, -3), 0), "an impossible month is not trusted");
+        assert!(
+            card_expired_at((2025, -3), 0),
+            "an impossible month is not trusted"
+        );
     }
 }

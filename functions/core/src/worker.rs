@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::billing::{decide, keys_of, BillingEvent, BillingPolicy, Current, Effects, Notification};
+use crate::billing::{
+    decide, keys_of, BillingEvent, BillingPolicy, Current, Effects, Notification,
+};
 use crate::message::{decompress, Payload, QueueMessage};
 use crate::outbox::publish_all;
 use crate::ports::{
@@ -134,7 +136,8 @@ where
 
     /// The message's event, or why it cannot be had.
     async fn decode(&self, inbound: &Inbound, now: i64) -> Result<BillingEvent, Failure> {
-        let message = QueueMessage::decode(&inbound.body).map_err(|e| Failure::Poison(e.to_string()))?;
+        let message =
+            QueueMessage::decode(&inbound.body).map_err(|e| Failure::Poison(e.to_string()))?;
         let raw = match message.payload {
             Payload::Inline(raw) => raw.into_bytes(),
             Payload::InEventLog => {
@@ -146,12 +149,17 @@ where
                     // Ingress writes the event log before it enqueues: a missing payload
                     // is a read that came too early or an expired entry, so try again;
                     // the receive limit dead-letters it if it never appears.
-                    .ok_or_else(|| Failure::Transient("the payload is missing from the event log".into()))?;
+                    .ok_or_else(|| {
+                        Failure::Transient("the payload is missing from the event log".into())
+                    })?;
                 decompress(&stored).map_err(|e| Failure::Poison(e.to_string()))?
             }
         };
         // Receipt time: stamped by ingress; else when the queue took the message; else now.
-        let received_at = Some(message.received_at).filter(|t| *t > 0).or(inbound.sent_at).unwrap_or(now);
+        let received_at = Some(message.received_at)
+            .filter(|t| *t > 0)
+            .or(inbound.sent_at)
+            .unwrap_or(now);
         BillingEvent::parse(&raw, received_at).map_err(|e| Failure::Poison(e.to_string()))
     }
 
@@ -165,14 +173,20 @@ where
                 tracing::warn!(message = %inbound.id, error = %reason, "message failed; it will be retried");
                 return Consumed::Retry(reason);
             }
-            Failure::Transient(reason) => format!("gave up after {} deliveries: {reason}", inbound.receive_count),
+            Failure::Transient(reason) => format!(
+                "gave up after {} deliveries: {reason}",
+                inbound.receive_count
+            ),
         };
         match self.dead_letters.dead_letter(inbound, &reason).await {
             Ok(()) => {
                 tracing::error!(message = %inbound.id, error = %reason, "message moved to the dead letters");
                 Consumed::DeadLettered(reason)
             }
-            Err(e) => Consumed::Retry(format!("{reason}; and the dead letters failed: {}", crate::error_chain(&e))),
+            Err(e) => Consumed::Retry(format!(
+                "{reason}; and the dead letters failed: {}",
+                crate::error_chain(&e)
+            )),
         }
     }
 
@@ -185,7 +199,11 @@ where
         now: i64,
     ) -> BTreeMap<usize, Result<Consumed, Failure>> {
         let mut results = BTreeMap::new();
-        let mut groups: Vec<&[Decoded]> = if decoded.is_empty() { Vec::new() } else { vec![decoded] };
+        let mut groups: Vec<&[Decoded]> = if decoded.is_empty() {
+            Vec::new()
+        } else {
+            vec![decoded]
+        };
         let seed = batch.first().map(|m| seed_of(&m.id)).unwrap_or(0);
         while let Some(group) = groups.pop() {
             match self.apply_group(group, seed, now).await {
@@ -217,7 +235,10 @@ where
         loop {
             let ids: Vec<String> = group.iter().map(|d| d.event.id.clone()).collect();
             let done = self.billing.applied(&ids).await?;
-            let fresh: Vec<&Decoded> = group.iter().filter(|d| !done.contains(&d.event.id)).collect();
+            let fresh: Vec<&Decoded> = group
+                .iter()
+                .filter(|d| !done.contains(&d.event.id))
+                .collect();
             let mut keys = StateKeys::default();
             for d in &fresh {
                 let k = keys_of(&d.event);
@@ -236,7 +257,11 @@ where
                 };
             }
             let commit = decision.into_commit();
-            let committed = if commit.events.is_empty() { Ok(()) } else { self.billing.commit(&commit).await };
+            let committed = if commit.events.is_empty() {
+                Ok(())
+            } else {
+                self.billing.commit(&commit).await
+            };
             match committed {
                 Ok(()) => {
                     for d in group.iter().filter(|d| done.contains(&d.event.id)) {
@@ -247,7 +272,11 @@ where
                 }
                 Err(CommitError::Conflict) if !self.rules.commit.gives_up_after(attempt) => {
                     let delay = self.rules.commit.delay(attempt, seed);
-                    tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, "commit conflict; deciding again");
+                    tracing::debug!(
+                        attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        "commit conflict; deciding again"
+                    );
                     self.pause.pause(delay).await;
                     attempt += 1;
                 }
@@ -271,7 +300,11 @@ where
         commit: &BillingCommit,
         outcomes: &mut BTreeMap<usize, Result<Consumed, Failure>>,
     ) {
-        let mut pending: Vec<Notification> = commit.events.iter().flat_map(|e| e.notifications.iter().cloned()).collect();
+        let mut pending: Vec<Notification> = commit
+            .events
+            .iter()
+            .flat_map(|e| e.notifications.iter().cloned())
+            .collect();
         let before: Vec<String> = done_before.iter().cloned().collect();
         if !before.is_empty() {
             match self.billing.outbox(&before).await {
@@ -301,7 +334,12 @@ where
         }
         for d in group {
             if let Some(error) = failed_events.get(d.event.id.as_str()) {
-                outcomes.insert(d.index, Err(Failure::Transient(format!("publishing a notification failed: {error}"))));
+                outcomes.insert(
+                    d.index,
+                    Err(Failure::Transient(format!(
+                        "publishing a notification failed: {error}"
+                    ))),
+                );
             }
         }
     }
@@ -341,36 +379,67 @@ impl<'a> BatchDecision<'a> {
 
     fn current(&self, event: &BillingEvent) -> Current {
         let keys = keys_of(event);
-        let charge_customer = keys.charge.as_ref().and_then(|c| self.state.charge_customers.get(c).cloned());
+        let charge_customer = keys
+            .charge
+            .as_ref()
+            .and_then(|c| self.state.charge_customers.get(c).cloned());
         let customer_id = keys.customer.clone().or_else(|| charge_customer.clone());
         Current {
-            subscription: keys.subscription.and_then(|k| self.state.subscriptions.get(&k).map(|v| v.value.clone())),
-            case: keys.invoice.and_then(|k| self.state.cases.get(&k).map(|v| v.value.clone())),
-            customer: customer_id.and_then(|k| self.state.customers.get(&k).map(|v| v.value.clone())),
+            subscription: keys
+                .subscription
+                .and_then(|k| self.state.subscriptions.get(&k).map(|v| v.value.clone())),
+            case: keys
+                .invoice
+                .and_then(|k| self.state.cases.get(&k).map(|v| v.value.clone())),
+            customer: customer_id
+                .and_then(|k| self.state.customers.get(&k).map(|v| v.value.clone())),
             charge_customer,
         }
     }
 
     /// Decides one event; a malformed one is refused with the reason and changes nothing.
     fn decide(&mut self, event: &BillingEvent) -> Result<(), String> {
-        let effects: Effects = decide(event, &self.current(event), self.policy).map_err(|e| e.to_string())?;
-        fn put<T>(map: &mut BTreeMap<String, Versioned<T>>, touched: &mut BTreeSet<String>, key: String, value: T) {
+        let effects: Effects =
+            decide(event, &self.current(event), self.policy).map_err(|e| e.to_string())?;
+        fn put<T>(
+            map: &mut BTreeMap<String, Versioned<T>>,
+            touched: &mut BTreeSet<String>,
+            key: String,
+            value: T,
+        ) {
             let version = map.get(&key).map_or(0, |v| v.version);
             touched.insert(key.clone());
             map.insert(key, Versioned { value, version });
         }
         if let Some(s) = effects.subscription {
-            put(&mut self.state.subscriptions, &mut self.touched.subscriptions, s.id.clone(), s);
+            put(
+                &mut self.state.subscriptions,
+                &mut self.touched.subscriptions,
+                s.id.clone(),
+                s,
+            );
         }
         if let Some(c) = effects.case {
-            put(&mut self.state.cases, &mut self.touched.cases, c.invoice_id.clone(), c);
+            put(
+                &mut self.state.cases,
+                &mut self.touched.cases,
+                c.invoice_id.clone(),
+                c,
+            );
         }
         if let Some(c) = effects.customer {
-            put(&mut self.state.customers, &mut self.touched.customers, c.id.clone(), c);
+            put(
+                &mut self.state.customers,
+                &mut self.touched.customers,
+                c.id.clone(),
+                c,
+            );
         }
         if let Some((charge, customer)) = effects.charge_link {
             if !self.state.charge_customers.contains_key(&charge) {
-                self.state.charge_customers.insert(charge.clone(), customer.clone());
+                self.state
+                    .charge_customers
+                    .insert(charge.clone(), customer.clone());
                 self.charge_links.push((charge, customer));
             }
         }
@@ -385,19 +454,33 @@ impl<'a> BatchDecision<'a> {
     }
 
     fn into_commit(self) -> BillingCommit {
-        let mut commit = BillingCommit { events: self.events, charge_links: self.charge_links, now: self.now, ..Default::default() };
+        let mut commit = BillingCommit {
+            events: self.events,
+            charge_links: self.charge_links,
+            now: self.now,
+            ..Default::default()
+        };
         for key in &self.touched.subscriptions {
             let value = self.state.subscriptions[key].value.clone();
-            commit.subscriptions.push(StateWrite { value, expected_version: expected_version(&self.read.subscriptions, key) });
+            commit.subscriptions.push(StateWrite {
+                value,
+                expected_version: expected_version(&self.read.subscriptions, key),
+            });
         }
         for key in &self.touched.cases {
             let case = self.state.cases[key].value.clone();
             let stage = case.stage(self.policy);
-            commit.cases.push(StateWrite { value: (case, stage), expected_version: expected_version(&self.read.cases, key) });
+            commit.cases.push(StateWrite {
+                value: (case, stage),
+                expected_version: expected_version(&self.read.cases, key),
+            });
         }
         for key in &self.touched.customers {
             let value = self.state.customers[key].value.clone();
-            commit.customers.push(StateWrite { value, expected_version: expected_version(&self.read.customers, key) });
+            commit.customers.push(StateWrite {
+                value,
+                expected_version: expected_version(&self.read.customers, key),
+            });
         }
         commit
     }

@@ -28,7 +28,12 @@ fn stripe_peer(request: Value) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -51,7 +56,10 @@ fn bodies() -> Vec<String> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[test]
@@ -59,15 +67,20 @@ fn headers_made_by_stripe_verify_in_revguard() {
     let secret = "whsec_conformance_peer_secret";
     let t = now();
     let bodies = bodies();
-    let cases: Vec<Value> =
-        bodies.iter().map(|b| json!({"body": b, "secret": secret, "timestamp": t})).collect();
+    let cases: Vec<Value> = bodies
+        .iter()
+        .map(|b| json!({"body": b, "secret": secret, "timestamp": t}))
+        .collect();
     let headers = stripe_peer(json!({"op": "sign", "cases": cases}));
     let headers = headers.as_array().unwrap();
     assert_eq!(headers.len(), bodies.len());
     let secrets = SecretSet::parse(&format!("whsec_rotated_out,{secret}")).unwrap();
     for (body, header) in bodies.iter().zip(headers) {
         let header = header.as_str().unwrap();
-        assert_eq!(verify(Some(header), body.as_bytes(), &secrets, t, 300), Ok(t));
+        assert_eq!(
+            verify(Some(header), body.as_bytes(), &secrets, t, 300),
+            Ok(t)
+        );
         // And the same header over a changed body is refused.
         let changed = body.replacen('{', "{ ", 1);
         assert_eq!(
@@ -95,6 +108,14 @@ fn headers_made_by_revguard_verify_in_stripe() {
     for (i, r) in results.iter().take(bodies.len()).enumerate() {
         assert_eq!(r["ok"], json!(true), "body {i}: {r}");
     }
-    assert_eq!(results[bodies.len()]["ok"], json!(false), "wrong secret refused by stripe");
-    assert_eq!(results[bodies.len() + 1]["ok"], json!(false), "stale timestamp refused by stripe");
+    assert_eq!(
+        results[bodies.len()]["ok"],
+        json!(false),
+        "wrong secret refused by stripe"
+    );
+    assert_eq!(
+        results[bodies.len() + 1]["ok"],
+        json!(false),
+        "stale timestamp refused by stripe"
+    );
 }

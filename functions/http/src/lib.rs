@@ -41,7 +41,11 @@ pub struct App<L, Q> {
 
 impl<L: EventLog, Q: Queue> App<L, Q> {
     pub fn new(ingress: Ingress<L, Q>, clock: Clock) -> Self {
-        Self { ingress, clock, rejections: RejectionStats::default() }
+        Self {
+            ingress,
+            clock,
+            rejections: RejectionStats::default(),
+        }
     }
 }
 
@@ -80,7 +84,12 @@ async fn webhook<L: EventLog, Q: Queue>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let span = tracing::info_span!("webhook", event_id = Empty, event_type = Empty, livemode = Empty);
+    let span = tracing::info_span!(
+        "webhook",
+        event_id = Empty,
+        event_type = Empty,
+        livemode = Empty
+    );
     async move {
         let now = (app.clock)();
         let limit = app.ingress.config.max_body_bytes;
@@ -102,7 +111,10 @@ async fn webhook<L: EventLog, Q: Queue>(
             .map(|v| v.to_str().unwrap_or(""));
 
         let mut context = IngestContext::default();
-        let result = app.ingress.ingest(signature, &bytes, now, &mut context).await;
+        let result = app
+            .ingress
+            .ingest(signature, &bytes, now, &mut context)
+            .await;
         let span = tracing::Span::current();
         if let Some(id) = &context.event_id {
             span.record("event_id", id.as_str());

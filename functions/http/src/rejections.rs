@@ -78,10 +78,18 @@ mod tests {
         assert_eq!(snap.len(), 2);
         // One report at second 100 took the first rejection; the rest wait for the next.
         assert_eq!(stats.last_logged_sec.load(Ordering::Relaxed), 100);
-        let pending: u64 = stats.since_log.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+        let pending: u64 = stats
+            .since_log
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum();
         assert_eq!(pending, 1000);
         stats.record("bad_signature", 101);
-        let pending: u64 = stats.since_log.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+        let pending: u64 = stats
+            .since_log
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum();
         assert_eq!(pending, 0);
     }
 }

@@ -9,7 +9,12 @@ use revguard_http::{router, App, Clock, Router};
 
 /// Builds the webhook router from one SDK configuration (clients are built once, at cold
 /// start, and reused by every invocation).
-pub fn build_router(sdk: &SdkConfig, env: &IngressEnv, ingest: IngestConfig, clock: Clock) -> Router {
+pub fn build_router(
+    sdk: &SdkConfig,
+    env: &IngressEnv,
+    ingest: IngestConfig,
+    clock: Clock,
+) -> Router {
     router_with_clients(
         aws_sdk_dynamodb::Client::new(sdk),
         aws_sdk_sqs::Client::new(sdk),

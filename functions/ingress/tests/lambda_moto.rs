@@ -37,14 +37,18 @@ fn signed(body: &str) -> String {
 
 /// The API Gateway v2 envelope with this body and these headers replaced.
 fn envelope(body: &str, signature: Option<&str>, base64_body: bool) -> lambda_http::Request {
-    let mut env: Value = serde_json::from_str(&repo_file("events/apigw/webhook-request.json")).unwrap();
+    let mut env: Value =
+        serde_json::from_str(&repo_file("events/apigw/webhook-request.json")).unwrap();
     let headers = env["headers"].as_object_mut().unwrap();
     headers.remove("stripe-signature");
     if let Some(sig) = signature {
         // API Gateway passes header names through in whatever case the client used.
         headers.insert("Stripe-Signature".into(), Value::String(sig.to_owned()));
     }
-    headers.insert("content-length".into(), Value::String(body.len().to_string()));
+    headers.insert(
+        "content-length".into(),
+        Value::String(body.len().to_string()),
+    );
     if base64_body {
         env["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(body));
         env["isBase64Encoded"] = Value::Bool(true);
@@ -68,7 +72,11 @@ impl Stack {
         let table = unique_name("events");
         create_events_table(&dynamodb, &table).await.unwrap();
         let queue_url = create_queue(&sqs, &unique_name("queue")).await.unwrap();
-        let env = IngressEnv { events_table: table, queue_url, max_message_bytes: 250_000 };
+        let env = IngressEnv {
+            events_table: table,
+            queue_url,
+            max_message_bytes: 250_000,
+        };
         Self { dynamodb, sqs, env }
     }
 
@@ -89,7 +97,10 @@ impl Stack {
         router_with_clients(dynamodb, sqs, &self.env, config, Arc::new(|| NOW))
     }
 
-    async fn item(&self, event_id: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    async fn item(
+        &self,
+        event_id: &str,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
         self.dynamodb
             .get_item()
             .table_name(&self.env.events_table)
@@ -102,7 +113,9 @@ impl Stack {
     }
 
     async fn status(&self, event_id: &str) -> Option<String> {
-        self.item(event_id).await.map(|i| i["status"].as_s().unwrap().clone())
+        self.item(event_id)
+            .await
+            .map(|i| i["status"].as_s().unwrap().clone())
     }
 
     async fn drain(&self) -> Vec<QueueMessage> {
@@ -131,7 +144,10 @@ async fn call(router: revguard_http::Router, request: lambda_http::Request) -> (
     let response = router.oneshot(request).await.unwrap();
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -141,20 +157,35 @@ async fn accepted_then_duplicate() {
     let body = event_body("invoice.payment_failed.json", &id);
 
     let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
-    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
     assert_eq!(json["event_id"], Value::String(id.clone()));
     let item = stack.item(&id).await.unwrap();
     assert_eq!(item["status"].as_s().unwrap(), "queued");
-    assert_eq!(item["livemode"], AttributeValue::Bool(false), "test-mode recorded as such");
+    assert_eq!(
+        item["livemode"],
+        AttributeValue::Bool(false),
+        "test-mode recorded as such"
+    );
     assert_eq!(item["event_type"].as_s().unwrap(), "invoice.payment_failed");
-    assert_eq!(item["expires_at"].as_n().unwrap(), &(NOW + 30 * 86_400).to_string());
+    assert_eq!(
+        item["expires_at"].as_n().unwrap(),
+        &(NOW + 30 * 86_400).to_string()
+    );
 
     let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
     assert_eq!((status, json["status"].as_str()), (200, Some("duplicate")));
 
     let sent = stack.drain().await;
     assert_eq!(sent.len(), 1, "a duplicate is not enqueued again");
-    assert_eq!(sent[0].payload, Payload::Inline(body.clone()), "the raw payload travels unchanged");
+    assert_eq!(
+        sent[0].payload,
+        Payload::Inline(body.clone()),
+        "the raw payload travels unchanged"
+    );
 }
 
 #[tokio::test]
@@ -163,7 +194,11 @@ async fn base64_encoded_bodies_are_verified_on_their_decoded_bytes() {
     let id = unique_name("evt_b64");
     let body = event_body("charge.refunded.json", &id);
     let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), true)).await;
-    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
 }
 
 #[tokio::test]
@@ -171,18 +206,26 @@ async fn concurrent_duplicates_are_recorded_once_and_the_consumer_can_tell() {
     let stack = Stack::new().await;
     let id = unique_name("evt_conc");
     let body = event_body("customer.subscription.updated.json", &id);
-    let deliveries = (0..4).map(|_| call(stack.router(), envelope(&body, Some(&signed(&body)), false)));
+    let deliveries =
+        (0..4).map(|_| call(stack.router(), envelope(&body, Some(&signed(&body)), false)));
     let results = futures_join(deliveries).await;
     for (status, json) in &results {
         assert_eq!(*status, 200, "{json}");
     }
-    let accepted = results.iter().filter(|(_, j)| j["status"] == "accepted").count();
+    let accepted = results
+        .iter()
+        .filter(|(_, j)| j["status"] == "accepted")
+        .count();
     assert!(accepted >= 1);
     assert_eq!(stack.status(&id).await.as_deref(), Some("queued"));
     let sent = stack.drain().await;
     // A delivery that finds the entry unconfirmed enqueues again rather than risk a loss;
     // every copy carries the event id, which the worker applies once.
-    assert!(!sent.is_empty() && sent.len() <= results.len(), "{} messages", sent.len());
+    assert!(
+        !sent.is_empty() && sent.len() <= results.len(),
+        "{} messages",
+        sent.len()
+    );
     assert!(sent.iter().all(|m| m.event_id == id));
 }
 
@@ -191,8 +234,16 @@ async fn signature_failures_are_400_with_a_reason_and_record_nothing() {
     let stack = Stack::new().await;
     let id = unique_name("evt_bad");
     let body = event_body("invoice.paid.json", &id);
-    let wrong = sign(&WebhookSecret::new("whsec_not_ours").unwrap(), NOW, body.as_bytes());
-    let stale = sign(&WebhookSecret::new(SECRET).unwrap(), NOW - 301, body.as_bytes());
+    let wrong = sign(
+        &WebhookSecret::new("whsec_not_ours").unwrap(),
+        NOW,
+        body.as_bytes(),
+    );
+    let stale = sign(
+        &WebhookSecret::new(SECRET).unwrap(),
+        NOW - 301,
+        body.as_bytes(),
+    );
     let cases = [
         (None, "missing_signature"),
         (Some("t=abc".to_owned()), "malformed_signature"),
@@ -206,7 +257,10 @@ async fn signature_failures_are_400_with_a_reason_and_record_nothing() {
     }
     let junk = "{not json";
     let (status, json) = call(stack.router(), envelope(junk, Some(&signed(junk)), false)).await;
-    assert_eq!((status, json["error"].as_str()), (400, Some("malformed_body")));
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (400, Some("malformed_body"))
+    );
     assert_eq!(stack.item(&id).await, None);
     assert!(stack.drain().await.is_empty());
 }
@@ -220,7 +274,10 @@ async fn oversized_bodies_are_413() {
     let body = event_body("invoice.paid.json", &unique_name("evt_big"));
     assert!(body.len() > 4096);
     let (status, json) = call(router, envelope(&body, Some(&signed(&body)), false)).await;
-    assert_eq!((status, json["error"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
 }
 
 #[tokio::test]
@@ -242,14 +299,22 @@ async fn payloads_too_big_for_sqs_go_through_the_event_log() {
     assert!(body.len() > 300 * 1024, "{} bytes", body.len());
 
     let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
-    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
     let sent = stack.drain().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].payload, Payload::InEventLog);
     let item = stack.item(&id).await.unwrap();
     let stored = item["payload"].as_b().unwrap().as_ref().to_vec();
     assert!(stored.len() < 350 * 1024);
-    assert_eq!(decompress(&stored).unwrap(), body.as_bytes(), "the payload comes back byte for byte");
+    assert_eq!(
+        decompress(&stored).unwrap(),
+        body.as_bytes(),
+        "the payload comes back byte for byte"
+    );
 }
 
 #[tokio::test]
@@ -260,7 +325,10 @@ async fn a_store_outage_is_503_and_nothing_is_enqueued() {
     let id = unique_name("evt_store_down");
     let body = event_body("invoice.paid.json", &id);
     let (status, json) = call(router, envelope(&body, Some(&signed(&body)), false)).await;
-    assert_eq!((status, json["error"].as_str()), (503, Some("store_unavailable")));
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (503, Some("store_unavailable"))
+    );
     assert_eq!(stack.item(&id).await, None, "nothing recorded as done");
     assert!(stack.drain().await.is_empty());
 }
@@ -274,12 +342,23 @@ async fn a_queue_outage_is_503_and_stripes_retry_enqueues() {
 
     let router = stack.router_with(stack.dynamodb.clone(), down, stack.config());
     let (status, json) = call(router, envelope(&body, Some(&signed(&body)), false)).await;
-    assert_eq!((status, json["error"].as_str()), (503, Some("queue_unavailable")));
-    assert_eq!(stack.status(&id).await.as_deref(), Some("received"), "recorded, not confirmed");
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (503, Some("queue_unavailable"))
+    );
+    assert_eq!(
+        stack.status(&id).await.as_deref(),
+        Some("received"),
+        "recorded, not confirmed"
+    );
 
     // Stripe retries: the entry exists but was never confirmed, so it is enqueued now.
     let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
-    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
     assert_eq!(stack.status(&id).await.as_deref(), Some("queued"));
     let sent = stack.drain().await;
     assert_eq!(sent.len(), 1);

@@ -58,14 +58,20 @@ fn parse_args() -> Args {
 const PLACEHOLDER: &str = "evt_LOADPLACEHOLDER";
 
 fn template() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/charge.refunded.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/charge.refunded.json"
+    );
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     v["id"] = serde_json::Value::String(PLACEHOLDER.into());
     serde_json::to_string(&v).unwrap()
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[tokio::main]
@@ -76,7 +82,10 @@ async fn main() {
         let started = Instant::now();
         store.prefill_events(n, now()).await.unwrap();
         store.close();
-        eprintln!("prefilled {n} events in {:.1}s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "prefilled {n} events in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
         return;
     }
 
@@ -120,7 +129,12 @@ async fn main() {
                         sign(&secret, now(), body.as_bytes())
                     };
                     let t0 = Instant::now();
-                    let answer = client.post(&url).header("stripe-signature", header).body(body).send().await;
+                    let answer = client
+                        .post(&url)
+                        .header("stripe-signature", header)
+                        .body(body)
+                        .send()
+                        .await;
                     match answer {
                         Ok(r) => {
                             let status = r.status().as_u16();

@@ -14,14 +14,13 @@ use revguard_core::billing::BillingPolicy;
 use revguard_http::error_response;
 use subtle::ConstantTimeEq;
 
-use crate::sqlite::SqliteStore;
+use revguard_sqlite::SqliteStore;
 
 pub struct ApiState {
     pub store: SqliteStore,
     pub policy: BillingPolicy,
     /// Required as `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
-    pub detector: crate::detector::EmbeddedDetector,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -31,11 +30,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/dunning", get(dunning))
         .route("/api/metrics", get(metrics))
         .route("/api/alerts", get(alerts))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
 }
 
-async fn require_token(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(token) = &state.token {
         let given = request
             .headers()
@@ -70,19 +76,29 @@ async fn customer(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Res
     }
 }
 
-async fn dunning(State(s): State<Arc<ApiState>>, Query(q): Query<HashMap<String, String>>) -> Response {
-    match s.store.dunning_cases(q.get("status").map(String::as_str), &s.policy) {
+async fn dunning(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match s
+        .store
+        .dunning_cases(q.get("status").map(String::as_str), &s.policy)
+    {
         Ok(cases) => Json(cases).into_response(),
         Err(e) => internal(e),
     }
 }
 
-async fn metrics(State(s): State<Arc<ApiState>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn metrics(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let now = crate::unix_now();
     let parse = |key: &str, default: i64| -> Result<i64, Response> {
         match q.get(key) {
             None => Ok(default),
-            Some(v) => crate::parse_time(v).ok_or_else(|| error_response(StatusCode::BAD_REQUEST, "bad_time")),
+            Some(v) => crate::parse_time(v)
+                .ok_or_else(|| error_response(StatusCode::BAD_REQUEST, "bad_time")),
         }
     };
     let from = match parse("from", now - 24 * 3600) {
@@ -101,7 +117,7 @@ async fn metrics(State(s): State<Arc<ApiState>>, Query(q): Query<HashMap<String,
 
 /// Open alerts, and those resolved in the last 7 days.
 async fn alerts(State(s): State<Arc<ApiState>>) -> Response {
-    match s.detector.recent_alerts(crate::unix_now(), 7 * 86_400) {
+    match s.store.recent_alerts(crate::unix_now(), 7 * 86_400) {
         Ok(a) => Json(a).into_response(),
         Err(e) => internal(e),
     }

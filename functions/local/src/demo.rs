@@ -9,16 +9,16 @@ use std::sync::Arc;
 
 use revguard_core::billing::BillingPolicy;
 use revguard_core::detect::alerts::{datetime, AlertMessage, Transition};
-use revguard_core::detect::eval::attribution_margin_secs;
-use revguard_core::detect::scenario::{generate, Incident, IncidentKind, ScenarioConfig};
 use revguard_core::detect::{hhmm, DetectConfig};
 use revguard_core::signature::sign;
+use revguard_core::simulation::eval::attribution_margin_secs;
+use revguard_core::simulation::scenario::{generate, Incident, IncidentKind, ScenarioConfig};
 use revguard_core::{IngestConfig, Ingress, SecretSet, WebhookSecret};
 use revguard_http::{router, App};
 
-use crate::detector::{AlertSink, EmbeddedDetector};
-use crate::sqlite::SqliteStore;
-use crate::worker::{EmbeddedWorker, Notifier};
+use crate::consumer;
+use crate::publish::JsonlPublisher;
+use revguard_sqlite::SqliteStore;
 
 const STEP: i64 = 900;
 
@@ -63,21 +63,41 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let db = options.db.clone().unwrap_or_else(|| temp.join("demo.db"));
     let _ = std::fs::remove_file(&db);
     let store = SqliteStore::open(&db).map_err(|e| DemoError::Setup(e.to_string()))?;
-    let secret = WebhookSecret::new("whsec_revguard_demo").map_err(|e| DemoError::Setup(e.to_string()))?;
+    let secret =
+        WebhookSecret::new("whsec_revguard_demo").map_err(|e| DemoError::Setup(e.to_string()))?;
 
     // One simulated clock for signatures, ingress and the worker's receipt times.
     let clock = Arc::new(AtomicI64::new(0));
     let read_clock = clock.clone();
     let app = Arc::new(App::new(
-        Ingress::new(store.clone(), store.clone(), IngestConfig::new(SecretSet::single(secret.clone()))),
+        Ingress::new(
+            store.clone(),
+            store.clone(),
+            IngestConfig::new(SecretSet::single(secret.clone())),
+        ),
         Arc::new(move || read_clock.load(Ordering::SeqCst)),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| DemoError::Setup(e.to_string()))?;
-    let url = format!("http://{}/webhook", listener.local_addr().map_err(|e| DemoError::Setup(e.to_string()))?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| DemoError::Setup(e.to_string()))?;
+    let url = format!(
+        "http://{}/webhook",
+        listener
+            .local_addr()
+            .map_err(|e| DemoError::Setup(e.to_string()))?
+    );
     let server = tokio::spawn(async move { axum::serve(listener, router(app)).await });
 
-    let worker = EmbeddedWorker { store: store.clone(), policy: BillingPolicy::default(), notifier: Notifier::log_only() };
-    let detector = EmbeddedDetector { store: store.clone(), config: DetectConfig::default(), sink: AlertSink::log_only() };
+    let worker = consumer::worker(
+        &store,
+        BillingPolicy::default(),
+        JsonlPublisher::log_only("notification"),
+    );
+    let mut detector = consumer::detector(
+        &store,
+        DetectConfig::default(),
+        JsonlPublisher::log_only("alert"),
+    );
     let mut config = ScenarioConfig::new(options.seed);
     config.customers = options.customers;
     let scenario = generate(config.clone());
@@ -99,12 +119,18 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
                 .await
                 .map_err(|err| DemoError::Rejected(err.to_string()))?;
             if !response.status().is_success() {
-                return Err(DemoError::Rejected(format!("{}: {}", e.id, response.status())));
+                return Err(DemoError::Rejected(format!(
+                    "{}: {}",
+                    e.id,
+                    response.status()
+                )));
             }
             next += 1;
         }
-        while worker.run_once(t).await? > 0 {}
+        while consumer::run_once(&store, &worker, t).await? > 0 {}
         if !options.replay_only && t >= config.monitored_from() {
+            // As of `t`: what was received by then, as the live timer would have seen it.
+            detector.counters.received_before = Some(t);
             transitions.extend(detector.run(t).await?.transitions);
         }
         t += STEP;
@@ -115,23 +141,42 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     if options.db.is_none() {
         let _ = std::fs::remove_dir_all(&temp);
     }
-    Ok(report(&scenario.incidents, scenario.events.len(), applied, transitions))
+    Ok(report(
+        &scenario.incidents,
+        scenario.events.len(),
+        applied,
+        transitions,
+    ))
 }
 
 fn tempdir() -> Result<PathBuf, DemoError> {
-    let dir = std::env::temp_dir().join(format!("revguard-demo-{}-{}", std::process::id(), crate::unix_now()));
+    let dir = std::env::temp_dir().join(format!(
+        "revguard-demo-{}-{}",
+        std::process::id(),
+        crate::unix_now()
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| DemoError::Setup(e.to_string()))?;
     Ok(dir)
 }
 
-fn report(incidents: &[Incident], webhooks: usize, applied: u64, transitions: Vec<AlertMessage>) -> DemoReport {
+fn report(
+    incidents: &[Incident],
+    webhooks: usize,
+    applied: u64,
+    transitions: Vec<AlertMessage>,
+) -> DemoReport {
     // The latest incident begun before the alert, whose margin still covers it.
     let owner = |m: &AlertMessage| {
         incidents.iter().rposition(|i| {
-            i.kind.explains(&m.alert_id) && m.at >= i.start && m.at <= i.end + attribution_margin_secs(&m.alert_id)
+            i.kind.explains(&m.alert_id)
+                && m.at >= i.start
+                && m.at <= i.end + attribution_margin_secs(&m.alert_id)
         })
     };
-    let opened: Vec<&AlertMessage> = transitions.iter().filter(|m| m.transition == Transition::Opened).collect();
+    let opened: Vec<&AlertMessage> = transitions
+        .iter()
+        .filter(|m| m.transition == Transition::Opened)
+        .collect();
     let outcomes = incidents
         .iter()
         .enumerate()
@@ -144,7 +189,11 @@ fn report(incidents: &[Incident], webhooks: usize, applied: u64, transitions: Ve
             }
         })
         .collect();
-    let false_alerts = opened.iter().filter(|m| owner(m).is_none()).map(|m| (*m).clone()).collect();
+    let false_alerts = opened
+        .iter()
+        .filter(|m| owner(m).is_none())
+        .map(|m| (*m).clone())
+        .collect();
 
     let mut lines: Vec<(i64, u8, String)> = Vec::new();
     for inc in incidents {
@@ -152,10 +201,20 @@ fn report(incidents: &[Incident], webhooks: usize, applied: u64, transitions: Ve
             IncidentKind::FailedChargeBurst => format!("{} failed charges", inc.size),
             IncidentKind::RefundSpike => format!("{} refunds", inc.size),
             IncidentKind::DisputeCluster => format!("{} disputes", inc.size),
-            IncidentKind::WebhookOutage => "no webhook reaches revguard (Stripe retries later)".to_owned(),
+            IncidentKind::WebhookOutage => {
+                "no webhook reaches revguard (Stripe retries later)".to_owned()
+            }
             IncidentKind::CancellationWave => format!("{} cancellations", inc.size),
         };
-        lines.push((inc.start, 0, format!("INJECTED  {}: {what}, until {}", inc.kind.as_str(), hhmm(inc.end))));
+        lines.push((
+            inc.start,
+            0,
+            format!(
+                "INJECTED  {}: {what}, until {}",
+                inc.kind.as_str(),
+                hhmm(inc.end)
+            ),
+        ));
     }
     for m in &transitions {
         let label = match m.transition {
@@ -173,8 +232,17 @@ fn report(incidents: &[Incident], webhooks: usize, applied: u64, transitions: Ve
         lines.push((m.at, 1, text));
     }
     lines.sort();
-    let timeline = lines.into_iter().map(|(t, _, text)| format!("{}  {text}", &datetime(t)[..16])).collect();
-    DemoReport { webhooks, applied, incidents: outcomes, false_alerts, timeline }
+    let timeline = lines
+        .into_iter()
+        .map(|(t, _, text)| format!("{}  {text}", &datetime(t)[..16]))
+        .collect();
+    DemoReport {
+        webhooks,
+        applied,
+        incidents: outcomes,
+        false_alerts,
+        timeline,
+    }
 }
 
 pub fn print(report: &DemoReport, options: &DemoOptions) {
@@ -202,7 +270,11 @@ pub fn print(report: &DemoReport, options: &DemoOptions) {
         println!("  false alerts: none");
     } else {
         for m in &report.false_alerts {
-            println!("  false alert at {}: {}", &datetime(m.at)[..16], m.finding.explanation);
+            println!(
+                "  false alert at {}: {}",
+                &datetime(m.at)[..16],
+                m.finding.explanation
+            );
         }
     }
 }

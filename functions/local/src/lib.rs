@@ -2,14 +2,13 @@
 //! over a SQLite store with an in-process queue.
 
 pub mod api;
+pub mod consumer;
 pub mod demo;
-pub mod detector;
+pub mod publish;
 pub mod send;
 pub mod serve;
-pub mod sqlite;
-pub mod worker;
 
-pub use sqlite::SqliteStore;
+pub use revguard_sqlite::SqliteStore;
 
 /// Unix seconds from the wall clock: the embedded binary is an edge, allowed to read it.
 pub fn unix_now() -> i64 {
@@ -21,5 +20,7 @@ pub fn unix_now() -> i64 {
 
 /// Unix seconds, or an RFC 3339 UTC time such as `2026-01-01T00:00:00Z`.
 pub fn parse_time(s: &str) -> Option<i64> {
-    s.parse::<i64>().ok().or_else(|| revguard_core::billing::customer::parse_rfc3339_utc(s))
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| revguard_core::time::parse_rfc3339(s))
 }

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use revguard_core::billing::BillingPolicy;
 use revguard_core::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
 use revguard_core::signature::DEFAULT_TOLERANCE_SECS;
 use revguard_core::{ModeFilter, SecretSet, WebhookSecret};
 use revguard_local::serve::{serve, shutdown_signal, ServeOptions, DEV_SECRET_KEY};
-use revguard_core::billing::BillingPolicy;
 use revguard_local::{parse_time, send, unix_now, SqliteStore};
 
 #[derive(Parser)]
@@ -155,10 +155,18 @@ struct PolicyArgs {
     #[arg(long, env = "REVGUARD_SUSPEND_ON_DISPUTE")]
     suspend_on_dispute: bool,
     /// Announce successful payments of at least this many minor units (0: off).
-    #[arg(long, env = "REVGUARD_LARGE_PAYMENT_MINOR_UNITS", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "REVGUARD_LARGE_PAYMENT_MINOR_UNITS",
+        default_value_t = 100_000
+    )]
     large_payment_minor_units: i64,
     /// Alert on a single refund of at least this many minor units (0: off).
-    #[arg(long, env = "REVGUARD_LARGE_REFUND_MINOR_UNITS", default_value_t = 50_000)]
+    #[arg(
+        long,
+        env = "REVGUARD_LARGE_REFUND_MINOR_UNITS",
+        default_value_t = 50_000
+    )]
     large_refund_minor_units: i64,
     /// Alert on two equal charges to one customer within this many seconds.
     #[arg(long, env = "REVGUARD_DUPLICATE_CHARGE_SECS", default_value_t = 600)]
@@ -185,7 +193,9 @@ fn parse_modes(s: &str) -> Result<ModeFilter, String> {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("REVGUARD_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -207,7 +217,10 @@ async fn main() -> ExitCode {
 
 fn open_existing(db: &DbArg) -> anyhow::Result<SqliteStore> {
     if !db.db.exists() {
-        bail!("no database at {} (start `revguard serve` first, or pass --db)", db.db.display());
+        bail!(
+            "no database at {} (start `revguard serve` first, or pass --db)",
+            db.db.display()
+        );
     }
     Ok(SqliteStore::open(&db.db)?)
 }
@@ -244,14 +257,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 notifications_file: notifications_file
                     .unwrap_or_else(|| db.db.with_file_name("revguard-notifications.jsonl")),
                 api_token: api_token.filter(|t| !t.is_empty()),
-                alerts_file: alerts_file.unwrap_or_else(|| db.db.with_file_name("revguard-alerts.jsonl")),
+                alerts_file: alerts_file
+                    .unwrap_or_else(|| db.db.with_file_name("revguard-alerts.jsonl")),
                 detect_interval_secs,
                 detect: revguard_core::detect::DetectConfig::default(),
             };
             serve(store, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Send { file, url, secret, db, fresh_id } => {
+        Command::Send {
+            file,
+            url,
+            secret,
+            db,
+            fresh_id,
+        } => {
             let secret = match secret {
                 // With several configured secrets, the first one signs.
                 Some(list) => SecretSet::parse(&list)
@@ -261,8 +281,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .cloned()
                     .context("--secret")?,
                 None => {
-                    let store = open_existing(&db)
-                        .context("no --secret or STRIPE_WEBHOOK_SECRET, and no dev secret to fall back on")?;
+                    let store = open_existing(&db).context(
+                        "no --secret or STRIPE_WEBHOOK_SECRET, and no dev secret to fall back on",
+                    )?;
                     let stored = store
                         .setting(DEV_SECRET_KEY)
                         .await?
@@ -274,7 +295,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let client = reqwest::Client::new();
             let answer = send::send(&client, &url, &secret, prepared.body, unix_now()).await?;
             println!("{} {} {}", prepared.event_id, answer.status, answer.body);
-            Ok(if (200..300).contains(&answer.status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if (200..300).contains(&answer.status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Queue { db, limit } => {
             let store = open_existing(&db)?;
@@ -313,29 +338,48 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detect { at, db } => {
             let store = open_existing(&db)?;
             let now = parse_time(&at).with_context(|| format!("not a time: {at}"))?;
-            let detector = revguard_local::detector::EmbeddedDetector {
-                store,
-                config: revguard_core::detect::DetectConfig::default(),
-                sink: revguard_local::detector::AlertSink::log_only(),
-            };
-            let (findings, changes) = detector.plan_at(now)?;
+            // Counting only what had been received by then; writes nothing.
+            let mut detector = revguard_local::consumer::detector(
+                &store,
+                revguard_core::detect::DetectConfig::default(),
+                revguard_local::publish::JsonlPublisher::log_only("alert"),
+            );
+            detector.counters.received_before = Some(now);
+            let plan = detector.plan(now).await?;
+            let (findings, changes) = (plan.findings, plan.changes);
             for f in findings {
                 println!("{}", serde_json::json!({ "finding": f }));
             }
             for c in changes.iter().filter(|c| c.transition.is_published()) {
                 let m = revguard_core::detect::alerts::render(c);
-                println!("{}", serde_json::json!({ "transition": m.transition, "alert_id": m.alert_id, "severity": m.severity, "subject": m.subject, "sms": m.sms }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "transition": m.transition, "alert_id": m.alert_id, "severity": m.severity, "subject": m.subject, "sms": m.sms })
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { seed, customers, keep_db, replay_only } => {
-            let options = revguard_local::demo::DemoOptions { seed, customers, db: keep_db, replay_only };
+        Command::Demo {
+            seed,
+            customers,
+            keep_db,
+            replay_only,
+        } => {
+            let options = revguard_local::demo::DemoOptions {
+                seed,
+                customers,
+                db: keep_db,
+                replay_only,
+            };
             let started = std::time::Instant::now();
             let report = revguard_local::demo::run(options.clone()).await?;
             if !replay_only {
                 revguard_local::demo::print(&report, &options);
-                println!("
-(ran in {:.1} s)", started.elapsed().as_secs_f64());
+                println!(
+                    "
+(ran in {:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

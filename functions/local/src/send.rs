@@ -28,14 +28,26 @@ pub struct Prepared {
 
 /// Reads the event file and, with `fresh_id`, gives it a new unique event id.
 pub fn prepare(path: &str, fresh_id: bool) -> Result<Prepared, SendError> {
-    let raw = std::fs::read(path).map_err(|source| SendError::Read { path: path.into(), source })?;
+    let raw = std::fs::read(path).map_err(|source| SendError::Read {
+        path: path.into(),
+        source,
+    })?;
     let mut value: serde_json::Value =
         serde_json::from_slice(&raw).map_err(|_| SendError::NotJson(path.into()))?;
-    let object = value.as_object_mut().ok_or_else(|| SendError::NotJson(path.into()))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| SendError::NotJson(path.into()))?;
     if !fresh_id {
-        let event_id = object.get("id").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        let event_id = object
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned();
         // The file's bytes go out unchanged.
-        return Ok(Prepared { event_id, body: raw });
+        return Ok(Prepared {
+            event_id,
+            body: raw,
+        });
     }
     let event_id = format!("evt_{}", crate::serve::random_hex(12));
     object.insert("id".into(), serde_json::Value::String(event_id.clone()));
@@ -56,7 +68,10 @@ pub async fn send(
     now: i64,
 ) -> Result<Answer, SendError> {
     let header = sign(secret, now, &body);
-    let http_err = |source| SendError::Http { url: url.into(), source };
+    let http_err = |source| SendError::Http {
+        url: url.into(),
+        source,
+    };
     let response = client
         .post(url)
         .header("content-type", "application/json")

@@ -11,10 +11,9 @@ use revguard_core::{IngestConfig, Ingress, ModeFilter, SecretSet, WebhookSecret}
 use revguard_http::{router, system_clock, App};
 
 use crate::api::{self, ApiState};
-use crate::detector::{AlertSink, EmbeddedDetector};
-use crate::sqlite::SqliteStore;
-use crate::worker::stop::StopSignal;
-use crate::worker::{EmbeddedWorker, Notifier};
+use crate::consumer::{self, EmbeddedDetector, StopSignal};
+use crate::publish::JsonlPublisher;
+use revguard_sqlite::SqliteStore;
 
 /// The settings key under which a generated development secret is kept.
 pub const DEV_SECRET_KEY: &str = "dev_webhook_secret";
@@ -70,8 +69,12 @@ pub async fn secrets_or_dev(
         return Ok((set, None));
     }
     let fresh = format!("whsec_dev_{}", random_hex(24));
-    let stored = store.setting_or_insert(DEV_SECRET_KEY, &fresh).await.map_err(ServeError::Secret)?;
-    let secret = WebhookSecret::new(stored).map_err(|e| ServeError::Secret(revguard_core::StoreError::Corrupt(e.to_string())))?;
+    let stored = store
+        .setting_or_insert(DEV_SECRET_KEY, &fresh)
+        .await
+        .map_err(ServeError::Secret)?;
+    let secret = WebhookSecret::new(stored)
+        .map_err(|e| ServeError::Secret(revguard_core::StoreError::Corrupt(e.to_string())))?;
     Ok((SecretSet::single(secret.clone()), Some(secret)))
 }
 
@@ -97,21 +100,39 @@ pub async fn serve(
         event_ttl_secs: options.event_ttl_secs,
         modes: options.modes,
     };
-    let app = Arc::new(App::new(Ingress::new(store.clone(), store.clone(), config), system_clock()));
-    let notifier = Notifier::to_file(options.notifications_file.clone())
-        .map_err(|source| ServeError::Notifications { path: options.notifications_file.clone(), source })?;
-    let worker = EmbeddedWorker { store: store.clone(), policy: options.policy.clone(), notifier };
-    let sink = AlertSink::to_file(&options.alerts_file)
-        .map_err(|source| ServeError::Notifications { path: options.alerts_file.clone(), source })?;
-    let detector = EmbeddedDetector { store: store.clone(), config: options.detect.clone(), sink };
+    let app = Arc::new(App::new(
+        Ingress::new(store.clone(), store.clone(), config),
+        system_clock(),
+    ));
+    let notifier =
+        JsonlPublisher::to_file("notification", &options.notifications_file).map_err(|source| {
+            ServeError::Notifications {
+                path: options.notifications_file.clone(),
+                source,
+            }
+        })?;
+    let worker = consumer::worker(&store, options.policy.clone(), notifier);
+    let sink = JsonlPublisher::to_file("alert", &options.alerts_file).map_err(|source| {
+        ServeError::Notifications {
+            path: options.alerts_file.clone(),
+            source,
+        }
+    })?;
+    let detector = consumer::detector(&store, options.detect.clone(), sink);
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
-        .map_err(|source| ServeError::Bind { addr: options.addr, source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: options.addr,
+            source,
+        })?;
     let local = listener.local_addr().map_err(ServeError::Serve)?;
 
     // What a person starting the server needs, on stdout (not the log): where to send
     // webhooks and, for a dev secret, which secret signs them.
-    println!("revguard listening on http://{local}/webhook (database {})", store.path().display());
+    println!(
+        "revguard listening on http://{local}/webhook (database {})",
+        store.path().display()
+    );
     if let Some(secret) = &dev_secret {
         println!(
             "No STRIPE_WEBHOOK_SECRET set: using the development secret kept in the database:\n  {}",
@@ -125,7 +146,6 @@ pub async fn serve(
             store: store.clone(),
             policy: options.policy.clone(),
             token: options.api_token.clone(),
-            detector: detector.clone(),
         };
         routes = routes.merge(api::router(Arc::new(api_state)));
     } else {
@@ -138,10 +158,14 @@ pub async fn serve(
     );
 
     let stop = StopSignal::default();
-    let worker_task = tokio::spawn(worker.run(stop.clone()));
+    let worker_task = tokio::spawn(consumer::run(store.clone(), worker, stop.clone()));
     let purger = tokio::spawn(purge_expired_hourly(store.clone()));
-    let detecting = (options.detect_interval_secs > 0)
-        .then(|| tokio::spawn(detect_every(detector, Duration::from_secs(options.detect_interval_secs))));
+    let detecting = (options.detect_interval_secs > 0).then(|| {
+        tokio::spawn(detect_every(
+            detector,
+            Duration::from_secs(options.detect_interval_secs),
+        ))
+    });
     let result = axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown)
         .await
@@ -166,7 +190,11 @@ async fn detect_every(detector: EmbeddedDetector, every: Duration) {
         match detector.run(crate::unix_now()).await {
             Ok(run) => {
                 if !run.transitions.is_empty() {
-                    tracing::info!(transitions = run.transitions.len(), findings = run.findings.len(), "detector run");
+                    tracing::info!(
+                        transitions = run.transitions.len(),
+                        findings = run.findings.len(),
+                        "detector run"
+                    );
                 }
             }
             Err(e) => tracing::warn!(error = %e, "detector run failed"),

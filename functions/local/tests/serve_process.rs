@@ -51,12 +51,19 @@ impl Server {
         // Keep draining stdout so the server never blocks on a full pipe.
         // (The line naming the notifications file is among them.)
         std::thread::spawn(move || for _ in lines {});
-        Server { child, url, dev_secret }
+        Server {
+            child,
+            url,
+            dev_secret,
+        }
     }
 
     /// SIGTERM, then wait: the process must exit cleanly.
     fn stop(mut self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "revguard exited with {exit}");
@@ -77,10 +84,18 @@ fn cli(args: &[&str]) -> (bool, String) {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out.status.success(), text + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.success(),
+        text + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &str, header: Option<String>) -> (u16, Value) {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    header: Option<String>,
+) -> (u16, Value) {
     let mut req = client.post(url).body(body.to_owned());
     if let Some(h) = header {
         req = req.header("STRIPE-SIGNATURE", h);
@@ -91,7 +106,10 @@ async fn post(client: &reqwest::Client, url: &str, body: &str, header: Option<St
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[tokio::test]
@@ -105,34 +123,94 @@ async fn serves_webhooks_and_a_restart_keeps_the_secret_and_the_queue() {
     let client = reqwest::Client::new();
     let body = std::fs::read_to_string(events_dir().join("invoice.payment_failed.json")).unwrap();
 
-    let (status, json) = post(&client, &server.url, &body, Some(sign(&secret, now(), body.as_bytes()))).await;
-    assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
-    let (status, json) = post(&client, &server.url, &body, Some(sign(&secret, now(), body.as_bytes()))).await;
+    let (status, json) = post(
+        &client,
+        &server.url,
+        &body,
+        Some(sign(&secret, now(), body.as_bytes())),
+    )
+    .await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
+    let (status, json) = post(
+        &client,
+        &server.url,
+        &body,
+        Some(sign(&secret, now(), body.as_bytes())),
+    )
+    .await;
     assert_eq!((status, json["status"].as_str()), (200, Some("duplicate")));
-    let (status, json) = post(&client, &server.url, &body, Some(format!("t={},v1={}", now(), "ab".repeat(32)))).await;
-    assert_eq!((status, json["error"].as_str()), (400, Some("bad_signature")));
+    let (status, json) = post(
+        &client,
+        &server.url,
+        &body,
+        Some(format!("t={},v1={}", now(), "ab".repeat(32))),
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (400, Some("bad_signature"))
+    );
     let (status, json) = post(&client, &server.url, &body, None).await;
-    assert_eq!((status, json["error"].as_str()), (400, Some("missing_signature")));
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (400, Some("missing_signature"))
+    );
 
-    let health = client.get(server.url.replace("/webhook", "/healthz")).send().await.unwrap();
+    let health = client
+        .get(server.url.replace("/webhook", "/healthz"))
+        .send()
+        .await
+        .unwrap();
     let health: Value = health.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["rejected"]["bad_signature"], 1);
 
     // `revguard send` signs with the dev secret it finds in the database.
     let file = events_dir().join("checkout.session.completed.json");
-    let (ok, out) = cli(&["send", file.to_str().unwrap(), "--url", &server.url, "--db", db.to_str().unwrap()]);
+    let (ok, out) = cli(&[
+        "send",
+        file.to_str().unwrap(),
+        "--url",
+        &server.url,
+        "--db",
+        db.to_str().unwrap(),
+    ]);
     assert!(ok && out.contains("\"accepted\""), "{out}");
-    let (ok, out) = cli(&["send", file.to_str().unwrap(), "--url", &server.url, "--db", db.to_str().unwrap(), "--fresh-id"]);
+    let (ok, out) = cli(&[
+        "send",
+        file.to_str().unwrap(),
+        "--url",
+        &server.url,
+        "--db",
+        db.to_str().unwrap(),
+        "--fresh-id",
+    ]);
     assert!(ok && out.contains("\"accepted\""), "{out}");
-    let (ok, out) = cli(&["send", file.to_str().unwrap(), "--url", &server.url, "--secret", "whsec_wrong"]);
+    let (ok, out) = cli(&[
+        "send",
+        file.to_str().unwrap(),
+        "--url",
+        &server.url,
+        "--secret",
+        "whsec_wrong",
+    ]);
     assert!(!ok && out.contains("bad_signature"), "{out}");
     server.stop();
 
     // After a restart: the same secret, and the queued events are still there.
     let server = Server::start(&db, None);
     assert_eq!(server.dev_secret.as_deref(), Some(secret_text.as_str()));
-    let (status, json) = post(&client, &server.url, &body, Some(sign(&secret, now(), body.as_bytes()))).await;
+    let (status, json) = post(
+        &client,
+        &server.url,
+        &body,
+        Some(sign(&secret, now(), body.as_bytes())),
+    )
+    .await;
     assert_eq!((status, json["status"].as_str()), (200, Some("duplicate")));
     server.stop();
 
@@ -156,11 +234,21 @@ async fn events_left_queued_by_a_crash_are_applied_on_start() {
     let secret = WebhookSecret::new("whsec_crash").unwrap();
     {
         let store = revguard_local::SqliteStore::open(&db).unwrap();
-        let ingress = Ingress::new(store.clone(), store.clone(), IngestConfig::new(SecretSet::single(secret.clone())));
-        for name in ["customer.subscription.created.json", "invoice.payment_failed.json"] {
+        let ingress = Ingress::new(
+            store.clone(),
+            store.clone(),
+            IngestConfig::new(SecretSet::single(secret.clone())),
+        );
+        for name in [
+            "customer.subscription.created.json",
+            "invoice.payment_failed.json",
+        ] {
             let body = std::fs::read(events_dir().join(name)).unwrap();
             let header = sign(&secret, now(), &body);
-            ingress.ingest(Some(&header), &body, now(), &mut IngestContext::default()).await.unwrap();
+            ingress
+                .ingest(Some(&header), &body, now(), &mut IngestContext::default())
+                .await
+                .unwrap();
         }
         assert_eq!(store.queued(10).unwrap().len(), 2);
         store.close();
@@ -171,12 +259,18 @@ async fn events_left_queued_by_a_crash_are_applied_on_start() {
     let server = Server::start(&db, Some("whsec_crash"));
     let client = reqwest::Client::new();
     let url = server.url.replace("/webhook", "/api/dunning?status=all");
-    let cases = eventually(&client, &url, "the queued failure applied", |v| v.as_array().is_some_and(|a| a.len() == 1)).await;
+    let cases = eventually(&client, &url, "the queued failure applied", |v| {
+        v.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
     assert_eq!(cases[0]["stage"], "notice");
     server.stop();
     let (_, out) = cli(&["status", "--db", db.to_str().unwrap()]);
     let counts: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!((counts["applied"].as_i64(), counts["queue_depth"].as_i64()), (Some(2), Some(0)));
+    assert_eq!(
+        (counts["applied"].as_i64(), counts["queue_depth"].as_i64()),
+        (Some(2), Some(0))
+    );
 }
 
 #[tokio::test]
@@ -187,10 +281,17 @@ async fn configured_secrets_rotate_and_no_dev_secret_is_made() {
     assert!(server.dev_secret.is_none());
     let client = reqwest::Client::new();
     for (i, s) in ["whsec_old_one", "whsec_new_one"].iter().enumerate() {
-        let body = format!(r#"{{"id":"evt_rot_{i}","type":"charge.refunded","created":{},"livemode":true,"data":{{"object":{{"id":"ch_1"}}}}}}"#, now());
+        let body = format!(
+            r#"{{"id":"evt_rot_{i}","type":"charge.refunded","created":{},"livemode":true,"data":{{"object":{{"id":"ch_1"}}}}}}"#,
+            now()
+        );
         let header = sign(&WebhookSecret::new(*s).unwrap(), now(), body.as_bytes());
         let (status, json) = post(&client, &server.url, &body, Some(header)).await;
-        assert_eq!((status, json["status"].as_str()), (200, Some("accepted")), "{json}");
+        assert_eq!(
+            (status, json["status"].as_str()),
+            (200, Some("accepted")),
+            "{json}"
+        );
     }
     server.stop();
 }
@@ -227,16 +328,27 @@ async fn sigterm_during_load_loses_no_accepted_event() {
         }
     }
     let store = revguard_local::SqliteStore::open(&db).unwrap();
-    let queued: std::collections::HashSet<String> =
-        store.queued(10_000).unwrap().into_iter().map(|m| m.event_id).collect();
+    let queued: std::collections::HashSet<String> = store
+        .queued(10_000)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.event_id)
+        .collect();
     for id in &accepted {
-        assert!(queued.contains(id), "{id} was acknowledged but is not in the queue");
+        assert!(
+            queued.contains(id),
+            "{id} was acknowledged but is not in the queue"
+        );
     }
-    eprintln!("{} of 300 acknowledged before shutdown, all durable", accepted.len());
+    eprintln!(
+        "{} of 300 acknowledged before shutdown, all durable",
+        accepted.len()
+    );
 }
 
 fn fixture_at(name: &str, created: i64) -> String {
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(events_dir().join(name)).unwrap()).unwrap();
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(events_dir().join(name)).unwrap()).unwrap();
     v["created"] = Value::from(created);
     serde_json::to_string(&v).unwrap()
 }
@@ -246,7 +358,12 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Value {
 }
 
 /// Polls until `check` holds (the worker applies within a second), or fails after 10 s.
-async fn eventually(client: &reqwest::Client, url: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+async fn eventually(
+    client: &reqwest::Client,
+    url: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..100 {
         let v = get_json(client, url).await;
         if check(&v) {
@@ -254,11 +371,15 @@ async fn eventually(client: &reqwest::Client, url: &str, what: &str, check: impl
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("{what}: never happened; last answer {}", get_json(client, url).await);
+    panic!(
+        "{what}: never happened; last answer {}",
+        get_json(client, url).await
+    );
 }
 
 fn dunning_stages(db: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(db.with_file_name("notifications.jsonl")).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(db.with_file_name("notifications.jsonl")).unwrap_or_default();
     text.lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|n| n["kind"] == "dunning")
@@ -300,21 +421,30 @@ async fn a_dunning_story_end_to_end_over_http() {
     for i in 0..3 {
         send(i).await;
     }
-    let view = eventually(&client, &customer_url, "a case at notice, customer in grace", |v| {
-        v["open_dunning_cases"][0]["stage"] == "notice" && v["access"]["verdict"] == "grace"
-    })
+    let view = eventually(
+        &client,
+        &customer_url,
+        "a case at notice, customer in grace",
+        |v| v["open_dunning_cases"][0]["stage"] == "notice" && v["access"]["verdict"] == "grace",
+    )
     .await;
     assert_eq!(view["open_dunning_cases"][0]["amount_due"], 2000);
     assert_eq!(view["access"]["grace_until"], failed_at + 7 * 86_400);
 
     send(3).await;
     send(4).await;
-    eventually(&client, &customer_url, "final warning", |v| v["open_dunning_cases"][0]["stage"] == "final_warning").await;
+    eventually(&client, &customer_url, "final warning", |v| {
+        v["open_dunning_cases"][0]["stage"] == "final_warning"
+    })
+    .await;
 
     send(5).await;
     send(6).await;
     let view = eventually(&client, &customer_url, "recovered and granted", |v| {
-        v["access"]["verdict"] == "granted" && v["open_dunning_cases"].as_array().is_some_and(|a| a.is_empty())
+        v["access"]["verdict"] == "granted"
+            && v["open_dunning_cases"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
     })
     .await;
     assert_eq!(view["subscriptions"][0]["status"], "active");
@@ -322,7 +452,11 @@ async fn a_dunning_story_end_to_end_over_http() {
     assert_eq!(closed[0]["stage"], "recovered");
     assert_eq!(closed[0]["recovered_amount"], 2000);
     assert_eq!(closed[0]["time_to_recover_secs"], paid_at - failed_at);
-    assert_eq!(dunning_stages(&db), ["notice", "final_warning", "recovered"], "one notification per stage");
+    assert_eq!(
+        dunning_stages(&db),
+        ["notice", "final_warning", "recovered"],
+        "one notification per stage"
+    );
 
     // Stripe redelivers the whole story: nothing changes, nothing is announced again.
     for i in 0..story.len() {
@@ -330,15 +464,26 @@ async fn a_dunning_story_end_to_end_over_http() {
     }
     let metrics_url = format!("{api}/metrics?from={}&to={}", t - 41 * 86_400, t + 3_600);
     let total = |metrics: &Value, name: &str| -> i64 {
-        metrics.as_array().unwrap().iter().filter_map(|h| h["metrics"][name].as_i64()).sum()
+        metrics
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["metrics"][name].as_i64())
+            .sum()
     };
-    let metrics = eventually(&client, &metrics_url, "all applied", |m| total(m, "events") == story.len() as i64).await;
+    let metrics = eventually(&client, &metrics_url, "all applied", |m| {
+        total(m, "events") == story.len() as i64
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(total(&metrics, "dunning_opened"), 1);
     assert_eq!(total(&metrics, "dunning_recovered"), 1);
     assert_eq!(total(&metrics, "dunning_recovered_amount.usd"), 2000);
     assert_eq!(total(&metrics, "subscriptions_new"), 1);
-    assert_eq!(dunning_stages(&db), ["notice", "final_warning", "recovered"]);
+    assert_eq!(
+        dunning_stages(&db),
+        ["notice", "final_warning", "recovered"]
+    );
     server.stop();
 }
 
@@ -347,16 +492,52 @@ async fn the_operator_api_needs_its_token_when_one_is_set() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("revguard.db");
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--api-token", "s3cret", "--db"]).arg(&db);
-    cmd.env("STRIPE_WEBHOOK_SECRET", "whsec_api").env("RUST_LOG", "warn").stdout(Stdio::piped());
+    cmd.args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--api-token",
+        "s3cret",
+        "--db",
+    ])
+    .arg(&db);
+    cmd.env("STRIPE_WEBHOOK_SECRET", "whsec_api")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let url = first.split_whitespace().find(|w| w.starts_with("http://")).unwrap().replace("/webhook", "/api/dunning");
-    let server = Server { child, url: String::new(), dev_secret: None };
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .replace("/webhook", "/api/dunning");
+    let server = Server {
+        child,
+        url: String::new(),
+        dev_secret: None,
+    };
     let client = reqwest::Client::new();
     assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
-    assert_eq!(client.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
-    assert_eq!(client.get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     server.stop();
 }

@@ -37,7 +37,10 @@ impl<N: Notifier> Worker<N> {
         for record in batch.records {
             let id = record.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("message", message_id = %id, event_id = tracing::field::Empty, event_type = tracing::field::Empty);
-            let result = self.handle_record(&record, now).instrument(span.clone()).await;
+            let result = self
+                .handle_record(&record, now)
+                .instrument(span.clone())
+                .await;
             if let Err(e) = result {
                 let _guard = span.enter();
                 tracing::error!(error = %revguard_core::error_chain(&e), "message failed; SQS will retry it");
@@ -59,7 +62,11 @@ impl<N: Notifier> Worker<N> {
         let raw = match message.payload {
             Payload::Inline(raw) => raw.into_bytes(),
             Payload::InEventLog => {
-                let stored = self.log.stored_payload(&message.event_id).await?.ok_or(RecordError::PayloadMissing)?;
+                let stored = self
+                    .log
+                    .stored_payload(&message.event_id)
+                    .await?
+                    .ok_or(RecordError::PayloadMissing)?;
                 decompress(&stored)?
             }
         };

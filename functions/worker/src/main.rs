@@ -2,7 +2,9 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use revguard_aws::{load_sdk_config, policy_from_env, DynamoBilling, DynamoEventLog, SnsNotifier, WorkerEnv};
+use revguard_aws::{
+    load_sdk_config, policy_from_env, DynamoBilling, DynamoEventLog, SnsNotifier, WorkerEnv,
+};
 use revguard_worker::Worker;
 
 #[tokio::main]
@@ -14,12 +16,15 @@ async fn main() -> Result<(), Error> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let worker = Worker {
         log: DynamoEventLog::new(dynamodb.clone(), env.events_table),
-        billing: DynamoBilling::new(dynamodb, env.state_table, env.counters_table, policy).with_alerts_table(env.alerts_table),
+        billing: DynamoBilling::new(dynamodb, env.state_table, env.counters_table, policy)
+            .with_alerts_table(env.alerts_table),
         notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&sdk), env.notifications_topic_arn),
     };
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64;
         Ok::<SqsBatchResponse, Error>(worker.handle_batch(event.payload, now).await)
     }))
     .await

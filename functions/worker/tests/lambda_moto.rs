@@ -29,19 +29,30 @@ async fn stack() -> Stack {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let sns = aws_sdk_sns::Client::new(&sdk);
-    let (events, state, counters) = (unique_name("events"), unique_name("state"), unique_name("counters"));
+    let (events, state, counters) = (
+        unique_name("events"),
+        unique_name("state"),
+        unique_name("counters"),
+    );
     create_events_table(&dynamodb, &events).await.unwrap();
     create_pk_table(&dynamodb, &state).await.unwrap();
     create_pk_table(&dynamodb, &counters).await.unwrap();
     let input_url = create_queue(&sqs, &unique_name("input")).await.unwrap();
-    let topic = create_topic(&sns, &unique_name("notifications")).await.unwrap();
+    let topic = create_topic(&sns, &unique_name("notifications"))
+        .await
+        .unwrap();
     let notifications_url = subscribed_queue(&sqs, &sns, &topic).await;
     let worker = Worker {
         log: DynamoEventLog::new(dynamodb.clone(), &events),
         billing: DynamoBilling::new(dynamodb, &state, &counters, BillingPolicy::default()),
         notifier: SnsNotifier::new(sns, topic),
     };
-    Stack { worker, sqs, input_url, notifications_url }
+    Stack {
+        worker,
+        sqs,
+        input_url,
+        notifications_url,
+    }
 }
 
 fn fixture(name: &str) -> (String, String) {
@@ -66,7 +77,13 @@ fn message(id: &str, raw: &str) -> String {
 impl Stack {
     async fn send(&self, bodies: &[String]) {
         for b in bodies {
-            self.sqs.send_message().queue_url(&self.input_url).message_body(b).send().await.unwrap();
+            self.sqs
+                .send_message()
+                .queue_url(&self.input_url)
+                .message_body(b)
+                .send()
+                .await
+                .unwrap();
         }
     }
 
@@ -104,7 +121,11 @@ impl Stack {
     }
 
     async fn notifications(&self) -> Vec<Value> {
-        drain_queue(&self.sqs, &self.notifications_url).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+        drain_queue(&self.sqs, &self.notifications_url)
+            .await
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
     }
 }
 
@@ -115,7 +136,12 @@ async fn a_poison_message_fails_alone_in_a_real_batch() {
     let (id_b, raw_b) = fixture("invoice.payment_failed.json");
     let bad_sub = r#"{"id":"evt_bad","type":"customer.subscription.updated","created":1,"livemode":false,"data":{"object":{"status":5}}}"#;
     stack
-        .send(&[message(&id_a, &raw_a), "not a revguard message".into(), message("evt_bad", bad_sub), message(&id_b, &raw_b)])
+        .send(&[
+            message(&id_a, &raw_a),
+            "not a revguard message".into(),
+            message("evt_bad", bad_sub),
+            message(&id_b, &raw_b),
+        ])
         .await;
     let batch = stack.receive_batch().await;
     assert_eq!(batch.records.len(), 4);
@@ -130,25 +156,42 @@ async fn a_poison_message_fails_alone_in_a_real_batch() {
         .collect();
 
     let response = stack.worker.handle_batch(batch, NOW).await;
-    let mut failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    let mut failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
     failed.sort();
     let mut expected = poison.clone();
     expected.sort();
     assert_eq!(failed, expected, "exactly the bad messages are reported");
 
-    let sub = stack.worker.billing.subscription("sub_RG1001").await.unwrap().unwrap();
+    let sub = stack
+        .worker
+        .billing
+        .subscription("sub_RG1001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(sub.status, "active");
-    let case = stack.worker.billing.case("in_RG1001").await.unwrap().unwrap();
+    let case = stack
+        .worker
+        .billing
+        .case("in_RG1001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(case.attempt_count, 1);
 }
 
 fn history() -> Vec<(String, String)> {
-    let mut names: Vec<String> = std::fs::read_dir(format!("{}/../../events", env!("CARGO_MANIFEST_DIR")))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(format!("{}/../../events", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
     names.sort();
     names
         .iter()
@@ -164,7 +207,11 @@ fn history() -> Vec<(String, String)> {
 
 async fn totals(billing: &DynamoBilling) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
-    for (hour, metrics) in billing.counters(false, 1_767_000_000, 1_769_000_000).await.unwrap() {
+    for (hour, metrics) in billing
+        .counters(false, 1_767_000_000, 1_769_000_000)
+        .await
+        .unwrap()
+    {
         if hour == 0 {
             continue; // all-time gauges
         }
@@ -198,9 +245,19 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
     for chunk in bodies.chunks(10) {
         stack.send(chunk).await;
         let batch = stack.receive_batch().await;
-        failures.extend(stack.worker.handle_batch(batch, NOW).await.batch_item_failures);
+        failures.extend(
+            stack
+                .worker
+                .handle_batch(batch, NOW)
+                .await
+                .batch_item_failures,
+        );
     }
-    assert_eq!(failures.len(), 1, "only the message whose payload is missing failed");
+    assert_eq!(
+        failures.len(),
+        1,
+        "only the message whose payload is missing failed"
+    );
 
     // The payload lands; SQS redelivers everything (every message a second time).
     stack
@@ -221,12 +278,22 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
     for chunk in bodies.chunks(10) {
         stack.send(chunk).await;
         let batch = stack.receive_batch().await;
-        assert!(stack.worker.handle_batch(batch, NOW).await.batch_item_failures.is_empty());
+        assert!(stack
+            .worker
+            .handle_batch(batch, NOW)
+            .await
+            .batch_item_failures
+            .is_empty());
     }
 
     let mut reference = BillingState::default();
     for (_, raw) in &history {
-        reference.apply(&BillingEvent::parse(raw.as_bytes(), 0).unwrap(), &BillingPolicy::default()).unwrap();
+        reference
+            .apply(
+                &BillingEvent::parse(raw.as_bytes(), 0).unwrap(),
+                &BillingPolicy::default(),
+            )
+            .unwrap();
     }
     let mut expected = BTreeMap::new();
     for ((live, _, k), v) in &reference.counters {
@@ -236,7 +303,13 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
     }
     assert_eq!(totals(&stack.worker.billing).await, expected);
     assert_eq!(
-        stack.worker.billing.case("in_RG1001").await.unwrap().unwrap(),
+        stack
+            .worker
+            .billing
+            .case("in_RG1001")
+            .await
+            .unwrap()
+            .unwrap(),
         reference.cases["in_RG1001"]
     );
 }
@@ -260,7 +333,12 @@ async fn notifications_reach_sns_once_with_filterable_attributes() {
     for _ in 0..2 {
         stack.send(&story).await;
         let batch = stack.receive_batch().await;
-        assert!(stack.worker.handle_batch(batch, NOW).await.batch_item_failures.is_empty());
+        assert!(stack
+            .worker
+            .handle_batch(batch, NOW)
+            .await
+            .batch_item_failures
+            .is_empty());
     }
     let got = stack.notifications().await;
     let stages: Vec<String> = got
@@ -269,14 +347,21 @@ async fn notifications_reach_sns_once_with_filterable_attributes() {
             let n: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
             assert_eq!(envelope["MessageAttributes"]["kind"]["Value"], "dunning");
             assert_eq!(envelope["MessageAttributes"]["livemode"]["Value"], "false");
-            assert_eq!(envelope["MessageAttributes"]["customer"]["Value"], "cus_RG1001");
+            assert_eq!(
+                envelope["MessageAttributes"]["customer"]["Value"],
+                "cus_RG1001"
+            );
             assert_eq!(envelope["MessageAttributes"]["stage"]["Value"], n["stage"]);
             n["stage"].as_str().unwrap().to_owned()
         })
         .collect();
     let mut sorted = stages.clone();
     sorted.sort();
-    assert_eq!(sorted, ["final_warning", "notice", "recovered"], "one per stage, none repeated: {stages:?}");
+    assert_eq!(
+        sorted,
+        ["final_warning", "notice", "recovered"],
+        "one per stage, none repeated: {stages:?}"
+    );
 }
 
 #[tokio::test]
@@ -292,14 +377,25 @@ async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
     let created = parse("customer.subscription.created.json");
     let (a, b) = tokio::join!(billing.apply(&created, NOW), billing.apply(&created, NOW));
     let outcomes = [a.unwrap(), b.unwrap()];
-    assert_eq!(outcomes.iter().filter(|o| matches!(o, Applied::Now(_))).count(), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Applied::Now(_)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
     // Different events on one invoice at once: both apply, one after a retry.
     let (f1, f2, f3) = (
         parse("invoice.payment_failed.json"),
         parse("invoice.payment_failed.attempt-2.json"),
         parse("invoice.payment_failed.attempt-3.json"),
     );
-    let (r1, r2, r3) = tokio::join!(billing.apply(&f1, NOW), billing.apply(&f2, NOW), billing.apply(&f3, NOW));
+    let (r1, r2, r3) = tokio::join!(
+        billing.apply(&f1, NOW),
+        billing.apply(&f2, NOW),
+        billing.apply(&f3, NOW)
+    );
     for r in [r1, r2, r3] {
         assert!(matches!(r.unwrap(), Applied::Now(_)));
     }
@@ -315,11 +411,21 @@ async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
 async fn the_sqs_envelope_in_events_applies() {
     // The same file serves `cargo lambda invoke worker --data-file events/sqs/worker-batch.json`.
     let stack = stack().await;
-    let raw = std::fs::read_to_string(format!("{}/../../events/sqs/worker-batch.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let raw = std::fs::read_to_string(format!(
+        "{}/../../events/sqs/worker-batch.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let batch: SqsEvent = serde_json::from_str(&raw).unwrap();
     let response = stack.worker.handle_batch(batch, NOW).await;
     assert!(response.batch_item_failures.is_empty());
-    let case = stack.worker.billing.case("in_RG1001").await.unwrap().unwrap();
+    let case = stack
+        .worker
+        .billing
+        .case("in_RG1001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(case.amount_due, 2000);
 }
 
@@ -337,8 +443,24 @@ async fn a_count_moved_within_its_hour_is_one_update_not_two() {
         BillingEvent::parse(v.to_string().as_bytes(), created + 1).unwrap()
     };
     let hour = 1_767_225_600;
-    billing.apply(&at("invoice.payment_failed.attempt-2.json", "evt_late_2", hour + 1_200), NOW).await.unwrap();
-    billing.apply(&at("invoice.payment_failed.json", "evt_early_1", hour + 60), NOW).await.unwrap();
+    billing
+        .apply(
+            &at(
+                "invoice.payment_failed.attempt-2.json",
+                "evt_late_2",
+                hour + 1_200,
+            ),
+            NOW,
+        )
+        .await
+        .unwrap();
+    billing
+        .apply(
+            &at("invoice.payment_failed.json", "evt_early_1", hour + 60),
+            NOW,
+        )
+        .await
+        .unwrap();
     let case = billing.case("in_RG1001").await.unwrap().unwrap();
     assert_eq!(case.opened_at, Some(hour + 60));
     assert_eq!(totals(billing).await["dunning_opened"], 1);

@@ -36,7 +36,12 @@ pub fn access(
     policy: &BillingPolicy,
 ) -> Access {
     let disputed = customer.is_some_and(CustomerState::disputed);
-    let verdict = |verdict, reason: &str, grace_until| Access { verdict, reason: reason.to_owned(), grace_until, disputed };
+    let verdict = |verdict, reason: &str, grace_until| Access {
+        verdict,
+        reason: reason.to_owned(),
+        grace_until,
+        disputed,
+    };
     if customer.is_some_and(|c| c.deleted) {
         return verdict(Verdict::Revoked, "customer deleted", None);
     }
@@ -45,12 +50,20 @@ pub fn access(
     }
     let live: Vec<&SubscriptionState> = subscriptions.iter().filter(|s| !s.deleted).collect();
     let lost = |s: &SubscriptionState| {
-        cases.iter().any(|c| c.subscription.as_deref() == Some(s.id.as_str()) && c.stage(policy) == Some(Stage::Lost))
+        cases.iter().any(|c| {
+            c.subscription.as_deref() == Some(s.id.as_str()) && c.stage(policy) == Some(Stage::Lost)
+        })
     };
-    if live.iter().any(|s| matches!(s.status.as_str(), "active" | "trialing") && !lost(s)) {
+    if live
+        .iter()
+        .any(|s| matches!(s.status.as_str(), "active" | "trialing") && !lost(s))
+    {
         return verdict(Verdict::Granted, "active subscription", None);
     }
-    let past_due: Vec<&&SubscriptionState> = live.iter().filter(|s| s.status == "past_due" && !lost(s)).collect();
+    let past_due: Vec<&&SubscriptionState> = live
+        .iter()
+        .filter(|s| s.status == "past_due" && !lost(s))
+        .collect();
     if !past_due.is_empty() {
         // Grace counts from the first failure of the open case, else from when Stripe
         // reported the subscription past due.
@@ -78,7 +91,11 @@ pub fn access(
         return verdict(Verdict::Revoked, "payment lost", None);
     }
     match live.first() {
-        Some(s) => verdict(Verdict::Revoked, &format!("subscription {}", s.status), None),
+        Some(s) => verdict(
+            Verdict::Revoked,
+            &format!("subscription {}", s.status),
+            None,
+        ),
         None => verdict(Verdict::Revoked, "no subscription", None),
     }
 }

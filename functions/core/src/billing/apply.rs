@@ -11,7 +11,8 @@ use super::counters::{CounterSink, CounterUpdate};
 use super::customer::CustomerState;
 use super::dunning::{min_opt, DunningCase, PaidFact, Stage};
 use super::objects::{
-    money, Charge, CheckoutSession, Currency, Customer, Dispute, Invoice, Money, PaymentMethod, Ref, Subscription,
+    money, Charge, CheckoutSession, Currency, Customer, Dispute, Invoice, Money, PaymentMethod,
+    Ref, Subscription,
 };
 use super::policy::BillingPolicy;
 use super::subscription::SubscriptionState;
@@ -59,7 +60,8 @@ struct RawData {
 
 impl BillingEvent {
     pub fn parse(raw: &[u8], received_at: i64) -> Result<Self, ApplyError> {
-        let e: RawEvent = serde_json::from_slice(raw).map_err(|e| ApplyError::Malformed(e.to_string()))?;
+        let e: RawEvent =
+            serde_json::from_slice(raw).map_err(|e| ApplyError::Malformed(e.to_string()))?;
         Ok(Self {
             kind: EventKind::of(&e.event_type),
             id: e.id,
@@ -152,9 +154,10 @@ pub fn keys_of(event: &BillingEvent) -> Keys {
             }
         }
         InvoiceUpcoming => keys.customer = obj_str(o, "customer"),
-        InvoicePaid | InvoicePaymentFailed | InvoicePaymentActionRequired | InvoiceMarkedUncollectible => {
-            keys.invoice = obj_str(o, "id")
-        }
+        InvoicePaid
+        | InvoicePaymentFailed
+        | InvoicePaymentActionRequired
+        | InvoiceMarkedUncollectible => keys.invoice = obj_str(o, "id"),
         DisputeCreated | DisputeClosed | EarlyFraudWarning => {
             keys.charge = obj_str(o, "charge");
             keys.customer = obj_str(o, "customer");
@@ -177,15 +180,24 @@ struct Decision<'a> {
     counters: CounterSink,
 }
 
-pub fn decide(event: &BillingEvent, current: &Current, policy: &BillingPolicy) -> Result<Effects, ApplyError> {
+pub fn decide(
+    event: &BillingEvent,
+    current: &Current,
+    policy: &BillingPolicy,
+) -> Result<Effects, ApplyError> {
     use EventKind::*;
-    let mut d = Decision { event, current, policy, effects: Effects::default(), counters: CounterSink::default() };
+    let mut d = Decision {
+        event,
+        current,
+        policy,
+        effects: Effects::default(),
+        counters: CounterSink::default(),
+    };
     d.count_delivery();
     // Exhaustive on purpose: a new kind does not compile until it is decided here.
     match event.kind {
-        SubscriptionCreated | SubscriptionUpdated | SubscriptionDeleted | SubscriptionPaused | SubscriptionResumed => {
-            d.subscription_snapshot()?
-        }
+        SubscriptionCreated | SubscriptionUpdated | SubscriptionDeleted | SubscriptionPaused
+        | SubscriptionResumed => d.subscription_snapshot()?,
         SubscriptionTrialWillEnd => d.trial_will_end()?,
         InvoicePaid => d.invoice_paid()?,
         InvoicePaymentFailed => d.invoice_payment_failed()?,
@@ -217,31 +229,73 @@ impl Decision<'_> {
     fn count_delivery(&mut self) {
         let (e, live) = (self.event, self.event.livemode);
         self.counters.add(live, e.created, Metric::Events, 1);
-        self.counters.add(live, e.created, Metric::EventsOfType(e.event_type.clone()), 1);
-        self.counters.add(live, e.received_at, Metric::EventsReceived, 1);
-        self.counters.lag(live, e.received_at, e.received_at - e.created);
-        self.counters.at_hour(live, 0, Metric::MaxReceivedAt, e.received_at);
+        self.counters.add(
+            live,
+            e.created,
+            Metric::EventsOfType(e.event_type.clone()),
+            1,
+        );
+        self.counters
+            .add(live, e.received_at, Metric::EventsReceived, 1);
+        self.counters
+            .lag(live, e.received_at, e.received_at - e.created);
+        self.counters
+            .at_hour(live, 0, Metric::MaxReceivedAt, e.received_at);
     }
 
     fn add(&mut self, metric: Metric, value: i64) {
-        self.counters.add(self.event.livemode, self.event.created, metric, value);
+        self.counters
+            .add(self.event.livemode, self.event.created, metric, value);
     }
 
     fn customer_or_new(&self, id: &str) -> CustomerState {
-        self.current.customer.clone().unwrap_or_else(|| CustomerState::new(id, self.event.livemode))
+        self.current
+            .customer
+            .clone()
+            .unwrap_or_else(|| CustomerState::new(id, self.event.livemode))
     }
 
-    fn notify(&mut self, kind: &str, stage: Option<String>, customer: Option<String>, subject: &str, details: Value) {
-        notify(&mut self.effects, self.event, kind, stage, customer, subject, details);
+    fn notify(
+        &mut self,
+        kind: &str,
+        stage: Option<String>,
+        customer: Option<String>,
+        subject: &str,
+        details: Value,
+    ) {
+        notify(
+            &mut self.effects,
+            self.event,
+            kind,
+            stage,
+            customer,
+            subject,
+            details,
+        );
     }
 
     fn subscription_snapshot(&mut self) -> Result<(), ApplyError> {
-        subscription_event(self.event, self.current, &mut self.effects, &mut self.counters).map(|_| ())
+        subscription_event(
+            self.event,
+            self.current,
+            &mut self.effects,
+            &mut self.counters,
+        )
+        .map(|_| ())
     }
 
     fn trial_will_end(&mut self) -> Result<(), ApplyError> {
-        let (next, sub) = subscription_event(self.event, self.current, &mut self.effects, &mut self.counters)?;
-        let has_pm = self.current.customer.as_ref().is_some_and(CustomerState::has_payment_method);
+        let (next, sub) = subscription_event(
+            self.event,
+            self.current,
+            &mut self.effects,
+            &mut self.counters,
+        )?;
+        let has_pm = self
+            .current
+            .customer
+            .as_ref()
+            .is_some_and(CustomerState::has_payment_method);
         if sub.default_payment_method.is_none() && !has_pm {
             self.notify("pre_dunning", Some("trial_ending_without_payment_method".into()), next.customer.clone(),
                 "A trial ends soon and no payment method is on file",
@@ -289,8 +343,18 @@ impl Decision<'_> {
         self.invoice_fact(|case, _| case.uncollectible_at = min_opt(case.uncollectible_at, t))
     }
 
-    fn invoice_fact(&mut self, fact: impl FnOnce(&mut DunningCase, &Invoice)) -> Result<(), ApplyError> {
-        invoice_event(self.event, self.current, self.policy, &mut self.effects, &mut self.counters, fact)
+    fn invoice_fact(
+        &mut self,
+        fact: impl FnOnce(&mut DunningCase, &Invoice),
+    ) -> Result<(), ApplyError> {
+        invoice_event(
+            self.event,
+            self.current,
+            self.policy,
+            &mut self.effects,
+            &mut self.counters,
+            fact,
+        )
     }
 
     fn invoice_upcoming(&mut self) -> Result<(), ApplyError> {
@@ -299,7 +363,13 @@ impl Decision<'_> {
 
     fn invoice_finalization_failed(&mut self) -> Result<(), ApplyError> {
         let inv: Invoice = self.event.object()?;
-        self.notify("invoice_finalization_failed", None, inv.customer_id(), "An invoice could not be finalized", json!({ "invoice": inv.id }));
+        self.notify(
+            "invoice_finalization_failed",
+            None,
+            inv.customer_id(),
+            "An invoice could not be finalized",
+            json!({ "invoice": inv.id }),
+        );
         Ok(())
     }
 
@@ -308,15 +378,32 @@ impl Decision<'_> {
         self.add(Metric::PaymentsSucceeded, 1);
         let m = money(ch.amount, &ch.currency);
         if let Some(m) = m {
-            self.add(Metric::PaymentsSucceededAmount(m.currency.to_string()), m.amount);
+            self.add(
+                Metric::PaymentsSucceededAmount(m.currency.to_string()),
+                m.amount,
+            );
             let threshold = self.policy.large_payment_minor_units;
             if threshold > 0 && m.amount >= threshold {
-                self.notify("large_payment", None, ch.customer_id(), "A large payment succeeded", json!({ "charge": ch.id, "amount": m.amount, "currency": m.currency }));
+                self.notify(
+                    "large_payment",
+                    None,
+                    ch.customer_id(),
+                    "A large payment succeeded",
+                    json!({ "charge": ch.id, "amount": m.amount, "currency": m.currency }),
+                );
             }
         }
         if let (Some(id), Some(customer)) = (ch.id.clone(), ch.customer_id()) {
             if let Some(m) = m {
-                duplicate_charge(self.event, self.current, self.policy, &mut self.effects, &id, &customer, m);
+                duplicate_charge(
+                    self.event,
+                    self.current,
+                    self.policy,
+                    &mut self.effects,
+                    &id,
+                    &customer,
+                    m,
+                );
             }
             self.effects.charge_link = Some((id, customer));
         }
@@ -327,7 +414,10 @@ impl Decision<'_> {
         let ch: Charge = self.event.object()?;
         self.add(Metric::PaymentsFailed, 1);
         if let Some(m) = money(ch.amount, &ch.currency) {
-            self.add(Metric::PaymentsFailedAmount(m.currency.to_string()), m.amount);
+            self.add(
+                Metric::PaymentsFailedAmount(m.currency.to_string()),
+                m.amount,
+            );
         }
         if let (Some(id), Some(customer)) = (ch.id.clone(), ch.customer_id()) {
             self.effects.charge_link = Some((id, customer));
@@ -338,15 +428,27 @@ impl Decision<'_> {
     fn charge_refunded(&mut self) -> Result<(), ApplyError> {
         let event = self.event;
         let ch: Charge = event.object()?;
-        let before = event.previous.as_ref().and_then(|p| p.get("amount_refunded")).and_then(Value::as_i64).unwrap_or(0);
+        let before = event
+            .previous
+            .as_ref()
+            .and_then(|p| p.get("amount_refunded"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         let refunded = ch.amount_refunded.unwrap_or(0) - before;
         if let Some(m) = money(Some(refunded), &ch.currency) {
             let cur = m.currency.to_string();
             let threshold = self.policy.large_refund_minor_units;
             if threshold > 0 && m.amount >= threshold {
                 let subject = ch.id.clone().unwrap_or_else(|| event.id.clone());
-                self.effects.findings.push(event_finding(event, "large_refund", &Metric::RefundsAmount(cur.clone()), &subject, m.amount as f64, threshold as f64,
-                    format!("A single refund of {} on charge {subject}", m.display())));
+                self.effects.findings.push(event_finding(
+                    event,
+                    "large_refund",
+                    &Metric::RefundsAmount(cur.clone()),
+                    &subject,
+                    m.amount as f64,
+                    threshold as f64,
+                    format!("A single refund of {} on charge {subject}", m.display()),
+                ));
             }
             self.add(Metric::Refunds, 1);
             self.add(Metric::RefundsAmount(cur.clone()), m.amount);
@@ -363,7 +465,9 @@ impl Decision<'_> {
         }
         // An opening never overwrites a closing that arrived first.
         let customer = self.dispute_status(&d, |c, id| {
-            c.disputes.entry(id.to_owned()).or_insert_with(|| "open".into());
+            c.disputes
+                .entry(id.to_owned())
+                .or_insert_with(|| "open".into());
         });
         self.notify("dispute", d.status.clone(), customer, "A payment is disputed", json!({ "dispute": d.id, "charge": d.charge.as_ref().map(Ref::id), "amount": d.amount, "currency": d.currency }));
         Ok(())
@@ -380,8 +484,16 @@ impl Decision<'_> {
     }
 
     /// Records a dispute's status on its customer (found through the charge); returns the customer.
-    fn dispute_status(&mut self, d: &Dispute, set: impl FnOnce(&mut CustomerState, &str)) -> Option<String> {
-        let customer_id = self.current.charge_customer.clone().or_else(|| obj_str(&self.event.object, "customer"));
+    fn dispute_status(
+        &mut self,
+        d: &Dispute,
+        set: impl FnOnce(&mut CustomerState, &str),
+    ) -> Option<String> {
+        let customer_id = self
+            .current
+            .charge_customer
+            .clone()
+            .or_else(|| obj_str(&self.event.object, "customer"));
         if let (Some(cid), Some(did)) = (customer_id.as_deref(), d.id.as_deref()) {
             let mut c = self.customer_or_new(cid);
             set(&mut c, did);
@@ -400,12 +512,28 @@ impl Decision<'_> {
             self.effects.customer = Some(c);
         }
         let charge = obj_str(&event.object, "charge");
-        self.notify("early_fraud_warning", None, customer_id, "Stripe Radar raised an early fraud warning", json!({ "charge": charge }));
+        self.notify(
+            "early_fraud_warning",
+            None,
+            customer_id,
+            "Stripe Radar raised an early fraud warning",
+            json!({ "charge": charge }),
+        );
         // The finding names only what the event itself says, so that it is the same
         // whether or not the charge's own event arrived first.
         let subject = obj_str(&event.object, "id").unwrap_or_else(|| event.id.clone());
-        self.effects.findings.push(event_finding(event, "early_fraud_warning", &Metric::EarlyFraudWarnings, &subject, 1.0, 0.0,
-            format!("Radar early fraud warning on charge {}", charge.unwrap_or_default())));
+        self.effects.findings.push(event_finding(
+            event,
+            "early_fraud_warning",
+            &Metric::EarlyFraudWarnings,
+            &subject,
+            1.0,
+            0.0,
+            format!(
+                "Radar early fraud warning on charge {}",
+                charge.unwrap_or_default()
+            ),
+        ));
     }
 
     fn checkout_completed(&mut self) -> Result<(), ApplyError> {
@@ -421,7 +549,10 @@ impl Decision<'_> {
         let mut c = self.customer_or_new(&cu.id);
         let version = self.event.version();
         if c.default_pm_version.as_ref().is_none_or(|v| *v < version) {
-            c.default_payment_method = cu.invoice_settings.and_then(|s| s.default_payment_method).map(|r| r.id().to_owned());
+            c.default_payment_method = cu
+                .invoice_settings
+                .and_then(|s| s.default_payment_method)
+                .map(|r| r.id().to_owned());
             c.default_pm_version = Some(version);
         }
         self.effects.customer = Some(c);
@@ -440,7 +571,11 @@ impl Decision<'_> {
         let pm: PaymentMethod = self.event.object()?;
         if let Some(cid) = pm.customer.as_ref().map(|c| c.id().to_owned()) {
             let mut c = self.customer_or_new(&cid);
-            if let Some((y, m)) = pm.card.as_ref().and_then(|card| card.exp_year.zip(card.exp_month)) {
+            if let Some((y, m)) = pm
+                .card
+                .as_ref()
+                .and_then(|card| card.exp_year.zip(card.exp_month))
+            {
                 c.cards.insert(pm.id.clone(), (y, m));
             }
             self.effects.customer = Some(c);
@@ -449,7 +584,15 @@ impl Decision<'_> {
     }
 }
 
-fn event_finding(event: &BillingEvent, signal: &str, metric: &Metric, subject: &str, observed: f64, expected: f64, explanation: String) -> Finding {
+fn event_finding(
+    event: &BillingEvent,
+    signal: &str,
+    metric: &Metric,
+    subject: &str,
+    observed: f64,
+    expected: f64,
+    explanation: String,
+) -> Finding {
     Finding {
         key: format!("{signal}:{subject}"),
         signal: signal.to_owned(),
@@ -460,7 +603,11 @@ fn event_finding(event: &BillingEvent, signal: &str, metric: &Metric, subject: &
         observed,
         expected,
         spread: 0.0,
-        ratio: if expected > 0.0 { ((observed / expected) * 100.0).round() / 100.0 } else { 0.0 },
+        ratio: if expected > 0.0 {
+            ((observed / expected) * 100.0).round() / 100.0
+        } else {
+            0.0
+        },
         severity: Severity::Warning,
         explanation,
     }
@@ -484,24 +631,53 @@ fn duplicate_charge(
     m: Money,
 ) {
     let window = policy.duplicate_charge_secs;
-    let mut c = current.customer.clone().unwrap_or_else(|| CustomerState::new(customer_id, event.livemode));
+    let mut c = current
+        .customer
+        .clone()
+        .unwrap_or_else(|| CustomerState::new(customer_id, event.livemode));
     if !c.recent_charges.iter().any(|r| r.3 == charge_id) {
         let twins = c.recent_charges.iter().filter(|r| {
             r.1 == m.amount && r.2 == m.currency.as_str() && (r.0 - event.created).abs() <= window
         });
         for twin in twins {
-            let (a, b) = if twin.3.as_str() < charge_id { (twin.3.as_str(), charge_id) } else { (charge_id, twin.3.as_str()) };
+            let (a, b) = if twin.3.as_str() < charge_id {
+                (twin.3.as_str(), charge_id)
+            } else {
+                (charge_id, twin.3.as_str())
+            };
             let apart = (twin.0 - event.created).abs();
-            let mut finding = event_finding(event, "duplicate_charge", &Metric::PaymentsSucceededAmount(m.currency.to_string()), &format!("{a}+{b}"), m.amount as f64, 0.0,
-                format!("Customer {customer_id} was charged {} twice within {apart} s ({a}, {b})", m.display()));
+            let mut finding = event_finding(
+                event,
+                "duplicate_charge",
+                &Metric::PaymentsSucceededAmount(m.currency.to_string()),
+                &format!("{a}+{b}"),
+                m.amount as f64,
+                0.0,
+                format!(
+                    "Customer {customer_id} was charged {} twice within {apart} s ({a}, {b})",
+                    m.display()
+                ),
+            );
             // The pair's span, whichever of the two arrived last.
-            (finding.window_start, finding.window_end) = (twin.0.min(event.created), twin.0.max(event.created));
+            (finding.window_start, finding.window_end) =
+                (twin.0.min(event.created), twin.0.max(event.created));
             effects.findings.push(finding);
         }
-        c.recent_charges.push((event.created, m.amount, m.currency.to_string(), charge_id.to_owned()));
+        c.recent_charges.push((
+            event.created,
+            m.amount,
+            m.currency.to_string(),
+            charge_id.to_owned(),
+        ));
     }
-    let newest = c.recent_charges.iter().map(|r| r.0).max().unwrap_or(event.created);
-    c.recent_charges.retain(|r| r.0 >= newest - RECENT_CHARGES_HORIZON_SECS.max(window));
+    let newest = c
+        .recent_charges
+        .iter()
+        .map(|r| r.0)
+        .max()
+        .unwrap_or(event.created);
+    c.recent_charges
+        .retain(|r| r.0 >= newest - RECENT_CHARGES_HORIZON_SECS.max(window));
     c.recent_charges.sort();
     effects.customer = Some(c);
 }
@@ -536,11 +712,21 @@ fn mrr_before(event: &BillingEvent, after: &SubscriptionState) -> i64 {
         EventKind::SubscriptionDeleted => {
             let mut before = after.clone();
             before.deleted = false;
-            let prev_status = event.previous.as_ref().and_then(|p| p.get("status")).and_then(Value::as_str);
+            let prev_status = event
+                .previous
+                .as_ref()
+                .and_then(|p| p.get("status"))
+                .and_then(Value::as_str);
             before.status = match prev_status {
                 Some(s) => s.to_owned(),
                 // Canceled during its trial: it never paid.
-                None if after.trial_end.zip(after.canceled_at).is_some_and(|(t, c)| c < t) => "trialing".into(),
+                None if after
+                    .trial_end
+                    .zip(after.canceled_at)
+                    .is_some_and(|(t, c)| c < t) =>
+                {
+                    "trialing".into()
+                }
                 None => "active".into(),
             };
             before.contributing_mrr()
@@ -554,7 +740,13 @@ fn mrr_before(event: &BillingEvent, after: &SubscriptionState) -> i64 {
                     }
                 }
                 match Subscription::deserialize(&obj) {
-                    Ok(sub) => SubscriptionState::from_stripe(&sub, after.livemode, after.version.clone(), false).contributing_mrr(),
+                    Ok(sub) => SubscriptionState::from_stripe(
+                        &sub,
+                        after.livemode,
+                        after.version.clone(),
+                        false,
+                    )
+                    .contributing_mrr(),
                     Err(_) => after.contributing_mrr(),
                 }
             }
@@ -576,7 +768,10 @@ fn subscription_event(
     let live = event.livemode;
 
     let delta = next.contributing_mrr() - mrr_before(event, &next);
-    let cur = next.currency.map(|c| c.to_string()).unwrap_or_else(|| "xxx".into());
+    let cur = next
+        .currency
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "xxx".into());
     if delta > 0 {
         counters.add(live, event.created, Metric::MrrGained(cur.clone()), delta);
     } else if delta < 0 {
@@ -584,8 +779,12 @@ fn subscription_event(
     }
     counters.at_hour(live, 0, Metric::MrrTotal(cur), delta);
     match event.kind {
-        EventKind::SubscriptionCreated => counters.add(live, event.created, Metric::SubscriptionsNew, 1),
-        EventKind::SubscriptionDeleted => counters.add(live, event.created, Metric::SubscriptionsCanceled, 1),
+        EventKind::SubscriptionCreated => {
+            counters.add(live, event.created, Metric::SubscriptionsNew, 1)
+        }
+        EventKind::SubscriptionDeleted => {
+            counters.add(live, event.created, Metric::SubscriptionsCanceled, 1)
+        }
         _ => {}
     }
 
@@ -603,7 +802,13 @@ fn subscription_event(
                 .flatten()
                 .map(super::hour_of)
         };
-        counters.moved(live, current.subscription.as_ref().and_then(due), due(&next), Metric::ActivePeriodEnds, 1);
+        counters.moved(
+            live,
+            current.subscription.as_ref().and_then(due),
+            due(&next),
+            Metric::ActivePeriodEnds,
+            1,
+        );
         effects.subscription = Some(next.clone());
     } else {
         effects.stale = true;
@@ -621,13 +826,20 @@ fn invoice_event(
 ) -> Result<(), ApplyError> {
     let inv: Invoice = event.object()?;
     let Some(invoice_id) = inv.id.clone() else {
-        return Err(ApplyError::Malformed(format!("{} without an invoice id", event.event_type)));
+        return Err(ApplyError::Malformed(format!(
+            "{} without an invoice id",
+            event.event_type
+        )));
     };
     let before = current.case.clone();
-    let mut case = before.clone().unwrap_or_else(|| DunningCase::new(&invoice_id, event.livemode));
+    let mut case = before
+        .clone()
+        .unwrap_or_else(|| DunningCase::new(&invoice_id, event.livemode));
     case.customer = case.customer.or_else(|| inv.customer_id());
     case.subscription = case.subscription.or_else(|| inv.subscription_id());
-    case.currency = case.currency.or_else(|| inv.currency.as_deref().and_then(Currency::parse));
+    case.currency = case
+        .currency
+        .or_else(|| inv.currency.as_deref().and_then(Currency::parse));
     if let Some(due) = inv.amount_due {
         case.amount_due = case.amount_due.max(due);
     }
@@ -637,14 +849,33 @@ fn invoice_event(
     let live = event.livemode;
     let opened = |c: &Option<DunningCase>| c.as_ref().and_then(|c| c.opened_at);
     let recovered = |c: &Option<DunningCase>| c.as_ref().and_then(DunningCase::recovered);
-    let lost = |c: &Option<DunningCase>| c.as_ref().filter(|c| c.opened_at.is_some()).and_then(DunningCase::lost_at);
+    let lost = |c: &Option<DunningCase>| {
+        c.as_ref()
+            .filter(|c| c.opened_at.is_some())
+            .and_then(DunningCase::lost_at)
+    };
     let after = Some(case.clone());
-    counters.moved(live, opened(&before), opened(&after), Metric::DunningOpened, 1);
+    counters.moved(
+        live,
+        opened(&before),
+        opened(&after),
+        Metric::DunningOpened,
+        1,
+    );
     counters.moved(live, lost(&before), lost(&after), Metric::DunningLost, 1);
     let (rb, ra) = (recovered(&before), recovered(&after));
     if rb != ra {
-        counters.moved(live, rb.map(|p| p.at), ra.map(|p| p.at), Metric::DunningRecovered, 1);
-        let cur = case.currency.map(|c| c.to_string()).unwrap_or_else(|| "xxx".into());
+        counters.moved(
+            live,
+            rb.map(|p| p.at),
+            ra.map(|p| p.at),
+            Metric::DunningRecovered,
+            1,
+        );
+        let cur = case
+            .currency
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "xxx".into());
         let metric = Metric::DunningRecoveredAmount(cur);
         if let Some(p) = rb {
             counters.add(live, p.at, metric.clone(), -p.amount);
@@ -665,31 +896,52 @@ fn invoice_event(
                 Stage::Recovered => "A failed renewal was recovered",
                 Stage::Lost => "A failed renewal is lost",
             };
-            notify(effects, event, "dunning", Some(stage.as_str().into()), case.customer.clone(), subject, json!({
-                "invoice": case.invoice_id,
-                "subscription": case.subscription,
-                "amount_due": case.amount_due,
-                "currency": case.currency,
-                "attempt_count": case.attempt_count,
-                "next_payment_attempt": case.next_payment_attempt,
-                "recovered_amount": case.recovered().map(|p| p.amount),
-                "time_to_recover_secs": case.time_to_recover_secs(),
-            }));
+            notify(
+                effects,
+                event,
+                "dunning",
+                Some(stage.as_str().into()),
+                case.customer.clone(),
+                subject,
+                json!({
+                    "invoice": case.invoice_id,
+                    "subscription": case.subscription,
+                    "amount_due": case.amount_due,
+                    "currency": case.currency,
+                    "attempt_count": case.attempt_count,
+                    "next_payment_attempt": case.next_payment_attempt,
+                    "recovered_amount": case.recovered().map(|p| p.amount),
+                    "time_to_recover_secs": case.time_to_recover_secs(),
+                }),
+            );
         }
     }
     effects.case = Some(case);
     Ok(())
 }
 
-fn upcoming_invoice(event: &BillingEvent, current: &Current, fx: &mut Effects) -> Result<(), ApplyError> {
+fn upcoming_invoice(
+    event: &BillingEvent,
+    current: &Current,
+    fx: &mut Effects,
+) -> Result<(), ApplyError> {
     let inv: Invoice = event.object()?;
     let charge_at = inv.next_payment_attempt.or(inv.period_end);
-    let card = current.customer.as_ref().and_then(CustomerState::charging_card_expiry);
+    let card = current
+        .customer
+        .as_ref()
+        .and_then(CustomerState::charging_card_expiry);
     if let (Some(at), Some(expiry)) = (charge_at, card) {
         if card_expired_at(expiry, at) {
-            notify(fx, event, "pre_dunning", Some("card_expires_before_renewal".into()), inv.customer_id(),
+            notify(
+                fx,
+                event,
+                "pre_dunning",
+                Some("card_expires_before_renewal".into()),
+                inv.customer_id(),
                 "The card on file expires before the next renewal",
-                json!({ "subscription": inv.subscription_id(), "charge_at": at, "card_expiry": format!("{:04}-{:02}", expiry.0, expiry.1), "amount_due": inv.amount_due, "currency": inv.currency }));
+                json!({ "subscription": inv.subscription_id(), "charge_at": at, "card_expiry": format!("{:04}-{:02}", expiry.0, expiry.1), "amount_due": inv.amount_due, "currency": inv.currency }),
+            );
         }
     }
     Ok(())

@@ -32,12 +32,24 @@ impl CounterSink {
     /// A counter kept at a fixed hour (hour 0 holds all-time gauges such as `mrr_total`).
     pub fn at_hour(&mut self, livemode: bool, hour: i64, metric: Metric, value: i64) {
         if value != 0 || metric.aggregation() == Aggregation::Max {
-            self.updates.push(CounterUpdate { livemode, hour, metric, value });
+            self.updates.push(CounterUpdate {
+                livemode,
+                hour,
+                metric,
+                value,
+            });
         }
     }
 
     /// A count that belongs at `after`'s hour now, and at `before`'s hour until now.
-    pub fn moved(&mut self, livemode: bool, before: Option<i64>, after: Option<i64>, metric: Metric, amount: i64) {
+    pub fn moved(
+        &mut self,
+        livemode: bool,
+        before: Option<i64>,
+        after: Option<i64>,
+        metric: Metric,
+        amount: i64,
+    ) {
         if before == after {
             return;
         }
@@ -60,7 +72,9 @@ impl CounterSink {
 /// Folds updates into totals: sums add, maxima keep the largest.
 pub fn fold(totals: &mut CounterTotals, updates: &[CounterUpdate]) {
     for u in updates {
-        let slot = totals.entry((u.livemode, u.hour, u.metric.clone())).or_insert(0);
+        let slot = totals
+            .entry((u.livemode, u.hour, u.metric.clone()))
+            .or_insert(0);
         match u.metric.aggregation() {
             Aggregation::Sum => *slot += u.value,
             Aggregation::Max => *slot = (*slot).max(u.value),

@@ -42,7 +42,9 @@ impl CustomerState {
 
     /// An open dispute, or one the customer lost.
     pub fn disputed(&self) -> bool {
-        self.disputes.values().any(|s| s != "won" && s != "warning_closed")
+        self.disputes
+            .values()
+            .any(|s| s != "won" && s != "warning_closed")
     }
 
     pub fn has_payment_method(&self) -> bool {

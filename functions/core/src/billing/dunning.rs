@@ -92,7 +92,10 @@ impl DunningCase {
             Stage::Recovered
         } else if self.lost_at().is_some() {
             Stage::Lost
-        } else if self.action_required_at.is_some_and(|a| self.last_failure_at.is_none_or(|f| a >= f)) {
+        } else if self
+            .action_required_at
+            .is_some_and(|a| self.last_failure_at.is_none_or(|f| a >= f))
+        {
             Stage::ActionRequired
         } else if self.attempt_count >= policy.final_warning_attempt {
             Stage::FinalWarning

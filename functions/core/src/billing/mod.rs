@@ -11,6 +11,7 @@ pub mod objects;
 pub mod policy;
 pub mod state;
 pub mod subscription;
+pub mod views;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +32,10 @@ pub struct Version {
 
 impl Version {
     pub fn new(created: i64, event_id: &str) -> Self {
-        Self { created, event_id: event_id.to_owned() }
+        Self {
+            created,
+            event_id: event_id.to_owned(),
+        }
     }
 }
 

@@ -219,8 +219,13 @@ pub struct Currency([u8; 3]);
 impl Currency {
     pub fn parse(code: &str) -> Option<Self> {
         let b = code.as_bytes();
-        (b.len() == 3 && b.iter().all(u8::is_ascii_alphabetic))
-            .then(|| Currency([b[0].to_ascii_lowercase(), b[1].to_ascii_lowercase(), b[2].to_ascii_lowercase()]))
+        (b.len() == 3 && b.iter().all(u8::is_ascii_alphabetic)).then(|| {
+            Currency([
+                b[0].to_ascii_lowercase(),
+                b[1].to_ascii_lowercase(),
+                b[2].to_ascii_lowercase(),
+            ])
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -255,5 +260,8 @@ impl Money {
 }
 
 pub fn money(amount: Option<i64>, currency: &Option<String>) -> Option<Money> {
-    Some(Money { amount: amount?, currency: Currency::parse(currency.as_deref()?)? })
+    Some(Money {
+        amount: amount?,
+        currency: Currency::parse(currency.as_deref()?)?,
+    })
 }

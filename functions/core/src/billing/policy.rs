@@ -22,7 +22,11 @@ pub struct BillingPolicy {
 
 impl Default for BillingPolicy {
     fn default() -> Self {
-        Self { final_warning_attempt: 3, grace_days: 7, suspend_on_dispute: false, large_payment_minor_units: 100_000,
+        Self {
+            final_warning_attempt: 3,
+            grace_days: 7,
+            suspend_on_dispute: false,
+            large_payment_minor_units: 100_000,
             large_refund_minor_units: 50_000,
             duplicate_charge_secs: 600,
         }

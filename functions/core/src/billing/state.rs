@@ -24,12 +24,23 @@ pub struct BillingState {
 impl BillingState {
     pub fn load(&self, event: &BillingEvent) -> Current {
         let keys = keys_of(event);
-        let charge_customer = keys.charge.as_ref().and_then(|c| self.charge_customers.get(c).cloned());
+        let charge_customer = keys
+            .charge
+            .as_ref()
+            .and_then(|c| self.charge_customers.get(c).cloned());
         let customer_id = keys.customer.clone().or_else(|| charge_customer.clone());
         Current {
-            subscription: keys.subscription.as_ref().and_then(|k| self.subscriptions.get(k).cloned()),
-            case: keys.invoice.as_ref().and_then(|k| self.cases.get(k).cloned()),
-            customer: customer_id.as_ref().and_then(|k| self.customers.get(k).cloned()),
+            subscription: keys
+                .subscription
+                .as_ref()
+                .and_then(|k| self.subscriptions.get(k).cloned()),
+            case: keys
+                .invoice
+                .as_ref()
+                .and_then(|k| self.cases.get(k).cloned()),
+            customer: customer_id
+                .as_ref()
+                .and_then(|k| self.customers.get(k).cloned()),
             charge_customer,
         }
     }
@@ -53,7 +64,11 @@ impl BillingState {
     }
 
     /// Applies an event once: a second time changes nothing. Returns whether it applied.
-    pub fn apply(&mut self, event: &BillingEvent, policy: &BillingPolicy) -> Result<bool, ApplyError> {
+    pub fn apply(
+        &mut self,
+        event: &BillingEvent,
+        policy: &BillingPolicy,
+    ) -> Result<bool, ApplyError> {
         if self.applied.contains(&event.id) {
             return Ok(false);
         }
@@ -64,7 +79,12 @@ impl BillingState {
 
     /// A counter's total over all hours, by its stored name.
     pub fn counter(&self, livemode: bool, name: &str) -> i64 {
-        let metric = crate::metric::Metric::parse(name).unwrap_or_else(|| panic!("not a metric: {name}"));
-        self.counters.iter().filter(|((l, _, m), _)| *l == livemode && *m == metric).map(|(_, v)| v).sum()
+        let metric =
+            crate::metric::Metric::parse(name).unwrap_or_else(|| panic!("not a metric: {name}"));
+        self.counters
+            .iter()
+            .filter(|((l, _, m), _)| *l == livemode && *m == metric)
+            .map(|(_, v)| v)
+            .sum()
     }
 }

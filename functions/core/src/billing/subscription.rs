@@ -40,23 +40,42 @@ pub struct SubscriptionState {
 }
 
 impl SubscriptionState {
-    pub fn from_stripe(sub: &Subscription, livemode: bool, version: Version, deleted: bool) -> Self {
+    pub fn from_stripe(
+        sub: &Subscription,
+        livemode: bool,
+        version: Version,
+        deleted: bool,
+    ) -> Self {
         let items: Vec<ItemState> = sub
             .items
             .as_ref()
             .map(|l| l.data.iter().map(|i| item_state(i, sub.quantity)).collect())
             .unwrap_or_default();
-        let current_period_end = sub
-            .current_period_end
-            .or_else(|| sub.items.as_ref().and_then(|l| l.data.iter().filter_map(|i| i.current_period_end).max()));
-        let currency = sub.currency.as_deref().and_then(Currency::parse).or_else(|| {
-            sub.items.as_ref().and_then(|l| {
-                l.data.iter().find_map(|i| {
-                    i.price.as_ref().or(i.plan.as_ref()).and_then(|p| p.currency.as_deref()).and_then(Currency::parse)
-                })
-            })
+        let current_period_end = sub.current_period_end.or_else(|| {
+            sub.items
+                .as_ref()
+                .and_then(|l| l.data.iter().filter_map(|i| i.current_period_end).max())
         });
-        let status = if deleted { "canceled".to_owned() } else { sub.status.clone().unwrap_or_else(|| "unknown".into()) };
+        let currency = sub
+            .currency
+            .as_deref()
+            .and_then(Currency::parse)
+            .or_else(|| {
+                sub.items.as_ref().and_then(|l| {
+                    l.data.iter().find_map(|i| {
+                        i.price
+                            .as_ref()
+                            .or(i.plan.as_ref())
+                            .and_then(|p| p.currency.as_deref())
+                            .and_then(Currency::parse)
+                    })
+                })
+            });
+        let status = if deleted {
+            "canceled".to_owned()
+        } else {
+            sub.status.clone().unwrap_or_else(|| "unknown".into())
+        };
         SubscriptionState {
             id: sub.id.clone(),
             customer: sub.customer_id(),
@@ -90,16 +109,46 @@ fn item_state(item: &super::objects::SubscriptionItem, sub_quantity: Option<i64>
     let empty = Price::default();
     let price = item.price.as_ref().or(item.plan.as_ref()).unwrap_or(&empty);
     let recurring = price.recurring.clone().unwrap_or_default();
-    let interval = recurring.interval.or_else(|| price.interval.clone()).unwrap_or_else(|| "month".into());
-    let interval_count = recurring.interval_count.or(price.interval_count).unwrap_or(1).max(1);
+    let interval = recurring
+        .interval
+        .or_else(|| price.interval.clone())
+        .unwrap_or_else(|| "month".into());
+    let interval_count = recurring
+        .interval_count
+        .or(price.interval_count)
+        .unwrap_or(1)
+        .max(1);
     let usage = recurring.usage_type.or_else(|| price.usage_type.clone());
     let metered = usage.as_deref() == Some("metered");
-    let unit_amount = price.unit_amount.or_else(|| {
-        price.unit_amount_decimal.as_deref().and_then(|d| d.parse::<f64>().ok()).map(|d| d.round() as i64)
-    }).or(price.amount);
+    let unit_amount = price
+        .unit_amount
+        .or_else(|| {
+            price
+                .unit_amount_decimal
+                .as_deref()
+                .and_then(|d| d.parse::<f64>().ok())
+                .map(|d| d.round() as i64)
+        })
+        .or(price.amount);
     let quantity = item.quantity.or(sub_quantity).unwrap_or(1);
-    let mrr = if metered { 0 } else { monthly(unit_amount.unwrap_or(0) * quantity, &interval, interval_count) };
-    ItemState { price_id: price.id.clone(), quantity, interval, interval_count, unit_amount, metered, mrr }
+    let mrr = if metered {
+        0
+    } else {
+        monthly(
+            unit_amount.unwrap_or(0) * quantity,
+            &interval,
+            interval_count,
+        )
+    };
+    ItemState {
+        price_id: price.id.clone(),
+        quantity,
+        interval,
+        interval_count,
+        unit_amount,
+        metered,
+        mrr,
+    }
 }
 
 /// `amount` per `interval_count` × `interval`, as a monthly amount, rounded half up.
@@ -135,12 +184,14 @@ mod tests {
 
     #[test]
     fn newer_shape_items_quantity_and_period_on_items() {
-        let s = sub(r#"{"id":"sub_1","customer":"cus_1","status":"active","currency":"usd",
+        let s = sub(
+            r#"{"id":"sub_1","customer":"cus_1","status":"active","currency":"usd",
             "items":{"data":[
               {"price":{"id":"p_pro","unit_amount":2000,"currency":"usd","recurring":{"interval":"month","interval_count":1,"usage_type":"licensed"}},"quantity":3,"current_period_end":1700000000},
               {"price":{"id":"p_year","unit_amount":120000,"currency":"usd","recurring":{"interval":"year","interval_count":1}},"quantity":1,"current_period_end":1700000500},
               {"price":{"id":"p_meter","unit_amount":5,"currency":"usd","recurring":{"interval":"month","usage_type":"metered"}}}
-            ]}}"#);
+            ]}}"#,
+        );
         let st = SubscriptionState::from_stripe(&s, true, Version::new(1, "evt"), false);
         assert_eq!(st.mrr, 6000 + 10000);
         assert!(st.has_metered);
@@ -151,9 +202,11 @@ mod tests {
 
     #[test]
     fn older_shape_plan_and_top_level_period() {
-        let s = sub(r#"{"id":"sub_2","customer":{"id":"cus_2"},"status":"trialing","quantity":2,
+        let s = sub(
+            r#"{"id":"sub_2","customer":{"id":"cus_2"},"status":"trialing","quantity":2,
             "current_period_end":1600000000,"plan":{"amount":999},
-            "items":{"data":[{"plan":{"id":"plan_x","amount":999,"currency":"eur","interval":"week","interval_count":2}}]}}"#);
+            "items":{"data":[{"plan":{"id":"plan_x","amount":999,"currency":"eur","interval":"week","interval_count":2}}]}}"#,
+        );
         let st = SubscriptionState::from_stripe(&s, false, Version::new(1, "evt"), false);
         assert_eq!(st.customer.as_deref(), Some("cus_2"));
         assert_eq!(st.items[0].quantity, 2);

@@ -13,7 +13,13 @@ use super::state::BillingState;
 const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 const DAY: i64 = 86_400;
 
-fn event(id: &str, event_type: &str, created: i64, object: Value, previous: Option<Value>) -> BillingEvent {
+fn event(
+    id: &str,
+    event_type: &str,
+    created: i64,
+    object: Value,
+    previous: Option<Value>,
+) -> BillingEvent {
     let mut data = json!({ "object": object });
     if let Some(p) = previous {
         data["previous_attributes"] = p;
@@ -39,18 +45,90 @@ fn invoice_obj(id: &str, sub: &str, attempt: i64, next_attempt: Option<i64>, pai
 
 fn failed_renewal_story() -> Vec<BillingEvent> {
     vec![
-        event("evt_01", "customer.subscription.created", T0, sub_obj("sub_1", "active", 2000, 1), None),
-        event("evt_02", "charge.succeeded", T0, json!({"id":"ch_0","customer":"cus_1","amount":2000,"currency":"usd"}), None),
-        event("evt_03", "charge.failed", T0 + 31 * DAY, json!({"id":"ch_1","customer":"cus_1","amount":2000,"currency":"usd"}), None),
-        event("evt_04", "payment_intent.payment_failed", T0 + 31 * DAY, json!({"id":"pi_1","customer":"cus_1","amount":2000,"currency":"usd"}), None),
-        event("evt_05", "invoice.payment_failed", T0 + 31 * DAY, invoice_obj("in_1", "sub_1", 1, Some(T0 + 34 * DAY), false), None),
-        event("evt_06", "customer.subscription.updated", T0 + 31 * DAY + 1, sub_obj("sub_1", "past_due", 2000, 1), Some(json!({"status":"active"}))),
-        event("evt_07", "invoice.payment_failed", T0 + 34 * DAY, invoice_obj("in_1", "sub_1", 2, Some(T0 + 38 * DAY), false), None),
-        event("evt_08", "invoice.payment_failed", T0 + 38 * DAY, invoice_obj("in_1", "sub_1", 3, Some(T0 + 45 * DAY), false), None),
-        event("evt_09", "charge.succeeded", T0 + 40 * DAY, json!({"id":"ch_2","customer":"cus_1","amount":2000,"currency":"usd"}), None),
-        event("evt_10", "invoice.paid", T0 + 40 * DAY, invoice_obj("in_1", "sub_1", 4, None, true), None),
-        event("evt_11", "invoice.payment_succeeded", T0 + 40 * DAY, invoice_obj("in_1", "sub_1", 4, None, true), None),
-        event("evt_12", "customer.subscription.updated", T0 + 40 * DAY + 1, sub_obj("sub_1", "active", 2000, 1), Some(json!({"status":"past_due"}))),
+        event(
+            "evt_01",
+            "customer.subscription.created",
+            T0,
+            sub_obj("sub_1", "active", 2000, 1),
+            None,
+        ),
+        event(
+            "evt_02",
+            "charge.succeeded",
+            T0,
+            json!({"id":"ch_0","customer":"cus_1","amount":2000,"currency":"usd"}),
+            None,
+        ),
+        event(
+            "evt_03",
+            "charge.failed",
+            T0 + 31 * DAY,
+            json!({"id":"ch_1","customer":"cus_1","amount":2000,"currency":"usd"}),
+            None,
+        ),
+        event(
+            "evt_04",
+            "payment_intent.payment_failed",
+            T0 + 31 * DAY,
+            json!({"id":"pi_1","customer":"cus_1","amount":2000,"currency":"usd"}),
+            None,
+        ),
+        event(
+            "evt_05",
+            "invoice.payment_failed",
+            T0 + 31 * DAY,
+            invoice_obj("in_1", "sub_1", 1, Some(T0 + 34 * DAY), false),
+            None,
+        ),
+        event(
+            "evt_06",
+            "customer.subscription.updated",
+            T0 + 31 * DAY + 1,
+            sub_obj("sub_1", "past_due", 2000, 1),
+            Some(json!({"status":"active"})),
+        ),
+        event(
+            "evt_07",
+            "invoice.payment_failed",
+            T0 + 34 * DAY,
+            invoice_obj("in_1", "sub_1", 2, Some(T0 + 38 * DAY), false),
+            None,
+        ),
+        event(
+            "evt_08",
+            "invoice.payment_failed",
+            T0 + 38 * DAY,
+            invoice_obj("in_1", "sub_1", 3, Some(T0 + 45 * DAY), false),
+            None,
+        ),
+        event(
+            "evt_09",
+            "charge.succeeded",
+            T0 + 40 * DAY,
+            json!({"id":"ch_2","customer":"cus_1","amount":2000,"currency":"usd"}),
+            None,
+        ),
+        event(
+            "evt_10",
+            "invoice.paid",
+            T0 + 40 * DAY,
+            invoice_obj("in_1", "sub_1", 4, None, true),
+            None,
+        ),
+        event(
+            "evt_11",
+            "invoice.payment_succeeded",
+            T0 + 40 * DAY,
+            invoice_obj("in_1", "sub_1", 4, None, true),
+            None,
+        ),
+        event(
+            "evt_12",
+            "customer.subscription.updated",
+            T0 + 40 * DAY + 1,
+            sub_obj("sub_1", "active", 2000, 1),
+            Some(json!({"status":"past_due"})),
+        ),
     ]
 }
 
@@ -79,7 +157,11 @@ fn a_failed_renewal_opens_a_case_notifies_per_stage_and_recovers() {
         .filter(|n| n.kind == "dunning")
         .map(|n| n.stage.clone().unwrap())
         .collect();
-    assert_eq!(stages, ["notice", "final_warning", "recovered"], "one notification per stage change");
+    assert_eq!(
+        stages,
+        ["notice", "final_warning", "recovered"],
+        "one notification per stage change"
+    );
 
     // One failed renewal emits three events; the payment failure is counted once.
     assert_eq!(state.counter(false, "payments_failed"), 1);
@@ -93,7 +175,14 @@ fn a_failed_renewal_opens_a_case_notifies_per_stage_and_recovers() {
     assert_eq!(state.counter(false, "mrr_gained.usd"), 2000);
     assert_eq!(state.counter(false, "events"), 12);
     // Counters sit in the hour of the event's creation.
-    assert_eq!(state.counters.get(&(false, hour_of(T0 + 31 * DAY), crate::metric::Metric::DunningOpened)), Some(&1));
+    assert_eq!(
+        state.counters.get(&(
+            false,
+            hour_of(T0 + 31 * DAY),
+            crate::metric::Metric::DunningOpened
+        )),
+        Some(&1)
+    );
     assert_eq!(state.subscriptions["sub_1"].status, "active");
 }
 
@@ -111,16 +200,40 @@ fn access_follows_status_and_grace() {
 
     let state = apply_all(&events);
     let subs: Vec<_> = state.subscriptions.values().cloned().collect();
-    assert_eq!(access(None, &subs, &[], T0 + 41 * DAY, &policy).verdict, Verdict::Granted);
-    assert_eq!(access(None, &[], &[], T0, &policy).verdict, Verdict::Revoked);
+    assert_eq!(
+        access(None, &subs, &[], T0 + 41 * DAY, &policy).verdict,
+        Verdict::Granted
+    );
+    assert_eq!(
+        access(None, &[], &[], T0, &policy).verdict,
+        Verdict::Revoked
+    );
 }
 
 #[test]
 fn no_retry_left_is_lost_and_revokes() {
     let events = vec![
-        event("evt_a", "customer.subscription.created", T0, sub_obj("sub_1", "active", 2000, 1), None),
-        event("evt_b", "invoice.payment_failed", T0 + DAY, invoice_obj("in_9", "sub_1", 4, None, false), None),
-        event("evt_c", "customer.subscription.updated", T0 + DAY + 1, sub_obj("sub_1", "past_due", 2000, 1), Some(json!({"status":"active"}))),
+        event(
+            "evt_a",
+            "customer.subscription.created",
+            T0,
+            sub_obj("sub_1", "active", 2000, 1),
+            None,
+        ),
+        event(
+            "evt_b",
+            "invoice.payment_failed",
+            T0 + DAY,
+            invoice_obj("in_9", "sub_1", 4, None, false),
+            None,
+        ),
+        event(
+            "evt_c",
+            "customer.subscription.updated",
+            T0 + DAY + 1,
+            sub_obj("sub_1", "past_due", 2000, 1),
+            Some(json!({"status":"active"})),
+        ),
     ];
     let state = apply_all(&events);
     let policy = BillingPolicy::default();
@@ -128,31 +241,70 @@ fn no_retry_left_is_lost_and_revokes() {
     assert_eq!(state.counter(false, "dunning_lost"), 1);
     let subs: Vec<_> = state.subscriptions.values().cloned().collect();
     let cases: Vec<_> = state.cases.values().cloned().collect();
-    assert_eq!(access(None, &subs, &cases, T0 + 2 * DAY, &policy).verdict, Verdict::Revoked);
+    assert_eq!(
+        access(None, &subs, &cases, T0 + 2 * DAY, &policy).verdict,
+        Verdict::Revoked
+    );
 }
 
 #[test]
 fn action_required_is_its_own_stage_and_uncollectible_is_lost() {
     let events = vec![
-        event("evt_a", "invoice.payment_action_required", T0, invoice_obj("in_2", "sub_2", 1, Some(T0 + DAY), false), None),
-        event("evt_b", "invoice.marked_uncollectible", T0 + 9 * DAY, invoice_obj("in_2", "sub_2", 1, None, false), None),
+        event(
+            "evt_a",
+            "invoice.payment_action_required",
+            T0,
+            invoice_obj("in_2", "sub_2", 1, Some(T0 + DAY), false),
+            None,
+        ),
+        event(
+            "evt_b",
+            "invoice.marked_uncollectible",
+            T0 + 9 * DAY,
+            invoice_obj("in_2", "sub_2", 1, None, false),
+            None,
+        ),
     ];
     let policy = BillingPolicy::default();
     let state = apply_all(&events[..1]);
-    assert_eq!(state.cases["in_2"].stage(&policy), Some(Stage::ActionRequired));
+    assert_eq!(
+        state.cases["in_2"].stage(&policy),
+        Some(Stage::ActionRequired)
+    );
     let state = apply_all(&events);
     assert_eq!(state.cases["in_2"].stage(&policy), Some(Stage::Lost));
-    let stages: Vec<_> = state.notifications.iter().filter_map(|n| n.stage.clone()).collect();
+    let stages: Vec<_> = state
+        .notifications
+        .iter()
+        .filter_map(|n| n.stage.clone())
+        .collect();
     assert_eq!(stages, ["action_required", "lost"]);
 }
 
 #[test]
 fn mrr_moves_with_quantity_and_cancellation() {
     let events = vec![
-        event("evt_a", "customer.subscription.created", T0, sub_obj("sub_1", "active", 2000, 1), None),
-        event("evt_b", "customer.subscription.updated", T0 + DAY, sub_obj("sub_1", "active", 2000, 3),
-            Some(json!({ "items": sub_obj("sub_1", "active", 2000, 1)["items"] }))),
-        event("evt_c", "customer.subscription.deleted", T0 + 2 * DAY, sub_obj("sub_1", "canceled", 2000, 3), None),
+        event(
+            "evt_a",
+            "customer.subscription.created",
+            T0,
+            sub_obj("sub_1", "active", 2000, 1),
+            None,
+        ),
+        event(
+            "evt_b",
+            "customer.subscription.updated",
+            T0 + DAY,
+            sub_obj("sub_1", "active", 2000, 3),
+            Some(json!({ "items": sub_obj("sub_1", "active", 2000, 1)["items"] })),
+        ),
+        event(
+            "evt_c",
+            "customer.subscription.deleted",
+            T0 + 2 * DAY,
+            sub_obj("sub_1", "canceled", 2000, 3),
+            None,
+        ),
     ];
     let state = apply_all(&events);
     assert_eq!(state.counter(false, "mrr_gained.usd"), 2000 + 4000);
@@ -164,13 +316,37 @@ fn mrr_moves_with_quantity_and_cancellation() {
 
 #[test]
 fn a_deleted_subscription_stays_deleted_and_older_snapshots_do_not_overwrite() {
-    let created = event("evt_a", "customer.subscription.created", T0, sub_obj("sub_1", "active", 2000, 1), None);
-    let updated = event("evt_b", "customer.subscription.updated", T0 + 10, sub_obj("sub_1", "past_due", 2000, 1), Some(json!({"status":"active"})));
-    let deleted = event("evt_c", "customer.subscription.deleted", T0 + 5, sub_obj("sub_1", "canceled", 2000, 1), None);
+    let created = event(
+        "evt_a",
+        "customer.subscription.created",
+        T0,
+        sub_obj("sub_1", "active", 2000, 1),
+        None,
+    );
+    let updated = event(
+        "evt_b",
+        "customer.subscription.updated",
+        T0 + 10,
+        sub_obj("sub_1", "past_due", 2000, 1),
+        Some(json!({"status":"active"})),
+    );
+    let deleted = event(
+        "evt_c",
+        "customer.subscription.deleted",
+        T0 + 5,
+        sub_obj("sub_1", "canceled", 2000, 1),
+        None,
+    );
     let state = apply_all(&[deleted.clone(), updated.clone(), created.clone()]);
-    assert!(state.subscriptions["sub_1"].deleted, "deletion is final even before a newer update");
+    assert!(
+        state.subscriptions["sub_1"].deleted,
+        "deletion is final even before a newer update"
+    );
     let state = apply_all(&[updated, created]);
-    assert_eq!(state.subscriptions["sub_1"].status, "past_due", "the older created does not overwrite");
+    assert_eq!(
+        state.subscriptions["sub_1"].status, "past_due",
+        "the older created does not overwrite"
+    );
     assert_eq!(state.counter(false, "events"), 2, "but it is counted");
 }
 
@@ -178,22 +354,37 @@ fn a_deleted_subscription_stays_deleted_and_older_snapshots_do_not_overwrite() {
 fn older_api_shapes_and_fixture_payloads_apply() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
     let mut state = BillingState::default();
-    let mut files: Vec<_> = std::fs::read_dir(root).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
     files.sort();
     for path in &files {
         let raw = std::fs::read(path).unwrap();
-        let e = BillingEvent::parse(&raw, 1_767_225_700).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let e = BillingEvent::parse(&raw, 1_767_225_700)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
         // Give each file its own id (several share one in the fixtures' story).
         let mut e = e;
         e.id = path.file_name().unwrap().to_string_lossy().into_owned();
-        state.apply(&e, &BillingPolicy::default()).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        state
+            .apply(&e, &BillingPolicy::default())
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     }
     let case = &state.cases["in_RG1001"];
-    assert_eq!(case.subscription.as_deref(), Some("sub_RG1001"), "found in the newer and the older shape");
+    assert_eq!(
+        case.subscription.as_deref(),
+        Some("sub_RG1001"),
+        "found in the newer and the older shape"
+    );
     assert_eq!(state.counter(false, "events"), files.len() as i64);
     assert_eq!(state.counter(false, "disputes"), 1);
     assert_eq!(state.counter(false, "refunds"), 1);
-    assert!(state.notifications.iter().any(|n| n.kind == "checkout_completed"));
+    assert!(state
+        .notifications
+        .iter()
+        .any(|n| n.kind == "checkout_completed"));
     assert!(state.notifications.iter().any(|n| n.kind == "dispute"));
 }
 
@@ -207,12 +398,26 @@ fn unknown_types_are_counted_and_acknowledged() {
 
 #[test]
 fn a_malformed_object_is_an_error_not_a_panic() {
-    let e = event("evt_m", "customer.subscription.updated", T0, json!({"status": 5}), None);
-    assert!(BillingState::default().apply(&e, &BillingPolicy::default()).is_err());
+    let e = event(
+        "evt_m",
+        "customer.subscription.updated",
+        T0,
+        json!({"status": 5}),
+        None,
+    );
+    assert!(BillingState::default()
+        .apply(&e, &BillingPolicy::default())
+        .is_err());
 }
 
 fn comparable(s: &BillingState) -> impl PartialEq + std::fmt::Debug + '_ {
-    (&s.subscriptions, &s.cases, &s.customers, &s.counters, &s.applied)
+    (
+        &s.subscriptions,
+        &s.cases,
+        &s.customers,
+        &s.counters,
+        &s.applied,
+    )
 }
 
 fn big_history() -> Vec<BillingEvent> {
@@ -274,8 +479,13 @@ proptest! {
 /// warning whose charge's own event may come before or after it.
 fn findings_history() -> Vec<BillingEvent> {
     let charge = |id: &str, ch: &str, created: i64| {
-        event(id, "charge.succeeded", created,
-            json!({ "id": ch, "object": "charge", "customer": "cus_dup", "amount": 4900, "currency": "usd", "status": "succeeded" }), None)
+        event(
+            id,
+            "charge.succeeded",
+            created,
+            json!({ "id": ch, "object": "charge", "customer": "cus_dup", "amount": 4900, "currency": "usd", "status": "succeeded" }),
+            None,
+        )
     };
     let t1 = T0 + 5 * DAY;
     vec![
@@ -283,11 +493,20 @@ fn findings_history() -> Vec<BillingEvent> {
         charge("evt_c2", "ch_2", t1 + 120),
         charge("evt_c3", "ch_3", t1 + DAY),
         charge("evt_c4", "ch_4", t1 + 60),
-        event("evt_refund", "charge.refunded", t1 + 300,
+        event(
+            "evt_refund",
+            "charge.refunded",
+            t1 + 300,
             json!({ "id": "ch_2", "object": "charge", "customer": "cus_dup", "amount": 90_000, "amount_refunded": 90_000, "currency": "usd" }),
-            Some(json!({ "amount_refunded": 0 }))),
-        event("evt_efw", "radar.early_fraud_warning.created", t1 + 400,
-            json!({ "id": "issfr_1", "object": "radar.early_fraud_warning", "charge": "ch_3", "fraud_type": "made_with_stolen_card" }), None),
+            Some(json!({ "amount_refunded": 0 })),
+        ),
+        event(
+            "evt_efw",
+            "radar.early_fraud_warning.created",
+            t1 + 400,
+            json!({ "id": "issfr_1", "object": "radar.early_fraud_warning", "charge": "ch_3", "fraud_type": "made_with_stolen_card" }),
+            None,
+        ),
     ]
 }
 
@@ -322,7 +541,11 @@ fn the_probe_finds_each_duplicate_pair_once() {
         ]
     );
     let large = found.iter().find(|f| f.signal == "large_refund").unwrap();
-    assert!(large.explanation.contains("$900.00"), "{}", large.explanation);
+    assert!(
+        large.explanation.contains("$900.00"),
+        "{}",
+        large.explanation
+    );
 }
 
 proptest! {

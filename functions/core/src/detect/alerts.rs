@@ -77,7 +77,10 @@ pub fn plan(
 ) -> Vec<AlertChange> {
     let mut changes = Vec::new();
     let find = |id: &str| stored.iter().find(|a| a.id == id);
-    let all = window_findings.iter().map(|f| (f, false)).chain(event_findings.iter().map(|f| (f, true)));
+    let all = window_findings
+        .iter()
+        .map(|f| (f, false))
+        .chain(event_findings.iter().map(|f| (f, true)));
     for (f, event_level) in all {
         let id = alert_id(f.livemode, &f.key);
         match find(&id) {
@@ -99,7 +102,11 @@ pub fn plan(
                 } else {
                     continue;
                 };
-                changes.push(AlertChange { state, transition, expected_version: Some(a.version) });
+                changes.push(AlertChange {
+                    state,
+                    transition,
+                    expected_version: Some(a.version),
+                });
             }
             existing => {
                 let state = AlertState {
@@ -115,20 +122,34 @@ pub fn plan(
                     finding: f.clone(),
                     version: existing.map_or(1, |a| a.version + 1),
                 };
-                changes.push(AlertChange { state, transition: Transition::Opened, expected_version: existing.map(|a| a.version) });
+                changes.push(AlertChange {
+                    state,
+                    transition: Transition::Opened,
+                    expected_version: existing.map(|a| a.version),
+                });
             }
         }
     }
     for a in stored.iter().filter(|a| a.open && a.livemode == livemode) {
-        let still = window_findings.iter().chain(event_findings).any(|f| alert_id(f.livemode, &f.key) == a.id);
+        let still = window_findings
+            .iter()
+            .chain(event_findings)
+            .any(|f| alert_id(f.livemode, &f.key) == a.id);
         if still {
             continue;
         }
         let resolve = if a.event_level {
             now - a.opened_at >= config.event_alert_hours * 3600
         } else {
-            let slow = matches!(a.finding.signal.as_str(), "dispute_rate" | "efw_rate" | "refund_rate");
-            let quiet_for = if slow { config.slow_resolve_after_secs } else { config.resolve_after_secs };
+            let slow = matches!(
+                a.finding.signal.as_str(),
+                "dispute_rate" | "efw_rate" | "refund_rate"
+            );
+            let quiet_for = if slow {
+                config.slow_resolve_after_secs
+            } else {
+                config.resolve_after_secs
+            };
             match a.quiet_since {
                 Some(since) => now - since >= quiet_for,
                 None => {
@@ -136,7 +157,11 @@ pub fn plan(
                     let mut state = a.clone();
                     state.quiet_since = Some(now);
                     state.version += 1;
-                    changes.push(AlertChange { state, transition: Transition::Quiet, expected_version: Some(a.version) });
+                    changes.push(AlertChange {
+                        state,
+                        transition: Transition::Quiet,
+                        expected_version: Some(a.version),
+                    });
                     false
                 }
             }
@@ -147,7 +172,11 @@ pub fn plan(
             state.resolved_at = Some(now);
             state.last_sent_at = now;
             state.version += 1;
-            changes.push(AlertChange { state, transition: Transition::Resolved, expected_version: Some(a.version) });
+            changes.push(AlertChange {
+                state,
+                transition: Transition::Resolved,
+                expected_version: Some(a.version),
+            });
         }
     }
     changes
@@ -242,7 +271,10 @@ pub fn render(change: &AlertChange) -> AlertMessage {
     };
     let sms_full = match change.transition {
         Transition::Resolved => format!("revguard {mode} OK: {} back to normal", f.metric),
-        _ => format!("revguard {mode} {sev}{verb}: {} {} vs {} expected", f.metric, f.observed, f.expected),
+        _ => format!(
+            "revguard {mode} {sev}{verb}: {} {} vs {} expected",
+            f.metric, f.observed, f.expected
+        ),
     };
     let sms: String = sms_full.chars().take(140).collect();
     AlertMessage {

@@ -139,12 +139,20 @@ impl Default for DetectConfig {
 }
 
 fn get(series: &Series, hour: i64, metric: &Metric) -> i64 {
-    series.get(&hour).and_then(|m| m.get(metric)).copied().unwrap_or(0)
+    series
+        .get(&hour)
+        .and_then(|m| m.get(metric))
+        .copied()
+        .unwrap_or(0)
 }
 
 /// The currencies of the amounts `of` picks out of the series.
 fn currencies(series: &Series, of: impl for<'m> Fn(&'m Metric) -> Option<&'m str>) -> Vec<String> {
-    let mut out: Vec<String> = series.values().flat_map(|m| m.keys()).filter_map(|k| of(k).map(str::to_owned)).collect();
+    let mut out: Vec<String> = series
+        .values()
+        .flat_map(|m| m.keys())
+        .filter_map(|k| of(k).map(str::to_owned))
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -162,11 +170,23 @@ fn windows(now: i64, rule: Rule) -> Vec<Window> {
     let h = hour_of(now);
     let frac = (now - h) as f64 / 3600.0;
     match rule {
-        Rule::Seed3x => vec![Window { hours: vec![(h - 3600, 1.0)], start: h - 3600, end: h }],
+        Rule::Seed3x => vec![Window {
+            hours: vec![(h - 3600, 1.0)],
+            start: h - 3600,
+            end: h,
+        }],
         Rule::TimeOfDay => {
-            let mut w = vec![Window { hours: vec![(h - 3600, 1.0), (h, frac)], start: h - 3600, end: now }];
+            let mut w = vec![Window {
+                hours: vec![(h - 3600, 1.0), (h, frac)],
+                start: h - 3600,
+                end: now,
+            }];
             if frac >= 0.25 {
-                w.push(Window { hours: vec![(h, frac)], start: h, end: now });
+                w.push(Window {
+                    hours: vec![(h, frac)],
+                    start: h,
+                    end: now,
+                });
             }
             w
         }
@@ -181,13 +201,23 @@ struct Expectation {
 
 /// Observed in the window, and expected from the 7 days before it.
 fn expect(series: &Series, window: &Window, metric: &Metric, rule: Rule) -> Expectation {
-    let observed = window.hours.iter().map(|(h, _)| get(series, *h, metric)).sum();
+    let observed = window
+        .hours
+        .iter()
+        .map(|(h, _)| get(series, *h, metric))
+        .sum();
     let first = window.hours.first().map(|(h, _)| *h).unwrap_or(0);
     // The 7 days before the window (168 hours), excluding the window itself.
-    let week: Vec<i64> = (1..=168).map(|i| get(series, first - i * 3600, metric)).collect();
+    let week: Vec<i64> = (1..=168)
+        .map(|i| get(series, first - i * 3600, metric))
+        .collect();
     let week_mean = week.iter().sum::<i64>() as f64 / 168.0;
     match rule {
-        Rule::Seed3x => Expectation { observed, expected: week_mean, spread: 0.0 },
+        Rule::Seed3x => Expectation {
+            observed,
+            expected: week_mean,
+            spread: 0.0,
+        },
         Rule::TimeOfDay => {
             let mut expected = 0.0;
             let mut variance = 0.0;
@@ -195,7 +225,9 @@ fn expect(series: &Series, window: &Window, metric: &Metric, rule: Rule) -> Expe
                 // The same hour and its neighbours on each of the previous 7 days: 21
                 // samples, so that a sparse metric still has a usable baseline.
                 let samples: Vec<f64> = (1..=7)
-                    .flat_map(|d| [-3600, 0, 3600].map(|n| get(series, hour - d * 86_400 + n, metric) as f64))
+                    .flat_map(|d| {
+                        [-3600, 0, 3600].map(|n| get(series, hour - d * 86_400 + n, metric) as f64)
+                    })
                     .collect();
                 let n = samples.len() as f64;
                 let mean = samples.iter().sum::<f64>() / n;
@@ -206,7 +238,11 @@ fn expect(series: &Series, window: &Window, metric: &Metric, rule: Rule) -> Expe
                 // The spread of a mean over days, not of a single hour's count.
                 variance += weight * weight * var / 3.0;
             }
-            Expectation { observed, expected, spread: variance.sqrt() }
+            Expectation {
+                observed,
+                expected,
+                spread: variance.sqrt(),
+            }
         }
     }
 }
@@ -248,7 +284,11 @@ impl Signals<'_> {
     }
 
     fn sum_hours(&self, metric: &Metric, from: i64, to: i64) -> i64 {
-        (0..).map(|i| from + i * 3600).take_while(|h| *h < to).map(|h| self.get(h, metric)).sum()
+        (0..)
+            .map(|i| from + i * 3600)
+            .take_while(|h| *h < to)
+            .map(|h| self.get(h, metric))
+            .sum()
     }
 
     fn finding(&self, r: Raised<'_>) -> Finding {
@@ -276,7 +316,11 @@ impl Signals<'_> {
     /// Keeps the most severe finding per key.
     fn keep_worst(&mut self, f: Finding) {
         match self.found.iter_mut().find(|x| x.key == f.key) {
-            Some(x) if f.severity > x.severity || (f.severity == x.severity && f.ratio > x.ratio) => *x = f,
+            Some(x)
+                if f.severity > x.severity || (f.severity == x.severity && f.ratio > x.ratio) =>
+            {
+                *x = f
+            }
             Some(_) => {}
             None => self.found.push(f),
         }
@@ -352,17 +396,33 @@ impl Signals<'_> {
         let mut scaled = Series::new();
         for (hour, metrics) in self.series {
             if let Some(v) = metrics.get(metric) {
-                scaled.entry(*hour).or_default().insert(metric.clone(), (*v as f64 / unit).round() as i64);
+                scaled
+                    .entry(*hour)
+                    .or_default()
+                    .insert(metric.clone(), (*v as f64 / unit).round() as i64);
             }
         }
-        let mut in_units = Signals { series: &scaled, livemode: self.livemode, now, config: c, found: Vec::new() };
+        let mut in_units = Signals {
+            series: &scaled,
+            livemode: self.livemode,
+            now,
+            config: c,
+            found: Vec::new(),
+        };
         in_units.spike(metric, label);
         let currency = metric.currency().unwrap_or("xxx");
         for mut f in in_units.found {
             // A few large amounts are not a spike: the number of events must be unusual too.
-            let Some(w) = windows(now, c.rule).into_iter().find(|w| w.start == f.window_start) else { continue };
+            let Some(w) = windows(now, c.rule)
+                .into_iter()
+                .find(|w| w.start == f.window_start)
+            else {
+                continue;
+            };
             let e = expect(self.series, &w, count_metric, c.rule);
-            if e.observed < c.min_count || stats::upper_tail(e.observed, e.expected + e.spread) >= 1e-2 {
+            if e.observed < c.min_count
+                || stats::upper_tail(e.observed, e.expected + e.spread) >= 1e-2
+            {
                 continue;
             }
             f.observed = (f.observed * unit).round();
@@ -386,7 +446,9 @@ impl Signals<'_> {
         }
         for w in windows(self.now, c.rule) {
             let e = expect(self.series, &w, metric, c.rule);
-            if e.expected < c.drop_min_expected || ratio(e.observed as f64, e.expected) > c.drop_ratio {
+            if e.expected < c.drop_min_expected
+                || ratio(e.observed as f64, e.expected) > c.drop_ratio
+            {
                 continue;
             }
             let p = stats::lower_tail(e.observed, (e.expected - e.spread).max(e.expected * 0.5));
@@ -397,8 +459,13 @@ impl Signals<'_> {
             } else {
                 continue;
             };
-            let explanation =
-                format!("{label}: only {} between {} and {} against {:.1} expected", e.observed, hhmm(w.start), hhmm(w.end), e.expected);
+            let explanation = format!(
+                "{label}: only {} between {} and {} against {:.1} expected",
+                e.observed,
+                hhmm(w.start),
+                hhmm(w.end),
+                e.expected
+            );
             let f = self.finding(Raised {
                 key: format!("drop:{metric}"),
                 signal: "drop",
@@ -433,15 +500,23 @@ impl Signals<'_> {
             let hour = hour_of(t);
             let upto = (hour + 3600).min(now);
             let frac = (upto - t) as f64 / 3600.0;
-            let samples: Vec<f64> =
-                (1..=7).flat_map(|d| [-3600, 0, 3600].map(|n| self.get(hour - d * 86_400 + n, &received) as f64)).collect();
+            let samples: Vec<f64> = (1..=7)
+                .flat_map(|d| {
+                    [-3600, 0, 3600].map(|n| self.get(hour - d * 86_400 + n, &received) as f64)
+                })
+                .collect();
             let n = samples.len() as f64;
             let mean = samples.iter().sum::<f64>() / n;
             // Dispersion from the same hour on each day (neighbouring hours differ by rhythm).
             let same: Vec<f64> = samples.iter().skip(1).step_by(3).copied().collect();
             let same_mean = same.iter().sum::<f64>() / same.len() as f64;
-            let var = same.iter().map(|x| (x - same_mean).powi(2)).sum::<f64>() / (same.len() as f64 - 1.0);
-            let dispersion = if same_mean > 0.0 { (var / same_mean).clamp(1.0, 4.0) } else { 1.0 };
+            let var = same.iter().map(|x| (x - same_mean).powi(2)).sum::<f64>()
+                / (same.len() as f64 - 1.0);
+            let dispersion = if same_mean > 0.0 {
+                (var / same_mean).clamp(1.0, 4.0)
+            } else {
+                1.0
+            };
             expected += frac * mean;
             bursts += frac * mean / dispersion;
             t = upto;
@@ -452,7 +527,11 @@ impl Signals<'_> {
             let end = hour_of(last);
             let today: i64 = (1..=12).map(|i| self.get(end - i * 3600, &received)).sum();
             let before: f64 = (1..=7)
-                .map(|d| (1..=12).map(|i| self.get(end - d * 86_400 - i * 3600, &received)).sum::<i64>() as f64)
+                .map(|d| {
+                    (1..=12)
+                        .map(|i| self.get(end - d * 86_400 - i * 3600, &received))
+                        .sum::<i64>() as f64
+                })
                 .sum::<f64>()
                 / 7.0;
             if before > 0.0 {
@@ -475,7 +554,11 @@ impl Signals<'_> {
         if expected + due < c.gap_min_expected || (-lambda).exp() >= c.p_gap {
             return;
         }
-        let severity = if lambda >= 2.0 * c.gap_min_expected { Severity::Critical } else { Severity::Warning };
+        let severity = if lambda >= 2.0 * c.gap_min_expected {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
         let explanation = format!(
             "Webhooks: nothing received since {} ({} min) while {:.1} deliveries were expected: is the Stripe endpoint disabled, or the signing secret wrong?",
             hhmm(last),
@@ -498,11 +581,20 @@ impl Signals<'_> {
     fn mrr_fall(&mut self) {
         let (c, now) = (self.config, self.now);
         let h = hour_of(now);
-        let mrr_currencies = currencies(self.series, |m| if let Metric::MrrTotal(c) = m { Some(c.as_str()) } else { None });
+        let mrr_currencies = currencies(self.series, |m| {
+            if let Metric::MrrTotal(c) = m {
+                Some(c.as_str())
+            } else {
+                None
+            }
+        });
         for cur in mrr_currencies {
             let total = self.get(0, &Metric::MrrTotal(cur.clone()));
             let net: i64 = (0..24)
-                .map(|i| self.get(h - i * 3600, &Metric::MrrGained(cur.clone())) - self.get(h - i * 3600, &Metric::MrrLost(cur.clone())))
+                .map(|i| {
+                    self.get(h - i * 3600, &Metric::MrrGained(cur.clone()))
+                        - self.get(h - i * 3600, &Metric::MrrLost(cur.clone()))
+                })
                 .sum();
             let before = total - net;
             if net >= 0 || before <= 0 {
@@ -517,8 +609,13 @@ impl Signals<'_> {
                 continue;
             };
             let money = |v: i64| crate::money::format_minor(v, &cur);
-            let explanation =
-                format!("MRR ({}) fell by {} ({:.1} %) over the last 24 h, to {}", cur.to_uppercase(), money(-net), share * 100.0, money(total));
+            let explanation = format!(
+                "MRR ({}) fell by {} ({:.1} %) over the last 24 h, to {}",
+                cur.to_uppercase(),
+                money(-net),
+                share * 100.0,
+                money(total)
+            );
             self.raise(Raised {
                 key: format!("mrr_fall:{cur}"),
                 signal: "mrr_fall",
@@ -538,7 +635,10 @@ impl Signals<'_> {
         let h = hour_of(now);
         let hours = [h - 3600, h];
         let in_hours = |m: &Metric| hours.iter().map(|hr| self.get(*hr, m)).sum::<i64>();
-        let mut buckets: Vec<(i64, i64)> = LAG_BUCKETS.iter().map(|b| (*b, in_hours(&Metric::LagAtMost(*b)))).collect();
+        let mut buckets: Vec<(i64, i64)> = LAG_BUCKETS
+            .iter()
+            .map(|b| (*b, in_hours(&Metric::LagAtMost(*b))))
+            .collect();
         buckets.push((i64::MAX, in_hours(&Metric::LagOverAnHour)));
         let total: i64 = buckets.iter().map(|(_, n)| n).sum();
         if total < c.lag_min_events {
@@ -560,7 +660,11 @@ impl Signals<'_> {
         } else {
             return;
         };
-        let shown = if p95 == i64::MAX { "over 3600 s".to_owned() } else { format!("up to {p95} s") };
+        let shown = if p95 == i64::MAX {
+            "over 3600 s".to_owned()
+        } else {
+            format!("up to {p95} s")
+        };
         let explanation = format!("Stripe's webhooks arrive late: p95 delivery lag {shown} over {total} deliveries since {}", hhmm(h - 3600));
         self.raise(Raised {
             key: "delivery_lag".into(),
@@ -589,7 +693,14 @@ impl Signals<'_> {
         } else {
             return;
         };
-        let explanation = format!("{}: {:.2} % ({} of {}) since {}", r.label, value * 100.0, r.num, r.den, hhmm(r.window.0));
+        let explanation = format!(
+            "{}: {:.2} % ({} of {}) since {}",
+            r.label,
+            value * 100.0,
+            r.num,
+            r.den,
+            hhmm(r.window.0)
+        );
         self.raise(Raised {
             key: r.key.to_owned(),
             signal: r.key,
@@ -709,7 +820,13 @@ struct Rate<'a> {
 
 /// All window signals for one livemode at `now`.
 pub fn detect(series: &Series, livemode: bool, now: i64, config: &DetectConfig) -> Vec<Finding> {
-    let mut s = Signals { series, livemode, now, config, found: Vec::new() };
+    let mut s = Signals {
+        series,
+        livemode,
+        now,
+        config,
+        found: Vec::new(),
+    };
     for (metric, label) in [
         (Metric::PaymentsFailed, "Failed payments"),
         (Metric::Refunds, "Refunds"),
@@ -721,14 +838,28 @@ pub fn detect(series: &Series, livemode: bool, now: i64, config: &DetectConfig) 
         s.spike(&metric, label);
     }
     let amounts: [(fn(String) -> Metric, Metric, &str); 3] = [
-        (Metric::PaymentsFailedAmount, Metric::PaymentsFailed, "Failed payment amount"),
+        (
+            Metric::PaymentsFailedAmount,
+            Metric::PaymentsFailed,
+            "Failed payment amount",
+        ),
         (Metric::RefundsAmount, Metric::Refunds, "Refunded amount"),
         (Metric::MrrLost, Metric::SubscriptionsCanceled, "MRR lost"),
     ];
     for (amount, count, label) in amounts {
         let kind = std::mem::discriminant(&amount(String::new()));
-        for cur in currencies(series, |m| if std::mem::discriminant(m) == kind { m.currency() } else { None }) {
-            s.amount_spike(&amount(cur.clone()), &count, &format!("{label} ({})", cur.to_uppercase()));
+        for cur in currencies(series, |m| {
+            if std::mem::discriminant(m) == kind {
+                m.currency()
+            } else {
+                None
+            }
+        }) {
+            s.amount_spike(
+                &amount(cur.clone()),
+                &count,
+                &format!("{label} ({})", cur.to_uppercase()),
+            );
         }
     }
     s.drop_signal(&Metric::PaymentsSucceeded, "Successful payments");

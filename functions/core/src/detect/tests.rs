@@ -10,14 +10,18 @@ fn steady(metric: &str, per_hour: i64, now: i64) -> Series {
     let mut s = Series::new();
     let mut h = hour_of(now) - 8 * 86_400;
     while h < hour_of(now) - 3600 {
-        s.entry(h).or_default().insert(Metric::parse(metric).unwrap(), per_hour);
+        s.entry(h)
+            .or_default()
+            .insert(Metric::parse(metric).unwrap(), per_hour);
         h += 3600;
     }
     s
 }
 
 fn set(s: &mut Series, hour: i64, metric: &str, v: i64) {
-    s.entry(hour).or_default().insert(Metric::parse(metric).unwrap(), v);
+    s.entry(hour)
+        .or_default()
+        .insert(Metric::parse(metric).unwrap(), v);
 }
 
 #[test]
@@ -28,7 +32,10 @@ fn forty_failed_charges_against_four_pages_and_two_against_a_trickle_does_not() 
     set(&mut s, hour_of(now) - 3600, "payments_failed", 4);
     set(&mut s, hour_of(now), "payments_failed", 40);
     let f = detect(&s, true, now, &c);
-    let spike = f.iter().find(|f| f.key == "spike:payments_failed").expect("a spike");
+    let spike = f
+        .iter()
+        .find(|f| f.key == "spike:payments_failed")
+        .expect("a spike");
     assert_eq!(spike.severity, Severity::Critical);
     assert!(spike.ratio > 5.0, "{spike:?}");
     assert!(spike.explanation.contains("Failed payments"));
@@ -43,13 +50,18 @@ fn forty_failed_charges_against_four_pages_and_two_against_a_trickle_does_not() 
         h += 3600;
     }
     set(&mut quiet, hour_of(now), "payments_failed", 2);
-    assert!(detect(&quiet, true, now, &c).iter().all(|f| f.key != "spike:payments_failed"));
+    assert!(detect(&quiet, true, now, &c)
+        .iter()
+        .all(|f| f.key != "spike:payments_failed"));
 }
 
 #[test]
 fn the_seed_rule_is_kept_for_comparison() {
     let now = H + 5 * 3600 + 600;
-    let c = DetectConfig { rule: Rule::Seed3x, ..DetectConfig::default() };
+    let c = DetectConfig {
+        rule: Rule::Seed3x,
+        ..DetectConfig::default()
+    };
     let mut s = steady("refunds", 1, now);
     set(&mut s, hour_of(now) - 3600, "refunds", 5); // > 3 × 1 + 1
     let f = detect(&s, false, now, &c);
@@ -65,7 +77,9 @@ fn the_seed_rule_is_kept_for_comparison() {
     set(&mut low, hour_of(now) - 3600, "refunds", 2);
     assert_eq!(detect(&low, false, now, &c).len(), 1);
     let default = DetectConfig::default();
-    assert!(detect(&low, false, now, &default).iter().all(|f| f.key != "spike:refunds"));
+    assert!(detect(&low, false, now, &default)
+        .iter()
+        .all(|f| f.key != "spike:refunds"));
 }
 
 #[test]
@@ -75,15 +89,24 @@ fn time_of_day_matters() {
     let mut h = H - 8 * 86_400;
     while h < H + 86_400 {
         let hour = (h % 86_400) / 3600;
-        set(&mut s, h, "subscriptions_canceled", if hour == 15 { 30 } else { 3 });
+        set(
+            &mut s,
+            h,
+            "subscriptions_canceled",
+            if hour == 15 { 30 } else { 3 },
+        );
         h += 3600;
     }
     let c = DetectConfig::default();
     let afternoon = H + 15 * 3600 + 3000;
-    assert!(detect(&s, true, afternoon, &c).iter().all(|f| f.key != "spike:subscriptions_canceled"));
+    assert!(detect(&s, true, afternoon, &c)
+        .iter()
+        .all(|f| f.key != "spike:subscriptions_canceled"));
     set(&mut s, H + 3 * 3600, "subscriptions_canceled", 30);
     let night = H + 3 * 3600 + 3000;
-    assert!(detect(&s, true, night, &c).iter().any(|f| f.key == "spike:subscriptions_canceled"));
+    assert!(detect(&s, true, night, &c)
+        .iter()
+        .any(|f| f.key == "spike:subscriptions_canceled"));
 }
 
 #[test]
@@ -107,7 +130,9 @@ fn a_delivery_gap_and_a_drop_are_seen() {
     assert!(f.iter().any(|f| f.key == "drop:payments_succeeded"));
     // The same window with normal deliveries: quiet.
     set(&mut s, 0, "max_received_at", now - 60);
-    assert!(detect(&s, true, now, &c).iter().all(|f| f.key != "delivery_gap"));
+    assert!(detect(&s, true, now, &c)
+        .iter()
+        .all(|f| f.key != "delivery_gap"));
 }
 
 #[test]
@@ -123,7 +148,11 @@ fn mrr_fall_lag_rates_and_lapses() {
     set(&mut s, hour_of(now), "payments_succeeded", 20);
     set(&mut s, hour_of(now) - 2 * 86_400, "active_period_ends", 2);
     let f = detect(&s, false, now, &c);
-    let key = |k: &str| f.iter().find(|f| f.key == k).unwrap_or_else(|| panic!("{k} in {f:#?}"));
+    let key = |k: &str| {
+        f.iter()
+            .find(|f| f.key == k)
+            .unwrap_or_else(|| panic!("{k} in {f:#?}"))
+    };
     assert_eq!(key("mrr_fall:usd").severity, Severity::Critical);
     assert_eq!(key("delivery_lag").severity, Severity::Critical);
     assert_eq!(key("failure_rate").severity, Severity::Critical); // 60 %
@@ -144,7 +173,8 @@ fn finding(key: &str, sev: Severity) -> Finding {
         spread: 1.0,
         ratio: 10.0,
         severity: sev,
-        explanation: "Refunds: 20 between 00:00 and 01:00 against 2.0 expected at this time of day".into(),
+        explanation: "Refunds: 20 between 00:00 and 01:00 against 2.0 expected at this time of day"
+            .into(),
     }
 }
 
@@ -167,20 +197,39 @@ fn an_alert_opens_escalates_reminds_and_resolves_once_each() {
         (H + 900, vec![finding("spike:refunds", Severity::Warning)]),
         (H + 1800, vec![finding("spike:refunds", Severity::Critical)]),
         (H + 2700, vec![finding("spike:refunds", Severity::Warning)]),
-        (H + 7 * 3600, vec![finding("spike:refunds", Severity::Critical)]),
+        (
+            H + 7 * 3600,
+            vec![finding("spike:refunds", Severity::Critical)],
+        ),
         (H + 7 * 3600 + 900, vec![]),
         // Back above the threshold for a moment: no flapping, it stays open.
-        (H + 7 * 3600 + 1800, vec![finding("spike:refunds", Severity::Warning)]),
+        (
+            H + 7 * 3600 + 1800,
+            vec![finding("spike:refunds", Severity::Warning)],
+        ),
         (H + 7 * 3600 + 2700, vec![]),
         (H + 8 * 3600, vec![]),
         (H + 8 * 3600 + 2700, vec![]),
     ];
     for (now, findings) in runs {
         let changes = plan(&findings, &[], &stored, true, now, &c);
-        seen.extend(changes.iter().map(|c| c.transition).filter(|t| t.is_published()));
+        seen.extend(
+            changes
+                .iter()
+                .map(|c| c.transition)
+                .filter(|t| t.is_published()),
+        );
         apply(&mut stored, &changes);
     }
-    assert_eq!(seen, [Transition::Opened, Transition::Escalated, Transition::Reminder, Transition::Resolved]);
+    assert_eq!(
+        seen,
+        [
+            Transition::Opened,
+            Transition::Escalated,
+            Transition::Reminder,
+            Transition::Resolved
+        ]
+    );
     assert_eq!(stored.len(), 1);
     assert!(!stored[0].open);
 }
@@ -216,7 +265,14 @@ fn event_level_alerts_open_once_and_resolve_by_age() {
 #[test]
 fn messages_fit_email_and_sms() {
     let c = DetectConfig::default();
-    let changes = plan(&[finding("spike:refunds", Severity::Critical)], &[], &[], true, H + 1800, &c);
+    let changes = plan(
+        &[finding("spike:refunds", Severity::Critical)],
+        &[],
+        &[],
+        true,
+        H + 1800,
+        &c,
+    );
     let m = render(&changes[0]);
     assert!(m.sms.chars().count() <= 140, "{}", m.sms);
     assert!(m.sms.contains("CRITICAL"));

@@ -5,9 +5,9 @@ use serde::Serialize;
 
 use super::scenario::{Incident, Scenario};
 use crate::billing::state::BillingState;
+use crate::billing::{decide, BillingEvent, BillingPolicy};
 use crate::detect::alerts::{plan, AlertState, Transition};
 use crate::detect::{series_of, DetectConfig, Finding};
-use crate::billing::{decide, BillingEvent, BillingPolicy};
 
 /// An alert belongs to an incident it could have been raised by (see
 /// [`super::scenario::IncidentKind::explains`]), opened from its start until a margin after
@@ -56,22 +56,31 @@ pub struct EvalResult {
 /// Counters and alert state kept while the scenario plays.
 pub struct Replay<'a> {
     pub state: BillingState,
-        pub alerts: Vec<AlertState>,
+    pub alerts: Vec<AlertState>,
     pub pending: Vec<Finding>,
     policy: &'a BillingPolicy,
 }
 
 impl<'a> Replay<'a> {
     pub fn new(policy: &'a BillingPolicy) -> Self {
-        Self { state: BillingState::default(), alerts: Vec::new(), pending: Vec::new(), policy }
+        Self {
+            state: BillingState::default(),
+            alerts: Vec::new(),
+            pending: Vec::new(),
+            policy,
+        }
     }
 
     pub fn apply(&mut self, raw: &str, received_at: i64) {
-        let Ok(event) = BillingEvent::parse(raw.as_bytes(), received_at) else { return };
+        let Ok(event) = BillingEvent::parse(raw.as_bytes(), received_at) else {
+            return;
+        };
         if self.state.applied.contains(&event.id) {
             return;
         }
-        let Ok(fx) = decide(&event, &self.state.load(&event), self.policy) else { return };
+        let Ok(fx) = decide(&event, &self.state.load(&event), self.policy) else {
+            return;
+        };
         self.pending.extend(fx.findings.iter().cloned());
         self.state.commit(&event.id, fx);
     }
@@ -81,8 +90,17 @@ impl<'a> Replay<'a> {
         let mut out = Vec::new();
         let pending = std::mem::take(&mut self.pending);
         for livemode in [false, true] {
-            let findings = crate::detect::detect(&series_of(&self.state.counters, livemode), livemode, now, config);
-            let events: Vec<Finding> = pending.iter().filter(|f| f.livemode == livemode).cloned().collect();
+            let findings = crate::detect::detect(
+                &series_of(&self.state.counters, livemode),
+                livemode,
+                now,
+                config,
+            );
+            let events: Vec<Finding> = pending
+                .iter()
+                .filter(|f| f.livemode == livemode)
+                .cloned()
+                .collect();
             for change in plan(&findings, &events, &self.alerts, livemode, now, config) {
                 match self.alerts.iter_mut().find(|a| a.id == change.state.id) {
                     Some(a) => *a = change.state.clone(),
@@ -96,7 +114,12 @@ impl<'a> Replay<'a> {
 }
 
 /// Replays the scenario with the detector every `step_secs` over the monitored days.
-pub fn evaluate(scenario: &Scenario, config: &DetectConfig, policy: &BillingPolicy, step_secs: i64) -> EvalResult {
+pub fn evaluate(
+    scenario: &Scenario,
+    config: &DetectConfig,
+    policy: &BillingPolicy,
+    step_secs: i64,
+) -> EvalResult {
     let mut replay = Replay::new(policy);
     let mut next = 0;
     let from = scenario.config.monitored_from();
@@ -128,7 +151,9 @@ fn score(scenario: &Scenario, opened: Vec<Opened>) -> EvalResult {
     // The latest incident begun before the alert, whose margin still covers it.
     let owner = |o: &Opened| {
         scenario.incidents.iter().rposition(|i| {
-            i.kind.explains(&o.alert_id) && o.at >= i.start && o.at <= i.end + attribution_margin_secs(&o.alert_id)
+            i.kind.explains(&o.alert_id)
+                && o.at >= i.start
+                && o.at <= i.end + attribution_margin_secs(&o.alert_id)
         })
     };
     let incidents = scenario
@@ -137,9 +162,22 @@ fn score(scenario: &Scenario, opened: Vec<Opened>) -> EvalResult {
         .enumerate()
         .map(|(i, inc)| {
             let first = opened.iter().find(|o| owner(o) == Some(i));
-            IncidentResult { incident: inc.clone(), detected_at: first.map(|o| o.at), first_alert: first.map(|o| o.alert_id.clone()) }
+            IncidentResult {
+                incident: inc.clone(),
+                detected_at: first.map(|o| o.at),
+                first_alert: first.map(|o| o.alert_id.clone()),
+            }
         })
         .collect();
-    let false_alerts = opened.iter().filter(|o| owner(o).is_none()).cloned().collect();
-    EvalResult { incidents, false_alerts, opened, monitored_days: scenario.config.monitored_days }
+    let false_alerts = opened
+        .iter()
+        .filter(|o| owner(o).is_none())
+        .cloned()
+        .collect();
+    EvalResult {
+        incidents,
+        false_alerts,
+        opened,
+        monitored_days: scenario.config.monitored_days,
+    }
 }

@@ -102,8 +102,12 @@ impl IncidentKind {
             IncidentKind::FailedChargeBurst => &["spike:payments_failed", "failure_rate"],
             IncidentKind::RefundSpike => &["spike:refunds", "refund_rate", "large_refund"],
             IncidentKind::DisputeCluster => &["spike:disputes", "dispute_rate"],
-            IncidentKind::WebhookOutage => &["delivery_gap", "delivery_lag", "drop:", "silent_lapse"],
-            IncidentKind::CancellationWave => &["spike:subscriptions_canceled", "spike:mrr_lost", "mrr_fall"],
+            IncidentKind::WebhookOutage => {
+                &["delivery_gap", "delivery_lag", "drop:", "silent_lapse"]
+            }
+            IncidentKind::CancellationWave => {
+                &["spike:subscriptions_canceled", "spike:mrr_lost", "mrr_fall"]
+            }
         };
         related.iter().any(|r| key.starts_with(r))
     }
@@ -202,7 +206,11 @@ struct Gen {
 pub fn rhythm(t: i64) -> f64 {
     let hour = (t.rem_euclid(DAY)) as f64 / HOUR as f64;
     let day_of_week = (t.div_euclid(DAY) + 4).rem_euclid(7); // 1970-01-01 was a Thursday
-    let weekend = if day_of_week == 0 || day_of_week == 6 { 0.7 } else { 1.0 };
+    let weekend = if day_of_week == 0 || day_of_week == 6 {
+        0.7
+    } else {
+        1.0
+    };
     weekend * (0.3 + 0.7 * (-((hour - 15.0) / 5.0).powi(2)).exp())
 }
 
@@ -224,8 +232,17 @@ impl Gen {
         })
         .to_string();
         // Most deliveries take a second or two; a few are retried after a minute or two.
-        let lag = if self.rng.chance(0.01) { self.rng.range(30, 120) } else { self.rng.range(0, 4) };
-        self.events.push(SimEvent { id, created, received_at: created + lag, raw });
+        let lag = if self.rng.chance(0.01) {
+            self.rng.range(30, 120)
+        } else {
+            self.rng.range(0, 4)
+        };
+        self.events.push(SimEvent {
+            id,
+            created,
+            received_at: created + lag,
+            raw,
+        });
     }
 
     fn customer(&mut self) -> String {
@@ -247,7 +264,16 @@ impl Gen {
         let object = json!({ "id": id, "object": "charge", "customer": customer, "amount": amount, "amount_refunded": 0,
             "currency": "usd", "status": if ok { "succeeded" } else { "failed" },
             "failure_code": if ok { Value::Null } else { json!("card_declined") } });
-        self.emit(if ok { "charge.succeeded" } else { "charge.failed" }, t, object, None);
+        self.emit(
+            if ok {
+                "charge.succeeded"
+            } else {
+                "charge.failed"
+            },
+            t,
+            object,
+            None,
+        );
         id
     }
 
@@ -257,7 +283,16 @@ impl Gen {
             "amount_due": s.unit_amount, "amount_paid": if paid { s.unit_amount } else { 0 }, "attempt_count": attempt,
             "next_payment_attempt": next_attempt, "status": if paid { "paid" } else { "open" }, "billing_reason": "subscription_cycle",
             "parent": { "type": "subscription_details", "subscription_details": { "subscription": s.id } } });
-        self.emit(if paid { "invoice.paid" } else { "invoice.payment_failed" }, t, object, None);
+        self.emit(
+            if paid {
+                "invoice.paid"
+            } else {
+                "invoice.payment_failed"
+            },
+            t,
+            object,
+            None,
+        );
     }
 
     /// A new customer signs up.
@@ -273,8 +308,19 @@ impl Gen {
             _ => (49_000, "year"),
         };
         let id = self.id("sub");
-        let length = if interval == "year" { 365 * DAY } else { 30 * DAY };
-        let s = Sub { id, customer: customer.clone(), unit_amount, interval, period_end: t + length, active: true };
+        let length = if interval == "year" {
+            365 * DAY
+        } else {
+            30 * DAY
+        };
+        let s = Sub {
+            id,
+            customer: customer.clone(),
+            unit_amount,
+            interval,
+            period_end: t + length,
+            active: true,
+        };
         let session = self.id("cs");
         self.emit("checkout.session.completed", t, json!({ "id": session, "object": "checkout.session", "customer": customer,
             "mode": "subscription", "amount_total": unit_amount, "currency": "usd", "subscription": s.id }), None);
@@ -286,7 +332,13 @@ impl Gen {
     }
 
     fn cancel(&mut self, t: i64) {
-        let active: Vec<usize> = self.subs.iter().enumerate().filter(|(_, s)| s.active).map(|(i, _)| i).collect();
+        let active: Vec<usize> = self
+            .subs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active)
+            .map(|(i, _)| i)
+            .collect();
         if active.is_empty() {
             return;
         }
@@ -295,7 +347,12 @@ impl Gen {
         let s = self.subs[i].clone();
         let mut obj = self.sub_object(&s, "canceled");
         obj["canceled_at"] = json!(t);
-        self.emit("customer.subscription.deleted", t, obj, Some(json!({ "status": "active" })));
+        self.emit(
+            "customer.subscription.deleted",
+            t,
+            obj,
+            Some(json!({ "status": "active" })),
+        );
     }
 
     /// Renewals due in [t, t + 1 h): most pay; some fail, are retried in 3 days, and
@@ -316,7 +373,12 @@ impl Gen {
                 self.charge(at, &customer, s.unit_amount, false);
                 self.invoice(at + 1, &s, false, 1, Some(at + 3 * DAY));
                 let obj = self.sub_object(&s, "past_due");
-                self.emit("customer.subscription.updated", at + 2, obj, Some(json!({ "status": "active" })));
+                self.emit(
+                    "customer.subscription.updated",
+                    at + 2,
+                    obj,
+                    Some(json!({ "status": "active" })),
+                );
                 retries.push((at + 3 * DAY, i));
             } else {
                 self.renew(at, i, "active");
@@ -329,12 +391,21 @@ impl Gen {
         let customer = old.customer.clone();
         self.charge(at, &customer, old.unit_amount, true);
         self.invoice(at + 1, &old, true, 1, None);
-        let length = if old.interval == "year" { 365 * DAY } else { 30 * DAY };
+        let length = if old.interval == "year" {
+            365 * DAY
+        } else {
+            30 * DAY
+        };
         self.subs[i].period_end = old.period_end + length;
         let new = self.subs[i].clone();
         let obj = self.sub_object(&new, "active");
         let prev_items = self.sub_object(&old, previous_status)["items"].clone();
-        self.emit("customer.subscription.updated", at + 2, obj, Some(json!({ "status": previous_status, "items": prev_items })));
+        self.emit(
+            "customer.subscription.updated",
+            at + 2,
+            obj,
+            Some(json!({ "status": previous_status, "items": prev_items })),
+        );
     }
 
     fn retry(&mut self, at: i64, i: usize) {
@@ -351,7 +422,12 @@ impl Gen {
             self.subs[i].active = false;
             let mut obj = self.sub_object(&s, "canceled");
             obj["canceled_at"] = json!(at + 2);
-            self.emit("customer.subscription.deleted", at + 2, obj, Some(json!({ "status": "past_due" })));
+            self.emit(
+                "customer.subscription.deleted",
+                at + 2,
+                obj,
+                Some(json!({ "status": "past_due" })),
+            );
         }
     }
 
@@ -359,15 +435,25 @@ impl Gen {
         let customer = self.customer();
         let amount = self.rng.range(5, 150) * 100;
         let id = self.id("ch");
-        self.emit("charge.refunded", t, json!({ "id": id, "object": "charge", "customer": customer, "amount": amount,
-            "amount_refunded": amount, "currency": "usd", "refunded": true }), Some(json!({ "amount_refunded": 0, "refunded": false })));
+        self.emit(
+            "charge.refunded",
+            t,
+            json!({ "id": id, "object": "charge", "customer": customer, "amount": amount,
+            "amount_refunded": amount, "currency": "usd", "refunded": true }),
+            Some(json!({ "amount_refunded": 0, "refunded": false })),
+        );
     }
 
     fn dispute(&mut self, t: i64) {
         let amount = self.rng.range(10, 200) * 100;
         let (id, charge) = (self.id("dp"), self.id("ch"));
-        self.emit("charge.dispute.created", t, json!({ "id": id, "object": "dispute", "charge": charge, "amount": amount,
-            "currency": "usd", "reason": "fraudulent", "status": "needs_response" }), None);
+        self.emit(
+            "charge.dispute.created",
+            t,
+            json!({ "id": id, "object": "dispute", "charge": charge, "amount": amount,
+            "currency": "usd", "reason": "fraudulent", "status": "needs_response" }),
+            None,
+        );
     }
 
     fn hour(&mut self, t: i64, retries: &mut Vec<(i64, usize)>) {
@@ -396,7 +482,11 @@ impl Gen {
             self.cancel(at);
         }
         self.renewals(t, retries);
-        let due: Vec<(i64, usize)> = retries.iter().filter(|(at, _)| *at >= t && *at < t + HOUR).copied().collect();
+        let due: Vec<(i64, usize)> = retries
+            .iter()
+            .filter(|(at, _)| *at >= t && *at < t + HOUR)
+            .copied()
+            .collect();
         retries.retain(|(at, _)| !(*at >= t && *at < t + HOUR));
         for (at, i) in due {
             self.retry(at, i);
@@ -434,7 +524,11 @@ impl Gen {
             }
             IncidentKind::WebhookOutage => {
                 // Nothing reaches revguard; Stripe retries once the endpoint is back.
-                for e in self.events.iter_mut().filter(|e| e.created >= start && e.created < end) {
+                for e in self
+                    .events
+                    .iter_mut()
+                    .filter(|e| e.created >= start && e.created < end)
+                {
                     e.received_at = end + (e.received_at - e.created) + (e.created - start) / 20;
                 }
             }
@@ -464,7 +558,12 @@ fn plan_incidents(rng: &mut Rng, config: &ScenarioConfig, active_subs: usize) ->
                 IncidentKind::WebhookOutage => (180, 0),
                 IncidentKind::CancellationWave => (90, (active_subs / 10).max(10) as u32),
             };
-            Incident { kind, start, end: start + minutes * 60, size }
+            Incident {
+                kind,
+                start,
+                end: start + minutes * 60,
+                size,
+            }
         })
         .collect()
 }
@@ -493,7 +592,12 @@ pub fn generate(config: ScenarioConfig) -> Scenario {
     let seeded: Vec<Sub> = g.subs.clone();
     for s in &seeded {
         let obj = g.sub_object(s, "active");
-        g.emit("customer.subscription.updated", config.start + DAY - 60, obj, Some(json!({})));
+        g.emit(
+            "customer.subscription.updated",
+            config.start + DAY - 60,
+            obj,
+            Some(json!({})),
+        );
     }
     let mut retries = Vec::new();
     let mut t = config.start + DAY;
@@ -504,17 +608,29 @@ pub fn generate(config: ScenarioConfig) -> Scenario {
             incidents = plan_incidents(&mut g.rng, &config, active);
         }
         g.hour(t, &mut retries);
-        for inc in incidents.clone().iter().filter(|i| i.start >= t && i.start < t + HOUR && i.kind != IncidentKind::WebhookOutage) {
+        for inc in incidents
+            .clone()
+            .iter()
+            .filter(|i| i.start >= t && i.start < t + HOUR && i.kind != IncidentKind::WebhookOutage)
+        {
             g.inject(inc);
         }
         t += HOUR;
     }
-    for inc in incidents.iter().filter(|i| i.kind == IncidentKind::WebhookOutage) {
+    for inc in incidents
+        .iter()
+        .filter(|i| i.kind == IncidentKind::WebhookOutage)
+    {
         g.inject(inc);
     }
     let mut events = g.events;
-    events.sort_by(|a, b| (a.received_at, a.created, &a.id).cmp(&(b.received_at, b.created, &b.id)));
-    Scenario { config, events, incidents }
+    events
+        .sort_by(|a, b| (a.received_at, a.created, &a.id).cmp(&(b.received_at, b.created, &b.id)));
+    Scenario {
+        config,
+        events,
+        incidents,
+    }
 }
 
 #[cfg(test)]
@@ -531,14 +647,27 @@ mod tests {
         assert_ne!(a.events, c.events);
         assert_eq!(a.incidents.len(), 5);
         assert!(a.events.len() > 3_000, "{} events", a.events.len());
-        assert!(a.events.windows(2).all(|w| w[0].received_at <= w[1].received_at));
+        assert!(a
+            .events
+            .windows(2)
+            .all(|w| w[0].received_at <= w[1].received_at));
     }
 
     #[test]
     fn an_outage_defers_deliveries_until_it_ends() {
         let s = generate(ScenarioConfig::new(3));
-        let outage = s.incidents.iter().find(|i| i.kind == IncidentKind::WebhookOutage).unwrap();
-        assert!(s.events.iter().all(|e| !(e.received_at >= outage.start && e.received_at < outage.end)));
-        assert!(s.events.iter().any(|e| e.created >= outage.start && e.created < outage.end));
+        let outage = s
+            .incidents
+            .iter()
+            .find(|i| i.kind == IncidentKind::WebhookOutage)
+            .unwrap();
+        assert!(s
+            .events
+            .iter()
+            .all(|e| !(e.received_at >= outage.start && e.received_at < outage.end)));
+        assert!(s
+            .events
+            .iter()
+            .any(|e| e.created >= outage.start && e.created < outage.end));
     }
 }

@@ -1,0 +1,109 @@
+//! What operators see of the billing state: a customer with its access verdict, dunning
+//! cases with their stage, counters by hour. Built the same from any store.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::access::{access, Access};
+use super::{BillingPolicy, CustomerState, DunningCase, SubscriptionState};
+use crate::metric::CounterTotals;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerView {
+    pub customer: String,
+    pub access: Access,
+    pub subscriptions: Vec<SubscriptionState>,
+    pub open_dunning_cases: Vec<CaseView>,
+    pub profile: Option<CustomerState>,
+}
+
+impl CustomerView {
+    pub fn of(
+        id: &str,
+        subscriptions: Vec<SubscriptionState>,
+        cases: Vec<DunningCase>,
+        profile: Option<CustomerState>,
+        now: i64,
+        policy: &BillingPolicy,
+    ) -> Self {
+        let access = access(profile.as_ref(), &subscriptions, &cases, now, policy);
+        let open = cases
+            .into_iter()
+            .filter(|c| c.stage(policy).is_some_and(|s| s.is_open()))
+            .map(|c| CaseView::of(c, policy))
+            .collect();
+        Self {
+            customer: id.to_owned(),
+            access,
+            subscriptions,
+            open_dunning_cases: open,
+            profile,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseView {
+    pub stage: Option<String>,
+    pub recovered_amount: Option<i64>,
+    /// The amount due for people, e.g. "$49.00".
+    pub amount_due_display: Option<String>,
+    pub time_to_recover_secs: Option<i64>,
+    #[serde(flatten)]
+    pub case: DunningCase,
+}
+
+impl CaseView {
+    pub fn of(case: DunningCase, policy: &BillingPolicy) -> Self {
+        Self {
+            stage: case.stage(policy).map(|s| s.as_str().to_owned()),
+            recovered_amount: case.recovered().map(|p| p.amount),
+            amount_due_display: case
+                .currency
+                .map(|c| crate::money::format_minor(case.amount_due, c.as_str())),
+            time_to_recover_secs: case.time_to_recover_secs(),
+            case,
+        }
+    }
+
+    /// Whether it passes an operator's filter: `open`, `closed`, a stage name, or all.
+    pub fn matches(&self, filter: Option<&str>) -> bool {
+        match filter {
+            None | Some("all") => true,
+            Some("open") => self
+                .stage
+                .as_deref()
+                .is_some_and(|s| s != "recovered" && s != "lost"),
+            Some("closed") => self
+                .stage
+                .as_deref()
+                .is_some_and(|s| s == "recovered" || s == "lost"),
+            Some(name) => self.stage.as_deref() == Some(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HourCounters {
+    pub hour: i64,
+    pub livemode: bool,
+    pub metrics: BTreeMap<String, i64>,
+}
+
+/// Counter totals by hour and mode, for operators.
+pub fn by_hour(totals: &CounterTotals) -> Vec<HourCounters> {
+    let mut out: BTreeMap<(i64, bool), BTreeMap<String, i64>> = BTreeMap::new();
+    for ((livemode, hour, metric), value) in totals {
+        out.entry((*hour, *livemode))
+            .or_default()
+            .insert(metric.name(), *value);
+    }
+    out.into_iter()
+        .map(|((hour, livemode), metrics)| HourCounters {
+            hour,
+            livemode,
+            metrics,
+        })
+        .collect()
+}

@@ -1,0 +1,125 @@
+//! Alert state, pending event-level findings and the alert outbox on SQLite, behind the
+//! [`AlertStore`] port. A change is written only if the alert is still at the version it
+//! was planned from, together with its outbox entry.
+
+use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
+use revguard_core::detect::Finding;
+use revguard_core::ports::{AlertStore, StoreError};
+use rusqlite::params;
+
+use crate::{from_json, json_err, SqliteStore};
+
+impl SqliteStore {
+    /// Open alerts, and those resolved in the last `recent_secs`.
+    pub fn recent_alerts(&self, now: i64, recent_secs: i64) -> Result<Vec<AlertState>, StoreError> {
+        let all: Vec<AlertState> = self.read_now(|c| {
+            c.prepare("SELECT state FROM alerts ORDER BY updated_at DESC")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .map(|s| s.and_then(from_json))
+                .collect()
+        })?;
+        Ok(all
+            .into_iter()
+            .filter(|a| a.open || a.resolved_at.is_some_and(|r| now - r <= recent_secs))
+            .collect())
+    }
+}
+
+impl AlertStore for SqliteStore {
+    async fn alerts(&self) -> Result<Vec<AlertState>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT state FROM alerts ORDER BY id")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .map(|s| s.and_then(from_json))
+                .collect()
+        })
+        .await
+    }
+
+    async fn pending_findings(&self, until: i64) -> Result<Vec<Finding>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT finding FROM pending_findings WHERE created <= ?1 ORDER BY created, key",
+            )?
+            .query_map([until], |r| r.get::<_, String>(0))?
+            .map(|s| s.and_then(from_json))
+            .collect()
+        })
+        .await
+    }
+
+    async fn commit_change(
+        &self,
+        change: &AlertChange,
+        message: Option<&AlertMessage>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (change, message) = (change.clone(), message.cloned());
+        self.write(move |c| {
+            let s = &change.state;
+            let state = serde_json::to_string(s).map_err(json_err)?;
+            let written = match change.expected_version {
+                None => c.execute(
+                    "INSERT INTO alerts (id, livemode, open, updated_at, version, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(id) DO NOTHING",
+                    params![s.id, s.livemode, s.open, now, s.version, state],
+                )?,
+                Some(v) => c.execute(
+                    "UPDATE alerts SET open = ?2, updated_at = ?3, version = ?4, state = ?5 WHERE id = ?1 AND version = ?6",
+                    params![s.id, s.open, now, s.version, state, v],
+                )?,
+            };
+            if written == 1 {
+                if let Some(m) = &message {
+                    c.execute(
+                        "INSERT INTO alert_outbox (id, message) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                        params![m.id, serde_json::to_string(m).map_err(json_err)?],
+                    )?;
+                }
+            }
+            Ok(written == 1)
+        })
+        .await
+    }
+
+    async fn consume_findings(&self, findings: &[Finding]) -> Result<(), StoreError> {
+        if findings.is_empty() {
+            return Ok(());
+        }
+        let findings = findings.to_vec();
+        self.write(move |c| {
+            for f in &findings {
+                c.execute(
+                    "DELETE FROM pending_findings WHERE key = ?1 AND livemode = ?2 AND finding = ?3",
+                    params![f.key, f.livemode, serde_json::to_string(f).map_err(json_err)?],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox(&self) -> Result<Vec<AlertMessage>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT message FROM alert_outbox ORDER BY rowid")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .map(|s| s.and_then(from_json))
+                .collect()
+        })
+        .await
+    }
+
+    async fn clear_outbox(&self, message_ids: &[String]) -> Result<(), StoreError> {
+        if message_ids.is_empty() {
+            return Ok(());
+        }
+        let ids = message_ids.to_vec();
+        self.write(move |c| {
+            for id in &ids {
+                c.execute("DELETE FROM alert_outbox WHERE id = ?1", [id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

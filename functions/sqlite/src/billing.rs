@@ -1,0 +1,329 @@
+//! Billing state, counters and the notification outbox on SQLite, behind the
+//! [`BillingStore`] port. A commit is one write of the group-commit writer: it checks
+//! every applied marker and state version first (the writer is the only one writing, so
+//! checking then writing is atomic) and writes nothing on a conflict.
+
+use std::collections::BTreeSet;
+
+use revguard_core::billing::Notification;
+use revguard_core::detect::Series;
+use revguard_core::metric::{Aggregation, Metric};
+use revguard_core::ports::{
+    BillingCommit, BillingStore, CommitError, CountersReader, StateKeys, StateSnapshot, StoreError,
+    Versioned,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{from_json, json_err, SqliteStore};
+
+fn versioned<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    sql: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Versioned<T>>> {
+    c.prepare_cached(sql)?
+        .query_row([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .optional()?
+        .map(|(state, version)| {
+            Ok(Versioned {
+                value: from_json(state)?,
+                version,
+            })
+        })
+        .transpose()
+}
+
+fn version_of(c: &Connection, sql: &str, key: &str) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached(sql)?
+        .query_row([key], |r| r.get(0))
+        .optional()
+}
+
+/// Whether the commit still applies to what is stored.
+fn still_consistent(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool> {
+    for e in &commit.events {
+        if version_of(c, "SELECT 1 FROM applied WHERE event_id = ?1", &e.event_id)?.is_some() {
+            return Ok(false);
+        }
+    }
+    for w in &commit.subscriptions {
+        if version_of(
+            c,
+            "SELECT version FROM subscriptions WHERE id = ?1",
+            &w.value.id,
+        )? != w.expected_version
+        {
+            return Ok(false);
+        }
+    }
+    for w in &commit.cases {
+        if version_of(
+            c,
+            "SELECT version FROM dunning_cases WHERE invoice_id = ?1",
+            &w.value.0.invoice_id,
+        )? != w.expected_version
+        {
+            return Ok(false);
+        }
+    }
+    for w in &commit.customers {
+        if version_of(
+            c,
+            "SELECT version FROM customers WHERE id = ?1",
+            &w.value.id,
+        )? != w.expected_version
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool> {
+    if !still_consistent(c, commit)? {
+        return Ok(false);
+    }
+    let next = |v: Option<i64>| v.unwrap_or(0) + 1;
+    for e in &commit.events {
+        c.prepare_cached("INSERT INTO applied (event_id, applied_at) VALUES (?1, ?2)")?
+            .execute(params![e.event_id, commit.now])?;
+        // Counters are split by the minute their event was received, so that detection
+        // can be replayed as of any past moment (`revguard detect --at`).
+        let received_min = e.received_at.div_euclid(60) * 60;
+        for u in &e.counters {
+            let sql = match u.metric.aggregation() {
+                Aggregation::Sum => {
+                    "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT DO UPDATE SET value = value + excluded.value"
+                }
+                Aggregation::Max => {
+                    "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT DO UPDATE SET value = max(value, excluded.value)"
+                }
+            };
+            c.prepare_cached(sql)?.execute(params![
+                u.livemode,
+                u.hour,
+                u.metric.name(),
+                received_min,
+                u.value
+            ])?;
+        }
+        for f in &e.findings {
+            c.prepare_cached(
+                "INSERT INTO pending_findings (key, livemode, created, finding) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET created = excluded.created, finding = excluded.finding",
+            )?
+            .execute(params![f.key, f.livemode, f.window_end, serde_json::to_string(f).map_err(json_err)?])?;
+        }
+        for n in &e.notifications {
+            c.prepare_cached("INSERT INTO outbox (id, event_id, notification) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
+                .execute(params![n.id, n.event_id, serde_json::to_string(n).map_err(json_err)?])?;
+        }
+    }
+    for w in &commit.subscriptions {
+        let s = &w.value;
+        c.prepare_cached(
+            "INSERT INTO subscriptions (id, customer, livemode, status, state, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET customer = excluded.customer, status = excluded.status,
+                 state = excluded.state, version = excluded.version",
+        )?
+        .execute(params![s.id, s.customer, s.livemode, s.status, serde_json::to_string(s).map_err(json_err)?, next(w.expected_version)])?;
+    }
+    for w in &commit.cases {
+        let (case, stage) = &w.value;
+        c.prepare_cached(
+            "INSERT INTO dunning_cases (invoice_id, customer, livemode, stage, opened_at, state, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(invoice_id) DO UPDATE SET customer = excluded.customer, stage = excluded.stage,
+                 opened_at = excluded.opened_at, state = excluded.state, version = excluded.version",
+        )?
+        .execute(params![
+            case.invoice_id,
+            case.customer,
+            case.livemode,
+            stage.map(|s| s.as_str()),
+            case.opened_at,
+            serde_json::to_string(case).map_err(json_err)?,
+            next(w.expected_version)
+        ])?;
+    }
+    for w in &commit.customers {
+        c.prepare_cached(
+            "INSERT INTO customers (id, state, version) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state, version = excluded.version",
+        )?
+        .execute(params![
+            w.value.id,
+            serde_json::to_string(&w.value).map_err(json_err)?,
+            next(w.expected_version)
+        ])?;
+    }
+    for (charge, customer) in &commit.charge_links {
+        c.prepare_cached("INSERT INTO charge_customers (charge_id, customer) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
+            .execute(params![charge, customer])?;
+    }
+    Ok(true)
+}
+
+impl BillingStore for SqliteStore {
+    async fn applied(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
+        let ids = event_ids.to_vec();
+        self.read(move |c| {
+            let mut out = BTreeSet::new();
+            for id in ids {
+                if version_of(c, "SELECT 1 FROM applied WHERE event_id = ?1", &id)?.is_some() {
+                    out.insert(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn load(&self, keys: &StateKeys) -> Result<StateSnapshot, StoreError> {
+        let keys = keys.clone();
+        self.read(move |c| {
+            let mut out = StateSnapshot::default();
+            for charge in &keys.charges {
+                let customer: Option<String> = c
+                    .prepare_cached("SELECT customer FROM charge_customers WHERE charge_id = ?1")?
+                    .query_row([charge], |r| r.get(0))
+                    .optional()?;
+                out.charge_customers
+                    .extend(customer.map(|cu| (charge.clone(), cu)));
+            }
+            for id in &keys.subscriptions {
+                let v = versioned(
+                    c,
+                    "SELECT state, version FROM subscriptions WHERE id = ?1",
+                    id,
+                )?;
+                out.subscriptions.extend(v.map(|v| (id.clone(), v)));
+            }
+            for id in &keys.invoices {
+                let v = versioned(
+                    c,
+                    "SELECT state, version FROM dunning_cases WHERE invoice_id = ?1",
+                    id,
+                )?;
+                out.cases.extend(v.map(|v| (id.clone(), v)));
+            }
+            let customers: BTreeSet<&String> = keys
+                .customers
+                .iter()
+                .chain(out.charge_customers.values())
+                .collect();
+            let mut found = Vec::new();
+            for id in customers {
+                let v = versioned(c, "SELECT state, version FROM customers WHERE id = ?1", id)?;
+                found.extend(v.map(|v| (id.clone(), v)));
+            }
+            out.customers.extend(found);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn commit(&self, commit: &BillingCommit) -> Result<(), CommitError> {
+        let commit = commit.clone();
+        match self.write(move |c| write_commit(c, &commit)).await? {
+            true => Ok(()),
+            false => Err(CommitError::Conflict),
+        }
+    }
+
+    async fn outbox(&self, event_ids: &[String]) -> Result<Vec<Notification>, StoreError> {
+        let ids = event_ids.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::new();
+            let mut stmt = c.prepare_cached(
+                "SELECT notification FROM outbox WHERE event_id = ?1 ORDER BY rowid",
+            )?;
+            for id in ids {
+                for n in stmt.query_map([id], |r| r.get::<_, String>(0))? {
+                    out.push(from_json(n?)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn clear_outbox(&self, notification_ids: &[String]) -> Result<(), StoreError> {
+        if notification_ids.is_empty() {
+            return Ok(());
+        }
+        let ids = notification_ids.to_vec();
+        self.write(move |c| {
+            for id in &ids {
+                c.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The counters as the detector reads them: all of them, or only what had been received
+/// by a moment (`revguard detect --at` replays a detection as of then).
+#[derive(Clone)]
+pub struct SqliteCounters {
+    pub store: SqliteStore,
+    pub received_before: Option<i64>,
+}
+
+impl SqliteStore {
+    /// Counter totals for hours in [from, to) and the gauges of hour 0, counting only what
+    /// was received before `received_before`: (livemode, hour, metric) → value. A name
+    /// this build does not know is skipped, never misread.
+    pub fn counter_totals(
+        &self,
+        from: i64,
+        to: i64,
+        received_before: Option<i64>,
+    ) -> Result<revguard_core::metric::CounterTotals, StoreError> {
+        self.read_now(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT livemode, hour, metric, sum(value), max(value)
+                 FROM counters WHERE ((hour >= ?1 AND hour < ?2) OR hour = 0) AND received_min < ?3
+                 GROUP BY livemode, hour, metric",
+            )?;
+            let rows = stmt.query_map(
+                params![from, to, received_before.unwrap_or(i64::MAX)],
+                |r| {
+                    Ok((
+                        r.get::<_, bool>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
+            )?;
+            let mut out = revguard_core::metric::CounterTotals::new();
+            for row in rows {
+                let (livemode, hour, name, sum, max) = row?;
+                let Some(metric) = Metric::parse(&name) else {
+                    tracing::warn!(metric = %name, "unknown metric in the counters table; skipped");
+                    continue;
+                };
+                let value = match metric.aggregation() {
+                    Aggregation::Sum => sum,
+                    Aggregation::Max => max,
+                };
+                if value != 0 {
+                    out.insert((livemode, hour, metric), value);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl CountersReader for SqliteCounters {
+    async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
+        let totals = self.store.counter_totals(from, to, self.received_before)?;
+        Ok(revguard_core::detect::series_of(&totals, livemode))
+    }
+}

@@ -1,0 +1,119 @@
+//! What operators ask: counts, a customer's view, dunning cases, hourly metrics.
+
+use revguard_core::billing::views::{by_hour, CaseView, CustomerView, HourCounters};
+use revguard_core::billing::{BillingPolicy, CustomerState, DunningCase, SubscriptionState};
+use revguard_core::ports::StoreError;
+use rusqlite::OptionalExtension;
+
+use crate::{from_json, SqliteStore};
+
+/// Counts of the event log by status.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+pub struct EventCounts {
+    pub received: u64,
+    pub queued: u64,
+    pub queue_depth: u64,
+    pub applied: u64,
+    pub dead_letters: u64,
+}
+
+impl SqliteStore {
+    pub fn counts(&self) -> Result<EventCounts, StoreError> {
+        self.read_now(|c| {
+            let mut counts = EventCounts::default();
+            let mut stmt = c.prepare("SELECT status, count(*) FROM events GROUP BY status")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let n: i64 = row.get(1)?;
+                match row.get::<_, String>(0)?.as_str() {
+                    "received" => counts.received = n as u64,
+                    "queued" => counts.queued = n as u64,
+                    _ => {}
+                }
+            }
+            let count = |table: &str| -> rusqlite::Result<u64> {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+            };
+            counts.queue_depth = count("queue")?;
+            counts.applied = count("applied")?;
+            counts.dead_letters = count("dead_letters")?;
+            Ok(counts)
+        })
+    }
+}
+
+impl SqliteStore {
+    pub fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError> {
+        self.read_now(|c| {
+            c.query_row("SELECT state FROM subscriptions WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .map(from_json)
+            .transpose()
+        })
+    }
+
+    pub fn customer_view(
+        &self,
+        id: &str,
+        now: i64,
+        policy: &BillingPolicy,
+    ) -> Result<CustomerView, StoreError> {
+        let (subs, cases, profile) = self.read_now(|c| {
+            let subs: Vec<SubscriptionState> = c
+                .prepare("SELECT state FROM subscriptions WHERE customer = ?1 ORDER BY id")?
+                .query_map([id], |r| r.get::<_, String>(0))?
+                .map(|s| s.and_then(from_json))
+                .collect::<rusqlite::Result<_>>()?;
+            let cases: Vec<DunningCase> = c
+                .prepare("SELECT state FROM dunning_cases WHERE customer = ?1 ORDER BY opened_at")?
+                .query_map([id], |r| r.get::<_, String>(0))?
+                .map(|s| s.and_then(from_json))
+                .collect::<rusqlite::Result<_>>()?;
+            let profile: Option<CustomerState> = c
+                .query_row("SELECT state FROM customers WHERE id = ?1", [id], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()?
+                .map(from_json)
+                .transpose()?;
+            Ok((subs, cases, profile))
+        })?;
+        Ok(CustomerView::of(id, subs, cases, profile, now, policy))
+    }
+
+    /// Dunning cases by stage filter: `open`, `closed`, a stage name, or all.
+    pub fn dunning_cases(
+        &self,
+        status: Option<&str>,
+        policy: &BillingPolicy,
+    ) -> Result<Vec<CaseView>, StoreError> {
+        let all: Vec<DunningCase> = self.read_now(|c| {
+            c.prepare("SELECT state FROM dunning_cases WHERE stage IS NOT NULL ORDER BY opened_at")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .map(|s| s.and_then(from_json))
+                .collect()
+        })?;
+        Ok(all
+            .into_iter()
+            .map(|c| CaseView::of(c, policy))
+            .filter(|v| v.matches(status))
+            .collect())
+    }
+
+    /// Hourly counters in [from, to) (hour 0's gauges included).
+    pub fn metrics(&self, from: i64, to: i64) -> Result<Vec<HourCounters>, StoreError> {
+        Ok(by_hour(&self.counter_totals(from, to, None)?))
+    }
+
+    pub fn applied_count(&self) -> Result<u64, StoreError> {
+        self.read_now(|c| {
+            c.query_row("SELECT count(*) FROM applied", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+    }
+}

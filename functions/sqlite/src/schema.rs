@@ -1,0 +1,221 @@
+//! The embedded store's schema and its migrations, in one place. The version lives in
+//! SQLite's `user_version`: a database is upgraded on open, one migration at a time in one
+//! transaction, and one written by a newer revguard is refused rather than misread.
+//!
+//! Version 1 is the schema revguard wrote before it was versioned (`user_version` 0 with
+//! the tables present): its statements are all `IF NOT EXISTS`, so it also creates a fresh
+//! database's tables.
+
+use rusqlite::Connection;
+
+/// The version this build reads and writes.
+pub const CURRENT_VERSION: i64 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("the database is at schema version {found}, newer than this revguard's {CURRENT_VERSION}: upgrade revguard")]
+    TooNew { found: i64 },
+    #[error("the schema could not be migrated to version {version}")]
+    Migration {
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+const V1: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    event_id       TEXT NOT NULL UNIQUE,
+    event_type     TEXT NOT NULL,
+    created        INTEGER NOT NULL,
+    livemode       INTEGER NOT NULL,
+    received_at    INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    status         TEXT NOT NULL,
+    stored_payload BLOB
+);
+CREATE INDEX IF NOT EXISTS events_expires_at ON events (expires_at);
+CREATE TABLE IF NOT EXISTS queue (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    livemode    INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    enqueued_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    visible_at  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS applied (
+    event_id   TEXT PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id       TEXT PRIMARY KEY,
+    customer TEXT,
+    livemode INTEGER NOT NULL,
+    status   TEXT NOT NULL,
+    state    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_customer ON subscriptions (customer);
+CREATE TABLE IF NOT EXISTS dunning_cases (
+    invoice_id TEXT PRIMARY KEY,
+    customer   TEXT,
+    livemode   INTEGER NOT NULL,
+    stage      TEXT,
+    opened_at  INTEGER,
+    state      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dunning_cases_customer ON dunning_cases (customer);
+CREATE INDEX IF NOT EXISTS dunning_cases_stage ON dunning_cases (stage);
+CREATE TABLE IF NOT EXISTS customers (
+    id    TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS charge_customers (
+    charge_id TEXT PRIMARY KEY,
+    customer  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    livemode     INTEGER NOT NULL,
+    hour         INTEGER NOT NULL,
+    metric       TEXT NOT NULL,
+    received_min INTEGER NOT NULL,
+    value        INTEGER NOT NULL,
+    PRIMARY KEY (livemode, hour, metric, received_min)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id           TEXT PRIMARY KEY,
+    notification TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq           INTEGER PRIMARY KEY,
+    event_id      TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    error         TEXT NOT NULL,
+    receive_count INTEGER NOT NULL,
+    failed_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id         TEXT PRIMARY KEY,
+    livemode   INTEGER NOT NULL,
+    open       INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    state      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_findings (
+    key        TEXT NOT NULL,
+    livemode   INTEGER NOT NULL,
+    created    INTEGER NOT NULL,
+    finding    TEXT NOT NULL,
+    PRIMARY KEY (livemode, key)
+);
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    id      TEXT PRIMARY KEY,
+    message TEXT NOT NULL
+);
+";
+
+/// Version 2: versions on the state rows (the billing store's optimistic concurrency,
+/// as on DynamoDB), and the notification outbox keyed by event as well.
+const V2: &str = "
+ALTER TABLE subscriptions ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE dunning_cases ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE customers ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE outbox ADD COLUMN event_id TEXT;
+UPDATE outbox SET event_id = json_extract(notification, '$.event_id');
+CREATE INDEX outbox_event ON outbox (event_id);
+";
+
+const MIGRATIONS: [&str; 2] = [V1, V2];
+
+/// The database's schema version.
+pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Brings the database to [`CURRENT_VERSION`]; returns the version it was at.
+pub fn migrate(conn: &Connection) -> Result<i64, SchemaError> {
+    let found = version(conn).map_err(|source| SchemaError::Migration { version: 0, source })?;
+    if found > CURRENT_VERSION {
+        return Err(SchemaError::TooNew { found });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let to = i as i64 + 1;
+        let step = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let applied = conn
+                .execute_batch(sql)
+                .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version = {to}")));
+            match applied {
+                Ok(()) => conn.execute_batch("COMMIT"),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        };
+        step().map_err(|source| SchemaError::Migration {
+            version: to,
+            source,
+        })?;
+        if found > 0 || to > 1 {
+            tracing::info!(from = to - 1, to, "database schema upgraded");
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unversioned_database_is_upgraded_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        // What revguard wrote before versions: the v1 tables, user_version 0, data in them.
+        old.execute_batch(V1).unwrap();
+        old.execute(
+            "INSERT INTO outbox (id, notification) VALUES ('evt_1:dunning', '{\"id\":\"evt_1:dunning\",\"event_id\":\"evt_1\"}')",
+            [],
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO customers (id, state) VALUES ('cus_1', '{}')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(version(&old).unwrap(), 0);
+        assert_eq!(migrate(&old).unwrap(), 0);
+        assert_eq!(version(&old).unwrap(), CURRENT_VERSION);
+        let event_id: String = old
+            .query_row("SELECT event_id FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(event_id, "evt_1");
+        let v: i64 = old
+            .query_row(
+                "SELECT version FROM customers WHERE id = 'cus_1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(v, 1);
+        assert_eq!(
+            migrate(&old).unwrap(),
+            CURRENT_VERSION,
+            "a second open changes nothing"
+        );
+
+        old.execute_batch("PRAGMA user_version = 99").unwrap();
+        assert!(matches!(
+            migrate(&old),
+            Err(SchemaError::TooNew { found: 99 })
+        ));
+    }
+}
