@@ -2,9 +2,9 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use revguard_anomaly::{scheduled_time, Anomaly};
-use revguard_aws::billing::CountersReader;
 use revguard_aws::{
-    detect_config_from_env, load_sdk_config, AnomalyEnv, DynamoAlerts, SnsAlertPublisher,
+    detect_config_from_env, load_sdk_config, AnomalyEnv, DynamoAlerts, DynamoCounters,
+    SnsAlertPublisher,
 };
 
 #[tokio::main]
@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let sdk = load_sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let anomaly = Anomaly {
-        counters: CountersReader::new(dynamodb.clone(), env.counters_table),
+        counters: DynamoCounters::new(dynamodb.clone(), env.counters_table),
         alerts: DynamoAlerts::new(dynamodb, env.alerts_table),
         publisher: SnsAlertPublisher::new(aws_sdk_sns::Client::new(&sdk), env.alerts_topic_arn),
         config,
@@ -24,6 +24,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
         let summary = anomaly.run(scheduled_time(&event.payload, now)).await?;
+        if !summary.unpublished.is_empty() {
+            tracing::error!(unpublished = summary.unpublished.len(), "alerts stay in the outbox for the next run");
+        }
         Ok::<serde_json::Value, Error>(serde_json::json!({ "at": summary.at, "findings": summary.findings.len(), "published": summary.published }))
     }))
     .await

@@ -11,15 +11,12 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_anomaly::Anomaly;
 use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
 use revguard_aws::testing::{dynamodb_item_size, moto_config, unique_name, Call, CallLog};
-use revguard_aws::{
-    DynamoAlerts, DynamoBilling, DynamoEventLog, IngressEnv, SnsAlertPublisher, SnsNotifier,
-};
-use revguard_core::billing::BillingPolicy;
-use revguard_core::detect::scenario::{generate, ScenarioConfig};
+use revguard_aws::{DynamoAlerts, IngressEnv, SnsAlertPublisher, SnsNotifier};
 use revguard_core::detect::DetectConfig;
 use revguard_core::signature::sign;
+use revguard_core::simulation::scenario::{generate, ScenarioConfig};
 use revguard_core::{IngestConfig, SecretSet, WebhookSecret};
-use revguard_worker::Worker;
+use revguard_worker::{handle_batch, worker_for_tests};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -231,18 +228,13 @@ async fn cost_per_webhook_is_measured() {
     }
     let ingress_calls = log.take();
 
-    let billing = DynamoBilling::new(
-        dynamodb.clone(),
-        &state,
-        &counters,
-        BillingPolicy::default(),
+    let (worker, _dead_letters) = worker_for_tests(
+        &sdk,
+        (&events, &state, &counters, Some(&alerts)),
+        SnsNotifier::new(sns.clone(), topic.clone()),
     )
-    .with_alerts_table(&alerts);
-    let worker = Worker {
-        log: DynamoEventLog::new(dynamodb.clone(), &events),
-        billing: billing.clone(),
-        notifier: SnsNotifier::new(sns.clone(), topic.clone()),
-    };
+    .await;
+    let billing = worker.billing.clone();
     let mut batches = 0;
     loop {
         let out = sqs
@@ -261,11 +253,14 @@ async fn cost_per_webhook_is_measured() {
             .map(|m| json!({ "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body, "attributes": {}, "messageAttributes": {} }))
             .collect();
         let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-        assert!(worker
-            .handle_batch(batch, now.load(std::sync::atomic::Ordering::SeqCst))
-            .await
-            .batch_item_failures
-            .is_empty());
+        assert!(handle_batch(
+            &worker,
+            batch,
+            now.load(std::sync::atomic::Ordering::SeqCst)
+        )
+        .await
+        .batch_item_failures
+        .is_empty());
         for m in &messages {
             // What the Lambda event source does after a successful batch.
             sqs.delete_message()

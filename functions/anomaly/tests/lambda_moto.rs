@@ -6,17 +6,16 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_anomaly::Anomaly;
 use revguard_aws::provision::{create_events_table, create_pk_table, create_topic};
 use revguard_aws::testing::{drain_queue, moto_config, subscribed_queue, unique_name};
-use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SnsAlertPublisher, SnsNotifier};
-use revguard_core::billing::BillingPolicy;
+use revguard_aws::{DynamoAlerts, SnsAlertPublisher, SnsNotifier};
 use revguard_core::detect::DetectConfig;
 use revguard_core::{Payload, QueueMessage};
-use revguard_worker::Worker;
+use revguard_worker::{handle_batch, worker_for_tests, LambdaWorker};
 use serde_json::{json, Value};
 
 const NOW: i64 = 1_768_003_200 + 14 * 3600 + 1800; // 2026-01-10 14:30 UTC
 
 struct Stack {
-    worker: Worker,
+    worker: LambdaWorker,
     anomaly: Anomaly,
     sqs: aws_sdk_sqs::Client,
     subscriber: String,
@@ -42,19 +41,15 @@ async fn stack() -> Stack {
         .unwrap();
     let alerts_topic = create_topic(&sns, &unique_name("alerts")).await.unwrap();
     let subscriber = subscribed_queue(&sqs, &sns, &alerts_topic).await;
-    let billing = DynamoBilling::new(
-        dynamodb.clone(),
-        &state,
-        &counters,
-        BillingPolicy::default(),
+    let (worker, _dead_letters) = worker_for_tests(
+        &sdk,
+        (&events, &state, &counters, Some(&alerts)),
+        SnsNotifier::new(sns.clone(), notifications),
     )
-    .with_alerts_table(&alerts);
+    .await;
+    let billing = worker.billing.clone();
     Stack {
-        worker: Worker {
-            log: DynamoEventLog::new(dynamodb.clone(), &events),
-            billing: billing.clone(),
-            notifier: SnsNotifier::new(sns.clone(), notifications),
-        },
+        worker,
         anomaly: Anomaly {
             counters: billing.counters_reader(),
             alerts: DynamoAlerts::new(dynamodb, &alerts),
@@ -110,9 +105,7 @@ async fn a_refund_spike_reaches_the_alerts_topic_once_with_email_and_sms_bodies(
             .map(|(i, b)| json!({ "messageId": format!("m{i}"), "body": b, "attributes": {}, "messageAttributes": {} }))
             .collect();
         let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-        assert!(stack
-            .worker
-            .handle_batch(batch, NOW)
+        assert!(handle_batch(&stack.worker, batch, NOW)
             .await
             .batch_item_failures
             .is_empty());
@@ -209,9 +202,7 @@ async fn an_event_level_alert_opens_once_and_resolves_even_when_its_finding_recu
     };
     async fn apply(stack: &Stack, b: String) {
         let batch: SqsEvent = serde_json::from_value(json!({ "Records": [{ "messageId": "m", "body": b, "attributes": {}, "messageAttributes": {} }] })).unwrap();
-        assert!(stack
-            .worker
-            .handle_batch(batch, NOW)
+        assert!(handle_batch(&stack.worker, batch, NOW)
             .await
             .batch_item_failures
             .is_empty());

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
 use revguard_core::detect::Finding;
-use revguard_core::ports::{NotifyError, StoreError};
+use revguard_core::ports::{AlertStore, PublishError, Publisher, StoreError};
 
 use crate::billing::{corrupt, PK};
 
@@ -50,10 +50,6 @@ impl DynamoAlerts {
             client,
             table: table.into(),
         }
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     pub async fn snapshot(&self) -> Result<AlertsSnapshot, StoreError> {
@@ -97,10 +93,30 @@ impl DynamoAlerts {
             }
         }
     }
+}
+
+impl AlertStore for DynamoAlerts {
+    async fn alerts(&self) -> Result<Vec<AlertState>, StoreError> {
+        Ok(self.snapshot().await?.alerts)
+    }
+
+    async fn pending_findings(&self, until: i64) -> Result<Vec<Finding>, StoreError> {
+        Ok(self
+            .snapshot()
+            .await?
+            .pending
+            .into_iter()
+            .filter(|f| f.window_end <= until)
+            .collect())
+    }
+
+    async fn outbox(&self) -> Result<Vec<AlertMessage>, StoreError> {
+        Ok(self.snapshot().await?.outbox)
+    }
 
     /// Commits one planned change (and its message, if published) unless another run
     /// changed the alert since it was read. Returns whether this run made the change.
-    pub async fn commit(
+    async fn commit_change(
         &self,
         change: &AlertChange,
         message: Option<&AlertMessage>,
@@ -154,7 +170,7 @@ impl DynamoAlerts {
 
     /// Removes the event-level findings a run has judged, unless the worker rewrote one
     /// since it was read.
-    pub async fn consume_pending(&self, findings: &[Finding]) -> Result<(), StoreError> {
+    async fn consume_findings(&self, findings: &[Finding]) -> Result<(), StoreError> {
         for f in findings {
             let json = serde_json::to_string(f).map_err(corrupt)?;
             let result = self
@@ -176,14 +192,16 @@ impl DynamoAlerts {
         Ok(())
     }
 
-    pub async fn delete_outbox(&self, message_id: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(format!("outbox#{message_id}")))
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
+    async fn clear_outbox(&self, message_ids: &[String]) -> Result<(), StoreError> {
+        for id in message_ids {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(PK, s(format!("outbox#{id}")))
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+        }
         Ok(())
     }
 }
@@ -196,12 +214,12 @@ pub struct SnsAlertPublisher {
     topic_arn: String,
 }
 
-fn attr(value: &str) -> Result<MessageAttributeValue, NotifyError> {
+fn attr(value: &str) -> Result<MessageAttributeValue, PublishError> {
     MessageAttributeValue::builder()
         .data_type("String")
         .string_value(value)
         .build()
-        .map_err(|e| NotifyError(Box::new(e)))
+        .map_err(PublishError::new)
 }
 
 impl SnsAlertPublisher {
@@ -211,11 +229,13 @@ impl SnsAlertPublisher {
             topic_arn: topic_arn.into(),
         }
     }
+}
 
-    pub async fn publish(&self, m: &AlertMessage) -> Result<(), NotifyError> {
+impl Publisher<AlertMessage> for SnsAlertPublisher {
+    async fn publish(&self, m: &AlertMessage) -> Result<(), PublishError> {
         // Email and SMS subscribers get their own bodies; machine subscribers (SQS, HTTPS,
         // Lambda) get the whole structured message.
-        let full = serde_json::to_string(m).map_err(|e| NotifyError(Box::new(e)))?;
+        let full = serde_json::to_string(m).map_err(PublishError::new)?;
         let body = serde_json::json!({
             "default": m.default, "email": m.email, "sms": m.sms, "sqs": full, "lambda": full, "https": full,
         })
@@ -234,7 +254,7 @@ impl SnsAlertPublisher {
             .message_attributes("alert_id", attr(&m.id)?)
             .send()
             .await
-            .map_err(|e| NotifyError(Box::new(e)))?;
+            .map_err(PublishError::new)?;
         Ok(())
     }
 }

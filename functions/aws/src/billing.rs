@@ -1,56 +1,41 @@
-//! The worker's state on DynamoDB, applied exactly once with `TransactWriteItems`.
+//! The worker's state on DynamoDB, behind the [`BillingStore`] port.
 //!
 //! State table (`pk`): `applied#<event>` markers, `sub#<id>`, `case#<invoice>`,
 //! `cust#<id>` (JSON state with a `ver` for optimistic concurrency), `charge#<id>`
 //! (its customer) and `outbox#<event>` (notifications not yet published).
 //! Counters table (`pk` = `live#<hour>` / `test#<hour>`): one numeric attribute per metric.
 //!
-//! One event = one transaction: the applied marker (condition: absent), each changed state
-//! item (condition: the version it was read at), the charge link, the counter increments
-//! and the outbox entry. A concurrent change of the same item cancels the transaction and
-//! the event is decided again on fresh state; a cancelled marker means it was applied.
+//! A batch commits in one `TransactWriteItems`: the applied markers (condition: absent),
+//! each changed state item (condition: the version it was read at), the counter
+//! increments summed per item, the findings and the outbox entries. A cancelled
+//! transaction is a conflict: the use case reads and decides again. Charge links and
+//! maxima are idempotent, so they are written before the transaction, outside it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use revguard_core::billing::counters::CounterOp;
-use revguard_core::billing::{
-    decide, keys_of, BillingEvent, BillingPolicy, Current, Effects, Notification,
+use revguard_core::billing::Notification;
+use revguard_core::detect::Series;
+use revguard_core::metric::{Aggregation, Metric};
+use revguard_core::ports::{
+    BillingCommit, BillingStore, CommitError, CountersReader, StateKeys, StateSnapshot, StoreError,
+    Versioned,
 };
-use revguard_core::ports::StoreError;
 
 pub const PK: &str = "pk";
 /// Applied markers outlive SQS's longest retention (14 days).
 pub const APPLIED_TTL_SECS: i64 = 30 * 86_400;
-const MAX_ATTEMPTS: usize = 8;
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Applied {
-    /// Applied now; these notifications wait in the outbox.
-    Now(Vec<Notification>),
-    /// Applied before; these notifications were left unpublished by an earlier attempt.
-    Before(Vec<Notification>),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BillingStoreError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Poison(#[from] revguard_core::billing::ApplyError),
-    #[error("the state kept changing under the event after {0} attempts")]
-    Contention(usize),
-}
+/// DynamoDB's limit of items per transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
 
 #[derive(Clone, Debug)]
 pub struct DynamoBilling {
     client: Client,
     state_table: String,
     counters_table: String,
-    policy: BillingPolicy,
     /// Where event-level findings wait for the detector (the alerts table).
     alerts_table: Option<String>,
     /// The largest value this process has written per (counter item, metric): a maximum
@@ -74,10 +59,26 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-/// An item as read: its JSON state and the version to condition the write on.
-struct Versioned<T> {
-    value: Option<T>,
-    ver: Option<i64>,
+fn key(pk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([(PK.to_owned(), s(pk))])
+}
+
+fn state_of<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<Versioned<T>, StoreError> {
+    let json = item
+        .get("state")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| corrupt("item without state"))?;
+    let version = item
+        .get("ver")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(Versioned {
+        value: serde_json::from_str(json).map_err(corrupt)?,
+        version,
+    })
 }
 
 impl DynamoBilling {
@@ -85,13 +86,11 @@ impl DynamoBilling {
         client: Client,
         state_table: impl Into<String>,
         counters_table: impl Into<String>,
-        policy: BillingPolicy,
     ) -> Self {
         Self {
             client,
             state_table: state_table.into(),
             counters_table: counters_table.into(),
-            policy,
             alerts_table: None,
             maxima_written: Default::default(),
         }
@@ -102,144 +101,65 @@ impl DynamoBilling {
         self
     }
 
-    async fn get(&self, pk: String) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.state_table)
-            .key(PK, s(pk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(out.item)
-    }
-
-    async fn get_state<T: serde::de::DeserializeOwned>(
+    /// Strongly consistent reads of state-table items by key, 100 at a time; unprocessed
+    /// keys are asked again. Returns pk → item.
+    async fn get_many(
         &self,
-        pk: Option<String>,
-    ) -> Result<Versioned<T>, StoreError> {
-        let Some(pk) = pk else {
-            return Ok(Versioned {
-                value: None,
-                ver: None,
-            });
-        };
-        match self.get(pk).await? {
-            None => Ok(Versioned {
-                value: None,
-                ver: None,
-            }),
-            Some(item) => {
-                let json = item
-                    .get("state")
-                    .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| corrupt("item without state"))?;
-                let ver = item
-                    .get("ver")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok());
-                Ok(Versioned {
-                    value: Some(serde_json::from_str(json).map_err(corrupt)?),
-                    ver,
-                })
-            }
-        }
-    }
-
-    async fn outbox(&self, event_id: &str) -> Result<Vec<Notification>, StoreError> {
-        match self.get(format!("outbox#{event_id}")).await? {
-            None => Ok(Vec::new()),
-            Some(item) => {
-                let json = item
-                    .get("notifications")
-                    .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| corrupt("outbox"))?;
-                serde_json::from_str(json).map_err(corrupt)
-            }
-        }
-    }
-
-    /// Removes an event's outbox entry once its notifications are published.
-    pub async fn clear_outbox(&self, event_id: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.state_table)
-            .key(PK, s(format!("outbox#{event_id}")))
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(())
-    }
-
-    /// Applies the event exactly once in effect.
-    pub async fn apply(
-        &self,
-        event: &BillingEvent,
-        now: i64,
-    ) -> Result<Applied, BillingStoreError> {
-        for _ in 0..MAX_ATTEMPTS {
-            if self.get(format!("applied#{}", event.id)).await?.is_some() {
-                return Ok(Applied::Before(self.outbox(&event.id).await?));
-            }
-            let keys = keys_of(event);
-            let charge_customer = match &keys.charge {
-                Some(c) => self
-                    .get(format!("charge#{c}"))
-                    .await?
-                    .and_then(|i| i.get("customer").and_then(|v| v.as_s().ok()).cloned()),
-                None => None,
-            };
-            let customer_id = keys.customer.clone().or_else(|| charge_customer.clone());
-            let sub = self
-                .get_state(keys.subscription.as_ref().map(|k| format!("sub#{k}")))
-                .await?;
-            let case = self
-                .get_state(keys.invoice.as_ref().map(|k| format!("case#{k}")))
-                .await?;
-            let customer = self
-                .get_state(customer_id.as_ref().map(|k| format!("cust#{k}")))
-                .await?;
-            let current = Current {
-                subscription: sub.value,
-                case: case.value,
-                customer: customer.value,
-                charge_customer,
-            };
-            let fx = decide(event, &current, &self.policy)?;
-            // The idempotent writes go first: if they fail, the message is retried; if the
-            // transaction then finds the event applied, writing them again did no harm.
-            self.apply_maxima(&fx).await?;
-            self.link_charge(&fx).await?;
-            let versions = [sub.ver, case.ver, customer.ver];
-            match self.commit(event, &fx, versions, now).await {
-                Ok(()) => return Ok(Applied::Now(fx.notifications)),
-                Err(CommitError::AlreadyApplied) => {
-                    return Ok(Applied::Before(self.outbox(&event.id).await?))
+        pks: BTreeSet<String>,
+    ) -> Result<HashMap<String, HashMap<String, AttributeValue>>, StoreError> {
+        let mut out = HashMap::new();
+        let all: Vec<String> = pks.into_iter().collect();
+        for chunk in all.chunks(100) {
+            let mut keys: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|pk| key(pk)).collect();
+            while !keys.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(corrupt)?;
+                let response = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.state_table, request)
+                    .send()
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                for item in response
+                    .responses
+                    .and_then(|mut r| r.remove(&self.state_table))
+                    .unwrap_or_default()
+                {
+                    if let Some(pk) = item.get(PK).and_then(|v| v.as_s().ok()).cloned() {
+                        out.insert(pk, item);
+                    }
                 }
-                Err(CommitError::Conflict) => continue,
-                Err(CommitError::Store(e)) => return Err(e.into()),
+                keys = response
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.state_table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
             }
         }
-        Err(BillingStoreError::Contention(MAX_ATTEMPTS))
+        Ok(out)
     }
 
     fn put_state<T: serde::Serialize>(
         &self,
         pk: String,
         value: &T,
-        ver: Option<i64>,
+        expected: Option<i64>,
         extra: &[(&str, AttributeValue)],
     ) -> Result<TransactWriteItem, StoreError> {
         let mut put = Put::builder()
             .table_name(&self.state_table)
             .item(PK, s(pk))
             .item("state", s(serde_json::to_string(value).map_err(corrupt)?))
-            .item("ver", n(ver.unwrap_or(0) + 1));
+            .item("ver", n(expected.unwrap_or(0) + 1));
         for (k, v) in extra {
             put = put.item(*k, v.clone());
         }
-        put = match ver {
+        put = match expected {
             Some(v) => put
                 .condition_expression("ver = :ver")
                 .expression_attribute_values(":ver", n(v)),
@@ -250,67 +170,71 @@ impl DynamoBilling {
             .build())
     }
 
-    async fn commit(
-        &self,
-        event: &BillingEvent,
-        fx: &Effects,
-        vers: [Option<i64>; 3],
-        now: i64,
-    ) -> Result<(), CommitError> {
-        let mut items = vec![TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.state_table)
-                    .item(PK, s(format!("applied#{}", event.id)))
-                    .item("applied_at", n(now))
-                    .item("expires_at", n(now + APPLIED_TTL_SECS))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map_err(|e| CommitError::Store(corrupt(e)))?,
-            )
-            .build()];
-        let [sub_ver, case_ver, cust_ver] = vers;
-        if let Some(sub) = &fx.subscription {
-            let customer = sub
+    fn transaction(&self, commit: &BillingCommit) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let now = commit.now;
+        let mut items = Vec::new();
+        for e in &commit.events {
+            let marker = Put::builder()
+                .table_name(&self.state_table)
+                .item(PK, s(format!("applied#{}", e.event_id)))
+                .item("applied_at", n(now))
+                .item("expires_at", n(now + APPLIED_TTL_SECS))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(corrupt)?;
+            items.push(TransactWriteItem::builder().put(marker).build());
+        }
+        for w in &commit.subscriptions {
+            let customer = w
+                .value
                 .customer
                 .clone()
                 .map(s)
                 .unwrap_or(AttributeValue::Null(true));
             items.push(self.put_state(
-                format!("sub#{}", sub.id),
-                sub,
-                sub_ver,
+                format!("sub#{}", w.value.id),
+                &w.value,
+                w.expected_version,
                 &[("customer", customer)],
             )?);
         }
-        if let Some(case) = &fx.case {
-            let stage = case
-                .stage(&self.policy)
+        for w in &commit.cases {
+            let (case, stage) = &w.value;
+            let stage = stage
                 .map(|st| s(st.as_str()))
                 .unwrap_or(AttributeValue::Null(true));
             items.push(self.put_state(
                 format!("case#{}", case.invoice_id),
                 case,
-                case_ver,
+                w.expected_version,
                 &[("stage", stage)],
             )?);
         }
-        if let Some(c) = &fx.customer {
-            items.push(self.put_state(format!("cust#{}", c.id), c, cust_ver, &[])?);
+        for w in &commit.customers {
+            items.push(self.put_state(
+                format!("cust#{}", w.value.id),
+                &w.value,
+                w.expected_version,
+                &[],
+            )?);
         }
-        // Counter increments, one update per (mode, hour) item.
-        // Summed per metric: one expression may name an attribute once (a count moved
-        // within one hour is a −1 and a +1 of the same metric), and zeros are no write.
-        let mut by_item: BTreeMap<String, BTreeMap<&str, i64>> = BTreeMap::new();
-        for u in fx.counters.iter().filter(|u| u.op == CounterOp::Add) {
+        // Counter increments summed per item and metric: one expression may name an
+        // attribute once, and a zero is no write.
+        let mut by_item: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for u in commit
+            .events
+            .iter()
+            .flat_map(|e| &e.counters)
+            .filter(|u| u.metric.aggregation() == Aggregation::Sum)
+        {
             *by_item
                 .entry(counter_pk(u.livemode, u.hour))
                 .or_default()
-                .entry(&u.metric)
+                .entry(u.metric.name())
                 .or_default() += u.value;
         }
         for (pk, adds) in by_item {
-            let adds: Vec<(&str, i64)> = adds.into_iter().filter(|(_, v)| *v != 0).collect();
+            let adds: Vec<(String, i64)> = adds.into_iter().filter(|(_, v)| *v != 0).collect();
             if adds.is_empty() {
                 continue;
             }
@@ -320,97 +244,82 @@ impl DynamoBilling {
             let mut clauses = Vec::new();
             for (i, (metric, value)) in adds.iter().enumerate() {
                 update = update
-                    .expression_attribute_names(format!("#m{i}"), *metric)
+                    .expression_attribute_names(format!("#m{i}"), metric)
                     .expression_attribute_values(format!(":v{i}"), n(*value));
                 clauses.push(format!("#m{i} :v{i}"));
             }
             let update = update
                 .update_expression(format!("ADD {}", clauses.join(", ")))
                 .build()
-                .map_err(|e| CommitError::Store(corrupt(e)))?;
+                .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
         if let Some(table) = &self.alerts_table {
-            for f in &fx.findings {
+            // One item per finding key: the last one of the batch stands.
+            let mut findings = BTreeMap::new();
+            for f in commit.events.iter().flat_map(|e| &e.findings) {
+                findings.insert(crate::alerts::pending_pk(f), f);
+            }
+            for (pk, f) in findings {
                 let put = Put::builder()
                     .table_name(table)
-                    .item(PK, s(crate::alerts::pending_pk(f)))
-                    .item(
-                        "finding",
-                        s(serde_json::to_string(f).map_err(|e| CommitError::Store(corrupt(e)))?),
-                    )
+                    .item(PK, s(pk))
+                    .item("finding", s(serde_json::to_string(f).map_err(corrupt)?))
                     .build()
-                    .map_err(|e| CommitError::Store(corrupt(e)))?;
+                    .map_err(corrupt)?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
         }
-        if !fx.notifications.is_empty() {
-            let json = serde_json::to_string(&fx.notifications)
-                .map_err(|e| CommitError::Store(corrupt(e)))?;
+        for e in commit.events.iter().filter(|e| !e.notifications.is_empty()) {
             let put = Put::builder()
                 .table_name(&self.state_table)
-                .item(PK, s(format!("outbox#{}", event.id)))
-                .item("notifications", s(json))
+                .item(PK, s(format!("outbox#{}", e.event_id)))
+                .item(
+                    "notifications",
+                    s(serde_json::to_string(&e.notifications).map_err(corrupt)?),
+                )
                 .item("expires_at", n(now + APPLIED_TTL_SECS))
                 .build()
-                .map_err(|e| CommitError::Store(corrupt(e)))?;
+                .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) => match e.err() {
-                TransactWriteItemsError::TransactionCanceledException(t) => {
-                    let reasons = t.cancellation_reasons();
-                    let marker_failed =
-                        reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-                    if marker_failed {
-                        Err(CommitError::AlreadyApplied)
-                    } else {
-                        Err(CommitError::Conflict)
-                    }
-                }
-                TransactWriteItemsError::TransactionInProgressException(_) => {
-                    Err(CommitError::Conflict)
-                }
-                _ => Err(CommitError::Store(StoreError::unavailable(
-                    SdkError::ServiceError(e),
-                ))),
-            },
-            Err(e) => Err(CommitError::Store(StoreError::unavailable(e))),
-        }
+        Ok(items)
     }
 
     /// Which customer a charge belongs to (disputes name only the charge). Idempotent, so
     /// outside the transaction, which halves the write's cost.
-    async fn link_charge(&self, fx: &Effects) -> Result<(), StoreError> {
-        let Some((charge, customer)) = &fx.charge_link else {
-            return Ok(());
-        };
-        self.client
-            .put_item()
-            .table_name(&self.state_table)
-            .item(PK, s(format!("charge#{charge}")))
-            .item("customer", s(customer.clone()))
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
+    async fn link_charges(&self, commit: &BillingCommit) -> Result<(), StoreError> {
+        for (charge, customer) in &commit.charge_links {
+            self.client
+                .put_item()
+                .table_name(&self.state_table)
+                .item(PK, s(format!("charge#{charge}")))
+                .item("customer", s(customer.clone()))
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+        }
         Ok(())
     }
 
     /// Largest-value counters: idempotent by nature, so they need no transaction; and only
     /// written when larger than what this process last wrote (a cache, never a source of
     /// truth: the conditional update keeps the stored value the maximum).
-    async fn apply_maxima(&self, fx: &Effects) -> Result<(), StoreError> {
-        for u in fx.counters.iter().filter(|u| u.op == CounterOp::Max) {
-            let slot = (counter_pk(u.livemode, u.hour), u.metric.clone());
-            let margin = if u.metric == "max_received_at" {
+    async fn apply_maxima(&self, commit: &BillingCommit) -> Result<(), StoreError> {
+        let mut maxima: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for u in commit
+            .events
+            .iter()
+            .flat_map(|e| &e.counters)
+            .filter(|u| u.metric.aggregation() == Aggregation::Max)
+        {
+            let slot = maxima
+                .entry((counter_pk(u.livemode, u.hour), u.metric.name()))
+                .or_insert(u.value);
+            *slot = (*slot).max(u.value);
+        }
+        for (slot, value) in maxima {
+            let margin = if slot.1 == Metric::MaxReceivedAt.name() {
                 MAX_RECEIVED_AT_GRANULARITY_SECS
             } else {
                 0
@@ -421,7 +330,7 @@ impl DynamoBilling {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&slot)
                 .copied();
-            if written.is_some_and(|prev| u.value <= prev + margin) {
+            if written.is_some_and(|prev| value <= prev + margin) {
                 continue;
             }
             let result = self
@@ -431,8 +340,8 @@ impl DynamoBilling {
                 .key(PK, s(slot.0.clone()))
                 .update_expression("SET #m = :v")
                 .condition_expression("attribute_not_exists(#m) OR #m < :v")
-                .expression_attribute_names("#m", &u.metric)
-                .expression_attribute_values(":v", n(u.value))
+                .expression_attribute_names("#m", &slot.1)
+                .expression_attribute_values(":v", n(value))
                 .send()
                 .await;
             match result {
@@ -446,44 +355,192 @@ impl DynamoBilling {
             self.maxima_written
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(slot, u.value);
+                .insert(slot, value);
         }
         Ok(())
     }
 
     /// The counters table, for reading.
-    pub fn counters_reader(&self) -> CountersReader {
-        CountersReader {
+    pub fn counters_reader(&self) -> DynamoCounters {
+        DynamoCounters {
             client: self.client.clone(),
             table: self.counters_table.clone(),
         }
-    }
-
-    /// See [`CountersReader::counters`].
-    pub async fn counters(
-        &self,
-        livemode: bool,
-        from: i64,
-        to: i64,
-    ) -> Result<revguard_core::detect::Series, StoreError> {
-        self.counters_reader().counters(livemode, from, to).await
     }
 
     pub async fn subscription(
         &self,
         id: &str,
     ) -> Result<Option<revguard_core::billing::SubscriptionState>, StoreError> {
-        Ok(self.get_state(Some(format!("sub#{id}"))).await?.value)
+        let pk = format!("sub#{id}");
+        self.get_many([pk.clone()].into())
+            .await?
+            .get(&pk)
+            .map(state_of)
+            .transpose()
+            .map(|v| v.map(|v| v.value))
     }
 
     pub async fn case(
         &self,
         invoice_id: &str,
     ) -> Result<Option<revguard_core::billing::DunningCase>, StoreError> {
-        Ok(self
-            .get_state(Some(format!("case#{invoice_id}")))
+        let pk = format!("case#{invoice_id}");
+        self.get_many([pk.clone()].into())
             .await?
-            .value)
+            .get(&pk)
+            .map(state_of)
+            .transpose()
+            .map(|v| v.map(|v| v.value))
+    }
+}
+
+impl BillingStore for DynamoBilling {
+    async fn applied(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
+        let found = self
+            .get_many(event_ids.iter().map(|id| format!("applied#{id}")).collect())
+            .await?;
+        Ok(event_ids
+            .iter()
+            .filter(|id| found.contains_key(&format!("applied#{id}")))
+            .cloned()
+            .collect())
+    }
+
+    async fn load(&self, keys: &StateKeys) -> Result<StateSnapshot, StoreError> {
+        let mut out = StateSnapshot::default();
+        let links = self
+            .get_many(keys.charges.iter().map(|c| format!("charge#{c}")).collect())
+            .await?;
+        for c in &keys.charges {
+            if let Some(customer) = links
+                .get(&format!("charge#{c}"))
+                .and_then(|i| i.get("customer"))
+                .and_then(|v| v.as_s().ok())
+            {
+                out.charge_customers.insert(c.clone(), customer.clone());
+            }
+        }
+        let customers: BTreeSet<&String> = keys
+            .customers
+            .iter()
+            .chain(out.charge_customers.values())
+            .collect();
+        let mut pks: BTreeSet<String> = keys
+            .subscriptions
+            .iter()
+            .map(|k| format!("sub#{k}"))
+            .collect();
+        pks.extend(keys.invoices.iter().map(|k| format!("case#{k}")));
+        pks.extend(customers.iter().map(|k| format!("cust#{k}")));
+        let items = self.get_many(pks).await?;
+        for k in &keys.subscriptions {
+            if let Some(item) = items.get(&format!("sub#{k}")) {
+                out.subscriptions.insert(k.clone(), state_of(item)?);
+            }
+        }
+        for k in &keys.invoices {
+            if let Some(item) = items.get(&format!("case#{k}")) {
+                out.cases.insert(k.clone(), state_of(item)?);
+            }
+        }
+        for k in customers {
+            if let Some(item) = items.get(&format!("cust#{k}")) {
+                out.customers.insert(k.clone(), state_of(item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, commit: &BillingCommit) -> Result<(), CommitError> {
+        let items = self.transaction(commit)?;
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(CommitError::TooLarge);
+        }
+        // The idempotent writes go first: if they fail, the batch is retried; if the
+        // transaction then conflicts, writing them again does no harm.
+        self.apply_maxima(commit).await?;
+        self.link_charges(commit).await?;
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                TransactWriteItemsError::TransactionCanceledException(_)
+                | TransactWriteItemsError::TransactionInProgressException(_) => {
+                    Err(CommitError::Conflict)
+                }
+                _ => Err(CommitError::Store(StoreError::unavailable(
+                    SdkError::ServiceError(e),
+                ))),
+            },
+            Err(e) => Err(CommitError::Store(StoreError::unavailable(e))),
+        }
+    }
+
+    async fn outbox(&self, event_ids: &[String]) -> Result<Vec<Notification>, StoreError> {
+        let items = self
+            .get_many(event_ids.iter().map(|id| format!("outbox#{id}")).collect())
+            .await?;
+        let mut out = Vec::new();
+        for id in event_ids {
+            if let Some(item) = items.get(&format!("outbox#{id}")) {
+                let json = item
+                    .get("notifications")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| corrupt("outbox"))?;
+                out.extend(serde_json::from_str::<Vec<Notification>>(json).map_err(corrupt)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the published notifications: an event's outbox item goes when all of its
+    /// notifications are out, and keeps the others otherwise.
+    async fn clear_outbox(&self, notification_ids: &[String]) -> Result<(), StoreError> {
+        let events: BTreeSet<String> = notification_ids
+            .iter()
+            .filter_map(|id| id.rsplit_once(':').map(|(event, _)| event.to_owned()))
+            .collect();
+        let event_ids: Vec<String> = events.into_iter().collect();
+        let waiting = self.outbox(&event_ids).await?;
+        for event_id in &event_ids {
+            let left: Vec<&Notification> = waiting
+                .iter()
+                .filter(|n| &n.event_id == event_id && !notification_ids.contains(&n.id))
+                .collect();
+            let pk = format!("outbox#{event_id}");
+            let result = if left.is_empty() {
+                self.client
+                    .delete_item()
+                    .table_name(&self.state_table)
+                    .key(PK, s(pk))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::unavailable)
+            } else {
+                self.client
+                    .update_item()
+                    .table_name(&self.state_table)
+                    .key(PK, s(pk))
+                    .update_expression("SET notifications = :n")
+                    .expression_attribute_values(
+                        ":n",
+                        s(serde_json::to_string(&left).map_err(corrupt)?),
+                    )
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::unavailable)
+            };
+            result?;
+        }
+        Ok(())
     }
 }
 
@@ -491,49 +548,34 @@ pub fn counter_pk(livemode: bool, hour: i64) -> String {
     format!("{}#{hour}", if livemode { "live" } else { "test" })
 }
 
-enum CommitError {
-    AlreadyApplied,
-    Conflict,
-    Store(StoreError),
-}
-
-impl From<StoreError> for CommitError {
-    fn from(e: StoreError) -> Self {
-        CommitError::Store(e)
-    }
-}
-
 /// Reads the hourly counters (the anomaly detector needs nothing else of the worker's state).
 #[derive(Clone, Debug)]
-pub struct CountersReader {
+pub struct DynamoCounters {
     client: Client,
     table: String,
 }
 
-impl CountersReader {
+impl DynamoCounters {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
         }
     }
+}
 
+impl CountersReader for DynamoCounters {
     /// Hourly counters for one mode over [from, to), plus the all-time gauges of hour 0:
     /// hour → metric → value. One small item per hour, read 100 at a time, whatever the
     /// event volume.
-    pub async fn counters(
-        &self,
-        livemode: bool,
-        from: i64,
-        to: i64,
-    ) -> Result<revguard_core::detect::Series, StoreError> {
+    async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
         let mut hours = vec![0];
         let mut hour = revguard_core::billing::hour_of(from);
         while hour < to {
             hours.push(hour);
             hour += 3600;
         }
-        let mut out = revguard_core::detect::Series::new();
+        let mut out = Series::new();
         for chunk in hours.chunks(100) {
             let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
                 .iter()
@@ -565,10 +607,13 @@ impl CountersReader {
                     else {
                         continue;
                     };
+                    // A name this build does not know is skipped, never misread.
                     let metrics = item
                         .into_iter()
                         .filter(|(k, _)| k != PK)
-                        .filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?)))
+                        .filter_map(|(k, v)| {
+                            Some((Metric::parse(&k)?, v.as_n().ok()?.parse().ok()?))
+                        })
                         .collect();
                     out.insert(hour, metrics);
                 }

@@ -147,6 +147,11 @@ pub struct WorkerEnv {
     pub counters_table: String,
     pub notifications_topic_arn: String,
     pub alerts_table: String,
+    /// Where poison messages go at once (the queue's dead-letter queue).
+    pub dead_letter_queue_url: String,
+    /// Deliveries after which a transiently failing message is dead-lettered (the queue's
+    /// maxReceiveCount, so that the worker and the redrive policy agree).
+    pub max_receives: u32,
 }
 
 impl WorkerEnv {
@@ -157,6 +162,8 @@ impl WorkerEnv {
             counters_table: required("REVGUARD_COUNTERS_TABLE")?,
             notifications_topic_arn: required("REVGUARD_NOTIFICATIONS_TOPIC_ARN")?,
             alerts_table: required("REVGUARD_ALERTS_TABLE")?,
+            dead_letter_queue_url: required("REVGUARD_DEAD_LETTER_QUEUE_URL")?,
+            max_receives: optional_parsed("REVGUARD_MAX_RECEIVES", 5)?,
         })
     }
 }

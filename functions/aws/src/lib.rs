@@ -13,14 +13,14 @@ pub mod sqs;
 pub mod testing;
 
 pub use alerts::{DynamoAlerts, SnsAlertPublisher};
-pub use billing::DynamoBilling;
+pub use billing::{DynamoBilling, DynamoCounters};
 pub use config::{
     detect_config_from_env, ingest_config_from_env, load_sdk_config, load_webhook_secrets,
     policy_from_env, AnomalyEnv, ConfigError, IngressEnv, WorkerEnv,
 };
 pub use dynamo::DynamoEventLog;
 pub use sns::SnsNotifier;
-pub use sqs::SqsQueue;
+pub use sqs::{SqsDeadLetters, SqsQueue};
 
 /// JSON logs for Lambda (CloudWatch stamps each line), filtered by `RUST_LOG` (default
 /// `info`), with the current span's fields (event id and type) on every line.

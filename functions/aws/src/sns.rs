@@ -4,7 +4,7 @@
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
 use revguard_core::billing::Notification;
-use revguard_core::ports::{Notifier, NotifyError};
+use revguard_core::ports::{PublishError, Publisher};
 
 #[derive(Clone, Debug)]
 pub struct SnsNotifier {
@@ -21,17 +21,17 @@ impl SnsNotifier {
     }
 }
 
-fn attr(value: &str) -> Result<MessageAttributeValue, NotifyError> {
+fn attr(value: &str) -> Result<MessageAttributeValue, PublishError> {
     MessageAttributeValue::builder()
         .data_type("String")
         .string_value(value)
         .build()
-        .map_err(|e| NotifyError(Box::new(e)))
+        .map_err(PublishError::new)
 }
 
-impl Notifier for SnsNotifier {
-    async fn publish(&self, n: &Notification) -> Result<(), NotifyError> {
-        let body = serde_json::to_string(n).map_err(|e| NotifyError(Box::new(e)))?;
+impl Publisher<Notification> for SnsNotifier {
+    async fn publish(&self, n: &Notification) -> Result<(), PublishError> {
+        let body = serde_json::to_string(n).map_err(PublishError::new)?;
         // SNS subjects stop at 100 characters.
         let subject: String = format!("revguard: {}", n.subject)
             .chars()
@@ -52,7 +52,7 @@ impl Notifier for SnsNotifier {
         if let Some(customer) = &n.customer {
             req = req.message_attributes("customer", attr(customer)?);
         }
-        req.send().await.map_err(|e| NotifyError(Box::new(e)))?;
+        req.send().await.map_err(PublishError::new)?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
 use revguard_core::message::QueueMessage;
-use revguard_core::ports::{Queue, QueueError};
+use revguard_core::ports::{DeadLetters, Inbound, Queue, QueueError, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -52,6 +52,44 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(QueueError::unavailable)?;
+        Ok(())
+    }
+}
+
+/// The worker's dead letters on SQS: the message as received, with the reason as an
+/// attribute, in the queue the redrive policy also dead-letters to.
+#[derive(Clone, Debug)]
+pub struct SqsDeadLetters {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsDeadLetters {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl DeadLetters for SqsDeadLetters {
+    async fn dead_letter(&self, message: &Inbound, reason: &str) -> Result<(), StoreError> {
+        // Attributes are capped well below SQS's limits; the reason is for people.
+        let reason: String = reason.chars().take(1000).collect();
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&message.body)
+            .message_attributes("error", string_attr(&reason))
+            .message_attributes("source_message_id", string_attr(&message.id))
+            .message_attributes(
+                "receive_count",
+                string_attr(&message.receive_count.to_string()),
+            )
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
         Ok(())
     }
 }

@@ -1,96 +1,98 @@
-//! The worker Lambda: applies an SQS batch of queued Stripe events and reports the
-//! messages that failed, so one poison message never holds back its neighbours.
+//! The worker Lambda: SQS batch shapes to the core worker use case and back. The use case
+//! applies the batch and says, per message, whether SQS may forget it; the others are
+//! reported as `batchItemFailures`, so one failure never holds back its neighbours.
+
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use revguard_aws::billing::{Applied, BillingStoreError};
-use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier};
-use revguard_core::billing::BillingEvent;
-use revguard_core::message::{decompress, MessageError, Payload, QueueMessage};
-use revguard_core::ports::{EventLog, Notifier, NotifyError, StoreError};
-use tracing::Instrument;
+use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier, SqsDeadLetters};
+use revguard_core::ports::{Inbound, Pause};
+use revguard_core::worker::Worker;
 
-pub struct Worker<N = SnsNotifier> {
-    pub log: DynamoEventLog,
-    pub billing: DynamoBilling,
-    pub notifier: N,
+pub struct TokioPause;
+
+impl Pause for TokioPause {
+    async fn pause(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("malformed message")]
-    Malformed(#[from] MessageError),
-    #[error("the event cannot be applied")]
-    Apply(#[from] BillingStoreError),
-    #[error("the event log failed")]
-    Store(#[from] StoreError),
-    #[error("the payload is missing from the event log")]
-    PayloadMissing,
-    #[error("publishing a notification failed")]
-    Notify(#[from] NotifyError),
+/// The worker over DynamoDB, SNS and the SQS dead-letter queue.
+pub type LambdaWorker<N = SnsNotifier> =
+    Worker<DynamoEventLog, DynamoBilling, N, SqsDeadLetters, TokioPause>;
+
+/// An SQS record as the use case sees it.
+pub fn inbound(record: &SqsMessage) -> Inbound {
+    let attribute = |name: &str| {
+        record
+            .attributes
+            .get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    Inbound {
+        id: record.message_id.clone().unwrap_or_default(),
+        body: record.body.clone().unwrap_or_default(),
+        receive_count: attribute("ApproximateReceiveCount").unwrap_or(1).max(1) as u32,
+        sent_at: attribute("SentTimestamp").map(|ms| ms / 1000),
+    }
 }
 
-impl<N: Notifier> Worker<N> {
-    /// Processes every record; the response names the ones to retry (and, after the
-    /// queue's maxReceiveCount, to dead-letter).
-    pub async fn handle_batch(&self, batch: SqsEvent, now: i64) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
-        for record in batch.records {
-            let id = record.message_id.clone().unwrap_or_default();
-            let span = tracing::info_span!("message", message_id = %id, event_id = tracing::field::Empty, event_type = tracing::field::Empty);
-            let result = self
-                .handle_record(&record, now)
-                .instrument(span.clone())
-                .await;
-            if let Err(e) = result {
-                let _guard = span.enter();
-                tracing::error!(error = %revguard_core::error_chain(&e), "message failed; SQS will retry it");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
-            }
+/// Consumes the batch; the response names the messages to deliver again.
+pub async fn handle_batch<N>(
+    worker: &LambdaWorker<N>,
+    batch: SqsEvent,
+    now: i64,
+) -> SqsBatchResponse
+where
+    N: revguard_core::ports::Publisher<revguard_core::billing::Notification>,
+{
+    let messages: Vec<Inbound> = batch.records.iter().map(inbound).collect();
+    let outcomes = worker.consume(&messages, now).await;
+    let mut response = SqsBatchResponse::default();
+    for (message, outcome) in messages.iter().zip(outcomes) {
+        if !outcome.is_done() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message.id.clone();
+            response.batch_item_failures.push(failure);
         }
-        response
     }
+    tracing::info!(
+        messages = messages.len(),
+        failures = response.batch_item_failures.len(),
+        "batch consumed"
+    );
+    response
+}
 
-    async fn handle_record(&self, record: &SqsMessage, now: i64) -> Result<(), RecordError> {
-        let body = record.body.as_deref().unwrap_or("");
-        let message = QueueMessage::decode(body)?;
-        let span = tracing::Span::current();
-        span.record("event_id", message.event_id.as_str());
-        span.record("event_type", message.event_type.as_str());
-        let received_stamp = message.received_at;
-        let raw = match message.payload {
-            Payload::Inline(raw) => raw.into_bytes(),
-            Payload::InEventLog => {
-                let stored = self
-                    .log
-                    .stored_payload(&message.event_id)
-                    .await?
-                    .ok_or(RecordError::PayloadMissing)?;
-                decompress(&stored)?
-            }
-        };
-        // Receipt time: stamped by ingress; else when SQS took the message.
-        let received_at = Some(received_stamp).filter(|t| *t > 0).unwrap_or_else(|| {
-            record
-                .attributes
-                .get("SentTimestamp")
-                .and_then(|t| t.parse::<i64>().ok())
-                .map(|ms| ms / 1000)
-                .unwrap_or(now)
-        });
-        let event = BillingEvent::parse(&raw, received_at).map_err(BillingStoreError::from)?;
-        let notifications = match self.billing.apply(&event, now).await? {
-            Applied::Now(n) => n,
-            Applied::Before(n) => n,
-        };
-        if !notifications.is_empty() {
-            for n in &notifications {
-                self.notifier.publish(n).await?;
-            }
-            self.billing.clear_outbox(&event.id).await?;
-        }
-        tracing::info!(notifications = notifications.len(), "applied");
-        Ok(())
+/// The worker as the Lambda builds it, for tests against moto: its own dead-letter queue
+/// and the default policy and rules. Returns the worker and the dead-letter queue's URL.
+#[cfg(feature = "test-util")]
+pub async fn worker_for_tests<N>(
+    sdk: &aws_config::SdkConfig,
+    tables: (&str, &str, &str, Option<&str>),
+    notifier: N,
+) -> (LambdaWorker<N>, String) {
+    let (events, state, counters, alerts) = tables;
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let dlq = revguard_aws::provision::create_queue(
+        &sqs,
+        &revguard_aws::testing::unique_name("dead-letters"),
+    )
+    .await
+    .expect("create the dead-letter queue");
+    let mut billing = DynamoBilling::new(dynamodb.clone(), state, counters);
+    if let Some(alerts) = alerts {
+        billing = billing.with_alerts_table(alerts);
     }
+    let worker = Worker {
+        log: DynamoEventLog::new(dynamodb, events),
+        billing,
+        notifier,
+        dead_letters: SqsDeadLetters::new(sqs, dlq.clone()),
+        pause: TokioPause,
+        policy: revguard_core::billing::BillingPolicy::default(),
+        rules: revguard_core::worker::ConsumeRules::default(),
+    };
+    (worker, dlq)
 }

@@ -6,19 +6,19 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
 use revguard_aws::testing::{drain_queue, moto_config, subscribed_queue, unique_name};
-use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier};
+use revguard_aws::{DynamoBilling, SnsNotifier};
 use revguard_core::billing::state::BillingState;
 use revguard_core::billing::{BillingEvent, BillingPolicy};
 use revguard_core::message::compress;
 use revguard_core::ports::EventLog;
 use revguard_core::{EventRecord, EventStatus, Payload, QueueMessage};
-use revguard_worker::Worker;
+use revguard_worker::{handle_batch, worker_for_tests, LambdaWorker};
 use serde_json::{json, Value};
 
 const NOW: i64 = 1_768_100_000;
 
 struct Stack {
-    worker: Worker,
+    worker: LambdaWorker,
     sqs: aws_sdk_sqs::Client,
     input_url: String,
     notifications_url: String,
@@ -42,11 +42,12 @@ async fn stack() -> Stack {
         .await
         .unwrap();
     let notifications_url = subscribed_queue(&sqs, &sns, &topic).await;
-    let worker = Worker {
-        log: DynamoEventLog::new(dynamodb.clone(), &events),
-        billing: DynamoBilling::new(dynamodb, &state, &counters, BillingPolicy::default()),
-        notifier: SnsNotifier::new(sns, topic),
-    };
+    let (worker, _dead_letters) = worker_for_tests(
+        &sdk,
+        (&events, &state, &counters, None),
+        SnsNotifier::new(sns, topic),
+    )
+    .await;
     Stack {
         worker,
         sqs,
@@ -155,7 +156,7 @@ async fn a_poison_message_fails_alone_in_a_real_batch() {
         .map(|r| r.message_id.clone().unwrap())
         .collect();
 
-    let response = stack.worker.handle_batch(batch, NOW).await;
+    let response = handle_batch(&stack.worker, batch, NOW).await;
     let mut failed: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -207,7 +208,9 @@ fn history() -> Vec<(String, String)> {
 
 async fn totals(billing: &DynamoBilling) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
+    use revguard_core::ports::CountersReader;
     for (hour, metrics) in billing
+        .counters_reader()
         .counters(false, 1_767_000_000, 1_769_000_000)
         .await
         .unwrap()
@@ -216,6 +219,7 @@ async fn totals(billing: &DynamoBilling) -> BTreeMap<String, i64> {
             continue; // all-time gauges
         }
         for (k, v) in metrics {
+            let k = k.name();
             if !k.starts_with("lag_") && !k.contains("received") && v != 0 {
                 *out.entry(k).or_insert(0) += v;
             }
@@ -246,9 +250,7 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
         stack.send(chunk).await;
         let batch = stack.receive_batch().await;
         failures.extend(
-            stack
-                .worker
-                .handle_batch(batch, NOW)
+            handle_batch(&stack.worker, batch, NOW)
                 .await
                 .batch_item_failures,
         );
@@ -278,9 +280,7 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
     for chunk in bodies.chunks(10) {
         stack.send(chunk).await;
         let batch = stack.receive_batch().await;
-        assert!(stack
-            .worker
-            .handle_batch(batch, NOW)
+        assert!(handle_batch(&stack.worker, batch, NOW)
             .await
             .batch_item_failures
             .is_empty());
@@ -297,8 +297,9 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
     }
     let mut expected = BTreeMap::new();
     for ((live, _, k), v) in &reference.counters {
+        let k = k.name();
         if !live && !k.starts_with("lag_") && !k.contains("received") {
-            *expected.entry(k.clone()).or_insert(0) += *v;
+            *expected.entry(k).or_insert(0) += *v;
         }
     }
     assert_eq!(totals(&stack.worker.billing).await, expected);
@@ -333,9 +334,7 @@ async fn notifications_reach_sns_once_with_filterable_attributes() {
     for _ in 0..2 {
         stack.send(&story).await;
         let batch = stack.receive_batch().await;
-        assert!(stack
-            .worker
-            .handle_batch(batch, NOW)
+        assert!(handle_batch(&stack.worker, batch, NOW)
             .await
             .batch_item_failures
             .is_empty());
@@ -366,38 +365,53 @@ async fn notifications_reach_sns_once_with_filterable_attributes() {
 
 #[tokio::test]
 async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
-    use revguard_aws::billing::Applied;
+    use revguard_core::ports::Inbound;
+    use revguard_core::worker::Consumed;
     let stack = stack().await;
     let billing = &stack.worker.billing;
-    let parse = |name: &str| {
-        let (_, raw) = fixture(name);
-        BillingEvent::parse(raw.as_bytes(), NOW).unwrap()
+    let one = |name: &str| {
+        let (id, raw) = fixture(name);
+        vec![Inbound {
+            id: format!("m-{name}"),
+            body: message(&id, &raw),
+            receive_count: 1,
+            sent_at: None,
+        }]
     };
-    // The same event twice at once: one applies it, the other sees it applied.
-    let created = parse("customer.subscription.created.json");
-    let (a, b) = tokio::join!(billing.apply(&created, NOW), billing.apply(&created, NOW));
-    let outcomes = [a.unwrap(), b.unwrap()];
+    // The same event twice at once, in two batches: one applies it, the other finds it
+    // applied (directly, or after its commit conflicted on the marker).
+    let created = one("customer.subscription.created.json");
+    let (a, b) = tokio::join!(
+        stack.worker.consume(&created, NOW),
+        stack.worker.consume(&created, NOW)
+    );
+    let outcomes = [a[0].clone(), b[0].clone()];
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Consumed::Applied).count(),
+        1,
+        "{outcomes:?}"
+    );
     assert_eq!(
         outcomes
             .iter()
-            .filter(|o| matches!(o, Applied::Now(_)))
+            .filter(|o| **o == Consumed::Duplicate)
             .count(),
         1,
         "{outcomes:?}"
     );
-    // Different events on one invoice at once: both apply, one after a retry.
+    // Different events on one invoice at once: all apply, the later ones after a retry.
     let (f1, f2, f3) = (
-        parse("invoice.payment_failed.json"),
-        parse("invoice.payment_failed.attempt-2.json"),
-        parse("invoice.payment_failed.attempt-3.json"),
+        one("invoice.payment_failed.json"),
+        one("invoice.payment_failed.attempt-2.json"),
+        one("invoice.payment_failed.attempt-3.json"),
     );
     let (r1, r2, r3) = tokio::join!(
-        billing.apply(&f1, NOW),
-        billing.apply(&f2, NOW),
-        billing.apply(&f3, NOW)
+        stack.worker.consume(&f1, NOW),
+        stack.worker.consume(&f2, NOW),
+        stack.worker.consume(&f3, NOW)
     );
     for r in [r1, r2, r3] {
-        assert!(matches!(r.unwrap(), Applied::Now(_)));
+        assert_eq!(r, [Consumed::Applied]);
     }
     let case = billing.case("in_RG1001").await.unwrap().unwrap();
     assert_eq!(case.attempt_count, 3);
@@ -417,7 +431,7 @@ async fn the_sqs_envelope_in_events_applies() {
     ))
     .unwrap();
     let batch: SqsEvent = serde_json::from_str(&raw).unwrap();
-    let response = stack.worker.handle_batch(batch, NOW).await;
+    let response = handle_batch(&stack.worker, batch, NOW).await;
     assert!(response.batch_item_failures.is_empty());
     let case = stack
         .worker
@@ -440,27 +454,29 @@ async fn a_count_moved_within_its_hour_is_one_update_not_two() {
         let mut v: Value = serde_json::from_str(&raw).unwrap();
         v["id"] = Value::String(id.into());
         v["created"] = Value::from(created);
-        BillingEvent::parse(v.to_string().as_bytes(), created + 1).unwrap()
+        let raw = v.to_string();
+        vec![revguard_core::ports::Inbound {
+            id: id.into(),
+            body: message(id, &raw),
+            receive_count: 1,
+            sent_at: None,
+        }]
     };
     let hour = 1_767_225_600;
-    billing
-        .apply(
-            &at(
-                "invoice.payment_failed.attempt-2.json",
-                "evt_late_2",
-                hour + 1_200,
-            ),
-            NOW,
-        )
-        .await
-        .unwrap();
-    billing
-        .apply(
-            &at("invoice.payment_failed.json", "evt_early_1", hour + 60),
-            NOW,
-        )
-        .await
-        .unwrap();
+    let late = at(
+        "invoice.payment_failed.attempt-2.json",
+        "evt_late_2",
+        hour + 1_200,
+    );
+    assert_eq!(
+        stack.worker.consume(&late, NOW).await,
+        [revguard_core::worker::Consumed::Applied]
+    );
+    let early = at("invoice.payment_failed.json", "evt_early_1", hour + 60);
+    assert_eq!(
+        stack.worker.consume(&early, NOW).await,
+        [revguard_core::worker::Consumed::Applied]
+    );
     let case = billing.case("in_RG1001").await.unwrap().unwrap();
     assert_eq!(case.opened_at, Some(hour + 60));
     assert_eq!(totals(billing).await["dunning_opened"], 1);
