@@ -229,7 +229,7 @@ async fn cost_per_webhook_is_measured() {
     let ingress_calls = log.take();
 
     let (worker, _dead_letters) = worker_for_tests(
-        &sdk,
+        (dynamodb.clone(), sqs.clone()),
         (&events, &state, &counters, Some(&alerts)),
         SnsNotifier::new(sns.clone(), topic.clone()),
     )
@@ -303,10 +303,10 @@ async fn cost_per_webhook_is_measured() {
         ingress.calls.get("dynamodb UpdateItem"),
         Some(&sample.len())
     );
-    // Worker: one transaction per event; the detector reads counters, not events.
+    // Worker: one transaction per SQS batch; the detector reads counters, not events.
     assert_eq!(
         work.calls.get("dynamodb TransactWriteItems"),
-        Some(&sample.len())
+        Some(&batches)
     );
     assert!(
         detect

@@ -42,7 +42,7 @@ async fn stack() -> Stack {
     let alerts_topic = create_topic(&sns, &unique_name("alerts")).await.unwrap();
     let subscriber = subscribed_queue(&sqs, &sns, &alerts_topic).await;
     let (worker, _dead_letters) = worker_for_tests(
-        &sdk,
+        (dynamodb.clone(), sqs.clone()),
         (&events, &state, &counters, Some(&alerts)),
         SnsNotifier::new(sns.clone(), notifications),
     )

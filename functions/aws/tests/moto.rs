@@ -2,9 +2,9 @@
 //! contracts the SQLite store keeps, plus what only AWS has (attributes, TTL).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use revguard_aws::provision::{create_events_table, create_queue};
+use revguard_aws::provision::{create_events_table, create_pk_table, create_queue};
 use revguard_aws::testing::{moto_config, unique_name, unreachable_config};
-use revguard_aws::{DynamoEventLog, SqsQueue};
+use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SqsQueue};
 use revguard_core::contract;
 use revguard_core::ports::{EventLog, Queue, QueueError, StoreError};
 use revguard_core::QueueMessage;
@@ -24,6 +24,30 @@ async fn dynamodb_event_log_keeps_the_contract() {
     let (log, _, _) = event_log().await;
     contract::event_log_contract(&log, "dynamo").await;
     contract::event_log_race_contract(&log, "dynamo").await;
+}
+
+#[tokio::test]
+async fn dynamodb_billing_counters_and_alerts_keep_the_contracts() {
+    let client = aws_sdk_dynamodb::Client::new(&moto_config().await);
+    let (state, counters, alerts) = (
+        unique_name("state"),
+        unique_name("counters"),
+        unique_name("alerts"),
+    );
+    for t in [&state, &counters, &alerts] {
+        create_pk_table(&client, t)
+            .await
+            .expect("create table in moto");
+    }
+    let billing = DynamoBilling::new(client.clone(), &state, &counters).with_alerts_table(&alerts);
+    contract::billing_store_contract(&billing, &billing.counters_reader(), "dynamo").await;
+    contract::alert_store_contract(
+        &DynamoAlerts::new(client, &alerts),
+        &billing,
+        || {},
+        "dynamo",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -64,17 +64,16 @@ where
     response
 }
 
-/// The worker as the Lambda builds it, for tests against moto: its own dead-letter queue
-/// and the default policy and rules. Returns the worker and the dead-letter queue's URL.
+/// The worker as the Lambda builds it, for tests against moto (with the clients given, so
+/// a test may log their calls): its own dead-letter queue and the default policy and rules. Returns the worker and the dead-letter queue's URL.
 #[cfg(feature = "test-util")]
 pub async fn worker_for_tests<N>(
-    sdk: &aws_config::SdkConfig,
+    clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client),
     tables: (&str, &str, &str, Option<&str>),
     notifier: N,
 ) -> (LambdaWorker<N>, String) {
     let (events, state, counters, alerts) = tables;
-    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let (dynamodb, sqs) = clients;
     let dlq = revguard_aws::provision::create_queue(
         &sqs,
         &revguard_aws::testing::unique_name("dead-letters"),
