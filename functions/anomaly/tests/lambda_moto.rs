@@ -8,6 +8,7 @@ use revguard_aws::provision::{create_events_table, create_pk_table, create_topic
 use revguard_aws::testing::{drain_queue, moto_config, subscribed_queue, unique_name};
 use revguard_aws::{DynamoAlerts, SnsAlertPublisher, SnsNotifier};
 use revguard_core::detect::DetectConfig;
+use revguard_core::ports::AlertStore;
 use revguard_core::{Payload, QueueMessage};
 use revguard_worker::{handle_batch, worker_for_tests, LambdaWorker};
 use serde_json::{json, Value};
@@ -227,7 +228,7 @@ async fn an_event_level_alert_opens_once_and_resolves_even_when_its_finding_recu
         stack
             .anomaly
             .alerts
-            .snapshot()
+            .snapshot(i64::MAX)
             .await
             .unwrap()
             .pending

@@ -12,9 +12,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
-use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
+use revguard_core::detect::alerts::{AlertChange, AlertMessage};
 use revguard_core::detect::Finding;
-use revguard_core::ports::{AlertStore, PublishError, Publisher, StoreError};
+use revguard_core::ports::{AlertSnapshot, AlertStore, PublishError, Publisher, StoreError};
 
 use crate::billing::{corrupt, PK};
 
@@ -36,14 +36,6 @@ pub struct DynamoAlerts {
     table: String,
 }
 
-/// Everything the alerts table holds.
-#[derive(Debug, Default)]
-pub struct AlertsSnapshot {
-    pub alerts: Vec<AlertState>,
-    pub pending: Vec<Finding>,
-    pub outbox: Vec<AlertMessage>,
-}
-
 impl DynamoAlerts {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -51,9 +43,12 @@ impl DynamoAlerts {
             table: table.into(),
         }
     }
+}
 
-    pub async fn snapshot(&self) -> Result<AlertsSnapshot, StoreError> {
-        let mut out = AlertsSnapshot::default();
+impl AlertStore for DynamoAlerts {
+    /// One consistent Scan: the table holds a few items per signal, never per event.
+    async fn snapshot(&self, until: i64) -> Result<AlertSnapshot, StoreError> {
+        let mut out = AlertSnapshot::default();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
             let page = self
@@ -89,33 +84,14 @@ impl DynamoAlerts {
             }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
+                _ => {
+                    out.pending.retain(|f| f.window_end <= until);
+                    return Ok(out);
+                }
             }
         }
     }
-}
 
-impl AlertStore for DynamoAlerts {
-    async fn alerts(&self) -> Result<Vec<AlertState>, StoreError> {
-        Ok(self.snapshot().await?.alerts)
-    }
-
-    async fn pending_findings(&self, until: i64) -> Result<Vec<Finding>, StoreError> {
-        Ok(self
-            .snapshot()
-            .await?
-            .pending
-            .into_iter()
-            .filter(|f| f.window_end <= until)
-            .collect())
-    }
-
-    async fn outbox(&self) -> Result<Vec<AlertMessage>, StoreError> {
-        Ok(self.snapshot().await?.outbox)
-    }
-
-    /// Commits one planned change (and its message, if published) unless another run
-    /// changed the alert since it was read. Returns whether this run made the change.
     async fn commit_change(
         &self,
         change: &AlertChange,

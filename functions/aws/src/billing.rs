@@ -107,41 +107,12 @@ impl DynamoBilling {
         &self,
         pks: BTreeSet<String>,
     ) -> Result<HashMap<String, HashMap<String, AttributeValue>>, StoreError> {
-        let mut out = HashMap::new();
-        let all: Vec<String> = pks.into_iter().collect();
-        for chunk in all.chunks(100) {
-            let mut keys: Vec<HashMap<String, AttributeValue>> =
-                chunk.iter().map(|pk| key(pk)).collect();
-            while !keys.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(corrupt)?;
-                let response = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.state_table, request)
-                    .send()
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                for item in response
-                    .responses
-                    .and_then(|mut r| r.remove(&self.state_table))
-                    .unwrap_or_default()
-                {
-                    if let Some(pk) = item.get(PK).and_then(|v| v.as_s().ok()).cloned() {
-                        out.insert(pk, item);
-                    }
-                }
-                keys = response
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.state_table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-            }
-        }
-        Ok(out)
+        let keys: Vec<String> = pks.into_iter().collect();
+        let items = batch_get(&self.client, &self.state_table, &keys).await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| Some((item.get(PK)?.as_s().ok()?.clone(), item)))
+            .collect())
     }
 
     fn put_state<T: serde::Serialize>(
@@ -544,6 +515,45 @@ impl BillingStore for DynamoBilling {
     }
 }
 
+/// Strongly consistent reads of items by `pk`, 100 keys a request (DynamoDB's limit);
+/// unprocessed keys are asked again.
+async fn batch_get(
+    client: &Client,
+    table: &str,
+    pks: &[String],
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in pks.chunks(100) {
+        let mut keys: Vec<HashMap<String, AttributeValue>> =
+            chunk.iter().map(|pk| key(pk)).collect();
+        while !keys.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(corrupt)?;
+            let response = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            out.extend(
+                response
+                    .responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default(),
+            );
+            keys = response
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+        }
+    }
+    Ok(out)
+}
+
 pub fn counter_pk(livemode: bool, hour: i64) -> String {
     format!("{}#{hour}", if livemode { "live" } else { "test" })
 }
@@ -575,54 +585,24 @@ impl CountersReader for DynamoCounters {
             hours.push(hour);
             hour += 3600;
         }
+        let keys: Vec<String> = hours.iter().map(|h| counter_pk(livemode, *h)).collect();
         let mut out = Series::new();
-        for chunk in hours.chunks(100) {
-            let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|h| HashMap::from([(PK.to_owned(), s(counter_pk(livemode, *h)))]))
+        for item in batch_get(&self.client, &self.table, &keys).await? {
+            let Some(hour) = item
+                .get(PK)
+                .and_then(|v| v.as_s().ok())
+                .and_then(|pk| pk.split_once('#'))
+                .and_then(|(_, h)| h.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            // A name this build does not know is skipped, never misread.
+            let metrics = item
+                .into_iter()
+                .filter(|(k, _)| k != PK)
+                .filter_map(|(k, v)| Some((Metric::parse(&k)?, v.as_n().ok()?.parse().ok()?)))
                 .collect();
-            while !keys.is_empty() {
-                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(corrupt)?;
-                let response = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                for item in response
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    let Some(hour) = item
-                        .get(PK)
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|pk| pk.split_once('#'))
-                        .and_then(|(_, h)| h.parse::<i64>().ok())
-                    else {
-                        continue;
-                    };
-                    // A name this build does not know is skipped, never misread.
-                    let metrics = item
-                        .into_iter()
-                        .filter(|(k, _)| k != PK)
-                        .filter_map(|(k, v)| {
-                            Some((Metric::parse(&k)?, v.as_n().ok()?.parse().ok()?))
-                        })
-                        .collect();
-                    out.insert(hour, metrics);
-                }
-                keys = response
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-            }
+            out.insert(hour, metrics);
         }
         Ok(out)
     }

@@ -471,14 +471,15 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
     };
     billing.commit(&commit).await.unwrap();
     handover();
-    let pending = alerts.pending_findings(now).await.unwrap();
+    let pending = alerts.snapshot(now).await.unwrap().pending;
     let mine: Vec<&Finding> = pending.iter().filter(|f| f.key == key).collect();
     assert_eq!(mine.len(), 1, "{pending:?}");
     assert!(
         alerts
-            .pending_findings(now - 11)
+            .snapshot(now - 11)
             .await
             .unwrap()
+            .pending
             .iter()
             .all(|f| f.key != key),
         "not before it was raised"
@@ -497,7 +498,7 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
             .unwrap(),
         "a second open of the same alert is refused"
     );
-    let stored = alerts.alerts().await.unwrap();
+    let stored = alerts.snapshot(now).await.unwrap().alerts;
     assert_eq!(
         stored
             .iter()
@@ -521,9 +522,10 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
     );
 
     let outbox: Vec<String> = alerts
-        .outbox()
+        .snapshot(now)
         .await
         .unwrap()
+        .outbox
         .into_iter()
         .map(|m| m.id)
         .filter(|id| id == &message.id)
@@ -531,9 +533,10 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
     assert_eq!(outbox, [message.id.clone()]);
     alerts.clear_outbox(&[message.id.clone()]).await.unwrap();
     assert!(alerts
-        .outbox()
+        .snapshot(now)
         .await
         .unwrap()
+        .outbox
         .iter()
         .all(|m| m.id != message.id));
 
@@ -543,18 +546,20 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
     alerts.consume_findings(&[rewritten]).await.unwrap();
     assert!(
         alerts
-            .pending_findings(now)
+            .snapshot(now)
             .await
             .unwrap()
+            .pending
             .iter()
             .any(|f| f.key == key),
         "a finding changed since read stays"
     );
     alerts.consume_findings(&[mine[0].clone()]).await.unwrap();
     assert!(alerts
-        .pending_findings(now)
+        .snapshot(now)
         .await
         .unwrap()
+        .pending
         .iter()
         .all(|f| f.key != key));
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::detect::alerts::{plan, render, AlertChange, AlertMessage};
 use crate::detect::{detect, hours_needed, DetectConfig, Finding};
 use crate::outbox::publish_all;
-use crate::ports::{AlertStore, CountersReader, Publisher, StoreError};
+use crate::ports::{AlertSnapshot, AlertStore, CountersReader, Publisher, StoreError};
 
 pub struct Detector<C, A, P> {
     pub counters: C,
@@ -42,20 +42,30 @@ pub struct RunSummary {
 impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A, P> {
     /// The findings and transitions at `now`. Writes nothing.
     pub async fn plan(&self, now: i64) -> Result<Plan, StoreError> {
+        let snapshot = self.alerts.snapshot(now).await?;
+        self.plan_from(&snapshot, now).await
+    }
+
+    async fn plan_from(&self, snapshot: &AlertSnapshot, now: i64) -> Result<Plan, StoreError> {
         let (from, to) = hours_needed(now);
-        let alerts = self.alerts.alerts().await?;
-        let pending = self.alerts.pending_findings(now).await?;
         let mut out = Plan::default();
         for livemode in [false, true] {
             let series = self.counters.counters(livemode, from, to).await?;
             let found = detect(&series, livemode, now, &self.config);
-            let events: Vec<Finding> = pending
+            let events: Vec<Finding> = snapshot
+                .pending
                 .iter()
                 .filter(|f| f.livemode == livemode)
                 .cloned()
                 .collect();
-            out.changes
-                .extend(plan(&found, &events, &alerts, livemode, now, &self.config));
+            out.changes.extend(plan(
+                &found,
+                &events,
+                &snapshot.alerts,
+                livemode,
+                now,
+                &self.config,
+            ));
             out.findings.extend(found);
             out.findings.extend(events.iter().cloned());
             out.judged.extend(events);
@@ -70,11 +80,12 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
             at: now,
             ..RunSummary::default()
         };
-        // Messages a failed or crashed run committed but did not publish go out first.
-        let left = self.alerts.outbox().await?;
-        self.publish(&left, &mut summary).await?;
+        // One read of the alert store serves the whole run. Messages a failed or crashed
+        // run committed but did not publish go out first.
+        let snapshot = self.alerts.snapshot(now).await?;
+        self.publish(&snapshot.outbox, &mut summary).await?;
 
-        let planned = self.plan(now).await?;
+        let planned = self.plan_from(&snapshot, now).await?;
         let mut committed = Vec::new();
         for change in &planned.changes {
             let message = change.transition.is_published().then(|| render(change));

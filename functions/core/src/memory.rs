@@ -13,9 +13,9 @@ use crate::detect::Series;
 use crate::finding::Finding;
 use crate::message::QueueMessage;
 use crate::ports::{
-    AlertStore, BillingCommit, BillingStore, CommitError, CountersReader, DeadLetters, EventLog,
-    EventRecord, EventStatus, Inbound, InsertOutcome, Outgoing, Pause, PublishError, Publisher,
-    Queue, QueueError, StateKeys, StateSnapshot, StoreError, Versioned,
+    AlertSnapshot, AlertStore, BillingCommit, BillingStore, CommitError, CountersReader,
+    DeadLetters, EventLog, EventRecord, EventStatus, Inbound, InsertOutcome, Outgoing, Pause,
+    PublishError, Publisher, Queue, QueueError, StateKeys, StateSnapshot, StoreError, Versioned,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -349,29 +349,19 @@ impl MemoryAlerts {
 }
 
 impl AlertStore for MemoryAlerts {
-    async fn alerts(&self) -> Result<Vec<AlertState>, StoreError> {
+    async fn snapshot(&self, until: i64) -> Result<AlertSnapshot, StoreError> {
         self.check()?;
-        Ok(self
-            .inner
-            .lock()
-            .unwrap()
-            .alerts
-            .values()
-            .cloned()
-            .collect())
-    }
-
-    async fn pending_findings(&self, until: i64) -> Result<Vec<Finding>, StoreError> {
-        self.check()?;
-        Ok(self
-            .inner
-            .lock()
-            .unwrap()
-            .pending
-            .values()
-            .filter(|f| f.window_end <= until)
-            .cloned()
-            .collect())
+        let t = self.inner.lock().unwrap();
+        Ok(AlertSnapshot {
+            alerts: t.alerts.values().cloned().collect(),
+            pending: t
+                .pending
+                .values()
+                .filter(|f| f.window_end <= until)
+                .cloned()
+                .collect(),
+            outbox: t.outbox.values().cloned().collect(),
+        })
     }
 
     async fn commit_change(
@@ -404,18 +394,6 @@ impl AlertStore for MemoryAlerts {
             }
         }
         Ok(())
-    }
-
-    async fn outbox(&self) -> Result<Vec<AlertMessage>, StoreError> {
-        self.check()?;
-        Ok(self
-            .inner
-            .lock()
-            .unwrap()
-            .outbox
-            .values()
-            .cloned()
-            .collect())
     }
 
     async fn clear_outbox(&self, message_ids: &[String]) -> Result<(), StoreError> {

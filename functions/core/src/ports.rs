@@ -288,17 +288,25 @@ pub trait CountersReader: Send + Sync {
     ) -> impl Future<Output = Result<Series, StoreError>> + Send;
 }
 
+/// What the alert store holds, as a detector run reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertSnapshot {
+    pub alerts: Vec<AlertState>,
+    /// Event-level findings waiting to be judged.
+    pub pending: Vec<Finding>,
+    /// Alert messages committed but not yet published.
+    pub outbox: Vec<AlertMessage>,
+}
+
 /// Alert state, event-level findings waiting to be judged, and the alert outbox.
 pub trait AlertStore: Send + Sync {
-    /// Every alert that planning must know of: open ones, and closed ones (a reopened
-    /// alert continues its version).
-    fn alerts(&self) -> impl Future<Output = Result<Vec<AlertState>, StoreError>> + Send;
-
-    /// Event-level findings raised at or before `until`, waiting for a detector run.
-    fn pending_findings(
+    /// Everything a detector run reads, in one go: the alerts planning must know of (open
+    /// ones, and closed ones, since a reopened alert continues its version), the
+    /// event-level findings raised at or before `until`, and the alert outbox.
+    fn snapshot(
         &self,
         until: i64,
-    ) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<AlertSnapshot, StoreError>> + Send;
 
     /// Commits one planned change (and its message, into the outbox) unless the alert
     /// moved since it was planned. Returns whether this call made the change.
@@ -314,9 +322,6 @@ pub trait AlertStore: Send + Sync {
         &self,
         findings: &[Finding],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Alert messages committed but not yet published.
-    fn outbox(&self) -> impl Future<Output = Result<Vec<AlertMessage>, StoreError>> + Send;
 
     fn clear_outbox(
         &self,

@@ -4,20 +4,16 @@
 
 use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
 use revguard_core::detect::Finding;
-use revguard_core::ports::{AlertStore, StoreError};
+use revguard_core::ports::{AlertSnapshot, AlertStore, StoreError};
 use rusqlite::params;
 
-use crate::{from_json, json_err, SqliteStore};
+use crate::{json_err, json_rows, SqliteStore};
 
 impl SqliteStore {
     /// Open alerts, and those resolved in the last `recent_secs`.
     pub fn recent_alerts(&self, now: i64, recent_secs: i64) -> Result<Vec<AlertState>, StoreError> {
-        let all: Vec<AlertState> = self.read_now(|c| {
-            c.prepare("SELECT state FROM alerts ORDER BY updated_at DESC")?
-                .query_map([], |r| r.get::<_, String>(0))?
-                .map(|s| s.and_then(from_json))
-                .collect()
-        })?;
+        let all: Vec<AlertState> = self
+            .read_now(|c| json_rows(c, "SELECT state FROM alerts ORDER BY updated_at DESC", []))?;
         Ok(all
             .into_iter()
             .filter(|a| a.open || a.resolved_at.is_some_and(|r| now - r <= recent_secs))
@@ -26,24 +22,17 @@ impl SqliteStore {
 }
 
 impl AlertStore for SqliteStore {
-    async fn alerts(&self) -> Result<Vec<AlertState>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached("SELECT state FROM alerts ORDER BY id")?
-                .query_map([], |r| r.get::<_, String>(0))?
-                .map(|s| s.and_then(from_json))
-                .collect()
-        })
-        .await
-    }
-
-    async fn pending_findings(&self, until: i64) -> Result<Vec<Finding>, StoreError> {
+    async fn snapshot(&self, until: i64) -> Result<AlertSnapshot, StoreError> {
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT finding FROM pending_findings WHERE created <= ?1 ORDER BY created, key",
-            )?
-            .query_map([until], |r| r.get::<_, String>(0))?
-            .map(|s| s.and_then(from_json))
-            .collect()
+            Ok(AlertSnapshot {
+                alerts: json_rows(c, "SELECT state FROM alerts ORDER BY id", [])?,
+                pending: json_rows(
+                    c,
+                    "SELECT finding FROM pending_findings WHERE created <= ?1 ORDER BY created, key",
+                    [until],
+                )?,
+                outbox: json_rows(c, "SELECT message FROM alert_outbox ORDER BY rowid", [])?,
+            })
         })
         .await
     }
@@ -95,16 +84,6 @@ impl AlertStore for SqliteStore {
                 )?;
             }
             Ok(())
-        })
-        .await
-    }
-
-    async fn outbox(&self) -> Result<Vec<AlertMessage>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached("SELECT message FROM alert_outbox ORDER BY rowid")?
-                .query_map([], |r| r.get::<_, String>(0))?
-                .map(|s| s.and_then(from_json))
-                .collect()
         })
         .await
     }

@@ -14,7 +14,7 @@ use revguard_core::ports::{
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::{from_json, json_err, SqliteStore};
+use crate::{from_json, json_err, json_rows, SqliteStore};
 
 fn versioned<T: serde::de::DeserializeOwned>(
     c: &Connection,
@@ -236,13 +236,12 @@ impl BillingStore for SqliteStore {
         let ids = event_ids.to_vec();
         self.read(move |c| {
             let mut out = Vec::new();
-            let mut stmt = c.prepare_cached(
-                "SELECT notification FROM outbox WHERE event_id = ?1 ORDER BY rowid",
-            )?;
             for id in ids {
-                for n in stmt.query_map([id], |r| r.get::<_, String>(0))? {
-                    out.push(from_json(n?)?);
-                }
+                out.extend(json_rows::<Notification>(
+                    c,
+                    "SELECT notification FROM outbox WHERE event_id = ?1 ORDER BY rowid",
+                    [id],
+                )?);
             }
             Ok(out)
         })
@@ -274,11 +273,12 @@ pub struct SqliteCounters {
 }
 
 impl SqliteStore {
-    /// Counter totals for hours in [from, to) and the gauges of hour 0, counting only what
-    /// was received before `received_before`: (livemode, hour, metric) → value. A name
-    /// this build does not know is skipped, never misread.
+    /// Counter totals for hours in [from, to) and the gauges of hour 0, of one mode or
+    /// both, counting only what was received before `received_before`: (livemode, hour,
+    /// metric) → value. A name this build does not know is skipped, never misread.
     pub fn counter_totals(
         &self,
+        livemode: Option<bool>,
         from: i64,
         to: i64,
         received_before: Option<i64>,
@@ -287,10 +287,11 @@ impl SqliteStore {
             let mut stmt = c.prepare_cached(
                 "SELECT livemode, hour, metric, sum(value), max(value)
                  FROM counters WHERE ((hour >= ?1 AND hour < ?2) OR hour = 0) AND received_min < ?3
+                     AND (?4 IS NULL OR livemode = ?4)
                  GROUP BY livemode, hour, metric",
             )?;
             let rows = stmt.query_map(
-                params![from, to, received_before.unwrap_or(i64::MAX)],
+                params![from, to, received_before.unwrap_or(i64::MAX), livemode],
                 |r| {
                     Ok((
                         r.get::<_, bool>(0)?,
@@ -323,7 +324,9 @@ impl SqliteStore {
 
 impl CountersReader for SqliteCounters {
     async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
-        let totals = self.store.counter_totals(from, to, self.received_before)?;
+        let totals = self
+            .store
+            .counter_totals(Some(livemode), from, to, self.received_before)?;
         Ok(revguard_core::detect::series_of(&totals, livemode))
     }
 }

@@ -233,6 +233,18 @@ pub(crate) fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
+/// Every row of a query whose first column is a JSON document, read back.
+pub(crate) fn json_rows<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<T>> {
+    c.prepare_cached(sql)?
+        .query_map(params, |r| r.get::<_, String>(0))?
+        .map(|s| s.and_then(from_json))
+        .collect()
+}
+
 /// A JSON column read back.
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
     serde_json::from_str(&s).map_err(|e| {

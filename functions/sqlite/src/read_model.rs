@@ -5,7 +5,7 @@ use revguard_core::billing::{BillingPolicy, CustomerState, DunningCase, Subscrip
 use revguard_core::ports::StoreError;
 use rusqlite::OptionalExtension;
 
-use crate::{from_json, SqliteStore};
+use crate::{from_json, json_rows, SqliteStore};
 
 /// Counts of the event log by status.
 #[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
@@ -64,16 +64,16 @@ impl SqliteStore {
         policy: &BillingPolicy,
     ) -> Result<CustomerView, StoreError> {
         let (subs, cases, profile) = self.read_now(|c| {
-            let subs: Vec<SubscriptionState> = c
-                .prepare("SELECT state FROM subscriptions WHERE customer = ?1 ORDER BY id")?
-                .query_map([id], |r| r.get::<_, String>(0))?
-                .map(|s| s.and_then(from_json))
-                .collect::<rusqlite::Result<_>>()?;
-            let cases: Vec<DunningCase> = c
-                .prepare("SELECT state FROM dunning_cases WHERE customer = ?1 ORDER BY opened_at")?
-                .query_map([id], |r| r.get::<_, String>(0))?
-                .map(|s| s.and_then(from_json))
-                .collect::<rusqlite::Result<_>>()?;
+            let subs: Vec<SubscriptionState> = json_rows(
+                c,
+                "SELECT state FROM subscriptions WHERE customer = ?1 ORDER BY id",
+                [id],
+            )?;
+            let cases: Vec<DunningCase> = json_rows(
+                c,
+                "SELECT state FROM dunning_cases WHERE customer = ?1 ORDER BY opened_at",
+                [id],
+            )?;
             let profile: Option<CustomerState> = c
                 .query_row("SELECT state FROM customers WHERE id = ?1", [id], |r| {
                     r.get::<_, String>(0)
@@ -93,10 +93,11 @@ impl SqliteStore {
         policy: &BillingPolicy,
     ) -> Result<Vec<CaseView>, StoreError> {
         let all: Vec<DunningCase> = self.read_now(|c| {
-            c.prepare("SELECT state FROM dunning_cases WHERE stage IS NOT NULL ORDER BY opened_at")?
-                .query_map([], |r| r.get::<_, String>(0))?
-                .map(|s| s.and_then(from_json))
-                .collect()
+            json_rows(
+                c,
+                "SELECT state FROM dunning_cases WHERE stage IS NOT NULL ORDER BY opened_at",
+                [],
+            )
         })?;
         Ok(all
             .into_iter()
@@ -107,7 +108,7 @@ impl SqliteStore {
 
     /// Hourly counters in [from, to) (hour 0's gauges included).
     pub fn metrics(&self, from: i64, to: i64) -> Result<Vec<HourCounters>, StoreError> {
-        Ok(by_hour(&self.counter_totals(from, to, None)?))
+        Ok(by_hour(&self.counter_totals(None, from, to, None)?))
     }
 
     pub fn applied_count(&self) -> Result<u64, StoreError> {
