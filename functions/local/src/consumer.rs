@@ -138,3 +138,181 @@ pub fn detector(
         config,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use revguard_core::billing::state::BillingState;
+    use revguard_core::billing::BillingEvent;
+    use revguard_core::ports::Queue;
+    use revguard_core::{Payload, QueueMessage};
+
+    use std::collections::BTreeMap;
+
+    use revguard_core::billing::BillingPolicy;
+    use revguard_core::metric::CounterTotals;
+
+    use super::*;
+
+    fn history() -> Vec<(String, Vec<u8>)> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
+        let mut files: Vec<_> = std::fs::read_dir(root)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                let mut v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+                let id = format!("evt_{}", p.file_stem().unwrap().to_string_lossy());
+                v["id"] = serde_json::Value::String(id.clone());
+                (id, serde_json::to_vec(&v).unwrap())
+            })
+            .collect()
+    }
+
+    fn message(id: &str, raw: &[u8]) -> QueueMessage {
+        QueueMessage {
+            event_id: id.to_owned(),
+            event_type: "x".into(),
+            livemode: false,
+            created: 0,
+            received_at: 0,
+            payload: Payload::Inline(String::from_utf8(raw.to_vec()).unwrap()),
+        }
+    }
+
+    /// The embedded store and the worker over it, as `revguard serve` wires them.
+    struct Embedded {
+        store: SqliteStore,
+        worker: EmbeddedWorker,
+    }
+
+    async fn drain(w: &Embedded) {
+        while run_once(&w.store, &w.worker, 2_000_000_000).await.unwrap() > 0 {}
+    }
+
+    fn worker(dir: &tempfile::TempDir) -> Embedded {
+        let store = SqliteStore::open(dir.path().join("w.db")).unwrap();
+        let worker = super::worker(
+            &store,
+            BillingPolicy::default(),
+            JsonlPublisher::log_only("notification"),
+        );
+        Embedded { store, worker }
+    }
+
+    /// What the store holds, in the in-memory reference's shape.
+    fn totals(store: &SqliteStore) -> CounterTotals {
+        store
+            .counter_totals(None, i64::MIN, i64::MAX, None)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_message_twice_applies_once_and_matches_the_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = worker(&dir);
+        let history = history();
+        for (id, raw) in history.iter().chain(history.iter()) {
+            w.store.send(&message(id, raw)).await.unwrap();
+        }
+        drain(&w).await;
+
+        let mut reference = BillingState::default();
+        for (_, raw) in &history {
+            // Receipt time differs (the worker takes it from the queue row); it only
+            // affects receipt-time counters, which are compared apart below.
+            let e = BillingEvent::parse(raw, 0).unwrap();
+            reference.apply(&e, &BillingPolicy::default()).unwrap();
+        }
+        let ours = totals(&w.store);
+        let strip_receipt = |m: &CounterTotals| -> CounterTotals {
+            // Receipt-time counters depend on when the queue row was written; compare the rest.
+            m.iter()
+                .filter(|((_, _, k), _)| {
+                    !k.name().starts_with("lag_") && !k.name().contains("received")
+                })
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        };
+        assert_eq!(strip_receipt(&ours), strip_receipt(&reference.counters));
+        assert_eq!(w.store.applied_count().unwrap(), history.len() as u64);
+        let received: i64 = ours
+            .iter()
+            .filter(|((_, _, k), _)| *k == revguard_core::metric::Metric::EventsReceived)
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(received, history.len() as i64);
+        let sub = w.store.subscription("sub_RG1001").unwrap().unwrap();
+        assert_eq!(sub, reference.subscriptions["sub_RG1001"]);
+        let cases = w
+            .store
+            .dunning_cases(Some("all"), &BillingPolicy::default())
+            .unwrap();
+        assert_eq!(cases[0].case, reference.cases["in_RG1001"]);
+        assert_eq!(w.store.counts().unwrap().queue_depth, 0);
+    }
+
+    #[tokio::test]
+    async fn a_poison_message_is_isolated_and_its_neighbours_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = worker(&dir);
+        let history = history();
+        let (good_a, good_b) = (&history[0], &history[1]);
+        w.store.send(&message(&good_a.0, &good_a.1)).await.unwrap();
+        // Valid JSON, but not an event; and a subscription event whose object is not one.
+        w.store
+            .send(&message("evt_poison_1", br#"{"hello":"world"}"#))
+            .await
+            .unwrap();
+        let bad_sub = br#"{"id":"evt_poison_2","type":"customer.subscription.updated","created":1,"livemode":false,"data":{"object":{"status":5}}}"#;
+        w.store
+            .send(&message("evt_poison_2", bad_sub))
+            .await
+            .unwrap();
+        w.store.send(&message(&good_b.0, &good_b.1)).await.unwrap();
+        drain(&w).await;
+        let counts = w.store.counts().unwrap();
+        assert_eq!(counts.applied, 2);
+        assert_eq!(counts.dead_letters, 2);
+        assert_eq!(counts.queue_depth, 0);
+    }
+
+    #[tokio::test]
+    async fn a_retried_batch_after_a_failure_in_its_middle_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = worker(&dir);
+        let history = history();
+        // First pass: half the history applied, then "the process died".
+        for (id, raw) in &history[..history.len() / 2] {
+            w.store.send(&message(id, raw)).await.unwrap();
+        }
+        drain(&w).await;
+        let after_half = totals(&w.store);
+        // The whole batch comes again (SQS redelivers a failed batch), plus the rest.
+        for (id, raw) in &history {
+            w.store.send(&message(id, raw)).await.unwrap();
+        }
+        drain(&w).await;
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let fresh = worker(&fresh_dir);
+        for (id, raw) in &history {
+            fresh.store.send(&message(id, raw)).await.unwrap();
+        }
+        drain(&fresh).await;
+        let strip = |m: CounterTotals| -> BTreeMap<String, i64> {
+            let mut out = BTreeMap::new();
+            for ((_, _, k), v) in m {
+                *out.entry(k.name()).or_insert(0) += v;
+            }
+            out.retain(|k, _| !k.starts_with("lag_"));
+            out
+        };
+        assert_ne!(strip(after_half), strip(totals(&fresh.store)));
+        assert_eq!(strip(totals(&w.store)), strip(totals(&fresh.store)));
+    }
+}
