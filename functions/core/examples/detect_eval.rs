@@ -55,8 +55,8 @@ fn main() {
                     );
                 }
                 for inc in r.incidents.iter().filter(|x| {
-                    !x.time_to_detect()
-                        .is_some_and(|t| t <= x.incident.kind.detection_target_secs())
+                    x.time_to_detect()
+                        .is_none_or(|t| t > x.incident.kind.detection_target_secs())
                 }) {
                     eprintln!(
                         "seed {seed}: {:?} at {} (day {}) detected after {:?} min by {:?}",

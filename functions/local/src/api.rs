@@ -94,20 +94,12 @@ async fn metrics(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let now = crate::unix_now();
-    let parse = |key: &str, default: i64| -> Result<i64, Response> {
-        match q.get(key) {
-            None => Ok(default),
-            Some(v) => crate::parse_time(v)
-                .ok_or_else(|| error_response(StatusCode::BAD_REQUEST, "bad_time")),
-        }
+    // `None` when the parameter is there but is not a time.
+    let parse = |key: &str, default: i64| -> Option<i64> {
+        q.get(key).map_or(Some(default), |v| crate::parse_time(v))
     };
-    let from = match parse("from", now - 24 * 3600) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let to = match parse("to", now + 3600) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let (Some(from), Some(to)) = (parse("from", now - 24 * 3600), parse("to", now + 3600)) else {
+        return error_response(StatusCode::BAD_REQUEST, "bad_time");
     };
     match s.store.metrics(from, to) {
         Ok(m) => Json(m).into_response(),

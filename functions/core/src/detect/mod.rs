@@ -837,7 +837,9 @@ pub fn detect(series: &Series, livemode: bool, now: i64, config: &DetectConfig) 
     ] {
         s.spike(&metric, label);
     }
-    let amounts: [(fn(String) -> Metric, Metric, &str); 3] = [
+    // An amount metric (built from its currency), the count it goes with, a label.
+    type AmountSignal = (fn(String) -> Metric, Metric, &'static str);
+    let amounts: [AmountSignal; 3] = [
         (
             Metric::PaymentsFailedAmount,
             Metric::PaymentsFailed,
