@@ -2,10 +2,26 @@
 //! counters and alerts and the SNS alerts topic. Two runs at once publish each
 //! transition once.
 
-use revguard_aws::{DynamoAlerts, DynamoCounters, SnsAlertPublisher};
+use revguard_aws::{AnomalyEnv, DynamoAlerts, DynamoCounters, SnsAlertPublisher};
+use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
 
 pub type Anomaly = Detector<DynamoCounters, DynamoAlerts, SnsAlertPublisher>;
+
+/// The detector as the Lambda builds it from its environment, in `main` and in the tests.
+pub fn anomaly(
+    dynamodb: aws_sdk_dynamodb::Client,
+    sns: aws_sdk_sns::Client,
+    env: &AnomalyEnv,
+    config: DetectConfig,
+) -> Anomaly {
+    Detector {
+        counters: DynamoCounters::new(dynamodb.clone(), &env.counters_table),
+        alerts: DynamoAlerts::new(dynamodb, &env.alerts_table),
+        publisher: SnsAlertPublisher::new(sns, &env.alerts_topic_arn),
+        config,
+    }
+}
 
 /// The time a scheduled invocation stands for: the EventBridge event's `time`, so that a
 /// retried invocation judges the same moment; else now.

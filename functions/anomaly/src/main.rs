@@ -1,11 +1,8 @@
 //! Lambda entry: builds the clients once, then runs the detector on each scheduled event.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use revguard_anomaly::{scheduled_time, Anomaly};
-use revguard_aws::{
-    detect_config_from_env, load_sdk_config, AnomalyEnv, DynamoAlerts, DynamoCounters,
-    SnsAlertPublisher,
-};
+use revguard_anomaly::{anomaly, scheduled_time};
+use revguard_aws::{detect_config_from_env, load_sdk_config, AnomalyEnv};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,13 +10,12 @@ async fn main() -> Result<(), Error> {
     let env = AnomalyEnv::from_env()?;
     let config = detect_config_from_env()?;
     let sdk = load_sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let anomaly = Anomaly {
-        counters: DynamoCounters::new(dynamodb.clone(), env.counters_table),
-        alerts: DynamoAlerts::new(dynamodb, env.alerts_table),
-        publisher: SnsAlertPublisher::new(aws_sdk_sns::Client::new(&sdk), env.alerts_topic_arn),
+    let anomaly = anomaly(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_sns::Client::new(&sdk),
+        &env,
         config,
-    };
+    );
     let anomaly = &anomaly;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;

@@ -8,15 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use revguard_anomaly::Anomaly;
-use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
-use revguard_aws::testing::{dynamodb_item_size, moto_config, unique_name, Call, CallLog};
-use revguard_aws::{DynamoAlerts, IngressEnv, SnsAlertPublisher, SnsNotifier};
+use revguard_anomaly::anomaly;
+use revguard_aws::testing::{dynamodb_item_size, Call, CallLog, MotoStack};
+use revguard_core::billing::BillingPolicy;
 use revguard_core::detect::DetectConfig;
 use revguard_core::signature::sign;
 use revguard_core::simulation::scenario::{generate, ScenarioConfig};
 use revguard_core::{IngestConfig, SecretSet, WebhookSecret};
-use revguard_worker::{handle_batch, worker_for_tests};
+use revguard_worker::{handle_batch, lambda_worker};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -159,36 +158,10 @@ async fn stored_sizes(
 
 #[tokio::test]
 async fn cost_per_webhook_is_measured() {
-    let sdk = moto_config().await;
     let log = CallLog::default();
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(log.clone())
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&sdk)
-            .interceptor(log.clone())
-            .build(),
-    );
-    let sns = aws_sdk_sns::Client::from_conf(
-        aws_sdk_sns::config::Builder::from(&sdk)
-            .interceptor(log.clone())
-            .build(),
-    );
-    let (events, state, counters, alerts) = (
-        unique_name("events"),
-        unique_name("state"),
-        unique_name("counters"),
-        unique_name("alerts"),
-    );
-    create_events_table(&dynamodb, &events).await.unwrap();
-    for t in [&state, &counters, &alerts] {
-        create_pk_table(&dynamodb, t).await.unwrap();
-    }
-    let queue_url = create_queue(&sqs, &unique_name("queue")).await.unwrap();
-    let topic = create_topic(&sns, &unique_name("topic")).await.unwrap();
-    log.take();
+    let moto = MotoStack::logged(&log).await;
+    let (dynamodb, sqs) = (moto.dynamodb.clone(), moto.sqs.clone());
+    let queue_url = moto.queue_url.clone();
 
     // A slice of a realistic day: the scenario generator's traffic after its sign-up day.
     let scenario = generate(ScenarioConfig::new(11));
@@ -202,11 +175,7 @@ async fn cost_per_webhook_is_measured() {
     let secret = WebhookSecret::new("whsec_cost").unwrap();
     let now = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let clock_now = now.clone();
-    let env = IngressEnv {
-        events_table: events.clone(),
-        queue_url: queue_url.clone(),
-        max_message_bytes: 250_000,
-    };
+    let env = moto.ingress_env();
     let router = revguard_ingress::router_with_clients(
         dynamodb.clone(),
         sqs.clone(),
@@ -228,13 +197,12 @@ async fn cost_per_webhook_is_measured() {
     }
     let ingress_calls = log.take();
 
-    let (worker, _dead_letters) = worker_for_tests(
+    let worker = lambda_worker(
         (dynamodb.clone(), sqs.clone()),
-        (&events, &state, &counters, Some(&alerts)),
-        SnsNotifier::new(sns.clone(), topic.clone()),
-    )
-    .await;
-    let billing = worker.billing.clone();
+        &moto.worker_env(),
+        moto.notifier(),
+        BillingPolicy::default(),
+    );
     let mut batches = 0;
     loop {
         let out = sqs
@@ -278,19 +246,28 @@ async fn cost_per_webhook_is_measured() {
         .filter(|c| !c.service.eq_ignore_ascii_case("sqs"))
         .collect();
 
-    let anomaly = Anomaly {
-        counters: billing.counters_reader(),
-        alerts: DynamoAlerts::new(dynamodb.clone(), &alerts),
-        publisher: SnsAlertPublisher::new(sns.clone(), topic),
-        config: DetectConfig::default(),
-    };
+    let anomaly = anomaly(
+        dynamodb.clone(),
+        moto.sns.clone(),
+        &moto.anomaly_env(),
+        DetectConfig::default(),
+    );
     anomaly
         .run(now.load(std::sync::atomic::Ordering::SeqCst))
         .await
         .unwrap();
     let anomaly_calls = log.take();
 
-    let sizes = stored_sizes(&dynamodb, &[&events, &state, &counters, &alerts]).await;
+    let sizes = stored_sizes(
+        &dynamodb,
+        &[
+            &moto.events_table,
+            &moto.state_table,
+            &moto.counters_table,
+            &moto.alerts_table,
+        ],
+    )
+    .await;
     let n = sample.len() as f64;
     let ingress = tally(&ingress_calls, &sizes);
     let work = tally(&worker_calls, &sizes);

@@ -3,14 +3,13 @@
 //! topic, with its email and SMS bodies and its attributes.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use revguard_anomaly::Anomaly;
-use revguard_aws::provision::{create_events_table, create_pk_table, create_topic};
-use revguard_aws::testing::{drain_queue, moto_config, subscribed_queue, unique_name};
-use revguard_aws::{DynamoAlerts, SnsAlertPublisher, SnsNotifier};
+use revguard_anomaly::{anomaly, Anomaly};
+use revguard_aws::testing::{drain_queue, MotoStack};
+use revguard_core::billing::BillingPolicy;
 use revguard_core::detect::DetectConfig;
 use revguard_core::ports::AlertStore;
 use revguard_core::{Payload, QueueMessage};
-use revguard_worker::{handle_batch, worker_for_tests, LambdaWorker};
+use revguard_worker::{handle_batch, lambda_worker, LambdaWorker};
 use serde_json::{json, Value};
 
 const NOW: i64 = 1_768_003_200 + 14 * 3600 + 1800; // 2026-01-10 14:30 UTC
@@ -23,42 +22,23 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
-    let sdk = moto_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let (events, state, counters, alerts) = (
-        unique_name("events"),
-        unique_name("state"),
-        unique_name("counters"),
-        unique_name("alerts"),
+    let moto = MotoStack::new().await;
+    let worker = lambda_worker(
+        (moto.dynamodb.clone(), moto.sqs.clone()),
+        &moto.worker_env(),
+        moto.notifier(),
+        BillingPolicy::default(),
     );
-    create_events_table(&dynamodb, &events).await.unwrap();
-    for t in [&state, &counters, &alerts] {
-        create_pk_table(&dynamodb, t).await.unwrap();
-    }
-    let notifications = create_topic(&sns, &unique_name("notifications"))
-        .await
-        .unwrap();
-    let alerts_topic = create_topic(&sns, &unique_name("alerts")).await.unwrap();
-    let subscriber = subscribed_queue(&sqs, &sns, &alerts_topic).await;
-    let (worker, _dead_letters) = worker_for_tests(
-        (dynamodb.clone(), sqs.clone()),
-        (&events, &state, &counters, Some(&alerts)),
-        SnsNotifier::new(sns.clone(), notifications),
-    )
-    .await;
-    let billing = worker.billing.clone();
     Stack {
         worker,
-        anomaly: Anomaly {
-            counters: billing.counters_reader(),
-            alerts: DynamoAlerts::new(dynamodb, &alerts),
-            publisher: SnsAlertPublisher::new(sns, alerts_topic),
-            config: DetectConfig::default(),
-        },
-        sqs,
-        subscriber,
+        anomaly: anomaly(
+            moto.dynamodb.clone(),
+            moto.sns.clone(),
+            &moto.anomaly_env(),
+            DetectConfig::default(),
+        ),
+        sqs: moto.sqs.clone(),
+        subscriber: moto.alerts_subscriber.clone(),
     }
 }
 

@@ -45,6 +45,136 @@ pub async fn unreachable_config() -> SdkConfig {
     config_for("http://127.0.0.1:9", 1).await
 }
 
+/// A whole revguard deployment in moto under names of its own: the four tables, the queue
+/// and its dead-letter queue, the two topics, and a queue subscribed to each topic that
+/// stands for the people and systems reading it. Every Lambda test starts from one.
+#[derive(Clone)]
+pub struct MotoStack {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub events_table: String,
+    pub state_table: String,
+    pub counters_table: String,
+    pub alerts_table: String,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub notifications_topic: String,
+    pub alerts_topic: String,
+    /// Receives what is published to the notifications topic.
+    pub notifications_subscriber: String,
+    /// Receives what is published to the alerts topic.
+    pub alerts_subscriber: String,
+}
+
+impl MotoStack {
+    pub async fn new() -> Self {
+        Self::with_config(&moto_config().await, None).await
+    }
+
+    /// The stack with every client recording its calls (after provisioning) in `log`.
+    pub async fn logged(log: &CallLog) -> Self {
+        let stack = Self::with_config(&moto_config().await, Some(log)).await;
+        log.take();
+        stack
+    }
+
+    async fn with_config(sdk: &SdkConfig, log: Option<&CallLog>) -> Self {
+        macro_rules! client {
+            ($sdk_crate:ident) => {{
+                let mut builder = $sdk_crate::config::Builder::from(sdk);
+                if let Some(log) = log {
+                    builder = builder.interceptor(log.clone());
+                }
+                $sdk_crate::Client::from_conf(builder.build())
+            }};
+        }
+        let (dynamodb, sqs, sns) = (
+            client!(aws_sdk_dynamodb),
+            client!(aws_sdk_sqs),
+            client!(aws_sdk_sns),
+        );
+        let events_table = unique_name("events");
+        crate::provision::create_events_table(&dynamodb, &events_table)
+            .await
+            .expect("create the events table");
+        let [state_table, counters_table, alerts_table] =
+            ["state", "counters", "alerts"].map(unique_name);
+        for table in [&state_table, &counters_table, &alerts_table] {
+            crate::provision::create_pk_table(&dynamodb, table)
+                .await
+                .expect("create a table");
+        }
+        let queue_url = crate::provision::create_queue(&sqs, &unique_name("queue"))
+            .await
+            .expect("create the queue");
+        let dead_letter_queue_url =
+            crate::provision::create_queue(&sqs, &unique_name("dead-letters"))
+                .await
+                .expect("create the dead-letter queue");
+        let notifications_topic =
+            crate::provision::create_topic(&sns, &unique_name("notifications"))
+                .await
+                .expect("create the notifications topic");
+        let alerts_topic = crate::provision::create_topic(&sns, &unique_name("alerts"))
+            .await
+            .expect("create the alerts topic");
+        let notifications_subscriber = subscribed_queue(&sqs, &sns, &notifications_topic).await;
+        let alerts_subscriber = subscribed_queue(&sqs, &sns, &alerts_topic).await;
+        Self {
+            dynamodb,
+            sqs,
+            sns,
+            events_table,
+            state_table,
+            counters_table,
+            alerts_table,
+            queue_url,
+            dead_letter_queue_url,
+            notifications_topic,
+            alerts_topic,
+            notifications_subscriber,
+            alerts_subscriber,
+        }
+    }
+
+    /// The ingress function's environment as the template sets it for this stack.
+    pub fn ingress_env(&self) -> crate::IngressEnv {
+        crate::IngressEnv {
+            events_table: self.events_table.clone(),
+            queue_url: self.queue_url.clone(),
+            max_message_bytes: 250_000,
+        }
+    }
+
+    /// The worker function's environment as the template sets it for this stack.
+    pub fn worker_env(&self) -> crate::WorkerEnv {
+        crate::WorkerEnv {
+            events_table: self.events_table.clone(),
+            state_table: self.state_table.clone(),
+            counters_table: self.counters_table.clone(),
+            notifications_topic_arn: self.notifications_topic.clone(),
+            alerts_table: self.alerts_table.clone(),
+            dead_letter_queue_url: self.dead_letter_queue_url.clone(),
+            max_receives: revguard_core::worker::ConsumeRules::default().max_receives,
+        }
+    }
+
+    /// The anomaly function's environment as the template sets it for this stack.
+    pub fn anomaly_env(&self) -> crate::AnomalyEnv {
+        crate::AnomalyEnv {
+            counters_table: self.counters_table.clone(),
+            alerts_table: self.alerts_table.clone(),
+            alerts_topic_arn: self.alerts_topic.clone(),
+        }
+    }
+
+    /// The notifier the worker function builds for this stack.
+    pub fn notifier(&self) -> crate::SnsNotifier {
+        crate::SnsNotifier::new(self.sns.clone(), &self.notifications_topic)
+    }
+}
+
 /// A name no other test in this run (or a concurrent run) uses.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

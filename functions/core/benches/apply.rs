@@ -7,11 +7,7 @@ use revguard_core::billing::state::BillingState;
 use revguard_core::billing::{decide, BillingEvent, BillingPolicy};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../events/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    revguard_core::fixtures::read(name).into_bytes()
 }
 
 fn apply(c: &mut Criterion) {

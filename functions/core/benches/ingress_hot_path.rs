@@ -8,12 +8,9 @@ use revguard_core::ingest::{verify_and_parse, IngestConfig};
 use revguard_core::signature::{sign, verify, SecretSet, WebhookSecret};
 
 fn body() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../events/charge.refunded.json"
-    );
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    serde_json::to_vec(&value).unwrap()
+    revguard_core::fixtures::json("charge.refunded.json")
+        .to_string()
+        .into_bytes()
 }
 
 fn hot_path(c: &mut Criterion) {

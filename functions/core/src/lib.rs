@@ -9,6 +9,8 @@ pub mod detect;
 pub mod detector;
 pub mod event;
 pub mod finding;
+#[cfg(feature = "test-util")]
+pub mod fixtures;
 pub mod ingest;
 #[cfg(any(test, feature = "test-util", feature = "simulation"))]
 pub mod memory;

@@ -44,13 +44,10 @@ fn stripe_peer(request: Value) -> Value {
 }
 
 fn bodies() -> Vec<String> {
-    let mut bodies: Vec<String> = std::fs::read_dir(repo_root().join("events"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+    let mut bodies: Vec<String> = revguard_core::fixtures::all()
+        .into_iter()
+        .map(|(_, body)| body)
         .collect();
-    assert!(bodies.len() >= 10, "events/ holds the example payloads");
     bodies.push(r#"{"id":"evt_unicode","object":"event","note":"Zürich — 東京 ✓"}"#.to_owned());
     bodies
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use http_body_util::BodyExt;
-use revguard_aws::provision::{create_events_table, create_queue};
-use revguard_aws::testing::{moto_config, unique_name, unreachable_config};
+use revguard_aws::testing::{unique_name, unreachable_config, MotoStack};
 use revguard_aws::IngressEnv;
+use revguard_core::fixtures;
 use revguard_core::message::decompress;
 use revguard_core::signature::sign;
 use revguard_core::{IngestConfig, Payload, QueueMessage, SecretSet, WebhookSecret};
@@ -19,14 +19,9 @@ use tower::ServiceExt;
 const SECRET: &str = "whsec_lambda_test";
 const NOW: i64 = 1_767_225_602;
 
-fn repo_file(path: &str) -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 /// An event from `events/` under a unique id, so tests sharing moto never collide.
 fn event_body(file: &str, id: &str) -> String {
-    let mut v: Value = serde_json::from_str(&repo_file(&format!("events/{file}"))).unwrap();
+    let mut v = fixtures::json(file);
     v["id"] = Value::String(id.to_owned());
     serde_json::to_string_pretty(&v).unwrap()
 }
@@ -37,8 +32,7 @@ fn signed(body: &str) -> String {
 
 /// The API Gateway v2 envelope with this body and these headers replaced.
 fn envelope(body: &str, signature: Option<&str>, base64_body: bool) -> lambda_http::Request {
-    let mut env: Value =
-        serde_json::from_str(&repo_file("events/apigw/webhook-request.json")).unwrap();
+    let mut env: Value = fixtures::json("apigw/webhook-request.json");
     let headers = env["headers"].as_object_mut().unwrap();
     headers.remove("stripe-signature");
     if let Some(sig) = signature {
@@ -66,18 +60,12 @@ struct Stack {
 
 impl Stack {
     async fn new() -> Self {
-        let sdk = moto_config().await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let table = unique_name("events");
-        create_events_table(&dynamodb, &table).await.unwrap();
-        let queue_url = create_queue(&sqs, &unique_name("queue")).await.unwrap();
-        let env = IngressEnv {
-            events_table: table,
-            queue_url,
-            max_message_bytes: 250_000,
-        };
-        Self { dynamodb, sqs, env }
+        let moto = MotoStack::new().await;
+        Self {
+            env: moto.ingress_env(),
+            dynamodb: moto.dynamodb,
+            sqs: moto.sqs,
+        }
     }
 
     fn config(&self) -> IngestConfig {

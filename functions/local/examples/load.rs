@@ -58,13 +58,7 @@ fn parse_args() -> Args {
 const PLACEHOLDER: &str = "evt_LOADPLACEHOLDER";
 
 fn template() -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../events/charge.refunded.json"
-    );
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["id"] = serde_json::Value::String(PLACEHOLDER.into());
-    serde_json::to_string(&v).unwrap()
+    revguard_core::fixtures::with_id("charge.refunded.json", PLACEHOLDER)
 }
 
 fn now() -> i64 {

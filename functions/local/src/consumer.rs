@@ -154,23 +154,9 @@ mod tests {
     use super::*;
 
     fn history() -> Vec<(String, Vec<u8>)> {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
-        let mut files: Vec<_> = std::fs::read_dir(root)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| {
-                let mut v: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
-                let id = format!("evt_{}", p.file_stem().unwrap().to_string_lossy());
-                v["id"] = serde_json::Value::String(id.clone());
-                (id, serde_json::to_vec(&v).unwrap())
-            })
+        revguard_core::fixtures::each_with_own_id()
+            .into_iter()
+            .map(|(id, body)| (id, body.into_bytes()))
             .collect()
     }
 

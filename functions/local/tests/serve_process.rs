@@ -1,18 +1,15 @@
 //! End to end: the `revguard` binary as a process, driven over HTTP and through its CLI.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use revguard_core::fixtures::{self, events_dir};
 use revguard_core::signature::sign;
 use revguard_core::WebhookSecret;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_revguard");
-
-fn events_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events")
-}
 
 struct Server {
     child: Child,
@@ -121,7 +118,7 @@ async fn serves_webhooks_and_a_restart_keeps_the_secret_and_the_queue() {
     assert!(secret_text.starts_with("whsec_"), "{secret_text}");
     let secret = WebhookSecret::new(&secret_text).unwrap();
     let client = reqwest::Client::new();
-    let body = std::fs::read_to_string(events_dir().join("invoice.payment_failed.json")).unwrap();
+    let body = fixtures::read("invoice.payment_failed.json");
 
     let (status, json) = post(
         &client,
@@ -243,7 +240,7 @@ async fn events_left_queued_by_a_crash_are_applied_on_start() {
             "customer.subscription.created.json",
             "invoice.payment_failed.json",
         ] {
-            let body = std::fs::read(events_dir().join(name)).unwrap();
+            let body = fixtures::read(name).into_bytes();
             let header = sign(&secret, now(), &body);
             ingress
                 .ingest(Some(&header), &body, now(), &mut IngestContext::default())
@@ -347,8 +344,7 @@ async fn sigterm_during_load_loses_no_accepted_event() {
 }
 
 fn fixture_at(name: &str, created: i64) -> String {
-    let mut v: Value =
-        serde_json::from_str(&std::fs::read_to_string(events_dir().join(name)).unwrap()).unwrap();
+    let mut v = fixtures::json(name);
     v["created"] = Value::from(created);
     serde_json::to_string(&v).unwrap()
 }

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier, SqsDeadLetters};
+use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier, SqsDeadLetters, WorkerEnv};
+use revguard_core::billing::BillingPolicy;
 use revguard_core::ports::{Inbound, Pause};
-use revguard_core::worker::Worker;
+use revguard_core::worker::{ConsumeRules, Worker};
 
 pub struct TokioPause;
 
@@ -64,34 +65,26 @@ where
     response
 }
 
-/// The worker as the Lambda builds it, for tests against moto (with the clients given, so
-/// a test may log their calls): its own dead-letter queue and the default policy and rules. Returns the worker and the dead-letter queue's URL.
-#[cfg(feature = "test-util")]
-pub async fn worker_for_tests<N>(
+/// The worker as the Lambda builds it from its environment: the same wiring in `main` and
+/// in the tests against moto (which pass clients that may log or fault their calls).
+pub fn lambda_worker<N>(
     clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client),
-    tables: (&str, &str, &str, Option<&str>),
+    env: &WorkerEnv,
     notifier: N,
-) -> (LambdaWorker<N>, String) {
-    let (events, state, counters, alerts) = tables;
+    policy: BillingPolicy,
+) -> LambdaWorker<N> {
     let (dynamodb, sqs) = clients;
-    let dlq = revguard_aws::provision::create_queue(
-        &sqs,
-        &revguard_aws::testing::unique_name("dead-letters"),
-    )
-    .await
-    .expect("create the dead-letter queue");
-    let mut billing = DynamoBilling::new(dynamodb.clone(), state, counters);
-    if let Some(alerts) = alerts {
-        billing = billing.with_alerts_table(alerts);
-    }
-    let worker = Worker {
-        log: DynamoEventLog::new(dynamodb, events),
-        billing,
+    Worker {
+        log: DynamoEventLog::new(dynamodb.clone(), &env.events_table),
+        billing: DynamoBilling::new(dynamodb, &env.state_table, &env.counters_table)
+            .with_alerts_table(&env.alerts_table),
         notifier,
-        dead_letters: SqsDeadLetters::new(sqs, dlq.clone()),
+        dead_letters: SqsDeadLetters::new(sqs, &env.dead_letter_queue_url),
         pause: TokioPause,
-        policy: revguard_core::billing::BillingPolicy::default(),
-        rules: revguard_core::worker::ConsumeRules::default(),
-    };
-    (worker, dlq)
+        policy,
+        rules: ConsumeRules {
+            max_receives: env.max_receives,
+            ..ConsumeRules::default()
+        },
+    }
 }

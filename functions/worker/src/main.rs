@@ -2,12 +2,8 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use revguard_aws::{
-    load_sdk_config, policy_from_env, DynamoBilling, DynamoEventLog, SnsNotifier, SqsDeadLetters,
-    WorkerEnv,
-};
-use revguard_core::worker::{ConsumeRules, Worker};
-use revguard_worker::{handle_batch, TokioPause};
+use revguard_aws::{load_sdk_config, policy_from_env, SnsNotifier, WorkerEnv};
+use revguard_worker::{handle_batch, lambda_worker};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,23 +11,15 @@ async fn main() -> Result<(), Error> {
     let env = WorkerEnv::from_env()?;
     let policy = policy_from_env()?;
     let sdk = load_sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let worker = Worker {
-        log: DynamoEventLog::new(dynamodb.clone(), env.events_table),
-        billing: DynamoBilling::new(dynamodb, env.state_table, env.counters_table)
-            .with_alerts_table(env.alerts_table),
-        notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&sdk), env.notifications_topic_arn),
-        dead_letters: SqsDeadLetters::new(
+    let worker = lambda_worker(
+        (
+            aws_sdk_dynamodb::Client::new(&sdk),
             aws_sdk_sqs::Client::new(&sdk),
-            env.dead_letter_queue_url,
         ),
-        pause: TokioPause,
+        &env,
+        SnsNotifier::new(aws_sdk_sns::Client::new(&sdk), &env.notifications_topic_arn),
         policy,
-        rules: ConsumeRules {
-            max_receives: env.max_receives,
-            ..ConsumeRules::default()
-        },
-    };
+    );
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let now = std::time::SystemTime::now()

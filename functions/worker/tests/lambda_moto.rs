@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use revguard_aws::provision::{create_events_table, create_pk_table, create_queue, create_topic};
-use revguard_aws::testing::{drain_queue, moto_config, subscribed_queue, unique_name};
-use revguard_aws::{DynamoBilling, SnsNotifier};
+use revguard_aws::testing::{drain_queue, MotoStack};
+use revguard_aws::DynamoBilling;
 use revguard_core::billing::state::BillingState;
 use revguard_core::billing::{BillingEvent, BillingPolicy};
 use revguard_core::message::compress;
 use revguard_core::ports::EventLog;
 use revguard_core::{EventRecord, EventStatus, Payload, QueueMessage};
-use revguard_worker::{handle_batch, worker_for_tests, LambdaWorker};
+use revguard_worker::{handle_batch, lambda_worker, LambdaWorker};
 use serde_json::{json, Value};
 
 const NOW: i64 = 1_768_100_000;
@@ -26,43 +25,29 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
-    let sdk = moto_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let (events, state, counters) = (
-        unique_name("events"),
-        unique_name("state"),
-        unique_name("counters"),
+    let moto = MotoStack::new().await;
+    let worker = lambda_worker(
+        (moto.dynamodb.clone(), moto.sqs.clone()),
+        &moto.worker_env(),
+        moto.notifier(),
+        BillingPolicy::default(),
     );
-    create_events_table(&dynamodb, &events).await.unwrap();
-    create_pk_table(&dynamodb, &state).await.unwrap();
-    create_pk_table(&dynamodb, &counters).await.unwrap();
-    let input_url = create_queue(&sqs, &unique_name("input")).await.unwrap();
-    let topic = create_topic(&sns, &unique_name("notifications"))
-        .await
-        .unwrap();
-    let notifications_url = subscribed_queue(&sqs, &sns, &topic).await;
-    let (worker, dead_letters_url) = worker_for_tests(
-        (dynamodb.clone(), sqs.clone()),
-        (&events, &state, &counters, None),
-        SnsNotifier::new(sns, topic),
-    )
-    .await;
     Stack {
         worker,
-        sqs,
-        input_url,
-        notifications_url,
-        dead_letters_url,
+        sqs: moto.sqs.clone(),
+        input_url: moto.queue_url.clone(),
+        notifications_url: moto.notifications_subscriber.clone(),
+        dead_letters_url: moto.dead_letter_queue_url.clone(),
     }
 }
 
+/// A payload from `events/` with its own event id.
 fn fixture(name: &str) -> (String, String) {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    let raw = std::fs::read_to_string(&path).unwrap();
-    let v: Value = serde_json::from_str(&raw).unwrap();
-    (v["id"].as_str().unwrap().to_owned(), raw)
+    let v = revguard_core::fixtures::json(name);
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        revguard_core::fixtures::read(name),
+    )
 }
 
 fn message(id: &str, raw: &str) -> String {
@@ -219,24 +204,7 @@ async fn a_poison_message_is_dead_lettered_at_once_and_its_neighbours_apply() {
 }
 
 fn history() -> Vec<(String, String)> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(format!("{}/../../events", env!("CARGO_MANIFEST_DIR")))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json"))
-            .collect();
-    names.sort();
-    names
-        .iter()
-        .map(|n| {
-            let (_, raw) = fixture(n);
-            let mut v: Value = serde_json::from_str(&raw).unwrap();
-            let id = format!("evt_{}", n.trim_end_matches(".json"));
-            v["id"] = Value::String(id.clone());
-            (id, serde_json::to_string(&v).unwrap())
-        })
-        .collect()
+    revguard_core::fixtures::each_with_own_id()
 }
 
 async fn totals(billing: &DynamoBilling) -> BTreeMap<String, i64> {
@@ -458,11 +426,7 @@ async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
 async fn the_sqs_envelope_in_events_applies() {
     // The same file serves `cargo lambda invoke worker --data-file events/sqs/worker-batch.json`.
     let stack = stack().await;
-    let raw = std::fs::read_to_string(format!(
-        "{}/../../events/sqs/worker-batch.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let raw = revguard_core::fixtures::read("sqs/worker-batch.json");
     let batch: SqsEvent = serde_json::from_str(&raw).unwrap();
     let response = handle_batch(&stack.worker, batch, NOW).await;
     assert!(response.batch_item_failures.is_empty());

@@ -352,25 +352,17 @@ fn a_deleted_subscription_stays_deleted_and_older_snapshots_do_not_overwrite() {
 
 #[test]
 fn older_api_shapes_and_fixture_payloads_apply() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
     let mut state = BillingState::default();
-    let mut files: Vec<_> = std::fs::read_dir(root)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    for path in &files {
-        let raw = std::fs::read(path).unwrap();
-        let e = BillingEvent::parse(&raw, 1_767_225_700)
-            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let files = crate::fixtures::all();
+    for (name, raw) in &files {
+        let e = BillingEvent::parse(raw.as_bytes(), 1_767_225_700)
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
         // Give each file its own id (several share one in the fixtures' story).
         let mut e = e;
-        e.id = path.file_name().unwrap().to_string_lossy().into_owned();
+        e.id = name.clone();
         state
             .apply(&e, &BillingPolicy::default())
-            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
     }
     let case = &state.cases["in_RG1001"];
     assert_eq!(

@@ -1,0 +1,67 @@
+//! The example Stripe payloads in the repository's `events/` directory, for tests,
+//! benches and examples (feature `test-util`). One loader, so that every suite reads the
+//! same files the same way and fails naming the file.
+
+use std::path::PathBuf;
+
+/// The repository's `events/` directory.
+pub fn events_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../events"))
+}
+
+/// A file under `events/` (e.g. `"invoice.paid.json"` or `"apigw/webhook-request.json"`).
+pub fn read(name: &str) -> String {
+    let path = events_dir().join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A payload as JSON.
+pub fn json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&read(name)).unwrap_or_else(|e| panic!("events/{name}: {e}"))
+}
+
+/// A payload under another event id, compact, so tests sharing a store never collide.
+pub fn with_id(name: &str, id: &str) -> String {
+    let mut v = json(name);
+    v["id"] = serde_json::Value::String(id.to_owned());
+    v.to_string()
+}
+
+/// Every `*.json` payload directly in `events/` (not the envelopes in its
+/// subdirectories), as (file name, contents), sorted by name.
+pub fn all() -> Vec<(String, String)> {
+    let dir = events_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 10,
+        "{} holds the example payloads",
+        dir.display()
+    );
+    names
+        .into_iter()
+        .map(|n| {
+            let body = read(&n);
+            (n, body)
+        })
+        .collect()
+}
+
+/// Every payload of [`all`], each under an id of its own (`evt_<file stem>`; several files
+/// share one id in the fixtures' story), as (event id, compact JSON).
+pub fn each_with_own_id() -> Vec<(String, String)> {
+    all()
+        .into_iter()
+        .map(|(name, _)| {
+            let id = format!("evt_{}", name.trim_end_matches(".json"));
+            let body = with_id(&name, &id);
+            (id, body)
+        })
+        .collect()
+}
