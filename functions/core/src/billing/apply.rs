@@ -538,9 +538,13 @@ impl Decision<'_> {
 
     fn checkout_completed(&mut self) -> Result<(), ApplyError> {
         let s: CheckoutSession = self.event.object()?;
-        let amount = money(s.amount_total, &s.currency).map(|m| m.display());
-        self.notify("checkout_completed", s.mode.clone(), s.customer.as_ref().map(|c| c.id().to_owned()), "A checkout was completed",
-            json!({ "session": s.id, "amount_total": s.amount_total, "currency": s.currency, "amount": amount }));
+        self.notify(
+            "checkout_completed",
+            s.mode.clone(),
+            s.customer.as_ref().map(|c| c.id().to_owned()),
+            "A checkout was completed",
+            json!({ "session": s.id, "amount_total": s.amount_total, "currency": s.currency }),
+        );
         Ok(())
     }
 
@@ -689,8 +693,13 @@ fn notify(
     stage: Option<String>,
     customer: Option<String>,
     subject: &str,
-    details: Value,
+    mut details: Value,
 ) {
+    let headline = with_money_for_people(&mut details);
+    let subject = match headline {
+        Some(amount) => format!("{subject}: {amount}"),
+        None => subject.to_owned(),
+    };
     effects.notifications.push(Notification {
         id: format!("{}:{kind}", event.id),
         kind: kind.to_owned(),
@@ -699,9 +708,28 @@ fn notify(
         livemode: event.livemode,
         event_id: event.id.clone(),
         created: event.created,
-        subject: subject.to_owned(),
+        subject,
         details,
     });
+}
+
+/// The amount fields of a notification's details that people read, in minor units.
+const AMOUNT_FIELDS: [&str; 4] = ["amount", "amount_due", "amount_total", "recovered_amount"];
+
+/// Adds `<field>_display` ("$652.60", "¥5,000") beside each amount in minor units, which
+/// machines keep reading. Returns the first one, for the subject.
+fn with_money_for_people(details: &mut Value) -> Option<String> {
+    let object = details.as_object_mut()?;
+    let currency = object.get("currency")?.as_str()?.to_owned();
+    let mut headline = None;
+    for field in AMOUNT_FIELDS {
+        if let Some(minor) = object.get(field).and_then(Value::as_i64) {
+            let shown = crate::money::format_minor(minor, &currency);
+            headline.get_or_insert_with(|| shown.clone());
+            object.insert(format!("{field}_display"), Value::String(shown));
+        }
+    }
+    headline
 }
 
 /// The subscription before this event, from its own `previous_attributes`, so that MRR

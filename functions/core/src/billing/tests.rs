@@ -381,6 +381,40 @@ fn older_api_shapes_and_fixture_payloads_apply() {
 }
 
 #[test]
+fn notifications_show_money_for_people_and_keep_minor_units() {
+    let charge = |id: &str, amount: i64, currency: &str| {
+        event(
+            id,
+            "charge.succeeded",
+            T0,
+            json!({ "id": format!("ch_{id}"), "object": "charge", "customer": "cus_m",
+            "amount": amount, "currency": currency, "status": "succeeded" }),
+            None,
+        )
+    };
+    let state = apply_all(&[
+        charge("evt_usd", 6_526_000, "usd"),
+        charge("evt_jpy", 5_000_000, "jpy"),
+    ]);
+    let large: Vec<_> = state
+        .notifications
+        .iter()
+        .filter(|n| n.kind == "large_payment")
+        .collect();
+    assert_eq!(large.len(), 2);
+    assert_eq!(large[0].subject, "A large payment succeeded: $65,260.00");
+    assert_eq!(
+        large[0].details["amount"], 6_526_000,
+        "machines keep minor units"
+    );
+    assert_eq!(large[0].details["amount_display"], "$65,260.00");
+    assert_eq!(
+        large[1].subject, "A large payment succeeded: ¥5,000,000",
+        "JPY has no minor unit"
+    );
+}
+
+#[test]
 fn unknown_types_are_counted_and_acknowledged() {
     let e = event("evt_u", "product.created", T0, json!({"id":"prod_1"}), None);
     let state = apply_all(&[e]);
