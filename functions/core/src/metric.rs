@@ -19,6 +19,16 @@ pub enum Aggregation {
     Max,
 }
 
+impl Aggregation {
+    /// Two values of one counter row as one.
+    pub fn combine(self, a: i64, b: i64) -> i64 {
+        match self {
+            Aggregation::Sum => a + b,
+            Aggregation::Max => a.max(b),
+        }
+    }
+}
+
 /// Upper bounds of the delivery-lag histogram, in seconds.
 pub const LAG_BUCKETS: [i64; 11] = [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 

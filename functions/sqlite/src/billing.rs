@@ -3,7 +3,7 @@
 //! every applied marker and state version first (the writer is the only one writing, so
 //! checking then writing is atomic) and writes nothing on a conflict.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use revguard_core::billing::Notification;
 use revguard_core::detect::Series;
@@ -84,31 +84,39 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
         return Ok(false);
     }
     let next = |v: Option<i64>| v.unwrap_or(0) + 1;
+    // Counter increments summed (or maximised) per row first: a batch of events in one
+    // hour touches a handful of rows, not a few per event.
+    let mut counters: BTreeMap<(bool, i64, String, i64), (Aggregation, i64)> = BTreeMap::new();
     for e in &commit.events {
-        c.prepare_cached("INSERT INTO applied (event_id, applied_at) VALUES (?1, ?2)")?
-            .execute(params![e.event_id, commit.now])?;
         // Counters are split by the minute their event was received, so that detection
         // can be replayed as of any past moment (`revguard detect --at`).
         let received_min = e.received_at.div_euclid(60) * 60;
         for u in &e.counters {
-            let sql = match u.metric.aggregation() {
-                Aggregation::Sum => {
-                    "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT DO UPDATE SET value = value + excluded.value"
-                }
-                Aggregation::Max => {
-                    "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT DO UPDATE SET value = max(value, excluded.value)"
-                }
-            };
-            c.prepare_cached(sql)?.execute(params![
-                u.livemode,
-                u.hour,
-                u.metric.name(),
-                received_min,
-                u.value
-            ])?;
+            let aggregation = u.metric.aggregation();
+            let key = (u.livemode, u.hour, u.metric.name(), received_min);
+            counters
+                .entry(key)
+                .and_modify(|(_, value)| *value = aggregation.combine(*value, u.value))
+                .or_insert((aggregation, u.value));
         }
+    }
+    for ((livemode, hour, metric, received_min), (aggregation, value)) in &counters {
+        let sql = match aggregation {
+            Aggregation::Sum => {
+                "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET value = value + excluded.value"
+            }
+            Aggregation::Max => {
+                "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET value = max(value, excluded.value)"
+            }
+        };
+        c.prepare_cached(sql)?
+            .execute(params![livemode, hour, metric, received_min, value])?;
+    }
+    for e in &commit.events {
+        c.prepare_cached("INSERT INTO applied (event_id, applied_at) VALUES (?1, ?2)")?
+            .execute(params![e.event_id, commit.now])?;
         for f in &e.findings {
             c.prepare_cached(
                 "INSERT INTO pending_findings (key, livemode, created, finding) VALUES (?1, ?2, ?3, ?4)

@@ -75,10 +75,7 @@ pub fn fold(totals: &mut CounterTotals, updates: &[CounterUpdate]) {
         let slot = totals
             .entry((u.livemode, u.hour, u.metric.clone()))
             .or_insert(0);
-        match u.metric.aggregation() {
-            Aggregation::Sum => *slot += u.value,
-            Aggregation::Max => *slot = (*slot).max(u.value),
-        }
+        *slot = u.metric.aggregation().combine(*slot, u.value);
     }
     totals.retain(|_, v| *v != 0);
 }
