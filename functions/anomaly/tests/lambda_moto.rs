@@ -216,3 +216,57 @@ async fn an_event_level_alert_opens_once_and_resolves_even_when_its_finding_recu
         "every finding judged and removed"
     );
 }
+
+#[tokio::test]
+async fn a_throttled_alert_transaction_is_not_read_as_another_runs_work() {
+    // The worker writes through clean clients; the detector's calls go through the fault
+    // injector, which cancels its alert transaction for a throttled item (the SDK does not
+    // retry a cancelled transaction).
+    let (moto, injector) = revguard_aws::testing::MotoStack::faulted(
+        11,
+        vec![revguard_aws::faults::Rule::first_calls(
+            "dynamodb:TransactWriteItems",
+            revguard_aws::faults::Fault::ThrottledItem,
+            1,
+        )],
+    )
+    .await;
+    let clean = revguard_aws::testing::moto_config().await;
+    let worker = lambda_worker(
+        (
+            aws_sdk_dynamodb::Client::new(&clean),
+            aws_sdk_sqs::Client::new(&clean),
+        ),
+        &moto.worker_env(),
+        revguard_aws::SnsNotifier::new(aws_sdk_sns::Client::new(&clean), &moto.notifications_topic),
+        BillingPolicy::default(),
+    );
+    let batch: SqsEvent = serde_json::from_value(json!({ "Records": [
+        { "messageId": "m1", "receiptHandle": "r1", "body": refund(1, NOW - 600, 90_000), "attributes": {}, "messageAttributes": {} }
+    ] }))
+    .unwrap();
+    assert!(handle_batch(&worker, batch, NOW)
+        .await
+        .batch_item_failures
+        .is_empty());
+    let detector = anomaly(
+        moto.dynamodb.clone(),
+        moto.sns.clone(),
+        &moto.anomaly_env(),
+        DetectConfig::default(),
+    );
+
+    // Throttled: the run fails and leaves the finding pending, not consumed.
+    assert!(detector.run(NOW).await.is_err());
+    assert_eq!(
+        injector.injected_of(revguard_aws::faults::Fault::ThrottledItem),
+        1
+    );
+    // The next run opens the alert and publishes it.
+    let next = detector.run(NOW + 60).await.unwrap();
+    assert_eq!(
+        next.published,
+        ["live:large_refund:ch_1:1 opened"],
+        "{next:?}"
+    );
+}

@@ -131,15 +131,10 @@ impl AlertStore for DynamoAlerts {
             .await
         {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(
-                    e.err(),
-                    TransactWriteItemsError::TransactionCanceledException(_)
-                ) =>
-            {
-                // The alert moved on under us: another run made (or will make) this change.
-                Ok(false)
-            }
+            // The alert's own condition failed: it moved on under us, another run made
+            // this change. Any other cancellation (a throttle, a conflict with a write in
+            // flight) changed nothing: the run fails, and the finding waits for the next.
+            Err(SdkError::ServiceError(e)) if alert_moved_on(e.err()) => Ok(false),
             Err(e) => Err(StoreError::unavailable(e)),
         }
     }
@@ -232,5 +227,18 @@ impl Publisher<AlertMessage> for SnsAlertPublisher {
             .await
             .map_err(PublishError::new)?;
         Ok(())
+    }
+}
+
+/// Whether a cancelled alert transaction was cancelled by the alert item's own condition
+/// (its first item), and not by a throttle or a conflict with a write in flight.
+fn alert_moved_on(e: &TransactWriteItemsError) -> bool {
+    match e {
+        TransactWriteItemsError::TransactionCanceledException(c) => c
+            .cancellation_reasons()
+            .first()
+            .and_then(|r| r.code())
+            .is_some_and(|code| code == "ConditionalCheckFailed"),
+        _ => false,
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
@@ -259,7 +259,7 @@ impl DynamoBilling {
 
     /// Which customer a charge belongs to (disputes name only the charge). Idempotent, so
     /// outside the transaction, which halves the write's cost.
-    async fn link_charges(&self, commit: &BillingCommit) -> Result<(), StoreError> {
+    async fn link_charges(&self, commit: &BillingCommit) -> Result<(), CommitError> {
         for (charge, customer) in &commit.charge_links {
             self.client
                 .put_item()
@@ -268,7 +268,7 @@ impl DynamoBilling {
                 .item("customer", s(customer.clone()))
                 .send()
                 .await
-                .map_err(StoreError::unavailable)?;
+                .map_err(write_error)?;
         }
         Ok(())
     }
@@ -276,7 +276,7 @@ impl DynamoBilling {
     /// Largest-value counters: idempotent by nature, so they need no transaction; and only
     /// written when larger than what this process last wrote (a cache, never a source of
     /// truth: the conditional update keeps the stored value the maximum).
-    async fn apply_maxima(&self, commit: &BillingCommit) -> Result<(), StoreError> {
+    async fn apply_maxima(&self, commit: &BillingCommit) -> Result<(), CommitError> {
         let mut maxima: BTreeMap<(String, String), i64> = BTreeMap::new();
         for u in commit
             .events
@@ -320,7 +320,7 @@ impl DynamoBilling {
                 // A larger value is stored already: nothing to do.
                 Err(SdkError::ServiceError(se))
                     if se.err().is_conditional_check_failed_exception() => {}
-                Err(e) => return Err(StoreError::unavailable(e)),
+                Err(e) => return Err(write_error(e)),
             }
             // Remembered only once stored, so a failed write is tried again.
             self.maxima_written
@@ -432,25 +432,13 @@ impl BillingStore for DynamoBilling {
         // transaction then conflicts, writing them again does no harm.
         self.apply_maxima(commit).await?;
         self.link_charges(commit).await?;
-        match self
-            .client
+        self.client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) => match e.err() {
-                TransactWriteItemsError::TransactionCanceledException(_)
-                | TransactWriteItemsError::TransactionInProgressException(_) => {
-                    Err(CommitError::Conflict)
-                }
-                _ => Err(CommitError::Store(StoreError::unavailable(
-                    SdkError::ServiceError(e),
-                ))),
-            },
-            Err(e) => Err(CommitError::Store(StoreError::unavailable(e))),
-        }
+            .map(|_| ())
+            .map_err(transaction_error)
     }
 
     async fn outbox(&self, event_ids: &[String]) -> Result<Vec<Notification>, StoreError> {
@@ -516,17 +504,31 @@ impl BillingStore for DynamoBilling {
 }
 
 /// Strongly consistent reads of items by `pk`, 100 keys a request (DynamoDB's limit);
-/// unprocessed keys are asked again.
+/// unprocessed keys are asked again after a backoff, a bounded number of times.
 async fn batch_get(
     client: &Client,
     table: &str,
     pks: &[String],
 ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
     let mut out = Vec::new();
+    let policy = revguard_core::retry::Backoff::UNPROCESSED_KEYS;
     for chunk in pks.chunks(100) {
         let mut keys: Vec<HashMap<String, AttributeValue>> =
             chunk.iter().map(|pk| key(pk)).collect();
+        let seed = revguard_core::retry::seed_of(&chunk[0]);
+        let mut attempt = 1;
         while !keys.is_empty() {
+            if attempt > 1 {
+                if policy.gives_up_after(attempt - 1) {
+                    return Err(StoreError::unavailable(format!(
+                        "{} keys of {table} still unprocessed after {} attempts",
+                        keys.len(),
+                        attempt - 1
+                    )));
+                }
+                tokio::time::sleep(policy.delay(attempt - 1, seed)).await;
+            }
+            attempt += 1;
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
                 .consistent_read(true)
@@ -552,6 +554,61 @@ async fn batch_get(
         }
     }
     Ok(out)
+}
+
+/// What a failed `TransactWriteItems` means for the batch, from its cancellation reasons
+/// (one per item): a refused item (`ValidationError`) can never pass, a throttled one
+/// passes later, and a moved item or marker (`ConditionalCheckFailed`,
+/// `TransactionConflict`) means reading and deciding again.
+pub fn transaction_error<R: std::fmt::Debug + Send + Sync + 'static>(
+    e: SdkError<TransactWriteItemsError, R>,
+) -> CommitError {
+    if let SdkError::ServiceError(service) = &e {
+        if let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() {
+            let codes: Vec<&str> = cancelled
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|r| r.code())
+                .collect();
+            return if codes.contains(&"ValidationError") {
+                CommitError::Invalid(cancelled.message().unwrap_or("ValidationError").to_owned())
+            } else if codes.iter().any(|c| THROTTLED.contains(c)) {
+                CommitError::Throttled
+            } else {
+                CommitError::Conflict
+            };
+        }
+    }
+    write_error(e)
+}
+
+/// Error codes with which DynamoDB sheds load.
+const THROTTLED: [&str; 5] = [
+    "ThrottlingException",
+    "ThrottlingError",
+    "ProvisionedThroughputExceededException",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+];
+
+/// What a failed DynamoDB write means for the batch, by its error code. The SDK retries
+/// throttles a few times itself but never `TransactionConflictException` (a plain write
+/// against an item in an in-flight transaction): both come back to the use case's backoff.
+pub fn write_error<E, R>(e: SdkError<E, R>) -> CommitError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match e.code() {
+        Some("TransactionConflictException" | "TransactionInProgressException") => {
+            CommitError::Conflict
+        }
+        Some(code) if THROTTLED.contains(&code) => CommitError::Throttled,
+        Some("ValidationException") => {
+            CommitError::Invalid(e.message().unwrap_or("ValidationException").to_owned())
+        }
+        _ => CommitError::Store(StoreError::unavailable(e)),
+    }
 }
 
 pub fn counter_pk(livemode: bool, hour: i64) -> String {

@@ -6,6 +6,8 @@ pub mod alerts;
 pub mod billing;
 pub mod config;
 pub mod dynamo;
+#[cfg(feature = "test-util")]
+pub mod faults;
 pub mod provision;
 pub mod sns;
 pub mod sqs;

@@ -69,30 +69,52 @@ pub struct MotoStack {
 
 impl MotoStack {
     pub async fn new() -> Self {
-        Self::with_config(&moto_config().await, None).await
+        Self::with_config(&moto_config().await, None, None).await
     }
 
     /// The stack with every client recording its calls (after provisioning) in `log`.
     pub async fn logged(log: &CallLog) -> Self {
-        let stack = Self::with_config(&moto_config().await, Some(log)).await;
+        let stack = Self::with_config(&moto_config().await, Some(log), None).await;
         log.take();
         stack
     }
 
-    async fn with_config(sdk: &SdkConfig, log: Option<&CallLog>) -> Self {
+    /// The stack with every client's calls (after provisioning) going through a fault
+    /// injector with these rules, seeded.
+    pub async fn faulted(
+        seed: u64,
+        rules: Vec<crate::faults::Rule>,
+    ) -> (Self, crate::faults::FaultInjector) {
+        let sdk = moto_config().await;
+        // moto speaks plain HTTP: the SDK's own connector, without TLS.
+        let inner = aws_smithy_http_client::Builder::new().build_http();
+        let injector = crate::faults::FaultInjector::new(seed, rules, inner);
+        let stack = Self::with_config(&sdk, None, Some(&injector)).await;
+        (stack, injector)
+    }
+
+    async fn with_config(
+        sdk: &SdkConfig,
+        log: Option<&CallLog>,
+        faults: Option<&crate::faults::FaultInjector>,
+    ) -> Self {
         macro_rules! client {
-            ($sdk_crate:ident) => {{
+            ($sdk_crate:ident, $faulted:expr) => {{
                 let mut builder = $sdk_crate::config::Builder::from(sdk);
                 if let Some(log) = log {
                     builder = builder.interceptor(log.clone());
                 }
+                if let (true, Some(faults)) = ($faulted, faults) {
+                    builder = builder.http_client(faults.clone());
+                }
                 $sdk_crate::Client::from_conf(builder.build())
             }};
         }
+        // Provisioning is never faulted; the clients the stack hands out may be.
         let (dynamodb, sqs, sns) = (
-            client!(aws_sdk_dynamodb),
-            client!(aws_sdk_sqs),
-            client!(aws_sdk_sns),
+            client!(aws_sdk_dynamodb, false),
+            client!(aws_sdk_sqs, false),
+            client!(aws_sdk_sns, false),
         );
         let events_table = unique_name("events");
         crate::provision::create_events_table(&dynamodb, &events_table)
@@ -122,9 +144,9 @@ impl MotoStack {
         let notifications_subscriber = subscribed_queue(&sqs, &sns, &notifications_topic).await;
         let alerts_subscriber = subscribed_queue(&sqs, &sns, &alerts_topic).await;
         Self {
-            dynamodb,
-            sqs,
-            sns,
+            dynamodb: client!(aws_sdk_dynamodb, true),
+            sqs: client!(aws_sdk_sqs, true),
+            sns: client!(aws_sdk_sns, true),
             events_table,
             state_table,
             counters_table,

@@ -238,6 +238,15 @@ pub enum CommitError {
     /// the batch in smaller parts.
     #[error("the batch is too large for one transaction")]
     TooLarge,
+    /// The store is shedding load (throttled): nothing was written; try again after a
+    /// backoff.
+    #[error("the store throttled the commit")]
+    Throttled,
+    /// The store refused what the batch would write (e.g. an item over its size limit):
+    /// nothing was written, and the same write will never pass. Commit the batch in
+    /// smaller parts to find the event that cannot be stored.
+    #[error("the store refused the commit: {0}")]
+    Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -22,6 +22,14 @@ impl Backoff {
         max_attempts: 8,
     };
 
+    /// `BatchGetItem` keys left unprocessed (a throttled partition): AWS asks for an
+    /// exponential backoff; after the last attempt the read fails and the batch is retried.
+    pub const UNPROCESSED_KEYS: Backoff = Backoff {
+        base: Duration::from_millis(50),
+        cap: Duration::from_secs(1),
+        max_attempts: 6,
+    };
+
     /// How long to wait before attempt `attempt + 1` (attempts count from 1), given a
     /// jitter seed: uniform in [0, min(cap, base × 2^(attempt−1))) ("full jitter"), so
     /// that workers that collided once spread out instead of colliding again.

@@ -208,10 +208,17 @@ where
         while let Some(group) = groups.pop() {
             match self.apply_group(group, seed, now).await {
                 Ok(outcomes) => results.extend(outcomes),
-                Err(CommitError::TooLarge) if group.len() > 1 => {
+                Err(CommitError::TooLarge | CommitError::Invalid(_)) if group.len() > 1 => {
                     let (a, b) = group.split_at(group.len() / 2);
                     groups.push(b);
                     groups.push(a);
+                }
+                // One event whose effects the store refuses: poison, never retried.
+                Err(e @ CommitError::Invalid(_)) => {
+                    let reason = crate::error_chain(&e);
+                    for d in group {
+                        results.insert(d.index, Err(Failure::Poison(reason.clone())));
+                    }
                 }
                 Err(e) => {
                     let reason = crate::error_chain(&e);
@@ -270,19 +277,22 @@ where
                     self.publish(group, &done, &commit, &mut outcomes).await;
                     return Ok(outcomes);
                 }
-                Err(CommitError::Conflict) if !self.rules.commit.gives_up_after(attempt) => {
+                Err(e @ (CommitError::Conflict | CommitError::Throttled))
+                    if !self.rules.commit.gives_up_after(attempt) =>
+                {
                     let delay = self.rules.commit.delay(attempt, seed);
                     tracing::debug!(
                         attempt,
                         delay_ms = delay.as_millis() as u64,
-                        "commit conflict; deciding again"
+                        error = %e,
+                        "commit not taken; deciding again after a backoff"
                     );
                     self.pause.pause(delay).await;
                     attempt += 1;
                 }
-                Err(CommitError::Conflict) => {
+                Err(CommitError::Conflict | CommitError::Throttled) => {
                     return Err(CommitError::Store(StoreError::unavailable(format!(
-                        "the state kept changing under the batch after {attempt} attempts"
+                        "the commit was not taken after {attempt} attempts (conflicts or throttling)"
                     ))))
                 }
                 Err(e) => return Err(e),

@@ -1,0 +1,414 @@
+//! A fault injector owned by the project (feature `test-util`): an HTTP client for the
+//! AWS SDK that answers in AWS's place, the way a real account pushes back and moto never
+//! does, and otherwise passes the request on. Seeded, so a run can be repeated; counted,
+//! so a test can say what it survived.
+//!
+//! It can answer DynamoDB with `ThrottlingException`, `ProvisionedThroughputExceededException`,
+//! `TransactionCanceledException` with one `TransactionConflict` among one reason per item
+//! (the right count), `TransactionConflictException` (plain writes against an in-flight
+//! transaction), and any service with HTTP 500 or 503; it can also delay a call.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::{Response, StatusCode};
+use aws_smithy_types::body::SdkBody;
+
+/// What the injector can do to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// DynamoDB `ThrottlingException` (400).
+    Throttling,
+    /// DynamoDB `ProvisionedThroughputExceededException` (400).
+    ProvisionedThroughputExceeded,
+    /// On `TransactWriteItems`: `TransactionCanceledException` whose reasons name one item
+    /// `TransactionConflict` and the others `None`. On a plain write:
+    /// `TransactionConflictException`.
+    TransactionConflict,
+    /// HTTP 500 (`InternalServerError`).
+    Http500,
+    /// HTTP 503 (`ServiceUnavailable`).
+    Http503,
+    /// The call goes through, this much later.
+    Latency(Duration),
+    /// On `TransactWriteItems`: `TransactionCanceledException` with one `ValidationError`
+    /// among the reasons (an item over 400 KB does this).
+    ValidationError,
+    /// On `TransactWriteItems`: `TransactionCanceledException` with one `ThrottlingError`
+    /// among the reasons (an item on a throttled partition).
+    ThrottledItem,
+    /// On `BatchGetItem`: a 200 that reads nothing and returns every key as unprocessed
+    /// (what a throttled partition does).
+    UnprocessedKeys,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Throttling => "throttling",
+            Fault::ProvisionedThroughputExceeded => "provisioned_throughput_exceeded",
+            Fault::TransactionConflict => "transaction_conflict",
+            Fault::Http500 => "http_500",
+            Fault::Http503 => "http_503",
+            Fault::Latency(_) => "latency",
+            Fault::UnprocessedKeys => "unprocessed_keys",
+            Fault::ValidationError => "validation_error",
+            Fault::ThrottledItem => "throttled_item",
+        }
+    }
+}
+
+/// One rule: calls of `operation` (`"dynamodb:TransactWriteItems"`, `"sqs:SendMessage"`,
+/// `"sns:Publish"`; `"dynamodb:*"` for every call of a service) get `fault` with this
+/// probability. Rules are drawn in order; the first that fires answers.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub operation: String,
+    pub fault: Fault,
+    pub probability: f64,
+    /// At most this many injections by this rule.
+    pub limit: Option<u64>,
+}
+
+impl Rule {
+    pub fn new(operation: &str, fault: Fault, probability: f64) -> Self {
+        Self {
+            operation: operation.to_owned(),
+            fault,
+            probability,
+            limit: None,
+        }
+    }
+
+    /// The first `n` matching calls, and no other.
+    pub fn first_calls(operation: &str, fault: Fault, n: u64) -> Self {
+        Self {
+            limit: Some(n),
+            ..Self::new(operation, fault, 1.0)
+        }
+    }
+
+    fn matches(&self, operation: &str) -> bool {
+        match self.operation.strip_suffix('*') {
+            Some(prefix) => operation.starts_with(prefix),
+            None => self.operation == operation,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    rng: u64,
+    /// (operation, fault name) → how many were injected.
+    injected: BTreeMap<(String, &'static str), u64>,
+    /// Injections per rule (by index), for the rules' limits.
+    by_rule: BTreeMap<usize, u64>,
+    /// operation → calls seen (injected or passed on).
+    calls: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// SplitMix64: small, seeded, and the same on every platform.
+    fn next_unit(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The injector: give it to an SDK client's config builder (`.http_client(injector)`).
+/// Clones share their plan, their random stream and their counts.
+#[derive(Debug, Clone)]
+pub struct FaultInjector {
+    rules: Arc<Vec<Rule>>,
+    state: Arc<Mutex<State>>,
+    inner: SharedHttpClient,
+}
+
+impl FaultInjector {
+    /// Faults drawn from `seed` in front of `inner` (the client that really sends: e.g.
+    /// `SdkConfig::http_client()`).
+    pub fn new(seed: u64, rules: Vec<Rule>, inner: SharedHttpClient) -> Self {
+        Self {
+            rules: Arc::new(rules),
+            state: Arc::new(Mutex::new(State {
+                rng: seed,
+                ..State::default()
+            })),
+            inner,
+        }
+    }
+
+    /// How many faults of each kind were injected: (operation, fault) → count.
+    pub fn injected(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.lock().injected.clone()
+    }
+
+    /// Injected faults of one kind, over every operation.
+    pub fn injected_of(&self, fault: Fault) -> u64 {
+        let name = fault.name();
+        self.lock()
+            .injected
+            .iter()
+            .filter(|((_, f), _)| *f == name)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Calls seen per operation, whether answered here or passed on.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn draw(&self, operation: &str) -> Option<Fault> {
+        let mut state = self.lock();
+        *state.calls.entry(operation.to_owned()).or_default() += 1;
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !rule.matches(operation) {
+                continue;
+            }
+            let spent = state.by_rule.get(&index).copied().unwrap_or(0);
+            if rule.limit.is_some_and(|limit| spent >= limit) {
+                continue;
+            }
+            if state.next_unit() < rule.probability {
+                *state.by_rule.entry(index).or_default() += 1;
+                *state
+                    .injected
+                    .entry((operation.to_owned(), rule.fault.name()))
+                    .or_default() += 1;
+                return Some(rule.fault);
+            }
+        }
+        None
+    }
+
+    /// A number in [0, n) from the same stream (which item of a transaction conflicts).
+    fn pick(&self, n: usize) -> usize {
+        ((self.lock().next_unit() * n as f64) as usize).min(n.saturating_sub(1))
+    }
+}
+
+impl HttpClient for FaultInjector {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(FaultyConnector {
+            injector: self.clone(),
+            inner: self.inner.http_connector(settings, components),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FaultyConnector {
+    injector: FaultInjector,
+    inner: SharedHttpConnector,
+}
+
+impl HttpConnector for FaultyConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let operation = operation_of(&request);
+        let Some(fault) = self.injector.draw(&operation) else {
+            return self.inner.call(request);
+        };
+        if let Fault::Latency(delay) = fault {
+            let inner = self.inner.clone();
+            return HttpConnectorFuture::new(async move {
+                tokio::time::sleep(delay).await;
+                inner.call(request).await
+            });
+        }
+        if fault == Fault::UnprocessedKeys {
+            return HttpConnectorFuture::ready(Ok(all_unprocessed(&request)));
+        }
+        let items = transact_item_count(&request);
+        let conflicting = self.injector.pick(items.max(1));
+        HttpConnectorFuture::ready(Ok(answer(&operation, fault, items, conflicting)))
+    }
+}
+
+/// `service:Operation` of a request: DynamoDB and SQS name it in `x-amz-target`
+/// (JSON protocols), SNS in the form body (`Action=Publish`).
+pub fn operation_of(request: &HttpRequest) -> String {
+    if let Some(target) = request.headers().get("x-amz-target") {
+        let (prefix, op) = target.split_once('.').unwrap_or(("", target));
+        let service = if prefix.starts_with("DynamoDB") {
+            "dynamodb"
+        } else if prefix.starts_with("AmazonSQS") {
+            "sqs"
+        } else {
+            "other"
+        };
+        return format!("{service}:{op}");
+    }
+    let body = request.body().bytes().unwrap_or_default();
+    let body = String::from_utf8_lossy(body);
+    match body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+    {
+        Some(action) => format!("sns:{action}"),
+        None => "other:unknown".to_owned(),
+    }
+}
+
+fn transact_item_count(request: &HttpRequest) -> usize {
+    request
+        .body()
+        .bytes()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| {
+            v.get("TransactItems")
+                .and_then(|t| t.as_array())
+                .map(Vec::len)
+        })
+        .unwrap_or(0)
+}
+
+/// A `BatchGetItem` answer that read nothing: every requested key comes back unprocessed.
+fn all_unprocessed(request: &HttpRequest) -> Response<SdkBody> {
+    let requested = request
+        .body()
+        .bytes()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| v.get("RequestItems").cloned())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let body = serde_json::json!({ "Responses": {}, "UnprocessedKeys": requested });
+    let mut response = Response::new(
+        StatusCode::try_from(200).expect("a valid status"),
+        SdkBody::from(body.to_string()),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.0".to_owned());
+    response
+}
+
+fn answer(operation: &str, fault: Fault, items: usize, conflicting: usize) -> Response<SdkBody> {
+    const DDB: &str = "com.amazonaws.dynamodb.v20120810#";
+    let dynamodb = operation.starts_with("dynamodb:");
+    let (status, error_type, body) = match fault {
+        Fault::Throttling => (
+            400,
+            format!("{DDB}ThrottlingException"),
+            serde_json::json!({ "message": "Rate of requests exceeds the allowed throughput." }),
+        ),
+        Fault::ProvisionedThroughputExceeded => (
+            400,
+            format!("{DDB}ProvisionedThroughputExceededException"),
+            serde_json::json!({ "message": "The level of configured provisioned throughput for the table was exceeded." }),
+        ),
+        Fault::TransactionConflict | Fault::ValidationError | Fault::ThrottledItem
+            if operation == "dynamodb:TransactWriteItems" =>
+        {
+            let (code, message) = match fault {
+                Fault::ValidationError => (
+                    "ValidationError",
+                    "Item size has exceeded the maximum allowed size",
+                ),
+                Fault::ThrottledItem => {
+                    ("ThrottlingError", "Throughput exceeds the current capacity")
+                }
+                _ => ("TransactionConflict", "Transaction is ongoing for the item"),
+            };
+            let reasons: Vec<serde_json::Value> = (0..items)
+                .map(|i| {
+                    if i == conflicting {
+                        serde_json::json!({ "Code": code, "Message": message })
+                    } else {
+                        serde_json::json!({ "Code": "None" })
+                    }
+                })
+                .collect();
+            let codes: Vec<&str> = (0..items)
+                .map(|i| if i == conflicting { code } else { "None" })
+                .collect();
+            (
+                400,
+                format!("{DDB}TransactionCanceledException"),
+                serde_json::json!({
+                    "Message": format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]", codes.join(", ")),
+                    "CancellationReasons": reasons,
+                }),
+            )
+        }
+        Fault::TransactionConflict => (
+            400,
+            format!("{DDB}TransactionConflictException"),
+            serde_json::json!({ "message": "Transaction is ongoing for the item" }),
+        ),
+        Fault::Http500 => (
+            500,
+            if dynamodb {
+                format!("{DDB}InternalServerError")
+            } else {
+                "InternalFailure".to_owned()
+            },
+            serde_json::json!({ "message": "Internal server error (injected)" }),
+        ),
+        Fault::Http503 => (
+            503,
+            "ServiceUnavailable".to_owned(),
+            serde_json::json!({ "message": "Service unavailable (injected)" }),
+        ),
+        Fault::ThrottledItem => (
+            400,
+            format!("{DDB}ThrottlingException"),
+            serde_json::json!({ "message": "Rate of requests exceeds the allowed throughput." }),
+        ),
+        Fault::ValidationError => (
+            400,
+            format!("{DDB}ValidationException"),
+            serde_json::json!({ "message": "Item size has exceeded the maximum allowed size" }),
+        ),
+        Fault::Latency(_) | Fault::UnprocessedKeys => {
+            unreachable!("answered before: {fault:?}")
+        }
+    };
+    let mut body = body;
+    body["__type"] = serde_json::Value::String(error_type.clone());
+    let (content_type, text) = if operation.starts_with("sns:") {
+        // SNS speaks the query protocol: errors are XML.
+        let code = error_type
+            .rsplit('#')
+            .next()
+            .unwrap_or(&error_type)
+            .to_owned();
+        (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>Receiver</Type><Code>{code}</Code><Message>injected</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+            ),
+        )
+    } else {
+        ("application/x-amz-json-1.0", body.to_string())
+    };
+    let mut response = Response::new(
+        StatusCode::try_from(status).expect("a valid status"),
+        SdkBody::from(text),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", content_type.to_owned());
+    response
+        .headers_mut()
+        .insert("x-amzn-requestid", "injected".to_owned());
+    response
+}
