@@ -131,6 +131,9 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct FaultInjector {
     rules: Arc<Vec<Rule>>,
+    /// Refuse SQS message bodies with characters SQS does not allow, as AWS does and moto
+    /// does not.
+    sqs_characters: bool,
     state: Arc<Mutex<State>>,
     inner: SharedHttpClient,
 }
@@ -141,6 +144,7 @@ impl FaultInjector {
     pub fn new(seed: u64, rules: Vec<Rule>, inner: SharedHttpClient) -> Self {
         Self {
             rules: Arc::new(rules),
+            sqs_characters: true,
             state: Arc::new(Mutex::new(State {
                 rng: seed,
                 ..State::default()
@@ -225,6 +229,15 @@ struct FaultyConnector {
 impl HttpConnector for FaultyConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let operation = operation_of(&request);
+        if self.injector.sqs_characters && refused_by_sqs(&operation, &request) {
+            *self
+                .injector
+                .lock()
+                .injected
+                .entry((operation.clone(), "invalid_message_contents"))
+                .or_default() += 1;
+            return HttpConnectorFuture::ready(Ok(invalid_message_contents()));
+        }
         let Some(fault) = self.injector.draw(&operation) else {
             return self.inner.call(request);
         };
@@ -280,6 +293,56 @@ fn transact_item_count(request: &HttpRequest) -> usize {
                 .map(Vec::len)
         })
         .unwrap_or(0)
+}
+
+/// Whether SQS would refuse this send: a message body may hold only #x9, #xA, #xD,
+/// #x20–#xD7FF, #xE000–#xFFFD and #x10000–#x10FFFF (U+FFFE and U+FFFF are valid JSON).
+fn refused_by_sqs(operation: &str, request: &HttpRequest) -> bool {
+    if !operation.starts_with("sqs:SendMessage") {
+        return false;
+    }
+    let Some(body) = request
+        .body()
+        .bytes()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+    else {
+        return false;
+    };
+    let bodies: Vec<&str> = match body.get("Entries").and_then(|e| e.as_array()) {
+        Some(entries) => entries
+            .iter()
+            .filter_map(|e| e.get("MessageBody").and_then(|b| b.as_str()))
+            .collect(),
+        None => body
+            .get("MessageBody")
+            .and_then(|b| b.as_str())
+            .into_iter()
+            .collect(),
+    };
+    bodies.iter().any(|b| {
+        b.chars().any(|c| {
+            !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+        })
+    })
+}
+
+fn invalid_message_contents() -> Response<SdkBody> {
+    let body = serde_json::json!({
+        "__type": "com.amazonaws.sqs#InvalidMessageContents",
+        "message": "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+    });
+    let mut response = Response::new(
+        StatusCode::try_from(400).expect("a valid status"),
+        SdkBody::from(body.to_string()),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.0".to_owned());
+    response.headers_mut().insert(
+        "x-amzn-query-error",
+        "InvalidMessageContents;Sender".to_owned(),
+    );
+    response
 }
 
 /// A `BatchGetItem` answer that read nothing: every requested key comes back unprocessed.

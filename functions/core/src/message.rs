@@ -52,6 +52,9 @@ struct Wire<'a> {
 }
 
 impl QueueMessage {
+    /// Any valid JSON payload gets through SQS: the two characters JSON allows and SQS
+    /// refuses (U+FFFE, U+FFFF) are written as `\u` escapes, which read back as the
+    /// same JSON.
     pub fn encode(&self) -> String {
         // Ids and types are plain ASCII in practice, but go through serde to stay valid JSON.
         let head = serde_json::json!({
@@ -69,7 +72,7 @@ impl QueueMessage {
                 let mut out = String::with_capacity(head.len() + raw.len() + 16);
                 out.push_str(head);
                 out.push_str(",\"payload\":");
-                out.push_str(raw);
+                push_sqs_safe(&mut out, raw);
                 out.push('}');
                 out
             }
@@ -133,6 +136,22 @@ pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, MessageError> {
     Ok(out)
 }
 
+/// Appends a JSON text, with U+FFFE and U+FFFF as escapes. In valid JSON they can only
+/// stand inside strings, where an escape means the same character.
+fn push_sqs_safe(out: &mut String, json: &str) {
+    if !json.contains(['\u{FFFE}', '\u{FFFF}']) {
+        out.push_str(json);
+        return;
+    }
+    for c in json.chars() {
+        match c {
+            '\u{FFFE}' => out.push_str("\\ufffe"),
+            '\u{FFFF}' => out.push_str("\\uffff"),
+            c => out.push(c),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +193,28 @@ mod tests {
         assert!(packed.len() < raw.len() / 5);
         assert_eq!(decompress(&packed).unwrap(), raw);
         assert!(decompress(b"\xff\xff not deflate").is_err());
+    }
+
+    #[test]
+    fn characters_sqs_refuses_travel_as_escapes_and_read_back_the_same() {
+        let raw = "{\"id\":\"evt_1\",\"note\":\"a\u{FFFF}b\u{FFFE}c \u{e9}\"}";
+        let message = QueueMessage {
+            event_id: "evt_1".into(),
+            event_type: "x".into(),
+            livemode: false,
+            created: 1,
+            received_at: 2,
+            payload: Payload::Inline(raw.into()),
+        };
+        let body = message.encode();
+        assert!(!body.contains(['\u{FFFE}', '\u{FFFF}']), "{body}");
+        let Payload::Inline(back) = QueueMessage::decode(&body).unwrap().payload else {
+            panic!("inline")
+        };
+        let (a, b): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(raw).unwrap(),
+            serde_json::from_str(&back).unwrap(),
+        );
+        assert_eq!(a, b);
     }
 }

@@ -378,3 +378,36 @@ where
     }
     out
 }
+
+#[tokio::test]
+async fn a_payload_with_characters_sqs_refuses_is_still_enqueued() {
+    // JSON allows a raw U+FFFF; SQS refuses it (InvalidMessageContents), and the fault
+    // injector refuses it as AWS does (moto would not).
+    let (moto, injector) = MotoStack::faulted(3, Vec::new()).await;
+    let stack = Stack {
+        env: moto.ingress_env(),
+        dynamodb: moto.dynamodb,
+        sqs: moto.sqs,
+    };
+    let id = unique_name("evt_ffff");
+    let mut event = fixtures::json("invoice.payment_failed.json");
+    event["id"] = Value::String(id.clone());
+    event["data"]["object"]["description"] = Value::String("plan \u{FFFF} \u{FFFE} ✓".into());
+    let body = serde_json::to_string(&event).unwrap();
+    assert!(body.contains('\u{FFFF}'));
+
+    let (status, json) = call(stack.router(), envelope(&body, Some(&signed(&body)), false)).await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
+    assert!(injector.injected().is_empty(), "{:?}", injector.injected());
+    let sent = stack.drain().await;
+    assert_eq!(sent.len(), 1);
+    let Payload::Inline(payload) = &sent[0].payload else {
+        panic!("inline payload")
+    };
+    let received: Value = serde_json::from_str(payload).unwrap();
+    assert_eq!(received, event, "the same JSON arrives");
+}
