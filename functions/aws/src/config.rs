@@ -87,27 +87,59 @@ pub fn default_timeouts() -> TimeoutConfig {
 pub async fn load_webhook_secrets(
     sdk: &SdkConfig,
 ) -> Result<revguard_core::SecretSet, ConfigError> {
-    let (name, raw) = match std::env::var("STRIPE_WEBHOOK_SECRET_ARN") {
-        Ok(arn) if !arn.trim().is_empty() => {
-            let out = aws_sdk_secretsmanager::Client::new(sdk)
-                .get_secret_value()
-                .secret_id(arn.trim())
-                .send()
+    match webhook_secret_arn() {
+        Some(arn) => read_webhook_secrets(sdk, &arn).await,
+        None => parse_secrets("STRIPE_WEBHOOK_SECRET", &required("STRIPE_WEBHOOK_SECRET")?),
+    }
+}
+
+/// `STRIPE_WEBHOOK_SECRET_ARN`, when set.
+pub fn webhook_secret_arn() -> Option<String> {
+    std::env::var("STRIPE_WEBHOOK_SECRET_ARN")
+        .ok()
+        .map(|arn| arn.trim().to_owned())
+        .filter(|arn| !arn.is_empty())
+}
+
+/// The signing secrets held in a Secrets Manager secret.
+pub async fn read_webhook_secrets(
+    sdk: &SdkConfig,
+    arn: &str,
+) -> Result<revguard_core::SecretSet, ConfigError> {
+    let out = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| ConfigError::Invalid {
+            name: "STRIPE_WEBHOOK_SECRET_ARN",
+            reason: format!("cannot read the secret: {}", revguard_core::error_chain(&e)),
+        })?;
+    let value = out.secret_string.ok_or(ConfigError::Invalid {
+        name: "STRIPE_WEBHOOK_SECRET_ARN",
+        reason: "the secret has no string value".into(),
+    })?;
+    parse_secrets("STRIPE_WEBHOOK_SECRET_ARN", &value)
+}
+
+/// Reads the Secrets Manager secret again when asked: the ingress does so after a
+/// signature matches none of its secrets (at most once a minute), so that a deploy that
+/// changes the secret's value reaches warm functions.
+pub fn webhook_secret_loader(sdk: &SdkConfig, arn: &str) -> revguard_core::ingest::SecretLoader {
+    let (sdk, arn) = (sdk.clone(), arn.to_owned());
+    std::sync::Arc::new(move || {
+        let (sdk, arn) = (sdk.clone(), arn.clone());
+        Box::pin(async move {
+            read_webhook_secrets(&sdk, &arn)
                 .await
-                .map_err(|e| ConfigError::Invalid {
-                    name: "STRIPE_WEBHOOK_SECRET_ARN",
-                    reason: format!("cannot read the secret: {}", revguard_core::error_chain(&e)),
-                })?;
-            let value = out.secret_string.ok_or(ConfigError::Invalid {
-                name: "STRIPE_WEBHOOK_SECRET_ARN",
-                reason: "the secret has no string value".into(),
-            })?;
-            ("STRIPE_WEBHOOK_SECRET_ARN", value)
-        }
-        _ => ("STRIPE_WEBHOOK_SECRET", required("STRIPE_WEBHOOK_SECRET")?),
-    };
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
+fn parse_secrets(name: &'static str, raw: &str) -> Result<revguard_core::SecretSet, ConfigError> {
     // Never the value itself in an error: only what is wrong with it.
-    revguard_core::SecretSet::parse(&raw).map_err(|e| ConfigError::Invalid {
+    revguard_core::SecretSet::parse(raw).map_err(|e| ConfigError::Invalid {
         name,
         reason: e.to_string(),
     })

@@ -18,7 +18,8 @@ pub use alerts::{DynamoAlerts, SnsAlertPublisher};
 pub use billing::{DynamoBilling, DynamoCounters};
 pub use config::{
     detect_config_from_env, ingest_config_from_env, load_sdk_config, load_webhook_secrets,
-    policy_from_env, AnomalyEnv, ConfigError, IngressEnv, WorkerEnv,
+    policy_from_env, read_webhook_secrets, webhook_secret_arn, webhook_secret_loader, AnomalyEnv,
+    ConfigError, IngressEnv, WorkerEnv,
 };
 pub use dynamo::DynamoEventLog;
 pub use sns::SnsNotifier;

@@ -131,6 +131,26 @@ pub struct Ingress<L, Q> {
     pub log: L,
     pub queue: Q,
     pub config: IngestConfig,
+    /// Reads the secrets again after a signature matched none of them.
+    refresh: Option<SecretRefresh>,
+}
+
+/// Reads the signing secrets from where they are kept (a secret store): a deployment may
+/// change them while a process runs, and `config.secrets` is only what it started with.
+pub type SecretLoader = std::sync::Arc<
+    dyn Fn()
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<SecretSet, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// At most one re-read per interval, whatever the rate of bad signatures: a flood of
+/// forged requests costs one read a minute, not one per request.
+struct SecretRefresh {
+    load: SecretLoader,
+    min_interval_secs: i64,
+    last_read: std::sync::Mutex<Option<i64>>,
+    current: std::sync::RwLock<SecretSet>,
 }
 
 /// What the webhook handler learnt, for its log line, whatever the outcome.
@@ -143,7 +163,53 @@ pub struct IngestContext {
 
 impl<L: EventLog, Q: Queue> Ingress<L, Q> {
     pub fn new(log: L, queue: Q, config: IngestConfig) -> Self {
-        Self { log, queue, config }
+        Self {
+            log,
+            queue,
+            config,
+            refresh: None,
+        }
+    }
+
+    /// After a signature that matches no secret, reads the secrets again with `load`, at
+    /// most once per `min_interval_secs`, and verifies again if they changed.
+    pub fn with_secret_refresh(mut self, load: SecretLoader, min_interval_secs: i64) -> Self {
+        self.refresh = Some(SecretRefresh {
+            load,
+            min_interval_secs,
+            last_read: std::sync::Mutex::new(None),
+            current: std::sync::RwLock::new(self.config.secrets.clone()),
+        });
+        self
+    }
+
+    /// Reads the secrets again if the interval allows; whether they changed.
+    async fn reread_secrets(&self, now: i64) -> bool {
+        let Some(refresh) = &self.refresh else {
+            return false;
+        };
+        {
+            let mut last = refresh.last_read.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now - t < refresh.min_interval_secs) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        match (refresh.load)().await {
+            Ok(secrets) => {
+                let mut current = refresh.current.write().unwrap_or_else(|p| p.into_inner());
+                if *current == secrets {
+                    return false;
+                }
+                *current = secrets;
+                tracing::info!("the signing secrets changed; using the new ones");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the signing secrets again");
+                false
+            }
+        }
     }
 
     /// Verifies and parses a delivery without touching storage: the CPU-only hot path.
@@ -153,7 +219,13 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
         body: &[u8],
         now: i64,
     ) -> Result<EventEnvelope, IngestError> {
-        verify_and_parse(&self.config, signature, body, now)
+        match &self.refresh {
+            None => verify_and_parse(&self.config, signature, body, now),
+            Some(refresh) => {
+                let secrets = refresh.current.read().unwrap_or_else(|p| p.into_inner());
+                verify_and_parse_with(&self.config, &secrets, signature, body, now)
+            }
+        }
     }
 
     pub async fn ingest(
@@ -163,7 +235,15 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
         now: i64,
         context: &mut IngestContext,
     ) -> Result<IngestOutcome, IngestError> {
-        let envelope = self.verify_and_parse(signature, body, now)?;
+        let envelope = match self.verify_and_parse(signature, body, now) {
+            // The secret may have changed since it was read (a deploy that sets it).
+            Err(IngestError::Signature(VerifyError::BadSignature))
+                if self.reread_secrets(now).await =>
+            {
+                self.verify_and_parse(signature, body, now)?
+            }
+            other => other?,
+        };
         context.event_id = Some(envelope.id.clone());
         context.event_type = Some(envelope.event_type.clone());
         context.livemode = Some(envelope.livemode);
@@ -245,10 +325,20 @@ pub fn verify_and_parse(
     body: &[u8],
     now: i64,
 ) -> Result<EventEnvelope, IngestError> {
+    verify_and_parse_with(config, &config.secrets, signature, body, now)
+}
+
+fn verify_and_parse_with(
+    config: &IngestConfig,
+    secrets: &SecretSet,
+    signature: Option<&str>,
+    body: &[u8],
+    now: i64,
+) -> Result<EventEnvelope, IngestError> {
     if body.len() > config.max_body_bytes {
         return Err(IngestError::TooLarge(body.len()));
     }
-    verify(signature, body, &config.secrets, now, config.tolerance_secs)?;
+    verify(signature, body, secrets, now, config.tolerance_secs)?;
     Ok(EventEnvelope::parse(body)?)
 }
 

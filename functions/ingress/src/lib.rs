@@ -15,14 +15,21 @@ pub fn build_router(
     ingest: IngestConfig,
     clock: Clock,
 ) -> Router {
-    router_with_clients(
+    let refresh = revguard_aws::webhook_secret_arn()
+        .map(|arn| revguard_aws::webhook_secret_loader(sdk, &arn));
+    router_with_refresh(
         aws_sdk_dynamodb::Client::new(sdk),
         aws_sdk_sqs::Client::new(sdk),
         env,
         ingest,
         clock,
+        refresh,
     )
 }
+
+/// How often, at most, a warm function reads the signing secret again after a bad
+/// signature.
+pub const SECRET_REREAD_SECS: i64 = 60;
 
 /// The same router over given clients (tests point one of them at an outage).
 pub fn router_with_clients(
@@ -32,7 +39,23 @@ pub fn router_with_clients(
     ingest: IngestConfig,
     clock: Clock,
 ) -> Router {
+    router_with_refresh(dynamodb, sqs, env, ingest, clock, None)
+}
+
+/// The router that reads the secrets again with `refresh` after a bad signature.
+pub fn router_with_refresh(
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    env: &IngressEnv,
+    ingest: IngestConfig,
+    clock: Clock,
+    refresh: Option<revguard_core::ingest::SecretLoader>,
+) -> Router {
     let log = DynamoEventLog::new(dynamodb, env.events_table.clone());
     let queue = SqsQueue::new(sqs, env.queue_url.clone(), env.max_message_bytes);
-    router(Arc::new(App::new(Ingress::new(log, queue, ingest), clock)))
+    let mut ingress = Ingress::new(log, queue, ingest);
+    if let Some(load) = refresh {
+        ingress = ingress.with_secret_refresh(load, SECRET_REREAD_SECS);
+    }
+    router(Arc::new(App::new(ingress, clock)))
 }

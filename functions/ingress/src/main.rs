@@ -1,4 +1,5 @@
-//! Lambda entry: reads config and the signing secret once at cold start, builds the
+//! Lambda entry: reads config and the signing secret at cold start (and the secret again
+//! after a bad signature, at most once a minute), builds the
 //! clients once, and serves API Gateway HTTP API requests with the shared router.
 
 use revguard_aws::{ingest_config_from_env, load_sdk_config, load_webhook_secrets, IngressEnv};

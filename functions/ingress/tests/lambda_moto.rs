@@ -411,3 +411,72 @@ async fn a_payload_with_characters_sqs_refuses_is_still_enqueued() {
     let received: Value = serde_json::from_str(payload).unwrap();
     assert_eq!(received, event, "the same JSON arrives");
 }
+
+#[tokio::test]
+async fn a_secret_changed_while_warm_is_read_again_at_most_once_a_minute() {
+    // The first deploy's order of things: the function starts with the placeholder, then
+    // the secret's value is set. A warm function must pick it up without a restart.
+    let moto = MotoStack::new().await;
+    let sdk = revguard_aws::testing::moto_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let arn = secrets
+        .create_secret()
+        .name(unique_name("stripe-webhook-secret"))
+        .secret_string("whsec_placeholder")
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let started_with = revguard_aws::read_webhook_secrets(&sdk, &arn)
+        .await
+        .unwrap();
+    let clock = Arc::new(std::sync::atomic::AtomicI64::new(NOW));
+    let router = {
+        let clock = clock.clone();
+        revguard_ingress::router_with_refresh(
+            moto.dynamodb.clone(),
+            moto.sqs.clone(),
+            &moto.ingress_env(),
+            IngestConfig::new(started_with),
+            Arc::new(move || clock.load(std::sync::atomic::Ordering::SeqCst)),
+            Some(revguard_aws::webhook_secret_loader(&sdk, &arn)),
+        )
+    };
+    let deliver = |id: &str, at: i64| {
+        let body = event_body("invoice.paid.json", id);
+        let header = sign(&WebhookSecret::new(SECRET).unwrap(), at, body.as_bytes());
+        envelope(&body, Some(&header), false)
+    };
+
+    // Still the placeholder: a 400, and the re-read found nothing new.
+    let (status, json) = call(router.clone(), deliver(&unique_name("evt_s1"), NOW)).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (400, Some("bad_signature"))
+    );
+
+    secrets
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string(SECRET)
+        .send()
+        .await
+        .unwrap();
+    // Within the minute: not read again (a flood of forgeries costs one read a minute).
+    clock.store(NOW + 30, std::sync::atomic::Ordering::SeqCst);
+    let (status, _) = call(router.clone(), deliver(&unique_name("evt_s2"), NOW + 30)).await;
+    assert_eq!(status, 400);
+    // A minute on: read again, and the delivery is accepted.
+    clock.store(NOW + 61, std::sync::atomic::Ordering::SeqCst);
+    let id = unique_name("evt_s3");
+    let (status, json) = call(router.clone(), deliver(&id, NOW + 61)).await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
+    // And from then on without reading again.
+    let (status, _) = call(router, deliver(&unique_name("evt_s4"), NOW + 62)).await;
+    assert_eq!(status, 200);
+}
