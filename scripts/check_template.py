@@ -87,6 +87,9 @@ check(res["AlertEmailSubscription"].get("Condition") == "HasAlertEmail", "the em
 anomaly = functions["AnomalyFunction"]["Properties"]["Events"]["Schedule"]
 check(anomaly["Type"] in ("Schedule", "ScheduleV2") and ref(anomaly["Properties"]["ScheduleExpression"]) == "AnomalySchedule",
       "the anomaly function runs on the AnomalySchedule parameter")
+check(anomaly["Type"] == "ScheduleV2"
+      and "<aws.scheduler.scheduled-time>" in anomaly["Properties"].get("Input", ""),
+      "the schedule's input carries Scheduler's scheduled time, so a retried run judges the same moment")
 api = res["WebhookApi"]["Properties"]
 check(all(k in api["DefaultRouteSettings"] for k in ("ThrottlingRateLimit", "ThrottlingBurstLimit")), "the API is throttled")
 check("AccessLogSettings" in api, "the API writes access logs")

@@ -23,14 +23,21 @@ pub fn anomaly(
     }
 }
 
-/// The time a scheduled invocation stands for: the EventBridge event's `time`, so that a
-/// retried invocation judges the same moment; else now.
+/// The time a scheduled invocation stands for, so that a retried or late invocation judges
+/// the same moment: `scheduled_time` (the template's schedule input carries Scheduler's
+/// `<aws.scheduler.scheduled-time>`), or an EventBridge event's `time`; else now, said in
+/// the log (an invocation by hand).
 pub fn scheduled_time(event: &serde_json::Value, now: i64) -> i64 {
-    event
-        .get("time")
-        .and_then(|t| t.as_str())
-        .and_then(revguard_core::time::parse_rfc3339)
-        .unwrap_or(now)
+    let named = ["scheduled_time", "time"].into_iter().find_map(|key| {
+        event
+            .get(key)
+            .and_then(|t| t.as_str())
+            .and_then(revguard_core::time::parse_rfc3339)
+    });
+    named.unwrap_or_else(|| {
+        tracing::warn!("the invocation names no scheduled time; judging now");
+        now
+    })
 }
 
 #[cfg(test)]
@@ -39,6 +46,9 @@ mod tests {
     fn a_scheduled_event_names_its_time() {
         let e = serde_json::json!({ "source": "aws.scheduler", "time": "2026-01-01T00:15:00Z" });
         assert_eq!(super::scheduled_time(&e, 5), 1_767_226_500);
+        // What the template's schedule input sends.
+        let input = serde_json::json!({ "scheduled_time": "2026-01-01T00:30:00Z" });
+        assert_eq!(super::scheduled_time(&input, 5), 1_767_227_400);
         assert_eq!(super::scheduled_time(&serde_json::json!({}), 5), 5);
     }
 }
