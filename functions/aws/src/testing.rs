@@ -14,7 +14,8 @@ pub fn moto_endpoint() -> String {
         _ => panic!(
             "AWS_ENDPOINT_URL is not set: these tests need moto server. Run them with \
              scripts/test (which installs `moto[server]` in a venv and starts it), or start \
-             `moto_server -p 5000` yourself and set AWS_ENDPOINT_URL=http://127.0.0.1:5000"
+             `python scripts/moto_server.py 127.0.0.1 5000` (moto server with DynamoDB's \
+             isolation) yourself and set AWS_ENDPOINT_URL=http://127.0.0.1:5000"
         ),
     }
 }
