@@ -94,8 +94,11 @@ api = res["WebhookApi"]["Properties"]
 check(all(k in api["DefaultRouteSettings"] for k in ("ThrottlingRateLimit", "ThrottlingBurstLimit")), "the API is throttled")
 check("AccessLogSettings" in api, "the API writes access logs")
 
+check(int(params["WorkerBatchSize"].get("MaxValue", 10)) <= 10
+      or int(params["WorkerBatchingWindowSeconds"].get("MinValue", 0)) >= 1,
+      "no deployable batch size needs a batching window the parameters allow to be 0")
 alarms = {getattr_name: a for getattr_name, a in of_type("AWS::CloudWatch::Alarm").items()}
-for name in ("DeadLetterQueueNotEmpty", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning"):
+for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning"):
     check(name in alarms and {"Ref": "AlertsTopic"} in alarms[name]["Properties"].get("AlarmActions", []), f"alarm {name} goes to the alerts topic")
 
 for kind, prop in (("AWS::DynamoDB::Table", "TableName"), ("AWS::SQS::Queue", "QueueName"), ("AWS::SNS::Topic", "TopicName")):
