@@ -343,20 +343,21 @@ impl DynamoBilling {
         &self,
         id: &str,
     ) -> Result<Option<revguard_core::billing::SubscriptionState>, StoreError> {
-        let pk = format!("sub#{id}");
-        self.get_many([pk.clone()].into())
-            .await?
-            .get(&pk)
-            .map(state_of)
-            .transpose()
-            .map(|v| v.map(|v| v.value))
+        self.state_item(format!("sub#{id}")).await
     }
 
     pub async fn case(
         &self,
         invoice_id: &str,
     ) -> Result<Option<revguard_core::billing::DunningCase>, StoreError> {
-        let pk = format!("case#{invoice_id}");
+        self.state_item(format!("case#{invoice_id}")).await
+    }
+
+    /// One state item's value, by its key.
+    async fn state_item<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+    ) -> Result<Option<T>, StoreError> {
         self.get_many([pk.clone()].into())
             .await?
             .get(&pk)

@@ -331,17 +331,28 @@ fn invalid_message_contents() -> Response<SdkBody> {
         "__type": "com.amazonaws.sqs#InvalidMessageContents",
         "message": "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
     });
-    let mut response = Response::new(
-        StatusCode::try_from(400).expect("a valid status"),
-        SdkBody::from(body.to_string()),
-    );
-    response
-        .headers_mut()
-        .insert("content-type", "application/x-amz-json-1.0".to_owned());
+    let mut response = http_response(400, JSON_1_0, body.to_string());
     response.headers_mut().insert(
         "x-amzn-query-error",
         "InvalidMessageContents;Sender".to_owned(),
     );
+    response
+}
+
+const JSON_1_0: &str = "application/x-amz-json-1.0";
+
+/// An answer as AWS sends it: a status, a content type, a body.
+fn http_response(status: u16, content_type: &str, body: String) -> Response<SdkBody> {
+    let mut response = Response::new(
+        StatusCode::try_from(status).expect("a valid status"),
+        SdkBody::from(body),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", content_type.to_owned());
+    response
+        .headers_mut()
+        .insert("x-amzn-requestid", "injected".to_owned());
     response
 }
 
@@ -354,14 +365,7 @@ fn all_unprocessed(request: &HttpRequest) -> Response<SdkBody> {
         .and_then(|v| v.get("RequestItems").cloned())
         .unwrap_or_else(|| serde_json::json!({}));
     let body = serde_json::json!({ "Responses": {}, "UnprocessedKeys": requested });
-    let mut response = Response::new(
-        StatusCode::try_from(200).expect("a valid status"),
-        SdkBody::from(body.to_string()),
-    );
-    response
-        .headers_mut()
-        .insert("content-type", "application/x-amz-json-1.0".to_owned());
-    response
+    http_response(200, JSON_1_0, body.to_string())
 }
 
 fn answer(operation: &str, fault: Fault, items: usize, conflicting: usize) -> Response<SdkBody> {
@@ -391,17 +395,15 @@ fn answer(operation: &str, fault: Fault, items: usize, conflicting: usize) -> Re
                 }
                 _ => ("TransactionConflict", "Transaction is ongoing for the item"),
             };
-            let reasons: Vec<serde_json::Value> = (0..items)
-                .map(|i| {
-                    if i == conflicting {
-                        serde_json::json!({ "Code": code, "Message": message })
-                    } else {
-                        serde_json::json!({ "Code": "None" })
-                    }
-                })
-                .collect();
             let codes: Vec<&str> = (0..items)
                 .map(|i| if i == conflicting { code } else { "None" })
+                .collect();
+            let reasons: Vec<serde_json::Value> = codes
+                .iter()
+                .map(|&c| match c {
+                    "None" => serde_json::json!({ "Code": "None" }),
+                    c => serde_json::json!({ "Code": c, "Message": message }),
+                })
                 .collect();
             (
                 400,
@@ -461,17 +463,7 @@ fn answer(operation: &str, fault: Fault, items: usize, conflicting: usize) -> Re
             ),
         )
     } else {
-        ("application/x-amz-json-1.0", body.to_string())
+        (JSON_1_0, body.to_string())
     };
-    let mut response = Response::new(
-        StatusCode::try_from(status).expect("a valid status"),
-        SdkBody::from(text),
-    );
-    response
-        .headers_mut()
-        .insert("content-type", content_type.to_owned());
-    response
-        .headers_mut()
-        .insert("x-amzn-requestid", "injected".to_owned());
-    response
+    http_response(status, content_type, text)
 }

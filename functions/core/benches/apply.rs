@@ -4,7 +4,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use revguard_core::billing::state::BillingState;
-use revguard_core::billing::{decide, BillingEvent, BillingPolicy};
+use revguard_core::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
 
 fn fixture(name: &str) -> Vec<u8> {
     revguard_core::fixtures::read(name).into_bytes()
@@ -29,7 +29,7 @@ fn apply(c: &mut Criterion) {
             e.id = format!("seed_{seed}");
             seeded.apply(&e, &policy).unwrap();
         }
-        let current = seeded.load(&event);
+        let current = seeded.current(&event);
         group.bench_function(format!("parse/{name}"), |b| {
             b.iter(|| BillingEvent::parse(black_box(&raw), 0).unwrap())
         });

@@ -197,6 +197,21 @@ pub struct StateSnapshot {
     pub charge_customers: BTreeMap<String, String>,
 }
 
+impl crate::billing::StateLookup for StateSnapshot {
+    fn subscription(&self, id: &str) -> Option<SubscriptionState> {
+        self.subscriptions.get(id).map(|v| v.value.clone())
+    }
+    fn case(&self, invoice_id: &str) -> Option<DunningCase> {
+        self.cases.get(invoice_id).map(|v| v.value.clone())
+    }
+    fn customer(&self, id: &str) -> Option<CustomerState> {
+        self.customers.get(id).map(|v| v.value.clone())
+    }
+    fn charge_customer(&self, charge_id: &str) -> Option<String> {
+        self.charge_customers.get(charge_id).cloned()
+    }
+}
+
 /// A state item's new value, written only if the item is still at `expected_version`
 /// (`None`: only if it still does not exist).
 #[derive(Debug, Clone, PartialEq)]
@@ -341,4 +356,15 @@ pub trait AlertStore: Send + Sync {
 /// Waiting, for retries: `tokio::time::sleep` in production, nothing in unit tests.
 pub trait Pause: Send + Sync {
     fn pause(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// Waiting on the tokio timer: what both entry points run on (feature `tokio`).
+#[cfg(feature = "tokio")]
+pub struct TokioPause;
+
+#[cfg(feature = "tokio")]
+impl Pause for TokioPause {
+    async fn pause(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::billing::{
-    decide, keys_of, BillingEvent, BillingPolicy, Current, Effects, Notification,
+    decide, keys_of, BillingEvent, BillingPolicy, Effects, Notification, StateLookup,
 };
 use crate::message::{decompress, Payload, QueueMessage};
 use crate::outbox::publish_all;
@@ -387,30 +387,10 @@ impl<'a> BatchDecision<'a> {
         }
     }
 
-    fn current(&self, event: &BillingEvent) -> Current {
-        let keys = keys_of(event);
-        let charge_customer = keys
-            .charge
-            .as_ref()
-            .and_then(|c| self.state.charge_customers.get(c).cloned());
-        let customer_id = keys.customer.clone().or_else(|| charge_customer.clone());
-        Current {
-            subscription: keys
-                .subscription
-                .and_then(|k| self.state.subscriptions.get(&k).map(|v| v.value.clone())),
-            case: keys
-                .invoice
-                .and_then(|k| self.state.cases.get(&k).map(|v| v.value.clone())),
-            customer: customer_id
-                .and_then(|k| self.state.customers.get(&k).map(|v| v.value.clone())),
-            charge_customer,
-        }
-    }
-
     /// Decides one event; a malformed one is refused with the reason and changes nothing.
     fn decide(&mut self, event: &BillingEvent) -> Result<(), String> {
         let effects: Effects =
-            decide(event, &self.current(event), self.policy).map_err(|e| e.to_string())?;
+            decide(event, &self.state.current(event), self.policy).map_err(|e| e.to_string())?;
         fn put<T>(
             map: &mut BTreeMap<String, Versioned<T>>,
             touched: &mut BTreeSet<String>,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use revguard_core::billing::BillingPolicy;
-use revguard_core::ports::Pause;
+use revguard_core::ports::TokioPause;
 use revguard_core::worker::{ConsumeRules, Consumed, Worker};
 use revguard_sqlite::SqliteStore;
 
@@ -13,14 +13,6 @@ use crate::publish::JsonlPublisher;
 
 /// Messages per batch: one commit each.
 pub const BATCH: usize = 256;
-
-pub struct TokioPause;
-
-impl Pause for TokioPause {
-    async fn pause(&self, duration: Duration) {
-        tokio::time::sleep(duration).await;
-    }
-}
 
 pub type EmbeddedWorker = Worker<SqliteStore, SqliteStore, JsonlPublisher, SqliteStore, TokioPause>;
 

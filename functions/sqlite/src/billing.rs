@@ -86,22 +86,21 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
     let next = |v: Option<i64>| v.unwrap_or(0) + 1;
     // Counter increments summed (or maximised) per row first: a batch of events in one
     // hour touches a handful of rows, not a few per event.
-    let mut counters: BTreeMap<(bool, i64, String, i64), (Aggregation, i64)> = BTreeMap::new();
+    let mut counters: BTreeMap<(bool, i64, &Metric, i64), i64> = BTreeMap::new();
     for e in &commit.events {
         // Counters are split by the minute their event was received, so that detection
         // can be replayed as of any past moment (`revguard detect --at`).
         let received_min = e.received_at.div_euclid(60) * 60;
         for u in &e.counters {
             let aggregation = u.metric.aggregation();
-            let key = (u.livemode, u.hour, u.metric.name(), received_min);
             counters
-                .entry(key)
-                .and_modify(|(_, value)| *value = aggregation.combine(*value, u.value))
-                .or_insert((aggregation, u.value));
+                .entry((u.livemode, u.hour, &u.metric, received_min))
+                .and_modify(|value| *value = aggregation.combine(*value, u.value))
+                .or_insert(u.value);
         }
     }
-    for ((livemode, hour, metric, received_min), (aggregation, value)) in &counters {
-        let sql = match aggregation {
+    for ((livemode, hour, metric, received_min), value) in &counters {
+        let sql = match metric.aggregation() {
             Aggregation::Sum => {
                 "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO UPDATE SET value = value + excluded.value"
@@ -111,8 +110,13 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
                  ON CONFLICT DO UPDATE SET value = max(value, excluded.value)"
             }
         };
-        c.prepare_cached(sql)?
-            .execute(params![livemode, hour, metric, received_min, value])?;
+        c.prepare_cached(sql)?.execute(params![
+            livemode,
+            hour,
+            metric.name(),
+            received_min,
+            value
+        ])?;
     }
     for e in &commit.events {
         c.prepare_cached("INSERT INTO applied (event_id, applied_at) VALUES (?1, ?2)")?

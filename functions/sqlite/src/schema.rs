@@ -144,6 +144,14 @@ pub fn migrate(conn: &Connection) -> Result<i64, SchemaError> {
     if found > CURRENT_VERSION {
         return Err(SchemaError::TooNew { found });
     }
+    // A new file has no tables; one written before versions has version 0 and the v1 tables.
+    let fresh = found == 0
+        && conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|source| SchemaError::Migration { version: 0, source })?
+            == 0;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let to = i as i64 + 1;
         let step = || -> rusqlite::Result<()> {
@@ -163,9 +171,13 @@ pub fn migrate(conn: &Connection) -> Result<i64, SchemaError> {
             version: to,
             source,
         })?;
-        if found > 0 || to > 1 {
-            tracing::info!(from = to - 1, to, "database schema upgraded");
-        }
+    }
+    if !fresh && found < CURRENT_VERSION {
+        tracing::info!(
+            from = found.max(1),
+            to = CURRENT_VERSION,
+            "database schema upgraded"
+        );
     }
     Ok(found)
 }

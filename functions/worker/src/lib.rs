@@ -2,21 +2,11 @@
 //! applies the batch and says, per message, whether SQS may forget it; the others are
 //! reported as `batchItemFailures`, so one failure never holds back its neighbours.
 
-use std::time::Duration;
-
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier, SqsDeadLetters, WorkerEnv};
 use revguard_core::billing::BillingPolicy;
-use revguard_core::ports::{Inbound, Pause};
+use revguard_core::ports::{Inbound, TokioPause};
 use revguard_core::worker::{ConsumeRules, Worker};
-
-pub struct TokioPause;
-
-impl Pause for TokioPause {
-    async fn pause(&self, duration: Duration) {
-        tokio::time::sleep(duration).await;
-    }
-}
 
 /// The worker over DynamoDB, SNS and the SQS dead-letter queue.
 pub type LambdaWorker<N = SnsNotifier> =

@@ -102,6 +102,28 @@ pub struct Current {
     pub charge_customer: Option<String>,
 }
 
+/// Where the state an event's decision reads is found: the in-memory reference state, or
+/// a batch's snapshot read from a store. `current` is the one place that says which
+/// items an event reads (its keys, and the customer of a charge it names).
+pub trait StateLookup {
+    fn subscription(&self, id: &str) -> Option<SubscriptionState>;
+    fn case(&self, invoice_id: &str) -> Option<DunningCase>;
+    fn customer(&self, id: &str) -> Option<CustomerState>;
+    fn charge_customer(&self, charge_id: &str) -> Option<String>;
+
+    fn current(&self, event: &BillingEvent) -> Current {
+        let keys = keys_of(event);
+        let charge_customer = keys.charge.as_deref().and_then(|c| self.charge_customer(c));
+        let customer_id = keys.customer.or_else(|| charge_customer.clone());
+        Current {
+            subscription: keys.subscription.and_then(|k| self.subscription(&k)),
+            case: keys.invoice.and_then(|k| self.case(&k)),
+            customer: customer_id.and_then(|k| self.customer(&k)),
+            charge_customer,
+        }
+    }
+}
+
 /// A structured notification: dunning stages, pre-dunning notices, disputes, purchases.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {

@@ -15,7 +15,9 @@ pub mod views;
 
 use serde::{Deserialize, Serialize};
 
-pub use apply::{decide, keys_of, ApplyError, BillingEvent, Current, Effects, Keys, Notification};
+pub use apply::{
+    decide, keys_of, ApplyError, BillingEvent, Current, Effects, Keys, Notification, StateLookup,
+};
 pub use counters::CounterUpdate;
 pub use customer::CustomerState;
 pub use dunning::{DunningCase, Stage};

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::apply::{decide, keys_of, ApplyError, BillingEvent, Current, Effects, Notification};
+use super::apply::{decide, ApplyError, BillingEvent, Effects, Notification, StateLookup};
 use super::counters::{fold, CounterTotals};
 use super::customer::CustomerState;
 use super::dunning::DunningCase;
@@ -21,30 +21,22 @@ pub struct BillingState {
     pub notifications: Vec<Notification>,
 }
 
-impl BillingState {
-    pub fn load(&self, event: &BillingEvent) -> Current {
-        let keys = keys_of(event);
-        let charge_customer = keys
-            .charge
-            .as_ref()
-            .and_then(|c| self.charge_customers.get(c).cloned());
-        let customer_id = keys.customer.clone().or_else(|| charge_customer.clone());
-        Current {
-            subscription: keys
-                .subscription
-                .as_ref()
-                .and_then(|k| self.subscriptions.get(k).cloned()),
-            case: keys
-                .invoice
-                .as_ref()
-                .and_then(|k| self.cases.get(k).cloned()),
-            customer: customer_id
-                .as_ref()
-                .and_then(|k| self.customers.get(k).cloned()),
-            charge_customer,
-        }
+impl StateLookup for BillingState {
+    fn subscription(&self, id: &str) -> Option<SubscriptionState> {
+        self.subscriptions.get(id).cloned()
     }
+    fn case(&self, invoice_id: &str) -> Option<DunningCase> {
+        self.cases.get(invoice_id).cloned()
+    }
+    fn customer(&self, id: &str) -> Option<CustomerState> {
+        self.customers.get(id).cloned()
+    }
+    fn charge_customer(&self, charge_id: &str) -> Option<String> {
+        self.charge_customers.get(charge_id).cloned()
+    }
+}
 
+impl BillingState {
     pub fn commit(&mut self, event_id: &str, fx: Effects) {
         self.applied.insert(event_id.to_owned());
         if let Some(s) = fx.subscription {
@@ -72,7 +64,7 @@ impl BillingState {
         if self.applied.contains(&event.id) {
             return Ok(false);
         }
-        let fx = decide(event, &self.load(event), policy)?;
+        let fx = decide(event, &self.current(event), policy)?;
         self.commit(&event.id, fx);
         Ok(true)
     }

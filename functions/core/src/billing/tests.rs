@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::access::{access, Verdict};
-use super::apply::BillingEvent;
+use super::apply::{BillingEvent, StateLookup};
 use super::dunning::Stage;
 use super::hour_of;
 use super::policy::BillingPolicy;
@@ -544,7 +544,7 @@ fn findings_of(events: &[BillingEvent]) -> Vec<crate::finding::Finding> {
         if state.applied.contains(&e.id) {
             continue;
         }
-        let fx = super::decide(e, &state.load(e), &policy).unwrap();
+        let fx = super::decide(e, &state.current(e), &policy).unwrap();
         found.extend(fx.findings.iter().cloned());
         state.commit(&e.id, fx);
     }

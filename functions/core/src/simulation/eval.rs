@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::scenario::{Incident, Scenario};
 use crate::billing::state::BillingState;
-use crate::billing::{decide, BillingEvent, BillingPolicy};
+use crate::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
 use crate::detect::alerts::{plan, AlertState, Transition};
 use crate::detect::{series_of, DetectConfig, Finding};
 
@@ -78,7 +78,7 @@ impl<'a> Replay<'a> {
         if self.state.applied.contains(&event.id) {
             return;
         }
-        let Ok(fx) = decide(&event, &self.state.load(&event), self.policy) else {
+        let Ok(fx) = decide(&event, &self.state.current(&event), self.policy) else {
             return;
         };
         self.pending.extend(fx.findings.iter().cloned());
