@@ -152,13 +152,18 @@ mod tests {
             .collect()
     }
 
+    const RECEIVED_AT: i64 = 1_767_225_700;
+
     fn message(id: &str, raw: &[u8]) -> QueueMessage {
         QueueMessage {
             event_id: id.to_owned(),
             event_type: "x".into(),
             livemode: false,
             created: 0,
-            received_at: 0,
+            // Stamped, as ingress does: without it the receipt time falls back to the
+            // second the queue took the message, and two stores filled a second apart
+            // would differ in `max_received_at`.
+            received_at: RECEIVED_AT,
             payload: Payload::Inline(String::from_utf8(raw.to_vec()).unwrap()),
         }
     }
