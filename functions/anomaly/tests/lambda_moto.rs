@@ -270,3 +270,71 @@ async fn a_throttled_alert_transaction_is_not_read_as_another_runs_work() {
         "{next:?}"
     );
 }
+
+#[tokio::test]
+async fn overlapping_runs_started_apart_publish_each_transition_once() {
+    // Every SNS Publish of the detector takes 600 ms, so the second run, started 200 ms
+    // after the first, reads the alert store while the first run's committed messages are
+    // still in the outbox, being published. Before outbox entries were leased, the second
+    // run published them again.
+    let (moto, injector) = revguard_aws::testing::MotoStack::faulted(
+        12,
+        vec![revguard_aws::faults::Rule::new(
+            "sns:Publish",
+            revguard_aws::faults::Fault::Latency(std::time::Duration::from_millis(600)),
+            1.0,
+        )],
+    )
+    .await;
+    let clean = revguard_aws::testing::moto_config().await;
+    let worker = lambda_worker(
+        (
+            aws_sdk_dynamodb::Client::new(&clean),
+            aws_sdk_sqs::Client::new(&clean),
+        ),
+        &moto.worker_env(),
+        revguard_aws::SnsNotifier::new(aws_sdk_sns::Client::new(&clean), &moto.notifications_topic),
+        BillingPolicy::default(),
+    );
+    let records: Vec<Value> = (0..3)
+        .map(|i| json!({ "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"),
+            "body": refund(i, NOW - 600 + i as i64, 90_000), "attributes": {}, "messageAttributes": {} }))
+        .collect();
+    let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+    assert!(handle_batch(&worker, batch, NOW)
+        .await
+        .batch_item_failures
+        .is_empty());
+    let detector = anomaly(
+        moto.dynamodb.clone(),
+        moto.sns.clone(),
+        &moto.anomaly_env(),
+        DetectConfig::default(),
+    );
+
+    let first = detector.run(NOW);
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        detector.run(NOW).await
+    };
+    let (a, b) = tokio::join!(first, second);
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut published: Vec<String> = a.published.iter().chain(&b.published).cloned().collect();
+    published.sort();
+    assert_eq!(
+        published,
+        [
+            "live:large_refund:ch_0:1 opened",
+            "live:large_refund:ch_1:1 opened",
+            "live:large_refund:ch_2:1 opened",
+            "live:spike:refunds:1 opened",
+        ],
+        "{a:?} {b:?}"
+    );
+    let publishes = injector.calls().get("sns:Publish").copied().unwrap_or(0);
+    assert_eq!(publishes, 4, "SNS counted one Publish per transition");
+    let subscriber = revguard_aws::testing::drain_queue(&moto.sqs, &moto.alerts_subscriber).await;
+    assert_eq!(subscriber.len(), 4, "{subscriber:#?}");
+    // Nothing is left behind for a later run either.
+    assert!(detector.run(NOW + 60).await.unwrap().published.is_empty());
+}

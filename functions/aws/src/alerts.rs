@@ -97,6 +97,7 @@ impl AlertStore for DynamoAlerts {
         change: &AlertChange,
         message: Option<&AlertMessage>,
         now: i64,
+        lease_until: i64,
     ) -> Result<bool, StoreError> {
         let st = &change.state;
         let mut put = Put::builder()
@@ -119,6 +120,7 @@ impl AlertStore for DynamoAlerts {
                 .table_name(&self.table)
                 .item(PK, s(format!("outbox#{}", m.id)))
                 .item("message", s(serde_json::to_string(m).map_err(corrupt)?))
+                .item("leased_until", AttributeValue::N(lease_until.to_string()))
                 .build()
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().put(outbox).build());
@@ -137,6 +139,38 @@ impl AlertStore for DynamoAlerts {
             Err(SdkError::ServiceError(e)) if alert_moved_on(e.err()) => Ok(false),
             Err(e) => Err(StoreError::unavailable(e)),
         }
+    }
+
+    /// One conditional update per message: it takes the lease only if no one holds it.
+    async fn claim_outbox(
+        &self,
+        message_ids: &[String],
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut claimed = Vec::new();
+        for id in message_ids {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, s(format!("outbox#{id}")))
+                .update_expression("SET leased_until = :until")
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(leased_until) OR leased_until <= :now)",
+                )
+                .expression_attribute_values(":until", AttributeValue::N(lease_until.to_string()))
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => claimed.push(id.clone()),
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(StoreError::unavailable(e)),
+            }
+        }
+        Ok(claimed)
     }
 
     /// Removes the event-level findings a run has judged, unless the worker rewrote one

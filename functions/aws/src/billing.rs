@@ -15,14 +15,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 use revguard_core::billing::Notification;
 use revguard_core::detect::Series;
 use revguard_core::metric::{Aggregation, Metric};
 use revguard_core::ports::{
-    BillingCommit, BillingStore, CommitError, CountersReader, StateKeys, StateSnapshot, StoreError,
-    Versioned,
+    BillingCommit, BillingStore, Claimed, CommitError, CountersReader, StateKeys, StateSnapshot,
+    StoreError, Versioned,
 };
 
 pub const PK: &str = "pk";
@@ -250,6 +252,7 @@ impl DynamoBilling {
                     s(serde_json::to_string(&e.notifications).map_err(corrupt)?),
                 )
                 .item("expires_at", n(now + APPLIED_TTL_SECS))
+                .item("leased_until", n(commit.outbox_lease_until))
                 .build()
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().put(put).build());
@@ -442,37 +445,76 @@ impl BillingStore for DynamoBilling {
             .map_err(transaction_error)
     }
 
-    async fn outbox(&self, event_ids: &[String]) -> Result<Vec<Notification>, StoreError> {
-        let items = self
+    /// One conditional update per waiting entry: it takes the lease only if no one holds
+    /// it, so two workers never both get an event's notifications.
+    async fn claim_outbox(
+        &self,
+        event_ids: &[String],
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Claimed<Notification>, StoreError> {
+        let waiting = self
             .get_many(event_ids.iter().map(|id| format!("outbox#{id}")).collect())
             .await?;
-        let mut out = Vec::new();
+        let mut out = Claimed::default();
         for id in event_ids {
-            if let Some(item) = items.get(&format!("outbox#{id}")) {
-                let json = item
-                    .get("notifications")
-                    .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| corrupt("outbox"))?;
-                out.extend(serde_json::from_str::<Vec<Notification>>(json).map_err(corrupt)?);
+            let pk = format!("outbox#{id}");
+            if !waiting.contains_key(&pk) {
+                continue;
+            }
+            let claimed = self
+                .client
+                .update_item()
+                .table_name(&self.state_table)
+                .key(PK, s(pk))
+                .update_expression("SET leased_until = :until")
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(leased_until) OR leased_until <= :now)",
+                )
+                .expression_attribute_values(":until", n(lease_until))
+                .expression_attribute_values(":now", n(now))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match claimed {
+                Ok(answer) => {
+                    let json = answer
+                        .attributes()
+                        .and_then(|item| item.get("notifications"))
+                        .and_then(|v| v.as_s().ok())
+                        .ok_or_else(|| corrupt("outbox"))?;
+                    out.messages
+                        .extend(serde_json::from_str::<Vec<Notification>>(json).map_err(corrupt)?);
+                }
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() =>
+                {
+                    out.held.push(id.clone())
+                }
+                Err(e) => return Err(StoreError::unavailable(e)),
             }
         }
         Ok(out)
     }
 
-    /// Removes the published notifications: an event's outbox item goes when all of its
-    /// notifications are out, and keeps the others otherwise.
-    async fn clear_outbox(&self, notification_ids: &[String]) -> Result<(), StoreError> {
-        let events: BTreeSet<String> = notification_ids
+    /// An event's outbox item goes when all of its notifications are out; otherwise it
+    /// keeps the unpublished ones, released.
+    async fn settle_outbox(
+        &self,
+        published: &[String],
+        unpublished: &[Notification],
+    ) -> Result<(), StoreError> {
+        let mut events: BTreeMap<String, Vec<&Notification>> = published
             .iter()
-            .filter_map(|id| id.rsplit_once(':').map(|(event, _)| event.to_owned()))
+            .filter_map(|id| {
+                id.rsplit_once(':')
+                    .map(|(event, _)| (event.to_owned(), Vec::new()))
+            })
             .collect();
-        let event_ids: Vec<String> = events.into_iter().collect();
-        let waiting = self.outbox(&event_ids).await?;
-        for event_id in &event_ids {
-            let left: Vec<&Notification> = waiting
-                .iter()
-                .filter(|n| &n.event_id == event_id && !notification_ids.contains(&n.id))
-                .collect();
+        for n in unpublished {
+            events.entry(n.event_id.clone()).or_default().push(n);
+        }
+        for (event_id, left) in events {
             let pk = format!("outbox#{event_id}");
             let result = if left.is_empty() {
                 self.client
@@ -488,7 +530,7 @@ impl BillingStore for DynamoBilling {
                     .update_item()
                     .table_name(&self.state_table)
                     .key(PK, s(pk))
-                    .update_expression("SET notifications = :n")
+                    .update_expression("SET notifications = :n REMOVE leased_until")
                     .expression_attribute_values(
                         ":n",
                         s(serde_json::to_string(&left).map_err(corrupt)?),

@@ -150,8 +150,8 @@ use crate::detect::alerts::{render, AlertChange, AlertState, Transition};
 use crate::finding::{Finding, Severity};
 use crate::metric::Metric;
 use crate::ports::{
-    AlertStore, AppliedEvent, BillingCommit, BillingStore, CommitError, CountersReader, StateKeys,
-    StateWrite,
+    AlertStore, AppliedEvent, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
+    StateKeys, StateWrite,
 };
 
 fn sample_subscription(id: &str, customer: &str) -> SubscriptionState {
@@ -263,6 +263,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
         }],
         charge_links: vec![(ch_id.clone(), cus_id.clone())],
         now: hour + 100,
+        outbox_lease_until: hour + 160,
     };
     store.commit(&first).await.unwrap();
     assert_eq!(
@@ -355,6 +356,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
             expected_version: Some(cus_version),
         }],
         now: hour + 300,
+        outbox_lease_until: hour + 360,
         ..Default::default()
     };
     store.commit(&second).await.unwrap();
@@ -376,32 +378,62 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
         "modes apart"
     );
 
-    // The outbox: by event, cleared by notification id.
-    let mut waiting: Vec<String> = store
-        .outbox(std::slice::from_ref(&e1))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
-    waiting.sort();
-    assert_eq!(
-        waiting,
-        [format!("{e1}:dunning"), format!("{e1}:large_payment")]
+    // The outbox: leased to the commit that wrote it; claimed by event once the lease
+    // ended, and by one claimer only; settled by notification id.
+    let claim = |ids: Vec<String>, now: i64| {
+        let store = &store;
+        async move {
+            let mut c = store.claim_outbox(&ids, now, now + 60).await.unwrap();
+            c.messages.sort_by(|a, b| a.id.cmp(&b.id));
+            c
+        }
+    };
+    let held = claim(vec![e1.clone(), e2.clone()], hour + 150).await;
+    assert!(
+        held.messages.is_empty(),
+        "leased to their writers: {held:?}"
     );
+    let mut held_ids = held.held.clone();
+    held_ids.sort();
+    assert_eq!(held_ids, [e1.clone(), e2.clone()]);
+    let first_claim = claim(vec![e1.clone(), e2.clone()], hour + 200).await;
+    let ids: Vec<&str> = first_claim.messages.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [format!("{e1}:dunning"), format!("{e1}:large_payment")],
+        "e1's lease ended at hour + 160, e2's runs to hour + 360"
+    );
+    assert_eq!(first_claim.held, std::slice::from_ref(&e2));
+    let rival = claim(vec![e1.clone()], hour + 201).await;
+    assert!(rival.messages.is_empty(), "claimed once: {rival:?}");
+    assert_eq!(rival.held, std::slice::from_ref(&e1));
+
+    // One published, one not: the unpublished one is released at once.
+    let unpublished: Vec<_> = first_claim
+        .messages
+        .iter()
+        .filter(|n| n.id.ends_with(":large_payment"))
+        .cloned()
+        .collect();
     store
-        .clear_outbox(&[format!("{e1}:dunning")])
+        .settle_outbox(&[format!("{e1}:dunning")], &unpublished)
         .await
         .unwrap();
-    let left: Vec<String> = store
-        .outbox(&[e1.clone(), e2.clone()])
+    let retry = claim(vec![e1.clone()], hour + 202).await;
+    let ids: Vec<&str> = retry.messages.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [format!("{e1}:large_payment")],
+        "released, not published twice"
+    );
+    store
+        .settle_outbox(&[format!("{e1}:large_payment")], &[])
         .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
-    assert_eq!(left.len(), 3, "{left:?}");
-    assert!(!left.contains(&format!("{e1}:dunning")));
+        .unwrap();
+    let gone = claim(vec![e1.clone()], hour + 10_000).await;
+    assert_eq!(gone, Claimed::default(), "settled: nothing left of e1");
+    let left = claim(vec![e2.clone()], hour + 400).await;
+    assert_eq!(left.messages.len(), 2, "{left:?}");
 }
 
 fn sample_change(id: &str, version: i64, expected_version: Option<i64>, now: i64) -> AlertChange {
@@ -470,12 +502,12 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
     let opened = sample_change(&key, 1, None, now);
     let message = render(&opened);
     assert!(alerts
-        .commit_change(&opened, Some(&message), now)
+        .commit_change(&opened, Some(&message), now, now + 60)
         .await
         .unwrap());
     assert!(
         !alerts
-            .commit_change(&opened, Some(&message), now)
+            .commit_change(&opened, Some(&message), now, now + 60)
             .await
             .unwrap(),
         "a second open of the same alert is refused"
@@ -492,12 +524,12 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
     resolved.state.open = false;
     resolved.transition = Transition::Resolved;
     assert!(alerts
-        .commit_change(&resolved, None, now + 60)
+        .commit_change(&resolved, None, now + 60, now + 120)
         .await
         .unwrap());
     assert!(
         !alerts
-            .commit_change(&resolved, None, now + 60)
+            .commit_change(&resolved, None, now + 60, now + 120)
             .await
             .unwrap(),
         "a change planned from an old version is refused"
@@ -513,6 +545,31 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
         .filter(|id| id == &message.id)
         .collect();
     assert_eq!(outbox, vec![message.id.clone()]);
+    let mine_only = std::slice::from_ref(&message.id);
+    assert!(
+        alerts
+            .claim_outbox(mine_only, now + 59, now + 120)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to the run that committed it"
+    );
+    assert_eq!(
+        alerts
+            .claim_outbox(mine_only, now + 61, now + 120)
+            .await
+            .unwrap(),
+        mine_only,
+        "claimable once the lease ended"
+    );
+    assert!(
+        alerts
+            .claim_outbox(mine_only, now + 62, now + 120)
+            .await
+            .unwrap()
+            .is_empty(),
+        "and by one claimer"
+    );
     alerts
         .clear_outbox(std::slice::from_ref(&message.id))
         .await

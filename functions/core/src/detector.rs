@@ -1,15 +1,18 @@
 //! One detector run, once for both backends: read the counters (never events, so its
 //! cost does not grow with volume) and the alerts, plan the transitions, commit each with
 //! a condition on the alert's version together with its outbox entry, then publish.
-//! Two runs at once commit each transition once; what a crash left in the outbox goes
-//! out first on the next run.
+//! Two runs at once commit each transition once, and publish it once: an outbox entry is
+//! leased to the run that committed it, and a later run publishes only what it claimed
+//! (what a failed or crashed run left, once that run's lease ended).
 
 use serde::Serialize;
 
 use crate::detect::alerts::{plan, render, AlertChange, AlertMessage};
 use crate::detect::{detect, hours_needed, DetectConfig, Finding};
 use crate::outbox::publish_all;
-use crate::ports::{AlertSnapshot, AlertStore, CountersReader, Publisher, StoreError};
+use crate::ports::{
+    AlertSnapshot, AlertStore, CountersReader, Publisher, StoreError, OUTBOX_LEASE_SECS,
+};
 
 pub struct Detector<C, A, P> {
     pub counters: C,
@@ -80,10 +83,32 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
             at: now,
             ..RunSummary::default()
         };
+        // Leases run on the wall clock: `now` is the moment judged, which a late or
+        // retried invocation passes from the past.
+        let wall = crate::time::unix_now();
+        let lease_until = wall + OUTBOX_LEASE_SECS;
         // One read of the alert store serves the whole run. Messages a failed or crashed
-        // run committed but did not publish go out first.
+        // run committed but did not publish go out first, if this run can claim them
+        // (another run may be publishing them right now).
         let snapshot = self.alerts.snapshot(now).await?;
-        self.publish(&snapshot.outbox, &mut summary).await?;
+        if !snapshot.outbox.is_empty() {
+            let ids: Vec<String> = snapshot.outbox.iter().map(|m| m.id.clone()).collect();
+            let claimed = match self.alerts.claim_outbox(&ids, wall, lease_until).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    // The leftovers wait for the next run; detection goes on.
+                    tracing::warn!(error = %crate::error_chain(&e), "cannot claim the alert outbox");
+                    Vec::new()
+                }
+            };
+            let leftovers: Vec<AlertMessage> = snapshot
+                .outbox
+                .iter()
+                .filter(|m| claimed.contains(&m.id))
+                .cloned()
+                .collect();
+            self.publish(&leftovers, &mut summary).await;
+        }
 
         let planned = self.plan_from(&snapshot, now).await?;
         let mut committed = Vec::new();
@@ -91,7 +116,7 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
             let message = change.transition.is_published().then(|| render(change));
             if !self
                 .alerts
-                .commit_change(change, message.as_ref(), now)
+                .commit_change(change, message.as_ref(), now, lease_until)
                 .await?
             {
                 continue; // another run got there first
@@ -100,7 +125,7 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
         }
         // Judged: an event-level finding opened its alert, or its alert was open already.
         self.alerts.consume_findings(&planned.judged).await?;
-        self.publish(&committed, &mut summary).await?;
+        self.publish(&committed, &mut summary).await;
         for m in &committed {
             tracing::warn!(alert = %m.id, transition = m.transition.as_str(), severity = m.severity.as_str(), "{}", m.finding.explanation);
         }
@@ -109,16 +134,17 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
         Ok(summary)
     }
 
-    async fn publish(
-        &self,
-        messages: &[AlertMessage],
-        summary: &mut RunSummary,
-    ) -> Result<(), StoreError> {
+    /// Publishes what this run holds. Nothing here stops the run: a message that cannot
+    /// go out stays in the outbox for the next run, and one that went out but could not be
+    /// cleared goes out again then (subscribers de-duplicate on its id).
+    async fn publish(&self, messages: &[AlertMessage], summary: &mut RunSummary) {
         if messages.is_empty() {
-            return Ok(());
+            return;
         }
         let report = publish_all(messages, &self.publisher).await;
-        self.alerts.clear_outbox(&report.published).await?;
+        if let Err(e) = self.alerts.clear_outbox(&report.published).await {
+            tracing::warn!(error = %crate::error_chain(&e), "published alert messages stay in the outbox");
+        }
         for id in &report.published {
             if let Some(m) = messages.iter().find(|m| &m.id == id) {
                 summary
@@ -127,6 +153,5 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
             }
         }
         summary.unpublished.extend(report.failed);
-        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use crate::detect::Series;
 use crate::finding::Finding;
 use crate::message::QueueMessage;
 use crate::ports::{
-    AlertSnapshot, AlertStore, BillingCommit, BillingStore, CommitError, CountersReader,
+    AlertSnapshot, AlertStore, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
     DeadLetters, EventLog, EventRecord, EventStatus, Inbound, InsertOutcome, Outgoing, Pause,
     PublishError, Publisher, Queue, QueueError, StateKeys, StateSnapshot, StoreError, Versioned,
 };
@@ -136,6 +136,8 @@ pub struct BillingTables {
     pub counters: CounterTotals,
     pub findings: BTreeMap<(bool, String), Finding>,
     pub outbox: BTreeMap<String, Notification>,
+    /// Lease end of each event's outbox entry (absent: not leased).
+    pub outbox_leases: BTreeMap<String, i64>,
 }
 
 impl MemoryBilling {
@@ -233,6 +235,10 @@ impl BillingStore for MemoryBilling {
             for n in &e.notifications {
                 t.outbox.insert(n.id.clone(), n.clone());
             }
+            if !e.notifications.is_empty() {
+                t.outbox_leases
+                    .insert(e.event_id.clone(), commit.outbox_lease_until);
+            }
         }
         let next = |v: Option<i64>| v.unwrap_or(0) + 1;
         for w in &commit.subscriptions {
@@ -270,21 +276,46 @@ impl BillingStore for MemoryBilling {
         Ok(())
     }
 
-    async fn outbox(&self, event_ids: &[String]) -> Result<Vec<Notification>, StoreError> {
-        self.check()?;
-        let t = self.inner.lock().unwrap();
-        Ok(t.outbox
-            .values()
-            .filter(|n| event_ids.contains(&n.event_id))
-            .cloned()
-            .collect())
-    }
-
-    async fn clear_outbox(&self, notification_ids: &[String]) -> Result<(), StoreError> {
+    async fn claim_outbox(
+        &self,
+        event_ids: &[String],
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Claimed<Notification>, StoreError> {
         self.check()?;
         let mut t = self.inner.lock().unwrap();
-        for id in notification_ids {
-            t.outbox.remove(id);
+        let mut out = Claimed::default();
+        for id in event_ids {
+            if !t.outbox.values().any(|n| &n.event_id == id) {
+                continue;
+            }
+            if t.outbox_leases.get(id).is_some_and(|until| *until > now) {
+                out.held.push(id.clone());
+                continue;
+            }
+            t.outbox_leases.insert(id.clone(), lease_until);
+            let mine = t.outbox.values().filter(|n| &n.event_id == id).cloned();
+            out.messages.extend(mine.collect::<Vec<_>>());
+        }
+        Ok(out)
+    }
+
+    async fn settle_outbox(
+        &self,
+        published: &[String],
+        unpublished: &[Notification],
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        let mut t = self.inner.lock().unwrap();
+        for id in published {
+            if let Some(n) = t.outbox.remove(id) {
+                if !t.outbox.values().any(|m| m.event_id == n.event_id) {
+                    t.outbox_leases.remove(&n.event_id);
+                }
+            }
+        }
+        for n in unpublished {
+            t.outbox_leases.remove(&n.event_id);
         }
         Ok(())
     }
@@ -317,6 +348,8 @@ pub struct AlertTables {
     pub alerts: BTreeMap<String, AlertState>,
     pub pending: BTreeMap<(bool, String), Finding>,
     pub outbox: BTreeMap<String, AlertMessage>,
+    /// Lease end of each outbox message (absent: not leased).
+    pub outbox_leases: BTreeMap<String, i64>,
 }
 
 impl MemoryAlerts {
@@ -369,6 +402,7 @@ impl AlertStore for MemoryAlerts {
         change: &AlertChange,
         message: Option<&AlertMessage>,
         _now: i64,
+        lease_until: i64,
     ) -> Result<bool, StoreError> {
         self.check()?;
         let mut t = self.inner.lock().unwrap();
@@ -380,8 +414,28 @@ impl AlertStore for MemoryAlerts {
             .insert(change.state.id.clone(), change.state.clone());
         if let Some(m) = message {
             t.outbox.insert(m.id.clone(), m.clone());
+            t.outbox_leases.insert(m.id.clone(), lease_until);
         }
         Ok(true)
+    }
+
+    async fn claim_outbox(
+        &self,
+        message_ids: &[String],
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.check()?;
+        let mut t = self.inner.lock().unwrap();
+        let mut claimed = Vec::new();
+        for id in message_ids {
+            let free = t.outbox_leases.get(id).is_none_or(|until| *until <= now);
+            if t.outbox.contains_key(id) && free {
+                t.outbox_leases.insert(id.clone(), lease_until);
+                claimed.push(id.clone());
+            }
+        }
+        Ok(claimed)
     }
 
     async fn consume_findings(&self, findings: &[Finding]) -> Result<(), StoreError> {
@@ -401,6 +455,7 @@ impl AlertStore for MemoryAlerts {
         let mut t = self.inner.lock().unwrap();
         for id in message_ids {
             t.outbox.remove(id);
+            t.outbox_leases.remove(id);
         }
         Ok(())
     }

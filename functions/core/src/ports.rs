@@ -241,6 +241,32 @@ pub struct BillingCommit {
     /// Which customer a charge belongs to: written once, never changed.
     pub charge_links: Vec<(String, String)>,
     pub now: i64,
+    /// The outbox entries this commit writes are leased to its writer until then (unix
+    /// seconds, wall clock; see [`OUTBOX_LEASE_SECS`]).
+    pub outbox_lease_until: i64,
+}
+
+/// How long an outbox entry stays with whoever wrote or claimed it, so that only one
+/// publisher sends it. A holder that crashed lets go when the lease runs out; publishing a
+/// handful of messages takes well under this.
+pub const OUTBOX_LEASE_SECS: i64 = 60;
+
+/// What a claim on outbox entries got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed<M> {
+    /// The messages now leased to the caller: publish them, then settle.
+    pub messages: Vec<M>,
+    /// Keys of the entries another holder still leases (event ids for notifications).
+    pub held: Vec<String>,
+}
+
+impl<M> Default for Claimed<M> {
+    fn default() -> Self {
+        Self {
+            messages: Vec::new(),
+            held: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -288,16 +314,21 @@ pub trait BillingStore: Send + Sync {
         commit: &BillingCommit,
     ) -> impl Future<Output = Result<(), CommitError>> + Send;
 
-    /// Notifications of these events still waiting to be published.
-    fn outbox(
+    /// Leases the outbox entries of these events that no one holds (never leased, or whose
+    /// lease ended by `now`) until `lease_until`, and returns their notifications.
+    fn claim_outbox(
         &self,
         event_ids: &[String],
-    ) -> impl Future<Output = Result<Vec<Notification>, StoreError>> + Send;
+        now: i64,
+        lease_until: i64,
+    ) -> impl Future<Output = Result<Claimed<Notification>, StoreError>> + Send;
 
-    /// Removes published notifications from the outbox.
-    fn clear_outbox(
+    /// After publishing what the caller held: removes the published notifications, and
+    /// releases the unpublished ones so that the next attempt may claim them at once.
+    fn settle_outbox(
         &self,
-        notification_ids: &[String],
+        published: &[String],
+        unpublished: &[Notification],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -318,7 +349,7 @@ pub struct AlertSnapshot {
     pub alerts: Vec<AlertState>,
     /// Event-level findings waiting to be judged.
     pub pending: Vec<Finding>,
-    /// Alert messages committed but not yet published.
+    /// Alert messages committed but not yet published (leased or not).
     pub outbox: Vec<AlertMessage>,
 }
 
@@ -332,14 +363,25 @@ pub trait AlertStore: Send + Sync {
         until: i64,
     ) -> impl Future<Output = Result<AlertSnapshot, StoreError>> + Send;
 
-    /// Commits one planned change (and its message, into the outbox) unless the alert
-    /// moved since it was planned. Returns whether this call made the change.
+    /// Commits one planned change (and its message, into the outbox, leased to the caller
+    /// until `lease_until`) unless the alert moved since it was planned. Returns whether
+    /// this call made the change.
     fn commit_change(
         &self,
         change: &AlertChange,
         message: Option<&AlertMessage>,
         now: i64,
+        lease_until: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Leases the outbox messages among `message_ids` that no one holds at `now` until
+    /// `lease_until`; returns the ids this call leased.
+    fn claim_outbox(
+        &self,
+        message_ids: &[String],
+        now: i64,
+        lease_until: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// Removes judged findings, unless one was raised again since it was read.
     fn consume_findings(

@@ -4,6 +4,15 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime};
 
+/// Unix seconds from the wall clock (0 if it reads before 1970): for leases and at the
+/// edges; the use cases take the moment they judge as an argument.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// The start of the UTC hour holding `t`.
 pub fn hour_of(t: i64) -> i64 {
     t.div_euclid(3600) * 3600

@@ -13,7 +13,7 @@ use crate::message::{decompress, Payload, QueueMessage};
 use crate::outbox::publish_all;
 use crate::ports::{
     AppliedEvent, BillingCommit, BillingStore, CommitError, DeadLetters, Inbound, Pause, Publisher,
-    StateKeys, StateSnapshot, StateWrite, StoreError, Versioned,
+    StateKeys, StateSnapshot, StateWrite, StoreError, Versioned, OUTBOX_LEASE_SECS,
 };
 use crate::retry::{seed_of, Backoff};
 
@@ -300,9 +300,12 @@ where
         }
     }
 
-    /// Publishes the batch's notifications: the new ones, and those of duplicates that an
-    /// earlier attempt committed but did not get out. A message whose notification could
-    /// not be published is retried; its effects stand, the outbox keeps the notification.
+    /// Publishes the batch's notifications: the new ones (leased to this worker by its
+    /// commit), and those of duplicates that an earlier attempt committed but did not get
+    /// out, when this worker can claim them. A message whose notifications are not known
+    /// to be out is retried: one that failed to publish (the outbox keeps it, released),
+    /// and one whose entry another worker still holds (it may be publishing it now; if it
+    /// crashed, its lease runs out). Its effects stand either way.
     async fn publish(
         &self,
         group: &[Decoded],
@@ -315,41 +318,60 @@ where
             .iter()
             .flat_map(|e| e.notifications.iter().cloned())
             .collect();
+        let mut not_out: BTreeMap<String, String> = BTreeMap::new();
         let before: Vec<String> = done_before.iter().cloned().collect();
         if !before.is_empty() {
-            match self.billing.outbox(&before).await {
-                Ok(left) => pending.extend(left),
+            let lease_until = commit.now + OUTBOX_LEASE_SECS;
+            match self
+                .billing
+                .claim_outbox(&before, commit.now, lease_until)
+                .await
+            {
+                Ok(claimed) => {
+                    pending.extend(claimed.messages);
+                    for event_id in claimed.held {
+                        not_out.insert(
+                            event_id,
+                            "its notifications are being published by another worker".into(),
+                        );
+                    }
+                }
                 Err(e) => {
                     let reason = crate::error_chain(&e);
-                    for d in group.iter().filter(|d| done_before.contains(&d.event.id)) {
-                        outcomes.insert(d.index, Err(Failure::Transient(reason.clone())));
+                    for id in &before {
+                        not_out.insert(id.clone(), reason.clone());
                     }
                 }
             }
         }
-        if pending.is_empty() {
-            return;
-        }
-        let report = publish_all(&pending, &self.notifier).await;
-        let mut failed_events: BTreeMap<&str, String> = BTreeMap::new();
-        for (id, error) in &report.failed {
-            if let Some(n) = pending.iter().find(|n| &n.id == id) {
-                failed_events.insert(&n.event_id, error.clone());
+        if !pending.is_empty() {
+            let report = publish_all(&pending, &self.notifier).await;
+            let unpublished: Vec<Notification> = pending
+                .iter()
+                .filter(|n| report.failed.iter().any(|(id, _)| id == &n.id))
+                .cloned()
+                .collect();
+            for (id, error) in &report.failed {
+                if let Some(n) = pending.iter().find(|n| &n.id == id) {
+                    not_out.insert(
+                        n.event_id.clone(),
+                        format!("publishing a notification failed: {error}"),
+                    );
+                }
+            }
+            if let Err(e) = self
+                .billing
+                .settle_outbox(&report.published, &unpublished)
+                .await
+            {
+                // Published but still in the outbox: once the lease ends, a redelivery
+                // publishes them again, and subscribers de-duplicate on the id.
+                tracing::warn!(error = %crate::error_chain(&e), "published notifications stay in the outbox");
             }
         }
-        if let Err(e) = self.billing.clear_outbox(&report.published).await {
-            // Published but still in the outbox: a redelivery publishes them again, and
-            // subscribers de-duplicate on the notification id.
-            tracing::warn!(error = %crate::error_chain(&e), "published notifications stay in the outbox");
-        }
         for d in group {
-            if let Some(error) = failed_events.get(d.event.id.as_str()) {
-                outcomes.insert(
-                    d.index,
-                    Err(Failure::Transient(format!(
-                        "publishing a notification failed: {error}"
-                    ))),
-                );
+            if let Some(reason) = not_out.get(d.event.id.as_str()) {
+                outcomes.insert(d.index, Err(Failure::Transient(reason.clone())));
             }
         }
     }
@@ -448,6 +470,7 @@ impl<'a> BatchDecision<'a> {
             events: self.events,
             charge_links: self.charge_links,
             now: self.now,
+            outbox_lease_until: self.now + OUTBOX_LEASE_SECS,
             ..Default::default()
         };
         for key in &self.touched.subscriptions {

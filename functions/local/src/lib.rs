@@ -10,13 +10,7 @@ pub mod serve;
 
 pub use revguard_sqlite::SqliteStore;
 
-/// Unix seconds from the wall clock: the embedded binary is an edge, allowed to read it.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use revguard_core::time::unix_now;
 
 /// Unix seconds, or an RFC 3339 UTC time such as `2026-01-01T00:00:00Z`.
 pub fn parse_time(s: &str) -> Option<i64> {

@@ -42,6 +42,7 @@ impl AlertStore for SqliteStore {
         change: &AlertChange,
         message: Option<&AlertMessage>,
         now: i64,
+        lease_until: i64,
     ) -> Result<bool, StoreError> {
         let (change, message) = (change.clone(), message.cloned());
         self.write(move |c| {
@@ -61,12 +62,35 @@ impl AlertStore for SqliteStore {
             if written == 1 {
                 if let Some(m) = &message {
                     c.execute(
-                        "INSERT INTO alert_outbox (id, message) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                        params![m.id, serde_json::to_string(m).map_err(json_err)?],
+                        "INSERT INTO alert_outbox (id, message, leased_until) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                        params![m.id, serde_json::to_string(m).map_err(json_err)?, lease_until],
                     )?;
                 }
             }
             Ok(written == 1)
+        })
+        .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        message_ids: &[String],
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let ids = message_ids.to_vec();
+        self.write(move |c| {
+            let mut claimed = Vec::new();
+            for id in ids {
+                let taken = c.execute(
+                    "UPDATE alert_outbox SET leased_until = ?3 WHERE id = ?1 AND leased_until <= ?2",
+                    params![id, now, lease_until],
+                )?;
+                if taken == 1 {
+                    claimed.push(id);
+                }
+            }
+            Ok(claimed)
         })
         .await
     }

@@ -9,8 +9,8 @@ use revguard_core::billing::Notification;
 use revguard_core::detect::Series;
 use revguard_core::metric::{Aggregation, Metric};
 use revguard_core::ports::{
-    BillingCommit, BillingStore, CommitError, CountersReader, StateKeys, StateSnapshot, StoreError,
-    Versioned,
+    BillingCommit, BillingStore, Claimed, CommitError, CountersReader, StateKeys, StateSnapshot,
+    StoreError, Versioned,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -129,8 +129,8 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
             .execute(params![f.key, f.livemode, f.window_end, serde_json::to_string(f).map_err(json_err)?])?;
         }
         for n in &e.notifications {
-            c.prepare_cached("INSERT INTO outbox (id, event_id, notification) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
-                .execute(params![n.id, n.event_id, serde_json::to_string(n).map_err(json_err)?])?;
+            c.prepare_cached("INSERT INTO outbox (id, event_id, notification, leased_until) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?
+                .execute(params![n.id, n.event_id, serde_json::to_string(n).map_err(json_err)?, commit.outbox_lease_until])?;
         }
     }
     for w in &commit.subscriptions {
@@ -244,12 +244,28 @@ impl BillingStore for SqliteStore {
         }
     }
 
-    async fn outbox(&self, event_ids: &[String]) -> Result<Vec<Notification>, StoreError> {
+    async fn claim_outbox(
+        &self,
+        event_ids: &[String],
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Claimed<Notification>, StoreError> {
         let ids = event_ids.to_vec();
-        self.read(move |c| {
-            let mut out = Vec::new();
+        self.write(move |c| {
+            let mut out = Claimed::default();
             for id in ids {
-                out.extend(json_rows::<Notification>(
+                let held: bool = c
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM outbox WHERE event_id = ?1 AND leased_until > ?2)",
+                    )?
+                    .query_row(params![id, now], |r| r.get(0))?;
+                if held {
+                    out.held.push(id);
+                    continue;
+                }
+                c.prepare_cached("UPDATE outbox SET leased_until = ?2 WHERE event_id = ?1")?
+                    .execute(params![id, lease_until])?;
+                out.messages.extend(json_rows::<Notification>(
                     c,
                     "SELECT notification FROM outbox WHERE event_id = ?1 ORDER BY rowid",
                     [id],
@@ -260,14 +276,23 @@ impl BillingStore for SqliteStore {
         .await
     }
 
-    async fn clear_outbox(&self, notification_ids: &[String]) -> Result<(), StoreError> {
-        if notification_ids.is_empty() {
+    async fn settle_outbox(
+        &self,
+        published: &[String],
+        unpublished: &[Notification],
+    ) -> Result<(), StoreError> {
+        if published.is_empty() && unpublished.is_empty() {
             return Ok(());
         }
-        let ids = notification_ids.to_vec();
+        let published = published.to_vec();
+        let released: Vec<String> = unpublished.iter().map(|n| n.id.clone()).collect();
         self.write(move |c| {
-            for id in &ids {
+            for id in &published {
                 c.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            for id in &released {
+                c.prepare_cached("UPDATE outbox SET leased_until = 0 WHERE id = ?1")?
                     .execute([id])?;
             }
             Ok(())

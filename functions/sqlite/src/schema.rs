@@ -9,7 +9,7 @@
 use rusqlite::Connection;
 
 /// The version this build reads and writes.
-pub const CURRENT_VERSION: i64 = 2;
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -131,7 +131,13 @@ UPDATE outbox SET event_id = json_extract(notification, '$.event_id');
 CREATE INDEX outbox_event ON outbox (event_id);
 ";
 
-const MIGRATIONS: [&str; 2] = [V1, V2];
+/// Version 3: leases on outbox entries, so that one publisher sends each message.
+const V3: &str = "
+ALTER TABLE outbox ADD COLUMN leased_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alert_outbox ADD COLUMN leased_until INTEGER NOT NULL DEFAULT 0;
+";
+
+const MIGRATIONS: [&str; 3] = [V1, V2, V3];
 
 /// The database's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
