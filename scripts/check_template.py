@@ -78,6 +78,33 @@ for table in ("StateTable", "CountersTable", "AlertsTable"):
 for table in of_type("AWS::DynamoDB::Table").values():
     check(table["Properties"].get("BillingMode") == "PAY_PER_REQUEST", "tables are on-demand")
 
+alerts_table = res["AlertsTable"]["Properties"]
+check(alerts_table.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True},
+      "TTL on the alerts table (resolved alerts expire)")
+check([i["IndexName"] for i in alerts_table.get("GlobalSecondaryIndexes", [])] == ["active"],
+      "the alerts table has the sparse index `active` that a detector run queries")
+
+
+def actions_on(function, resource_name):
+    out = set()
+    for policy in functions[function]["Properties"].get("Policies", []):
+        for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            hits = [r for r in resources if getatt(r) == resource_name
+                    or (isinstance(r, dict) and resource_name in str(r.get("Fn::Sub", "")))]
+            if hits:
+                out |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    return out
+
+
+detector_alerts = actions_on("AnomalyFunction", "AlertsTable")
+check("dynamodb:Scan" not in detector_alerts and "dynamodb:Query" in detector_alerts,
+      "the detector queries the alerts index and may not scan the table")
+check({"dynamodb:UpdateItem", "dynamodb:BatchGetItem"} <= detector_alerts,
+      "the detector may claim outbox entries (UpdateItem) and read closed alerts by key (BatchGetItem)")
+check("dynamodb:UpdateItem" in actions_on("WorkerFunction", "StateTable"),
+      "the worker may claim its notification outbox (UpdateItem)")
+
 sms = res["AlertSmsSubscription"]
 check(sms.get("Condition") == "HasAlertSms" and sms["Properties"]["Protocol"] == "sms", "the SMS subscription exists only when a number is given")
 check(sms["Properties"].get("FilterPolicy") == {"severity": ["critical"]} and sms["Properties"].get("FilterPolicyScope") == "MessageAttributes",

@@ -160,6 +160,41 @@ async fn a_refund_spike_reaches_the_alerts_topic_once_with_email_and_sms_bodies(
         resolved[0]["MessageAttributes"]["transition"]["Value"],
         "resolved"
     );
+
+    // A new spike hours later reopens the same alert at its next version, although a
+    // run's read of the alerts table (the sparse index) no longer holds the closed alert.
+    let again = NOW + 8 * 3600;
+    let bodies: Vec<String> = (100..112)
+        .map(|i| refund(i, again - 1500 + i as i64, 2_000))
+        .collect();
+    for chunk in bodies.chunks(10) {
+        let records: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| json!({ "messageId": format!("n{i}"), "body": b, "attributes": {}, "messageAttributes": {} }))
+            .collect();
+        let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+        assert!(handle_batch(&stack.worker, batch, again)
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    assert!(stack
+        .anomaly
+        .alerts
+        .snapshot(again)
+        .await
+        .unwrap()
+        .alerts
+        .iter()
+        .all(|a| a.id != "live:spike:refunds"));
+    let reopened = stack.anomaly.run(again).await.unwrap();
+    assert!(
+        reopened
+            .published
+            .contains(&"live:spike:refunds:4 opened".to_owned()),
+        "{reopened:?}"
+    );
 }
 
 #[tokio::test]

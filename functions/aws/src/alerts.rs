@@ -2,8 +2,12 @@
 //!
 //! Alerts table (`pk`): `alert#<id>` (state JSON and `version`), `pending#<mode>#<key>`
 //! (event-level findings from the worker) and `outbox#<message id>` (transitions committed
-//! but not yet published). It holds a few items per signal, never per event, so the
-//! detector reads it whole with one Scan.
+//! but not yet published). Event-level alerts (one per large refund, fraud warning or
+//! charge pair) make it grow with traffic, so a detector run never scans it: what a run
+//! reads (open alerts, pending findings, the outbox) carries `active`, the key of the
+//! sparse index [`ACTIVE_INDEX`], and one Query reads it. A resolved alert leaves the
+//! index and expires [`CLOSED_ALERT_RETENTION_SECS`] later (TTL on `expires_at`); the few
+//! a run needs to reopen are read by key.
 
 use std::collections::HashMap;
 
@@ -12,11 +16,20 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
+use revguard_core::detect::alerts::AlertState;
 use revguard_core::detect::alerts::{AlertChange, AlertMessage};
 use revguard_core::detect::Finding;
-use revguard_core::ports::{AlertSnapshot, AlertStore, PublishError, Publisher, StoreError};
+use revguard_core::ports::{
+    AlertSnapshot, AlertStore, PublishError, Publisher, StoreError, CLOSED_ALERT_RETENTION_SECS,
+};
 
-use crate::billing::{corrupt, PK};
+use crate::billing::{batch_get, corrupt, PK};
+
+/// The sparse index of what a detector run reads: hash key `active`, range key `pk`.
+pub const ACTIVE_INDEX: &str = "active";
+/// The attribute of that index; present (as [`ACTIVE`]) only on items a run must read.
+pub const ATTR_ACTIVE: &str = "active";
+pub const ACTIVE: &str = "1";
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -46,16 +59,21 @@ impl DynamoAlerts {
 }
 
 impl AlertStore for DynamoAlerts {
-    /// One consistent Scan: the table holds a few items per signal, never per event.
+    /// One Query of the sparse index (eventually consistent, as index reads are: a write
+    /// of the last second may be seen by the next run instead; alert writes stay
+    /// conditioned on versions, so a stale read changes nothing).
     async fn snapshot(&self, until: i64) -> Result<AlertSnapshot, StoreError> {
         let mut out = AlertSnapshot::default();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
             let page = self
                 .client
-                .scan()
+                .query()
                 .table_name(&self.table)
-                .consistent_read(true)
+                .index_name(ACTIVE_INDEX)
+                .key_condition_expression("#active = :active")
+                .expression_attribute_names("#active", ATTR_ACTIVE)
+                .expression_attribute_values(":active", s(ACTIVE))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -92,6 +110,20 @@ impl AlertStore for DynamoAlerts {
         }
     }
 
+    /// Consistent reads by key.
+    async fn alerts(&self, ids: &[String]) -> Result<Vec<AlertState>, StoreError> {
+        let pks: Vec<String> = ids.iter().map(|id| format!("alert#{id}")).collect();
+        let mut out = Vec::new();
+        for item in batch_get(&self.client, &self.table, &pks).await? {
+            let json = item
+                .get("state")
+                .and_then(|v| v.as_s().ok())
+                .ok_or_else(|| corrupt("alert without state"))?;
+            out.push(serde_json::from_str(json).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+
     async fn commit_change(
         &self,
         change: &AlertChange,
@@ -106,6 +138,13 @@ impl AlertStore for DynamoAlerts {
             .item("state", s(serde_json::to_string(st).map_err(corrupt)?))
             .item("version", AttributeValue::N(st.version.to_string()))
             .item("updated_at", AttributeValue::N(now.to_string()));
+        put = if st.open {
+            put.item(ATTR_ACTIVE, s(ACTIVE))
+        } else {
+            // Out of the index, and forgotten after the retention.
+            let expires_at = revguard_core::time::unix_now() + CLOSED_ALERT_RETENTION_SECS;
+            put.item("expires_at", AttributeValue::N(expires_at.to_string()))
+        };
         put = match change.expected_version {
             Some(v) => put
                 .condition_expression("version = :v")
@@ -121,6 +160,7 @@ impl AlertStore for DynamoAlerts {
                 .item(PK, s(format!("outbox#{}", m.id)))
                 .item("message", s(serde_json::to_string(m).map_err(corrupt)?))
                 .item("leased_until", AttributeValue::N(lease_until.to_string()))
+                .item(ATTR_ACTIVE, s(ACTIVE))
                 .build()
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().put(outbox).build());

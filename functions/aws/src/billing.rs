@@ -238,6 +238,7 @@ impl DynamoBilling {
                     .table_name(table)
                     .item(PK, s(pk))
                     .item("finding", s(serde_json::to_string(f).map_err(corrupt)?))
+                    .item(crate::alerts::ATTR_ACTIVE, s(crate::alerts::ACTIVE))
                     .build()
                     .map_err(corrupt)?;
                 items.push(TransactWriteItem::builder().put(put).build());
@@ -548,7 +549,7 @@ impl BillingStore for DynamoBilling {
 
 /// Strongly consistent reads of items by `pk`, 100 keys a request (DynamoDB's limit);
 /// unprocessed keys are asked again after a backoff, a bounded number of times.
-async fn batch_get(
+pub(crate) async fn batch_get(
     client: &Client,
     table: &str,
     pks: &[String],

@@ -2,10 +2,11 @@
 //! Used by the tests against moto and by anyone trying the adapters by hand.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 
+use crate::alerts::{ACTIVE_INDEX, ATTR_ACTIVE};
 use crate::dynamo::{ATTR_ID, ATTR_TTL};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,28 +27,63 @@ pub async fn create_pk_table(
     create_table(client, name, "pk").await
 }
 
+/// The alerts table: keyed by `pk`, with the sparse index [`ACTIVE_INDEX`] on `active`
+/// (hash) and `pk` (range) holding only what a detector run reads, and TTL on `expires_at`.
+pub async fn create_alerts_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), BoxError> {
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(ACTIVE_INDEX)
+        .key_schema(key_element(ATTR_ACTIVE, KeyType::Hash)?)
+        .key_schema(key_element("pk", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()?;
+    let request = client
+        .create_table()
+        .attribute_definitions(string_attribute(ATTR_ACTIVE)?)
+        .global_secondary_indexes(index);
+    create_table_with(client, request, name, "pk").await
+}
+
+fn string_attribute(name: &str) -> Result<AttributeDefinition, BoxError> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, BoxError> {
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()?)
+}
+
 /// An on-demand table with a string hash key and TTL on `expires_at`.
 async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
     key: &str,
 ) -> Result<(), BoxError> {
-    client
-        .create_table()
+    create_table_with(client, client.create_table(), name, key).await
+}
+
+async fn create_table_with(
+    client: &aws_sdk_dynamodb::Client,
+    request: aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
+    name: &str,
+    key: &str,
+) -> Result<(), BoxError> {
+    request
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(key)
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(key)
-                .key_type(KeyType::Hash)
-                .build()?,
-        )
+        .attribute_definitions(string_attribute(key)?)
+        .key_schema(key_element(key, KeyType::Hash)?)
         .send()
         .await?;
     client

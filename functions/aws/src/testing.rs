@@ -123,11 +123,14 @@ impl MotoStack {
             .expect("create the events table");
         let [state_table, counters_table, alerts_table] =
             ["state", "counters", "alerts"].map(unique_name);
-        for table in [&state_table, &counters_table, &alerts_table] {
+        for table in [&state_table, &counters_table] {
             crate::provision::create_pk_table(&dynamodb, table)
                 .await
                 .expect("create a table");
         }
+        crate::provision::create_alerts_table(&dynamodb, &alerts_table)
+            .await
+            .expect("create the alerts table");
         let queue_url = crate::provision::create_queue(&sqs, &unique_name("queue"))
             .await
             .expect("create the queue");

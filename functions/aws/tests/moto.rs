@@ -2,7 +2,9 @@
 //! contracts the SQLite store keeps, plus what only AWS has (attributes, TTL).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use revguard_aws::provision::{create_events_table, create_pk_table, create_queue};
+use revguard_aws::provision::{
+    create_alerts_table, create_events_table, create_pk_table, create_queue,
+};
 use revguard_aws::testing::{moto_config, unique_name, unreachable_config};
 use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SqsQueue};
 use revguard_core::contract;
@@ -34,11 +36,14 @@ async fn dynamodb_billing_counters_and_alerts_keep_the_contracts() {
         unique_name("counters"),
         unique_name("alerts"),
     );
-    for t in [&state, &counters, &alerts] {
+    for t in [&state, &counters] {
         create_pk_table(&client, t)
             .await
             .expect("create table in moto");
     }
+    create_alerts_table(&client, &alerts)
+        .await
+        .expect("create the alerts table in moto");
     let billing = DynamoBilling::new(client.clone(), &state, &counters).with_alerts_table(&alerts);
     contract::billing_store_contract(&billing, &billing.counters_reader(), "dynamo").await;
     contract::alert_store_contract(

@@ -534,6 +534,28 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
             .unwrap(),
         "a change planned from an old version is refused"
     );
+    assert!(
+        alerts
+            .snapshot(now + 60)
+            .await
+            .unwrap()
+            .alerts
+            .iter()
+            .all(|a| a.id != resolved.state.id),
+        "a run reads open alerts only"
+    );
+    let by_key = alerts
+        .alerts(&[resolved.state.id.clone(), "live:never-raised".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_key
+            .iter()
+            .map(|a| (a.version, a.open))
+            .collect::<Vec<_>>(),
+        [(2, false)],
+        "a closed alert is read by key, to reopen at its next version"
+    );
 
     let outbox: Vec<String> = alerts
         .snapshot(now)

@@ -7,7 +7,9 @@
 
 use serde::Serialize;
 
-use crate::detect::alerts::{plan, render, AlertChange, AlertMessage};
+use std::collections::BTreeSet;
+
+use crate::detect::alerts::{alert_id, plan, render, AlertChange, AlertMessage};
 use crate::detect::{detect, hours_needed, DetectConfig, Finding};
 use crate::outbox::publish_all;
 use crate::ports::{
@@ -51,24 +53,35 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
 
     async fn plan_from(&self, snapshot: &AlertSnapshot, now: i64) -> Result<Plan, StoreError> {
         let (from, to) = hours_needed(now);
-        let mut out = Plan::default();
+        let mut found_by_mode = Vec::new();
         for livemode in [false, true] {
             let series = self.counters.counters(livemode, from, to).await?;
-            let found = detect(&series, livemode, now, &self.config);
+            found_by_mode.push((livemode, detect(&series, livemode, now, &self.config)));
+        }
+        // The snapshot holds open alerts; a finding whose alert is closed reopens it at its
+        // next version, so read those few by key.
+        let mut stored = snapshot.alerts.clone();
+        let missing: BTreeSet<String> = found_by_mode
+            .iter()
+            .flat_map(|(_, found)| found.iter())
+            .chain(&snapshot.pending)
+            .map(|f| alert_id(f.livemode, &f.key))
+            .filter(|id| !stored.iter().any(|a| &a.id == id))
+            .collect();
+        if !missing.is_empty() {
+            let ids: Vec<String> = missing.into_iter().collect();
+            stored.extend(self.alerts.alerts(&ids).await?);
+        }
+        let mut out = Plan::default();
+        for (livemode, found) in found_by_mode {
             let events: Vec<Finding> = snapshot
                 .pending
                 .iter()
                 .filter(|f| f.livemode == livemode)
                 .cloned()
                 .collect();
-            out.changes.extend(plan(
-                &found,
-                &events,
-                &snapshot.alerts,
-                livemode,
-                now,
-                &self.config,
-            ));
+            out.changes
+                .extend(plan(&found, &events, &stored, livemode, now, &self.config));
             out.findings.extend(found);
             out.findings.extend(events.iter().cloned());
             out.judged.extend(events);

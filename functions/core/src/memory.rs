@@ -386,7 +386,7 @@ impl AlertStore for MemoryAlerts {
         self.check()?;
         let t = self.inner.lock().unwrap();
         Ok(AlertSnapshot {
-            alerts: t.alerts.values().cloned().collect(),
+            alerts: t.alerts.values().filter(|a| a.open).cloned().collect(),
             pending: t
                 .pending
                 .values()
@@ -395,6 +395,15 @@ impl AlertStore for MemoryAlerts {
                 .collect(),
             outbox: t.outbox.values().cloned().collect(),
         })
+    }
+
+    async fn alerts(&self, ids: &[String]) -> Result<Vec<AlertState>, StoreError> {
+        self.check()?;
+        let t = self.inner.lock().unwrap();
+        Ok(ids
+            .iter()
+            .filter_map(|id| t.alerts.get(id).cloned())
+            .collect())
     }
 
     async fn commit_change(

@@ -346,6 +346,7 @@ pub trait CountersReader: Send + Sync {
 /// What the alert store holds, as a detector run reads it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertSnapshot {
+    /// The open alerts.
     pub alerts: Vec<AlertState>,
     /// Event-level findings waiting to be judged.
     pub pending: Vec<Finding>,
@@ -355,13 +356,20 @@ pub struct AlertSnapshot {
 
 /// Alert state, event-level findings waiting to be judged, and the alert outbox.
 pub trait AlertStore: Send + Sync {
-    /// Everything a detector run reads, in one go: the alerts planning must know of (open
-    /// ones, and closed ones, since a reopened alert continues its version), the
-    /// event-level findings raised at or before `until`, and the alert outbox.
+    /// Everything a detector run reads, in one go: the open alerts, the event-level
+    /// findings raised at or before `until`, and the alert outbox. Never closed alerts:
+    /// their number grows with every charge that once raised one.
     fn snapshot(
         &self,
         until: i64,
     ) -> impl Future<Output = Result<AlertSnapshot, StoreError>> + Send;
+
+    /// The stored alerts among `ids`, open or closed (a closed one reopens at its next
+    /// version). Closed alerts may be forgotten some time after they resolved.
+    fn alerts(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<AlertState>, StoreError>> + Send;
 
     /// Commits one planned change (and its message, into the outbox, leased to the caller
     /// until `lease_until`) unless the alert moved since it was planned. Returns whether
@@ -394,6 +402,11 @@ pub trait AlertStore: Send + Sync {
         message_ids: &[String],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// How long a resolved alert (and its state) is kept before the store may forget it:
+/// long enough that a signal recurring within it reopens the same alert at its next
+/// version, so message ids never repeat within a subscriber's memory.
+pub const CLOSED_ALERT_RETENTION_SECS: i64 = 90 * 86_400;
 
 /// Waiting, for retries: `tokio::time::sleep` in production, nothing in unit tests.
 pub trait Pause: Send + Sync {

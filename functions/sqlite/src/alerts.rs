@@ -25,7 +25,7 @@ impl AlertStore for SqliteStore {
     async fn snapshot(&self, until: i64) -> Result<AlertSnapshot, StoreError> {
         self.read(move |c| {
             Ok(AlertSnapshot {
-                alerts: json_rows(c, "SELECT state FROM alerts ORDER BY id", [])?,
+                alerts: json_rows(c, "SELECT state FROM alerts WHERE open = 1 ORDER BY id", [])?,
                 pending: json_rows(
                     c,
                     "SELECT finding FROM pending_findings WHERE created <= ?1 ORDER BY created, key",
@@ -33,6 +33,22 @@ impl AlertStore for SqliteStore {
                 )?,
                 outbox: json_rows(c, "SELECT message FROM alert_outbox ORDER BY rowid", [])?,
             })
+        })
+        .await
+    }
+
+    async fn alerts(&self, ids: &[String]) -> Result<Vec<AlertState>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(json_rows::<AlertState>(
+                    c,
+                    "SELECT state FROM alerts WHERE id = ?1",
+                    [id],
+                )?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -1,15 +1,25 @@
 //! The event log: one row per Stripe event id, inserted only if absent.
 
-use revguard_core::ports::{EventLog, EventRecord, EventStatus, InsertOutcome, StoreError};
+use revguard_core::ports::{
+    EventLog, EventRecord, EventStatus, InsertOutcome, StoreError, CLOSED_ALERT_RETENTION_SECS,
+};
 use rusqlite::{params, OptionalExtension};
 
 use crate::SqliteStore;
 
 impl SqliteStore {
-    /// Deletes event-log entries past their expiry (the embedded TTL).
+    /// Deletes expired event-log entries, and alerts resolved longer than
+    /// [`CLOSED_ALERT_RETENTION_SECS`] ago (the embedded counterpart of DynamoDB's TTL).
     pub async fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
-        self.write(move |c| c.execute("DELETE FROM events WHERE expires_at < ?1", [now]))
-            .await
+        self.write(move |c| {
+            let events = c.execute("DELETE FROM events WHERE expires_at < ?1", [now])?;
+            let alerts = c.execute(
+                "DELETE FROM alerts WHERE open = 0 AND updated_at < ?1",
+                [now - CLOSED_ALERT_RETENTION_SECS],
+            )?;
+            Ok(events + alerts)
+        })
+        .await
     }
 
     /// Fills the event log with `n` synthetic, already-queued entries in one transaction,
