@@ -52,6 +52,8 @@ for name, f in functions.items():
           f"{name} has no plain-text signing secret in its configuration")
     for policy in p.get("Policies", []):
         for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if "Fn::If" in st:
+                st = st["Fn::If"][1]
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
             resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
             check(all("*" not in a for a in actions), f"{name}: no wildcard action in {actions}")
@@ -60,6 +62,12 @@ for name, f in functions.items():
 check(params["StripeWebhookSecret"].get("NoEcho") is True, "the signing secret parameter is NoEcho")
 check(ref(functions["IngressFunction"]["Properties"]["Environment"]["Variables"].get("STRIPE_WEBHOOK_SECRET_ARN", {}).get("Fn::If", [None, {}])[1]) == "StripeSecret",
       "the ingress reads the secret from Secrets Manager by ARN")
+
+ingress_statements = functions["IngressFunction"]["Properties"]["Policies"][0]["Statement"]
+kms = [st["Fn::If"] for st in ingress_statements if "Fn::If" in st and st["Fn::If"][0] == "HasSecretKmsKey"]
+check(len(kms) == 1 and kms[0][1]["Action"] == ["kms:Decrypt"] and ref(kms[0][1]["Resource"]) == "StripeSecretKmsKeyArn"
+      and "kms:ViaService" in kms[0][1].get("Condition", {}).get("StringEquals", {}),
+      "with StripeSecretKmsKeyArn the ingress may decrypt the secret's key, through Secrets Manager only")
 
 q = res["EventsQueue"]["Properties"]
 check(getatt(q["RedrivePolicy"]["deadLetterTargetArn"]) == "EventsDeadLetterQueue", "the events queue redrives to its dead-letter queue")

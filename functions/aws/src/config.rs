@@ -111,9 +111,16 @@ pub async fn read_webhook_secrets(
         .secret_id(arn)
         .send()
         .await
-        .map_err(|e| ConfigError::Invalid {
-            name: "STRIPE_WEBHOOK_SECRET_ARN",
-            reason: format!("cannot read the secret: {}", revguard_core::error_chain(&e)),
+        .map_err(|e| {
+            use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+            let hint = kms_hint(e.code(), e.message()).unwrap_or("");
+            ConfigError::Invalid {
+                name: "STRIPE_WEBHOOK_SECRET_ARN",
+                reason: format!(
+                    "cannot read the secret: {}{hint}",
+                    revguard_core::error_chain(&e)
+                ),
+            }
         })?;
     let value = out.secret_string.ok_or(ConfigError::Invalid {
         name: "STRIPE_WEBHOOK_SECRET_ARN",
@@ -121,6 +128,21 @@ pub async fn read_webhook_secrets(
     })?;
     parse_secrets("STRIPE_WEBHOOK_SECRET_ARN", &value)
 }
+
+/// What to do when Secrets Manager could not decrypt the secret for the function: the
+/// case of a secret under a customer-managed KMS key whose ARN the stack was not given.
+fn kms_hint(code: Option<&str>, message: Option<&str>) -> Option<&'static str> {
+    let kms = message.is_some_and(|m| m.contains("KMS") || m.contains("kms"));
+    match code {
+        Some("DecryptionFailure") => Some(KMS_HINT),
+        Some("AccessDeniedException") if kms => Some(KMS_HINT),
+        _ => None,
+    }
+}
+
+const KMS_HINT: &str = " (the secret is encrypted with a KMS key this function may not use: \
+    deploy with StripeSecretKmsKeyArn=<the key's ARN>, which grants kms:Decrypt through \
+    Secrets Manager only)";
 
 /// Reads the Secrets Manager secret again when asked: the ingress does so after a
 /// signature matches none of its secrets (at most once a minute), so that a deploy that
@@ -255,4 +277,31 @@ pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, Config
             d.duplicate_charge_secs,
         )?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_the_function_may_not_decrypt_names_the_parameter_that_fixes_it() {
+        // The messages Secrets Manager gives when the role lacks kms:Decrypt on the key.
+        let denied = kms_hint(
+            Some("AccessDeniedException"),
+            Some("Access to KMS is not allowed"),
+        );
+        assert!(denied.is_some_and(|h| h.contains("StripeSecretKmsKeyArn")));
+        assert!(kms_hint(
+            Some("DecryptionFailure"),
+            Some("Secrets Manager can't decrypt the protected secret text using the provided KMS key.")
+        )
+        .is_some());
+        // A missing secret or a plain permission error is not a KMS matter.
+        assert!(kms_hint(Some("ResourceNotFoundException"), Some("not found")).is_none());
+        assert!(kms_hint(
+            Some("AccessDeniedException"),
+            Some("not authorized to perform: secretsmanager:GetSecretValue")
+        )
+        .is_none());
+    }
 }
