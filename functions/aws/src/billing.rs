@@ -43,7 +43,21 @@ pub struct DynamoBilling {
     /// The largest value this process has written per (counter item, metric): a maximum
     /// that is not larger needs no write. Most events then skip the maxima entirely.
     maxima_written: std::sync::Arc<std::sync::Mutex<HashMap<(String, String), i64>>>,
+    /// The counter shard this process adds to (0: the hour's own item); moved on after a
+    /// conflict or a throttle.
+    shard: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Shard items this process has registered on their hour's item.
+    registered: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
+
+/// How many items an hour's sum counters may be spread over: the hour's own item
+/// (`live#<hour>`, shard 0) and up to 7 more (`live#<hour>#<k>`). A process adds to one of
+/// them, starting with the hour's item, and moves to another when its commit conflicts
+/// or is throttled, so concurrent workers stop queueing on one hot item. Before it first
+/// adds to shard k of an hour it records k in that hour's item (`shards`), and the detector
+/// reads the hour items, then only the shards they name: at low volume nothing is
+/// sharded and reads cost what they did. The README's scaling notes give the numbers.
+pub const COUNTER_SHARDS: u32 = 8;
 
 /// `max_received_at` moves with every delivery; writing it once a minute is enough for the
 /// delivery-gap signal, which needs an hour or more of silence.
@@ -95,7 +109,71 @@ impl DynamoBilling {
             counters_table: counters_table.into(),
             alerts_table: None,
             maxima_written: Default::default(),
+            shard: Default::default(),
+            registered: Default::default(),
         }
+    }
+
+    /// Adds to this counter shard (tests place writers on chosen shards).
+    pub fn with_counter_shard(self, shard: u32) -> Self {
+        self.shard
+            .store(shard % COUNTER_SHARDS, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    fn counter_shard(&self) -> u32 {
+        self.shard.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// After a conflict or a throttle, the next attempt adds to another shard (never the
+    /// hour's own item again: that is the one everybody starts on).
+    fn next_counter_shard(&self) {
+        let _ = self.shard.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |s| Some(1 + (s + spread()) % (COUNTER_SHARDS - 1)),
+        );
+    }
+
+    /// Records the shards this commit adds to on their hours' items, once per process,
+    /// before anything is added to them: the detector never misses a shard with counts.
+    async fn register_shards(&self, commit: &BillingCommit) -> Result<(), CommitError> {
+        let shard = self.counter_shard();
+        if shard == 0 {
+            return Ok(());
+        }
+        let hours: BTreeSet<(bool, i64)> = commit
+            .events
+            .iter()
+            .flat_map(|e| &e.counters)
+            .filter(|u| u.metric.aggregation() == Aggregation::Sum)
+            .map(|u| (u.livemode, u.hour))
+            .collect();
+        for (livemode, hour) in hours {
+            let shard_pk = counter_shard_pk(livemode, hour, shard);
+            let known = self
+                .registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&shard_pk);
+            if known {
+                continue;
+            }
+            self.client
+                .update_item()
+                .table_name(&self.counters_table)
+                .key(PK, s(counter_pk(livemode, hour)))
+                .update_expression("ADD shards :k")
+                .expression_attribute_values(":k", AttributeValue::Ns(vec![shard.to_string()]))
+                .send()
+                .await
+                .map_err(write_error)?;
+            self.registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(shard_pk);
+        }
+        Ok(())
     }
 
     pub fn with_alerts_table(mut self, table: impl Into<String>) -> Self {
@@ -201,7 +279,7 @@ impl DynamoBilling {
             .filter(|u| u.metric.aggregation() == Aggregation::Sum)
         {
             *by_item
-                .entry(counter_pk(u.livemode, u.hour))
+                .entry(counter_shard_pk(u.livemode, u.hour, self.counter_shard()))
                 .or_default()
                 .entry(u.metric.name())
                 .or_default() += u.value;
@@ -437,13 +515,19 @@ impl BillingStore for DynamoBilling {
         // transaction then conflicts, writing them again does no harm.
         self.apply_maxima(commit).await?;
         self.link_charges(commit).await?;
-        self.client
+        self.register_shards(commit).await?;
+        let result = self
+            .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
             .await
             .map(|_| ())
-            .map_err(transaction_error)
+            .map_err(transaction_error);
+        if matches!(result, Err(CommitError::Conflict | CommitError::Throttled)) {
+            self.next_counter_shard();
+        }
+        result
     }
 
     /// One conditional update per waiting entry: it takes the lease only if no one holds
@@ -655,8 +739,32 @@ where
     }
 }
 
+/// The counter item of an hour: its maxima, and the sums written before sharding.
 pub fn counter_pk(livemode: bool, hour: i64) -> String {
     format!("{}#{hour}", if livemode { "live" } else { "test" })
+}
+
+/// The item of one shard of an hour's sums (shard 0 is the hour's own item).
+pub fn counter_shard_pk(livemode: bool, hour: i64, shard: u32) -> String {
+    match shard {
+        0 => counter_pk(livemode, hour),
+        k => format!("{}#{k}", counter_pk(livemode, hour)),
+    }
+}
+
+/// A step to the next shard that differs between processes (time and pid), so that
+/// workers that conflicted with each other do not move to the same shard. Not a secret.
+fn spread() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    1 + (nanos ^ std::process::id().wrapping_mul(0x9E37_79B9)) % (COUNTER_SHARDS - 1)
+}
+
+/// The hour of a counter item (`live#<hour>` or `live#<hour>#<shard>`).
+fn hour_of_item(item: &HashMap<String, AttributeValue>) -> Option<i64> {
+    item.get(PK)?.as_s().ok()?.split('#').nth(1)?.parse().ok()
 }
 
 /// Reads the hourly counters (the anomaly detector needs nothing else of the worker's state).
@@ -677,7 +785,8 @@ impl DynamoCounters {
 
 impl CountersReader for DynamoCounters {
     /// Hourly counters for one mode over [from, to), plus the all-time gauges of hour 0:
-    /// hour → metric → value. One small item per hour, read 100 at a time, whatever the
+    /// hour → metric → value. Per hour, its item and its shards (a few small items),
+    /// read 100 at a time and combined (sums add, maxima take the largest), whatever the
     /// event volume.
     async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
         let mut hours = vec![0];
@@ -687,24 +796,48 @@ impl CountersReader for DynamoCounters {
             hour += 3600;
         }
         let keys: Vec<String> = hours.iter().map(|h| counter_pk(livemode, *h)).collect();
+        let mut items = batch_get(&self.client, &self.table, &keys).await?;
+        // The shards the hour items name, if any (only under contention).
+        let shard_keys: Vec<String> = items
+            .iter()
+            .filter_map(|item| {
+                let hour = hour_of_item(item)?;
+                let shards = item.get("shards")?.as_ns().ok()?;
+                Some((hour, shards.clone()))
+            })
+            .flat_map(|(hour, shards)| {
+                shards
+                    .into_iter()
+                    .filter_map(|k| k.parse::<u32>().ok())
+                    .filter(|k| (1..COUNTER_SHARDS).contains(k))
+                    .map(move |k| counter_shard_pk(livemode, hour, k))
+            })
+            .collect();
+        if !shard_keys.is_empty() {
+            items.extend(batch_get(&self.client, &self.table, &shard_keys).await?);
+        }
         let mut out = Series::new();
-        for item in batch_get(&self.client, &self.table, &keys).await? {
-            let Some(hour) = item
-                .get(PK)
-                .and_then(|v| v.as_s().ok())
-                .and_then(|pk| pk.split_once('#'))
-                .and_then(|(_, h)| h.parse::<i64>().ok())
-            else {
+        for item in items {
+            let Some(hour) = hour_of_item(&item) else {
                 continue;
             };
+            let combined = out.entry(hour).or_default();
             // A name this build does not know is skipped, never misread.
-            let metrics = item
-                .into_iter()
-                .filter(|(k, _)| k != PK)
-                .filter_map(|(k, v)| Some((Metric::parse(&k)?, v.as_n().ok()?.parse().ok()?)))
-                .collect();
-            out.insert(hour, metrics);
+            for (name, value) in item.into_iter().filter(|(k, _)| k != PK) {
+                let (Some(metric), Some(value)) = (
+                    Metric::parse(&name),
+                    value.as_n().ok().and_then(|v| v.parse::<i64>().ok()),
+                ) else {
+                    continue;
+                };
+                let aggregation = metric.aggregation();
+                combined
+                    .entry(metric)
+                    .and_modify(|v| *v = aggregation.combine(*v, value))
+                    .or_insert(value);
+            }
         }
+        out.retain(|_, metrics| !metrics.is_empty());
         Ok(out)
     }
 }

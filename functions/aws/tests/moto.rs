@@ -194,3 +194,100 @@ async fn signing_secrets_come_from_secrets_manager_at_cold_start() {
     );
     std::env::remove_var("STRIPE_WEBHOOK_SECRET_ARN");
 }
+
+#[tokio::test]
+async fn counters_added_on_different_shards_read_back_as_one_hour() {
+    use revguard_core::billing::CounterUpdate;
+    use revguard_core::metric::Metric;
+    use revguard_core::ports::{AppliedEvent, BillingCommit, BillingStore, CountersReader};
+
+    let client = aws_sdk_dynamodb::Client::new(&moto_config().await);
+    let (state, counters) = (unique_name("state"), unique_name("counters"));
+    for t in [&state, &counters] {
+        create_pk_table(&client, t).await.expect("create table");
+    }
+    let hour = 1_768_003_200;
+    let commit = |event_id: &str, failed: i64, lag: i64| BillingCommit {
+        events: vec![AppliedEvent {
+            event_id: event_id.into(),
+            received_at: hour + 60,
+            counters: vec![
+                CounterUpdate {
+                    livemode: true,
+                    hour,
+                    metric: Metric::PaymentsFailed,
+                    value: failed,
+                },
+                CounterUpdate {
+                    livemode: true,
+                    hour,
+                    metric: Metric::LagMaxSecs,
+                    value: lag,
+                },
+                CounterUpdate {
+                    livemode: true,
+                    hour: 0,
+                    metric: Metric::MrrTotal("usd".into()),
+                    value: failed * 100,
+                },
+            ],
+            findings: vec![],
+            notifications: vec![],
+        }],
+        now: hour + 60,
+        ..Default::default()
+    };
+    // Three processes on two shards (two of them share shard 3; shard 0 is where every
+    // process starts, the hour's own item).
+    let writers = [0, 3, 3].map(|shard| {
+        DynamoBilling::new(client.clone(), &state, &counters).with_counter_shard(shard)
+    });
+    for (i, (w, (failed, lag))) in writers.iter().zip([(2, 30), (3, 90), (4, 10)]).enumerate() {
+        w.commit(&commit(&format!("evt_shard_{i}"), failed, lag))
+            .await
+            .unwrap();
+    }
+
+    let series = writers[0]
+        .counters_reader()
+        .counters(true, hour, hour + 3600)
+        .await
+        .unwrap();
+    assert_eq!(
+        series[&hour][&Metric::PaymentsFailed],
+        9,
+        "sums add over shards"
+    );
+    assert_eq!(
+        series[&hour][&Metric::LagMaxSecs],
+        90,
+        "maxima take the largest"
+    );
+    assert_eq!(
+        series[&0][&Metric::MrrTotal("usd".into())],
+        900,
+        "the all-time gauges are sharded too"
+    );
+
+    let mut keys: Vec<String> = client
+        .scan()
+        .table_name(&counters)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter_map(|i| i.get("pk")?.as_s().ok().cloned())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "live#0".to_owned(),
+            "live#0#3".into(),
+            format!("live#{hour}"),
+            format!("live#{hour}#3"),
+        ],
+        "shard 0 is the hour's item (with the maxima and the shards it names)"
+    );
+}

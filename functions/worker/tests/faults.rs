@@ -170,6 +170,21 @@ async fn a_renewal_burst_under_throttles_conflicts_and_5xx_loses_and_doubles_not
     let clean = moto_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&clean);
     let sqs = aws_sdk_sqs::Client::new(&clean);
+    let shard_items: Vec<String> = dynamodb
+        .scan()
+        .table_name(&env.counters_table)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter_map(|i| i.get("pk")?.as_s().ok().cloned())
+        .filter(|pk| pk.matches('#').count() == 2)
+        .collect();
+    assert!(
+        !shard_items.is_empty(),
+        "conflicts and throttles moved workers off the hour's own counter item"
+    );
     let totals = DynamoCounters::new(dynamodb, &env.counters_table)
         .counters(true, HOUR, HOUR + 2 * 3600)
         .await
@@ -208,10 +223,11 @@ async fn a_renewal_burst_under_throttles_conflicts_and_5xx_loses_and_doubles_not
     let injected = injector.injected();
     eprintln!(
         "{} events, {WORKERS} workers: {} deliveries, {} redeliveries, 0 dead letters; \
-         injected {:?}; calls {:?}; notifications published more than once: {}",
+         counter shard items {}; injected {:?}; calls {:?}; notifications published more than once: {}",
         2 * RENEWALS,
         deliveries.lock().unwrap(),
         redeliveries.lock().unwrap(),
+        shard_items.len(),
         injected,
         injector.calls(),
         doubled.len()
