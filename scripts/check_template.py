@@ -72,7 +72,11 @@ check(len(kms) == 1 and kms[0][1]["Action"] == ["kms:Decrypt"] and ref(kms[0][1]
 q = res["EventsQueue"]["Properties"]
 check(getatt(q["RedrivePolicy"]["deadLetterTargetArn"]) == "EventsDeadLetterQueue", "the events queue redrives to its dead-letter queue")
 check(ref(q["RedrivePolicy"]["maxReceiveCount"]) == "MaxReceiveCount", "the receive count before the DLQ is a parameter")
+check(int(params["MaxReceiveCount"]["Default"]) >= 20,
+      "20 receives by default: with the worker's redelivery backoff, at least 2.4 h of outage before a dead letter")
 worker = functions["WorkerFunction"]["Properties"]
+check(ref(worker["Environment"]["Variables"].get("REVGUARD_QUEUE_URL")) == "EventsQueue",
+      "the worker knows its queue, to delay failed messages (ChangeMessageVisibility)")
 check(q["VisibilityTimeout"] >= 6 * worker["Timeout"], "visibility timeout is at least 6 × the worker timeout")
 sqs_event = worker["Events"]["Queue"]["Properties"]
 check("ReportBatchItemFailures" in sqs_event.get("FunctionResponseTypes", []), "the worker reports partial batch failures")

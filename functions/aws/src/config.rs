@@ -201,6 +201,8 @@ pub struct WorkerEnv {
     pub counters_table: String,
     pub notifications_topic_arn: String,
     pub alerts_table: String,
+    /// The events queue, whose failed messages the worker hides for their backoff.
+    pub queue_url: String,
     /// Where poison messages go at once (the queue's dead-letter queue).
     pub dead_letter_queue_url: String,
     /// Deliveries after which a transiently failing message is dead-lettered (the queue's
@@ -216,8 +218,12 @@ impl WorkerEnv {
             counters_table: required("REVGUARD_COUNTERS_TABLE")?,
             notifications_topic_arn: required("REVGUARD_NOTIFICATIONS_TOPIC_ARN")?,
             alerts_table: required("REVGUARD_ALERTS_TABLE")?,
+            queue_url: required("REVGUARD_QUEUE_URL")?,
             dead_letter_queue_url: required("REVGUARD_DEAD_LETTER_QUEUE_URL")?,
-            max_receives: optional_parsed("REVGUARD_MAX_RECEIVES", 5)?,
+            max_receives: optional_parsed(
+                "REVGUARD_MAX_RECEIVES",
+                revguard_core::worker::ConsumeRules::default().max_receives,
+            )?,
         })
     }
 }

@@ -23,7 +23,7 @@ pub use config::{
 };
 pub use dynamo::DynamoEventLog;
 pub use sns::SnsNotifier;
-pub use sqs::{SqsDeadLetters, SqsQueue};
+pub use sqs::{SqsDeadLetters, SqsQueue, SqsRedelivery};
 
 /// JSON logs for Lambda (CloudWatch stamps each line), filtered by `RUST_LOG` (default
 /// `info`), with the current span's fields (event id and type) on every line.

@@ -93,3 +93,68 @@ impl DeadLetters for SqsDeadLetters {
         Ok(())
     }
 }
+
+/// Hides messages that failed transiently for their backoff (`ChangeMessageVisibility`),
+/// so that a long outage costs one receive per backoff and not one per visibility
+/// timeout: the receive count, not the clock, is what sends a message to the DLQ.
+#[derive(Clone, Debug)]
+pub struct SqsRedelivery {
+    client: Client,
+    queue_url: String,
+}
+
+/// One message to hide: its id, its receipt handle, and for how long.
+pub type Hide = (String, String, std::time::Duration);
+
+impl SqsRedelivery {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// Hides each message for its delay (SQS caps a visibility at 12 hours). Returns the
+    /// ids that could not be hidden: they come back after the queue's visibility timeout
+    /// instead, which only spends a receive sooner.
+    pub async fn hide(&self, messages: &[Hide]) -> Vec<String> {
+        let mut not_hidden = Vec::new();
+        for chunk in messages.chunks(10) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, receipt, delay))| {
+                    aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(delay.as_secs().min(43_200) as i32)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            match self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    for failed in out.failed() {
+                        let index: usize = failed.id().parse().unwrap_or(usize::MAX);
+                        if let Some((id, _, _)) = chunk.get(index) {
+                            tracing::warn!(message = %id, code = failed.code(), "cannot delay the redelivery");
+                            not_hidden.push(id.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %revguard_core::error_chain(&e), "cannot delay the redeliveries");
+                    not_hidden.extend(chunk.iter().map(|(id, _, _)| id.clone()));
+                }
+            }
+        }
+        not_hidden
+    }
+}

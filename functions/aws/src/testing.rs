@@ -181,6 +181,7 @@ impl MotoStack {
             counters_table: self.counters_table.clone(),
             notifications_topic_arn: self.notifications_topic.clone(),
             alerts_table: self.alerts_table.clone(),
+            queue_url: self.queue_url.clone(),
             dead_letter_queue_url: self.dead_letter_queue_url.clone(),
             max_receives: revguard_core::worker::ConsumeRules::default().max_receives,
         }

@@ -30,6 +30,29 @@ impl Backoff {
         max_attempts: 6,
     };
 
+    /// Redelivery of a message whose failure is transient (a store or publisher outage):
+    /// the queue hides it for the delay, so an outage costs a delivery per delay, not per
+    /// visibility timeout. With the worker's 20 receives this rides out two hours of
+    /// outage before a message is dead-lettered ([`Backoff::survives`]).
+    pub const REDELIVERY: Backoff = Backoff {
+        base: Duration::from_secs(30),
+        cap: Duration::from_secs(1200),
+        max_attempts: 20,
+    };
+
+    /// Like [`Backoff::delay`], but at least half the ceiling ("equal jitter"): for
+    /// redeliveries, where the total time the attempts cover must be known.
+    pub fn delay_at_least_half(&self, attempt: u32, seed: u64) -> Duration {
+        let half = self.ceiling(attempt) / 2;
+        half + self.delay(attempt, seed) / 2
+    }
+
+    /// The least time that `max_attempts` attempts spaced by
+    /// [`Backoff::delay_at_least_half`] span, from the first to the last.
+    pub fn survives(&self) -> Duration {
+        (1..self.max_attempts).map(|a| self.ceiling(a) / 2).sum()
+    }
+
     /// How long to wait before attempt `attempt + 1` (attempts count from 1), given a
     /// jitter seed: uniform in [0, min(cap, base × 2^(attempt−1))) ("full jitter"), so
     /// that workers that collided once spread out instead of colliding again.
@@ -99,5 +122,22 @@ mod tests {
             "about half below the middle: {low}"
         );
         assert!(!b.gives_up_after(5) && b.gives_up_after(6));
+        for attempt in 1..10 {
+            for seed in 0..200 {
+                let d = b.delay_at_least_half(attempt, seed);
+                assert!(d >= b.ceiling(attempt) / 2 && d < b.ceiling(attempt));
+            }
+        }
+    }
+
+    #[test]
+    fn redeliveries_outlast_a_two_hour_outage() {
+        // The old budget: 5 receives at a fixed 180 s visibility, 15 minutes.
+        assert!(Backoff::REDELIVERY.survives() >= Duration::from_secs(2 * 3600));
+        assert!(
+            Backoff::REDELIVERY.survives() < Duration::from_secs(4 * 3600),
+            "but a message that can never apply is not held for most of a day: {:?}",
+            Backoff::REDELIVERY.survives()
+        );
     }
 }

@@ -40,25 +40,31 @@ impl Consumed {
 /// The consume rule's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsumeRules {
-    /// Deliveries after which a message that keeps failing transiently is dead-lettered.
+    /// Deliveries after which a message that keeps failing transiently is dead-lettered
+    /// (SQS: the queue's maxReceiveCount).
     pub max_receives: u32,
-    /// Backoff between commit attempts of one batch (conflicts).
+    /// Backoff between commit attempts of one batch (conflicts, throttles).
     pub commit: Backoff,
-    /// Backoff before a failed message is delivered again (queues that can delay it).
+    /// Backoff before a failed message is delivered again, by its receive count.
     pub redelivery: Backoff,
 }
 
 impl Default for ConsumeRules {
     fn default() -> Self {
         Self {
-            max_receives: 5,
+            max_receives: Backoff::REDELIVERY.max_attempts,
             commit: Backoff::COMMIT,
-            redelivery: Backoff {
-                base: std::time::Duration::from_secs(2),
-                cap: std::time::Duration::from_secs(300),
-                max_attempts: 5,
-            },
+            redelivery: Backoff::REDELIVERY,
         }
+    }
+}
+
+impl ConsumeRules {
+    /// How long the queue should hide a message that failed transiently on its
+    /// `receive_count`-th delivery.
+    pub fn redelivery_delay(&self, message: &Inbound) -> std::time::Duration {
+        self.redelivery
+            .delay_at_least_half(message.receive_count, seed_of(&message.id))
     }
 }
 

@@ -47,10 +47,7 @@ pub async fn run_once(
     for (message, outcome) in batch.iter().zip(&outcomes) {
         match outcome {
             Consumed::Retry(_) => {
-                let delay = worker.rules.redelivery.delay(
-                    message.receive_count,
-                    revguard_core::retry::seed_of(&message.id),
-                );
+                let delay = worker.rules.redelivery_delay(message);
                 retry.push((message.id.clone(), now + delay.as_secs().max(1) as i64));
             }
             // Dead letters left the queue already.

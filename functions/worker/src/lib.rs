@@ -1,16 +1,39 @@
 //! The worker Lambda: SQS batch shapes to the core worker use case and back. The use case
 //! applies the batch and says, per message, whether SQS may forget it; the others are
-//! reported as `batchItemFailures`, so one failure never holds back its neighbours.
+//! reported as `batchItemFailures`, so one failure never holds back its neighbours, and
+//! hidden for their backoff (`ChangeMessageVisibility`), so that an outage spends the
+//! receive count slowly. The invocation watches its deadline: what is not done shortly
+//! before the function's timeout is reported failed, never cut off mid-answer.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use revguard_aws::{DynamoBilling, DynamoEventLog, SnsNotifier, SqsDeadLetters, WorkerEnv};
+use std::time::Duration;
+
+use revguard_aws::{
+    DynamoBilling, DynamoEventLog, SnsNotifier, SqsDeadLetters, SqsRedelivery, WorkerEnv,
+};
 use revguard_core::billing::BillingPolicy;
 use revguard_core::ports::{Inbound, TokioPause};
-use revguard_core::worker::{ConsumeRules, Worker};
+use revguard_core::worker::{ConsumeRules, Consumed, Worker};
 
-/// The worker over DynamoDB, SNS and the SQS dead-letter queue.
-pub type LambdaWorker<N = SnsNotifier> =
+/// The worker use case over DynamoDB, SNS and the SQS dead-letter queue.
+pub type CoreWorker<N = SnsNotifier> =
     Worker<DynamoEventLog, DynamoBilling, N, SqsDeadLetters, TokioPause>;
+
+/// The worker function: the use case, and the queue whose failed messages it delays.
+pub struct LambdaWorker<N = SnsNotifier> {
+    pub worker: CoreWorker<N>,
+    pub redelivery: SqsRedelivery,
+}
+
+impl<N> std::ops::Deref for LambdaWorker<N> {
+    type Target = CoreWorker<N>;
+    fn deref(&self) -> &Self::Target {
+        &self.worker
+    }
+}
+
+/// Time kept back from the function's deadline for answering and delaying redeliveries.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 
 /// An SQS record as the use case sees it.
 pub fn inbound(record: &SqsMessage) -> Inbound {
@@ -28,7 +51,7 @@ pub fn inbound(record: &SqsMessage) -> Inbound {
     }
 }
 
-/// Consumes the batch; the response names the messages to deliver again.
+/// Consumes the batch with no deadline; the response names the messages to deliver again.
 pub async fn handle_batch<N>(
     worker: &LambdaWorker<N>,
     batch: SqsEvent,
@@ -37,19 +60,63 @@ pub async fn handle_batch<N>(
 where
     N: revguard_core::ports::Publisher<revguard_core::billing::Notification>,
 {
+    handle_batch_within(worker, batch, now, None).await
+}
+
+/// Consumes the batch within `budget` (the time left before the function's deadline,
+/// less [`DEADLINE_MARGIN`]): if the budget runs out first, every message of the batch is
+/// reported failed (what was committed is applied once when they come back). Failed
+/// messages are hidden for their redelivery backoff.
+pub async fn handle_batch_within<N>(
+    worker: &LambdaWorker<N>,
+    batch: SqsEvent,
+    now: i64,
+    budget: Option<Duration>,
+) -> SqsBatchResponse
+where
+    N: revguard_core::ports::Publisher<revguard_core::billing::Notification>,
+{
     let messages: Vec<Inbound> = batch.records.iter().map(inbound).collect();
-    let outcomes = worker.consume(&messages, now).await;
+    let consume = worker.consume(&messages, now);
+    let outcomes = match budget {
+        None => consume.await,
+        Some(budget) => match tokio::time::timeout(budget, consume).await {
+            Ok(outcomes) => outcomes,
+            Err(_) => {
+                tracing::warn!(
+                    messages = messages.len(),
+                    budget_ms = budget.as_millis() as u64,
+                    "the invocation's deadline is near: the batch goes back to the queue"
+                );
+                vec![Consumed::Retry("the invocation's deadline came first".into()); messages.len()]
+            }
+        },
+    };
     let mut response = SqsBatchResponse::default();
-    for (message, outcome) in messages.iter().zip(outcomes) {
+    let mut hide = Vec::new();
+    for ((message, record), outcome) in messages.iter().zip(&batch.records).zip(outcomes) {
         if !outcome.is_done() {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = message.id.clone();
             response.batch_item_failures.push(failure);
+            if let Some(receipt) = &record.receipt_handle {
+                hide.push((
+                    message.id.clone(),
+                    receipt.clone(),
+                    worker.rules.redelivery_delay(message),
+                ));
+            }
         }
     }
+    let not_hidden = if hide.is_empty() {
+        Vec::new()
+    } else {
+        worker.redelivery.hide(&hide).await
+    };
     tracing::info!(
         messages = messages.len(),
         failures = response.batch_item_failures.len(),
+        delayed = hide.len() - not_hidden.len(),
         "batch consumed"
     );
     response
@@ -64,17 +131,20 @@ pub fn lambda_worker<N>(
     policy: BillingPolicy,
 ) -> LambdaWorker<N> {
     let (dynamodb, sqs) = clients;
-    Worker {
-        log: DynamoEventLog::new(dynamodb.clone(), &env.events_table),
-        billing: DynamoBilling::new(dynamodb, &env.state_table, &env.counters_table)
-            .with_alerts_table(&env.alerts_table),
-        notifier,
-        dead_letters: SqsDeadLetters::new(sqs, &env.dead_letter_queue_url),
-        pause: TokioPause,
-        policy,
-        rules: ConsumeRules {
-            max_receives: env.max_receives,
-            ..ConsumeRules::default()
+    LambdaWorker {
+        worker: Worker {
+            log: DynamoEventLog::new(dynamodb.clone(), &env.events_table),
+            billing: DynamoBilling::new(dynamodb, &env.state_table, &env.counters_table)
+                .with_alerts_table(&env.alerts_table),
+            notifier,
+            dead_letters: SqsDeadLetters::new(sqs.clone(), &env.dead_letter_queue_url),
+            pause: TokioPause,
+            policy,
+            rules: ConsumeRules {
+                max_receives: env.max_receives,
+                ..ConsumeRules::default()
+            },
         },
+        redelivery: SqsRedelivery::new(sqs, &env.queue_url),
     }
 }

@@ -3,7 +3,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use revguard_aws::{load_sdk_config, policy_from_env, SnsNotifier, WorkerEnv};
-use revguard_worker::{handle_batch, lambda_worker};
+use revguard_worker::{handle_batch_within, lambda_worker, DEADLINE_MARGIN};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -22,10 +22,15 @@ async fn main() -> Result<(), Error> {
     );
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs() as i64;
-        Ok::<SqsBatchResponse, Error>(handle_batch(worker, event.payload, now).await)
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let deadline = std::time::Duration::from_millis(event.context.deadline);
+        let budget = deadline
+            .saturating_sub(clock)
+            .saturating_sub(DEADLINE_MARGIN);
+        let now = clock.as_secs() as i64;
+        Ok::<SqsBatchResponse, Error>(
+            handle_batch_within(worker, event.payload, now, Some(budget)).await,
+        )
     }))
     .await
 }

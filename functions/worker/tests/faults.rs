@@ -355,3 +355,123 @@ async fn an_item_the_store_refuses_is_poison_and_its_neighbours_apply() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].contains("evt_paid_0"), "{}", dead[0]);
 }
+
+/// Sends `bodies` to the stack's events queue and receives them as the event source would,
+/// with real receipt handles; `visibility` 0 leaves them visible unless the worker hides
+/// them.
+async fn received(stack: &MotoStack, bodies: &[String]) -> SqsEvent {
+    for body in bodies {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.queue_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let records: Vec<Value> = out
+        .messages()
+        .iter()
+        .map(|m| {
+            let attributes: BTreeMap<String, String> = m
+                .attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
+                .unwrap_or_default();
+            json!({ "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": attributes, "messageAttributes": {} })
+        })
+        .collect();
+    assert_eq!(records.len(), bodies.len());
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+async fn visible(stack: &MotoStack) -> usize {
+    stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.queue_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap()
+        .messages()
+        .len()
+}
+
+#[tokio::test]
+async fn an_outage_hides_failed_messages_for_their_backoff_instead_of_spending_receives() {
+    // DynamoDB answers 503 to everything. Before, a failed message came back after the
+    // visibility timeout (here 0 s, as received): an outage spent a receive per timeout.
+    let (stack, injector) =
+        MotoStack::faulted(21, vec![Rule::new("dynamodb:*", Fault::Http503, 1.0)]).await;
+    let worker = lambda_worker(
+        (stack.dynamodb.clone(), stack.sqs.clone()),
+        &stack.worker_env(),
+        stack.notifier(),
+        BillingPolicy::default(),
+    );
+    let bodies: Vec<String> = burst().into_iter().take(2).collect();
+    let event = received(&stack, &bodies).await;
+    let response = handle_batch(&worker, event, HOUR + 3600).await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        2,
+        "nothing applies in an outage"
+    );
+    assert_eq!(
+        injector.calls().get("sqs:ChangeMessageVisibilityBatch"),
+        Some(&1)
+    );
+    assert_eq!(visible(&stack).await, 0, "both hidden for their backoff");
+    // The first redelivery waits 15–30 s; from the seventh on, 10–20 min (Backoff::REDELIVERY).
+    let rules = revguard_core::worker::ConsumeRules::default();
+    assert_eq!(rules.max_receives, 20);
+}
+
+#[tokio::test]
+async fn a_batch_that_outlives_its_budget_goes_back_whole_before_the_timeout() {
+    // Every DynamoDB call takes 2 s: the batch would apply, long after the invocation's
+    // time. Within a budget of 0.5 s the batch is reported failed and hidden instead.
+    let (stack, injector) = MotoStack::faulted(
+        22,
+        vec![Rule::new(
+            "dynamodb:*",
+            Fault::Latency(std::time::Duration::from_secs(2)),
+            1.0,
+        )],
+    )
+    .await;
+    let worker = lambda_worker(
+        (stack.dynamodb.clone(), stack.sqs.clone()),
+        &stack.worker_env(),
+        stack.notifier(),
+        BillingPolicy::default(),
+    );
+    let bodies: Vec<String> = burst().into_iter().take(2).collect();
+    let event = received(&stack, &bodies).await;
+    let response = revguard_worker::handle_batch_within(
+        &worker,
+        event,
+        HOUR + 3600,
+        Some(std::time::Duration::from_millis(500)),
+    )
+    .await;
+    assert_eq!(response.batch_item_failures.len(), 2);
+    assert_eq!(
+        injector.calls().get("sqs:ChangeMessageVisibilityBatch"),
+        Some(&1)
+    );
+    assert_eq!(visible(&stack).await, 0);
+}
