@@ -140,6 +140,29 @@ alarms = {getattr_name: a for getattr_name, a in of_type("AWS::CloudWatch::Alarm
 for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning"):
     check(name in alarms and {"Ref": "AlertsTopic"} in alarms[name]["Properties"].get("AlarmActions", []), f"alarm {name} goes to the alerts topic")
 
+import json
+import re
+
+body, names = res["HealthDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+known = set(res) | set(names) | {"AWS::Region", "AWS::StackName"}
+referenced = set(re.findall(r"\$\{([^}]+)\}", body))
+check(referenced <= known, f"the dashboard names only the stack's resources: {sorted(referenced - known)}")
+try:
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+except ValueError as e:
+    widgets = []
+    check(False, f"the dashboard body is JSON: {e}")
+text = json.dumps(widgets)
+for what, needle in (("webhooks accepted and rejected", '"4xx"'), ("queue depth", "ApproximateNumberOfMessagesVisible"),
+                     ("oldest age", "ApproximateAgeOfOldestMessage"), ("dead letters", "\"dead letters\""),
+                     ("commit retries", "CommitRetries"), ("DynamoDB conflicts", "TransactionConflict"),
+                     ("throttles", "ThrottledRequests"), ("write units", "ConsumedWriteCapacityUnits"),
+                     ("Lambda errors", '"Errors"'), ("durations", '"Duration"'), ("cold starts", "initDurationMs")):
+    check(needle in text, f"the dashboard shows {what}")
+retries = res["CommitRetriesMetric"]["Properties"]
+check(ref(retries["LogGroupName"]) == "WorkerLogs" and "commit retried" in retries["FilterPattern"],
+      "commit retries are counted from the worker's log line (core/src/worker.rs: \"commit retried\")")
+
 for kind, prop in (("AWS::DynamoDB::Table", "TableName"), ("AWS::SQS::Queue", "QueueName"), ("AWS::SNS::Topic", "TopicName")):
     check(all(prop not in r["Properties"] for r in of_type(kind).values()), f"no hard-coded {prop}")
 check(all("FunctionName" not in f["Properties"] for f in functions.values()), "no hard-coded FunctionName")
@@ -147,6 +170,32 @@ check(all("FunctionName" not in f["Properties"] for f in functions.values()), "n
 outputs = t["Outputs"]
 for name in ("WebhookUrl", "AlertsTopicArn", "NotificationsTopicArn", "DeadLetterQueueUrl", "EventsTableName", "StateTableName", "CountersTableName", "AlertsTableName"):
     check(name in outputs, f"output {name}")
+
+# infra/ci-deploy-role.yaml: CloudFormation's execution role must cover every resource
+# type template.yaml declares, or a CI deploy fails halfway.
+ci = cfn_yaml.load(str(ROOT / "infra" / "ci-deploy-role.yaml"))
+ci_actions = set()
+for st in ci["Resources"]["ExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
+    ci_actions |= set(st["Action"])
+needs = {
+    "AWS::Serverless::Function": ["lambda:CreateFunction", "iam:CreateRole", "iam:PassRole"],
+    "AWS::Serverless::HttpApi": ["apigateway:POST"],
+    "AWS::DynamoDB::Table": ["dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"],
+    "AWS::SQS::Queue": ["sqs:CreateQueue"],
+    "AWS::SQS::QueuePolicy": ["sqs:SetQueueAttributes"],
+    "AWS::SNS::Topic": ["sns:CreateTopic"],
+    "AWS::SNS::Subscription": ["sns:Subscribe"],
+    "AWS::SecretsManager::Secret": ["secretsmanager:CreateSecret"],
+    "AWS::Logs::LogGroup": ["logs:CreateLogGroup"],
+    "AWS::Logs::MetricFilter": ["logs:PutMetricFilter"],
+    "AWS::CloudWatch::Alarm": ["cloudwatch:PutMetricAlarm"],
+    "AWS::CloudWatch::Dashboard": ["cloudwatch:PutDashboard"],
+}
+for kind in sorted({r["Type"] for r in res.values()}):
+    check(kind in needs and set(needs[kind]) <= ci_actions,
+          f"infra/ci-deploy-role.yaml lets CloudFormation create {kind}")
+check("scheduler:CreateSchedule" in ci_actions and "lambda:CreateEventSourceMapping" in ci_actions,
+      "infra/ci-deploy-role.yaml covers the schedule and the queue trigger the functions' events make")
 
 if failures:
     sys.exit(f"{len(failures)} template invariant(s) broken")

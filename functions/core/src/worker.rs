@@ -287,11 +287,17 @@ where
                     if !self.rules.commit.gives_up_after(attempt) =>
                 {
                     let delay = self.rules.commit.delay(attempt, seed);
-                    tracing::debug!(
+                    // One line per retry, counted by the stack's dashboard (a metric filter
+                    // on `message` and `reason`).
+                    let reason = match e {
+                        CommitError::Throttled => "throttled",
+                        _ => "conflict",
+                    };
+                    tracing::info!(
                         attempt,
+                        reason,
                         delay_ms = delay.as_millis() as u64,
-                        error = %e,
-                        "commit not taken; deciding again after a backoff"
+                        "commit retried"
                     );
                     self.pause.pause(delay).await;
                     attempt += 1;
