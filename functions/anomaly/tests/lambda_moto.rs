@@ -252,20 +252,18 @@ async fn an_event_level_alert_opens_once_and_resolves_even_when_its_finding_recu
     );
 }
 
-#[tokio::test]
-async fn a_throttled_alert_transaction_is_not_read_as_another_runs_work() {
-    // The worker writes through clean clients; the detector's calls go through the fault
-    // injector, which cancels its alert transaction for a throttled item (the SDK does not
-    // retry a cancelled transaction).
-    let (moto, injector) = revguard_aws::testing::MotoStack::faulted(
-        11,
-        vec![revguard_aws::faults::Rule::first_calls(
-            "dynamodb:TransactWriteItems",
-            revguard_aws::faults::Fault::ThrottledItem,
-            1,
-        )],
-    )
-    .await;
+/// A stack whose detector's clients go through a fault injector with these rules, a
+/// worker that writes through clean clients, and the detector.
+async fn faulted_detector(
+    seed: u64,
+    rules: Vec<revguard_aws::faults::Rule>,
+) -> (
+    MotoStack,
+    revguard_aws::faults::FaultInjector,
+    LambdaWorker,
+    Anomaly,
+) {
+    let (moto, injector) = MotoStack::faulted(seed, rules).await;
     let clean = revguard_aws::testing::moto_config().await;
     let worker = lambda_worker(
         (
@@ -276,6 +274,29 @@ async fn a_throttled_alert_transaction_is_not_read_as_another_runs_work() {
         revguard_aws::SnsNotifier::new(aws_sdk_sns::Client::new(&clean), &moto.notifications_topic),
         BillingPolicy::default(),
     );
+    let detector = anomaly(
+        moto.dynamodb.clone(),
+        moto.sns.clone(),
+        &moto.anomaly_env(),
+        DetectConfig::default(),
+    );
+    (moto, injector, worker, detector)
+}
+
+#[tokio::test]
+async fn a_throttled_alert_transaction_is_not_read_as_another_runs_work() {
+    // The worker writes through clean clients; the detector's calls go through the fault
+    // injector, which cancels its alert transaction for a throttled item (the SDK does not
+    // retry a cancelled transaction).
+    let (_, injector, worker, detector) = faulted_detector(
+        11,
+        vec![revguard_aws::faults::Rule::first_calls(
+            "dynamodb:TransactWriteItems",
+            revguard_aws::faults::Fault::ThrottledItem,
+            1,
+        )],
+    )
+    .await;
     let batch: SqsEvent = serde_json::from_value(json!({ "Records": [
         { "messageId": "m1", "receiptHandle": "r1", "body": refund(1, NOW - 600, 90_000), "attributes": {}, "messageAttributes": {} }
     ] }))
@@ -284,12 +305,6 @@ async fn a_throttled_alert_transaction_is_not_read_as_another_runs_work() {
         .await
         .batch_item_failures
         .is_empty());
-    let detector = anomaly(
-        moto.dynamodb.clone(),
-        moto.sns.clone(),
-        &moto.anomaly_env(),
-        DetectConfig::default(),
-    );
 
     // Throttled: the run fails and leaves the finding pending, not consumed.
     assert!(detector.run(NOW).await.is_err());
@@ -312,7 +327,7 @@ async fn overlapping_runs_started_apart_publish_each_transition_once() {
     // after the first, reads the alert store while the first run's committed messages are
     // still in the outbox, being published. Before outbox entries were leased, the second
     // run published them again.
-    let (moto, injector) = revguard_aws::testing::MotoStack::faulted(
+    let (moto, injector, worker, detector) = faulted_detector(
         12,
         vec![revguard_aws::faults::Rule::new(
             "sns:Publish",
@@ -321,16 +336,6 @@ async fn overlapping_runs_started_apart_publish_each_transition_once() {
         )],
     )
     .await;
-    let clean = revguard_aws::testing::moto_config().await;
-    let worker = lambda_worker(
-        (
-            aws_sdk_dynamodb::Client::new(&clean),
-            aws_sdk_sqs::Client::new(&clean),
-        ),
-        &moto.worker_env(),
-        revguard_aws::SnsNotifier::new(aws_sdk_sns::Client::new(&clean), &moto.notifications_topic),
-        BillingPolicy::default(),
-    );
     let records: Vec<Value> = (0..3)
         .map(|i| json!({ "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"),
             "body": refund(i, NOW - 600 + i as i64, 90_000), "attributes": {}, "messageAttributes": {} }))
@@ -340,12 +345,6 @@ async fn overlapping_runs_started_apart_publish_each_transition_once() {
         .await
         .batch_item_failures
         .is_empty());
-    let detector = anomaly(
-        moto.dynamodb.clone(),
-        moto.sns.clone(),
-        &moto.anomaly_env(),
-        DetectConfig::default(),
-    );
 
     let first = detector.run(NOW);
     let second = async {
@@ -368,7 +367,7 @@ async fn overlapping_runs_started_apart_publish_each_transition_once() {
     );
     let publishes = injector.calls().get("sns:Publish").copied().unwrap_or(0);
     assert_eq!(publishes, 4, "SNS counted one Publish per transition");
-    let subscriber = revguard_aws::testing::drain_queue(&moto.sqs, &moto.alerts_subscriber).await;
+    let subscriber = drain_queue(&moto.sqs, &moto.alerts_subscriber).await;
     assert_eq!(subscriber.len(), 4, "{subscriber:#?}");
     // Nothing is left behind for a later run either.
     assert!(detector.run(NOW + 60).await.unwrap().published.is_empty());

@@ -137,8 +137,7 @@ impl DynamoBilling {
 
     /// Records the shards this commit adds to on their hours' items, once per process,
     /// before anything is added to them: the detector never misses a shard with counts.
-    async fn register_shards(&self, commit: &BillingCommit) -> Result<(), CommitError> {
-        let shard = self.counter_shard();
+    async fn register_shards(&self, commit: &BillingCommit, shard: u32) -> Result<(), CommitError> {
         if shard == 0 {
             return Ok(());
         }
@@ -221,7 +220,11 @@ impl DynamoBilling {
             .build())
     }
 
-    fn transaction(&self, commit: &BillingCommit) -> Result<Vec<TransactWriteItem>, StoreError> {
+    fn transaction(
+        &self,
+        commit: &BillingCommit,
+        shard: u32,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let now = commit.now;
         let mut items = Vec::new();
         for e in &commit.events {
@@ -279,7 +282,7 @@ impl DynamoBilling {
             .filter(|u| u.metric.aggregation() == Aggregation::Sum)
         {
             *by_item
-                .entry(counter_shard_pk(u.livemode, u.hour, self.counter_shard()))
+                .entry(counter_shard_pk(u.livemode, u.hour, shard))
                 .or_default()
                 .entry(u.metric.name())
                 .or_default() += u.value;
@@ -507,7 +510,9 @@ impl BillingStore for DynamoBilling {
     }
 
     async fn commit(&self, commit: &BillingCommit) -> Result<(), CommitError> {
-        let items = self.transaction(commit)?;
+        // One shard for the whole commit: the one it registers is the one it adds to.
+        let shard = self.counter_shard();
+        let items = self.transaction(commit, shard)?;
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(CommitError::TooLarge);
         }
@@ -515,7 +520,7 @@ impl BillingStore for DynamoBilling {
         // transaction then conflicts, writing them again does no harm.
         self.apply_maxima(commit).await?;
         self.link_charges(commit).await?;
-        self.register_shards(commit).await?;
+        self.register_shards(commit, shard).await?;
         let result = self
             .client
             .transact_write_items()

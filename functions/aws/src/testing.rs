@@ -341,3 +341,56 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
         all.extend(batch.into_iter().filter_map(|m| m.body));
     }
 }
+
+/// Receives up to 10 messages of the queue and shapes them as Lambda's SQS event source
+/// does (`{"Records": [...]}` with real receipt handles and system attributes), for a
+/// test to deserialize into its event type. `visibility`, if given, is the receive's
+/// visibility timeout (0 leaves them visible unless the worker hides them).
+pub async fn receive_as_event_source(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    visibility: Option<i32>,
+) -> serde_json::Value {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .set_visibility_timeout(visibility)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive");
+    let records: Vec<serde_json::Value> = out
+        .messages()
+        .iter()
+        .map(|m| {
+            let attributes: std::collections::BTreeMap<&str, &str> = m
+                .attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+                .unwrap_or_default();
+            serde_json::json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:input",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
+/// The `pk` of every item of a table (one Scan page: tests' tables are small).
+pub async fn table_keys(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
+    let mut keys: Vec<String> = dynamodb
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan")
+        .items()
+        .iter()
+        .filter_map(|i| i.get("pk")?.as_s().ok().cloned())
+        .collect();
+    keys.sort();
+    keys
+}

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use revguard_aws::provision::{
     create_alerts_table, create_events_table, create_pk_table, create_queue,
 };
-use revguard_aws::testing::{moto_config, unique_name, unreachable_config};
+use revguard_aws::testing::{moto_config, table_keys, unique_name, unreachable_config};
 use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SqsQueue};
 use revguard_core::contract;
 use revguard_core::ports::{EventLog, Queue, QueueError, StoreError};
@@ -269,17 +269,7 @@ async fn counters_added_on_different_shards_read_back_as_one_hour() {
         "the all-time gauges are sharded too"
     );
 
-    let mut keys: Vec<String> = client
-        .scan()
-        .table_name(&counters)
-        .send()
-        .await
-        .unwrap()
-        .items()
-        .iter()
-        .filter_map(|i| i.get("pk")?.as_s().ok().cloned())
-        .collect();
-    keys.sort();
+    let keys = table_keys(&client, &counters).await;
     assert_eq!(
         keys,
         [

@@ -358,17 +358,14 @@ where
         }
         if !pending.is_empty() {
             let report = publish_all(&pending, &self.notifier).await;
-            let unpublished: Vec<Notification> = pending
-                .iter()
-                .filter(|n| report.failed.iter().any(|(id, _)| id == &n.id))
-                .cloned()
-                .collect();
+            let mut unpublished: Vec<Notification> = Vec::new();
             for (id, error) in &report.failed {
                 if let Some(n) = pending.iter().find(|n| &n.id == id) {
                     not_out.insert(
                         n.event_id.clone(),
                         format!("publishing a notification failed: {error}"),
                     );
+                    unpublished.push(n.clone());
                 }
             }
             if let Err(e) = self

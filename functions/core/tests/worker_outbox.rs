@@ -59,9 +59,11 @@ fn delivery(id: &str, receive_count: u32) -> Inbound {
     }
 }
 
-#[tokio::test]
-async fn a_redelivery_while_the_first_worker_publishes_neither_doubles_nor_drops() {
-    let worker = Worker {
+type TestWorker =
+    Worker<MemoryEventLog, MemoryBilling, SlowFirstPublish, MemoryDeadLetters, CountedPause>;
+
+fn worker() -> TestWorker {
+    Worker {
         log: MemoryEventLog::default(),
         billing: MemoryBilling::default(),
         notifier: SlowFirstPublish::default(),
@@ -69,7 +71,12 @@ async fn a_redelivery_while_the_first_worker_publishes_neither_doubles_nor_drops
         pause: CountedPause::default(),
         policy: BillingPolicy::default(),
         rules: ConsumeRules::default(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_while_the_first_worker_publishes_neither_doubles_nor_drops() {
+    let worker = worker();
     let now = 1_800_000_000;
     let batch = [delivery("m1", 1)];
     let first = worker.consume(&batch, now);
@@ -116,15 +123,7 @@ async fn a_redelivery_while_the_first_worker_publishes_neither_doubles_nor_drops
 async fn notifications_a_crashed_worker_committed_go_out_once_its_lease_ends() {
     // A crash between commit and publish: the commit's lease holds the outbox entry; a
     // redelivery within the lease leaves it alone, one after the lease publishes it.
-    let worker = Worker {
-        log: MemoryEventLog::default(),
-        billing: MemoryBilling::default(),
-        notifier: SlowFirstPublish::default(),
-        dead_letters: MemoryDeadLetters::default(),
-        pause: CountedPause::default(),
-        policy: BillingPolicy::default(),
-        rules: ConsumeRules::default(),
-    };
+    let worker = worker();
     let now = 1_800_000_000;
     {
         // Every memory port is ready at once, so one poll runs the attempt up to its first

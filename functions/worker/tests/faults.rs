@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_aws::faults::{Fault, Rule};
-use revguard_aws::testing::{drain_queue, moto_config, MotoStack};
+use revguard_aws::testing::{
+    drain_queue, moto_config, receive_as_event_source, table_keys, MotoStack,
+};
 use revguard_aws::DynamoCounters;
 use revguard_core::billing::BillingPolicy;
 use revguard_core::metric::Metric;
@@ -170,15 +172,9 @@ async fn a_renewal_burst_under_throttles_conflicts_and_5xx_loses_and_doubles_not
     let clean = moto_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&clean);
     let sqs = aws_sdk_sqs::Client::new(&clean);
-    let shard_items: Vec<String> = dynamodb
-        .scan()
-        .table_name(&env.counters_table)
-        .send()
+    let shard_items: Vec<String> = table_keys(&dynamodb, &env.counters_table)
         .await
-        .unwrap()
-        .items()
-        .iter()
-        .filter_map(|i| i.get("pk")?.as_s().ok().cloned())
+        .into_iter()
         .filter(|pk| pk.matches('#').count() == 2)
         .collect();
     assert!(
@@ -246,6 +242,26 @@ async fn a_renewal_burst_under_throttles_conflicts_and_5xx_loses_and_doubles_not
     assert!(doubled.is_empty(), "published more than once: {doubled:?}");
 }
 
+/// A stack whose clients go through a fault injector with these rules, and the worker
+/// function over it.
+async fn faulted_worker(
+    seed: u64,
+    rules: Vec<Rule>,
+) -> (
+    MotoStack,
+    revguard_aws::faults::FaultInjector,
+    revguard_worker::LambdaWorker,
+) {
+    let (stack, injector) = MotoStack::faulted(seed, rules).await;
+    let worker = lambda_worker(
+        (stack.dynamodb.clone(), stack.sqs.clone()),
+        &stack.worker_env(),
+        stack.notifier(),
+        BillingPolicy::default(),
+    );
+    (stack, injector, worker)
+}
+
 /// One delivery of `bodies` to a fresh worker over a stack with these faults.
 async fn deliver_once(
     rules: Vec<Rule>,
@@ -255,13 +271,7 @@ async fn deliver_once(
     revguard_aws::faults::FaultInjector,
     MotoStack,
 ) {
-    let (stack, injector) = MotoStack::faulted(7, rules).await;
-    let worker = lambda_worker(
-        (stack.dynamodb.clone(), stack.sqs.clone()),
-        &stack.worker_env(),
-        stack.notifier(),
-        BillingPolicy::default(),
-    );
+    let (stack, injector, worker) = faulted_worker(7, rules).await;
     let batch: Vec<Queued> = bodies
         .into_iter()
         .enumerate()
@@ -357,8 +367,7 @@ async fn an_item_the_store_refuses_is_poison_and_its_neighbours_apply() {
 }
 
 /// Sends `bodies` to the stack's events queue and receives them as the event source would,
-/// with real receipt handles; `visibility` 0 leaves them visible unless the worker hides
-/// them.
+/// with real receipt handles, leaving them visible unless the worker hides them.
 async fn received(stack: &MotoStack, bodies: &[String]) -> SqsEvent {
     for body in bodies {
         stack
@@ -370,30 +379,10 @@ async fn received(stack: &MotoStack, bodies: &[String]) -> SqsEvent {
             .await
             .unwrap();
     }
-    let out = stack
-        .sqs
-        .receive_message()
-        .queue_url(&stack.queue_url)
-        .max_number_of_messages(10)
-        .visibility_timeout(0)
-        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let records: Vec<Value> = out
-        .messages()
-        .iter()
-        .map(|m| {
-            let attributes: BTreeMap<String, String> = m
-                .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
-                .unwrap_or_default();
-            json!({ "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
-                "attributes": attributes, "messageAttributes": {} })
-        })
-        .collect();
-    assert_eq!(records.len(), bodies.len());
-    serde_json::from_value(json!({ "Records": records })).unwrap()
+    let records = receive_as_event_source(&stack.sqs, &stack.queue_url, Some(0)).await;
+    let event: SqsEvent = serde_json::from_value(records).unwrap();
+    assert_eq!(event.records.len(), bodies.len());
+    event
 }
 
 async fn visible(stack: &MotoStack) -> usize {
@@ -414,14 +403,8 @@ async fn visible(stack: &MotoStack) -> usize {
 async fn an_outage_hides_failed_messages_for_their_backoff_instead_of_spending_receives() {
     // DynamoDB answers 503 to everything. Before, a failed message came back after the
     // visibility timeout (here 0 s, as received): an outage spent a receive per timeout.
-    let (stack, injector) =
-        MotoStack::faulted(21, vec![Rule::new("dynamodb:*", Fault::Http503, 1.0)]).await;
-    let worker = lambda_worker(
-        (stack.dynamodb.clone(), stack.sqs.clone()),
-        &stack.worker_env(),
-        stack.notifier(),
-        BillingPolicy::default(),
-    );
+    let (stack, injector, worker) =
+        faulted_worker(21, vec![Rule::new("dynamodb:*", Fault::Http503, 1.0)]).await;
     let bodies: Vec<String> = burst().into_iter().take(2).collect();
     let event = received(&stack, &bodies).await;
     let response = handle_batch(&worker, event, HOUR + 3600).await;
@@ -444,7 +427,7 @@ async fn an_outage_hides_failed_messages_for_their_backoff_instead_of_spending_r
 async fn a_batch_that_outlives_its_budget_goes_back_whole_before_the_timeout() {
     // Every DynamoDB call takes 2 s: the batch would apply, long after the invocation's
     // time. Within a budget of 0.5 s the batch is reported failed and hidden instead.
-    let (stack, injector) = MotoStack::faulted(
+    let (stack, injector, worker) = faulted_worker(
         22,
         vec![Rule::new(
             "dynamodb:*",
@@ -453,12 +436,6 @@ async fn a_batch_that_outlives_its_budget_goes_back_whole_before_the_timeout() {
         )],
     )
     .await;
-    let worker = lambda_worker(
-        (stack.dynamodb.clone(), stack.sqs.clone()),
-        &stack.worker_env(),
-        stack.notifier(),
-        BillingPolicy::default(),
-    );
     let bodies: Vec<String> = burst().into_iter().take(2).collect();
     let event = received(&stack, &bodies).await;
     let response = revguard_worker::handle_batch_within(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use revguard_aws::testing::{drain_queue, MotoStack};
+use revguard_aws::testing::{drain_queue, receive_as_event_source, MotoStack};
 use revguard_aws::DynamoBilling;
 use revguard_core::billing::state::BillingState;
 use revguard_core::billing::{BillingEvent, BillingPolicy};
@@ -12,7 +12,7 @@ use revguard_core::message::compress;
 use revguard_core::ports::EventLog;
 use revguard_core::{EventRecord, EventStatus, Payload, QueueMessage};
 use revguard_worker::{handle_batch, lambda_worker, LambdaWorker};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const NOW: i64 = 1_768_100_000;
 
@@ -77,35 +77,8 @@ impl Stack {
 
     /// Receives up to 10 messages and shapes them as Lambda's SQS event source does.
     async fn receive_batch(&self) -> SqsEvent {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.input_url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let records: Vec<Value> = out
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| {
-                let attributes: BTreeMap<String, String> = m
-                    .attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v))
-                    .collect();
-                json!({
-                    "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
-                    "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body,
-                    "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:input",
-                    "awsRegion": "us-east-1"
-                })
-            })
-            .collect();
-        serde_json::from_value(json!({ "Records": records })).unwrap()
+        let records = receive_as_event_source(&self.sqs, &self.input_url, None).await;
+        serde_json::from_value(records).unwrap()
     }
 
     async fn notifications(&self) -> Vec<Value> {
