@@ -18,7 +18,8 @@ pub fn anomaly(
     Detector {
         counters: DynamoCounters::new(dynamodb.clone(), &env.counters_table),
         alerts: DynamoAlerts::new(dynamodb, &env.alerts_table),
-        publisher: SnsAlertPublisher::new(sns, &env.alerts_topic_arn),
+        publisher: SnsAlertPublisher::new(sns, &env.alerts_topic_arn)
+            .with_dashboard(env.dashboard_url.clone()),
         config,
     }
 }

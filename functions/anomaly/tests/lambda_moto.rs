@@ -372,3 +372,87 @@ async fn overlapping_runs_started_apart_publish_each_transition_once() {
     // Nothing is left behind for a later run either.
     assert!(detector.run(NOW + 60).await.unwrap().published.is_empty());
 }
+
+/// What an HTTP subscriber of the alerts topic receives: SNS's envelopes, as posted.
+async fn http_subscriber() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().fallback(move |body: String| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(body);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/chatbot", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+#[tokio::test]
+async fn an_alert_reaches_an_https_subscriber_as_a_chatbot_custom_notification() {
+    let moto = MotoStack::new().await;
+    let (endpoint, received) = http_subscriber().await;
+    // Chatbot subscribes to the topic over HTTPS; moto delivers to HTTP endpoints the same
+    // way, and the publisher gives both protocols the custom notification.
+    moto.sns
+        .subscribe()
+        .topic_arn(&moto.alerts_topic)
+        .protocol("http")
+        .endpoint(&endpoint)
+        .send()
+        .await
+        .unwrap();
+    let worker = lambda_worker(
+        (moto.dynamodb.clone(), moto.sqs.clone()),
+        &moto.worker_env(),
+        moto.notifier(),
+        BillingPolicy::default(),
+    );
+    let detector = anomaly(
+        moto.dynamodb.clone(),
+        moto.sns.clone(),
+        &moto.anomaly_env(),
+        DetectConfig::default(),
+    );
+    let records = vec![
+        json!({ "messageId": "m0", "body": refund(0, NOW - 600, 75_000), "attributes": {}, "messageAttributes": {} }),
+    ];
+    let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+    assert!(handle_batch(&worker, batch, NOW)
+        .await
+        .batch_item_failures
+        .is_empty());
+    let run = detector.run(NOW).await.unwrap();
+    assert_eq!(run.published, ["live:large_refund:ch_0:1 opened"]);
+
+    let posts = received.lock().unwrap().clone();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let envelope: Value = serde_json::from_str(&posts[0]).unwrap();
+    assert_eq!(envelope["Type"], "Notification");
+    let chat: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    revguard_core::fixtures::check_chatbot_notifications(std::slice::from_ref(&chat));
+    let content = &chat["content"];
+    assert!(
+        content["title"]
+            .as_str()
+            .unwrap()
+            .contains("Large refund (live)"),
+        "{chat}"
+    );
+    assert!(
+        content["description"].as_str().unwrap().contains("$750.00"),
+        "{chat}"
+    );
+    assert_eq!(chat["metadata"]["threadId"], "live:large_refund:ch_0");
+    let steps = content["nextSteps"].to_string();
+    assert!(
+        steps.contains("Review recent refunds") && steps.contains("cloudwatch"),
+        "{steps}"
+    );
+    // Email and SMS subscribers still get their own bodies (the SQS subscriber, the whole).
+    let queued = drain_queue(&moto.sqs, &moto.alerts_subscriber).await;
+    assert_eq!(queued.len(), 1);
+    assert!(queued[0].contains("\\\"email\\\""), "{}", queued[0]);
+}

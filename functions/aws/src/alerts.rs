@@ -252,11 +252,15 @@ impl AlertStore for DynamoAlerts {
 }
 
 /// Alert messages on the alerts topic: `MessageStructure=json` with an `email` body, a
-/// short `sms` body and a `default`, and attributes subscriptions filter on.
+/// short `sms` body, the whole message for SQS and Lambda subscribers, an AWS Chatbot
+/// custom notification for HTTPS and HTTP subscribers (Chatbot subscribes over HTTPS),
+/// a `default`, and attributes subscriptions filter on. One publish serves every
+/// protocol, so the outbox's once-per-transition holds for chat as for email.
 #[derive(Clone, Debug)]
 pub struct SnsAlertPublisher {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+    dashboard_url: Option<String>,
 }
 
 fn attr(value: &str) -> Result<MessageAttributeValue, PublishError> {
@@ -272,7 +276,14 @@ impl SnsAlertPublisher {
         Self {
             client,
             topic_arn: topic_arn.into(),
+            dashboard_url: None,
         }
+    }
+
+    /// A link shown in chat messages.
+    pub fn with_dashboard(mut self, url: Option<String>) -> Self {
+        self.dashboard_url = url;
+        self
     }
 }
 
@@ -281,8 +292,11 @@ impl Publisher<AlertMessage> for SnsAlertPublisher {
         // Email and SMS subscribers get their own bodies; machine subscribers (SQS, HTTPS,
         // Lambda) get the whole structured message.
         let full = serde_json::to_string(m).map_err(PublishError::new)?;
+        let chat =
+            revguard_core::chat::chatbot_notification(m, self.dashboard_url.as_deref()).to_string();
         let body = serde_json::json!({
-            "default": m.default, "email": m.email, "sms": m.sms, "sqs": full, "lambda": full, "https": full,
+            "default": m.default, "email": m.email, "sms": m.sms, "sqs": full, "lambda": full,
+            "https": chat, "http": chat,
         })
         .to_string();
         self.client

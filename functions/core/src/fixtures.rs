@@ -65,3 +65,81 @@ pub fn each_with_own_id() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+use crate::detect::alerts::{render, AlertChange, AlertMessage, AlertState, Transition};
+use crate::finding::{Finding, Severity};
+
+const JAN_10: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC
+
+/// A large-refund alert's message at a transition ($6,500.00 against a $1,000.00
+/// threshold, opened at 00:10 on 2026-01-10), for the chat renderings' tests.
+pub fn large_refund_alert(transition: Transition) -> AlertMessage {
+    let finding = Finding {
+        key: "large_refund:ch_1".into(),
+        signal: "large_refund".into(),
+        metric: "refunds_amount.usd".into(),
+        livemode: true,
+        window_start: JAN_10,
+        window_end: JAN_10 + 3600,
+        observed: 650_000.0,
+        expected: 100_000.0,
+        spread: 0.0,
+        ratio: 6.5,
+        severity: Severity::Critical,
+        explanation: "A single refund of $6,500.00 on charge ch_1 (Pro & Team plan)".into(),
+    };
+    let state = AlertState {
+        id: "live:large_refund:ch_1".into(),
+        livemode: true,
+        open: transition != Transition::Resolved,
+        severity: Severity::Critical,
+        opened_at: JAN_10 + 600,
+        last_sent_at: JAN_10 + 4000,
+        resolved_at: (transition == Transition::Resolved).then_some(JAN_10 + 4000),
+        event_level: true,
+        quiet_since: None,
+        finding,
+        version: 2,
+    };
+    render(&AlertChange {
+        state,
+        transition,
+        expected_version: Some(1),
+    })
+}
+
+/// Validates AWS Chatbot custom notifications against their documented schema, with
+/// `scripts/check_chatbot_notification.py` in the test venv (`REVGUARD_PYTHON`, which
+/// `scripts/test` sets); panics with every violation.
+pub fn check_chatbot_notifications(documents: &[serde_json::Value]) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let python = std::env::var("REVGUARD_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "REVGUARD_PYTHON is not set: validating Chatbot notifications needs Python with \
+             `jsonschema`. Run scripts/test (it creates .venv with it), or `pip install \
+             jsonschema` and set REVGUARD_PYTHON=python3"
+        )
+    });
+    let script = events_dir().join("../scripts/check_chatbot_notification.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for d in documents {
+            writeln!(stdin, "{d}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Chatbot notifications off their schema:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

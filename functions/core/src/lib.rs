@@ -3,6 +3,7 @@
 //! No AWS, no SQL, no clock, no environment: time comes in as an argument.
 
 pub mod billing;
+pub mod chat;
 #[cfg(feature = "test-util")]
 pub mod contract;
 pub mod detect;

@@ -40,6 +40,18 @@ fn symbol(currency: &str) -> Option<&'static str> {
     })
 }
 
+/// Decimal digits with a comma between thousands: "1234567" → "1,234,567".
+pub fn group_digits(digits: &str) -> String {
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    grouped
+}
+
 /// `amount` minor units of `currency`, formatted for people.
 pub fn format_minor(amount: i64, currency: &str) -> String {
     let currency = currency.to_ascii_lowercase();
@@ -47,14 +59,7 @@ pub fn format_minor(amount: i64, currency: &str) -> String {
     let scale = 10u128.pow(exp);
     let abs = u128::from(amount.unsigned_abs());
     let (whole, fraction) = (abs / scale, abs % scale);
-    let digits = whole.to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
+    let grouped = group_digits(&whole.to_string());
     let number = if exp == 0 {
         grouped
     } else {

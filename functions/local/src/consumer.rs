@@ -109,13 +109,13 @@ impl StopSignal {
 pub type EmbeddedDetector = revguard_core::detector::Detector<
     revguard_sqlite::billing::SqliteCounters,
     SqliteStore,
-    JsonlPublisher,
+    crate::chat::AlertPublisher,
 >;
 
 pub fn detector(
     store: &SqliteStore,
     config: revguard_core::detect::DetectConfig,
-    sink: JsonlPublisher,
+    sink: crate::chat::AlertPublisher,
 ) -> EmbeddedDetector {
     revguard_core::detector::Detector {
         counters: revguard_sqlite::billing::SqliteCounters {

@@ -96,7 +96,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let mut detector = consumer::detector(
         &store,
         DetectConfig::default(),
-        JsonlPublisher::log_only("alert"),
+        crate::chat::AlertPublisher::log_only(),
     );
     let mut config = ScenarioConfig::new(options.seed);
     config.customers = options.customers;

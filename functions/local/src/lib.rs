@@ -2,6 +2,7 @@
 //! over a SQLite store with an in-process queue.
 
 pub mod api;
+pub mod chat;
 pub mod consumer;
 pub mod demo;
 pub mod publish;

@@ -1,5 +1,7 @@
 //! `revguard`: the embedded server and the operator CLI.
 
+use revguard_core::chat::ChatApp;
+use revguard_local::chat::ChatWebhook;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,8 @@ struct DbArg {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve Stripe webhooks at POST /webhook on the embedded SQLite store.
     Serve {
@@ -64,6 +68,15 @@ enum Command {
         /// Seconds between anomaly detector runs (0: off).
         #[arg(long, env = "REVGUARD_DETECT_INTERVAL_SECS", default_value_t = 900)]
         detect_interval_secs: u64,
+        /// A Slack incoming-webhook URL: each alert transition is posted there (a secret).
+        #[arg(long, env = "REVGUARD_SLACK_WEBHOOK_URL", hide_env_values = true)]
+        slack_webhook_url: Option<String>,
+        /// A Microsoft Teams incoming-webhook (or Workflows webhook) URL, likewise.
+        #[arg(long, env = "REVGUARD_TEAMS_WEBHOOK_URL", hide_env_values = true)]
+        teams_webhook_url: Option<String>,
+        /// A link to a dashboard, shown in chat messages.
+        #[arg(long, env = "REVGUARD_DASHBOARD_URL")]
+        dashboard_url: Option<String>,
     },
     /// A customer's subscriptions, access verdict and open dunning cases, as JSON.
     Customer {
@@ -240,7 +253,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             api_token,
             alerts_file,
             detect_interval_secs,
+            slack_webhook_url,
+            teams_webhook_url,
+            dashboard_url,
         } => {
+            let mut chat_webhooks = Vec::new();
+            for (app, url) in [
+                (ChatApp::Slack, slack_webhook_url),
+                (ChatApp::Teams, teams_webhook_url),
+            ] {
+                if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
+                    chat_webhooks.push(ChatWebhook::parse(app, &url)?);
+                }
+            }
             let secrets = secret
                 .map(|s| SecretSet::parse(&s))
                 .transpose()
@@ -261,6 +286,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| db.db.with_file_name("revguard-alerts.jsonl")),
                 detect_interval_secs,
                 detect: revguard_core::detect::DetectConfig::default(),
+                chat_webhooks,
+                dashboard_url: dashboard_url.filter(|u| !u.trim().is_empty()),
             };
             serve(store, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -342,7 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut detector = revguard_local::consumer::detector(
                 &store,
                 revguard_core::detect::DetectConfig::default(),
-                revguard_local::publish::JsonlPublisher::log_only("alert"),
+                revguard_local::chat::AlertPublisher::log_only(),
             );
             detector.counters.received_before = Some(now);
             let plan = detector.plan(now).await?;

@@ -11,6 +11,7 @@ use revguard_core::{IngestConfig, Ingress, ModeFilter, SecretSet, WebhookSecret}
 use revguard_http::{router, system_clock, App};
 
 use crate::api::{self, ApiState};
+use crate::chat::{AlertPublisher, ChatOutbox, Delivery};
 use crate::consumer::{self, EmbeddedDetector, StopSignal};
 use crate::publish::JsonlPublisher;
 use revguard_sqlite::SqliteStore;
@@ -37,6 +38,10 @@ pub struct ServeOptions {
     /// Seconds between detector runs (0: never).
     pub detect_interval_secs: u64,
     pub detect: revguard_core::detect::DetectConfig,
+    /// Incoming webhooks that alert transitions are posted to (Slack, Teams).
+    pub chat_webhooks: Vec<crate::chat::ChatWebhook>,
+    /// A dashboard link shown in chat messages.
+    pub dashboard_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +123,18 @@ pub async fn serve(
             source,
         }
     })?;
-    let detector = consumer::detector(&store, options.detect.clone(), sink);
+    let chat = (!options.chat_webhooks.is_empty()).then(|| {
+        let apps = options.chat_webhooks.iter().map(|h| h.app).collect();
+        ChatOutbox::new(store.clone(), apps, options.dashboard_url.clone())
+    });
+    let detector = consumer::detector(
+        &store,
+        options.detect.clone(),
+        AlertPublisher {
+            file: sink,
+            chat: chat.clone(),
+        },
+    );
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|source| ServeError::Bind {
@@ -160,6 +176,20 @@ pub async fn serve(
     let stop = StopSignal::default();
     let worker_task = tokio::spawn(consumer::run(store.clone(), worker, stop.clone()));
     let purger = tokio::spawn(purge_expired_hourly(store.clone()));
+    let chat_task = chat.map(|outbox| {
+        let apps: Vec<&str> = options
+            .chat_webhooks
+            .iter()
+            .map(|h| h.app.as_str())
+            .collect();
+        println!("alerts are also posted to {}", apps.join(" and "));
+        tokio::spawn(crate::chat::deliver(
+            store.clone(),
+            Delivery::new(options.chat_webhooks.clone()),
+            outbox.wake_signal(),
+            stop.clone(),
+        ))
+    });
     let detecting = (options.detect_interval_secs > 0).then(|| {
         tokio::spawn(detect_every(
             detector,
@@ -176,6 +206,9 @@ pub async fn serve(
     }
     stop.stop();
     let _ = worker_task.await;
+    if let Some(task) = chat_task {
+        let _ = task.await;
+    }
     // Every response already sent was preceded by its commit; closing drains any write
     // still in the writer's hands.
     store.close();

@@ -17,7 +17,11 @@ impl SqliteStore {
                 "DELETE FROM alerts WHERE open = 0 AND updated_at < ?1",
                 [now - CLOSED_ALERT_RETENTION_SECS],
             )?;
-            Ok(events + alerts)
+            let chats = c.execute(
+                "DELETE FROM chat_deliveries WHERE created_at < ?1 AND (delivered_at IS NOT NULL OR given_up_at IS NOT NULL)",
+                [now - CLOSED_ALERT_RETENTION_SECS],
+            )?;
+            Ok(events + alerts + chats)
         })
         .await
     }

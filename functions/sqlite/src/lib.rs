@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 pub mod alerts;
 pub mod billing;
+pub mod chat;
 pub mod event_log;
 pub mod queue;
 pub mod read_model;

@@ -137,7 +137,26 @@ ALTER TABLE outbox ADD COLUMN leased_until INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE alert_outbox ADD COLUMN leased_until INTEGER NOT NULL DEFAULT 0;
 ";
 
-const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+/// Version 4: chat deliveries (Slack and Teams incoming webhooks), one row per alert
+/// message and app, kept after delivery so that a message published again posts nothing.
+const V4: &str = "
+CREATE TABLE chat_deliveries (
+    message_id      TEXT NOT NULL,
+    app             TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    given_up_at     INTEGER,
+    last_error      TEXT,
+    PRIMARY KEY (message_id, app)
+) WITHOUT ROWID;
+CREATE INDEX chat_deliveries_due ON chat_deliveries (next_attempt_ms)
+    WHERE delivered_at IS NULL AND given_up_at IS NULL;
+";
+
+const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
 
 /// The database's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -87,7 +87,7 @@ fn sqs_event(batch: &[Queued]) -> SqsEvent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_burst_under_throttles_conflicts_and_5xx_loses_and_doubles_nothing() {
-    let rules = vec![
+    let rules = [
         Rule::new(
             "dynamodb:TransactWriteItems",
             Fault::TransactionConflict,

@@ -194,6 +194,9 @@ pub struct AlertMessage {
     pub signal: String,
     pub livemode: bool,
     pub at: i64,
+    /// When the alert opened (0 in messages written before this field).
+    #[serde(default)]
+    pub opened_at: i64,
     pub subject: String,
     pub email: String,
     pub sms: String,
@@ -201,7 +204,8 @@ pub struct AlertMessage {
     pub finding: Finding,
 }
 
-fn what_to_check(signal: &str, metric: &str) -> &'static str {
+/// The first thing a person should look at for a signal, in the Stripe Dashboard's words.
+pub fn what_to_check(signal: &str, metric: &str) -> &'static str {
     match (signal, metric) {
         ("delivery_gap", _) => "In the Stripe Dashboard (Developers > Webhooks), check that the endpoint is enabled and its recent deliveries succeed; check that revguard's signing secret matches the endpoint's.",
         ("delivery_lag", _) => "Check Stripe's status page and the endpoint's delivery attempts; check revguard's ingress errors and latency.",
@@ -286,6 +290,7 @@ pub fn render(change: &AlertChange) -> AlertMessage {
         signal: f.signal.clone(),
         livemode: a.livemode,
         at: a.last_sent_at,
+        opened_at: a.opened_at,
         subject: subject.chars().take(100).collect(),
         default: format!("{subject}\n{}", f.explanation),
         email,

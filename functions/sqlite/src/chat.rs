@@ -1,0 +1,243 @@
+//! Chat deliveries: the posts to Slack and Teams incoming webhooks that alert transitions
+//! owe, one row per message and app. Publishing an alert adds its rows (a message
+//! published again adds nothing: the row stays after delivery); a delivery loop posts what
+//! is due, and records each outcome with the next attempt's time.
+
+use revguard_core::ports::StoreError;
+use rusqlite::params;
+
+use crate::SqliteStore;
+
+/// A post that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatDelivery {
+    pub message_id: String,
+    pub app: String,
+    /// The JSON body to post.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// Where a delivery stands, for the operator and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatDeliveryStatus {
+    pub message_id: String,
+    pub app: String,
+    pub attempts: u32,
+    pub delivered: bool,
+    pub given_up: bool,
+    pub last_error: Option<String>,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatOutcome {
+    Delivered,
+    /// Try again at this time (unix milliseconds).
+    RetryAt {
+        at_ms: i64,
+        error: String,
+    },
+    /// Never again (a rejected URL, or the attempts are spent).
+    GiveUp {
+        error: String,
+    },
+}
+
+impl SqliteStore {
+    /// Owes `posts` (app, JSON body) for `message_id`; those already owed or made stay as
+    /// they are.
+    pub async fn add_chat_deliveries(
+        &self,
+        message_id: &str,
+        posts: Vec<(String, String)>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let message_id = message_id.to_owned();
+        self.write(move |c| {
+            for (app, body) in posts {
+                c.execute(
+                    "INSERT INTO chat_deliveries (message_id, app, body, created_at, next_attempt_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(message_id, app) DO NOTHING",
+                    params![message_id, app, body, now_ms / 1000, now_ms],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Posts due at `now_ms`, oldest first.
+    pub async fn due_chat_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ChatDelivery>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT message_id, app, body, attempts FROM chat_deliveries
+                 WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_ms <= ?1
+                 ORDER BY next_attempt_ms LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
+                Ok(ChatDelivery {
+                    message_id: r.get(0)?,
+                    app: r.get(1)?,
+                    body: r.get(2)?,
+                    attempts: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The earliest next attempt of a post still owed, if any.
+    pub async fn next_chat_attempt_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT MIN(next_attempt_ms) FROM chat_deliveries WHERE delivered_at IS NULL AND given_up_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
+    /// Records one attempt at a post.
+    pub async fn record_chat_attempt(
+        &self,
+        delivery: &ChatDelivery,
+        outcome: ChatOutcome,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (message_id, app) = (delivery.message_id.clone(), delivery.app.clone());
+        let now = now_ms / 1000;
+        self.write(move |c| {
+            match outcome {
+                ChatOutcome::Delivered => c.execute(
+                    "UPDATE chat_deliveries SET attempts = attempts + 1, delivered_at = ?3, last_error = NULL
+                     WHERE message_id = ?1 AND app = ?2",
+                    params![message_id, app, now],
+                )?,
+                ChatOutcome::RetryAt { at_ms, error } => c.execute(
+                    "UPDATE chat_deliveries SET attempts = attempts + 1, next_attempt_ms = ?3, last_error = ?4
+                     WHERE message_id = ?1 AND app = ?2",
+                    params![message_id, app, at_ms, error],
+                )?,
+                ChatOutcome::GiveUp { error } => c.execute(
+                    "UPDATE chat_deliveries SET attempts = attempts + 1, given_up_at = ?3, last_error = ?4
+                     WHERE message_id = ?1 AND app = ?2",
+                    params![message_id, app, now, error],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every delivery, newest first.
+    pub fn chat_deliveries(&self) -> Result<Vec<ChatDeliveryStatus>, StoreError> {
+        self.read_now(|c| {
+            let mut stmt = c.prepare(
+                "SELECT message_id, app, attempts, delivered_at IS NOT NULL, given_up_at IS NOT NULL, last_error
+                 FROM chat_deliveries ORDER BY created_at DESC, message_id, app",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ChatDeliveryStatus {
+                    message_id: r.get(0)?,
+                    app: r.get(1)?,
+                    attempts: r.get(2)?,
+                    delivered: r.get(3)?,
+                    given_up: r.get(4)?,
+                    last_error: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_message_owed_again_adds_nothing_even_once_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("chat.db")).unwrap();
+        let posts = || vec![("slack".to_owned(), "{}".to_owned())];
+        store
+            .add_chat_deliveries("a:1", posts(), 1_000)
+            .await
+            .unwrap();
+        store
+            .add_chat_deliveries("a:1", posts(), 2_000)
+            .await
+            .unwrap();
+        let due = store.due_chat_deliveries(5_000, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        store
+            .record_chat_attempt(&due[0], ChatOutcome::Delivered, 5_000)
+            .await
+            .unwrap();
+        store
+            .add_chat_deliveries("a:1", posts(), 6_000)
+            .await
+            .unwrap();
+        assert!(store
+            .due_chat_deliveries(9_000, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.next_chat_attempt_ms().await.unwrap(), None);
+        let status = store.chat_deliveries().unwrap();
+        assert_eq!(
+            (status.len(), status[0].attempts, status[0].delivered),
+            (1, 1, true)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_for_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("chat.db")).unwrap();
+        store
+            .add_chat_deliveries("a:1", vec![("teams".into(), "{}".into())], 1_000)
+            .await
+            .unwrap();
+        let due = store.due_chat_deliveries(1_000, 10).await.unwrap();
+        let retry = ChatOutcome::RetryAt {
+            at_ms: 4_000,
+            error: "HTTP 503".into(),
+        };
+        store
+            .record_chat_attempt(&due[0], retry, 1_000)
+            .await
+            .unwrap();
+        assert!(store
+            .due_chat_deliveries(3_999, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.next_chat_attempt_ms().await.unwrap(), Some(4_000));
+        let again = store.due_chat_deliveries(4_000, 10).await.unwrap();
+        assert_eq!(again[0].attempts, 1);
+        let give_up = ChatOutcome::GiveUp {
+            error: "HTTP 404".into(),
+        };
+        store
+            .record_chat_attempt(&again[0], give_up, 4_000)
+            .await
+            .unwrap();
+        assert!(store
+            .due_chat_deliveries(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let status = &store.chat_deliveries().unwrap()[0];
+        assert!(status.given_up && !status.delivered);
+        assert_eq!(status.last_error.as_deref(), Some("HTTP 404"));
+    }
+}
