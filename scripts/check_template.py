@@ -123,6 +123,26 @@ check(sms["Properties"].get("FilterPolicy") == {"severity": ["critical"]} and sm
       "SMS is filtered to critical alerts")
 check(res["AlertEmailSubscription"].get("Condition") == "HasAlertEmail", "the email subscription exists only when an address is given")
 
+# Alerts in chat: on only when the ids are given, subscribed to the alerts topic, and
+# capped by a guardrail (without one, Chatbot applies AdministratorAccess).
+for name, kind, condition, ids in (
+        ("SlackAlertsChannel", "AWS::Chatbot::SlackChannelConfiguration", "HasSlack", ("SlackWorkspaceId", "SlackChannelId")),
+        ("TeamsAlertsChannel", "AWS::Chatbot::MicrosoftTeamsChannelConfiguration", "HasTeams", ("TeamsTenantId", "TeamsTeamId", "TeamsChannelId"))):
+    channel = res.get(name, {})
+    p = channel.get("Properties", {})
+    check(channel.get("Type") == kind and channel.get("Condition") == condition, f"{name} exists only when its ids are given")
+    check(all(params[i].get("Default") == "" for i in ids), f"{name}: its ids default to empty (off)")
+    check(p.get("SnsTopicArns") == [{"Ref": "AlertsTopic"}], f"{name} shows the alerts topic")
+    check(p.get("GuardrailPolicies") == [{"Ref": "ChatGuardrailPolicy"}], f"{name} is capped by the stack's guardrail")
+    check(getatt(p.get("IamRoleArn")) == "ChatChannelRole" and p.get("UserRoleRequired") is False, f"{name} uses the channel role")
+guard = res["ChatGuardrailPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+check(all(st["Effect"] == "Allow" and all(a.startswith("cloudwatch:") and "*" not in a for a in st["Action"]) for st in guard),
+      "the chat guardrail allows named CloudWatch reads and nothing else")
+check(res["ChatChannelRole"]["Properties"].get("ManagedPolicyArns") == [{"Ref": "ChatGuardrailPolicy"}]
+      and "Policies" not in res["ChatChannelRole"]["Properties"], "the chat channel role holds the guardrail's permissions only")
+check("REVGUARD_DASHBOARD_URL" in functions["AnomalyFunction"]["Properties"]["Environment"]["Variables"],
+      "alert messages link to the stack's dashboard")
+
 anomaly = functions["AnomalyFunction"]["Properties"]["Events"]["Schedule"]
 check(anomaly["Type"] in ("Schedule", "ScheduleV2") and ref(anomaly["Properties"]["ScheduleExpression"]) == "AnomalySchedule",
       "the anomaly function runs on the AnomalySchedule parameter")
@@ -190,6 +210,10 @@ needs = {
     "AWS::Logs::MetricFilter": ["logs:PutMetricFilter"],
     "AWS::CloudWatch::Alarm": ["cloudwatch:PutMetricAlarm"],
     "AWS::CloudWatch::Dashboard": ["cloudwatch:PutDashboard"],
+    "AWS::IAM::Role": ["iam:CreateRole", "iam:AttachRolePolicy", "iam:PassRole"],
+    "AWS::IAM::ManagedPolicy": ["iam:CreatePolicy", "iam:CreatePolicyVersion"],
+    "AWS::Chatbot::SlackChannelConfiguration": ["chatbot:CreateSlackChannelConfiguration"],
+    "AWS::Chatbot::MicrosoftTeamsChannelConfiguration": ["chatbot:CreateMicrosoftTeamsChannelConfiguration"],
 }
 for kind in sorted({r["Type"] for r in res.values()}):
     check(kind in needs and set(needs[kind]) <= ci_actions,

@@ -6,8 +6,10 @@
 
 use serde_json::{json, Value};
 
-use crate::detect::alerts::{datetime, what_to_check, AlertMessage, Transition};
-use crate::finding::Severity;
+use crate::detect::alerts::{
+    datetime, render, what_to_check, AlertChange, AlertMessage, AlertState, Transition,
+};
+use crate::finding::{Finding, Severity};
 use crate::metric::Metric;
 
 /// Where a chat message goes.
@@ -76,7 +78,15 @@ pub fn view(m: &AlertMessage, link: Option<&str>) -> ChatView {
     };
     let mut facts = vec![
         ("Observed", figure(&f.metric, f.observed)),
-        ("Expected", figure(&f.metric, f.expected)),
+        (
+            // An event-level alert compares one amount with the configured threshold.
+            if f.signal == "large_refund" {
+                "Threshold"
+            } else {
+                "Expected"
+            },
+            figure(&f.metric, f.expected),
+        ),
         (
             "Window",
             format!("{} to {}", datetime(f.window_start), datetime(f.window_end)),
@@ -272,11 +282,50 @@ pub fn teams_message(m: &AlertMessage, link: Option<&str>) -> Value {
     })
 }
 
+const JAN_10: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC
+
+/// A sample alert at a transition: a large refund ($6,500.00 against a $1,000.00
+/// threshold, opened at 00:10 on 2026-01-10), for previews (`revguard chat-test`) and tests.
+pub fn sample_alert(transition: Transition) -> AlertMessage {
+    let finding = Finding {
+        key: "large_refund:ch_1".into(),
+        signal: "large_refund".into(),
+        metric: "refunds_amount.usd".into(),
+        livemode: true,
+        window_start: JAN_10,
+        window_end: JAN_10 + 3600,
+        observed: 650_000.0,
+        expected: 100_000.0,
+        spread: 0.0,
+        ratio: 6.5,
+        severity: Severity::Critical,
+        explanation: "A single refund of $6,500.00 on charge ch_1".into(),
+    };
+    let state = AlertState {
+        id: "live:large_refund:ch_1".into(),
+        livemode: true,
+        open: transition != Transition::Resolved,
+        severity: Severity::Critical,
+        opened_at: JAN_10 + 600,
+        last_sent_at: JAN_10 + 4000,
+        resolved_at: (transition == Transition::Resolved).then_some(JAN_10 + 4000),
+        event_level: true,
+        quiet_since: None,
+        finding,
+        version: 2,
+    };
+    render(&AlertChange {
+        state,
+        transition,
+        expected_version: Some(1),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::fixtures::large_refund_alert as large_refund;
+    use super::sample_alert as large_refund;
 
     #[test]
     fn money_durations_and_counts_read_as_people_say_them() {
@@ -290,7 +339,8 @@ mod tests {
 
     #[test]
     fn every_app_shows_the_same_numbers_and_next_step() {
-        let m = large_refund(Transition::Opened);
+        let mut m = large_refund(Transition::Opened);
+        m.finding.explanation.push_str(" (Pro & Team plan)");
         let link = "https://example.test/dashboard";
         let chatbot = chatbot_notification(&m, Some(link)).to_string();
         let slack = slack_message(&m, Some(link)).to_string();

@@ -66,47 +66,7 @@ pub fn each_with_own_id() -> Vec<(String, String)> {
         .collect()
 }
 
-use crate::detect::alerts::{render, AlertChange, AlertMessage, AlertState, Transition};
-use crate::finding::{Finding, Severity};
-
-const JAN_10: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC
-
-/// A large-refund alert's message at a transition ($6,500.00 against a $1,000.00
-/// threshold, opened at 00:10 on 2026-01-10), for the chat renderings' tests.
-pub fn large_refund_alert(transition: Transition) -> AlertMessage {
-    let finding = Finding {
-        key: "large_refund:ch_1".into(),
-        signal: "large_refund".into(),
-        metric: "refunds_amount.usd".into(),
-        livemode: true,
-        window_start: JAN_10,
-        window_end: JAN_10 + 3600,
-        observed: 650_000.0,
-        expected: 100_000.0,
-        spread: 0.0,
-        ratio: 6.5,
-        severity: Severity::Critical,
-        explanation: "A single refund of $6,500.00 on charge ch_1 (Pro & Team plan)".into(),
-    };
-    let state = AlertState {
-        id: "live:large_refund:ch_1".into(),
-        livemode: true,
-        open: transition != Transition::Resolved,
-        severity: Severity::Critical,
-        opened_at: JAN_10 + 600,
-        last_sent_at: JAN_10 + 4000,
-        resolved_at: (transition == Transition::Resolved).then_some(JAN_10 + 4000),
-        event_level: true,
-        quiet_since: None,
-        finding,
-        version: 2,
-    };
-    render(&AlertChange {
-        state,
-        transition,
-        expected_version: Some(1),
-    })
-}
+pub use crate::chat::sample_alert as large_refund_alert;
 
 /// Validates AWS Chatbot custom notifications against their documented schema, with
 /// `scripts/check_chatbot_notification.py` in the test venv (`REVGUARD_PYTHON`, which

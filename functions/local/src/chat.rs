@@ -275,6 +275,26 @@ async fn attempt(delivery: &Delivery, client: &reqwest::Client, d: &ChatDelivery
     }
 }
 
+/// Posts `m` once to each webhook, with no retry (`revguard chat-test`): what each app
+/// answered.
+pub async fn post_once(
+    webhooks: &[ChatWebhook],
+    m: &AlertMessage,
+    link: Option<&str>,
+) -> Vec<(ChatApp, Result<(), String>)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for hook in webhooks {
+        let body = hook.app.render(m, link).to_string();
+        let result = post(&client, hook, &body).await.map_err(|f| f.error);
+        out.push((hook.app, result));
+    }
+    out
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

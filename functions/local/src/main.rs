@@ -1,6 +1,7 @@
 //! `revguard`: the embedded server and the operator CLI.
 
 use revguard_core::chat::ChatApp;
+use revguard_core::detect::alerts::Transition;
 use revguard_local::chat::ChatWebhook;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -137,6 +138,22 @@ enum Command {
     },
     /// The whole pipeline on a simulated clock: 9 days of seeded synthetic traffic with
     /// incidents on the last day, through the real ingress, worker and detector.
+    /// Show a sample alert as Slack, Teams and AWS Chatbot get it; with webhook URLs, post
+    /// it to them once, to check the setup.
+    ChatTest {
+        /// A Slack incoming-webhook URL to post the sample to.
+        #[arg(long, env = "REVGUARD_SLACK_WEBHOOK_URL", hide_env_values = true)]
+        slack_webhook_url: Option<String>,
+        /// A Teams incoming-webhook (or Workflows webhook) URL to post the sample to.
+        #[arg(long, env = "REVGUARD_TEAMS_WEBHOOK_URL", hide_env_values = true)]
+        teams_webhook_url: Option<String>,
+        /// A link to a dashboard, shown in the messages.
+        #[arg(long, env = "REVGUARD_DASHBOARD_URL")]
+        dashboard_url: Option<String>,
+        /// The transition shown: opened, escalated, reminder or resolved.
+        #[arg(long, default_value = "opened", value_parser = parse_transition)]
+        transition: Transition,
+    },
     Demo {
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -199,6 +216,27 @@ impl PolicyArgs {
     }
 }
 
+/// The configured incoming webhooks (an empty value is none).
+fn chat_webhooks(
+    slack: Option<String>,
+    teams: Option<String>,
+) -> Result<Vec<ChatWebhook>, revguard_local::chat::ChatConfigError> {
+    let mut out = Vec::new();
+    for (app, url) in [(ChatApp::Slack, slack), (ChatApp::Teams, teams)] {
+        if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
+            out.push(ChatWebhook::parse(app, &url)?);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_transition(s: &str) -> Result<Transition, String> {
+    serde_json::from_value::<Transition>(serde_json::Value::String(s.to_owned()))
+        .ok()
+        .filter(|t| t.is_published())
+        .ok_or_else(|| format!("expected opened, escalated, reminder or resolved, got {s:?}"))
+}
+
 fn parse_modes(s: &str) -> Result<ModeFilter, String> {
     ModeFilter::parse(s).ok_or_else(|| format!("expected both, live or test, got {s:?}"))
 }
@@ -257,15 +295,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             teams_webhook_url,
             dashboard_url,
         } => {
-            let mut chat_webhooks = Vec::new();
-            for (app, url) in [
-                (ChatApp::Slack, slack_webhook_url),
-                (ChatApp::Teams, teams_webhook_url),
-            ] {
-                if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
-                    chat_webhooks.push(ChatWebhook::parse(app, &url)?);
-                }
-            }
+            let chat_webhooks = chat_webhooks(slack_webhook_url, teams_webhook_url)?;
             let secrets = secret
                 .map(|s| SecretSet::parse(&s))
                 .transpose()
@@ -291,6 +321,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             serve(store, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::ChatTest {
+            slack_webhook_url,
+            teams_webhook_url,
+            dashboard_url,
+            transition,
+        } => {
+            let webhooks = chat_webhooks(slack_webhook_url, teams_webhook_url)?;
+            let sample = revguard_core::chat::sample_alert(transition);
+            let link = dashboard_url.as_deref().filter(|u| !u.trim().is_empty());
+            if webhooks.is_empty() {
+                for (app, body) in [
+                    ("slack", revguard_core::chat::slack_message(&sample, link)),
+                    ("teams", revguard_core::chat::teams_message(&sample, link)),
+                    (
+                        "chatbot",
+                        revguard_core::chat::chatbot_notification(&sample, link),
+                    ),
+                ] {
+                    println!("{}", serde_json::json!({ "app": app, "body": body }));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut ok = true;
+            for (app, result) in revguard_local::chat::post_once(&webhooks, &sample, link).await {
+                let line = match result {
+                    Ok(()) => serde_json::json!({ "app": app.as_str(), "posted": true }),
+                    Err(error) => {
+                        ok = false;
+                        serde_json::json!({ "app": app.as_str(), "posted": false, "error": error })
+                    }
+                };
+                println!("{line}");
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Send {
             file,

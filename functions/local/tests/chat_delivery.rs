@@ -274,3 +274,36 @@ async fn concurrent_detector_runs_post_a_transition_once_to_each_app() {
     assert_eq!(card["type"], "AdaptiveCard");
     assert!(card.to_string().contains("Large refund"), "{card}");
 }
+
+#[test]
+fn the_readme_shows_what_the_code_renders() {
+    let readme = std::fs::read_to_string(fixtures::events_dir().join("../README.md")).unwrap();
+    let link = "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=HealthDashboard-abc";
+    let sample = revguard_core::chat::sample_alert(Transition::Opened);
+    for (summary, rendered) in [
+        (
+            "<summary>Slack (Block Kit)</summary>",
+            revguard_core::chat::slack_message(&sample, Some(link)),
+        ),
+        (
+            "<summary>Microsoft Teams (Adaptive Card 1.4)</summary>",
+            revguard_core::chat::teams_message(&sample, Some(link)),
+        ),
+        (
+            "<summary>AWS Chatbot custom notification",
+            revguard_core::chat::chatbot_notification(&sample, Some(link)),
+        ),
+    ] {
+        let after = &readme[readme
+            .find(summary)
+            .unwrap_or_else(|| panic!("README lacks {summary}"))..];
+        let start = after.find("```json\n").unwrap() + "```json\n".len();
+        let end = start + after[start..].find("```").unwrap();
+        let shown: Value =
+            serde_json::from_str(&after[start..end]).unwrap_or_else(|e| panic!("{summary}: {e}"));
+        assert_eq!(
+            shown, rendered,
+            "the README's {summary} sample is stale: `revguard chat-test` prints the current one"
+        );
+    }
+}

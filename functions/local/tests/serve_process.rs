@@ -19,6 +19,11 @@ struct Server {
 
 impl Server {
     fn start(db: &Path, secret_env: Option<&str>) -> Server {
+        Self::start_with(db, secret_env, |_| {})
+    }
+
+    /// Started with more arguments or environment.
+    fn start_with(db: &Path, secret_env: Option<&str>, more: impl FnOnce(&mut Command)) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--db"])
             .arg(db)
@@ -31,6 +36,7 @@ impl Server {
         if let Some(s) = secret_env {
             cmd.env("STRIPE_WEBHOOK_SECRET", s);
         }
+        more(&mut cmd);
         let mut child = cmd.spawn().expect("spawn revguard serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("a first line").unwrap();
@@ -536,4 +542,98 @@ async fn the_operator_api_needs_its_token_when_one_is_set() {
         200
     );
     server.stop();
+}
+
+#[tokio::test]
+async fn alerts_reach_a_slack_webhook_once_and_its_url_stays_out_of_the_log() {
+    use std::sync::{Arc, Mutex};
+    // A Slack stand-in that fails the first post.
+    let posts: Arc<Mutex<Vec<(String, String, u16)>>> = Arc::default();
+    let seen = posts.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+        let seen = seen.clone();
+        async move {
+            let mut seen = seen.lock().unwrap();
+            let status = if seen.is_empty() { 500 } else { 200 };
+            seen.push((uri.path().to_owned(), body, status));
+            (axum::http::StatusCode::from_u16(status).unwrap(), "ok")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!(
+        "http://{}/services/T0001/B0001/topsecrettoken",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("revguard.db");
+    let log = dir.path().join("serve.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let server = Server::start_with(&db, Some("whsec_chat"), |cmd| {
+        cmd.args([
+            "--detect-interval-secs",
+            "1",
+            "--large-refund-minor-units",
+            "1000",
+        ])
+        .env("REVGUARD_SLACK_WEBHOOK_URL", &hook)
+        .env("REVGUARD_DASHBOARD_URL", "http://127.0.0.1:8787/api/alerts")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::from(log_file));
+    });
+    let secret = WebhookSecret::new("whsec_chat").unwrap();
+    let body = fixture_at("charge.refunded.json", now() - 5);
+    let (status, json) = post(
+        &reqwest::Client::new(),
+        &server.url,
+        &body,
+        Some(sign(&secret, now(), body.as_bytes())),
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+
+    let mut delivered = false;
+    for _ in 0..200 {
+        if posts.lock().unwrap().iter().any(|p| p.2 == 200) {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Detector runs go on every second; none posts the open alert again.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    server.stop();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        delivered,
+        "no post went through: {:?}\n{log}",
+        posts.lock().unwrap()
+    );
+    let posts = posts.lock().unwrap().clone();
+    assert_eq!(
+        posts.iter().map(|p| p.2).collect::<Vec<_>>(),
+        [500, 200],
+        "one failure, then the one delivery: {posts:?}"
+    );
+    assert_eq!(posts[1].0, "/services/T0001/B0001/topsecrettoken");
+    let message: Value = serde_json::from_str(&posts[1].1).unwrap();
+    assert!(
+        message["text"].as_str().unwrap().contains("Large refund"),
+        "{message}"
+    );
+    assert!(
+        message
+            .to_string()
+            .contains("http://127.0.0.1:8787/api/alerts"),
+        "{message}"
+    );
+    assert!(
+        log.contains("alert not posted to chat yet") && log.contains("alert posted to chat"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("topsecrettoken"),
+        "the webhook URL reached the log:\n{log}"
+    );
 }
