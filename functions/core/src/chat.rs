@@ -140,12 +140,16 @@ pub fn figure(metric: &str, value: f64) -> String {
     if let Some(currency) = Metric::parse(metric).as_ref().and_then(Metric::currency) {
         return crate::money::format_minor(value.round() as i64, currency);
     }
+    if metric.ends_with("_rate") {
+        return format!("{:.2} %", value * 100.0);
+    }
     if metric.ends_with("_secs") {
         let secs = value.round() as i64;
         return match secs {
             s if s < 120 => format!("{s} s"),
             s if s < 7200 => format!("{} min", s / 60),
-            s => format!("{:.1} h", s as f64 / 3600.0),
+            s if s < 172_800 => format!("{:.1} h", s as f64 / 3600.0),
+            s => format!("{:.1} d", s as f64 / 86_400.0),
         };
     }
     if value.fract() == 0.0 && value.abs() < 1e15 {
@@ -334,7 +338,8 @@ mod tests {
         assert_eq!(figure("lag_p95_secs", 1500.0), "25 min");
         assert_eq!(figure("lag_p95_secs", 45.0), "45 s");
         assert_eq!(figure("payments_failed", 12_345.0), "12,345");
-        assert_eq!(figure("failure_rate", 0.3456), "0.35");
+        assert_eq!(figure("failure_rate", 0.3456), "34.56 %");
+        assert_eq!(figure("subscriptions_canceled", 0.02), "0.02");
     }
 
     #[test]

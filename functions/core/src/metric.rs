@@ -32,6 +32,31 @@ impl Aggregation {
 /// Upper bounds of the delivery-lag histogram, in seconds.
 pub const LAG_BUCKETS: [i64; 11] = [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 
+/// The delivery-lag histogram over some hours: (upper bound, deliveries) for each of
+/// [`LAG_BUCKETS`], then (`i64::MAX`, deliveries over an hour), from `count` of a metric.
+pub fn lag_histogram(count: impl Fn(&Metric) -> i64) -> Vec<(i64, i64)> {
+    let mut buckets: Vec<(i64, i64)> = LAG_BUCKETS
+        .iter()
+        .map(|b| (*b, count(&Metric::LagAtMost(*b))))
+        .collect();
+    buckets.push((i64::MAX, count(&Metric::LagOverAnHour)));
+    buckets
+}
+
+/// The bucket bound under which 95 % of a histogram's deliveries fall (`i64::MAX`: over
+/// an hour), and the deliveries counted; `None` for an empty histogram.
+pub fn lag_p95(histogram: &[(i64, i64)]) -> Option<(i64, i64)> {
+    let total: i64 = histogram.iter().map(|(_, n)| n).sum();
+    let mut cumulative = 0;
+    for (bound, n) in histogram {
+        cumulative += n;
+        if total > 0 && cumulative as f64 >= 0.95 * total as f64 {
+            return Some((*bound, total));
+        }
+    }
+    None
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Metric {
     /// Events by event time, all types.

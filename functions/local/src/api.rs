@@ -21,7 +21,11 @@ pub struct ApiState {
     pub policy: BillingPolicy,
     /// Required as `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
+    /// Rejected webhook deliveries since start, by reason (for the dashboard).
+    pub rejections: Rejections,
 }
+
+pub type Rejections = Arc<dyn Fn() -> std::collections::BTreeMap<String, u64> + Send + Sync>;
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
@@ -30,6 +34,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/dunning", get(dunning))
         .route("/api/metrics", get(metrics))
         .route("/api/alerts", get(alerts))
+        .route("/dashboard", get(dashboard))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -111,6 +116,40 @@ async fn metrics(
 async fn alerts(State(s): State<Arc<ApiState>>) -> Response {
     match s.store.recent_alerts(crate::unix_now(), 7 * 86_400) {
         Ok(a) => Json(a).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// The dashboard page (see [`crate::dashboard`]): `?mode=live` (default) or `test`.
+async fn dashboard(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let now = crate::unix_now();
+    let livemode = q.get("mode").map(String::as_str) != Some("test");
+    let data = (|| -> Result<crate::dashboard::DashboardData, revguard_core::StoreError> {
+        // The gauges (hour 0) come with every read; the latest receipt sets the window.
+        let last_received = s
+            .store
+            .metrics(0, 0)?
+            .iter()
+            .find(|h| h.hour == 0 && h.livemode == livemode)
+            .and_then(|h| h.metrics.get("max_received_at").copied());
+        let (from, to) = crate::dashboard::window(now, last_received);
+        let hours = s.store.metrics(from, to)?;
+        Ok(crate::dashboard::DashboardData {
+            now,
+            livemode,
+            from,
+            to,
+            hours,
+            alerts: s.store.recent_alerts(to, 7 * 86_400)?,
+            cases: s.store.dunning_cases(Some("open"), &s.policy)?,
+            rejected: (s.rejections)(),
+        })
+    })();
+    match data {
+        Ok(d) => axum::response::Html(crate::dashboard::render(&d)).into_response(),
         Err(e) => internal(e),
     }
 }

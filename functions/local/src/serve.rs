@@ -156,12 +156,22 @@ pub async fn serve(
         );
     }
 
-    let mut routes = router(app);
+    let mut routes = router(app.clone());
     if options.api_token.is_some() || local.ip().is_loopback() {
         let api_state = ApiState {
             store: store.clone(),
             policy: options.policy.clone(),
             token: options.api_token.clone(),
+            rejections: {
+                let app = app.clone();
+                Arc::new(move || {
+                    app.rejections
+                        .snapshot()
+                        .into_iter()
+                        .map(|(code, n)| (code.to_owned(), n))
+                        .collect()
+                })
+            },
         };
         routes = routes.merge(api::router(Arc::new(api_state)));
     } else {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::finding::{Finding, Severity};
-use crate::metric::{Metric, LAG_BUCKETS};
+use crate::metric::Metric;
 pub use crate::time::hhmm;
 use crate::time::hour_of;
 
@@ -635,23 +635,12 @@ impl Signals<'_> {
         let h = hour_of(now);
         let hours = [h - 3600, h];
         let in_hours = |m: &Metric| hours.iter().map(|hr| self.get(*hr, m)).sum::<i64>();
-        let mut buckets: Vec<(i64, i64)> = LAG_BUCKETS
-            .iter()
-            .map(|b| (*b, in_hours(&Metric::LagAtMost(*b))))
-            .collect();
-        buckets.push((i64::MAX, in_hours(&Metric::LagOverAnHour)));
-        let total: i64 = buckets.iter().map(|(_, n)| n).sum();
+        let Some((p95, total)) = crate::metric::lag_p95(&crate::metric::lag_histogram(in_hours))
+        else {
+            return;
+        };
         if total < c.lag_min_events {
             return;
-        }
-        let mut cumulative = 0;
-        let mut p95 = 0;
-        for (bound, n) in &buckets {
-            cumulative += n;
-            if cumulative as f64 >= 0.95 * total as f64 {
-                p95 = *bound;
-                break;
-            }
         }
         let severity = if p95 > c.lag_critical_secs {
             Severity::Critical
