@@ -287,6 +287,18 @@ pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, Config
             "REVGUARD_DUPLICATE_CHARGE_SECS",
             d.duplicate_charge_secs,
         )?,
+        // The templates as JSON in the variable itself: a function has no file of yours.
+        dunning_drafts: match std::env::var("REVGUARD_DUNNING_TEMPLATES") {
+            Ok(json) if !json.trim().is_empty() => {
+                revguard_core::billing::drafts::DunningDrafts::from_json(&json).map_err(|e| {
+                    ConfigError::Invalid {
+                        name: "REVGUARD_DUNNING_TEMPLATES",
+                        reason: revguard_core::error_chain(&e),
+                    }
+                })?
+            }
+            _ => Default::default(),
+        },
     })
 }
 

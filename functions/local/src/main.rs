@@ -201,18 +201,31 @@ struct PolicyArgs {
     /// Alert on two equal charges to one customer within this many seconds.
     #[arg(long, env = "REVGUARD_DUPLICATE_CHARGE_SECS", default_value_t = 600)]
     duplicate_charge_secs: i64,
+    /// A JSON file replacing the built-in customer-facing dunning drafts (see the README).
+    #[arg(long, env = "REVGUARD_DUNNING_TEMPLATES")]
+    dunning_templates: Option<PathBuf>,
 }
 
 impl PolicyArgs {
-    fn policy(&self) -> BillingPolicy {
-        BillingPolicy {
+    fn policy(&self) -> anyhow::Result<BillingPolicy> {
+        let dunning_drafts = match &self.dunning_templates {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                revguard_core::billing::drafts::DunningDrafts::from_json(&text)
+                    .with_context(|| format!("in {}", path.display()))?
+            }
+            None => Default::default(),
+        };
+        Ok(BillingPolicy {
             final_warning_attempt: self.final_warning_attempt,
             grace_days: self.grace_days,
             suspend_on_dispute: self.suspend_on_dispute,
             large_payment_minor_units: self.large_payment_minor_units,
             large_refund_minor_units: self.large_refund_minor_units,
             duplicate_charge_secs: self.duplicate_charge_secs,
-        }
+            dunning_drafts,
+        })
     }
 }
 
@@ -308,7 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_body_bytes,
                 event_ttl_secs: event_ttl_days * 86_400,
                 modes,
-                policy: policy.policy(),
+                policy: policy.policy()?,
                 notifications_file: notifications_file
                     .unwrap_or_else(|| db.db.with_file_name("revguard-notifications.jsonl")),
                 api_token: api_token.filter(|t| !t.is_empty()),
@@ -406,13 +419,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Customer { id, db, policy } => {
             let store = open_existing(&db)?;
-            let view = store.customer_view(&id, unix_now(), &policy.policy())?;
+            let view = store.customer_view(&id, unix_now(), &policy.policy()?)?;
             println!("{}", serde_json::to_string_pretty(&view)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Dunning { status, db, policy } => {
             let store = open_existing(&db)?;
-            for case in store.dunning_cases(Some(&status), &policy.policy())? {
+            for case in store.dunning_cases(Some(&status), &policy.policy()?)? {
                 println!("{}", serde_json::to_string(&case)?);
             }
             Ok(ExitCode::SUCCESS)

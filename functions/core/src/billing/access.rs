@@ -24,6 +24,10 @@ pub struct Access {
     pub reason: String,
     /// End of the grace period, while in grace.
     pub grace_until: Option<i64>,
+    /// Until when the verdict holds as things stand: the end of the paid period while
+    /// granted (renewal is due then, or access ends for a subscription canceled at period
+    /// end), the end of the grace period while in grace.
+    pub until: Option<i64>,
     /// Open or lost dispute (whatever the verdict).
     pub disputed: bool,
 }
@@ -36,12 +40,23 @@ pub fn access(
     policy: &BillingPolicy,
 ) -> Access {
     let disputed = customer.is_some_and(CustomerState::disputed);
-    let verdict = |verdict, reason: &str, grace_until| Access {
+    let verdict = |verdict, reason: &str, grace_until: Option<i64>| Access {
         verdict,
         reason: reason.to_owned(),
         grace_until,
+        until: grace_until,
         disputed,
     };
+    let granted_until = |reason: &str, until: Option<i64>| Access {
+        until,
+        ..verdict(Verdict::Granted, reason, None)
+    };
+    // The latest end of a service period an invoice of the customer paid for.
+    let paid_until = cases
+        .iter()
+        .filter(|c| c.paid.is_some())
+        .filter_map(|c| c.period_end)
+        .max();
     if customer.is_some_and(|c| c.deleted) {
         return verdict(Verdict::Revoked, "customer deleted", None);
     }
@@ -54,11 +69,31 @@ pub fn access(
             c.subscription.as_deref() == Some(s.id.as_str()) && c.stage(policy) == Some(Stage::Lost)
         })
     };
-    if live
+    let active: Vec<&&SubscriptionState> = live
         .iter()
-        .any(|s| matches!(s.status.as_str(), "active" | "trialing") && !lost(s))
-    {
-        return verdict(Verdict::Granted, "active subscription", None);
+        .filter(|s| matches!(s.status.as_str(), "active" | "trialing") && !lost(s))
+        .collect();
+    if !active.is_empty() {
+        let period_end = active.iter().filter_map(|s| s.current_period_end).max();
+        let until = period_end.max(paid_until.filter(|p| *p > now));
+        let ending = active.iter().all(|s| s.cancel_at_period_end);
+        let reason = if ending {
+            "canceled at period end: access until the paid period ends"
+        } else {
+            "active subscription"
+        };
+        return granted_until(reason, until);
+    }
+    // Canceled at period end and already deleted: the period paid for still runs.
+    let paid_period = subscriptions
+        .iter()
+        .filter(|s| s.cancel_at_period_end)
+        .filter_map(|s| s.current_period_end)
+        .chain(paid_until)
+        .filter(|end| *end > now)
+        .max();
+    if let Some(end) = paid_period {
+        return granted_until("canceled, inside the period paid for", Some(end));
     }
     let past_due: Vec<&&SubscriptionState> = live
         .iter()

@@ -11,8 +11,8 @@ use super::counters::{CounterSink, CounterUpdate};
 use super::customer::CustomerState;
 use super::dunning::{min_opt, DunningCase, PaidFact, Stage};
 use super::objects::{
-    money, Charge, CheckoutSession, Currency, Customer, Dispute, Invoice, Money, PaymentMethod,
-    Ref, Subscription,
+    money, Charge, CheckoutSession, Currency, Customer, Dispute, Invoice, Money, PaymentIntent,
+    PaymentMethod, Ref, Subscription,
 };
 use super::policy::BillingPolicy;
 use super::subscription::SubscriptionState;
@@ -176,15 +176,19 @@ pub fn keys_of(event: &BillingEvent) -> Keys {
             }
         }
         InvoiceUpcoming => keys.customer = obj_str(o, "customer"),
-        InvoicePaid
-        | InvoicePaymentFailed
-        | InvoicePaymentActionRequired
-        | InvoiceMarkedUncollectible => keys.invoice = obj_str(o, "id"),
+        InvoicePaid | InvoiceMarkedUncollectible => keys.invoice = obj_str(o, "id"),
+        // A failure's draft is worded for the customer's latest decline reason.
+        InvoicePaymentFailed | InvoicePaymentActionRequired => {
+            keys.invoice = obj_str(o, "id");
+            keys.customer = obj_str(o, "customer");
+        }
         DisputeCreated | DisputeClosed | EarlyFraudWarning => {
             keys.charge = obj_str(o, "charge");
             keys.customer = obj_str(o, "customer");
         }
-        ChargeSucceeded => keys.customer = obj_str(o, "customer"),
+        ChargeSucceeded | ChargeFailed | PaymentIntentFailed => {
+            keys.customer = obj_str(o, "customer")
+        }
         CustomerUpdated | CustomerDeleted => keys.customer = obj_str(o, "id"),
         PaymentMethodAttached => keys.customer = obj_str(o, "customer"),
         _ => {}
@@ -238,7 +242,9 @@ pub fn decide(
         CustomerDeleted => d.customer_deleted()?,
         PaymentMethodAttached => d.payment_method_attached()?,
         // Payment intents mirror their charges; counting both would count a payment twice.
-        PaymentIntentSucceeded | PaymentIntentFailed => {}
+        // A failed one may say why more precisely than its charge.
+        PaymentIntentSucceeded => {}
+        PaymentIntentFailed => d.payment_intent_failed()?,
         Unknown => {}
     }
     let mut effects = d.effects;
@@ -297,13 +303,49 @@ impl Decision<'_> {
     }
 
     fn subscription_snapshot(&mut self) -> Result<(), ApplyError> {
-        subscription_event(
+        let (next, sub) = subscription_event(
             self.event,
             self.current,
             &mut self.effects,
             &mut self.counters,
-        )
-        .map(|_| ())
+        )?;
+        // A deletion applies once (it is final), so its churn notice goes out once.
+        if self.event.kind == EventKind::SubscriptionDeleted && !self.effects.stale {
+            self.churned(&next, &sub);
+        }
+        Ok(())
+    }
+
+    /// Who left, with what MRR, after how long, and why when Stripe says.
+    fn churned(&mut self, next: &SubscriptionState, sub: &Subscription) {
+        let ended = sub
+            .ended_at
+            .or(sub.canceled_at)
+            .unwrap_or(self.event.created);
+        let tenure_days = sub.created.map(|c| (ended - c).max(0) / 86_400);
+        let details = sub.cancellation_details.clone().unwrap_or_default();
+        let mut subject = "A customer canceled".to_owned();
+        if let Some(reason) = details.feedback.as_deref().or(details.reason.as_deref()) {
+            subject.push_str(&format!(" ({})", reason.replace('_', " ")));
+        }
+        self.notify(
+            "churn",
+            None,
+            next.customer.clone(),
+            &subject,
+            json!({
+                "subscription": next.id,
+                "mrr_lost": next.mrr,
+                "currency": next.currency,
+                "status_before": self.current.subscription.as_ref().map(|s| s.status.clone()),
+                "started_at": sub.created,
+                "ended_at": ended,
+                "tenure_days": tenure_days,
+                "cancellation_reason": details.reason,
+                "cancellation_feedback": details.feedback,
+                "cancellation_comment": details.comment,
+            }),
+        );
     }
 
     fn trial_will_end(&mut self) -> Result<(), ApplyError> {
@@ -444,7 +486,37 @@ impl Decision<'_> {
         if let (Some(id), Some(customer)) = (ch.id.clone(), ch.customer_id()) {
             self.effects.charge_link = Some((id, customer));
         }
+        self.remember_decline(ch.customer_id(), ch.decline());
         Ok(())
+    }
+
+    fn payment_intent_failed(&mut self) -> Result<(), ApplyError> {
+        let pi: PaymentIntent = self.event.object()?;
+        self.remember_decline(pi.customer_id(), pi.decline());
+        Ok(())
+    }
+
+    /// Keeps the customer's latest decline reason: by event time, and at a tie the more
+    /// specific code (a payment intent's decline code over its charge's `card_declined`),
+    /// then the greater, so that any delivery order ends alike.
+    fn remember_decline(&mut self, customer: Option<String>, reason: Option<String>) {
+        let (Some(customer), Some(reason)) = (customer, reason) else {
+            return;
+        };
+        let mut state = self.customer_or_new(&customer);
+        let t = self.event.created;
+        let rank = |t: i64, code: &str| {
+            let specific = super::drafts::reason_family(code) != "generic";
+            (t, specific, code.to_owned())
+        };
+        let newer = match &state.last_decline {
+            None => true,
+            Some((at, code)) => rank(t, &reason) > rank(*at, code),
+        };
+        if newer {
+            state.last_decline = Some((t, reason));
+            self.effects.customer = Some(state);
+        }
     }
 
     fn charge_refunded(&mut self) -> Result<(), ApplyError> {
@@ -736,7 +808,13 @@ fn notify(
 }
 
 /// The amount fields of a notification's details that people read, in minor units.
-const AMOUNT_FIELDS: [&str; 4] = ["amount", "amount_due", "amount_total", "recovered_amount"];
+const AMOUNT_FIELDS: [&str; 5] = [
+    "amount",
+    "amount_due",
+    "amount_total",
+    "recovered_amount",
+    "mrr_lost",
+];
 
 /// Adds `<field>_display` ("$652.60", "¥5,000") beside each amount in minor units, which
 /// machines keep reading. Returns the first one, for the subject.
@@ -893,6 +971,10 @@ fn invoice_event(
     if let Some(due) = inv.amount_due {
         case.amount_due = case.amount_due.max(due);
     }
+    case.hosted_invoice_url = case
+        .hosted_invoice_url
+        .or_else(|| inv.hosted_invoice_url.clone());
+    case.period_end = case.period_end.max(inv.service_period_end());
     fact(&mut case, &inv);
 
     // Counters follow the facts: each lands once, at the hour of the fact that defines it.
@@ -946,6 +1028,7 @@ fn invoice_event(
                 Stage::Recovered => "A failed renewal was recovered",
                 Stage::Lost => "A failed renewal is lost",
             };
+            let draft = customer_draft(&case, stage, current.customer.as_ref(), policy);
             notify(
                 effects,
                 event,
@@ -962,12 +1045,44 @@ fn invoice_event(
                     "next_payment_attempt": case.next_payment_attempt,
                     "recovered_amount": case.recovered().map(|p| p.amount),
                     "time_to_recover_secs": case.time_to_recover_secs(),
+                    "hosted_invoice_url": case.hosted_invoice_url,
+                    "customer_draft": draft,
                 }),
             );
         }
     }
     effects.case = Some(case);
     Ok(())
+}
+
+/// The message the SaaS can send its customer for a case at a stage, worded for the
+/// customer's decline reason when one was given around the case's latest failure.
+fn customer_draft(
+    case: &DunningCase,
+    stage: Stage,
+    customer: Option<&CustomerState>,
+    policy: &BillingPolicy,
+) -> super::drafts::Draft {
+    const NEAR_SECS: i64 = 86_400;
+    let decline = customer
+        .and_then(|c| c.last_decline.as_ref())
+        .filter(|(at, _)| {
+            case.last_failure_at
+                .is_some_and(|f| (f - at).abs() <= NEAR_SECS)
+        })
+        .map(|(_, code)| code.as_str());
+    let amount = match case.currency {
+        Some(c) => crate::money::format_minor(case.amount_due, c.as_str()),
+        None => case.amount_due.to_string(),
+    };
+    policy.dunning_drafts.draft(&super::drafts::DraftFacts {
+        stage,
+        decline,
+        amount,
+        invoice_url: case.hosted_invoice_url.as_deref(),
+        next_attempt: case.next_payment_attempt,
+        attempt: case.attempt_count,
+    })
 }
 
 fn upcoming_invoice(

@@ -23,6 +23,10 @@ pub struct CustomerState {
     /// to notice a duplicate charge.
     #[serde(default)]
     pub recent_charges: Vec<(i64, i64, String, String)>,
+    /// The latest failed payment's reason (event time, Stripe's code), for the wording of
+    /// the dunning drafts.
+    #[serde(default)]
+    pub last_decline: Option<(i64, String)>,
 }
 
 impl CustomerState {
@@ -37,6 +41,7 @@ impl CustomerState {
             early_fraud_warnings: 0,
             deleted: false,
             recent_charges: Vec::new(),
+            last_decline: None,
         }
     }
 

@@ -63,6 +63,13 @@ pub struct DunningCase {
     pub exhausted_at: Option<i64>,
     pub uncollectible_at: Option<i64>,
     pub paid: Option<PaidFact>,
+    /// Where the customer pays the invoice or updates the card.
+    #[serde(default)]
+    pub hosted_invoice_url: Option<String>,
+    /// The end of the service period the invoice pays for (access runs until then once
+    /// it is paid).
+    #[serde(default)]
+    pub period_end: Option<i64>,
 }
 
 impl DunningCase {
@@ -82,6 +89,8 @@ impl DunningCase {
             exhausted_at: None,
             uncollectible_at: None,
             paid: None,
+            hosted_invoice_url: None,
+            period_end: None,
         }
     }
 

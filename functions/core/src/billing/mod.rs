@@ -6,6 +6,7 @@ pub mod access;
 pub mod apply;
 pub mod counters;
 pub mod customer;
+pub mod drafts;
 pub mod dunning;
 pub mod objects;
 pub mod policy;

@@ -85,6 +85,21 @@ pub struct Subscription {
     pub canceled_at: Option<i64>,
     #[serde(default)]
     pub default_payment_method: Option<Ref>,
+    #[serde(default)]
+    pub created: Option<i64>,
+    #[serde(default)]
+    pub ended_at: Option<i64>,
+    /// Why the customer canceled (newer API versions).
+    #[serde(default)]
+    pub cancellation_details: Option<CancellationDetails>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct CancellationDetails {
+    pub reason: Option<String>,
+    pub feedback: Option<String>,
+    pub comment: Option<String>,
 }
 
 impl Subscription {
@@ -122,9 +137,33 @@ pub struct Invoice {
     /// Newer API versions: `parent.subscription_details.subscription`.
     pub parent: Option<InvoiceParent>,
     pub period_end: Option<i64>,
+    /// Where the customer pays the invoice or updates the card.
+    pub hosted_invoice_url: Option<String>,
+    pub lines: Option<List<InvoiceLine>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct InvoiceLine {
+    pub period: Option<Period>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Period {
+    pub start: Option<i64>,
+    pub end: Option<i64>,
 }
 
 impl Invoice {
+    /// The end of the service period the invoice pays for: its lines' latest period end.
+    /// (An invoice's own `period_end` is that of the previous period for renewals.)
+    pub fn service_period_end(&self) -> Option<i64> {
+        self.lines
+            .as_ref()
+            .and_then(|l| l.data.iter().filter_map(|i| i.period.as_ref()?.end).max())
+    }
+
     pub fn customer_id(&self) -> Option<String> {
         ref_id(&self.customer)
     }
@@ -147,11 +186,56 @@ pub struct Charge {
     pub amount: Option<i64>,
     pub amount_refunded: Option<i64>,
     pub currency: Option<String>,
+    /// `card_declined`, `expired_card`, … on a failed charge.
+    pub failure_code: Option<String>,
+    pub outcome: Option<ChargeOutcome>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ChargeOutcome {
+    /// The decline reason (`insufficient_funds`, `generic_decline`, …).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct PaymentIntent {
+    pub id: Option<String>,
+    pub customer: Option<Ref>,
+    pub last_payment_error: Option<PaymentError>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct PaymentError {
+    pub code: Option<String>,
+    pub decline_code: Option<String>,
+}
+
+impl PaymentIntent {
+    pub fn customer_id(&self) -> Option<String> {
+        ref_id(&self.customer)
+    }
+
+    /// The most specific reason given: the decline code, else the error code.
+    pub fn decline(&self) -> Option<String> {
+        let e = self.last_payment_error.as_ref()?;
+        e.decline_code.clone().or_else(|| e.code.clone())
+    }
 }
 
 impl Charge {
     pub fn customer_id(&self) -> Option<String> {
         ref_id(&self.customer)
+    }
+
+    /// The most specific reason given: the outcome's reason, else the failure code.
+    pub fn decline(&self) -> Option<String> {
+        self.outcome
+            .as_ref()
+            .and_then(|o| o.reason.clone())
+            .or_else(|| self.failure_code.clone())
     }
 }
 

@@ -18,6 +18,9 @@ pub struct BillingPolicy {
     /// Two successful charges of one amount to one customer within this many seconds
     /// raise a duplicate-charge alert (default 600).
     pub duplicate_charge_secs: i64,
+    /// Replacements for the built-in customer-facing dunning drafts.
+    #[serde(default)]
+    pub dunning_drafts: super::drafts::DunningDrafts,
 }
 
 impl Default for BillingPolicy {
@@ -29,6 +32,7 @@ impl Default for BillingPolicy {
             large_payment_minor_units: 100_000,
             large_refund_minor_units: 50_000,
             duplicate_charge_secs: 600,
+            dunning_drafts: Default::default(),
         }
     }
 }

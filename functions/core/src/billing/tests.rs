@@ -40,6 +40,8 @@ fn invoice_obj(id: &str, sub: &str, attempt: i64, next_attempt: Option<i64>, pai
     json!({ "id": id, "object": "invoice", "customer": "cus_1", "currency": "usd", "amount_due": 2000,
         "amount_paid": if paid { 2000 } else { 0 }, "attempt_count": attempt, "next_payment_attempt": next_attempt,
         "status": if paid { "paid" } else { "open" },
+        "hosted_invoice_url": format!("https://invoice.stripe.com/i/acct_1/{id}"),
+        "lines": { "data": [{ "period": { "start": T0 + 31 * DAY, "end": T0 + 62 * DAY } }] },
         "parent": { "subscription_details": { "subscription": sub } } })
 }
 
@@ -63,7 +65,8 @@ fn failed_renewal_story() -> Vec<BillingEvent> {
             "evt_03",
             "charge.failed",
             T0 + 31 * DAY,
-            json!({"id":"ch_1","customer":"cus_1","amount":2000,"currency":"usd"}),
+            json!({"id":"ch_1","customer":"cus_1","amount":2000,"currency":"usd",
+                "failure_code":"card_declined","outcome":{"reason":"insufficient_funds"}}),
             None,
         ),
         event(
@@ -591,5 +594,161 @@ proptest! {
             shuffled.extend(order.iter().rev().map(|i| history[*i].clone()));
         }
         prop_assert_eq!(findings_of(&shuffled), reference);
+    }
+}
+
+/// The dunning notifications of a delivery order: (stage, draft reason, draft subject, body).
+fn drafts_of(state: &BillingState) -> Vec<(String, String, String, String)> {
+    state
+        .notifications
+        .iter()
+        .filter(|n| n.kind == "dunning")
+        .map(|n| {
+            let d = &n.details["customer_draft"];
+            (
+                n.stage.clone().unwrap(),
+                d["reason"].as_str().unwrap().to_owned(),
+                d["subject"].as_str().unwrap().to_owned(),
+                d["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_dunning_notification_carries_a_draft_for_its_reason_and_the_pay_link() {
+    let state = apply_all(&failed_renewal_story());
+    let drafts = drafts_of(&state);
+    let stages: Vec<&str> = drafts.iter().map(|d| d.0.as_str()).collect();
+    assert_eq!(stages, ["notice", "final_warning", "recovered"]);
+    let (_, reason, subject, body) = &drafts[0];
+    assert_eq!(reason, "insufficient_funds");
+    assert_eq!(subject, "Your payment of $20.00 didn't go through");
+    assert!(
+        body.contains("insufficient funds")
+            && body.contains("https://invoice.stripe.com/i/acct_1/in_1"),
+        "{body}"
+    );
+    assert!(body.contains("2026-02-04"), "the next retry's date: {body}");
+    let (_, _, subject, body) = &drafts[1];
+    assert!(subject.starts_with("Action needed"), "{subject}");
+    assert!(body.contains("tried 3 times"), "{body}");
+    assert!(drafts[2].2.starts_with("Thank you"));
+    let n = &state
+        .notifications
+        .iter()
+        .find(|n| n.kind == "dunning")
+        .unwrap()
+        .details;
+    assert_eq!(
+        n["hosted_invoice_url"],
+        "https://invoice.stripe.com/i/acct_1/in_1"
+    );
+}
+
+fn churn_story() -> Vec<BillingEvent> {
+    // Canceled at period end: Stripe deletes it when the period ends.
+    let mut deleted = sub_obj("sub_9", "canceled", 4900, 1);
+    deleted["customer"] = json!("cus_9");
+    deleted["created"] = json!(T0);
+    deleted["cancel_at_period_end"] = json!(true);
+    deleted["canceled_at"] = json!(T0 + 10 * DAY);
+    deleted["ended_at"] = json!(T0 + 31 * DAY);
+    deleted["cancellation_details"] = json!({ "reason": "cancellation_requested", "feedback": "too_expensive", "comment": "Budget cuts" });
+    let mut created = sub_obj("sub_9", "active", 4900, 1);
+    created["customer"] = json!("cus_9");
+    let mut updated = created.clone();
+    updated["cancel_at_period_end"] = json!(true);
+    vec![
+        event("evt_c1", "customer.subscription.created", T0, created, None),
+        event(
+            "evt_c2",
+            "customer.subscription.updated",
+            T0 + 10 * DAY,
+            updated,
+            Some(json!({"cancel_at_period_end": false})),
+        ),
+        event(
+            "evt_c3",
+            "customer.subscription.deleted",
+            T0 + 31 * DAY,
+            deleted,
+            Some(json!({"status": "active"})),
+        ),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    #[test]
+    fn dunning_drafts_are_worded_for_what_was_known_in_any_order(order in Just((0..12usize).collect::<Vec<_>>()).prop_shuffle()) {
+        let story = failed_renewal_story();
+        let shuffled: Vec<_> = order.iter().map(|i| story[*i].clone()).collect();
+        let state = apply_all(&shuffled);
+        let drafts = drafts_of(&state);
+        prop_assert!(!drafts.is_empty());
+        let mut stages: Vec<&str> = drafts.iter().map(|d| d.0.as_str()).collect();
+        stages.dedup();
+        prop_assert_eq!(stages.len(), drafts.len(), "one notification per stage: {:?}", drafts);
+        // The notice is worded for the decline when the failed charge came before the
+        // failure that opened the case and that failure is the charge's own (the first
+        // attempt; the later ones carry no decline of their own in this story).
+        let pos = |e: usize| order.iter().position(|i| *i == e).unwrap();
+        let opener = [4, 6, 7].into_iter().min_by_key(|e| pos(*e)).unwrap();
+        let charge_first = opener == 4 && pos(2) < pos(4);
+        for (stage, reason, subject, body) in &drafts {
+            prop_assert!(!subject.is_empty() && !body.contains('{'), "{}: {}", stage, body);
+            if stage != "recovered" {
+                prop_assert!(body.contains("https://invoice.stripe.com/i/acct_1/in_1"), "{}", body);
+            }
+            if stage == "notice" {
+                let want = if charge_first { "insufficient_funds" } else { "generic" };
+                prop_assert_eq!(reason.as_str(), want);
+            }
+        }
+        prop_assert_eq!(state.customers["cus_1"].last_decline.clone(), Some((T0 + 31 * DAY, "insufficient_funds".to_owned())));
+    }
+
+    #[test]
+    fn a_cancellation_is_announced_once_with_its_numbers_in_any_order(order in Just((0..3usize).collect::<Vec<_>>()).prop_shuffle(), twice in any::<bool>()) {
+        let story = churn_story();
+        let shuffled: Vec<_> = order.iter().flat_map(|i| vec![story[*i].clone(); if twice { 2 } else { 1 }]).collect();
+        let state = apply_all(&shuffled);
+        let churn: Vec<_> = state.notifications.iter().filter(|n| n.kind == "churn").collect();
+        prop_assert_eq!(churn.len(), 1, "{:?}", churn);
+        let n = churn[0];
+        prop_assert_eq!(n.customer.as_deref(), Some("cus_9"));
+        prop_assert_eq!(&n.subject, "A customer canceled (too expensive): $49.00");
+        prop_assert_eq!(&n.details["mrr_lost"], &json!(4900));
+        prop_assert_eq!(&n.details["tenure_days"], &json!(31));
+        prop_assert_eq!(&n.details["cancellation_comment"], &json!("Budget cuts"));
+        prop_assert_eq!(&n.details["cancellation_reason"], &json!("cancellation_requested"));
+
+        // Canceled at period end: access runs until the period paid for ends, then stops.
+        let subs: Vec<_> = state.subscriptions.values().cloned().collect();
+        let policy = BillingPolicy::default();
+        let during = access(None, &subs, &[], T0 + 20 * DAY, &policy);
+        prop_assert_eq!(during.verdict, Verdict::Granted);
+        prop_assert_eq!(during.until, Some(T0 + 31 * DAY));
+        prop_assert_eq!(access(None, &subs, &[], T0 + 32 * DAY, &policy).verdict, Verdict::Revoked);
+    }
+
+    #[test]
+    fn a_paid_invoice_grants_access_until_its_period_ends_in_any_order(order in Just((0..12usize).collect::<Vec<_>>()).prop_shuffle()) {
+        let story = failed_renewal_story();
+        let shuffled: Vec<_> = order.iter().map(|i| story[*i].clone()).collect();
+        let state = apply_all(&shuffled);
+        let cases: Vec<_> = state.cases.values().cloned().collect();
+        let policy = BillingPolicy::default();
+        // The subscription's own state aside (say its events were never enabled), the
+        // paid invoice grants access until the end of the period it paid for.
+        let paid = access(None, &[], &cases, T0 + 50 * DAY, &policy);
+        prop_assert_eq!(paid.verdict, Verdict::Granted);
+        prop_assert_eq!(paid.until, Some(T0 + 62 * DAY));
+        prop_assert_eq!(access(None, &[], &cases, T0 + 63 * DAY, &policy).verdict, Verdict::Revoked);
+        // With the subscription active, the verdict says until when it is paid.
+        let subs: Vec<_> = state.subscriptions.values().cloned().collect();
+        prop_assert_eq!(access(None, &subs, &cases, T0 + 50 * DAY, &policy).until, Some(T0 + 62 * DAY));
     }
 }
