@@ -403,6 +403,45 @@ pub trait AlertStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// What operators ask, read the same from every store: the operator API and the dashboard
+/// over it. Reads only; views are built in core from the stored state.
+pub trait ReadModel: Send + Sync {
+    /// A customer's subscriptions, open dunning cases and access verdict at `now`.
+    fn customer_view(
+        &self,
+        id: &str,
+        now: i64,
+        policy: &crate::billing::BillingPolicy,
+    ) -> impl Future<Output = Result<crate::billing::views::CustomerView, StoreError>> + Send;
+
+    fn subscription(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::billing::SubscriptionState>, StoreError>> + Send;
+
+    /// Dunning cases by `open` (the default), `closed`, `all` or a stage name, oldest first.
+    fn dunning_cases(
+        &self,
+        status: Option<&str>,
+        policy: &crate::billing::BillingPolicy,
+    ) -> impl Future<Output = Result<Vec<crate::billing::views::CaseView>, StoreError>> + Send;
+
+    /// Hourly counters of both modes in [from, to), with the gauges of hour 0.
+    fn metrics(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<crate::billing::views::HourCounters>, StoreError>> + Send;
+
+    /// Open alerts, and those resolved in the `recent_secs` before `now`, latest change
+    /// first.
+    fn recent_alerts(
+        &self,
+        now: i64,
+        recent_secs: i64,
+    ) -> impl Future<Output = Result<Vec<AlertState>, StoreError>> + Send;
+}
+
 /// How long a resolved alert (and its state) is kept before the store may forget it:
 /// long enough that a signal recurring within it reopens the same alert at its next
 /// version, so message ids never repeat within a subscriber's memory.

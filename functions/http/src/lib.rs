@@ -1,6 +1,8 @@
 //! The HTTP face of revguard: `POST /webhook` and `GET /healthz`, generic over the ports,
 //! served by the ingress Lambda (through `lambda_http`) and by the local `revguard serve`.
 
+pub mod dashboard;
+pub mod operator;
 mod rejections;
 
 use std::sync::Arc;

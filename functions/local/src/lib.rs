@@ -4,7 +4,6 @@
 pub mod api;
 pub mod chat;
 pub mod consumer;
-pub mod dashboard;
 pub mod demo;
 pub mod publish;
 pub mod send;

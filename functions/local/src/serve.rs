@@ -162,6 +162,7 @@ pub async fn serve(
             store: store.clone(),
             policy: options.policy.clone(),
             token: options.api_token.clone(),
+            clock: system_clock(),
             rejections: {
                 let app = app.clone();
                 Arc::new(move || {

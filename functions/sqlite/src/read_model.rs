@@ -118,3 +118,40 @@ impl SqliteStore {
         })
     }
 }
+
+/// The operator API's port, over the methods above (the reads are short: the reader
+/// connection answers them in place).
+impl revguard_core::ports::ReadModel for SqliteStore {
+    async fn customer_view(
+        &self,
+        id: &str,
+        now: i64,
+        policy: &BillingPolicy,
+    ) -> Result<CustomerView, StoreError> {
+        SqliteStore::customer_view(self, id, now, policy)
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError> {
+        SqliteStore::subscription(self, id)
+    }
+
+    async fn dunning_cases(
+        &self,
+        status: Option<&str>,
+        policy: &BillingPolicy,
+    ) -> Result<Vec<CaseView>, StoreError> {
+        SqliteStore::dunning_cases(self, status, policy)
+    }
+
+    async fn metrics(&self, from: i64, to: i64) -> Result<Vec<HourCounters>, StoreError> {
+        SqliteStore::metrics(self, from, to)
+    }
+
+    async fn recent_alerts(
+        &self,
+        now: i64,
+        recent_secs: i64,
+    ) -> Result<Vec<revguard_core::detect::alerts::AlertState>, StoreError> {
+        SqliteStore::recent_alerts(self, now, recent_secs)
+    }
+}

@@ -39,6 +39,36 @@ pub struct DashboardData {
     pub rejected: BTreeMap<String, u64>,
 }
 
+/// Reads what the page shows: the gauges first (the latest receipt sets the window), then
+/// the window's counters, the alerts and the open dunning cases.
+pub async fn load<R: revguard_core::ports::ReadModel>(
+    store: &R,
+    policy: &revguard_core::billing::BillingPolicy,
+    now: i64,
+    livemode: bool,
+    rejected: BTreeMap<String, u64>,
+) -> Result<DashboardData, revguard_core::StoreError> {
+    let last_received = store
+        .metrics(0, 0)
+        .await?
+        .iter()
+        .find(|h| h.hour == 0 && h.livemode == livemode)
+        .and_then(|h| h.metrics.get("max_received_at").copied());
+    let (from, to) = window(now, last_received);
+    Ok(DashboardData {
+        now,
+        livemode,
+        from,
+        to,
+        hours: store.metrics(from, to).await?,
+        alerts: store
+            .recent_alerts(to, crate::operator::RECENT_ALERTS_SECS)
+            .await?,
+        cases: store.dunning_cases(Some("open"), policy).await?,
+        rejected,
+    })
+}
+
 /// The window ending at the hour of the latest delivery (or now, if later data is absent).
 pub fn window(now: i64, last_received: Option<i64>) -> (i64, i64) {
     let end = hour_of(last_received.map_or(now, |t| t.min(now))) + 3600;

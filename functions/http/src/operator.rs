@@ -1,0 +1,193 @@
+//! The operator API and the dashboard, over any store's [`ReadModel`]: the same routes and
+//! answers from `revguard serve` (SQLite) and from the `api` Lambda (DynamoDB).
+//!
+//! It holds billing data. Embedded, it is open on a loopback address and needs the
+//! configured bearer token elsewhere; on AWS, API Gateway authorizes every route with IAM
+//! before the function runs, and no token is set here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use revguard_core::billing::BillingPolicy;
+use revguard_core::ports::ReadModel;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::{error_response, Clock};
+
+/// Rejected webhook deliveries since start, by reason (the dashboard shows them).
+pub type Rejections = Arc<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
+
+pub struct OperatorApi<R> {
+    pub store: R,
+    pub policy: BillingPolicy,
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
+    pub rejections: Rejections,
+    pub clock: Clock,
+}
+
+/// How far back `/api/alerts` lists resolved alerts.
+pub const RECENT_ALERTS_SECS: i64 = 7 * 86_400;
+
+pub fn operator_router<R: ReadModel + 'static>(api: Arc<OperatorApi<R>>) -> Router {
+    Router::new()
+        .route("/api/subscriptions/{id}", get(subscription::<R>))
+        .route("/api/customers/{id}", get(customer::<R>))
+        .route("/api/access/{customer}", get(access::<R>))
+        .route("/api/dunning", get(dunning::<R>))
+        .route("/api/metrics", get(metrics::<R>))
+        .route("/api/alerts", get(alerts::<R>))
+        .route("/dashboard", get(dashboard::<R>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            require_token::<R>,
+        ))
+        .with_state(api)
+}
+
+async fn require_token<R: ReadModel>(
+    State(api): State<Arc<OperatorApi<R>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &api.token {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            return error_response(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+    }
+    next.run(request).await
+}
+
+fn unavailable(e: revguard_core::StoreError) -> Response {
+    tracing::error!(error = %revguard_core::error_chain(&e), "operator API read failed");
+    error_response(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+}
+
+fn answer<T: serde::Serialize>(r: Result<T, revguard_core::StoreError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn subscription<R: ReadModel>(
+    State(api): State<Arc<OperatorApi<R>>>,
+    Path(id): Path<String>,
+) -> Response {
+    match api.store.subscription(&id).await {
+        Ok(Some(sub)) => Json(sub).into_response(),
+        Ok(None) => error_response(StatusCode::NOT_FOUND, "not_found"),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn customer<R: ReadModel>(
+    State(api): State<Arc<OperatorApi<R>>>,
+    Path(id): Path<String>,
+) -> Response {
+    answer(
+        api.store
+            .customer_view(&id, (api.clock)(), &api.policy)
+            .await,
+    )
+}
+
+/// "May this customer use the product?", small enough to ask on every request of the SaaS.
+async fn access<R: ReadModel>(
+    State(api): State<Arc<OperatorApi<R>>>,
+    Path(customer): Path<String>,
+) -> Response {
+    match api
+        .store
+        .customer_view(&customer, (api.clock)(), &api.policy)
+        .await
+    {
+        Ok(view) => Json(json!({
+            "customer": customer,
+            "verdict": view.access.verdict,
+            "reason": view.access.reason,
+            "until": view.access.until,
+            "disputed": view.access.disputed,
+        }))
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn dunning<R: ReadModel>(
+    State(api): State<Arc<OperatorApi<R>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let status = q.get("status").map(String::as_str).unwrap_or("open");
+    match api.store.dunning_cases(Some(status), &api.policy).await {
+        Ok(mut cases) => {
+            cases.sort_by(|a, b| {
+                (a.case.opened_at, &a.case.invoice_id).cmp(&(b.case.opened_at, &b.case.invoice_id))
+            });
+            Json(cases).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn metrics<R: ReadModel>(
+    State(api): State<Arc<OperatorApi<R>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let now = (api.clock)();
+    // `None` when the parameter is there but is not a time.
+    let parse = |key: &str, default: i64| -> Option<i64> {
+        q.get(key).map_or(Some(default), |v| {
+            v.parse::<i64>()
+                .ok()
+                .or_else(|| revguard_core::time::parse_rfc3339(v))
+        })
+    };
+    let (Some(from), Some(to)) = (parse("from", now - 24 * 3600), parse("to", now + 3600)) else {
+        return error_response(StatusCode::BAD_REQUEST, "bad_time");
+    };
+    answer(api.store.metrics(from, to).await)
+}
+
+/// Open alerts, and those resolved in the last 7 days: open first, then the latest.
+async fn alerts<R: ReadModel>(State(api): State<Arc<OperatorApi<R>>>) -> Response {
+    match api
+        .store
+        .recent_alerts((api.clock)(), RECENT_ALERTS_SECS)
+        .await
+    {
+        Ok(mut alerts) => {
+            alerts.sort_by(|a, b| {
+                (!a.open, -a.last_sent_at, &a.id).cmp(&(!b.open, -b.last_sent_at, &b.id))
+            });
+            Json(alerts).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The dashboard page (see [`crate::dashboard`]): `?mode=live` (default) or `test`.
+async fn dashboard<R: ReadModel>(
+    State(api): State<Arc<OperatorApi<R>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let now = (api.clock)();
+    let livemode = q.get("mode").map(String::as_str) != Some("test");
+    match crate::dashboard::load(&api.store, &api.policy, now, livemode, (api.rejections)()).await {
+        Ok(d) => axum::response::Html(crate::dashboard::render(&d)).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
