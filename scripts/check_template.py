@@ -36,7 +36,8 @@ def getatt(v):
 
 
 functions = of_type("AWS::Serverless::Function")
-check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction"}, "three functions: ingress, worker, anomaly")
+check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction", "ApiFunction"},
+      "four functions: ingress, worker, anomaly, api")
 for name, f in functions.items():
     p = f["Properties"]
     check(f.get("Metadata", {}).get("BuildMethod") == "rust-cargolambda", f"{name} is built by SAM with rust-cargolambda")
@@ -93,8 +94,11 @@ for table in of_type("AWS::DynamoDB::Table").values():
 alerts_table = res["AlertsTable"]["Properties"]
 check(alerts_table.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True},
       "TTL on the alerts table (resolved alerts expire)")
-check([i["IndexName"] for i in alerts_table.get("GlobalSecondaryIndexes", [])] == ["active"],
-      "the alerts table has the sparse index `active` that a detector run queries")
+check([i["IndexName"] for i in alerts_table.get("GlobalSecondaryIndexes", [])] == ["active", "resolved"],
+      "the alerts table has the sparse index `active` that a detector run queries, and `resolved` for the operator API")
+check([i["IndexName"] for i in res["StateTable"]["Properties"].get("GlobalSecondaryIndexes", [])] == ["by_customer", "by_stage"]
+      and all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in res["StateTable"]["Properties"]["GlobalSecondaryIndexes"]),
+      "the state table has the operator API's keys-only indexes (a customer's items, cases by stage)")
 
 
 def actions_on(function, resource_name):
@@ -116,6 +120,25 @@ check({"dynamodb:UpdateItem", "dynamodb:BatchGetItem"} <= detector_alerts,
       "the detector may claim outbox entries (UpdateItem) and read closed alerts by key (BatchGetItem)")
 check("dynamodb:UpdateItem" in actions_on("WorkerFunction", "StateTable"),
       "the worker may claim its notification outbox (UpdateItem)")
+
+# The operator API holds billing data: every route but the webhook is IAM-authorized, and
+# its function may only read.
+check(res["WebhookApi"]["Properties"].get("Auth", {}).get("EnableIamAuthorizer") is True, "the HTTP API can authorize routes with IAM")
+for fname, f in functions.items():
+    for ename, e in f["Properties"].get("Events", {}).items():
+        if e["Type"] != "HttpApi":
+            continue
+        p = e["Properties"]
+        open_route = p.get("Method") == "POST" and p.get("Path") == "/webhook"
+        authorizer = p.get("Auth", {}).get("Authorizer")
+        check(open_route or authorizer == "AWS_IAM",
+              f"{fname}.{ename} ({p.get('Method')} {p.get('Path')}) is the webhook or needs IAM")
+api_actions = set()
+for st in functions["ApiFunction"]["Properties"]["Policies"][0]["Statement"]:
+    api_actions |= set(st["Action"])
+check(api_actions <= {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"},
+      f"the api function only reads: {sorted(api_actions)}")
+check("dynamodb:Scan" not in api_actions, "the api function never scans")
 
 sms = res["AlertSmsSubscription"]
 check(sms.get("Condition") == "HasAlertSms" and sms["Properties"]["Protocol"] == "sms", "the SMS subscription exists only when a number is given")
@@ -188,7 +211,7 @@ for kind, prop in (("AWS::DynamoDB::Table", "TableName"), ("AWS::SQS::Queue", "Q
 check(all("FunctionName" not in f["Properties"] for f in functions.values()), "no hard-coded FunctionName")
 
 outputs = t["Outputs"]
-for name in ("WebhookUrl", "AlertsTopicArn", "NotificationsTopicArn", "DeadLetterQueueUrl", "EventsTableName", "StateTableName", "CountersTableName", "AlertsTableName"):
+for name in ("WebhookUrl", "ApiUrl", "AlertsTopicArn", "NotificationsTopicArn", "DeadLetterQueueUrl", "EventsTableName", "StateTableName", "CountersTableName", "AlertsTableName"):
     check(name in outputs, f"output {name}")
 
 # infra/ci-deploy-role.yaml: CloudFormation's execution role must cover every resource

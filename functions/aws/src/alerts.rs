@@ -141,9 +141,13 @@ impl AlertStore for DynamoAlerts {
         put = if st.open {
             put.item(ATTR_ACTIVE, s(ACTIVE))
         } else {
-            // Out of the index, and forgotten after the retention.
+            // Out of the index, into the resolved one (the operator API lists the recent
+            // ones), and forgotten after the retention.
             let expires_at = revguard_core::time::unix_now() + CLOSED_ALERT_RETENTION_SECS;
+            let resolved_at = st.resolved_at.unwrap_or(now);
             put.item("expires_at", AttributeValue::N(expires_at.to_string()))
+                .item("resolved", s("1"))
+                .item("resolved_at", AttributeValue::N(resolved_at.to_string()))
         };
         put = match change.expected_version {
             Some(v) => put

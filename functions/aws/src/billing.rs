@@ -238,30 +238,27 @@ impl DynamoBilling {
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().put(marker).build());
         }
+        // `customer` and `stage` key the read model's sparse indexes (see
+        // `read_model`): present only when known, as an index key must be a string.
         for w in &commit.subscriptions {
-            let customer = w
-                .value
-                .customer
-                .clone()
-                .map(s)
-                .unwrap_or(AttributeValue::Null(true));
+            let customer = w.value.customer.clone().map(|c| ("customer", s(c)));
             items.push(self.put_state(
                 format!("sub#{}", w.value.id),
                 &w.value,
                 w.expected_version,
-                &[("customer", customer)],
+                &Vec::from_iter(customer),
             )?);
         }
         for w in &commit.cases {
             let (case, stage) = &w.value;
-            let stage = stage
-                .map(|st| s(st.as_str()))
-                .unwrap_or(AttributeValue::Null(true));
+            let mut extra = Vec::new();
+            extra.extend(stage.map(|st| ("stage", s(st.as_str()))));
+            extra.extend(case.customer.clone().map(|c| ("customer", s(c))));
             items.push(self.put_state(
                 format!("case#{}", case.invoice_id),
                 case,
                 w.expected_version,
-                &[("stage", stage)],
+                &extra,
             )?);
         }
         for w in &commit.customers {
@@ -269,7 +266,7 @@ impl DynamoBilling {
                 format!("cust#{}", w.value.id),
                 &w.value,
                 w.expected_version,
-                &[],
+                &[("customer", s(w.value.id.clone()))],
             )?);
         }
         // Counter increments summed per item and metric: one expression may name an

@@ -228,6 +228,24 @@ impl WorkerEnv {
     }
 }
 
+/// What the api function needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiEnv {
+    pub state_table: String,
+    pub counters_table: String,
+    pub alerts_table: String,
+}
+
+impl ApiEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            state_table: required("REVGUARD_STATE_TABLE")?,
+            counters_table: required("REVGUARD_COUNTERS_TABLE")?,
+            alerts_table: required("REVGUARD_ALERTS_TABLE")?,
+        })
+    }
+}
+
 /// What the anomaly function needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnomalyEnv {

@@ -9,6 +9,7 @@ pub mod dynamo;
 #[cfg(feature = "test-util")]
 pub mod faults;
 pub mod provision;
+pub mod read_model;
 pub mod sns;
 pub mod sqs;
 #[cfg(feature = "test-util")]
@@ -19,9 +20,10 @@ pub use billing::{DynamoBilling, DynamoCounters};
 pub use config::{
     detect_config_from_env, ingest_config_from_env, load_sdk_config, load_webhook_secrets,
     policy_from_env, read_webhook_secrets, webhook_secret_arn, webhook_secret_loader, AnomalyEnv,
-    ConfigError, IngressEnv, WorkerEnv,
+    ApiEnv, ConfigError, IngressEnv, WorkerEnv,
 };
 pub use dynamo::DynamoEventLog;
+pub use read_model::DynamoReadModel;
 pub use sns::SnsNotifier;
 pub use sqs::{SqsDeadLetters, SqsQueue, SqsRedelivery};
 

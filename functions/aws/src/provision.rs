@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{
 
 use crate::alerts::{ACTIVE_INDEX, ATTR_ACTIVE};
 use crate::dynamo::{ATTR_ID, ATTR_TTL};
+use crate::read_model::{CUSTOMER_INDEX, RESOLVED_INDEX, STAGE_INDEX};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,26 +28,65 @@ pub async fn create_pk_table(
     create_table(client, name, "pk").await
 }
 
+/// The worker's state table: keyed by `pk`, with the read model's keys-only sparse indexes
+/// [`CUSTOMER_INDEX`] (`customer`, `pk`) and [`STAGE_INDEX`] (`stage`, `pk`).
+pub async fn create_state_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), BoxError> {
+    let request = client
+        .create_table()
+        .attribute_definitions(string_attribute("customer")?)
+        .attribute_definitions(string_attribute("stage")?)
+        .global_secondary_indexes(index(
+            CUSTOMER_INDEX,
+            "customer",
+            "pk",
+            ProjectionType::KeysOnly,
+        )?)
+        .global_secondary_indexes(index(STAGE_INDEX, "stage", "pk", ProjectionType::KeysOnly)?);
+    create_table_with(client, request, name, "pk").await
+}
+
+fn index(
+    name: &str,
+    hash: &str,
+    range: &str,
+    projection: ProjectionType,
+) -> Result<GlobalSecondaryIndex, BoxError> {
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key_element(hash, KeyType::Hash)?)
+        .key_schema(key_element(range, KeyType::Range)?)
+        .projection(Projection::builder().projection_type(projection).build())
+        .build()?)
+}
+
 /// The alerts table: keyed by `pk`, with the sparse index [`ACTIVE_INDEX`] on `active`
-/// (hash) and `pk` (range) holding only what a detector run reads, and TTL on `expires_at`.
+/// (hash) and `pk` (range) holding only what a detector run reads, the sparse index
+/// [`RESOLVED_INDEX`] on `resolved` and `resolved_at` (the resolved alerts, for the
+/// operator API), and TTL on `expires_at`.
 pub async fn create_alerts_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
 ) -> Result<(), BoxError> {
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(ACTIVE_INDEX)
-        .key_schema(key_element(ATTR_ACTIVE, KeyType::Hash)?)
-        .key_schema(key_element("pk", KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()?;
     let request = client
         .create_table()
         .attribute_definitions(string_attribute(ATTR_ACTIVE)?)
-        .global_secondary_indexes(index);
+        .attribute_definitions(string_attribute("resolved")?)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("resolved_at")
+                .attribute_type(ScalarAttributeType::N)
+                .build()?,
+        )
+        .global_secondary_indexes(index(ACTIVE_INDEX, ATTR_ACTIVE, "pk", ProjectionType::All)?)
+        .global_secondary_indexes(index(
+            RESOLVED_INDEX,
+            "resolved",
+            "resolved_at",
+            ProjectionType::All,
+        )?);
     create_table_with(client, request, name, "pk").await
 }
 

@@ -123,11 +123,12 @@ impl MotoStack {
             .expect("create the events table");
         let [state_table, counters_table, alerts_table] =
             ["state", "counters", "alerts"].map(unique_name);
-        for table in [&state_table, &counters_table] {
-            crate::provision::create_pk_table(&dynamodb, table)
-                .await
-                .expect("create a table");
-        }
+        crate::provision::create_state_table(&dynamodb, &state_table)
+            .await
+            .expect("create the state table");
+        crate::provision::create_pk_table(&dynamodb, &counters_table)
+            .await
+            .expect("create the counters table");
         crate::provision::create_alerts_table(&dynamodb, &alerts_table)
             .await
             .expect("create the alerts table");
@@ -170,6 +171,15 @@ impl MotoStack {
             events_table: self.events_table.clone(),
             queue_url: self.queue_url.clone(),
             max_message_bytes: 250_000,
+        }
+    }
+
+    /// The api function's environment as the template sets it for this stack.
+    pub fn api_env(&self) -> crate::ApiEnv {
+        crate::ApiEnv {
+            state_table: self.state_table.clone(),
+            counters_table: self.counters_table.clone(),
+            alerts_table: self.alerts_table.clone(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use revguard_aws::provision::{
-    create_alerts_table, create_events_table, create_pk_table, create_queue,
+    create_alerts_table, create_events_table, create_pk_table, create_queue, create_state_table,
 };
 use revguard_aws::testing::{moto_config, table_keys, unique_name, unreachable_config};
 use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SqsQueue};
@@ -36,11 +36,12 @@ async fn dynamodb_billing_counters_and_alerts_keep_the_contracts() {
         unique_name("counters"),
         unique_name("alerts"),
     );
-    for t in [&state, &counters] {
-        create_pk_table(&client, t)
-            .await
-            .expect("create table in moto");
-    }
+    create_state_table(&client, &state)
+        .await
+        .expect("create the state table in moto");
+    create_pk_table(&client, &counters)
+        .await
+        .expect("create table in moto");
     create_alerts_table(&client, &alerts)
         .await
         .expect("create the alerts table in moto");

@@ -35,8 +35,9 @@ pub struct DashboardData {
     pub hours: Vec<HourCounters>,
     pub alerts: Vec<AlertState>,
     pub cases: Vec<CaseView>,
-    /// Rejected deliveries since the server started, by reason.
-    pub rejected: BTreeMap<String, u64>,
+    /// Rejected deliveries since the server started, by reason (`None`: counted in another
+    /// process, as on AWS, where the stack's CloudWatch dashboard shows them).
+    pub rejected: Option<BTreeMap<String, u64>>,
 }
 
 /// Reads what the page shows: the gauges first (the latest receipt sets the window), then
@@ -46,7 +47,7 @@ pub async fn load<R: revguard_core::ports::ReadModel>(
     policy: &revguard_core::billing::BillingPolicy,
     now: i64,
     livemode: bool,
-    rejected: BTreeMap<String, u64>,
+    rejected: Option<BTreeMap<String, u64>>,
 ) -> Result<DashboardData, revguard_core::StoreError> {
     let last_received = store
         .metrics(0, 0)
@@ -55,15 +56,17 @@ pub async fn load<R: revguard_core::ports::ReadModel>(
         .find(|h| h.hour == 0 && h.livemode == livemode)
         .and_then(|h| h.metrics.get("max_received_at").copied());
     let (from, to) = window(now, last_received);
+    let mut alerts = store
+        .recent_alerts(to, crate::operator::RECENT_ALERTS_SECS)
+        .await?;
+    crate::operator::order_alerts(&mut alerts);
     Ok(DashboardData {
         now,
         livemode,
         from,
         to,
         hours: store.metrics(from, to).await?,
-        alerts: store
-            .recent_alerts(to, crate::operator::RECENT_ALERTS_SECS)
-            .await?,
+        alerts,
         cases: store.dunning_cases(Some("open"), policy).await?,
         rejected,
     })
@@ -235,7 +238,7 @@ pub fn render(d: &DashboardData) -> String {
             .sum()
     };
     let lag = lag_p95(&lag_histogram(day));
-    let rejected: u64 = d.rejected.values().sum();
+    let rejected: Option<u64> = d.rejected.as_ref().map(|r| r.values().sum());
     let _ = write!(
         body,
         r#"<section id="health"><h2>Webhook delivery</h2><dl><dt>Last received</dt><dd id="last-received">{}</dd><dt>p95 delivery lag, last 24 h</dt><dd id="lag-p95">{}</dd><dt>Rejected deliveries since start</dt><dd id="rejected">{}</dd></dl></section>"#,
@@ -253,14 +256,14 @@ pub fn render(d: &DashboardData) -> String {
             ),
             None => "no deliveries".to_owned(),
         },
-        if rejected == 0 {
-            "none".to_owned()
-        } else {
-            d.rejected
+        match (rejected, &d.rejected) {
+            (Some(0), _) => "none".to_owned(),
+            (Some(_), Some(by_reason)) => by_reason
                 .iter()
                 .map(|(code, n)| format!("{} {}", plain(*n as i64), escape(code)))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            _ => "counted by the webhook function: see the stack's CloudWatch dashboard".to_owned(),
         }
     );
 

@@ -29,7 +29,8 @@ pub struct OperatorApi<R> {
     pub policy: BillingPolicy,
     /// Required as `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
-    pub rejections: Rejections,
+    /// Where the webhook's rejections are counted, when it runs in the same process.
+    pub rejections: Option<Rejections>,
     pub clock: Clock,
 }
 
@@ -170,13 +171,17 @@ async fn alerts<R: ReadModel>(State(api): State<Arc<OperatorApi<R>>>) -> Respons
         .await
     {
         Ok(mut alerts) => {
-            alerts.sort_by(|a, b| {
-                (!a.open, -a.last_sent_at, &a.id).cmp(&(!b.open, -b.last_sent_at, &b.id))
-            });
+            order_alerts(&mut alerts);
             Json(alerts).into_response()
         }
         Err(e) => unavailable(e),
     }
+}
+
+/// Open alerts first, then the latest change, whatever order a store reads them in.
+pub fn order_alerts(alerts: &mut [revguard_core::detect::alerts::AlertState]) {
+    alerts
+        .sort_by(|a, b| (!a.open, -a.last_sent_at, &a.id).cmp(&(!b.open, -b.last_sent_at, &b.id)));
 }
 
 /// The dashboard page (see [`crate::dashboard`]): `?mode=live` (default) or `test`.
@@ -186,7 +191,8 @@ async fn dashboard<R: ReadModel>(
 ) -> Response {
     let now = (api.clock)();
     let livemode = q.get("mode").map(String::as_str) != Some("test");
-    match crate::dashboard::load(&api.store, &api.policy, now, livemode, (api.rejections)()).await {
+    let rejected = api.rejections.as_ref().map(|r| r());
+    match crate::dashboard::load(&api.store, &api.policy, now, livemode, rejected).await {
         Ok(d) => axum::response::Html(crate::dashboard::render(&d)).into_response(),
         Err(e) => unavailable(e),
     }

@@ -163,7 +163,7 @@ pub async fn serve(
             policy: options.policy.clone(),
             token: options.api_token.clone(),
             clock: system_clock(),
-            rejections: {
+            rejections: Some({
                 let app = app.clone();
                 Arc::new(move || {
                     app.rejections
@@ -172,7 +172,7 @@ pub async fn serve(
                         .map(|(code, n)| (code.to_owned(), n))
                         .collect()
                 })
-            },
+            }),
         };
         routes = routes.merge(api::router(Arc::new(api_state)));
     } else {
