@@ -364,6 +364,18 @@ mod tests {
     }
 
     #[test]
+    fn email_and_sms_bodies_show_money_for_people() {
+        let m = large_refund(Transition::Opened);
+        assert!(m.email.contains("Observed:  $6,500.00"), "{}", m.email);
+        assert!(m.email.contains("Expected:  $1,000.00"), "{}", m.email);
+        assert!(
+            m.sms.contains("$6,500.00 vs $1,000.00 expected"),
+            "{}",
+            m.sms
+        );
+    }
+
+    #[test]
     fn a_resolution_reads_as_one_and_threads_with_its_alert() {
         let opened = chatbot_notification(&large_refund(Transition::Opened), None);
         let resolved = chatbot_notification(&large_refund(Transition::Resolved), None);

@@ -89,6 +89,8 @@ pub struct HourCounters {
     pub hour: i64,
     pub livemode: bool,
     pub metrics: BTreeMap<String, i64>,
+    /// The amounts among `metrics` for people ("refunds_amount.usd": "$652.60").
+    pub display: BTreeMap<String, String>,
 }
 
 /// Counter totals by hour and mode, for operators.
@@ -100,10 +102,21 @@ pub fn by_hour(totals: &CounterTotals) -> Vec<HourCounters> {
             .insert(metric.name(), *value);
     }
     out.into_iter()
-        .map(|((hour, livemode), metrics)| HourCounters {
-            hour,
-            livemode,
-            metrics,
+        .map(|((hour, livemode), metrics)| {
+            let display = metrics
+                .iter()
+                .filter_map(|(name, value)| {
+                    let metric = crate::metric::Metric::parse(name)?;
+                    let currency = metric.currency()?;
+                    Some((name.clone(), crate::money::format_minor(*value, currency)))
+                })
+                .collect();
+            HourCounters {
+                hour,
+                livemode,
+                metrics,
+                display,
+            }
         })
         .collect()
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DetectConfig, Finding, Severity};
+use crate::chat::figure;
 pub use crate::time::datetime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +249,12 @@ pub fn render(change: &AlertChange) -> AlertMessage {
         _ => format!("{sev}{verb}"),
     };
     let subject = format!("revguard {mode}: {head}: {}", f.metric);
+    // Figures for people: money in its currency, rates in percent, seconds as durations.
+    let (observed, expected, spread) = (
+        figure(&f.metric, f.observed),
+        figure(&f.metric, f.expected),
+        figure(&f.metric, f.spread),
+    );
     let email = match change.transition {
         Transition::Resolved => format!(
             "Resolved: {}\n\nThe {} alert on {} ({mode} mode), open since {}, is back to normal as of {}.\nLast numbers: observed {}, expected {}.\n",
@@ -256,8 +263,8 @@ pub fn render(change: &AlertChange) -> AlertMessage {
             f.metric,
             datetime(a.opened_at),
             datetime(a.resolved_at.unwrap_or(a.last_sent_at)),
-            f.observed,
-            f.expected
+            observed,
+            expected
         ),
         _ => format!(
             "{sev}{verb}: {}\n\nMetric:    {} ({mode} mode)\nWindow:    {} to {}\nObserved:  {}\nExpected:  {} (spread {})\nRatio:     {}\nOpen since {}\n\nWhat to check first:\n{}\n",
@@ -265,10 +272,10 @@ pub fn render(change: &AlertChange) -> AlertMessage {
             f.metric,
             datetime(f.window_start),
             datetime(f.window_end),
-            f.observed,
-            f.expected,
-            f.spread,
-            f.ratio,
+            observed,
+            expected,
+            spread,
+            format!("{:.2}", f.ratio),
             datetime(a.opened_at),
             what_to_check(&f.signal, &f.metric)
         ),
@@ -277,7 +284,7 @@ pub fn render(change: &AlertChange) -> AlertMessage {
         Transition::Resolved => format!("revguard {mode} OK: {} back to normal", f.metric),
         _ => format!(
             "revguard {mode} {sev}{verb}: {} {} vs {} expected",
-            f.metric, f.observed, f.expected
+            f.metric, observed, expected
         ),
     };
     let sms: String = sms_full.chars().take(140).collect();
