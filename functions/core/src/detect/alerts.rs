@@ -267,7 +267,7 @@ pub fn render(change: &AlertChange) -> AlertMessage {
             expected
         ),
         _ => format!(
-            "{sev}{verb}: {}\n\nMetric:    {} ({mode} mode)\nWindow:    {} to {}\nObserved:  {}\nExpected:  {} (spread {})\nRatio:     {}\nOpen since {}\n\nWhat to check first:\n{}\n",
+            "{sev}{verb}: {}\n\nMetric:    {} ({mode} mode)\nWindow:    {} to {}\nObserved:  {}\nExpected:  {} (spread {})\nRatio:     {:.2}\nOpen since {}\n\nWhat to check first:\n{}\n",
             f.explanation,
             f.metric,
             datetime(f.window_start),
@@ -275,7 +275,7 @@ pub fn render(change: &AlertChange) -> AlertMessage {
             observed,
             expected,
             spread,
-            format!("{:.2}", f.ratio),
+            f.ratio,
             datetime(a.opened_at),
             what_to_check(&f.signal, &f.metric)
         ),
