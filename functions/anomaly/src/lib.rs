@@ -2,11 +2,11 @@
 //! counters and alerts and the SNS alerts topic. Two runs at once publish each
 //! transition once.
 
-use revguard_aws::{AnomalyEnv, DynamoAlerts, DynamoCounters, SnsAlertPublisher};
+use revguard_aws::{AnomalyEnv, DynamoAlerts, DynamoCounters, DynamoReadModel, SnsAlertPublisher};
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
 
-pub type Anomaly = Detector<DynamoCounters, DynamoAlerts, SnsAlertPublisher>;
+pub type Anomaly = Detector<DynamoCounters, DynamoAlerts, SnsAlertPublisher, DynamoReadModel>;
 
 /// The detector as the Lambda builds it from its environment, in `main` and in the tests.
 pub fn anomaly(
@@ -17,9 +17,15 @@ pub fn anomaly(
 ) -> Anomaly {
     Detector {
         counters: DynamoCounters::new(dynamodb.clone(), &env.counters_table),
-        alerts: DynamoAlerts::new(dynamodb, &env.alerts_table),
+        alerts: DynamoAlerts::new(dynamodb.clone(), &env.alerts_table),
         publisher: SnsAlertPublisher::new(sns, &env.alerts_topic_arn)
             .with_dashboard(env.dashboard_url.clone()),
+        comebacks: DynamoReadModel::new(
+            dynamodb,
+            &env.state_table,
+            &env.counters_table,
+            &env.alerts_table,
+        ),
         config,
     }
 }

@@ -89,13 +89,52 @@ fn charge(id: &str, customer: &str, amount: i64, refunded: i64) -> Value {
 /// Two deliveries a day apart: a large refund whose alert opens and resolves, then a
 /// past-due customer, one canceled at period end, and a large refund whose alert stays open.
 fn story() -> (Vec<QueueMessage>, Vec<QueueMessage>) {
-    let early = vec![event(
-        "evt_d_refund",
-        "charge.refunded",
-        T - 30 * H,
-        charge("ch_D", "cus_D", 80_000, 80_000),
-        None,
-    )];
+    let early = vec![
+        event(
+            "evt_d_refund",
+            "charge.refunded",
+            T - 30 * H,
+            charge("ch_D", "cus_D", 80_000, 80_000),
+            None,
+        ),
+        // Two cancellations 20 days ago: cus_E stays away (a win-back comes due after 14
+        // days), cus_F subscribes again (none).
+        event(
+            "evt_e_sub",
+            "customer.subscription.created",
+            T - 60 * DAY,
+            subscription("sub_E", "cus_E", "active", 2900, false, T - 20 * DAY),
+            None,
+        ),
+        event(
+            "evt_e_gone",
+            "customer.subscription.deleted",
+            T - 20 * DAY,
+            subscription("sub_E", "cus_E", "canceled", 2900, false, T - 20 * DAY),
+            Some(json!({ "status": "active" })),
+        ),
+        event(
+            "evt_f_sub",
+            "customer.subscription.created",
+            T - 60 * DAY,
+            subscription("sub_F", "cus_F", "active", 2900, false, T - 20 * DAY),
+            None,
+        ),
+        event(
+            "evt_f_gone",
+            "customer.subscription.deleted",
+            T - 20 * DAY,
+            subscription("sub_F", "cus_F", "canceled", 2900, false, T - 20 * DAY),
+            Some(json!({ "status": "active" })),
+        ),
+        event(
+            "evt_f_back",
+            "customer.subscription.created",
+            T - 10 * DAY,
+            subscription("sub_F2", "cus_F", "active", 2900, false, T + 20 * DAY),
+            None,
+        ),
+    ];
     let later = vec![
         event(
             "evt_a_sub",
@@ -203,6 +242,7 @@ async fn embedded(dir: &std::path::Path) -> Router {
         },
         alerts: store.clone(),
         publisher: Nowhere,
+        comebacks: store.clone(),
         config: DetectConfig::default(),
     };
     let (early, later) = story();
@@ -263,11 +303,22 @@ async fn on_aws(stack: &MotoStack) -> Router {
 
 fn revguard_anomaly_like(
     stack: &MotoStack,
-) -> Detector<revguard_aws::DynamoCounters, revguard_aws::DynamoAlerts, Nowhere> {
+) -> Detector<
+    revguard_aws::DynamoCounters,
+    revguard_aws::DynamoAlerts,
+    Nowhere,
+    revguard_aws::DynamoReadModel,
+> {
     Detector {
         counters: revguard_aws::DynamoCounters::new(stack.dynamodb.clone(), &stack.counters_table),
         alerts: revguard_aws::DynamoAlerts::new(stack.dynamodb.clone(), &stack.alerts_table),
         publisher: Nowhere,
+        comebacks: revguard_aws::DynamoReadModel::new(
+            stack.dynamodb.clone(),
+            &stack.state_table,
+            &stack.counters_table,
+            &stack.alerts_table,
+        ),
         config: DetectConfig::default(),
     }
 }
@@ -364,9 +415,10 @@ async fn both_backends_answer_the_operator_api_alike() {
         states,
         [
             ("live:large_refund:ch_C".to_owned(), true),
-            ("live:large_refund:ch_D".to_owned(), false)
+            ("live:large_refund:ch_D".to_owned(), false),
+            ("live:win_back:cus_E".to_owned(), false),
         ],
-        "one open, one resolved in the last 7 days"
+        "one open; a refund and cus_E's win-back resolved in the last 7 days; none for cus_F, who came back"
     );
     assert_eq!(get(&dynamo, "/api/subscriptions/sub_missing").await.0, 404);
 }

@@ -249,6 +249,8 @@ impl ApiEnv {
 /// What the anomaly function needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnomalyEnv {
+    /// Read when a win-back comes due: is the customer subscribed again?
+    pub state_table: String,
     pub counters_table: String,
     pub alerts_table: String,
     pub alerts_topic_arn: String,
@@ -259,6 +261,7 @@ pub struct AnomalyEnv {
 impl AnomalyEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
+            state_table: required("REVGUARD_STATE_TABLE")?,
             counters_table: required("REVGUARD_COUNTERS_TABLE")?,
             alerts_table: required("REVGUARD_ALERTS_TABLE")?,
             alerts_topic_arn: required("REVGUARD_ALERTS_TOPIC_ARN")?,
@@ -292,6 +295,7 @@ pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, Config
             d.final_warning_attempt,
         )?,
         grace_days: optional_parsed("REVGUARD_GRACE_DAYS", d.grace_days)?,
+        win_back_days: optional_parsed("REVGUARD_WIN_BACK_DAYS", d.win_back_days)?,
         suspend_on_dispute: optional_parsed("REVGUARD_SUSPEND_ON_DISPUTE", d.suspend_on_dispute)?,
         large_payment_minor_units: optional_parsed(
             "REVGUARD_LARGE_PAYMENT_MINOR_UNITS",

@@ -261,3 +261,16 @@ impl ReadModel for DynamoReadModel {
             .collect())
     }
 }
+
+/// One Query of the customer index and one BatchGetItem, only for a win-back that came due.
+impl revguard_core::ports::Comebacks for DynamoReadModel {
+    async fn is_subscribed(&self, customer: &str, livemode: bool) -> Result<bool, StoreError> {
+        let view = self
+            .customer_view(customer, 0, &BillingPolicy::default())
+            .await?;
+        Ok(revguard_core::billing::access::is_subscribed(
+            &view.subscriptions,
+            livemode,
+        ))
+    }
+}

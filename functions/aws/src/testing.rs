@@ -200,6 +200,7 @@ impl MotoStack {
     /// The anomaly function's environment as the template sets it for this stack.
     pub fn anomaly_env(&self) -> crate::AnomalyEnv {
         crate::AnomalyEnv {
+            state_table: self.state_table.clone(),
             counters_table: self.counters_table.clone(),
             alerts_table: self.alerts_table.clone(),
             alerts_topic_arn: self.alerts_topic.clone(),

@@ -125,6 +125,7 @@ fn headline(signal: &str, metric: &str) -> String {
         "duplicate_charge" => "Possible duplicate charge".to_owned(),
         "early_fraud_warning" => "Early fraud warning".to_owned(),
         "silent_lapse" => "Renewals missing".to_owned(),
+        "win_back" => "Win-back due".to_owned(),
         other => other.replace('_', " "),
     };
     let mut chars = text.chars();

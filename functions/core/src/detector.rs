@@ -13,13 +13,15 @@ use crate::detect::alerts::{alert_id, plan, render, AlertChange, AlertMessage};
 use crate::detect::{detect, hours_needed, DetectConfig, Finding};
 use crate::outbox::publish_all;
 use crate::ports::{
-    AlertSnapshot, AlertStore, CountersReader, Publisher, StoreError, OUTBOX_LEASE_SECS,
+    AlertSnapshot, AlertStore, Comebacks, CountersReader, Publisher, StoreError, OUTBOX_LEASE_SECS,
 };
 
-pub struct Detector<C, A, P> {
+pub struct Detector<C, A, P, W> {
     pub counters: C,
     pub alerts: A,
     pub publisher: P,
+    /// Who is subscribed again, for the win-back notices that come due.
+    pub comebacks: W,
     pub config: DetectConfig,
 }
 
@@ -44,7 +46,9 @@ pub struct RunSummary {
     pub unpublished: Vec<(String, String)>,
 }
 
-impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A, P> {
+impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>, W: Comebacks>
+    Detector<C, A, P, W>
+{
     /// The findings and transitions at `now`. Writes nothing.
     pub async fn plan(&self, now: i64) -> Result<Plan, StoreError> {
         let snapshot = self.alerts.snapshot(now).await?;
@@ -74,12 +78,19 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>> Detector<C, A
         }
         let mut out = Plan::default();
         for (livemode, found) in found_by_mode {
-            let events: Vec<Finding> = snapshot
-                .pending
-                .iter()
-                .filter(|f| f.livemode == livemode)
-                .cloned()
-                .collect();
+            let mut events = Vec::new();
+            for f in snapshot.pending.iter().filter(|f| f.livemode == livemode) {
+                // A win-back that came due for a customer subscribed again is judged
+                // (and consumed) without a word.
+                if f.signal == "win_back" {
+                    let customer = f.key.strip_prefix("win_back:").unwrap_or(&f.key);
+                    if self.comebacks.is_subscribed(customer, livemode).await? {
+                        out.judged.push(f.clone());
+                        continue;
+                    }
+                }
+                events.push(f.clone());
+            }
             out.changes
                 .extend(plan(&found, &events, &stored, livemode, now, &self.config));
             out.findings.extend(found);

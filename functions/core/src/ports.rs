@@ -403,6 +403,16 @@ pub trait AlertStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Whether a customer is subscribed now (the win-back notice is for those who are not).
+pub trait Comebacks: Send + Sync {
+    /// A live subscription of the customer in this mode: active, trialing or past due.
+    fn is_subscribed(
+        &self,
+        customer: &str,
+        livemode: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// What operators ask, read the same from every store: the operator API and the dashboard
 /// over it. Reads only; views are built in core from the stored state.
 pub trait ReadModel: Send + Sync {

@@ -110,6 +110,7 @@ pub type EmbeddedDetector = revguard_core::detector::Detector<
     revguard_sqlite::billing::SqliteCounters,
     SqliteStore,
     crate::chat::AlertPublisher,
+    SqliteStore,
 >;
 
 pub fn detector(
@@ -124,6 +125,7 @@ pub fn detector(
         },
         alerts: store.clone(),
         publisher: sink,
+        comebacks: store.clone(),
         config,
     }
 }

@@ -201,6 +201,10 @@ struct PolicyArgs {
     /// Alert on two equal charges to one customer within this many seconds.
     #[arg(long, env = "REVGUARD_DUPLICATE_CHARGE_SECS", default_value_t = 600)]
     duplicate_charge_secs: i64,
+    /// Days after a cancellation when a customer not subscribed again gets a win-back
+    /// notice (0: off).
+    #[arg(long, env = "REVGUARD_WIN_BACK_DAYS", default_value_t = 14)]
+    win_back_days: i64,
     /// A JSON file replacing the built-in customer-facing dunning drafts (see the README).
     #[arg(long, env = "REVGUARD_DUNNING_TEMPLATES")]
     dunning_templates: Option<PathBuf>,
@@ -224,6 +228,7 @@ impl PolicyArgs {
             large_payment_minor_units: self.large_payment_minor_units,
             large_refund_minor_units: self.large_refund_minor_units,
             duplicate_charge_secs: self.duplicate_charge_secs,
+            win_back_days: self.win_back_days,
             dunning_drafts,
         })
     }

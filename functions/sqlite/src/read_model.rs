@@ -155,3 +155,21 @@ impl revguard_core::ports::ReadModel for SqliteStore {
         SqliteStore::recent_alerts(self, now, recent_secs)
     }
 }
+
+impl revguard_core::ports::Comebacks for SqliteStore {
+    async fn is_subscribed(&self, customer: &str, livemode: bool) -> Result<bool, StoreError> {
+        let customer = customer.to_owned();
+        let subs: Vec<SubscriptionState> = self
+            .read(move |c| {
+                json_rows(
+                    c,
+                    "SELECT state FROM subscriptions WHERE customer = ?1",
+                    [customer],
+                )
+            })
+            .await?;
+        Ok(revguard_core::billing::access::is_subscribed(
+            &subs, livemode,
+        ))
+    }
+}

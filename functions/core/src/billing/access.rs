@@ -134,3 +134,12 @@ pub fn access(
         None => verdict(Verdict::Revoked, "no subscription", None),
     }
 }
+
+/// Whether any of these subscriptions of one mode is live: active, trialing or past due.
+pub fn is_subscribed(subscriptions: &[SubscriptionState], livemode: bool) -> bool {
+    subscriptions.iter().any(|s| {
+        s.livemode == livemode
+            && !s.deleted
+            && matches!(s.status.as_str(), "active" | "trialing" | "past_due")
+    })
+}

@@ -328,6 +328,39 @@ impl Decision<'_> {
         if let Some(reason) = details.feedback.as_deref().or(details.reason.as_deref()) {
             subject.push_str(&format!(" ({})", reason.replace('_', " ")));
         }
+        // The win-back notice waits with the findings until its day; the detector then
+        // opens it only if the customer is not subscribed again.
+        if let (Some(customer), true) = (&next.customer, self.policy.win_back_days > 0) {
+            let due = ended + self.policy.win_back_days * 86_400;
+            let cur = next
+                .currency
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "xxx".into());
+            let mut finding = event_finding(
+                self.event,
+                "win_back",
+                &Metric::MrrLost(cur.clone()),
+                customer,
+                next.mrr as f64,
+                0.0,
+                format!(
+                    "{customer} canceled {} on {} ({} a month{}) and has not come back in {} days: time for a win-back offer",
+                    next.id,
+                    crate::time::datetime(ended).split(' ').next().unwrap_or_default(),
+                    crate::money::format_minor(next.mrr, &cur),
+                    details
+                        .feedback
+                        .as_deref()
+                        .or(details.reason.as_deref())
+                        .map(|r| format!(", {}", r.replace('_', " ")))
+                        .unwrap_or_default(),
+                    self.policy.win_back_days
+                ),
+            );
+            finding.window_start = ended;
+            finding.window_end = due;
+            self.effects.findings.push(finding);
+        }
         self.notify(
             "churn",
             None,

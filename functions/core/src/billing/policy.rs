@@ -18,6 +18,10 @@ pub struct BillingPolicy {
     /// Two successful charges of one amount to one customer within this many seconds
     /// raise a duplicate-charge alert (default 600).
     pub duplicate_charge_secs: i64,
+    /// Days after a cancellation when a customer who has not come back gets a win-back
+    /// notice (default 14; 0 turns it off).
+    #[serde(default = "default_win_back_days")]
+    pub win_back_days: i64,
     /// Replacements for the built-in customer-facing dunning drafts.
     #[serde(default)]
     pub dunning_drafts: super::drafts::DunningDrafts,
@@ -32,7 +36,12 @@ impl Default for BillingPolicy {
             large_payment_minor_units: 100_000,
             large_refund_minor_units: 50_000,
             duplicate_charge_secs: 600,
+            win_back_days: default_win_back_days(),
             dunning_drafts: Default::default(),
         }
     }
+}
+
+fn default_win_back_days() -> i64 {
+    14
 }

@@ -219,6 +219,7 @@ pub fn what_to_check(signal: &str, metric: &str) -> &'static str {
         (_, "disputes") | ("dispute_rate", _) => "Open Payments > Disputes: look for a common product, customer or card BIN; respond before the evidence due dates.",
         ("duplicate_charge", _) => "Check the customer's payments for a double charge (a retried checkout or a double-submitted form) and refund the duplicate.",
         ("early_fraud_warning", _) | ("efw_rate", _) | (_, "early_fraud_warnings") => "Review the flagged payments in Radar; refunding before a dispute avoids the dispute fee.",
+        ("win_back", _) => "Reach out with a win-back offer (a discount, or the feature they missed); their cancellation reason, if Stripe has one, is in the message.",
         ("silent_lapse", _) => "Compare revguard's active subscriptions with the Dashboard: renewal webhooks may be missing (endpoint disabled or events not enabled).",
         ("drop", _) => "Check the checkout and payment flow end to end: a failing deploy, a broken pricing page, or a disabled payment method.",
         _ => "Open the Stripe Dashboard for the window shown and compare with a normal day.",
