@@ -15,7 +15,7 @@ use revguard_core::billing::BillingPolicy;
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
 use revguard_core::ports::{PublishError, Publisher, Queue};
-use revguard_core::{Payload, QueueMessage};
+use revguard_core::QueueMessage;
 use revguard_http::operator::{operator_router, OperatorApi};
 use revguard_http::Router;
 use revguard_sqlite::SqliteStore;
@@ -26,29 +26,7 @@ const T: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC
 const H: i64 = 3600;
 const DAY: i64 = 86_400;
 
-fn event(
-    id: &str,
-    event_type: &str,
-    created: i64,
-    object: Value,
-    previous: Option<Value>,
-) -> QueueMessage {
-    let mut data = json!({ "object": object });
-    if let Some(p) = previous {
-        data["previous_attributes"] = p;
-    }
-    let raw = json!({ "id": id, "object": "event", "type": event_type, "created": created,
-        "livemode": true, "data": data })
-    .to_string();
-    QueueMessage {
-        event_id: id.to_owned(),
-        event_type: event_type.to_owned(),
-        livemode: true,
-        created,
-        received_at: created + 2,
-        payload: Payload::Inline(raw),
-    }
-}
+use revguard_core::fixtures::queued_event as event;
 
 fn subscription(
     id: &str,
@@ -423,18 +401,19 @@ async fn both_backends_answer_the_operator_api_alike() {
     assert_eq!(get(&dynamo, "/api/subscriptions/sub_missing").await.0, 404);
 }
 
-#[tokio::test]
-async fn the_access_endpoint_against_moto_latency_and_reads() {
+/// The api function's router over the story on DynamoDB, with every AWS call from now on
+/// recorded in the log.
+async fn logged_api() -> (CallLog, Router) {
     let log = CallLog::default();
     let stack = MotoStack::logged(&log).await;
-    let _ = on_aws(&stack).await;
-    let router = revguard_api::build_router(
-        stack.dynamodb.clone(),
-        &stack.api_env(),
-        BillingPolicy::default(),
-        clock(),
-    );
+    let router = on_aws(&stack).await;
     log.take();
+    (log, router)
+}
+
+#[tokio::test]
+async fn the_access_endpoint_against_moto_latency_and_reads() {
+    let (log, router) = logged_api().await;
     let mut times = Vec::new();
     for i in 0..200 {
         let customer = ["cus_A", "cus_B", "cus_C"][i % 3];
@@ -463,16 +442,7 @@ async fn the_access_endpoint_against_moto_latency_and_reads() {
 
 #[tokio::test]
 async fn what_a_dashboard_load_reads_from_dynamodb() {
-    let log = CallLog::default();
-    let stack = MotoStack::logged(&log).await;
-    let _ = on_aws(&stack).await;
-    let router = revguard_api::build_router(
-        stack.dynamodb.clone(),
-        &stack.api_env(),
-        BillingPolicy::default(),
-        clock(),
-    );
-    log.take();
+    let (log, router) = logged_api().await;
     let (status, page) = get(&router, "/dashboard").await;
     assert_eq!(status, 200);
     assert!(

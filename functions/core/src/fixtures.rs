@@ -68,6 +68,32 @@ pub fn each_with_own_id() -> Vec<(String, String)> {
 
 pub use crate::chat::sample_alert as large_refund_alert;
 
+/// A live-mode Stripe event of `object` as the queue carries it (received 2 s after it was
+/// created), with its `previous_attributes` if any.
+pub fn queued_event(
+    id: &str,
+    event_type: &str,
+    created: i64,
+    object: serde_json::Value,
+    previous: Option<serde_json::Value>,
+) -> crate::QueueMessage {
+    let mut data = serde_json::json!({ "object": object });
+    if let Some(p) = previous {
+        data["previous_attributes"] = p;
+    }
+    let raw = serde_json::json!({ "id": id, "object": "event", "type": event_type,
+        "created": created, "livemode": true, "data": data })
+    .to_string();
+    crate::QueueMessage {
+        event_id: id.to_owned(),
+        event_type: event_type.to_owned(),
+        livemode: true,
+        created,
+        received_at: created + 2,
+        payload: crate::Payload::Inline(raw),
+    }
+}
+
 /// Validates AWS Chatbot custom notifications against their documented schema, with
 /// `scripts/check_chatbot_notification.py` in the test venv (`REVGUARD_PYTHON`, which
 /// `scripts/test` sets); panics with every violation.

@@ -3,8 +3,9 @@
 //! again gets none, whichever of the events arrived first.
 
 use revguard_core::billing::BillingPolicy;
+use revguard_core::fixtures::queued_event;
 use revguard_core::ports::Queue;
-use revguard_core::{Payload, QueueMessage};
+use revguard_core::QueueMessage;
 use revguard_local::chat::AlertPublisher;
 use revguard_local::consumer;
 use revguard_local::publish::JsonlPublisher;
@@ -15,17 +16,13 @@ const T: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC
 const DAY: i64 = 86_400;
 
 fn event(id: &str, event_type: &str, created: i64, object: Value) -> QueueMessage {
-    let raw = json!({ "id": id, "object": "event", "type": event_type, "created": created, "livemode": true,
-        "data": { "object": object, "previous_attributes": { "status": "active" } } })
-    .to_string();
-    QueueMessage {
-        event_id: id.to_owned(),
-        event_type: event_type.to_owned(),
-        livemode: true,
+    queued_event(
+        id,
+        event_type,
         created,
-        received_at: created + 2,
-        payload: Payload::Inline(raw),
-    }
+        object,
+        Some(json!({ "status": "active" })),
+    )
 }
 
 fn subscription(id: &str, status: &str) -> Value {
