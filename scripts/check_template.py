@@ -10,7 +10,7 @@ from pathlib import Path
 from cfnlint.decode import cfn_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-t = cfn_yaml.load(str(ROOT / "template.yaml"))
+t = cfn_yaml.load(str(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"))
 res = t["Resources"]
 params = t["Parameters"]
 glob = t.get("Globals", {}).get("Function", {})
@@ -96,9 +96,11 @@ check(alerts_table.get("TimeToLiveSpecification") == {"AttributeName": "expires_
       "TTL on the alerts table (resolved alerts expire)")
 check([i["IndexName"] for i in alerts_table.get("GlobalSecondaryIndexes", [])] == ["active", "resolved"],
       "the alerts table has the sparse index `active` that a detector run queries, and `resolved` for the operator API")
-check([i["IndexName"] for i in res["StateTable"]["Properties"].get("GlobalSecondaryIndexes", [])] == ["by_customer", "by_stage"]
-      and all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in res["StateTable"]["Properties"]["GlobalSecondaryIndexes"]),
-      "the state table has the operator API's keys-only indexes (a customer's items, cases by stage)")
+state_indexes = [i["Fn::If"][1] if "Fn::If" in i else i for i in res["StateTable"]["Properties"].get("GlobalSecondaryIndexes", [])]
+check([i["IndexName"] for i in state_indexes] == ["by_customer", "by_stage"]
+      and all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in state_indexes)
+      and params["StateTableIndexes"]["Default"] == "all",
+      "the state table has the operator API's keys-only indexes (a customer's items, cases by stage), both by default")
 
 
 def actions_on(function, resource_name):
@@ -163,8 +165,10 @@ check(all(st["Effect"] == "Allow" and all(a.startswith("cloudwatch:") and "*" no
       "the chat guardrail allows named CloudWatch reads and nothing else")
 check(res["ChatChannelRole"]["Properties"].get("ManagedPolicyArns") == [{"Ref": "ChatGuardrailPolicy"}]
       and "Policies" not in res["ChatChannelRole"]["Properties"], "the chat channel role holds the guardrail's permissions only")
-check("REVGUARD_DASHBOARD_URL" in functions["AnomalyFunction"]["Properties"]["Environment"]["Variables"],
-      "alert messages link to the stack's dashboard")
+link = functions["AnomalyFunction"]["Properties"]["Environment"]["Variables"].get("REVGUARD_DASHBOARD_URL", {})
+check("-health" in str(link) and "HealthDashboard" not in str(link)
+      and res["HealthDashboard"]["Properties"].get("DashboardName") == {"Fn::Sub": "${AWS::StackName}-health"},
+      "alert messages link to the stack's dashboard by its name (a reference would be a cycle: the dashboard names the function)")
 
 anomaly = functions["AnomalyFunction"]["Properties"]["Events"]["Schedule"]
 check(anomaly["Type"] in ("Schedule", "ScheduleV2") and ref(anomaly["Properties"]["ScheduleExpression"]) == "AnomalySchedule",
@@ -243,6 +247,58 @@ for kind in sorted({r["Type"] for r in res.values()}):
           f"infra/ci-deploy-role.yaml lets CloudFormation create {kind}")
 check("scheduler:CreateSchedule" in ci_actions and "lambda:CreateEventSourceMapping" in ci_actions,
       "infra/ci-deploy-role.yaml covers the schedule and the queue trigger the functions' events make")
+
+# No dependency cycle between resources (cfn-lint does not see one through a Sub inside a
+# SAM function; CloudFormation refuses the stack): Ref, GetAtt, Sub names, DependsOn.
+def references(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "Ref" and isinstance(v, str):
+                yield v
+            elif k == "Fn::GetAtt":
+                yield (v[0] if isinstance(v, list) else v.split(".")[0])
+            elif k == "Fn::Sub":
+                text, names = (v[0], v[1]) if isinstance(v, list) else (v, {})
+                for name in re.findall(r"\$\{([^}!]+)\}", text):
+                    if name not in names:
+                        yield name.split(".")[0]
+                yield from references(names)
+            else:
+                yield from references(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from references(v)
+
+
+graph = {}
+for name, r in res.items():
+    deps = set(references(r.get("Properties", {}))) | set(references(r.get("Condition", [])))
+    depends = r.get("DependsOn", [])
+    deps |= set([depends] if isinstance(depends, str) else depends)
+    graph[name] = {d for d in deps if d in res}
+
+
+def cycle_from(start):
+    path, seen = [], set()
+
+    def visit(n):
+        if n in path:
+            return path[path.index(n):] + [n]
+        if n in seen:
+            return None
+        seen.add(n)
+        path.append(n)
+        for d in sorted(graph[n]):
+            found = visit(d)
+            if found:
+                return found
+        path.pop()
+        return None
+    return visit(start)
+
+
+cycles = [c for c in (cycle_from(n) for n in sorted(graph)) if c]
+check(not cycles, f"no dependency cycle between resources: {' -> '.join(cycles[0]) if cycles else ''}")
 
 if failures:
     sys.exit(f"{len(failures)} template invariant(s) broken")

@@ -475,3 +475,48 @@ async fn what_a_dashboard_load_reads_from_dynamodb() {
         keys + count("Query")
     );
 }
+
+/// A stack deployed before the operator API has state items without the `customer` key of
+/// the customer index; `scripts/backfill-index-keys` tags them, and the answers are whole.
+#[tokio::test]
+async fn the_backfill_script_makes_older_items_findable() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = embedded(dir.path()).await;
+    let stack = MotoStack::new().await;
+    let dynamo = on_aws(&stack).await;
+    // As an older worker wrote them: no `customer` on dunning cases and customer items.
+    for pk in ["case#in_A1", "cust#cus_A"] {
+        stack
+            .dynamodb
+            .update_item()
+            .table_name(&stack.state_table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+            .update_expression("REMOVE customer")
+            .send()
+            .await
+            .unwrap();
+    }
+    let path = "/api/customers/cus_A";
+    let before: Value = serde_json::from_str(&get(&dynamo, path).await.1).unwrap();
+    assert_eq!(
+        before["open_dunning_cases"],
+        json!([]),
+        "the case is not found: {before}"
+    );
+
+    let python = std::env::var("REVGUARD_PYTHON").expect("REVGUARD_PYTHON (scripts/test sets it)");
+    let script = revguard_core::fixtures::events_dir().join("../scripts/backfill-index-keys");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(["--table", &stack.state_table, "--region", "us-east-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["tagged"], 2, "{summary}");
+    assert_eq!(get(&dynamo, path).await.1, get(&sqlite, path).await.1);
+}

@@ -186,14 +186,19 @@ impl ReadModel for DynamoReadModel {
                 .filter(|s| s.as_str() == name)
                 .collect(),
         };
-        let mut keys = Vec::new();
+        // A case that moves stage between two Queries is named twice; BatchGetItem refuses
+        // a key twice.
+        let mut keys = std::collections::BTreeSet::new();
         for stage in stages {
             keys.extend(
                 self.index_keys(STAGE_INDEX, "stage", stage.as_str())
                     .await?,
             );
         }
-        let cases: Vec<DunningCase> = self.states(&keys).await?;
+        let keys: Vec<String> = keys.into_iter().collect();
+        let mut cases: Vec<DunningCase> = self.states(&keys).await?;
+        // Oldest first, as the embedded store reads them.
+        cases.sort_by(|a, b| (a.opened_at, &a.invoice_id).cmp(&(b.opened_at, &b.invoice_id)));
         Ok(cases
             .into_iter()
             .map(|c| CaseView::of(c, policy))

@@ -34,6 +34,9 @@ pub struct OperatorApi<R> {
     pub clock: Clock,
 }
 
+/// The longest range `/api/metrics` answers (each hour is a counter item to read).
+pub const MAX_METRICS_RANGE_SECS: i64 = 92 * 86_400;
+
 /// How far back `/api/alerts` lists resolved alerts.
 pub const RECENT_ALERTS_SECS: i64 = 7 * 86_400;
 
@@ -160,6 +163,10 @@ async fn metrics<R: ReadModel>(
     let (Some(from), Some(to)) = (parse("from", now - 24 * 3600), parse("to", now + 3600)) else {
         return error_response(StatusCode::BAD_REQUEST, "bad_time");
     };
+    // Each hour is an item to read: a range is at most 92 days.
+    if from > to || to - from > MAX_METRICS_RANGE_SECS {
+        return error_response(StatusCode::BAD_REQUEST, "bad_range");
+    }
     answer(api.store.metrics(from, to).await)
 }
 

@@ -200,7 +200,13 @@ async fn post(client: &reqwest::Client, hook: &ChatWebhook, body: &str) -> Resul
 /// Posts what is due until `stop`: woken by new posts, else when the next retry is due
 /// (or every minute).
 pub async fn deliver(store: SqliteStore, delivery: Delivery, wake: Arc<Notify>, stop: StopSignal) {
-    let client = match reqwest::Client::builder().timeout(delivery.timeout).build() {
+    // A webhook URL answers itself: a redirect is not followed (it could carry the post,
+    // and the URL's secret path in its Referer, elsewhere).
+    let client = match reqwest::Client::builder()
+        .timeout(delivery.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %revguard_core::error_chain(&e), "chat delivery cannot start");
@@ -208,7 +214,12 @@ pub async fn deliver(store: SqliteStore, delivery: Delivery, wake: Arc<Notify>, 
         }
     };
     while !stop.is_stopped() {
-        let wait = match deliver_due(&store, &delivery, &client).await {
+        // A stop does not wait for posts in flight: one cut short is posted again later.
+        let delivered = tokio::select! {
+            r = deliver_due(&store, &delivery, &client) => r,
+            _ = stop.wait() => return,
+        };
+        let wait = match delivered {
             Ok(()) => match store.next_chat_attempt_ms().await {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 60_000) as u64),
                 Ok(None) => Duration::from_secs(60),

@@ -278,7 +278,7 @@ async fn concurrent_detector_runs_post_a_transition_once_to_each_app() {
 #[test]
 fn the_readme_shows_what_the_code_renders() {
     let readme = std::fs::read_to_string(fixtures::events_dir().join("../README.md")).unwrap();
-    let link = "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=HealthDashboard-abc";
+    let link = "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=revguard-health";
     let sample = revguard_core::chat::sample_alert(Transition::Opened);
     for (summary, rendered) in [
         (

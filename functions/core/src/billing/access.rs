@@ -51,10 +51,17 @@ pub fn access(
         until,
         ..verdict(Verdict::Granted, reason, None)
     };
-    // The latest end of a service period an invoice of the customer paid for.
+    // The latest end of a service period an invoice of the customer paid for, unless its
+    // subscription is known to have ended at once (canceled not at period end): a paid
+    // period then ends with the subscription.
+    let ended_at_once = |c: &DunningCase| {
+        subscriptions.iter().any(|s| {
+            c.subscription.as_deref() == Some(s.id.as_str()) && s.deleted && !s.cancel_at_period_end
+        })
+    };
     let paid_until = cases
         .iter()
-        .filter(|c| c.paid.is_some())
+        .filter(|c| c.paid.is_some() && !ended_at_once(c))
         .filter_map(|c| c.period_end)
         .max();
     if customer.is_some_and(|c| c.deleted) {
@@ -83,17 +90,6 @@ pub fn access(
             "active subscription"
         };
         return granted_until(reason, until);
-    }
-    // Canceled at period end and already deleted: the period paid for still runs.
-    let paid_period = subscriptions
-        .iter()
-        .filter(|s| s.cancel_at_period_end)
-        .filter_map(|s| s.current_period_end)
-        .chain(paid_until)
-        .filter(|end| *end > now)
-        .max();
-    if let Some(end) = paid_period {
-        return granted_until("canceled, inside the period paid for", Some(end));
     }
     let past_due: Vec<&&SubscriptionState> = live
         .iter()
@@ -124,6 +120,18 @@ pub fn access(
     }
     if live.iter().any(|s| lost(s)) || cases.iter().any(|c| c.stage(policy) == Some(Stage::Lost)) {
         return verdict(Verdict::Revoked, "payment lost", None);
+    }
+    // Canceled at period end (and perhaps deleted already), or an invoice paid for a period
+    // that still runs: access until that period ends.
+    let paid_period = subscriptions
+        .iter()
+        .filter(|s| s.cancel_at_period_end)
+        .filter_map(|s| s.current_period_end)
+        .chain(paid_until)
+        .filter(|end| *end > now)
+        .max();
+    if let Some(end) = paid_period {
+        return granted_until("inside the period paid for", Some(end));
     }
     match live.first() {
         Some(s) => verdict(

@@ -752,3 +752,51 @@ proptest! {
         prop_assert_eq!(access(None, &subs, &cases, T0 + 50 * DAY, &policy).until, Some(T0 + 62 * DAY));
     }
 }
+
+#[test]
+fn an_immediate_cancellation_ends_access_though_the_period_was_paid() {
+    let policy = BillingPolicy::default();
+    let story = |cancel_at_period_end: bool| {
+        let mut deleted = sub_obj("sub_1", "canceled", 2000, 1);
+        deleted["cancel_at_period_end"] = json!(cancel_at_period_end);
+        apply_all(&[
+            event(
+                "evt_i1",
+                "customer.subscription.created",
+                T0,
+                sub_obj("sub_1", "active", 2000, 1),
+                None,
+            ),
+            event(
+                "evt_i2",
+                "invoice.paid",
+                T0 + 31 * DAY,
+                invoice_obj("in_1", "sub_1", 1, None, true),
+                None,
+            ),
+            event(
+                "evt_i3",
+                "customer.subscription.deleted",
+                T0 + 40 * DAY,
+                deleted,
+                Some(json!({"status": "active"})),
+            ),
+        ])
+    };
+    let at = |state: &BillingState| {
+        let subs: Vec<_> = state.subscriptions.values().cloned().collect();
+        let cases: Vec<_> = state.cases.values().cloned().collect();
+        access(None, &subs, &cases, T0 + 41 * DAY, &policy)
+    };
+    assert_eq!(
+        at(&story(false)).verdict,
+        Verdict::Revoked,
+        "canceled at once"
+    );
+    let ending = at(&story(true));
+    assert_eq!(
+        (ending.verdict, ending.until),
+        (Verdict::Granted, Some(T0 + 62 * DAY)),
+        "canceled at period end"
+    );
+}
