@@ -69,15 +69,8 @@ enum Command {
         /// Seconds between anomaly detector runs (0: off).
         #[arg(long, env = "REVGUARD_DETECT_INTERVAL_SECS", default_value_t = 900)]
         detect_interval_secs: u64,
-        /// A Slack incoming-webhook URL: each alert transition is posted there (a secret).
-        #[arg(long, env = "REVGUARD_SLACK_WEBHOOK_URL", hide_env_values = true)]
-        slack_webhook_url: Option<String>,
-        /// A Microsoft Teams incoming-webhook (or Workflows webhook) URL, likewise.
-        #[arg(long, env = "REVGUARD_TEAMS_WEBHOOK_URL", hide_env_values = true)]
-        teams_webhook_url: Option<String>,
-        /// A link to a dashboard, shown in chat messages.
-        #[arg(long, env = "REVGUARD_DASHBOARD_URL")]
-        dashboard_url: Option<String>,
+        #[command(flatten)]
+        chat: ChatArgs,
     },
     /// A customer's subscriptions, access verdict and open dunning cases, as JSON.
     Customer {
@@ -136,24 +129,17 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
-    /// The whole pipeline on a simulated clock: 9 days of seeded synthetic traffic with
-    /// incidents on the last day, through the real ingress, worker and detector.
     /// Show a sample alert as Slack, Teams and AWS Chatbot get it; with webhook URLs, post
     /// it to them once, to check the setup.
     ChatTest {
-        /// A Slack incoming-webhook URL to post the sample to.
-        #[arg(long, env = "REVGUARD_SLACK_WEBHOOK_URL", hide_env_values = true)]
-        slack_webhook_url: Option<String>,
-        /// A Teams incoming-webhook (or Workflows webhook) URL to post the sample to.
-        #[arg(long, env = "REVGUARD_TEAMS_WEBHOOK_URL", hide_env_values = true)]
-        teams_webhook_url: Option<String>,
-        /// A link to a dashboard, shown in the messages.
-        #[arg(long, env = "REVGUARD_DASHBOARD_URL")]
-        dashboard_url: Option<String>,
+        #[command(flatten)]
+        chat: ChatArgs,
         /// The transition shown: opened, escalated, reminder or resolved.
         #[arg(long, default_value = "opened", value_parser = parse_transition)]
         transition: Transition,
     },
+    /// The whole pipeline on a simulated clock: 9 days of seeded synthetic traffic with
+    /// incidents on the last day, through the real ingress, worker and detector.
     Demo {
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -234,18 +220,34 @@ impl PolicyArgs {
     }
 }
 
-/// The configured incoming webhooks (an empty value is none).
-fn chat_webhooks(
-    slack: Option<String>,
-    teams: Option<String>,
-) -> Result<Vec<ChatWebhook>, revguard_local::chat::ChatConfigError> {
-    let mut out = Vec::new();
-    for (app, url) in [(ChatApp::Slack, slack), (ChatApp::Teams, teams)] {
-        if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
-            out.push(ChatWebhook::parse(app, &url)?);
+/// Where alert transitions are posted in chat (`serve`, `chat-test`).
+#[derive(Args)]
+struct ChatArgs {
+    /// A Slack incoming-webhook URL: alert transitions are posted there (a secret).
+    #[arg(long, env = "REVGUARD_SLACK_WEBHOOK_URL", hide_env_values = true)]
+    slack_webhook_url: Option<String>,
+    /// A Microsoft Teams incoming-webhook (or Workflows webhook) URL, likewise.
+    #[arg(long, env = "REVGUARD_TEAMS_WEBHOOK_URL", hide_env_values = true)]
+    teams_webhook_url: Option<String>,
+    /// A link to a dashboard, shown in chat messages.
+    #[arg(long, env = "REVGUARD_DASHBOARD_URL")]
+    dashboard_url: Option<String>,
+}
+
+impl ChatArgs {
+    /// The configured incoming webhooks (an empty value is none).
+    fn webhooks(&self) -> Result<Vec<ChatWebhook>, revguard_local::chat::ChatConfigError> {
+        let mut out = Vec::new();
+        for (app, url) in [
+            (ChatApp::Slack, &self.slack_webhook_url),
+            (ChatApp::Teams, &self.teams_webhook_url),
+        ] {
+            if let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty()) {
+                out.push(ChatWebhook::parse(app, url)?);
+            }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 fn parse_transition(s: &str) -> Result<Transition, String> {
@@ -309,11 +311,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             api_token,
             alerts_file,
             detect_interval_secs,
-            slack_webhook_url,
-            teams_webhook_url,
-            dashboard_url,
+            chat,
         } => {
-            let chat_webhooks = chat_webhooks(slack_webhook_url, teams_webhook_url)?;
+            let chat_webhooks = chat.webhooks()?;
+            let dashboard_url = chat.dashboard_url;
             let secrets = secret
                 .map(|s| SecretSet::parse(&s))
                 .transpose()
@@ -340,15 +341,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(store, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ChatTest {
-            slack_webhook_url,
-            teams_webhook_url,
-            dashboard_url,
-            transition,
-        } => {
-            let webhooks = chat_webhooks(slack_webhook_url, teams_webhook_url)?;
+        Command::ChatTest { chat, transition } => {
+            let webhooks = chat.webhooks()?;
             let sample = revguard_core::chat::sample_alert(transition);
-            let link = dashboard_url.as_deref().filter(|u| !u.trim().is_empty());
+            let link = chat
+                .dashboard_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty());
             if webhooks.is_empty() {
                 for (app, body) in [
                     ("slack", revguard_core::chat::slack_message(&sample, link)),
