@@ -157,9 +157,6 @@ impl ReadModel for DynamoReadModel {
                 profile = Some(serde_json::from_str(json).map_err(corrupt)?);
             }
         }
-        // As the embedded store orders them.
-        subs.sort_by(|a, b| a.id.cmp(&b.id));
-        cases.sort_by(|a, b| (a.opened_at, &a.invoice_id).cmp(&(b.opened_at, &b.invoice_id)));
         Ok(CustomerView::of(id, subs, cases, profile, now, policy))
     }
 
@@ -196,14 +193,8 @@ impl ReadModel for DynamoReadModel {
             );
         }
         let keys: Vec<String> = keys.into_iter().collect();
-        let mut cases: Vec<DunningCase> = self.states(&keys).await?;
-        // Oldest first, as the embedded store reads them.
-        cases.sort_by(|a, b| (a.opened_at, &a.invoice_id).cmp(&(b.opened_at, &b.invoice_id)));
-        Ok(cases
-            .into_iter()
-            .map(|c| CaseView::of(c, policy))
-            .filter(|v| v.matches(status))
-            .collect())
+        let cases: Vec<DunningCase> = self.states(&keys).await?;
+        Ok(CaseView::select(cases, status, policy))
     }
 
     async fn metrics(&self, from: i64, to: i64) -> Result<Vec<HourCounters>, StoreError> {
@@ -262,20 +253,24 @@ impl ReadModel for DynamoReadModel {
         }
         Ok(out
             .into_iter()
-            .filter(|a| a.open || a.resolved_at.is_some_and(|r| now - r <= recent_secs))
+            .filter(|a| a.open_or_resolved_since(now - recent_secs))
             .collect())
     }
 }
 
-/// One Query of the customer index and one BatchGetItem, only for a win-back that came due.
+/// One Query of the customer index and one BatchGetItem of its subscriptions, only for a
+/// win-back that came due.
 impl revguard_core::ports::Comebacks for DynamoReadModel {
     async fn is_subscribed(&self, customer: &str, livemode: bool) -> Result<bool, StoreError> {
-        let view = self
-            .customer_view(customer, 0, &BillingPolicy::default())
-            .await?;
+        let subs: Vec<String> = self
+            .index_keys(CUSTOMER_INDEX, "customer", customer)
+            .await?
+            .into_iter()
+            .filter(|pk| pk.starts_with("sub#"))
+            .collect();
+        let subs: Vec<SubscriptionState> = self.states(&subs).await?;
         Ok(revguard_core::billing::access::is_subscribed(
-            &view.subscriptions,
-            livemode,
+            &subs, livemode,
         ))
     }
 }

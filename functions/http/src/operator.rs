@@ -136,15 +136,7 @@ async fn dunning<R: ReadModel>(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let status = q.get("status").map(String::as_str).unwrap_or("open");
-    match api.store.dunning_cases(Some(status), &api.policy).await {
-        Ok(mut cases) => {
-            cases.sort_by(|a, b| {
-                (a.case.opened_at, &a.case.invoice_id).cmp(&(b.case.opened_at, &b.case.invoice_id))
-            });
-            Json(cases).into_response()
-        }
-        Err(e) => unavailable(e),
-    }
+    answer(api.store.dunning_cases(Some(status), &api.policy).await)
 }
 
 async fn metrics<R: ReadModel>(

@@ -16,7 +16,7 @@ impl SqliteStore {
             .read_now(|c| json_rows(c, "SELECT state FROM alerts ORDER BY updated_at DESC", []))?;
         Ok(all
             .into_iter()
-            .filter(|a| a.open || a.resolved_at.is_some_and(|r| now - r <= recent_secs))
+            .filter(|a| a.open_or_resolved_since(now - recent_secs))
             .collect())
     }
 }

@@ -99,11 +99,7 @@ impl SqliteStore {
                 [],
             )
         })?;
-        Ok(all
-            .into_iter()
-            .map(|c| CaseView::of(c, policy))
-            .filter(|v| v.matches(status))
-            .collect())
+        Ok(CaseView::select(all, status, policy))
     }
 
     /// Hourly counters in [from, to) (hour 0's gauges included).

@@ -27,6 +27,10 @@ impl CustomerView {
         now: i64,
         policy: &BillingPolicy,
     ) -> Self {
+        let (mut subscriptions, mut cases) = (subscriptions, cases);
+        // The same order whichever store read them.
+        subscriptions.sort_by(|a, b| a.id.cmp(&b.id));
+        oldest_first(&mut cases);
         let access = access(profile.as_ref(), &subscriptions, &cases, now, policy);
         let open = cases
             .into_iter()
@@ -54,7 +58,26 @@ pub struct CaseView {
     pub case: DunningCase,
 }
 
+/// Cases by when they opened (then by invoice), as operators read them.
+pub fn oldest_first(cases: &mut [DunningCase]) {
+    cases.sort_by(|a, b| (a.opened_at, &a.invoice_id).cmp(&(b.opened_at, &b.invoice_id)));
+}
+
 impl CaseView {
+    /// The views of `cases` a status filter selects (see [`CaseView::matches`]), oldest first.
+    pub fn select(
+        mut cases: Vec<DunningCase>,
+        status: Option<&str>,
+        policy: &BillingPolicy,
+    ) -> Vec<Self> {
+        oldest_first(&mut cases);
+        cases
+            .into_iter()
+            .map(|c| CaseView::of(c, policy))
+            .filter(|v| v.matches(status))
+            .collect()
+    }
+
     pub fn of(case: DunningCase, policy: &BillingPolicy) -> Self {
         Self {
             stage: case.stage(policy).map(|s| s.as_str().to_owned()),

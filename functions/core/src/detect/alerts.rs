@@ -53,6 +53,13 @@ pub struct AlertState {
     pub version: i64,
 }
 
+impl AlertState {
+    /// Open, or resolved at or after `since` (what operators list as recent).
+    pub fn open_or_resolved_since(&self, since: i64) -> bool {
+        self.open || self.resolved_at.is_some_and(|r| r >= since)
+    }
+}
+
 /// One planned change: the new state, what it announces, and the version it replaces
 /// (`None`: the alert must not exist yet, or be closed at that version).
 #[derive(Debug, Clone, PartialEq)]
