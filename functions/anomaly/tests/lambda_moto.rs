@@ -54,6 +54,7 @@ fn refund(i: usize, created: i64, amount: i64) -> String {
         created,
         received_at: created + 1,
         payload: Payload::Inline(raw),
+        via: Default::default(),
     }
     .encode()
 }
@@ -213,6 +214,7 @@ async fn an_event_level_alert_opens_once_and_resolves_even_when_its_finding_recu
             created,
             received_at: created,
             payload: Payload::Inline(raw),
+            via: Default::default(),
         }
         .encode()
     };

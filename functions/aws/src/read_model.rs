@@ -164,6 +164,39 @@ impl ReadModel for DynamoReadModel {
         self.billing.subscription(id).await
     }
 
+    /// A Scan of the state table's keys (a reconciliation's, once a day; never the
+    /// operator API's, whose role may not Scan).
+    async fn subscription_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.state_table)
+                .projection_expression("pk")
+                .filter_expression("begins_with(pk, :sub)")
+                .expression_attribute_values(":sub", AttributeValue::S("sub#".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            ids.extend(page.items().iter().filter_map(|item| {
+                item.get(PK)?
+                    .as_s()
+                    .ok()?
+                    .strip_prefix("sub#")
+                    .map(str::to_owned)
+            }));
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
     /// One Query of the stage index per stage the filter names.
     async fn dunning_cases(
         &self,

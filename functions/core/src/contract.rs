@@ -95,6 +95,7 @@ pub fn sample_messages(unique: &str) -> Vec<QueueMessage> {
             created: 1_700_000_000,
             received_at: 1_700_000_003,
             payload: Payload::Inline(r#"{"id":"evt_q1","amount":1299, "note":"ünïcode"}"#.into()),
+            via: Default::default(),
         },
         QueueMessage {
             event_id: format!("evt_q2_{unique}"),
@@ -103,6 +104,7 @@ pub fn sample_messages(unique: &str) -> Vec<QueueMessage> {
             created: 1_700_000_001,
             received_at: 1_700_000_004,
             payload: Payload::InEventLog,
+            via: Default::default(),
         },
     ]
 }

@@ -91,6 +91,7 @@ pub fn queued_event(
         created,
         received_at: created + 2,
         payload: crate::Payload::Inline(raw),
+        via: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@
 //! The price is that a message can be sent twice; the worker applies each event id once.
 
 use crate::event::{EnvelopeError, EventEnvelope};
-use crate::message::{compress, Payload, QueueMessage};
+use crate::message::{compress, Payload, QueueMessage, Via};
 use crate::ports::{
     EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError,
 };
@@ -247,6 +247,35 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
         context.event_id = Some(envelope.id.clone());
         context.event_type = Some(envelope.event_type.clone());
         context.livemode = Some(envelope.livemode);
+        self.record_and_enqueue(envelope, body, Via::Webhook, now)
+            .await
+    }
+
+    /// An event revguard fetched from Stripe's API itself (a backfill, or a
+    /// reconciliation's snapshot): trusted without a signature, since it came from Stripe
+    /// over TLS with revguard's key, then recorded and enqueued exactly as a delivery is.
+    /// An id already in the event log is a duplicate, so a backfill applies only what the
+    /// webhooks missed.
+    pub async fn ingest_fetched(
+        &self,
+        body: &[u8],
+        via: Via,
+        now: i64,
+    ) -> Result<IngestOutcome, IngestError> {
+        if body.len() > self.config.max_body_bytes {
+            return Err(IngestError::TooLarge(body.len()));
+        }
+        let envelope = EventEnvelope::parse(body)?;
+        self.record_and_enqueue(envelope, body, via, now).await
+    }
+
+    async fn record_and_enqueue(
+        &self,
+        envelope: EventEnvelope,
+        body: &[u8],
+        via: Via,
+        now: i64,
+    ) -> Result<IngestOutcome, IngestError> {
         if !self.config.modes.admits(envelope.livemode) {
             return Err(IngestError::ModeRefused {
                 livemode: envelope.livemode,
@@ -298,6 +327,7 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
             created: envelope.created,
             received_at: now,
             payload,
+            via,
         };
         self.queue.send(&message).await?;
 

@@ -20,6 +20,7 @@ pub mod metric;
 pub mod money;
 pub mod outbox;
 pub mod ports;
+pub mod recovery;
 pub mod retry;
 pub mod signature;
 #[cfg(feature = "simulation")]
@@ -29,7 +30,7 @@ pub mod worker;
 
 pub use event::EventEnvelope;
 pub use ingest::{IngestConfig, IngestError, IngestOutcome, Ingress, ModeFilter};
-pub use message::{Payload, QueueMessage};
+pub use message::{Payload, QueueMessage, Via};
 pub use ports::{EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError};
 pub use signature::{SecretSet, VerifyError, WebhookSecret};
 

@@ -18,6 +18,34 @@ pub enum Payload {
     InEventLog,
 }
 
+/// How an event reached revguard. Only webhook deliveries say anything about delivery
+/// health (receipt counters, lag); an event fetched from Stripe's API later is applied
+/// the same way but not counted as delivered, and a reconciliation snapshot is not a
+/// Stripe event at all, so it is not counted as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    #[default]
+    Webhook,
+    /// Listed from `GET /v1/events` by a backfill.
+    Backfill,
+    /// Stripe's current object, applied by `reconcile --fix` or a re-query.
+    Reconcile,
+    /// Sent again from the event log by `replay`.
+    Replay,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Webhook => "webhook",
+            Via::Backfill => "backfill",
+            Via::Reconcile => "reconcile",
+            Via::Replay => "replay",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueMessage {
     pub event_id: String,
@@ -27,6 +55,8 @@ pub struct QueueMessage {
     /// When ingress received the event (unix seconds): the worker's receipt time.
     pub received_at: i64,
     pub payload: Payload,
+    /// How it came; absent on the wire for a webhook.
+    pub via: Via,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +79,8 @@ struct Wire<'a> {
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
     payload_ref: Option<String>,
+    #[serde(default)]
+    via: Via,
 }
 
 impl QueueMessage {
@@ -57,15 +89,18 @@ impl QueueMessage {
     /// same JSON.
     pub fn encode(&self) -> String {
         // Ids and types are plain ASCII in practice, but go through serde to stay valid JSON.
-        let head = serde_json::json!({
+        let mut head = serde_json::json!({
             "v": 1,
             "event_id": self.event_id,
             "event_type": self.event_type,
             "livemode": self.livemode,
             "created": self.created,
             "received_at": self.received_at,
-        })
-        .to_string();
+        });
+        if self.via != Via::Webhook {
+            head["via"] = serde_json::json!(self.via);
+        }
+        let head = head.to_string();
         let head = &head[..head.len() - 1]; // drop the closing brace
         match &self.payload {
             Payload::Inline(raw) => {
@@ -92,8 +127,8 @@ impl QueueMessage {
     /// The encoded size of an inline message for a payload of `payload_len` bytes, without
     /// building it.
     pub fn inline_size(event_id: &str, event_type: &str, payload_len: usize) -> usize {
-        // {"created":<=20,"event_id":"…","event_type":"…","livemode":false,"received_at":<=20,"v":1,"payload":…}
-        128 + event_id.len() + event_type.len() + payload_len
+        // {"created":<=20,"event_id":"…","event_type":"…","livemode":false,"received_at":<=20,"v":1,"via":"reconcile","payload":…}
+        144 + event_id.len() + event_type.len() + payload_len
     }
 
     pub fn decode(body: &str) -> Result<Self, MessageError> {
@@ -117,6 +152,7 @@ impl QueueMessage {
             created: wire.created,
             received_at: wire.received_at,
             payload,
+            via: wire.via,
         })
     }
 }
@@ -164,6 +200,7 @@ mod tests {
             created: 1_700_000_000,
             received_at: 1_700_000_002,
             payload,
+            via: Via::Webhook,
         }
     }
 
@@ -175,6 +212,21 @@ mod tests {
         assert!(encoded.contains(raw));
         assert!(encoded.len() <= QueueMessage::inline_size("evt_1", "invoice.paid", raw.len()));
         assert_eq!(QueueMessage::decode(&encoded).unwrap(), m);
+    }
+
+    #[test]
+    fn how_an_event_came_round_trips_and_a_webhook_says_nothing() {
+        let webhook = msg(Payload::Inline("{}".into()));
+        assert!(!webhook.encode().contains("via"));
+        let backfilled = QueueMessage {
+            via: Via::Backfill,
+            ..webhook
+        };
+        assert!(backfilled.encode().contains(r#""via":"backfill""#));
+        assert_eq!(
+            QueueMessage::decode(&backfilled.encode()).unwrap(),
+            backfilled
+        );
     }
 
     #[test]
@@ -205,6 +257,7 @@ mod tests {
             created: 1,
             received_at: 2,
             payload: Payload::Inline(raw.into()),
+            via: Via::Webhook,
         };
         let body = message.encode();
         assert!(!body.contains(['\u{FFFE}', '\u{FFFF}']), "{body}");

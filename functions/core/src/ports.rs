@@ -429,6 +429,9 @@ pub trait ReadModel: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<crate::billing::SubscriptionState>, StoreError>> + Send;
 
+    /// The id of every subscription held (for a reconciliation: what Stripe lacks).
+    fn subscription_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Dunning cases by `open` (the default), `closed`, `all` or a stage name, oldest first.
     fn dunning_cases(
         &self,

@@ -166,7 +166,10 @@ where
             .filter(|t| *t > 0)
             .or(inbound.sent_at)
             .unwrap_or(now);
-        BillingEvent::parse(&raw, received_at).map_err(|e| Failure::Poison(e.to_string()))
+        let mut event =
+            BillingEvent::parse(&raw, received_at).map_err(|e| Failure::Poison(e.to_string()))?;
+        event.via = message.via;
+        Ok(event)
     }
 
     /// The consume rule: poison goes to the dead letters at once; a transient failure is

@@ -49,6 +49,7 @@ fn delivery(id: &str, receive_count: u32) -> Inbound {
         created,
         received_at: created + 1,
         payload: Payload::Inline(raw),
+        via: Default::default(),
     }
     .encode();
     Inbound {

@@ -164,6 +164,7 @@ mod tests {
             // would differ in `max_received_at`.
             received_at: RECEIVED_AT,
             payload: Payload::Inline(String::from_utf8(raw.to_vec()).unwrap()),
+            via: Default::default(),
         }
     }
 

@@ -179,6 +179,7 @@ async fn a_large_refund_waiting(store: &SqliteStore) -> i64 {
         created,
         received_at: created + 1,
         payload: Payload::Inline(raw),
+        via: Default::default(),
     };
     store.send(&message).await.unwrap();
     let policy = BillingPolicy {

@@ -131,6 +131,17 @@ impl revguard_core::ports::ReadModel for SqliteStore {
         SqliteStore::subscription(self, id)
     }
 
+    async fn subscription_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT id FROM subscriptions ORDER BY id")?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn dunning_cases(
         &self,
         status: Option<&str>,

@@ -35,6 +35,7 @@ fn message(id: &str, event_type: &str, created: i64, object: Value) -> String {
         created,
         received_at: created + 2,
         payload: Payload::Inline(raw),
+        via: Default::default(),
     }
     .encode()
 }

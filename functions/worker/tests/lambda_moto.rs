@@ -58,6 +58,7 @@ fn message(id: &str, raw: &str) -> String {
         created: 0,
         received_at: 0,
         payload: Payload::Inline(raw.to_owned()),
+        via: Default::default(),
     }
     .encode()
 }
@@ -217,6 +218,7 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
         created: 0,
         received_at: 0,
         payload: Payload::InEventLog,
+        via: Default::default(),
     }
     .encode();
     let mut failures = Vec::new();

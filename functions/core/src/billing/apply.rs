@@ -39,6 +39,8 @@ pub struct BillingEvent {
     pub received_at: i64,
     pub object: Value,
     pub previous: Option<Value>,
+    /// How it came: only webhook deliveries count as deliveries.
+    pub via: crate::message::Via,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +73,7 @@ impl BillingEvent {
             received_at,
             object: e.data.object,
             previous: e.data.previous_attributes,
+            via: crate::message::Via::Webhook,
         })
     }
 
@@ -253,9 +256,16 @@ pub fn decide(
 }
 
 impl Decision<'_> {
-    /// Counted for every event, whatever its kind.
+    /// Counted for every Stripe event, whatever its kind. Receipt, lag and the last
+    /// delivery speak of webhook delivery, so an event fetched later from the API is not
+    /// counted there (a backfill would otherwise read as a burst of late deliveries); a
+    /// reconciliation snapshot is no Stripe event and counts nowhere.
     fn count_delivery(&mut self) {
+        use crate::message::Via;
         let (e, live) = (self.event, self.event.livemode);
+        if e.via == Via::Reconcile {
+            return;
+        }
         self.counters.add(live, e.created, Metric::Events, 1);
         self.counters.add(
             live,
@@ -263,6 +273,9 @@ impl Decision<'_> {
             Metric::EventsOfType(e.event_type.clone()),
             1,
         );
+        if e.via == Via::Backfill {
+            return;
+        }
         self.counters
             .add(live, e.received_at, Metric::EventsReceived, 1);
         self.counters

@@ -1,0 +1,378 @@
+//! Recovery through Stripe's API, for what webhooks alone lose: a backfill of missed
+//! events, and a reconciliation of subscriptions with Stripe's current objects.
+//!
+//! Both feed what they fetch through the ingress use case ([`Ingress::ingest_fetched`]),
+//! so the worker applies it exactly as it applies a delivery: an event already in the
+//! event log is a duplicate, and a reconciliation snapshot is ordered after everything
+//! revguard holds, never before.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::billing::objects::Subscription;
+use crate::billing::{EventKind, SubscriptionState, Version};
+use crate::ingest::{IngestError, IngestOutcome, Ingress};
+use crate::message::Via;
+use crate::ports::{EventLog, Queue, ReadModel, StoreError};
+
+/// The event types revguard acts on (see [`EventKind::of`]): what a backfill asks for.
+pub const HANDLED_EVENT_TYPES: [&str; 25] = [
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.trial_will_end",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.upcoming",
+    "invoice.marked_uncollectible",
+    "invoice.finalization_failed",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "charge.succeeded",
+    "charge.failed",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+    "radar.early_fraud_warning.created",
+    "checkout.session.completed",
+    "customer.updated",
+    "customer.deleted",
+    "payment_method.attached",
+];
+
+/// What Stripe's API answered, when it was not what was asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Stripe refused the request (4xx other than 429): retrying will not help.
+    #[error("Stripe answered {status}: {message}")]
+    Refused { status: u16, message: String },
+    /// 429, 5xx or no answer, still so after the client's retries.
+    #[error("Stripe's API is unavailable: {0}")]
+    Unavailable(String),
+    #[error("Stripe's answer could not be read: {0}")]
+    Malformed(String),
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsQuery {
+    /// `created[gte]`, unix seconds.
+    pub since: i64,
+    /// `created[lt]`, if any.
+    pub until: Option<i64>,
+    /// `delivery_success=false`: only events a webhook endpoint has not acknowledged.
+    /// Cheaper, but blind to events that were never sent to revguard's endpoint (an
+    /// endpoint disabled, a type not enabled): the default lists every event.
+    pub undelivered_only: bool,
+    /// `types[]`; empty: every type.
+    pub types: Vec<String>,
+}
+
+/// A page of events, newest first as Stripe lists them.
+pub type RawObjects = Vec<Box<RawValue>>;
+
+/// The part of Stripe's API that recovery reads.
+pub trait StripeApi: Send + Sync {
+    /// Every event the query matches (all pages), each as Stripe's raw JSON.
+    fn events(
+        &self,
+        query: &EventsQuery,
+    ) -> impl Future<Output = Result<RawObjects, ApiError>> + Send;
+
+    /// Every subscription, whatever its status (`status=all`, all pages).
+    fn subscriptions(&self) -> impl Future<Output = Result<RawObjects, ApiError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a backfill did, printed as one JSON line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackfillSummary {
+    /// Events Stripe listed in the window.
+    pub listed: usize,
+    /// New to revguard: recorded and enqueued.
+    pub accepted: usize,
+    /// In the event log but never confirmed enqueued: enqueued now.
+    pub requeued: usize,
+    /// Already in the event log.
+    pub duplicates: usize,
+    /// Of a type revguard does not act on (listed because the API could not filter).
+    pub ignored: usize,
+    /// Listed but refused (not an event revguard can read, or of a refused mode).
+    pub refused: usize,
+    /// The newest `created` listed: where the next run may start.
+    pub newest_created: Option<i64>,
+}
+
+/// Lists the events of the window and feeds each through the ingress, oldest first.
+/// Stops at the first storage or queue failure (nothing is lost: the next run lists the
+/// same window again).
+pub async fn backfill<A, L, Q>(
+    api: &A,
+    ingress: &Ingress<L, Q>,
+    query: &EventsQuery,
+    now: i64,
+) -> Result<BackfillSummary, RecoveryError>
+where
+    A: StripeApi,
+    L: EventLog,
+    Q: Queue,
+{
+    let mut events = api.events(query).await?;
+    let mut summary = BackfillSummary {
+        listed: events.len(),
+        ..Default::default()
+    };
+    // Oldest first, as they happened: the worker takes any order, but a reader of the
+    // queue (or of the log) sees the story in order.
+    let created = |raw: &RawValue| -> i64 {
+        #[derive(serde::Deserialize)]
+        struct Created {
+            #[serde(default)]
+            created: i64,
+        }
+        serde_json::from_str::<Created>(raw.get()).map_or(0, |c| c.created)
+    };
+    events.sort_by_key(|e| created(e));
+    for raw in events {
+        summary.newest_created = summary.newest_created.max(Some(created(&raw)));
+        let event_type = event_type_of(&raw);
+        if EventKind::of(&event_type) == EventKind::Unknown {
+            summary.ignored += 1;
+            continue;
+        }
+        match ingress
+            .ingest_fetched(raw.get().as_bytes(), Via::Backfill, now)
+            .await
+        {
+            Ok(IngestOutcome::Accepted { .. }) => summary.accepted += 1,
+            Ok(IngestOutcome::Requeued { .. }) => summary.requeued += 1,
+            Ok(IngestOutcome::Duplicate { .. }) => summary.duplicates += 1,
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, event_type, "a listed event was refused");
+                summary.refused += 1;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn event_type_of(raw: &RawValue) -> String {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type", default)]
+        event_type: String,
+    }
+    serde_json::from_str::<Typed>(raw.get()).map_or_else(|_| String::new(), |t| t.event_type)
+}
+
+/// One field on which revguard and Stripe disagree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldDrift {
+    pub field: &'static str,
+    pub stripe: Value,
+    pub revguard: Value,
+}
+
+/// A subscription revguard holds differently from Stripe.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drift {
+    pub subscription: String,
+    pub customer: Option<String>,
+    pub fields: Vec<FieldDrift>,
+}
+
+/// What a reconciliation found, and fixed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReconcileReport {
+    /// Subscriptions Stripe listed.
+    pub checked: usize,
+    /// At Stripe, unknown to revguard.
+    pub missing: Vec<String>,
+    /// Known to revguard (and not ended there), absent at Stripe.
+    pub extra: Vec<String>,
+    pub drifted: Vec<Drift>,
+    /// Snapshots of Stripe's objects enqueued to repair the above.
+    pub fixed: usize,
+}
+
+impl ReconcileReport {
+    /// The one-line summary: counts, and with `--fix` the fixes.
+    pub fn summary(&self, fix: bool) -> Value {
+        let mut out = serde_json::json!({
+            "checked": self.checked,
+            "missing": self.missing.len(),
+            "extra": self.extra.len(),
+            "drifted": self.drifted.len(),
+        });
+        if fix {
+            out["fixed"] = self.fixed.into();
+        }
+        out
+    }
+}
+
+/// The fields compared, as revguard keeps them.
+fn compared(state: &SubscriptionState) -> Vec<(&'static str, Value)> {
+    let items: Vec<Value> = state
+        .items
+        .iter()
+        .map(|i| serde_json::json!({ "price": i.price_id, "quantity": i.quantity }))
+        .collect();
+    vec![
+        ("status", state.status.clone().into()),
+        ("items", items.into()),
+        ("mrr", state.mrr.into()),
+        ("current_period_end", state.current_period_end.into()),
+        ("cancel_at_period_end", state.cancel_at_period_end.into()),
+    ]
+}
+
+/// Compares Stripe's subscriptions with revguard's. With `fix`, every missing or drifted
+/// one gets Stripe's current object as a snapshot newer than anything revguard holds, so
+/// that once the worker has applied it revguard answers what Stripe says.
+pub async fn reconcile<A, R, L, Q>(
+    api: &A,
+    read: &R,
+    fix: Option<&Ingress<L, Q>>,
+    now: i64,
+) -> Result<ReconcileReport, RecoveryError>
+where
+    A: StripeApi,
+    R: ReadModel,
+    L: EventLog,
+    Q: Queue,
+{
+    let listed = api.subscriptions().await?;
+    let mut report = ReconcileReport {
+        checked: listed.len(),
+        ..Default::default()
+    };
+    let mut at_stripe = BTreeMap::new();
+    for raw in &listed {
+        let value: Value =
+            serde_json::from_str(raw.get()).map_err(|e| ApiError::Malformed(e.to_string()))?;
+        let sub: Subscription = serde_json::from_value(value.clone())
+            .map_err(|e| ApiError::Malformed(e.to_string()))?;
+        let livemode = value["livemode"].as_bool().unwrap_or(false);
+        let canceled = sub.status.as_deref() == Some("canceled");
+        let expected =
+            SubscriptionState::from_stripe(&sub, livemode, Version::new(0, ""), canceled);
+        let stored = read.subscription(&sub.id).await?;
+        let needs_fix = match &stored {
+            None => {
+                report.missing.push(sub.id.clone());
+                true
+            }
+            Some(ours) => {
+                let fields: Vec<FieldDrift> = compared(&expected)
+                    .into_iter()
+                    .zip(compared(ours))
+                    .filter(|((_, theirs), (_, mine))| theirs != mine)
+                    .map(|((field, stripe), (_, revguard))| FieldDrift {
+                        field,
+                        stripe,
+                        revguard,
+                    })
+                    .collect();
+                let drifted = !fields.is_empty();
+                if drifted {
+                    report.drifted.push(Drift {
+                        subscription: sub.id.clone(),
+                        customer: expected.customer.clone(),
+                        fields,
+                    });
+                }
+                drifted
+            }
+        };
+        at_stripe.insert(sub.id.clone(), ());
+        if let (true, Some(ingress)) = (needs_fix, fix) {
+            // Newer than what revguard holds, and than any event delivered so far.
+            let created = stored
+                .as_ref()
+                .map_or(now, |s| now.max(s.version.created + 1));
+            let event = snapshot_event(&value, &sub.id, canceled, livemode, created);
+            ingress
+                .ingest_fetched(event.as_bytes(), Via::Reconcile, now)
+                .await?;
+            report.fixed += 1;
+        }
+    }
+    for id in read.subscription_ids().await? {
+        if at_stripe.contains_key(&id) {
+            continue;
+        }
+        if let Some(ours) = read.subscription(&id).await? {
+            if !ours.deleted && ours.status != "canceled" {
+                report.extra.push(id);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Stripe's object as a subscription event: `deleted` for a canceled one (final), else
+/// `updated`. Its id is revguard's own, unique per subscription and moment.
+fn snapshot_event(
+    object: &Value,
+    id: &str,
+    canceled: bool,
+    livemode: bool,
+    created: i64,
+) -> String {
+    let event_type = if canceled {
+        "customer.subscription.deleted"
+    } else {
+        "customer.subscription.updated"
+    };
+    serde_json::json!({
+        "id": format!("evt_rgreconcile_{id}_{created}"),
+        "object": "event",
+        "type": event_type,
+        "created": created,
+        "livemode": livemode,
+        "data": { "object": object },
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_handled_type_is_one_revguard_acts_on() {
+        for t in HANDLED_EVENT_TYPES {
+            assert_ne!(EventKind::of(t), EventKind::Unknown, "{t}");
+        }
+        assert_eq!(EventKind::of("customer.created"), EventKind::Unknown);
+    }
+
+    #[test]
+    fn a_snapshot_event_is_an_event_the_envelope_reads() {
+        let object = serde_json::json!({ "id": "sub_1", "status": "canceled" });
+        let raw = snapshot_event(&object, "sub_1", true, false, 1_700_000_000);
+        let env = crate::EventEnvelope::parse(raw.as_bytes()).unwrap();
+        assert_eq!(env.event_type, "customer.subscription.deleted");
+        assert_eq!(env.created, 1_700_000_000);
+        assert_eq!(env.id, "evt_rgreconcile_sub_1_1700000000");
+    }
+}
