@@ -190,6 +190,7 @@ pub fn ingest_config_from_env(
             DEFAULT_EVENT_TTL_SECS / 86_400,
         )? * 86_400,
         modes,
+        keep_payloads: optional_parsed("REVGUARD_KEEP_PAYLOADS", true)?,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     pub event_ttl_secs: i64,
     pub modes: ModeFilter,
+    /// Keep every payload (compressed) in the event log for its TTL, so that `replay`
+    /// can send any event again; otherwise only those too big for a queue message.
+    pub keep_payloads: bool,
 }
 
 impl IngestConfig {
@@ -63,6 +66,7 @@ impl IngestConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             event_ttl_secs: DEFAULT_EVENT_TTL_SECS,
             modes: ModeFilter::Both,
+            keep_payloads: true,
         }
     }
 }
@@ -284,14 +288,16 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
 
         let fits_inline = QueueMessage::inline_size(&envelope.id, &envelope.event_type, body.len())
             <= self.queue.max_message_bytes();
-        let stored_payload = if fits_inline {
+        let stored_payload = if fits_inline && !self.config.keep_payloads {
             None
         } else {
             let packed = compress(body);
-            if packed.len() > MAX_STORED_PAYLOAD_BYTES {
-                return Err(IngestError::Unstorable(body.len()));
+            match packed.len() > MAX_STORED_PAYLOAD_BYTES {
+                true if !fits_inline => return Err(IngestError::Unstorable(body.len())),
+                // It travels in the message; only a replay would miss it.
+                true => None,
+                false => Some(packed),
             }
-            Some(packed)
         };
         let record = EventRecord {
             event_id: envelope.id.clone(),

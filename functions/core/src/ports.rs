@@ -170,6 +170,63 @@ pub trait DeadLetters: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Which logged events to read back (a replay's selection).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSelection {
+    pub event_id: Option<String>,
+    /// Events created at or after this (unix seconds).
+    pub since: Option<i64>,
+    /// Events created before this.
+    pub until: Option<i64>,
+    pub event_type: Option<String>,
+}
+
+/// Reading the event log back, for a replay.
+pub trait EventHistory: Send + Sync {
+    /// The selected entries, oldest first, at most `limit`, with their stored payloads.
+    fn logged(
+        &self,
+        selection: &LogSelection,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
+}
+
+/// A dead-lettered message, as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// The dead-letter store's id for it (SQLite sequence number, SQS message id).
+    pub id: String,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    /// Why it was dead-lettered, where the store keeps it.
+    pub error: Option<String>,
+    pub receive_count: u32,
+    pub failed_at: Option<i64>,
+    /// The queue message, on `show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// Looking at dead letters and sending them back to the queue.
+pub trait DeadLetterAdmin: Send + Sync {
+    fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    fn dead_letter_by_id(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<DeadLetter>, StoreError>> + Send;
+
+    /// Moves the given dead letters (all of them with `None`) back to the queue with a
+    /// fresh receive count; how many moved.
+    fn redrive(
+        &self,
+        ids: Option<&[String]>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
 /// A stored item and the version to condition its next write on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {

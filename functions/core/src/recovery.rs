@@ -17,7 +17,10 @@ use crate::billing::objects::Subscription;
 use crate::billing::{EventKind, SubscriptionState, Version};
 use crate::ingest::{IngestError, IngestOutcome, Ingress};
 use crate::message::Via;
-use crate::ports::{EventLog, Queue, ReadModel, StoreError};
+use crate::message::{decompress, Payload, QueueMessage};
+use crate::ports::{
+    BillingStore, EventHistory, EventLog, LogSelection, Queue, QueueError, ReadModel, StoreError,
+};
 
 /// The event types revguard acts on (see [`EventKind::of`]): what a backfill asks for.
 pub const HANDLED_EVENT_TYPES: [&str; 25] = [
@@ -95,6 +98,8 @@ pub trait StripeApi: Send + Sync {
 pub enum RecoveryError {
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -352,6 +357,79 @@ fn snapshot_event(
         "data": { "object": object },
     })
     .to_string()
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReplaySummary {
+    /// Entries of the event log the selection matched.
+    pub matched: usize,
+    /// Sent to the queue again.
+    pub enqueued: usize,
+    /// Applied already: the worker would count them as duplicates, so they are not sent.
+    pub already_applied: usize,
+    /// Logged before payloads were kept, or whose payload is gone: cannot be sent.
+    pub without_payload: usize,
+}
+
+/// The most entries one replay reads.
+pub const REPLAY_LIMIT: usize = 100_000;
+
+/// Sends logged events through the queue again, as they were received. An event the
+/// worker applied already would be a duplicate (its effects are counted once, ever), so
+/// it is reported and not sent: a replay applies what never was (a dead letter, a lost
+/// message). A subscription applied wrongly is mended by `reconcile --fix`.
+pub async fn replay<H, B, Q>(
+    history: &H,
+    billing: &B,
+    queue: &Q,
+    selection: &LogSelection,
+) -> Result<ReplaySummary, RecoveryError>
+where
+    H: EventHistory,
+    B: BillingStore,
+    Q: Queue,
+{
+    let logged = history.logged(selection, REPLAY_LIMIT).await?;
+    let mut summary = ReplaySummary {
+        matched: logged.len(),
+        ..Default::default()
+    };
+    for chunk in logged.chunks(100) {
+        let ids: Vec<String> = chunk.iter().map(|r| r.event_id.clone()).collect();
+        let applied = billing.applied(&ids).await?;
+        for record in chunk {
+            if applied.contains(&record.event_id) {
+                summary.already_applied += 1;
+                continue;
+            }
+            let Some(stored) = &record.stored_payload else {
+                summary.without_payload += 1;
+                continue;
+            };
+            let raw = decompress(stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let fits = QueueMessage::inline_size(&record.event_id, &record.event_type, raw.len())
+                <= queue.max_message_bytes();
+            let payload = if fits {
+                Payload::Inline(String::from_utf8_lossy(&raw).into_owned())
+            } else {
+                Payload::InEventLog
+            };
+            queue
+                .send(&QueueMessage {
+                    event_id: record.event_id.clone(),
+                    event_type: record.event_type.clone(),
+                    livemode: record.livemode,
+                    created: record.created,
+                    received_at: record.received_at,
+                    payload,
+                    via: Via::Replay,
+                })
+                .await?;
+            summary.enqueued += 1;
+        }
+    }
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod consumer;
 pub mod demo;
 pub mod publish;
+pub mod recover;
 pub mod send;
 pub mod serve;
 

@@ -157,6 +157,150 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Fetch the events Stripe has and revguard missed (GET /v1/events) and apply them as
+    /// if they had been delivered; events already seen are duplicates. Prints a JSON line.
+    Backfill {
+        #[command(flatten)]
+        db: DbArg,
+        #[command(flatten)]
+        stripe: StripeArgs,
+        /// Events created from (RFC 3339 or unix seconds); default: where the last backfill
+        /// stopped (less 10 minutes), or 3 days ago.
+        #[arg(long)]
+        since: Option<String>,
+        /// Events created before this.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only events a webhook endpoint has not acknowledged (delivery_success=false).
+        /// Blind to events never sent to revguard (an endpoint disabled, a type not
+        /// enabled), so off by default.
+        #[arg(long)]
+        undelivered_only: bool,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Compare revguard's subscriptions with Stripe's (GET /v1/subscriptions?status=all):
+    /// missing, extra and drifted. Prints a JSON line; --fix applies Stripe's objects.
+    Reconcile {
+        #[command(flatten)]
+        db: DbArg,
+        #[command(flatten)]
+        stripe: StripeArgs,
+        /// Apply Stripe's current object to every missing or drifted subscription.
+        #[arg(long)]
+        fix: bool,
+        /// Also write a readable report (Markdown) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Send logged events through the queue again: one (--event) or those created in a
+    /// window, optionally of one type. Events already applied are reported, not sent.
+    Replay {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long, conflicts_with_all = ["since", "until"], required_unless_present = "since")]
+        event: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Messages the worker could not apply: list, show one, or redrive them to the queue.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// One JSON line per dead letter: id, event, error, receive count, when.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// One dead letter with its message body.
+    Show {
+        id: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Move dead letters back to the queue (after the cause is fixed): the ids given, or
+    /// --all.
+    Redrive {
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[command(flatten)]
+        db: DbArg,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+}
+
+/// Where Stripe's API is, and the key to read it with.
+#[derive(Args, Clone)]
+struct StripeArgs {
+    /// Stripe's API (a test double in tests).
+    #[arg(long, env = "STRIPE_API_BASE", default_value = revguard_stripe::DEFAULT_API_BASE)]
+    stripe_api_base: String,
+    /// A secret or restricted key (read-only suffices: see the README).
+    #[arg(long, env = "STRIPE_API_KEY", hide_env_values = true)]
+    stripe_key: Option<String>,
+}
+
+impl StripeArgs {
+    fn client(&self) -> anyhow::Result<revguard_stripe::StripeClient> {
+        Ok(revguard_stripe::StripeClient::from_env(
+            Some(&self.stripe_api_base),
+            self.stripe_key.as_deref(),
+        )?)
+    }
+}
+
+/// Who applies what a recovery command enqueued.
+#[derive(Args, Clone)]
+struct ApplyArgs {
+    /// Leave what was enqueued to the worker of a running `revguard serve` on the same
+    /// database; by default this command applies it before it exits.
+    #[arg(long)]
+    enqueue_only: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Notifications as JSON lines; defaults to revguard-notifications.jsonl beside --db.
+    #[arg(long, env = "REVGUARD_NOTIFICATIONS_FILE")]
+    notifications_file: Option<PathBuf>,
+}
+
+impl ApplyArgs {
+    /// Applies what is queued unless told not to; adds `consumed` to the summary.
+    async fn apply(
+        &self,
+        store: &SqliteStore,
+        db: &DbArg,
+        summary: &mut serde_json::Value,
+    ) -> anyhow::Result<()> {
+        if self.enqueue_only {
+            return Ok(());
+        }
+        let file = self
+            .notifications_file
+            .clone()
+            .unwrap_or_else(|| db.db.with_file_name("revguard-notifications.jsonl"));
+        let consumed =
+            revguard_local::recover::apply_queued(store, self.policy.policy()?, &file).await?;
+        summary["consumed"] = consumed.into();
+        Ok(())
+    }
 }
 
 #[derive(Args, Clone)]
@@ -499,6 +643,143 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { db } => {
             let store = open_existing(&db)?;
             println!("{}", serde_json::to_string(&store.counts()?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill {
+            db,
+            stripe,
+            since,
+            until,
+            undelivered_only,
+            apply,
+        } => {
+            let api = stripe.client()?;
+            let store = SqliteStore::open(&db.db)?;
+            let now = unix_now();
+            let since = match since {
+                Some(t) => parse_time(&t).with_context(|| format!("not a time: {t}"))?,
+                None => revguard_local::recover::backfill_start(&store, now).await?,
+            };
+            let until = until
+                .map(|t| parse_time(&t).with_context(|| format!("not a time: {t}")))
+                .transpose()?;
+            let query = revguard_core::recovery::EventsQuery {
+                since,
+                until,
+                undelivered_only,
+                types: revguard_core::recovery::HANDLED_EVENT_TYPES
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect(),
+            };
+            let ingress = revguard_local::recover::fetched_ingress(&store);
+            let summary = revguard_core::recovery::backfill(&api, &ingress, &query, now).await?;
+            // The cursor moves only forward, and only for a window that reaches now.
+            if until.is_none() {
+                let cursor = summary.newest_created.unwrap_or(since).max(since);
+                let stored = store
+                    .setting(revguard_local::recover::BACKFILL_CURSOR_KEY)
+                    .await?
+                    .and_then(|c| c.parse::<i64>().ok());
+                if stored.is_none_or(|s| cursor > s) {
+                    store
+                        .put_setting(
+                            revguard_local::recover::BACKFILL_CURSOR_KEY,
+                            &cursor.to_string(),
+                        )
+                        .await?;
+                }
+            }
+            let mut line = serde_json::to_value(&summary)?;
+            line["since"] = since.into();
+            apply.apply(&store, &db, &mut line).await?;
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile {
+            db,
+            stripe,
+            fix,
+            report,
+            apply,
+        } => {
+            let api = stripe.client()?;
+            let store = open_existing(&db)?;
+            let now = unix_now();
+            let ingress = revguard_local::recover::fetched_ingress(&store);
+            let result =
+                revguard_core::recovery::reconcile(&api, &store, fix.then_some(&ingress), now)
+                    .await?;
+            if let Some(path) = report {
+                std::fs::write(
+                    &path,
+                    revguard_local::recover::report_markdown(&result, now),
+                )
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            for d in &result.drifted {
+                tracing::info!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift");
+            }
+            let mut line = result.summary(fix);
+            if fix {
+                apply.apply(&store, &db, &mut line).await?;
+            }
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            db,
+            event,
+            since,
+            until,
+            event_type,
+            apply,
+        } => {
+            let store = open_existing(&db)?;
+            let time = |t: Option<String>| -> anyhow::Result<Option<i64>> {
+                t.map(|t| parse_time(&t).with_context(|| format!("not a time: {t}")))
+                    .transpose()
+            };
+            let selection = revguard_core::ports::LogSelection {
+                event_id: event,
+                since: time(since)?,
+                until: time(until)?,
+                event_type,
+            };
+            let summary =
+                revguard_core::recovery::replay(&store, &store, &store, &selection).await?;
+            let mut line = serde_json::to_value(&summary)?;
+            apply.apply(&store, &db, &mut line).await?;
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeadLetters { action } => {
+            use revguard_core::ports::DeadLetterAdmin;
+            let db = match &action {
+                DeadLetterAction::List { db, .. }
+                | DeadLetterAction::Show { db, .. }
+                | DeadLetterAction::Redrive { db, .. } => db.clone(),
+            };
+            let store = open_existing(&db)?;
+            match action {
+                DeadLetterAction::List { limit, .. } => {
+                    for d in store.dead_letters(limit).await? {
+                        println!("{}", serde_json::to_string(&d)?);
+                    }
+                }
+                DeadLetterAction::Show { id, .. } => match store.dead_letter_by_id(&id).await? {
+                    Some(d) => println!("{}", serde_json::to_string_pretty(&d)?),
+                    None => bail!("no dead letter {id}"),
+                },
+                DeadLetterAction::Redrive {
+                    ids, all, apply, ..
+                } => {
+                    let moved = store.redrive((!all).then_some(ids.as_slice())).await?;
+                    let mut line = serde_json::json!({ "redriven": moved });
+                    apply.apply(&store, &db, &mut line).await?;
+                    println!("{line}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -104,6 +104,7 @@ pub async fn serve(
         max_body_bytes: options.max_body_bytes,
         event_ttl_secs: options.event_ttl_secs,
         modes: options.modes,
+        keep_payloads: true,
     };
     let app = Arc::new(App::new(
         Ingress::new(store.clone(), store.clone(), config),

@@ -1,7 +1,8 @@
 //! The event log: one row per Stripe event id, inserted only if absent.
 
 use revguard_core::ports::{
-    EventLog, EventRecord, EventStatus, InsertOutcome, StoreError, CLOSED_ALERT_RETENTION_SECS,
+    EventHistory, EventLog, EventRecord, EventStatus, InsertOutcome, LogSelection, StoreError,
+    CLOSED_ALERT_RETENTION_SECS,
 };
 use rusqlite::{params, OptionalExtension};
 
@@ -103,6 +104,42 @@ impl EventLog for SqliteStore {
                 .query_row([id], |r| r.get::<_, Option<Vec<u8>>>(0))
                 .optional()
                 .map(Option::flatten)
+        })
+        .await
+    }
+}
+
+impl EventHistory for SqliteStore {
+    async fn logged(
+        &self,
+        selection: &LogSelection,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let s = selection.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT event_id, event_type, created, livemode, received_at, expires_at, status, stored_payload
+                 FROM events
+                 WHERE (?1 IS NULL OR event_id = ?1) AND (?2 IS NULL OR created >= ?2)
+                   AND (?3 IS NULL OR created < ?3) AND (?4 IS NULL OR event_type = ?4)
+                 ORDER BY created, event_id LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![s.event_id, s.since, s.until, s.event_type, limit as i64],
+                |r| {
+                    Ok(EventRecord {
+                        event_id: r.get(0)?,
+                        event_type: r.get(1)?,
+                        created: r.get(2)?,
+                        livemode: r.get(3)?,
+                        received_at: r.get(4)?,
+                        expires_at: r.get(5)?,
+                        status: status_of(&r.get::<_, String>(6)?)?,
+                        stored_payload: r.get(7)?,
+                    })
+                },
+            )?;
+            rows.collect()
         })
         .await
     }

@@ -213,6 +213,19 @@ impl SqliteStore {
         .await
     }
 
+    /// Stores `value` under `key`, replacing what was there.
+    pub async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
     /// Stores `value` under `key` unless a value is there; returns the value that stands.
     pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         let (key, value) = (key.to_owned(), value.to_owned());

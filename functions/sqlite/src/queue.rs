@@ -2,7 +2,9 @@
 //! the same delivery semantics as SQS (a receive count, a delayed redelivery, dead letters).
 
 use revguard_core::message::QueueMessage;
-use revguard_core::ports::{DeadLetters, Inbound, Queue, QueueError, StoreError};
+use revguard_core::ports::{
+    DeadLetter, DeadLetterAdmin, DeadLetters, Inbound, Queue, QueueError, StoreError,
+};
 use rusqlite::params;
 
 use crate::SqliteStore;
@@ -151,5 +153,94 @@ impl DeadLetters for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+fn dead_letter_row(r: &rusqlite::Row<'_>, with_body: bool) -> rusqlite::Result<DeadLetter> {
+    let body: String = r.get(2)?;
+    let message = QueueMessage::decode(&body).ok();
+    Ok(DeadLetter {
+        id: r.get::<_, i64>(0)?.to_string(),
+        event_id: Some(r.get(1)?),
+        event_type: message.map(|m| m.event_type),
+        error: Some(r.get(3)?),
+        receive_count: r.get::<_, i64>(4)? as u32,
+        failed_at: Some(r.get(5)?),
+        body: with_body.then_some(body),
+    })
+}
+
+impl DeadLetterAdmin for SqliteStore {
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT seq, event_id, body, error, receive_count, failed_at FROM dead_letters ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |r| dead_letter_row(r, false))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn dead_letter_by_id(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let Ok(seq) = id.parse::<i64>() else {
+            return Ok(None);
+        };
+        self.read(move |c| {
+            use rusqlite::OptionalExtension;
+            c.query_row(
+                "SELECT seq, event_id, body, error, receive_count, failed_at FROM dead_letters WHERE seq = ?1",
+                [seq],
+                |r| dead_letter_row(r, true),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Back to the queue in one transaction, visible at once, with a fresh receive count.
+    async fn redrive(&self, ids: Option<&[String]>) -> Result<usize, StoreError> {
+        let ids: Option<Vec<i64>> =
+            ids.map(|ids| ids.iter().filter_map(|i| i.parse().ok()).collect());
+        let now = crate::unix_now();
+        let moved = self
+            .write(move |c| {
+                let seqs: Vec<i64> = match ids {
+                    Some(ids) => ids,
+                    None => {
+                        let mut stmt = c.prepare("SELECT seq FROM dead_letters ORDER BY seq")?;
+                        let rows = stmt.query_map([], |r| r.get(0))?;
+                        rows.collect::<rusqlite::Result<_>>()?
+                    }
+                };
+                let mut moved = 0;
+                for seq in seqs {
+                    let row: Option<(String, String)> = {
+                        use rusqlite::OptionalExtension;
+                        c.query_row(
+                            "SELECT event_id, body FROM dead_letters WHERE seq = ?1",
+                            [seq],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?
+                    };
+                    let Some((event_id, body)) = row else { continue };
+                    let (event_type, livemode) = QueueMessage::decode(&body)
+                        .map(|m| (m.event_type, m.livemode))
+                        .unwrap_or_else(|_| ("unknown".into(), false));
+                    c.execute(
+                        "INSERT INTO queue (event_id, event_type, livemode, body, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![event_id, event_type, livemode, body, now],
+                    )?;
+                    c.execute("DELETE FROM dead_letters WHERE seq = ?1", [seq])?;
+                    moved += 1;
+                }
+                Ok(moved)
+            })
+            .await?;
+        if moved > 0 {
+            self.queue_signal.notify_one();
+        }
+        Ok(moved)
     }
 }

@@ -1,0 +1,99 @@
+//! `revguard backfill | reconcile | replay | dead-letters` on the embedded store: core's
+//! recovery use cases over SQLite, then (unless told to leave it to a running server)
+//! the worker applies what they enqueued before the command exits.
+
+use std::path::Path;
+
+use revguard_core::billing::BillingPolicy;
+use revguard_core::{IngestConfig, Ingress, SecretSet, WebhookSecret};
+use revguard_sqlite::SqliteStore;
+
+use crate::consumer;
+use crate::publish::JsonlPublisher;
+
+/// Where the backfill remembers the newest event it listed.
+pub const BACKFILL_CURSOR_KEY: &str = "backfill_cursor";
+/// A backfill starts this long before its cursor: events created in the same seconds as
+/// the newest one listed may have been listed after it.
+pub const CURSOR_OVERLAP_SECS: i64 = 600;
+/// Without a cursor or `--since`: Stripe's retry window in live mode.
+pub const DEFAULT_BACKFILL_SECS: i64 = 3 * 86_400;
+
+/// The ingress over the store, for events fetched from Stripe: they are trusted without a
+/// signature, so the secret set here is never used to verify anything.
+pub fn fetched_ingress(store: &SqliteStore) -> Ingress<SqliteStore, SqliteStore> {
+    let unused = WebhookSecret::new("whsec_fetched_events_are_not_signed").expect("a valid secret");
+    Ingress::new(
+        store.clone(),
+        store.clone(),
+        IngestConfig::new(SecretSet::single(unused)),
+    )
+}
+
+/// Applies what is visible in the queue, as `serve`'s worker would, until none is left
+/// (messages delayed for a retry stay for the server). Returns how many were consumed.
+pub async fn apply_queued(
+    store: &SqliteStore,
+    policy: BillingPolicy,
+    notifications_file: &Path,
+) -> anyhow::Result<usize> {
+    let notifier = JsonlPublisher::to_file("notification", notifications_file)?;
+    let worker = consumer::worker(store, policy, notifier);
+    let mut consumed = 0;
+    loop {
+        let n = consumer::run_once(store, &worker, crate::unix_now()).await?;
+        if n == 0 {
+            return Ok(consumed);
+        }
+        consumed += n;
+    }
+}
+
+/// Where the next backfill starts without `--since`.
+pub async fn backfill_start(store: &SqliteStore, now: i64) -> anyhow::Result<i64> {
+    Ok(match store.setting(BACKFILL_CURSOR_KEY).await? {
+        Some(cursor) => cursor.parse::<i64>()? - CURSOR_OVERLAP_SECS,
+        None => now - DEFAULT_BACKFILL_SECS,
+    })
+}
+
+/// A readable reconciliation report (Markdown).
+pub fn report_markdown(report: &revguard_core::recovery::ReconcileReport, at: i64) -> String {
+    let mut out = format!(
+        "# revguard reconciliation, {}\n\n{} subscriptions at Stripe: {} missing in revguard, {} drifted, {} only in revguard; {} fixed.\n",
+        revguard_core::time::datetime(at),
+        report.checked,
+        report.missing.len(),
+        report.drifted.len(),
+        report.extra.len(),
+        report.fixed,
+    );
+    if !report.missing.is_empty() {
+        out.push_str("\n## Missing in revguard\n\n");
+        for id in &report.missing {
+            out.push_str(&format!("- {id}\n"));
+        }
+    }
+    if !report.drifted.is_empty() {
+        out.push_str("\n## Drifted\n\n| subscription | customer | field | Stripe | revguard |\n|---|---|---|---|---|\n");
+        for d in &report.drifted {
+            for f in &d.fields {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    d.subscription,
+                    d.customer.as_deref().unwrap_or(""),
+                    f.field,
+                    f.stripe,
+                    f.revguard
+                ));
+            }
+        }
+    }
+    if !report.extra.is_empty() {
+        out.push_str("\n## Only in revguard (not listed by Stripe)\n\n");
+        for id in &report.extra {
+            out.push_str(&format!("- {id}\n"));
+        }
+    }
+    out
+}

@@ -1,0 +1,497 @@
+//! Recovery on the embedded backend, through the CLI, against localstripe (a stateful
+//! emulator of Stripe's API that nobody here wrote, started by scripts/test):
+//! - the outage story: webhooks flow, revguard goes down while subscriptions are created
+//!   and canceled, then a backfill (with the server running, and with none) brings
+//!   revguard's state to Stripe's;
+//! - the drift story: a change Stripe made that no event told (localstripe sends no
+//!   `customer.subscription.updated`), found by reconcile and mended by `--fix`;
+//! - replay and dead letters on the same database.
+//!
+//! One test, because the stories share one localstripe and each starts by emptying it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_revguard");
+const KEY: &str = "sk_test_revguard_recovery";
+const SECRET: &str = "whsec_recovery_test";
+
+fn localstripe_url() -> String {
+    std::env::var("REVGUARD_LOCALSTRIPE_URL").unwrap_or_else(|_| {
+        panic!(
+            "REVGUARD_LOCALSTRIPE_URL is not set: run the tests through scripts/test, which \
+             installs localstripe (pip install localstripe==1.15.10) and starts it"
+        )
+    })
+}
+
+struct Stripe {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Stripe {
+    async fn send(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Value {
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect();
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {value}");
+        value
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        self.send(reqwest::Method::POST, path, form).await
+    }
+
+    async fn flush(&self) {
+        self.send(reqwest::Method::DELETE, "/_config/data", &[])
+            .await;
+    }
+
+    async fn webhook_to(&self, url: &str) {
+        self.post(
+            "/_config/webhooks/revguard",
+            &[("url", url), ("secret", SECRET)],
+        )
+        .await;
+    }
+
+    async fn customer(&self) -> String {
+        let token = self
+            .post(
+                "/v1/tokens",
+                &[
+                    ("card[number]", "4242424242424242"),
+                    ("card[exp_month]", "12"),
+                    ("card[exp_year]", "2031"),
+                    ("card[cvc]", "123"),
+                ],
+            )
+            .await;
+        let customer = self
+            .post(
+                "/v1/customers",
+                &[("source", token["id"].as_str().unwrap())],
+            )
+            .await;
+        customer["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn subscribe(&self, customer: &str, plan: &str) -> String {
+        let sub = self
+            .post(
+                "/v1/subscriptions",
+                &[("customer", customer), ("items[0][plan]", plan)],
+            )
+            .await;
+        assert_eq!(sub["status"], "active", "{sub}");
+        sub["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn cancel(&self, sub: &str) {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/subscriptions/{sub}"),
+            &[],
+        )
+        .await;
+    }
+
+    /// Every subscription: id → (status, quantity).
+    async fn subscriptions(&self) -> BTreeMap<String, (String, i64)> {
+        let list = self
+            .http
+            .get(format!(
+                "{}/v1/subscriptions?status=all&limit=100",
+                self.base
+            ))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(list["has_more"], false);
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_owned(),
+                    (
+                        s["status"].as_str().unwrap().to_owned(),
+                        s["quantity"].as_i64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(db: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--detect-interval-secs",
+                "0",
+                "--db",
+            ])
+            .arg(db)
+            .env("STRIPE_WEBHOOK_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn revguard serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("a first line").unwrap();
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {first:?}"))
+            .trim_end_matches("/webhook")
+            .to_owned();
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url }
+    }
+
+    fn stop(mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Runs the CLI; stdout's last line as JSON (the commands' summary).
+fn revguard(db: &Path, args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env("STRIPE_API_BASE", localstripe_url())
+        .env("STRIPE_API_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "revguard {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A pretty-printed document, or a summary line after other output.
+    serde_json::from_str(&stdout)
+        .or_else(|_| serde_json::from_str(stdout.lines().last().unwrap_or("null")))
+        .unwrap_or_else(|_| Value::String(stdout.into_owned()))
+}
+
+/// revguard's view of subscriptions: id → (status, quantity of the first item).
+fn held(db: &Path, customers: &[String]) -> BTreeMap<String, (String, i64)> {
+    let mut out = BTreeMap::new();
+    for c in customers {
+        let view = revguard(db, &["customer", c]);
+        for s in view["subscriptions"].as_array().unwrap() {
+            out.insert(
+                s["id"].as_str().unwrap().to_owned(),
+                (
+                    s["status"].as_str().unwrap().to_owned(),
+                    s["items"][0]["quantity"].as_i64().unwrap_or(0),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Waits until revguard holds what Stripe holds for these customers.
+async fn converges(stripe: &Stripe, db: &Path, customers: &[String]) {
+    let want = stripe.subscriptions().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let have = held(db, customers);
+        if have == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "revguard never caught up:\nStripe:   {want:?}\nrevguard: {have:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
+    let stripe = Stripe {
+        http: reqwest::Client::new(),
+        base: localstripe_url(),
+    };
+    stripe.flush().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("revguard.db");
+    let started = revguard_core::time::unix_now() - 1;
+
+    // 1. Webhooks flow: three subscriptions reach revguard as localstripe delivers them.
+    let server = Server::start(&db);
+    stripe.webhook_to(&format!("{}/webhook", server.url)).await;
+    stripe
+        .post(
+            "/v1/plans",
+            &[
+                ("id", "pro"),
+                ("amount", "4900"),
+                ("currency", "usd"),
+                ("interval", "month"),
+                ("product[name]", "Pro"),
+            ],
+        )
+        .await;
+    let mut customers = Vec::new();
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        let c = stripe.customer().await;
+        subs.push(stripe.subscribe(&c, "pro").await);
+        customers.push(c);
+    }
+    converges(&stripe, &db, &customers).await;
+    // The last deliveries of the story may still be on their way.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let delivered = revguard(&db, &["status"])["queued"].as_u64().unwrap();
+    assert!(delivered >= 6, "webhooks delivered: {delivered}");
+
+    // 2. revguard is down: four more subscriptions, and two cancellations, all unseen.
+    server.stop();
+    for _ in 0..4 {
+        let c = stripe.customer().await;
+        subs.push(stripe.subscribe(&c, "pro").await);
+        customers.push(c);
+    }
+    stripe.cancel(&subs[0]).await;
+    stripe.cancel(&subs[4]).await;
+    // localstripe delivers a second after each event; let its attempts fail.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_ne!(held(&db, &customers), stripe.subscriptions().await);
+
+    // 3. Back up; the backfill only enqueues, and the server's worker applies.
+    let server = Server::start(&db);
+    let since = started.to_string();
+    let first = revguard(&db, &["backfill", "--since", &since, "--enqueue-only"]);
+    println!("backfill with the server running: {first}");
+    let listed = first["listed"].as_u64().unwrap();
+    let accepted = first["accepted"].as_u64().unwrap();
+    // Four subscriptions (a payment, an invoice paid and the subscription each) and two
+    // cancellations were missed; what was delivered is a duplicate.
+    assert!(accepted >= 4 * 3 + 2, "{first}");
+    let duplicates = first["duplicates"].as_u64().unwrap();
+    assert!(duplicates >= 3 * 3, "{first}");
+    assert_eq!(
+        accepted + duplicates + first["ignored"].as_u64().unwrap(),
+        listed,
+        "{first}"
+    );
+    assert!(first.get("consumed").is_none(), "{first}");
+    converges(&stripe, &db, &customers).await;
+    let again = revguard(&db, &["backfill", "--since", &since, "--enqueue-only"]);
+    assert_eq!(again["accepted"], 0, "{again}");
+    assert_eq!(again["listed"].as_u64().unwrap(), listed, "{again}");
+    // Backfilled events are not deliveries: receipt counters hold the webhooks only.
+    let hour_before = (started - 3600).to_string();
+    let received: i64 = revguard_lines(&db, &["metrics", "--from", &hour_before])
+        .iter()
+        .map(|h| h["metrics"]["events_received"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(received as u64, delivered);
+
+    // A message the worker can never apply (a subscription whose object is not one) goes
+    // to the dead letters, where the CLI shows it.
+    let poison = format!(
+        r#"{{"id":"evt_poison_1","object":"event","type":"customer.subscription.updated","created":{},"livemode":false,"data":{{"object":{{"id":"sub_x","status":5}}}}}}"#,
+        revguard_core::time::unix_now()
+    );
+    let secret = revguard_core::WebhookSecret::new(SECRET).unwrap();
+    let header =
+        revguard_core::signature::sign(&secret, revguard_core::time::unix_now(), poison.as_bytes());
+    let answer = stripe
+        .http
+        .post(format!("{}/webhook", server.url))
+        .header("stripe-signature", header)
+        .body(poison)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while revguard(&db, &["status"])["dead_letters"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the poison message was never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop();
+    let listed_dead = revguard_lines(&db, &["dead-letters", "list"]);
+    assert_eq!(listed_dead.len(), 1);
+    assert_eq!(listed_dead[0]["event_id"], "evt_poison_1");
+    assert_eq!(
+        listed_dead[0]["event_type"],
+        "customer.subscription.updated"
+    );
+    assert!(
+        listed_dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("data.object"),
+        "{}",
+        listed_dead[0]
+    );
+    let id = listed_dead[0]["id"].as_str().unwrap().to_owned();
+    let shown = revguard(&db, &["dead-letters", "show", &id]);
+    assert!(shown.to_string().contains("evt_poison_1"), "{shown}");
+    // Redriven, and still poison: back in the dead letters, nothing else touched.
+    let redriven = revguard(&db, &["dead-letters", "redrive", "--all"]);
+    assert_eq!(
+        (&redriven["redriven"], &redriven["consumed"]),
+        (&1.into(), &1.into()),
+        "{redriven}"
+    );
+    assert_eq!(revguard(&db, &["status"])["dead_letters"], 1);
+    // Never applied, so a replay sends it again (its payload is kept in the log).
+    let one = revguard(&db, &["replay", "--event", "evt_poison_1"]);
+    assert_eq!(
+        (&one["matched"], &one["enqueued"]),
+        (&1.into(), &1.into()),
+        "{one}"
+    );
+
+    // 4. No server at all: the backfill applies what it enqueued before it exits. The
+    //    cursor of the last run is the default start.
+    let c = stripe.customer().await;
+    subs.push(stripe.subscribe(&c, "pro").await);
+    customers.push(c);
+    stripe.cancel(&subs[1]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let alone = revguard(&db, &["backfill"]);
+    println!("backfill with no server: {alone}");
+    assert!(alone["accepted"].as_u64().unwrap() >= 3, "{alone}");
+    assert_eq!(
+        alone["consumed"].as_u64().unwrap(),
+        alone["accepted"].as_u64().unwrap()
+    );
+    converges(&stripe, &db, &customers).await;
+    assert_eq!(revguard(&db, &["backfill"])["accepted"], 0);
+    let clean = revguard(&db, &["reconcile"]);
+    assert_eq!(
+        (&clean["missing"], &clean["drifted"], &clean["extra"]),
+        (&0.into(), &0.into(), &0.into()),
+        "{clean}"
+    );
+    assert_eq!(clean["checked"].as_u64().unwrap(), subs.len() as u64);
+
+    // 5. Drift: Stripe changes a quantity and tells nobody (localstripe sends no event).
+    let changed = &subs[2];
+    stripe
+        .post(
+            &format!("/v1/subscriptions/{changed}"),
+            &[("items[0][plan]", "pro"), ("items[0][quantity]", "3")],
+        )
+        .await;
+    let report_path = dir.path().join("reconcile.md");
+    let found = revguard(
+        &db,
+        &["reconcile", "--report", report_path.to_str().unwrap()],
+    );
+    assert_eq!(found["drifted"], 1, "{found}");
+    assert_eq!(found["missing"], 0, "{found}");
+    let report = std::fs::read_to_string(&report_path).unwrap();
+    assert!(
+        report.contains(changed.as_str()) && report.contains("| mrr |"),
+        "{report}"
+    );
+    let fixed = revguard(&db, &["reconcile", "--fix"]);
+    assert_eq!(
+        (&fixed["drifted"], &fixed["fixed"]),
+        (&1.into(), &1.into()),
+        "{fixed}"
+    );
+    let after = revguard(&db, &["reconcile"]);
+    assert_eq!(
+        (&after["drifted"], &after["missing"]),
+        (&0.into(), &0.into()),
+        "{after}"
+    );
+    let view = revguard(&db, &["customer", &customers[2]]);
+    assert_eq!(view["subscriptions"][0]["items"][0]["quantity"], 3);
+    assert_eq!(view["subscriptions"][0]["mrr"], 3 * 4900);
+    converges(&stripe, &db, &customers).await;
+
+    // 6. Replay of everything: every payload is kept, and what was applied is reported,
+    //    not applied twice (the poison message is the one never applied).
+    let replayed = revguard(&db, &["replay", "--since", &since, "--enqueue-only"]);
+    assert_eq!(replayed["without_payload"], 0, "{replayed}");
+    assert_eq!(replayed["enqueued"], 1, "{replayed}");
+    assert_eq!(
+        replayed["already_applied"].as_u64().unwrap() + 1,
+        replayed["matched"].as_u64().unwrap(),
+        "{replayed}"
+    );
+}
+
+fn revguard_lines(db: &Path, args: &[&str]) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
