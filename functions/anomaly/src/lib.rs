@@ -27,6 +27,7 @@ pub fn anomaly(
             &env.alerts_table,
         ),
         config,
+        audit: revguard_core::recovery::NoAudit,
     }
 }
 

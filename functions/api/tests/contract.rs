@@ -222,6 +222,7 @@ async fn embedded(dir: &std::path::Path) -> Router {
         publisher: Nowhere,
         comebacks: store.clone(),
         config: DetectConfig::default(),
+        audit: revguard_core::recovery::NoAudit,
     };
     let (early, later) = story();
     for (batch, at) in [(early, T - 29 * H), (later, T)] {
@@ -298,6 +299,7 @@ fn revguard_anomaly_like(
             &stack.alerts_table,
         ),
         config: DetectConfig::default(),
+        audit: revguard_core::recovery::NoAudit,
     }
 }
 

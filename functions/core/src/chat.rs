@@ -120,6 +120,8 @@ fn headline(signal: &str, metric: &str) -> String {
         "drop" => format!("{} dropping", metric_words()),
         "delivery_gap" => "No webhooks arriving".to_owned(),
         "delivery_lag" => "Webhooks arriving late".to_owned(),
+        "events_missing" => "Events missing".to_owned(),
+        "reconcile_drift" => "State drifted from Stripe".to_owned(),
         "mrr_fall" => "MRR falling".to_owned(),
         "large_refund" => "Large refund".to_owned(),
         "duplicate_charge" => "Possible duplicate charge".to_owned(),

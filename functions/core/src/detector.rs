@@ -15,14 +15,17 @@ use crate::outbox::publish_all;
 use crate::ports::{
     AlertSnapshot, AlertStore, Comebacks, CountersReader, Publisher, StoreError, OUTBOX_LEASE_SECS,
 };
+use crate::recovery::{DeliveryAudit, NoAudit};
 
-pub struct Detector<C, A, P, W> {
+pub struct Detector<C, A, P, W, E = NoAudit> {
     pub counters: C,
     pub alerts: A,
     pub publisher: P,
     /// Who is subscribed again, for the win-back notices that come due.
     pub comebacks: W,
     pub config: DetectConfig,
+    /// Stripe's list of events against the event log, when a Stripe key is configured.
+    pub audit: E,
 }
 
 /// What a run would do at a moment: the findings, and the transitions it plans.
@@ -46,8 +49,13 @@ pub struct RunSummary {
     pub unpublished: Vec<(String, String)>,
 }
 
-impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>, W: Comebacks>
-    Detector<C, A, P, W>
+impl<
+        C: CountersReader,
+        A: AlertStore,
+        P: Publisher<AlertMessage>,
+        W: Comebacks,
+        E: DeliveryAudit,
+    > Detector<C, A, P, W, E>
 {
     /// The findings and transitions at `now`. Writes nothing.
     pub async fn plan(&self, now: i64) -> Result<Plan, StoreError> {
@@ -57,10 +65,18 @@ impl<C: CountersReader, A: AlertStore, P: Publisher<AlertMessage>, W: Comebacks>
 
     async fn plan_from(&self, snapshot: &AlertSnapshot, now: i64) -> Result<Plan, StoreError> {
         let (from, to) = hours_needed(now);
+        let audit = self.audit.audit(now).await;
         let mut found_by_mode = Vec::new();
         for livemode in [false, true] {
             let series = self.counters.counters(livemode, from, to).await?;
-            found_by_mode.push((livemode, detect(&series, livemode, now, &self.config)));
+            let mut found = detect(&series, livemode, now, &self.config);
+            if let Some(audit) = &audit {
+                // Stripe's own list says whether events went missing: that replaces the
+                // guess from silence (a quiet night is no outage; a missing id is one).
+                found.retain(|f| f.signal != "delivery_gap");
+                found.extend(audit.finding(livemode));
+            }
+            found_by_mode.push((livemode, found));
         }
         // The snapshot holds open alerts; a finding whose alert is closed reopens it at its
         // next version, so read those few by key.

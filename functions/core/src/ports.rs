@@ -189,6 +189,12 @@ pub trait EventHistory: Send + Sync {
         selection: &LogSelection,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
+
+    /// Which of these event ids the log holds.
+    fn known(
+        &self,
+        event_ids: &[String],
+    ) -> impl Future<Output = Result<BTreeSet<String>, StoreError>> + Send;
 }
 
 /// A dead-lettered message, as an operator sees it.

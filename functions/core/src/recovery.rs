@@ -82,6 +82,13 @@ pub struct EventsQuery {
 /// A page of events, newest first as Stripe lists them.
 pub type RawObjects = Vec<Box<RawValue>>;
 
+/// The completeness audit's window: events Stripe created in the half hour before the
+/// grace, checked every detector run (15 minutes), so each is checked twice.
+pub const AUDIT_WINDOW_SECS: i64 = 30 * 60;
+/// Time a webhook has to arrive before its absence counts: Stripe delivers within
+/// seconds, and retries a failed attempt within minutes.
+pub const AUDIT_GRACE_SECS: i64 = 5 * 60;
+
 /// The part of Stripe's API that recovery reads.
 pub trait StripeApi: Send + Sync {
     /// Every event the query matches (all pages), each as Stripe's raw JSON.
@@ -92,6 +99,157 @@ pub trait StripeApi: Send + Sync {
 
     /// Every subscription, whatever its status (`status=all`, all pages).
     fn subscriptions(&self) -> impl Future<Output = Result<RawObjects, ApiError>> + Send;
+}
+
+/// An event Stripe has and revguard's event log lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingEvent {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub livemode: bool,
+}
+
+/// What one completeness audit found.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct AuditOutcome {
+    pub window_start: i64,
+    pub window_end: i64,
+    /// Events of the types revguard acts on that Stripe listed in the window.
+    pub checked: usize,
+    pub missing: Vec<MissingEvent>,
+}
+
+/// The detector's evidence of delivery: Stripe's own list of events, compared with the
+/// event log. Silence alone is weak evidence at night; a missing id is certain.
+pub trait DeliveryAudit: Send + Sync {
+    /// `None` when there is no audit (no Stripe key), or it could not run (then said in
+    /// the log, and the detector falls back on silence).
+    fn audit(&self, now: i64) -> impl Future<Output = Option<AuditOutcome>> + Send;
+}
+
+/// No Stripe key: the detector judges delivery by silence alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAudit;
+
+impl DeliveryAudit for NoAudit {
+    async fn audit(&self, _now: i64) -> Option<AuditOutcome> {
+        None
+    }
+}
+
+/// The audit over Stripe's API and the event log.
+#[derive(Debug, Clone)]
+pub struct StripeAudit<A, H> {
+    pub api: A,
+    pub log: H,
+}
+
+impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
+    async fn run(&self, now: i64) -> Result<AuditOutcome, RecoveryError> {
+        let (window_start, window_end) = (
+            now - AUDIT_GRACE_SECS - AUDIT_WINDOW_SECS,
+            now - AUDIT_GRACE_SECS,
+        );
+        let listed = self
+            .api
+            .events(&EventsQuery {
+                since: window_start,
+                until: Some(window_end),
+                undelivered_only: false,
+                types: HANDLED_EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
+            })
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Head {
+            id: String,
+            #[serde(rename = "type")]
+            event_type: String,
+            created: i64,
+            #[serde(default)]
+            livemode: bool,
+        }
+        let mut heads = Vec::new();
+        for raw in &listed {
+            let head: Head =
+                serde_json::from_str(raw.get()).map_err(|e| ApiError::Malformed(e.to_string()))?;
+            // The API may not have filtered by type (or by time).
+            if EventKind::of(&head.event_type) != EventKind::Unknown
+                && (window_start..window_end).contains(&head.created)
+            {
+                heads.push(head);
+            }
+        }
+        let mut missing = Vec::new();
+        for chunk in heads.chunks(100) {
+            let ids: Vec<String> = chunk.iter().map(|h| h.id.clone()).collect();
+            let known = self.log.known(&ids).await?;
+            missing.extend(
+                chunk
+                    .iter()
+                    .filter(|h| !known.contains(&h.id))
+                    .map(|h| MissingEvent {
+                        id: h.id.clone(),
+                        event_type: h.event_type.clone(),
+                        created: h.created,
+                        livemode: h.livemode,
+                    }),
+            );
+        }
+        Ok(AuditOutcome {
+            window_start,
+            window_end,
+            checked: heads.len(),
+            missing,
+        })
+    }
+}
+
+impl<A: StripeApi, H: EventHistory> DeliveryAudit for StripeAudit<A, H> {
+    async fn audit(&self, now: i64) -> Option<AuditOutcome> {
+        match self.run(now).await {
+            Ok(outcome) => Some(outcome),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "the completeness audit could not run; judging delivery by silence");
+                None
+            }
+        }
+    }
+}
+
+impl AuditOutcome {
+    /// The finding of one mode's missing events, if any.
+    pub fn finding(&self, livemode: bool) -> Option<crate::finding::Finding> {
+        let missing: Vec<&MissingEvent> = self
+            .missing
+            .iter()
+            .filter(|m| m.livemode == livemode)
+            .collect();
+        let oldest = missing.iter().map(|m| m.created).min()?;
+        let examples: Vec<&str> = missing.iter().take(3).map(|m| m.id.as_str()).collect();
+        Some(crate::finding::Finding {
+            key: "events_missing".into(),
+            signal: "events_missing".into(),
+            metric: "events_missing".into(),
+            livemode,
+            window_start: self.window_start,
+            window_end: self.window_end,
+            observed: missing.len() as f64,
+            expected: 0.0,
+            spread: 0.0,
+            ratio: missing.len() as f64,
+            severity: crate::finding::Severity::Critical,
+            explanation: format!(
+                "Webhooks: {} of {} events Stripe created between {} and {} never reached revguard (the oldest at {}; e.g. {}): webhooks are failing or not sent. A backfill applies them.",
+                missing.len(),
+                self.checked,
+                crate::time::hhmm(self.window_start),
+                crate::time::hhmm(self.window_end),
+                crate::time::hhmm(oldest),
+                examples.join(", ")
+            ),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

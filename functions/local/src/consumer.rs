@@ -111,7 +111,26 @@ pub type EmbeddedDetector = revguard_core::detector::Detector<
     SqliteStore,
     crate::chat::AlertPublisher,
     SqliteStore,
+    EmbeddedAudit,
 >;
+
+/// The embedded detector's evidence of delivery: Stripe's list of events when a key is
+/// configured, else silence alone.
+#[derive(Clone, Default)]
+pub enum EmbeddedAudit {
+    #[default]
+    Off,
+    Stripe(revguard_core::recovery::StripeAudit<revguard_stripe::StripeClient, SqliteStore>),
+}
+
+impl revguard_core::recovery::DeliveryAudit for EmbeddedAudit {
+    async fn audit(&self, now: i64) -> Option<revguard_core::recovery::AuditOutcome> {
+        match self {
+            EmbeddedAudit::Off => None,
+            EmbeddedAudit::Stripe(audit) => audit.audit(now).await,
+        }
+    }
+}
 
 pub fn detector(
     store: &SqliteStore,
@@ -127,6 +146,7 @@ pub fn detector(
         publisher: sink,
         comebacks: store.clone(),
         config,
+        audit: EmbeddedAudit::Off,
     }
 }
 

@@ -71,6 +71,10 @@ enum Command {
         detect_interval_secs: u64,
         #[command(flatten)]
         chat: ChatArgs,
+        /// With a key, each detector run compares Stripe's list of recent events with
+        /// the event log (the completeness audit).
+        #[command(flatten)]
+        stripe: StripeArgs,
     },
     /// A customer's subscriptions, access verdict and open dunning cases, as JSON.
     Customer {
@@ -128,6 +132,9 @@ enum Command {
         at: String,
         #[command(flatten)]
         db: DbArg,
+        /// With a key, the completeness audit compares Stripe's events with the log.
+        #[command(flatten)]
+        stripe: StripeArgs,
     },
     /// Show a sample alert as Slack, Teams and AWS Chatbot get it; with webhook URLs, post
     /// it to them once, to check the setup.
@@ -456,6 +463,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             alerts_file,
             detect_interval_secs,
             chat,
+            stripe,
         } => {
             let chat_webhooks = chat.webhooks()?;
             let dashboard_url = chat.dashboard_url;
@@ -481,6 +489,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 detect: revguard_core::detect::DetectConfig::default(),
                 chat_webhooks,
                 dashboard_url: dashboard_url.filter(|u| !u.trim().is_empty()),
+                stripe: stripe
+                    .stripe_key
+                    .as_deref()
+                    .filter(|k| !k.trim().is_empty())
+                    .map(|_| stripe.client())
+                    .transpose()?,
             };
             serve(store, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -592,7 +606,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Detect { at, db } => {
+        Command::Detect { at, db, stripe } => {
             let store = open_existing(&db)?;
             let now = parse_time(&at).with_context(|| format!("not a time: {at}"))?;
             // Counting only what had been received by then; writes nothing.
@@ -602,6 +616,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 revguard_local::chat::AlertPublisher::log_only(),
             );
             detector.counters.received_before = Some(now);
+            if stripe
+                .stripe_key
+                .as_deref()
+                .is_some_and(|k| !k.trim().is_empty())
+            {
+                detector.audit = revguard_local::consumer::EmbeddedAudit::Stripe(
+                    revguard_core::recovery::StripeAudit {
+                        api: stripe.client()?,
+                        log: store.clone(),
+                    },
+                );
+            }
             let plan = detector.plan(now).await?;
             let (findings, changes) = (plan.findings, plan.changes);
             for f in findings {

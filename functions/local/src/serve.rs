@@ -42,6 +42,8 @@ pub struct ServeOptions {
     pub chat_webhooks: Vec<crate::chat::ChatWebhook>,
     /// A dashboard link shown in chat messages.
     pub dashboard_url: Option<String>,
+    /// Stripe's API, for the detector's completeness audit.
+    pub stripe: Option<revguard_stripe::StripeClient>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +130,7 @@ pub async fn serve(
         let apps = options.chat_webhooks.iter().map(|h| h.app).collect();
         ChatOutbox::new(store.clone(), apps, options.dashboard_url.clone())
     });
-    let detector = consumer::detector(
+    let mut detector = consumer::detector(
         &store,
         options.detect.clone(),
         AlertPublisher {
@@ -136,6 +138,12 @@ pub async fn serve(
             chat: chat.clone(),
         },
     );
+    if let Some(api) = options.stripe.clone() {
+        detector.audit = consumer::EmbeddedAudit::Stripe(revguard_core::recovery::StripeAudit {
+            api,
+            log: store.clone(),
+        });
+    }
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|source| ServeError::Bind {

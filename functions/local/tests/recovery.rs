@@ -318,6 +318,23 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_ne!(held(&db, &customers), stripe.subscriptions().await);
 
+    // The completeness audit (the detector's, with a key) knows it for certain: Stripe
+    // lists events the log lacks. Judged six minutes on, past the audit's grace.
+    let later = (revguard_core::time::unix_now() + 360).to_string();
+    let audit = revguard_lines(&db, &["detect", "--at", &later]);
+    let missing = audit
+        .iter()
+        .find(|l| l["finding"]["signal"] == "events_missing")
+        .unwrap_or_else(|| panic!("no events_missing finding in {audit:?}"));
+    assert!(
+        missing["finding"]["observed"].as_f64().unwrap() >= 14.0,
+        "{missing}"
+    );
+    assert_eq!(missing["finding"]["severity"], "critical");
+    assert!(audit
+        .iter()
+        .all(|l| l["finding"]["signal"] != "delivery_gap"));
+
     // 3. Back up; the backfill only enqueues, and the server's worker applies.
     let server = Server::start(&db);
     let since = started.to_string();
@@ -337,6 +354,13 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
     );
     assert!(first.get("consumed").is_none(), "{first}");
     converges(&stripe, &db, &customers).await;
+    let audit = revguard_lines(&db, &["detect", "--at", &later]);
+    assert!(
+        audit
+            .iter()
+            .all(|l| l["finding"]["signal"] != "events_missing"),
+        "the backfill closes the gap: {audit:?}"
+    );
     let again = revguard(&db, &["backfill", "--since", &since, "--enqueue-only"]);
     assert_eq!(again["accepted"], 0, "{again}");
     assert_eq!(again["listed"].as_u64().unwrap(), listed, "{again}");
@@ -487,9 +511,16 @@ fn revguard_lines(db: &Path, args: &[&str]) -> Vec<Value> {
         .args(args)
         .arg("--db")
         .arg(db)
+        .env("STRIPE_API_BASE", localstripe_url())
+        .env("STRIPE_API_KEY", KEY)
+        .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "revguard {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -143,4 +143,22 @@ impl EventHistory for SqliteStore {
         })
         .await
     }
+
+    async fn known(
+        &self,
+        event_ids: &[String],
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let ids = event_ids.to_vec();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?;
+            let mut out = std::collections::BTreeSet::new();
+            for id in ids {
+                if stmt.exists([&id])? {
+                    out.insert(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
 }

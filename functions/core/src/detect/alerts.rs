@@ -216,6 +216,8 @@ pub struct AlertMessage {
 pub fn what_to_check(signal: &str, metric: &str) -> &'static str {
     match (signal, metric) {
         ("delivery_gap", _) => "In the Stripe Dashboard (Developers > Webhooks), check that the endpoint is enabled and its recent deliveries succeed; check that revguard's signing secret matches the endpoint's.",
+        ("events_missing", _) => "Run `revguard backfill` (on AWS the backfill function runs hourly), then check the endpoint in the Stripe Dashboard (Developers > Webhooks): is it enabled, do its recent deliveries succeed, are these event types enabled?",
+        ("reconcile_drift", _) => "Read the reconciliation report (the function's log, or `revguard reconcile --report`): which subscriptions differ, and in what; a missed event type is the usual cause.",
         ("delivery_lag", _) => "Check Stripe's status page and the endpoint's delivery attempts; check revguard's ingress errors and latency.",
         ("mrr_fall", _) | ("spike", "subscriptions_canceled") => "Look at recent cancellations in the Dashboard (Billing > Subscriptions, canceled) for a common reason, plan or coupon; check for a pricing or product change.",
         (_, m) if m.starts_with("mrr_lost") => "Look at recent cancellations and downgrades in the Dashboard for a common reason, plan or coupon.",
