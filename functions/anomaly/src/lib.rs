@@ -2,11 +2,15 @@
 //! counters and alerts and the SNS alerts topic. Two runs at once publish each
 //! transition once.
 
-use revguard_aws::{AnomalyEnv, DynamoAlerts, DynamoCounters, DynamoReadModel, SnsAlertPublisher};
+use revguard_aws::{
+    AnomalyEnv, AwsAudit, DynamoAlerts, DynamoCounters, DynamoEventLog, DynamoReadModel,
+    SnsAlertPublisher,
+};
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
 
-pub type Anomaly = Detector<DynamoCounters, DynamoAlerts, SnsAlertPublisher, DynamoReadModel>;
+pub type Anomaly =
+    Detector<DynamoCounters, DynamoAlerts, SnsAlertPublisher, DynamoReadModel, AwsAudit>;
 
 /// The detector as the Lambda builds it from its environment, in `main` and in the tests.
 pub fn anomaly(
@@ -27,8 +31,25 @@ pub fn anomaly(
             &env.alerts_table,
         ),
         config,
-        audit: revguard_core::recovery::NoAudit,
+        audit: AwsAudit::Off,
     }
+}
+
+/// With a Stripe API client and the event log, each run audits delivery (see
+/// `revguard_core::recovery::StripeAudit`).
+pub fn with_audit(
+    mut anomaly: Anomaly,
+    api: Option<revguard_stripe::StripeClient>,
+    dynamodb: aws_sdk_dynamodb::Client,
+    env: &AnomalyEnv,
+) -> Anomaly {
+    if let (Some(api), Some(events_table)) = (api, &env.events_table) {
+        anomaly.audit = AwsAudit::Stripe(revguard_core::recovery::StripeAudit {
+            api,
+            log: DynamoEventLog::new(dynamodb, events_table),
+        });
+    }
+    anomaly
 }
 
 /// The time a scheduled invocation stands for, so that a retried or late invocation judges

@@ -1,8 +1,8 @@
 //! Lambda entry: builds the clients once, then runs the detector on each scheduled event.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use revguard_anomaly::{anomaly, scheduled_time};
-use revguard_aws::{detect_config_from_env, load_sdk_config, AnomalyEnv};
+use revguard_anomaly::{anomaly, scheduled_time, with_audit};
+use revguard_aws::{detect_config_from_env, load_sdk_config, stripe_client_from_env, AnomalyEnv};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,11 +10,17 @@ async fn main() -> Result<(), Error> {
     let env = AnomalyEnv::from_env()?;
     let config = detect_config_from_env()?;
     let sdk = load_sdk_config().await;
-    let anomaly = anomaly(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        aws_sdk_sns::Client::new(&sdk),
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let anomaly = with_audit(
+        anomaly(
+            dynamodb.clone(),
+            aws_sdk_sns::Client::new(&sdk),
+            &env,
+            config,
+        ),
+        stripe_client_from_env(&sdk).await?,
+        dynamodb,
         &env,
-        config,
     );
     let anomaly = &anomaly;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {

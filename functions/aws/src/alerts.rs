@@ -56,6 +56,24 @@ impl DynamoAlerts {
             table: table.into(),
         }
     }
+
+    /// Leaves a finding for the detector's next run, as the worker leaves event-level
+    /// ones: the run opens (or refreshes) its alert and publishes it once.
+    pub async fn add_pending(&self, finding: &Finding) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(pending_pk(finding)))
+            .item(
+                "finding",
+                s(serde_json::to_string(finding).map_err(crate::billing::corrupt)?),
+            )
+            .item(ATTR_ACTIVE, s(ACTIVE))
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
 }
 
 impl AlertStore for DynamoAlerts {

@@ -75,10 +75,6 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn key(pk: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([(PK.to_owned(), s(pk))])
-}
-
 fn state_of<T: serde::de::DeserializeOwned>(
     item: &HashMap<String, AttributeValue>,
 ) -> Result<Versioned<T>, StoreError> {
@@ -640,11 +636,23 @@ pub(crate) async fn batch_get(
     table: &str,
     pks: &[String],
 ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    batch_get_by(client, table, PK, pks).await
+}
+
+/// [`batch_get`] for a table whose key attribute is `key_attr`.
+pub(crate) async fn batch_get_by(
+    client: &Client,
+    table: &str,
+    key_attr: &str,
+    pks: &[String],
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
     let mut out = Vec::new();
     let policy = revguard_core::retry::Backoff::UNPROCESSED_KEYS;
     for chunk in pks.chunks(100) {
-        let mut keys: Vec<HashMap<String, AttributeValue>> =
-            chunk.iter().map(|pk| key(pk)).collect();
+        let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
+            .iter()
+            .map(|pk| HashMap::from([(key_attr.to_owned(), s(pk))]))
+            .collect();
         let seed = revguard_core::retry::seed_of(&chunk[0]);
         let mut attempt = 1;
         while !keys.is_empty() {

@@ -257,6 +257,8 @@ pub struct AnomalyEnv {
     pub alerts_topic_arn: String,
     /// A dashboard link for the alert messages (the stack's CloudWatch dashboard).
     pub dashboard_url: Option<String>,
+    /// The event log, for the completeness audit (with a Stripe key).
+    pub events_table: Option<String>,
 }
 
 impl AnomalyEnv {
@@ -269,6 +271,9 @@ impl AnomalyEnv {
             dashboard_url: std::env::var("REVGUARD_DASHBOARD_URL")
                 .ok()
                 .filter(|u| !u.trim().is_empty()),
+            events_table: std::env::var("REVGUARD_EVENTS_TABLE")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
         })
     }
 }

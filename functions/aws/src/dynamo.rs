@@ -9,7 +9,9 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
-use revguard_core::ports::{EventLog, EventRecord, EventStatus, InsertOutcome, StoreError};
+use revguard_core::ports::{
+    EventHistory, EventLog, EventRecord, EventStatus, InsertOutcome, LogSelection, StoreError,
+};
 
 pub const ATTR_ID: &str = "event_id";
 pub const ATTR_TTL: &str = "expires_at";
@@ -158,5 +160,110 @@ impl EventLog for DynamoEventLog {
             .item
             .and_then(|mut item| item.remove("payload"))
             .and_then(|v| v.as_b().ok().map(|b| b.as_ref().to_vec())))
+    }
+}
+
+fn record_of(item: &HashMap<String, AttributeValue>) -> Result<EventRecord, StoreError> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+    };
+    Ok(EventRecord {
+        event_id: text(ATTR_ID).ok_or_else(|| StoreError::Corrupt("event without id".into()))?,
+        event_type: text("event_type").unwrap_or_default(),
+        created: number("created").unwrap_or(0),
+        livemode: item
+            .get("livemode")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        received_at: number("received_at").unwrap_or(0),
+        expires_at: number(ATTR_TTL).unwrap_or(0),
+        status: parse_status(item)?,
+        stored_payload: item
+            .get("payload")
+            .and_then(|v| v.as_b().ok())
+            .map(|b| b.as_ref().to_vec()),
+    })
+}
+
+/// Reading the log back. A window is a Scan (the log has no index by time): an
+/// operator's replay, not a hot path.
+impl EventHistory for DynamoEventLog {
+    async fn logged(
+        &self,
+        selection: &LogSelection,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        if let Some(id) = &selection.event_id {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(ATTR_ID, AttributeValue::S(id.clone()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            return out
+                .item
+                .as_ref()
+                .map(record_of)
+                .transpose()
+                .map(Vec::from_iter);
+        }
+        let mut filters = vec!["attribute_exists(#id)".to_owned()];
+        let mut values = HashMap::new();
+        if let Some(since) = selection.since {
+            filters.push("created >= :since".into());
+            values.insert(":since".to_owned(), AttributeValue::N(since.to_string()));
+        }
+        if let Some(until) = selection.until {
+            filters.push("created < :until".into());
+            values.insert(":until".to_owned(), AttributeValue::N(until.to_string()));
+        }
+        if let Some(t) = &selection.event_type {
+            filters.push("event_type = :type".into());
+            values.insert(":type".to_owned(), AttributeValue::S(t.clone()));
+        }
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(filters.join(" AND "))
+                .expression_attribute_names("#id", ATTR_ID)
+                .set_expression_attribute_values((!values.is_empty()).then(|| values.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            for item in page.items() {
+                out.push(record_of(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| (a.created, &a.event_id).cmp(&(b.created, &b.event_id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn known(
+        &self,
+        event_ids: &[String],
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let items =
+            crate::billing::batch_get_by(&self.client, &self.table, ATTR_ID, event_ids).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| item.get(ATTR_ID)?.as_s().ok().cloned())
+            .collect())
     }
 }

@@ -10,6 +10,7 @@ pub mod dynamo;
 pub mod faults;
 pub mod provision;
 pub mod read_model;
+pub mod recovery;
 pub mod sns;
 pub mod sqs;
 #[cfg(feature = "test-util")]
@@ -24,8 +25,9 @@ pub use config::{
 };
 pub use dynamo::DynamoEventLog;
 pub use read_model::DynamoReadModel;
+pub use recovery::{stripe_client_from_env, AwsAudit, Recovery, RecoveryEnv};
 pub use sns::SnsNotifier;
-pub use sqs::{SqsDeadLetters, SqsQueue, SqsRedelivery};
+pub use sqs::{SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue, SqsRedelivery};
 
 /// JSON logs for Lambda (CloudWatch stamps each line), filtered by `RUST_LOG` (default
 /// `info`), with the current span's fields (event id and type) on every line.

@@ -158,3 +158,184 @@ impl SqsRedelivery {
         not_hidden
     }
 }
+
+/// The dead-letter queue as an operator sees it: listed without taking anything (each
+/// message received is made visible again), and redriven by sending each message back to
+/// the main queue before it is deleted from the DLQ (a crash in between sends it twice,
+/// which the worker's applied markers absorb).
+#[derive(Clone, Debug)]
+pub struct SqsDeadLetterAdmin {
+    client: Client,
+    dlq_url: String,
+    queue: SqsQueue,
+}
+
+/// A received dead letter and the handle that settles it.
+struct Held {
+    letter: revguard_core::ports::DeadLetter,
+    receipt: String,
+}
+
+/// How long a listing holds the messages it has seen, so that it sees each once.
+const PEEK_VISIBILITY_SECS: i32 = 30;
+
+impl SqsDeadLetterAdmin {
+    pub fn new(client: Client, dlq_url: impl Into<String>, queue: SqsQueue) -> Self {
+        Self {
+            client,
+            dlq_url: dlq_url.into(),
+            queue,
+        }
+    }
+
+    /// Receives up to `limit` distinct messages, held for [`PEEK_VISIBILITY_SECS`].
+    async fn receive(&self, limit: usize) -> Result<Vec<Held>, StoreError> {
+        let mut held: Vec<Held> = Vec::new();
+        while held.len() < limit {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(PEEK_VISIBILITY_SECS)
+                .message_attribute_names("All")
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let attr = |name: &str| {
+                    m.message_attributes()
+                        .and_then(|a| a.get(name))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_owned)
+                };
+                let system = |name: aws_sdk_sqs::types::MessageSystemAttributeName| {
+                    m.attributes().and_then(|a| a.get(&name)).cloned()
+                };
+                let body = m.body().unwrap_or_default().to_owned();
+                let decoded = QueueMessage::decode(&body).ok();
+                let receive_count = attr("receive_count")
+                    .or_else(|| {
+                        system(
+                            aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+                        )
+                    })
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let failed_at =
+                    system(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
+                        .and_then(|ms| ms.parse::<i64>().ok())
+                        .map(|ms| ms / 1000);
+                let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
+                    continue;
+                };
+                if held.iter().any(|h| h.letter.id == id) {
+                    continue;
+                }
+                held.push(Held {
+                    letter: revguard_core::ports::DeadLetter {
+                        id: id.to_owned(),
+                        event_id: decoded.as_ref().map(|d| d.event_id.clone()),
+                        event_type: decoded.as_ref().map(|d| d.event_type.clone()),
+                        error: attr("error"),
+                        receive_count,
+                        failed_at,
+                        body: Some(body),
+                    },
+                    receipt: receipt.to_owned(),
+                });
+            }
+        }
+        Ok(held)
+    }
+
+    /// Makes held messages visible again at once.
+    async fn release(&self, held: &[Held]) -> Result<(), StoreError> {
+        for h in held {
+            self.client
+                .change_message_visibility()
+                .queue_url(&self.dlq_url)
+                .receipt_handle(&h.receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+/// The most messages a listing or a redrive looks at.
+const DLQ_SCAN_LIMIT: usize = 1000;
+
+impl revguard_core::ports::DeadLetterAdmin for SqsDeadLetterAdmin {
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<revguard_core::ports::DeadLetter>, StoreError> {
+        let held = self.receive(limit).await?;
+        self.release(&held).await?;
+        Ok(held
+            .into_iter()
+            .map(|h| revguard_core::ports::DeadLetter {
+                body: None,
+                ..h.letter
+            })
+            .collect())
+    }
+
+    async fn dead_letter_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<revguard_core::ports::DeadLetter>, StoreError> {
+        let held = self.receive(DLQ_SCAN_LIMIT).await?;
+        self.release(&held).await?;
+        Ok(held
+            .into_iter()
+            .find(|h| h.letter.id == id)
+            .map(|h| h.letter))
+    }
+
+    async fn redrive(&self, ids: Option<&[String]>) -> Result<usize, StoreError> {
+        let held = self.receive(DLQ_SCAN_LIMIT).await?;
+        let (chosen, others): (Vec<Held>, Vec<Held>) = held
+            .into_iter()
+            .partition(|h| ids.is_none_or(|ids| ids.contains(&h.letter.id)));
+        self.release(&others).await?;
+        let mut moved = 0;
+        for h in chosen {
+            let body = h.letter.body.clone().unwrap_or_default();
+            match QueueMessage::decode(&body) {
+                Ok(message) => self
+                    .queue
+                    .send(&message)
+                    .await
+                    .map_err(StoreError::unavailable)?,
+                // Not revguard's message: sent back as it is, for the worker to judge.
+                Err(_) => {
+                    self.client
+                        .send_message()
+                        .queue_url(&self.queue.queue_url)
+                        .message_body(body)
+                        .send()
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                }
+            }
+            self.client
+                .delete_message()
+                .queue_url(&self.dlq_url)
+                .receipt_handle(&h.receipt)
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+}

@@ -205,6 +205,22 @@ impl MotoStack {
             alerts_table: self.alerts_table.clone(),
             alerts_topic_arn: self.alerts_topic.clone(),
             dashboard_url: Some("https://console.aws.amazon.com/cloudwatch/home#dashboards".into()),
+            events_table: Some(self.events_table.clone()),
+        }
+    }
+
+    /// The recovery function's environment as the template sets it for this stack.
+    pub fn recovery_env(&self) -> crate::RecoveryEnv {
+        crate::RecoveryEnv {
+            events_table: self.events_table.clone(),
+            state_table: self.state_table.clone(),
+            counters_table: self.counters_table.clone(),
+            alerts_table: self.alerts_table.clone(),
+            queue_url: self.queue_url.clone(),
+            max_message_bytes: 250_000,
+            undelivered_only: false,
+            fix: true,
+            drift_alert_threshold: 1,
         }
     }
 

@@ -138,6 +138,11 @@ impl StripeClient {
         Self::new(&base, ApiKey::new(key)?)
     }
 
+    /// Whether the key is a live-mode one (what it reads is live data).
+    pub fn livemode(&self) -> bool {
+        self.key.0.starts_with("sk_live_") || self.key.0.starts_with("rk_live_")
+    }
+
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

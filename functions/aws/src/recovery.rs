@@ -1,0 +1,283 @@
+//! Recovery on AWS: core's backfill and reconcile use cases over DynamoDB and SQS, run by
+//! the scheduled recovery function, and the detector's completeness audit.
+//!
+//! - The backfill remembers where it stopped in the state table (`cursor#backfill`): the
+//!   next run starts there, less [`CURSOR_OVERLAP_SECS`].
+//! - A reconciliation fixes what it finds (unless told not to), and drift of at least
+//!   the threshold leaves a `reconcile_drift` finding for the detector, which opens the
+//!   alert and publishes it once, as it does the worker's event-level findings.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use revguard_core::finding::{Finding, Severity};
+use revguard_core::ingest::Ingress;
+use revguard_core::recovery::{
+    backfill, reconcile, AuditOutcome, BackfillSummary, DeliveryAudit, EventsQuery,
+    ReconcileReport, RecoveryError, StripeAudit, HANDLED_EVENT_TYPES,
+};
+use revguard_core::{IngestConfig, SecretSet, StoreError, WebhookSecret};
+use revguard_stripe::{ApiKey, StripeClient};
+
+use crate::billing::PK;
+use crate::config::{optional_parsed, required, ConfigError, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::{DynamoAlerts, DynamoEventLog, DynamoReadModel, SqsQueue};
+
+pub const CURSOR_PK: &str = "cursor#backfill";
+/// A run starts this long before the newest event the last one listed.
+pub const CURSOR_OVERLAP_SECS: i64 = 600;
+/// The first run (no cursor): Stripe's retry window in live mode.
+pub const FIRST_BACKFILL_SECS: i64 = 3 * 86_400;
+
+/// The Stripe API client from the environment: the key in the Secrets Manager secret
+/// named by `STRIPE_API_KEY_SECRET_ARN` (how the template deploys it), else
+/// `STRIPE_API_KEY`; `STRIPE_API_BASE` as the client reads it. `None` without a key.
+pub async fn stripe_client_from_env(sdk: &SdkConfig) -> Result<Option<StripeClient>, ConfigError> {
+    let invalid = |name: &'static str| {
+        move |e: revguard_stripe::ConfigError| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        }
+    };
+    let arn = std::env::var("STRIPE_API_KEY_SECRET_ARN")
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    let key = match arn {
+        Some(arn) => {
+            let out = aws_sdk_secretsmanager::Client::new(sdk)
+                .get_secret_value()
+                .secret_id(arn.trim())
+                .send()
+                .await
+                .map_err(|e| ConfigError::Invalid {
+                    name: "STRIPE_API_KEY_SECRET_ARN",
+                    reason: format!("cannot read the secret: {}", revguard_core::error_chain(&e)),
+                })?;
+            out.secret_string.filter(|k| !k.trim().is_empty())
+        }
+        None => std::env::var("STRIPE_API_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty()),
+    };
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let base = std::env::var("STRIPE_API_BASE")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| revguard_stripe::DEFAULT_API_BASE.to_owned());
+    let key = ApiKey::new(key).map_err(invalid("STRIPE_API_KEY"))?;
+    StripeClient::new(&base, key)
+        .map(Some)
+        .map_err(invalid("STRIPE_API_BASE"))
+}
+
+/// The detector's evidence of delivery on AWS.
+#[derive(Clone, Debug, Default)]
+pub enum AwsAudit {
+    #[default]
+    Off,
+    Stripe(StripeAudit<StripeClient, DynamoEventLog>),
+}
+
+impl DeliveryAudit for AwsAudit {
+    async fn audit(&self, now: i64) -> Option<AuditOutcome> {
+        match self {
+            AwsAudit::Off => None,
+            AwsAudit::Stripe(audit) => audit.audit(now).await,
+        }
+    }
+}
+
+/// What the recovery function needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryEnv {
+    pub events_table: String,
+    pub state_table: String,
+    pub counters_table: String,
+    pub alerts_table: String,
+    pub queue_url: String,
+    pub max_message_bytes: usize,
+    /// `REVGUARD_BACKFILL_UNDELIVERED_ONLY`: list only events a webhook endpoint has not
+    /// acknowledged (cheaper; blind to events never sent to revguard).
+    pub undelivered_only: bool,
+    /// `REVGUARD_RECONCILE_FIX` (default true): apply Stripe's objects to what drifted.
+    pub fix: bool,
+    /// `REVGUARD_RECONCILE_ALERT_THRESHOLD` (default 1): subscriptions missing, drifted
+    /// or extra from which a reconciliation raises an alert (0: never).
+    pub drift_alert_threshold: usize,
+}
+
+impl RecoveryEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            events_table: required("REVGUARD_EVENTS_TABLE")?,
+            state_table: required("REVGUARD_STATE_TABLE")?,
+            counters_table: required("REVGUARD_COUNTERS_TABLE")?,
+            alerts_table: required("REVGUARD_ALERTS_TABLE")?,
+            queue_url: required("REVGUARD_QUEUE_URL")?,
+            max_message_bytes: optional_parsed(
+                "REVGUARD_QUEUE_MAX_MESSAGE_BYTES",
+                DEFAULT_MAX_MESSAGE_BYTES,
+            )?,
+            undelivered_only: optional_parsed("REVGUARD_BACKFILL_UNDELIVERED_ONLY", false)?,
+            fix: optional_parsed("REVGUARD_RECONCILE_FIX", true)?,
+            drift_alert_threshold: optional_parsed("REVGUARD_RECONCILE_ALERT_THRESHOLD", 1)?,
+        })
+    }
+}
+
+/// The recovery jobs over one stack.
+pub struct Recovery {
+    pub api: StripeClient,
+    pub ingress: Ingress<DynamoEventLog, SqsQueue>,
+    pub read: DynamoReadModel,
+    pub alerts: DynamoAlerts,
+    dynamodb: aws_sdk_dynamodb::Client,
+    env: RecoveryEnv,
+}
+
+impl Recovery {
+    pub fn new(
+        api: StripeClient,
+        dynamodb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        env: &RecoveryEnv,
+    ) -> Self {
+        // Fetched events are not signed; this secret verifies nothing.
+        let unused = WebhookSecret::new("whsec_fetched_events_are_not_signed").expect("valid");
+        Self {
+            ingress: Ingress::new(
+                DynamoEventLog::new(dynamodb.clone(), &env.events_table),
+                SqsQueue::new(sqs, &env.queue_url, env.max_message_bytes),
+                IngestConfig::new(SecretSet::single(unused)),
+            ),
+            read: DynamoReadModel::new(
+                dynamodb.clone(),
+                &env.state_table,
+                &env.counters_table,
+                &env.alerts_table,
+            ),
+            alerts: DynamoAlerts::new(dynamodb.clone(), &env.alerts_table),
+            api,
+            dynamodb,
+            env: env.clone(),
+        }
+    }
+
+    async fn cursor(&self) -> Result<Option<i64>, StoreError> {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.env.state_table)
+            .key(PK, AttributeValue::S(CURSOR_PK.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("at")?.as_n().ok()?.parse().ok()))
+    }
+
+    /// Moves the cursor forward only (two overlapping runs never move it back).
+    async fn advance_cursor(&self, to: i64) -> Result<(), StoreError> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.env.state_table)
+            .key(PK, AttributeValue::S(CURSOR_PK.into()))
+            .update_expression("SET #at = :to")
+            .condition_expression("attribute_not_exists(#at) OR #at < :to")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+
+    /// One backfill from the cursor (or `since`) to now.
+    pub async fn backfill(
+        &self,
+        now: i64,
+        since: Option<i64>,
+    ) -> Result<(i64, BackfillSummary), RecoveryError> {
+        let since = match since {
+            Some(t) => t,
+            None => match self.cursor().await? {
+                Some(cursor) => cursor - CURSOR_OVERLAP_SECS,
+                None => now - FIRST_BACKFILL_SECS,
+            },
+        };
+        let query = EventsQuery {
+            since,
+            until: None,
+            undelivered_only: self.env.undelivered_only,
+            types: HANDLED_EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
+        };
+        let summary = backfill(&self.api, &self.ingress, &query, now).await?;
+        self.advance_cursor(summary.newest_created.unwrap_or(since).max(since))
+            .await?;
+        Ok((since, summary))
+    }
+
+    /// One reconciliation; drift at or over the threshold leaves a finding for the
+    /// detector.
+    pub async fn reconcile(&self, now: i64) -> Result<ReconcileReport, RecoveryError> {
+        let fix = self.env.fix.then_some(&self.ingress);
+        let report = reconcile(&self.api, &self.read, fix, now).await?;
+        let differing = report.missing.len() + report.drifted.len() + report.extra.len();
+        for d in &report.drifted {
+            tracing::warn!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift from Stripe");
+        }
+        if self.env.drift_alert_threshold > 0 && differing >= self.env.drift_alert_threshold {
+            self.alerts
+                .add_pending(&drift_finding(&report, self.api.livemode(), now))
+                .await?;
+        }
+        Ok(report)
+    }
+}
+
+/// The finding a drifted reconciliation leaves.
+pub fn drift_finding(report: &ReconcileReport, livemode: bool, now: i64) -> Finding {
+    let differing = report.missing.len() + report.drifted.len() + report.extra.len();
+    let examples: Vec<&str> = report
+        .missing
+        .iter()
+        .chain(report.drifted.iter().map(|d| &d.subscription))
+        .chain(&report.extra)
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    Finding {
+        key: "reconcile_drift".into(),
+        signal: "reconcile_drift".into(),
+        metric: "subscriptions_drifted".into(),
+        livemode,
+        window_start: now,
+        window_end: now,
+        observed: differing as f64,
+        expected: 0.0,
+        spread: 0.0,
+        ratio: differing as f64,
+        severity: Severity::Warning,
+        explanation: format!(
+            "Reconciliation: {differing} of {} subscriptions differed from Stripe ({} missing, {} drifted, {} only in revguard; e.g. {}); {} fixed.",
+            report.checked,
+            report.missing.len(),
+            report.drifted.len(),
+            report.extra.len(),
+            examples.join(", "),
+            report.fixed
+        ),
+    }
+}

@@ -1,0 +1,221 @@
+//! `revguard-aws`: the operator commands of a deployed stack, over the same use cases as
+//! the embedded `revguard` — dead letters (the SQS DLQ), replay from the event log, and a
+//! backfill or reconciliation run by hand. Resource names come from flags or from the
+//! environment variables the functions use (the stack's outputs name them).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use revguard_aws::{load_sdk_config, stripe_client_from_env, Recovery, RecoveryEnv, SqsQueue};
+use revguard_core::ports::DeadLetterAdmin;
+
+#[derive(Parser)]
+#[command(
+    name = "revguard-aws",
+    version,
+    about = "Operator commands for a deployed revguard stack"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Queues {
+    #[arg(long, env = "REVGUARD_QUEUE_URL")]
+    queue_url: String,
+    #[arg(long, env = "REVGUARD_DEAD_LETTER_QUEUE_URL")]
+    dead_letter_queue_url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The worker's dead letters in the SQS DLQ: list, show one, or redrive them.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// Send logged events through the queue again (events already applied are reported,
+    /// not sent). Reads the events table with a Scan for a window.
+    Replay {
+        #[arg(long, env = "REVGUARD_EVENTS_TABLE")]
+        events_table: String,
+        #[arg(long, env = "REVGUARD_STATE_TABLE")]
+        state_table: String,
+        #[arg(long, env = "REVGUARD_COUNTERS_TABLE")]
+        counters_table: String,
+        #[arg(long, env = "REVGUARD_QUEUE_URL")]
+        queue_url: String,
+        #[arg(long, conflicts_with_all = ["since", "until"], required_unless_present = "since")]
+        event: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
+    /// The backfill function's job, now (environment as the function's, plus
+    /// STRIPE_API_KEY or STRIPE_API_KEY_SECRET_ARN).
+    Backfill {
+        /// From this time instead of the stored cursor (RFC 3339 or unix seconds).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// The reconcile function's job, now (REVGUARD_RECONCILE_FIX says whether it fixes).
+    Reconcile,
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        queues: Queues,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        queues: Queues,
+    },
+    /// Back to the main queue: the ids given, or --all.
+    Redrive {
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[command(flatten)]
+        queues: Queues,
+    },
+}
+
+fn time(t: Option<String>) -> anyhow::Result<Option<i64>> {
+    t.map(|t| {
+        t.parse::<i64>()
+            .ok()
+            .or_else(|| revguard_core::time::parse_rfc3339(&t))
+            .with_context(|| format!("not a time: {t}"))
+    })
+    .transpose()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber_init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("revguard-aws: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Warnings and errors on stderr (`RUST_LOG` to change); stdout carries the answers.
+fn tracing_subscriber_init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn admin(sdk: &aws_config::SdkConfig, queues: &Queues) -> revguard_aws::SqsDeadLetterAdmin {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    revguard_aws::SqsDeadLetterAdmin::new(
+        sqs.clone(),
+        &queues.dead_letter_queue_url,
+        SqsQueue::new(
+            sqs,
+            &queues.queue_url,
+            revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
+        ),
+    )
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let sdk = load_sdk_config().await;
+    match cli.command {
+        Command::DeadLetters { action } => match action {
+            DeadLetterAction::List { limit, queues } => {
+                for d in admin(&sdk, &queues).dead_letters(limit).await? {
+                    println!("{}", serde_json::to_string(&d)?);
+                }
+            }
+            DeadLetterAction::Show { id, queues } => {
+                let found = admin(&sdk, &queues)
+                    .dead_letter_by_id(&id)
+                    .await?
+                    .with_context(|| format!("no dead letter {id}"))?;
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            }
+            DeadLetterAction::Redrive { ids, all, queues } => {
+                let moved = admin(&sdk, &queues)
+                    .redrive((!all).then_some(ids.as_slice()))
+                    .await?;
+                println!("{}", serde_json::json!({ "redriven": moved }));
+            }
+        },
+        Command::Replay {
+            events_table,
+            state_table,
+            counters_table,
+            queue_url,
+            event,
+            since,
+            until,
+            event_type,
+        } => {
+            let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+            let selection = revguard_core::ports::LogSelection {
+                event_id: event,
+                since: time(since)?,
+                until: time(until)?,
+                event_type,
+            };
+            let summary = revguard_core::recovery::replay(
+                &revguard_aws::DynamoEventLog::new(dynamodb.clone(), events_table),
+                &revguard_aws::DynamoBilling::new(dynamodb, state_table, counters_table),
+                &SqsQueue::new(
+                    aws_sdk_sqs::Client::new(&sdk),
+                    queue_url,
+                    revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
+                ),
+                &selection,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Backfill { since } => {
+            let recovery = recovery(&sdk).await?;
+            let (since, summary) = recovery
+                .backfill(revguard_core::time::unix_now(), time(since)?)
+                .await?;
+            let mut out = serde_json::to_value(&summary)?;
+            out["since"] = since.into();
+            println!("{out}");
+        }
+        Command::Reconcile => {
+            let recovery = recovery(&sdk).await?;
+            let report = recovery.reconcile(revguard_core::time::unix_now()).await?;
+            println!("{}", report.summary(true));
+        }
+    }
+    Ok(())
+}
+
+async fn recovery(sdk: &aws_config::SdkConfig) -> anyhow::Result<Recovery> {
+    let env = RecoveryEnv::from_env()?;
+    let api = stripe_client_from_env(sdk)
+        .await?
+        .context("no Stripe key: set STRIPE_API_KEY or STRIPE_API_KEY_SECRET_ARN")?;
+    Ok(Recovery::new(
+        api,
+        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_sqs::Client::new(sdk),
+        &env,
+    ))
+}

@@ -1,0 +1,43 @@
+//! The scheduled recovery function: `REVGUARD_JOB=backfill` (hourly by default) lists the
+//! events Stripe has since the last run and feeds what revguard lacks through the
+//! ingress; `REVGUARD_JOB=reconcile` (daily) compares subscriptions with Stripe's and
+//! mends the drift. Both are core's use cases over the DynamoDB and SQS adapters.
+
+use revguard_aws::Recovery;
+
+/// Which job a function runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Backfill,
+    Reconcile,
+}
+
+impl Job {
+    pub fn from_env() -> Result<Self, revguard_aws::ConfigError> {
+        match revguard_aws::config::required("REVGUARD_JOB")?.as_str() {
+            "backfill" => Ok(Job::Backfill),
+            "reconcile" => Ok(Job::Reconcile),
+            other => Err(revguard_aws::ConfigError::Invalid {
+                name: "REVGUARD_JOB",
+                reason: format!("expected backfill or reconcile, got {other:?}"),
+            }),
+        }
+    }
+}
+
+/// One run of a job at `now`; its summary, as the function returns and logs it.
+pub async fn run(
+    recovery: &Recovery,
+    job: Job,
+    now: i64,
+) -> Result<serde_json::Value, revguard_core::recovery::RecoveryError> {
+    Ok(match job {
+        Job::Backfill => {
+            let (since, summary) = recovery.backfill(now, None).await?;
+            let mut out = serde_json::to_value(&summary).expect("a summary serialises");
+            out["since"] = since.into();
+            out
+        }
+        Job::Reconcile => recovery.reconcile(now).await?.summary(true),
+    })
+}

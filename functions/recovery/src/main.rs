@@ -1,0 +1,34 @@
+//! Lambda entry: builds the clients once, then runs its job (`REVGUARD_JOB`) on each
+//! scheduled event.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use revguard_aws::{load_sdk_config, stripe_client_from_env, Recovery, RecoveryEnv};
+use revguard_recovery::{run, Job};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    revguard_aws::init_lambda_logging();
+    let job = Job::from_env()?;
+    let env = RecoveryEnv::from_env()?;
+    let sdk = load_sdk_config().await;
+    let api = stripe_client_from_env(&sdk)
+        .await?
+        .ok_or("no Stripe API key: set StripeApiKey or ExistingStripeApiKeySecretArn")?;
+    let recovery = Recovery::new(
+        api,
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_sqs::Client::new(&sdk),
+        &env,
+    );
+    let recovery = &recovery;
+    lambda_runtime::run(service_fn(
+        move |_event: LambdaEvent<serde_json::Value>| async move {
+            // Backfill and reconcile judge Stripe's state now, whatever moment was scheduled.
+            let now = revguard_core::time::unix_now();
+            let summary = run(recovery, job, now).await?;
+            tracing::info!(job = ?job, summary = %summary, "recovery run");
+            Ok::<serde_json::Value, Error>(summary)
+        },
+    ))
+    .await
+}
