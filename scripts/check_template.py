@@ -36,8 +36,8 @@ def getatt(v):
 
 
 functions = of_type("AWS::Serverless::Function")
-check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction", "ApiFunction"},
-      "four functions: ingress, worker, anomaly, api")
+check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction", "ApiFunction", "BackfillFunction", "ReconcileFunction"},
+      "six functions: ingress, worker, anomaly, api, and the recovery jobs backfill and reconcile")
 for name, f in functions.items():
     p = f["Properties"]
     check(f.get("Metadata", {}).get("BuildMethod") == "rust-cargolambda", f"{name} is built by SAM with rust-cargolambda")
@@ -51,6 +51,8 @@ for name, f in functions.items():
     env = p.get("Environment", {}).get("Variables", {})
     check("STRIPE_WEBHOOK_SECRET" not in env and "STRIPE_WEBHOOK_SECRET" not in glob.get("Environment", {}).get("Variables", {}),
           f"{name} has no plain-text signing secret in its configuration")
+    check("STRIPE_API_KEY" not in env and "STRIPE_API_KEY" not in glob.get("Environment", {}).get("Variables", {}),
+          f"{name} has no plain-text Stripe API key in its configuration")
     for policy in p.get("Policies", []):
         for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
             if "Fn::If" in st:
@@ -107,6 +109,8 @@ def actions_on(function, resource_name):
     out = set()
     for policy in functions[function]["Properties"].get("Policies", []):
         for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if "Fn::If" in st:
+                st = st["Fn::If"][1]
             resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
             hits = [r for r in resources if getatt(r) == resource_name
                     or (isinstance(r, dict) and resource_name in str(r.get("Fn::Sub", "")))]
@@ -114,6 +118,36 @@ def actions_on(function, resource_name):
                 out |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
     return out
 
+
+# Recovery through Stripe's API: on only with a key, which lives in Secrets Manager; each
+# job touches only what it needs.
+check(params["StripeApiKey"].get("NoEcho") is True and params["StripeApiKey"].get("Default") == "",
+      "the Stripe API key parameter is NoEcho and empty by default (recovery off)")
+check(res["StripeApiKeySecret"].get("Condition") == "CreateStripeApiKeySecret", "the API key's secret exists only when a key is given")
+for name, job, schedule in (("BackfillFunction", "backfill", "BackfillSchedule"), ("ReconcileFunction", "reconcile", "ReconcileSchedule")):
+    f = functions[name]
+    p = f["Properties"]
+    env = p["Environment"]["Variables"]
+    check(f.get("Condition") == "HasStripeApiKey" and res[ref(p["LoggingConfig"]["LogGroup"])].get("Condition") == "HasStripeApiKey",
+          f"{name} and its logs exist only with a Stripe API key")
+    check(f["Metadata"]["BuildProperties"]["Binary"] == "recovery" and env.get("REVGUARD_JOB") == job, f"{name} runs the recovery binary's {job} job")
+    check("STRIPE_API_KEY_SECRET_ARN" in env, f"{name} reads the key from Secrets Manager by ARN")
+    ev = p["Events"]["Schedule"]
+    check(ev["Type"] == "ScheduleV2" and ref(ev["Properties"]["ScheduleExpression"]) == schedule
+          and "<aws.scheduler.scheduled-time>" in ev["Properties"].get("Input", ""), f"{name} runs on {schedule}")
+    check(p["Timeout"] >= 300, f"{name} has time for a long listing")
+backfill_state = [st for st in functions["BackfillFunction"]["Properties"]["Policies"][0]["Statement"] if getatt(st["Resource"]) == "StateTable"]
+check(len(backfill_state) == 1 and backfill_state[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == ["cursor#backfill"],
+      "the backfill may read and write its cursor and nothing else of the state table")
+reconcile_alerts = [st for st in functions["ReconcileFunction"]["Properties"]["Policies"][0]["Statement"] if getatt(st["Resource"]) == "AlertsTable"]
+check(len(reconcile_alerts) == 1 and reconcile_alerts[0]["Action"] == ["dynamodb:PutItem"]
+      and reconcile_alerts[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["pending#*#reconcile_drift"],
+      "the reconciliation may only leave its drift finding in the alerts table")
+scanners = sorted(n for n in functions if any("dynamodb:Scan" in actions_on(n, table) for table in of_type("AWS::DynamoDB::Table")))
+check(scanners == ["ReconcileFunction"], f"only the daily reconciliation scans (the keys of the state table): {scanners}")
+audit = functions["AnomalyFunction"]["Properties"]["Environment"]["Variables"]
+check(audit.get("STRIPE_API_KEY_SECRET_ARN", {}).get("Fn::If", [None])[0] == "HasStripeApiKey" and ref(audit.get("REVGUARD_EVENTS_TABLE")) == "EventsTable",
+      "with a key, the detector audits delivery against the event log")
 
 detector_alerts = actions_on("AnomalyFunction", "AlertsTable")
 check("dynamodb:Scan" not in detector_alerts and "dynamodb:Query" in detector_alerts,
@@ -184,7 +218,7 @@ check(int(params["WorkerBatchSize"].get("MaxValue", 10)) <= 10
       or int(params["WorkerBatchingWindowSeconds"].get("MinValue", 0)) >= 1,
       "no deployable batch size needs a batching window the parameters allow to be 0")
 alarms = {getattr_name: a for getattr_name, a in of_type("AWS::CloudWatch::Alarm").items()}
-for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning"):
+for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning", "RecoveryErrors"):
     check(name in alarms and {"Ref": "AlertsTopic"} in alarms[name]["Properties"].get("AlarmActions", []), f"alarm {name} goes to the alerts topic")
 
 import json
