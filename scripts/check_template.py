@@ -145,6 +145,11 @@ check(len(reconcile_alerts) == 1 and reconcile_alerts[0]["Action"] == ["dynamodb
       "the reconciliation may only leave its drift finding in the alerts table")
 scanners = sorted(n for n in functions if any("dynamodb:Scan" in actions_on(n, table) for table in of_type("AWS::DynamoDB::Table")))
 check(scanners == ["ReconcileFunction"], f"only the daily reconciliation scans (the keys of the state table): {scanners}")
+requery = functions["WorkerFunction"]["Properties"]
+requery_statements = [st["Fn::If"] for st in requery["Policies"][0]["Statement"] if "Fn::If" in st]
+check(params["RequeryOnTransitions"]["Default"] == "false" and requery["Environment"]["Variables"].get("REVGUARD_REQUERY", {}).get("Fn::If", [None])[0] == "Requery"
+      and len(requery_statements) == 3 and all(st[0] == "Requery" for st in requery_statements),
+      "re-query is off by default, and the worker gets the key and the ingress's writes only with it on")
 audit = functions["AnomalyFunction"]["Properties"]["Environment"]["Variables"]
 check(audit.get("STRIPE_API_KEY_SECRET_ARN", {}).get("Fn::If", [None])[0] == "HasStripeApiKey" and ref(audit.get("REVGUARD_EVENTS_TABLE")) == "EventsTable",
       "with a key, the detector audits delivery against the event log")

@@ -288,6 +288,26 @@ async fn cost_per_webhook_is_measured() {
     .await;
     let n = sample.len() as f64;
     let ingress = tally(&ingress_calls, &sizes);
+    // What keeping every payload in the event log (for `replay`) adds: the same puts
+    // without the payload attribute.
+    let without_payloads: f64 = ingress_calls
+        .iter()
+        .filter(|c| c.operation == "PutItem")
+        .map(|c| {
+            let body: Value = serde_json::from_slice(&c.body).unwrap_or(Value::Null);
+            let mut item = body["Item"].clone();
+            if let Some(o) = item.as_object_mut() {
+                o.remove("payload");
+            }
+            dynamodb_item_size(&item).div_ceil(1024).max(1) as f64
+        })
+        .sum();
+    let with_payloads: f64 = ingress
+        .writes_by_item
+        .iter()
+        .filter(|(k, _)| k.ends_with("(PutItem)"))
+        .map(|(_, v)| v)
+        .sum();
     let work = tally(&worker_calls, &sizes);
     let detect = tally(&anomaly_calls, &sizes);
 
@@ -411,6 +431,12 @@ async fn cost_per_webhook_is_measured() {
         "calls per detector run: {:?}; read units {}",
         detect.calls, detect.read_units
     );
+    let payload_units = (with_payloads - without_payloads) / n;
+    println!(
+        "keeping every payload in the event log (for replay) adds {payload_units:.2} write units per webhook at ingress: ${:.3} per million webhooks (included above)",
+        payload_units * wru
+    );
+    assert!(payload_units > 0.0, "the event log keeps payloads");
     // A regression guard, not the $5 target (which this design does not meet yet: see the
     // README's cost section for the figures and what closes the gap).
     assert!(

@@ -212,6 +212,7 @@ async fn embedded(dir: &std::path::Path) -> Router {
         pause: revguard_core::ports::TokioPause,
         policy: BillingPolicy::default(),
         rules: Default::default(),
+        requery: revguard_core::recovery::NoRequery,
     };
     let detector = Detector {
         counters: revguard_sqlite::billing::SqliteCounters {

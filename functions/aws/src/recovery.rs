@@ -88,6 +88,41 @@ impl DeliveryAudit for AwsAudit {
     }
 }
 
+/// Re-query after important transitions, in the worker function (`REVGUARD_REQUERY`
+/// with a Stripe key), or off.
+#[derive(Default)]
+pub enum AwsRequery {
+    #[default]
+    Off,
+    Stripe(Box<revguard_core::recovery::StripeRequery<StripeClient, DynamoEventLog, SqsQueue>>),
+}
+
+impl revguard_core::recovery::Requery for AwsRequery {
+    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
+        match self {
+            AwsRequery::Off => 0,
+            AwsRequery::Stripe(r) => r.requery(subscriptions, now).await,
+        }
+    }
+}
+
+/// The ingress over the stack, for events fetched from Stripe (never signed: the secret
+/// here verifies nothing).
+pub fn fetched_ingress(
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    events_table: &str,
+    queue_url: &str,
+    max_message_bytes: usize,
+) -> Ingress<DynamoEventLog, SqsQueue> {
+    let unused = WebhookSecret::new("whsec_fetched_events_are_not_signed").expect("valid");
+    Ingress::new(
+        DynamoEventLog::new(dynamodb, events_table),
+        SqsQueue::new(sqs, queue_url, max_message_bytes),
+        IngestConfig::new(SecretSet::single(unused)),
+    )
+}
+
 /// What the recovery function needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryEnv {
@@ -143,13 +178,13 @@ impl Recovery {
         sqs: aws_sdk_sqs::Client,
         env: &RecoveryEnv,
     ) -> Self {
-        // Fetched events are not signed; this secret verifies nothing.
-        let unused = WebhookSecret::new("whsec_fetched_events_are_not_signed").expect("valid");
         Self {
-            ingress: Ingress::new(
-                DynamoEventLog::new(dynamodb.clone(), &env.events_table),
-                SqsQueue::new(sqs, &env.queue_url, env.max_message_bytes),
-                IngestConfig::new(SecretSet::single(unused)),
+            ingress: fetched_ingress(
+                dynamodb.clone(),
+                sqs,
+                &env.events_table,
+                &env.queue_url,
+                env.max_message_bytes,
             ),
             read: DynamoReadModel::new(
                 dynamodb.clone(),

@@ -15,6 +15,7 @@ use crate::ports::{
     AppliedEvent, BillingCommit, BillingStore, CommitError, DeadLetters, Inbound, Pause, Publisher,
     StateKeys, StateSnapshot, StateWrite, StoreError, Versioned, OUTBOX_LEASE_SECS,
 };
+use crate::recovery::{requery_candidates, NoRequery, Requery};
 use crate::retry::{seed_of, Backoff};
 
 /// What became of one message.
@@ -78,7 +79,7 @@ enum Failure {
 }
 
 /// The worker over its ports.
-pub struct Worker<L, B, N, D, P> {
+pub struct Worker<L, B, N, D, P, R = NoRequery> {
     pub log: L,
     pub billing: B,
     pub notifier: N,
@@ -86,6 +87,8 @@ pub struct Worker<L, B, N, D, P> {
     pub pause: P,
     pub policy: BillingPolicy,
     pub rules: ConsumeRules,
+    /// Stripe's current object after an important transition (off by default).
+    pub requery: R,
 }
 
 /// A message decoded into its event.
@@ -94,13 +97,14 @@ struct Decoded {
     event: BillingEvent,
 }
 
-impl<L, B, N, D, P> Worker<L, B, N, D, P>
+impl<L, B, N, D, P, R> Worker<L, B, N, D, P, R>
 where
     L: crate::ports::EventLog,
     B: BillingStore,
     N: Publisher<Notification>,
     D: DeadLetters,
     P: Pause,
+    R: Requery,
 {
     /// Consumes a batch: one outcome per message, in order. Never fails as a whole: one
     /// poison message is isolated, a store outage retries the messages it touched.
@@ -264,6 +268,11 @@ where
                 keys.charges.extend(k.charge);
             }
             let snapshot = self.billing.load(&keys).await?;
+            let before: BTreeMap<String, crate::billing::SubscriptionState> = snapshot
+                .subscriptions
+                .iter()
+                .map(|(id, s)| (id.clone(), s.value.clone()))
+                .collect();
             let mut decision = BatchDecision::new(snapshot, &self.policy, now);
             let mut outcomes: BTreeMap<usize, Result<Consumed, Failure>> = BTreeMap::new();
             for d in &fresh {
@@ -284,6 +293,14 @@ where
                         outcomes.insert(d.index, Ok(Consumed::Duplicate));
                     }
                     self.publish(group, &done, &commit, &mut outcomes).await;
+                    let events: Vec<&BillingEvent> = fresh.iter().map(|d| &d.event).collect();
+                    let after: Vec<crate::billing::SubscriptionState> =
+                        commit.subscriptions.iter().map(|w| w.value.clone()).collect();
+                    let candidates = requery_candidates(&before, &events, &after);
+                    if !candidates.is_empty() {
+                        let n = self.requery.requery(&candidates, now).await;
+                        tracing::info!(requeried = n, of = candidates.len(), "re-queried subscriptions after a transition");
+                    }
                     return Ok(outcomes);
                 }
                 Err(e @ (CommitError::Conflict | CommitError::Throttled))

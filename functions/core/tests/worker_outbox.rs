@@ -72,6 +72,7 @@ fn worker() -> TestWorker {
         pause: CountedPause::default(),
         policy: BillingPolicy::default(),
         rules: ConsumeRules::default(),
+        requery: revguard_core::recovery::NoRequery,
     }
 }
 

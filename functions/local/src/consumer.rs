@@ -14,7 +14,33 @@ use crate::publish::JsonlPublisher;
 /// Messages per batch: one commit each.
 pub const BATCH: usize = 256;
 
-pub type EmbeddedWorker = Worker<SqliteStore, SqliteStore, JsonlPublisher, SqliteStore, TokioPause>;
+pub type EmbeddedWorker =
+    Worker<SqliteStore, SqliteStore, JsonlPublisher, SqliteStore, TokioPause, EmbeddedRequery>;
+
+/// Re-query after important transitions (`serve --requery` with a Stripe key), or off.
+#[derive(Default)]
+pub enum EmbeddedRequery {
+    #[default]
+    Off,
+    Stripe(
+        Box<
+            revguard_core::recovery::StripeRequery<
+                revguard_stripe::StripeClient,
+                SqliteStore,
+                SqliteStore,
+            >,
+        >,
+    ),
+}
+
+impl revguard_core::recovery::Requery for EmbeddedRequery {
+    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
+        match self {
+            EmbeddedRequery::Off => 0,
+            EmbeddedRequery::Stripe(r) => r.requery(subscriptions, now).await,
+        }
+    }
+}
 
 pub fn worker(
     store: &SqliteStore,
@@ -29,6 +55,7 @@ pub fn worker(
         pause: TokioPause,
         policy,
         rules: ConsumeRules::default(),
+        requery: EmbeddedRequery::Off,
     }
 }
 

@@ -75,6 +75,10 @@ enum Command {
         /// the event log (the completeness audit).
         #[command(flatten)]
         stripe: StripeArgs,
+        /// With a key: after a subscription moves to past_due, unpaid or canceled, or two
+        /// of its snapshots tie on `created`, fetch Stripe's current object and apply it.
+        #[arg(long, env = "REVGUARD_REQUERY")]
+        requery: bool,
     },
     /// A customer's subscriptions, access verdict and open dunning cases, as JSON.
     Customer {
@@ -464,6 +468,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             detect_interval_secs,
             chat,
             stripe,
+            requery,
         } => {
             let chat_webhooks = chat.webhooks()?;
             let dashboard_url = chat.dashboard_url;
@@ -495,6 +500,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .filter(|k| !k.trim().is_empty())
                     .map(|_| stripe.client())
                     .transpose()?,
+                requery,
             };
             serve(store, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub dashboard_url: Option<String>,
     /// Stripe's API, for the detector's completeness audit.
     pub stripe: Option<revguard_stripe::StripeClient>,
+    /// Re-query subscriptions after important transitions (needs `stripe`).
+    pub requery: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +121,21 @@ pub async fn serve(
                 source,
             }
         })?;
-    let worker = consumer::worker(&store, options.policy.clone(), notifier);
+    let mut worker = consumer::worker(&store, options.policy.clone(), notifier);
+    match (options.requery, options.stripe.clone()) {
+        (true, Some(api)) => {
+            worker.requery = consumer::EmbeddedRequery::Stripe(Box::new(
+                revguard_core::recovery::StripeRequery {
+                    api,
+                    ingress: crate::recover::fetched_ingress(&store),
+                },
+            ))
+        }
+        (true, None) => {
+            tracing::warn!("--requery needs a Stripe key (--stripe-key): re-query is off")
+        }
+        _ => {}
+    }
     let sink = JsonlPublisher::to_file("alert", &options.alerts_file).map_err(|source| {
         ServeError::Notifications {
             path: options.alerts_file.clone(),

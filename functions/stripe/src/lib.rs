@@ -323,6 +323,21 @@ impl StripeApi for StripeClient {
         self.list("/v1/subscriptions", &[("status".into(), "all".into())])
             .await
     }
+
+    async fn subscription(&self, id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ApiError::Malformed(format!(
+                "not a subscription id: {id:?}"
+            )));
+        }
+        match self.get(&format!("/v1/subscriptions/{id}"), &[]).await {
+            Ok(body) => RawValue::from_string(body)
+                .map(Some)
+                .map_err(|e| ApiError::Malformed(e.to_string())),
+            Err(ApiError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Stripe's own words for a refusal (`error.message`).

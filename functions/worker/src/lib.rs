@@ -17,7 +17,7 @@ use revguard_core::worker::{ConsumeRules, Consumed, Worker};
 
 /// The worker use case over DynamoDB, SNS and the SQS dead-letter queue.
 pub type CoreWorker<N = SnsNotifier> =
-    Worker<DynamoEventLog, DynamoBilling, N, SqsDeadLetters, TokioPause>;
+    Worker<DynamoEventLog, DynamoBilling, N, SqsDeadLetters, TokioPause, revguard_aws::AwsRequery>;
 
 /// The worker function: the use case, and the queue whose failed messages it delays.
 pub struct LambdaWorker<N = SnsNotifier> {
@@ -144,6 +144,7 @@ pub fn lambda_worker<N>(
                 max_receives: env.max_receives,
                 ..ConsumeRules::default()
             },
+            requery: revguard_aws::AwsRequery::Off,
         },
         redelivery: SqsRedelivery::new(sqs, &env.queue_url),
     }

@@ -2,7 +2,10 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use revguard_aws::{load_sdk_config, policy_from_env, SnsNotifier, WorkerEnv};
+use revguard_aws::{
+    config::optional_parsed, load_sdk_config, policy_from_env, stripe_client_from_env, AwsRequery,
+    SnsNotifier, WorkerEnv,
+};
 use revguard_worker::{handle_batch_within, lambda_worker, DEADLINE_MARGIN};
 
 #[tokio::main]
@@ -11,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let env = WorkerEnv::from_env()?;
     let policy = policy_from_env()?;
     let sdk = load_sdk_config().await;
-    let worker = lambda_worker(
+    let mut worker = lambda_worker(
         (
             aws_sdk_dynamodb::Client::new(&sdk),
             aws_sdk_sqs::Client::new(&sdk),
@@ -20,6 +23,27 @@ async fn main() -> Result<(), Error> {
         SnsNotifier::new(aws_sdk_sns::Client::new(&sdk), &env.notifications_topic_arn),
         policy,
     );
+    // Re-query after important transitions: off unless REVGUARD_REQUERY and a key.
+    if optional_parsed("REVGUARD_REQUERY", false)? {
+        match stripe_client_from_env(&sdk).await? {
+            Some(api) => {
+                worker.worker.requery =
+                    AwsRequery::Stripe(Box::new(revguard_core::recovery::StripeRequery {
+                        api,
+                        ingress: revguard_aws::recovery::fetched_ingress(
+                            aws_sdk_dynamodb::Client::new(&sdk),
+                            aws_sdk_sqs::Client::new(&sdk),
+                            &env.events_table,
+                            &env.queue_url,
+                            revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
+                        ),
+                    }))
+            }
+            None => tracing::warn!(
+                "REVGUARD_REQUERY is set but there is no Stripe key: re-query is off"
+            ),
+        }
+    }
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
