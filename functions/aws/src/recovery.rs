@@ -169,6 +169,8 @@ pub struct Recovery {
     pub alerts: DynamoAlerts,
     dynamodb: aws_sdk_dynamodb::Client,
     env: RecoveryEnv,
+    /// The billing policy, for the stages of open dunning cases.
+    pub policy: revguard_core::billing::BillingPolicy,
 }
 
 impl Recovery {
@@ -196,6 +198,7 @@ impl Recovery {
             api,
             dynamodb,
             env: env.clone(),
+            policy: Default::default(),
         }
     }
 
@@ -268,8 +271,8 @@ impl Recovery {
     /// detector.
     pub async fn reconcile(&self, now: i64) -> Result<ReconcileReport, RecoveryError> {
         let fix = self.env.fix.then_some(&self.ingress);
-        let report = reconcile(&self.api, &self.read, fix, now).await?;
-        let differing = report.missing.len() + report.drifted.len() + report.extra.len();
+        let report = reconcile(&self.api, &self.read, fix, &self.policy, now).await?;
+        let differing = report.differing();
         for d in &report.drifted {
             tracing::warn!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift from Stripe");
         }
@@ -284,12 +287,13 @@ impl Recovery {
 
 /// The finding a drifted reconciliation leaves.
 pub fn drift_finding(report: &ReconcileReport, livemode: bool, now: i64) -> Finding {
-    let differing = report.missing.len() + report.drifted.len() + report.extra.len();
+    let differing = report.differing();
     let examples: Vec<&str> = report
         .missing
         .iter()
         .chain(report.drifted.iter().map(|d| &d.subscription))
         .chain(&report.extra)
+        .chain(report.cases_drifted.iter().map(|c| &c.invoice))
         .take(3)
         .map(String::as_str)
         .collect();
@@ -306,11 +310,13 @@ pub fn drift_finding(report: &ReconcileReport, livemode: bool, now: i64) -> Find
         ratio: differing as f64,
         severity: Severity::Warning,
         explanation: format!(
-            "Reconciliation: {differing} of {} subscriptions differed from Stripe ({} missing, {} drifted, {} only in revguard; e.g. {}); {} fixed.",
-            report.checked,
+            "Reconciliation: {differing} differed from Stripe ({} of {} subscriptions missing, {} drifted, {} only in revguard; {} of {} open dunning cases settled at Stripe; e.g. {}); {} fixed.",
             report.missing.len(),
+            report.checked,
             report.drifted.len(),
             report.extra.len(),
+            report.cases_drifted.len(),
+            report.cases_checked,
             examples.join(", "),
             report.fixed
         ),

@@ -105,6 +105,12 @@ pub trait StripeApi: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<Box<RawValue>>, ApiError>> + Send;
+
+    /// One invoice as Stripe holds it now; `None` if Stripe does not know it.
+    fn invoice(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Box<RawValue>>, ApiError>> + Send;
 }
 
 /// After an important transition, Stripe's current object: the worker names the
@@ -477,6 +483,17 @@ pub struct Drift {
     pub fields: Vec<FieldDrift>,
 }
 
+/// An open dunning case whose invoice Stripe holds otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaseDrift {
+    pub invoice: String,
+    pub customer: Option<String>,
+    /// revguard's stage.
+    pub stage: Option<String>,
+    /// The invoice's status at Stripe (`paid`, `void`, `uncollectible`), or `missing`.
+    pub stripe_status: String,
+}
+
 /// What a reconciliation found, and fixed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReconcileReport {
@@ -487,6 +504,10 @@ pub struct ReconcileReport {
     /// Known to revguard (and not ended there), absent at Stripe.
     pub extra: Vec<String>,
     pub drifted: Vec<Drift>,
+    /// revguard's open dunning cases, each compared with its invoice.
+    pub cases_checked: usize,
+    /// Open in revguard, settled (or unknown) at Stripe.
+    pub cases_drifted: Vec<CaseDrift>,
     /// Snapshots of Stripe's objects enqueued to repair the above.
     pub fixed: usize,
 }
@@ -499,6 +520,8 @@ impl ReconcileReport {
             "missing": self.missing.len(),
             "extra": self.extra.len(),
             "drifted": self.drifted.len(),
+            "cases_checked": self.cases_checked,
+            "cases_drifted": self.cases_drifted.len(),
         });
         if fix {
             out["fixed"] = self.fixed.into();
@@ -523,13 +546,25 @@ fn compared(state: &SubscriptionState) -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// Compares Stripe's subscriptions with revguard's. With `fix`, every missing or drifted
-/// one gets Stripe's current object as a snapshot newer than anything revguard holds, so
-/// that once the worker has applied it revguard answers what Stripe says.
+impl ReconcileReport {
+    /// Subscriptions and cases that differ from Stripe.
+    pub fn differing(&self) -> usize {
+        self.missing.len() + self.drifted.len() + self.extra.len() + self.cases_drifted.len()
+    }
+}
+
+/// Compares Stripe's subscriptions with revguard's, and revguard's open dunning cases
+/// with their invoices. With `fix`, every missing or drifted subscription gets Stripe's
+/// current object as a snapshot newer than anything revguard holds, and a case whose
+/// invoice Stripe holds as paid (or uncollectible) gets that invoice as `invoice.paid`
+/// (or `invoice.marked_uncollectible`), so that once the worker has applied them revguard
+/// answers what Stripe says. A voided invoice is reported only: revguard has no event
+/// for it.
 pub async fn reconcile<A, R, L, Q>(
     api: &A,
     read: &R,
     fix: Option<&Ingress<L, Q>>,
+    policy: &crate::billing::BillingPolicy,
     now: i64,
 ) -> Result<ReconcileReport, RecoveryError>
 where
@@ -602,6 +637,47 @@ where
             if !ours.deleted && ours.status != "canceled" {
                 report.extra.push(id);
             }
+        }
+    }
+    let open = read.dunning_cases(Some("open"), policy).await?;
+    report.cases_checked = open.len();
+    for view in open {
+        let case = &view.case;
+        let invoice = api.invoice(&case.invoice_id).await?;
+        let value: Option<Value> = invoice
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose()
+            .map_err(|e| ApiError::Malformed(e.to_string()))?;
+        let status = value
+            .as_ref()
+            .map_or("missing", |v| v["status"].as_str().unwrap_or("unknown"))
+            .to_owned();
+        let event_type = match status.as_str() {
+            "open" | "draft" | "unknown" => continue,
+            "paid" => Some("invoice.paid"),
+            "uncollectible" => Some("invoice.marked_uncollectible"),
+            _ => None,
+        };
+        report.cases_drifted.push(CaseDrift {
+            invoice: case.invoice_id.clone(),
+            customer: case.customer.clone(),
+            stage: view.stage.clone(),
+            stripe_status: status,
+        });
+        if let (Some(ingress), Some(event_type), Some(object)) = (fix, event_type, &value) {
+            let event = serde_json::json!({
+                "id": format!("{SNAPSHOT_EVENT_PREFIX}{}_{now}", case.invoice_id),
+                "object": "event",
+                "type": event_type,
+                "created": now,
+                "livemode": case.livemode,
+                "data": { "object": object },
+            })
+            .to_string();
+            ingress
+                .ingest_fetched(event.as_bytes(), Via::Reconcile, now)
+                .await?;
+            report.fixed += 1;
         }
     }
     Ok(report)

@@ -29,6 +29,9 @@ impl StripeApi for Stripe {
     async fn subscriptions(&self) -> Result<RawObjects, ApiError> {
         Ok(Vec::new())
     }
+    async fn invoice(&self, _id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
+        Ok(None)
+    }
     async fn subscription(&self, id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
         self.fetched.lock().unwrap().push(id.to_owned());
         Ok(Some(

@@ -739,9 +739,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_existing(&db)?;
             let now = unix_now();
             let ingress = revguard_local::recover::fetched_ingress(&store);
-            let result =
-                revguard_core::recovery::reconcile(&api, &store, fix.then_some(&ingress), now)
-                    .await?;
+            let result = revguard_core::recovery::reconcile(
+                &api,
+                &store,
+                fix.then_some(&ingress),
+                &apply.policy.policy()?,
+                now,
+            )
+            .await?;
             if let Some(path) = report {
                 std::fs::write(
                     &path,

@@ -60,12 +60,14 @@ pub async fn backfill_start(store: &SqliteStore, now: i64) -> anyhow::Result<i64
 /// A readable reconciliation report (Markdown).
 pub fn report_markdown(report: &revguard_core::recovery::ReconcileReport, at: i64) -> String {
     let mut out = format!(
-        "# revguard reconciliation, {}\n\n{} subscriptions at Stripe: {} missing in revguard, {} drifted, {} only in revguard; {} fixed.\n",
+        "# revguard reconciliation, {}\n\n{} subscriptions at Stripe: {} missing in revguard, {} drifted, {} only in revguard. {} open dunning cases: {} settled at Stripe. {} fixed.\n",
         revguard_core::time::datetime(at),
         report.checked,
         report.missing.len(),
         report.drifted.len(),
         report.extra.len(),
+        report.cases_checked,
+        report.cases_drifted.len(),
         report.fixed,
     );
     if !report.missing.is_empty() {
@@ -87,6 +89,18 @@ pub fn report_markdown(report: &revguard_core::recovery::ReconcileReport, at: i6
                     f.revguard
                 ));
             }
+        }
+    }
+    if !report.cases_drifted.is_empty() {
+        out.push_str("\n## Open dunning cases Stripe holds otherwise\n\n| invoice | customer | revguard's stage | invoice at Stripe |\n|---|---|---|---|\n");
+        for c in &report.cases_drifted {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                c.invoice,
+                c.customer.as_deref().unwrap_or(""),
+                c.stage.as_deref().unwrap_or(""),
+                c.stripe_status
+            ));
         }
     }
     if !report.extra.is_empty() {

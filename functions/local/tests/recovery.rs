@@ -60,6 +60,18 @@ impl Stripe {
         self.send(reqwest::Method::POST, path, form).await
     }
 
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn flush(&self) {
         self.send(reqwest::Method::DELETE, "/_config/data", &[])
             .await;
@@ -465,6 +477,58 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
             &[("items[0][plan]", "pro"), ("items[0][quantity]", "3")],
         )
         .await;
+    // And a dunning case whose recovery was missed: revguard heard of a failed payment of
+    // an invoice that Stripe holds as paid (the `invoice.paid` never arrived).
+    // (A one-off invoice, paid while revguard was not listening.)
+    stripe
+        .post(
+            "/v1/invoiceitems",
+            &[("customer", &customers[3]), ("amount", "2500"), ("currency", "usd")],
+        )
+        .await;
+    let draft = stripe.post("/v1/invoices", &[("customer", &customers[3])]).await;
+    let paid_invoice = stripe
+        .post(&format!("/v1/invoices/{}/pay", draft["id"].as_str().unwrap()), &[])
+        .await;
+    assert_eq!(paid_invoice["status"], "paid", "{paid_invoice}");
+    let mut failed = paid_invoice.clone();
+    failed["status"] = "open".into();
+    failed["paid"] = false.into();
+    failed["attempt_count"] = 1.into();
+    failed["next_payment_attempt"] = (revguard_core::time::unix_now() + 3 * 86_400).into();
+    let failure = serde_json::json!({ "id": "evt_failed_then_missed", "object": "event",
+        "type": "invoice.payment_failed", "created": revguard_core::time::unix_now(), "livemode": false,
+        "data": { "object": failed } })
+    .to_string();
+    let server = Server::start(&db);
+    let secret = revguard_core::WebhookSecret::new(SECRET).unwrap();
+    let answer = stripe
+        .http
+        .post(format!("{}/webhook", server.url))
+        .header(
+            "stripe-signature",
+            revguard_core::signature::sign(
+                &secret,
+                revguard_core::time::unix_now(),
+                failure.as_bytes(),
+            ),
+        )
+        .body(failure)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let invoice_id = paid_invoice["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !revguard_lines(&db, &["dunning"])
+        .iter()
+        .any(|c| c["invoice_id"] == invoice_id.as_str())
+    {
+        assert!(Instant::now() < deadline, "no dunning case opened");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop();
+
     let report_path = dir.path().join("reconcile.md");
     let found = revguard(
         &db,
@@ -472,21 +536,38 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
     );
     assert_eq!(found["drifted"], 1, "{found}");
     assert_eq!(found["missing"], 0, "{found}");
+    assert_eq!(
+        (&found["cases_checked"], &found["cases_drifted"]),
+        (&1.into(), &1.into()),
+        "{found}"
+    );
     let report = std::fs::read_to_string(&report_path).unwrap();
     assert!(
-        report.contains(changed.as_str()) && report.contains("| mrr |"),
+        report.contains(changed.as_str())
+            && report.contains("| mrr |")
+            && report.contains(&format!("| {invoice_id} |")),
         "{report}"
     );
     let fixed = revguard(&db, &["reconcile", "--fix"]);
     assert_eq!(
-        (&fixed["drifted"], &fixed["fixed"]),
-        (&1.into(), &1.into()),
+        (&fixed["drifted"], &fixed["cases_drifted"], &fixed["fixed"]),
+        (&1.into(), &1.into(), &2.into()),
         "{fixed}"
     );
+    assert!(
+        revguard_lines(&db, &["dunning"]).is_empty(),
+        "the case is closed"
+    );
+    let recovered = revguard_lines(&db, &["dunning", "--status", "all"]);
+    assert_eq!(recovered[0]["stage"], "recovered", "{recovered:?}");
     let after = revguard(&db, &["reconcile"]);
     assert_eq!(
-        (&after["drifted"], &after["missing"]),
-        (&0.into(), &0.into()),
+        (
+            &after["drifted"],
+            &after["missing"],
+            &after["cases_drifted"]
+        ),
+        (&0.into(), &0.into(), &0.into()),
         "{after}"
     );
     let view = revguard(&db, &["customer", &customers[2]]);

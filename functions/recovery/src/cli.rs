@@ -212,10 +212,12 @@ async fn recovery(sdk: &aws_config::SdkConfig) -> anyhow::Result<Recovery> {
     let api = stripe_client_from_env(sdk)
         .await?
         .context("no Stripe key: set STRIPE_API_KEY or STRIPE_API_KEY_SECRET_ARN")?;
-    Ok(Recovery::new(
+    let mut recovery = Recovery::new(
         api,
         aws_sdk_dynamodb::Client::new(sdk),
         aws_sdk_sqs::Client::new(sdk),
         &env,
-    ))
+    );
+    recovery.policy = revguard_aws::policy_from_env()?;
+    Ok(recovery)
 }

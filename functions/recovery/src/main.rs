@@ -14,12 +14,13 @@ async fn main() -> Result<(), Error> {
     let api = stripe_client_from_env(&sdk)
         .await?
         .ok_or("no Stripe API key: set StripeApiKey or ExistingStripeApiKeySecretArn")?;
-    let recovery = Recovery::new(
+    let mut recovery = Recovery::new(
         api,
         aws_sdk_dynamodb::Client::new(&sdk),
         aws_sdk_sqs::Client::new(&sdk),
         &env,
     );
+    recovery.policy = revguard_aws::policy_from_env()?;
     let recovery = &recovery;
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {

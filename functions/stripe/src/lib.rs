@@ -325,12 +325,22 @@ impl StripeApi for StripeClient {
     }
 
     async fn subscription(&self, id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
+        self.retrieve("/v1/subscriptions", id).await
+    }
+
+    async fn invoice(&self, id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
+        self.retrieve("/v1/invoices", id).await
+    }
+}
+
+impl StripeClient {
+    /// One object by id; `None` on 404.
+    async fn retrieve(&self, path: &str, id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
+        // An id goes into the path: only the characters Stripe's ids have.
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(ApiError::Malformed(format!(
-                "not a subscription id: {id:?}"
-            )));
+            return Err(ApiError::Malformed(format!("not a Stripe id: {id:?}")));
         }
-        match self.get(&format!("/v1/subscriptions/{id}"), &[]).await {
+        match self.get(&format!("{path}/{id}"), &[]).await {
             Ok(body) => RawValue::from_string(body)
                 .map(Some)
                 .map_err(|e| ApiError::Malformed(e.to_string())),
