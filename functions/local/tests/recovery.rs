@@ -128,19 +128,7 @@ impl Stripe {
 
     /// Every subscription: id → (status, quantity).
     async fn subscriptions(&self) -> BTreeMap<String, (String, i64)> {
-        let list = self
-            .http
-            .get(format!(
-                "{}/v1/subscriptions?status=all&limit=100",
-                self.base
-            ))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
+        let list = self.get("/v1/subscriptions?status=all&limit=100").await;
         assert_eq!(list["has_more"], false);
         list["data"]
             .as_array()
@@ -483,12 +471,21 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
     stripe
         .post(
             "/v1/invoiceitems",
-            &[("customer", &customers[3]), ("amount", "2500"), ("currency", "usd")],
+            &[
+                ("customer", &customers[3]),
+                ("amount", "2500"),
+                ("currency", "usd"),
+            ],
         )
         .await;
-    let draft = stripe.post("/v1/invoices", &[("customer", &customers[3])]).await;
+    let draft = stripe
+        .post("/v1/invoices", &[("customer", &customers[3])])
+        .await;
     let paid_invoice = stripe
-        .post(&format!("/v1/invoices/{}/pay", draft["id"].as_str().unwrap()), &[])
+        .post(
+            &format!("/v1/invoices/{}/pay", draft["id"].as_str().unwrap()),
+            &[],
+        )
         .await;
     assert_eq!(paid_invoice["status"], "paid", "{paid_invoice}");
     let mut failed = paid_invoice.clone();
