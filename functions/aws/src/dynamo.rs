@@ -1,6 +1,7 @@
-//! The event log on DynamoDB: one small item per event id, written with a conditional
-//! put. Items carry metadata only, plus the compressed payload when it could not ride in
-//! the SQS message (DynamoDB bills a write per started KB).
+//! The event log on DynamoDB: one item per event id, written with a conditional put.
+//! Items carry the metadata and the compressed payload: always when payloads are kept
+//! (`REVGUARD_KEEP_PAYLOADS`, the default, for replay), otherwise only when it could not
+//! ride in the SQS message (DynamoDB bills a write per started KB).
 
 use std::collections::HashMap;
 
