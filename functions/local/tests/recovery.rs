@@ -15,148 +15,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use revguard_stripe::testing::{localstripe_url, LocalStripe};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_revguard");
 const KEY: &str = "sk_test_revguard_recovery";
 const SECRET: &str = "whsec_recovery_test";
-
-fn localstripe_url() -> String {
-    std::env::var("REVGUARD_LOCALSTRIPE_URL").unwrap_or_else(|_| {
-        panic!(
-            "REVGUARD_LOCALSTRIPE_URL is not set: run the tests through scripts/test, which \
-             installs localstripe (pip install localstripe==1.15.10) and starts it"
-        )
-    })
-}
-
-struct Stripe {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Stripe {
-    async fn send(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Value {
-        let body: Vec<String> = form
-            .iter()
-            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-            .collect();
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(KEY)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.join("&"))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {value}");
-        value
-    }
-
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Value {
-        self.send(reqwest::Method::POST, path, form).await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn flush(&self) {
-        self.send(reqwest::Method::DELETE, "/_config/data", &[])
-            .await;
-    }
-
-    async fn webhook_to(&self, url: &str) {
-        self.post(
-            "/_config/webhooks/revguard",
-            &[("url", url), ("secret", SECRET)],
-        )
-        .await;
-    }
-
-    async fn customer(&self) -> String {
-        let token = self
-            .post(
-                "/v1/tokens",
-                &[
-                    ("card[number]", "4242424242424242"),
-                    ("card[exp_month]", "12"),
-                    ("card[exp_year]", "2031"),
-                    ("card[cvc]", "123"),
-                ],
-            )
-            .await;
-        let customer = self
-            .post(
-                "/v1/customers",
-                &[("source", token["id"].as_str().unwrap())],
-            )
-            .await;
-        customer["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn subscribe(&self, customer: &str, plan: &str) -> String {
-        let sub = self
-            .post(
-                "/v1/subscriptions",
-                &[("customer", customer), ("items[0][plan]", plan)],
-            )
-            .await;
-        assert_eq!(sub["status"], "active", "{sub}");
-        sub["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn cancel(&self, sub: &str) {
-        self.send(
-            reqwest::Method::DELETE,
-            &format!("/v1/subscriptions/{sub}"),
-            &[],
-        )
-        .await;
-    }
-
-    /// Every subscription: id → (status, quantity).
-    async fn subscriptions(&self) -> BTreeMap<String, (String, i64)> {
-        let list = self.get("/v1/subscriptions?status=all&limit=100").await;
-        assert_eq!(list["has_more"], false);
-        list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["id"].as_str().unwrap().to_owned(),
-                    (
-                        s["status"].as_str().unwrap().to_owned(),
-                        s["quantity"].as_i64().unwrap(),
-                    ),
-                )
-            })
-            .collect()
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 struct Server {
     child: Child,
@@ -250,7 +114,7 @@ fn held(db: &Path, customers: &[String]) -> BTreeMap<String, (String, i64)> {
 }
 
 /// Waits until revguard holds what Stripe holds for these customers.
-async fn converges(stripe: &Stripe, db: &Path, customers: &[String]) {
+async fn converges(stripe: &LocalStripe, db: &Path, customers: &[String]) {
     let want = stripe.subscriptions().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -268,10 +132,7 @@ async fn converges(stripe: &Stripe, db: &Path, customers: &[String]) {
 
 #[tokio::test]
 async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
-    let stripe = Stripe {
-        http: reqwest::Client::new(),
-        base: localstripe_url(),
-    };
+    let stripe = LocalStripe::new(KEY);
     stripe.flush().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("revguard.db");
@@ -279,7 +140,9 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
 
     // 1. Webhooks flow: three subscriptions reach revguard as localstripe delivers them.
     let server = Server::start(&db);
-    stripe.webhook_to(&format!("{}/webhook", server.url)).await;
+    stripe
+        .webhook_to(&format!("{}/webhook", server.url), SECRET)
+        .await;
     stripe
         .post(
             "/v1/plans",

@@ -17,97 +17,13 @@ use revguard_core::billing::BillingPolicy;
 use revguard_core::detect::DetectConfig;
 use revguard_core::ports::{DeadLetterAdmin, DeadLetters, Inbound, ReadModel};
 use revguard_recovery::{run, Job};
+use revguard_stripe::testing::{localstripe_url, LocalStripe};
 use revguard_stripe::{ApiKey, StripeClient};
-use serde_json::Value;
 
 const KEY: &str = "sk_test_revguard_aws_recovery";
 
-fn localstripe_url() -> String {
-    std::env::var("REVGUARD_LOCALSTRIPE_URL").unwrap_or_else(|_| {
-        panic!(
-            "REVGUARD_LOCALSTRIPE_URL is not set: run the tests through scripts/test, which \
-             installs localstripe (pip install localstripe==1.15.10) and starts it"
-        )
-    })
-}
-
-/// A form POST (or DELETE) to localstripe.
-async fn stripe(method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> Value {
-    let body: Vec<String> = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", k.replace('[', "%5B").replace(']', "%5D"), v))
-        .collect();
-    let response = reqwest::Client::new()
-        .request(method, format!("{}{path}", localstripe_url()))
-        .bearer_auth(KEY)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.join("&"))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {value}");
-    value
-}
-
-async fn post(path: &str, form: &[(&str, &str)]) -> Value {
-    stripe(reqwest::Method::POST, path, form).await
-}
-
-async fn subscription_for_new_customer() -> (String, String) {
-    let token = post(
-        "/v1/tokens",
-        &[
-            ("card[number]", "4242424242424242"),
-            ("card[exp_month]", "12"),
-            ("card[exp_year]", "2031"),
-            ("card[cvc]", "123"),
-        ],
-    )
-    .await;
-    let customer = post(
-        "/v1/customers",
-        &[("source", token["id"].as_str().unwrap())],
-    )
-    .await;
-    let customer = customer["id"].as_str().unwrap().to_owned();
-    let sub = post(
-        "/v1/subscriptions",
-        &[("customer", &customer), ("items[0][plan]", "team")],
-    )
-    .await;
-    (customer, sub["id"].as_str().unwrap().to_owned())
-}
-
-/// Stripe's subscriptions: id → (status, quantity).
-async fn at_stripe() -> BTreeMap<String, (String, i64)> {
-    let list: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/subscriptions?status=all&limit=100",
-            localstripe_url()
-        ))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().to_owned(),
-                (
-                    s["status"].as_str().unwrap().to_owned(),
-                    s["quantity"].as_i64().unwrap(),
-                ),
-            )
-        })
-        .collect()
+fn localstripe() -> LocalStripe {
+    LocalStripe::new(KEY)
 }
 
 /// DynamoDB's subscriptions, read through the operator API's read model.
@@ -159,7 +75,8 @@ async fn work_off(stack: &MotoStack) -> usize {
 
 #[tokio::test]
 async fn missed_events_are_backfilled_and_drift_is_reconciled_on_aws() {
-    stripe(reqwest::Method::DELETE, "/_config/data", &[]).await;
+    let stripe = localstripe();
+    stripe.flush().await;
     let stack = MotoStack::new().await;
     let api = StripeClient::new(&localstripe_url(), ApiKey::new(KEY).unwrap()).unwrap();
     let recovery = Recovery::new(
@@ -168,28 +85,25 @@ async fn missed_events_are_backfilled_and_drift_is_reconciled_on_aws() {
         stack.sqs.clone(),
         &stack.recovery_env(),
     );
-    post(
-        "/v1/plans",
-        &[
-            ("id", "team"),
-            ("amount", "9900"),
-            ("currency", "usd"),
-            ("interval", "month"),
-            ("product[name]", "Team"),
-        ],
-    )
-    .await;
+    stripe
+        .post(
+            "/v1/plans",
+            &[
+                ("id", "team"),
+                ("amount", "9900"),
+                ("currency", "usd"),
+                ("interval", "month"),
+                ("product[name]", "Team"),
+            ],
+        )
+        .await;
     // The outage: no webhook endpoint at all while this happens.
     let mut subs = Vec::new();
     for _ in 0..3 {
-        subs.push(subscription_for_new_customer().await.1);
+        let customer = stripe.customer().await;
+        subs.push(stripe.subscribe(&customer, "team").await);
     }
-    stripe(
-        reqwest::Method::DELETE,
-        &format!("/v1/subscriptions/{}", subs[0]),
-        &[],
-    )
-    .await;
+    stripe.cancel(&subs[0]).await;
 
     // The detector's audit (judged past its grace) knows the events are missing.
     let now = revguard_core::time::unix_now();
@@ -220,7 +134,10 @@ async fn missed_events_are_backfilled_and_drift_is_reconciled_on_aws() {
     assert_eq!(first["duplicates"], 0, "{first}");
     assert_eq!(work_off(&stack).await, 10);
     let ids = || subs.clone().into_iter();
-    assert_eq!(in_dynamodb(&recovery.read, ids()).await, at_stripe().await);
+    assert_eq!(
+        in_dynamodb(&recovery.read, ids()).await,
+        stripe.subscriptions().await
+    );
     let plan = anomaly.plan(now + 360).await.unwrap();
     assert!(plan.findings.iter().all(|f| f.signal != "events_missing"));
     // The cursor is remembered: the next run starts there and finds nothing new.
@@ -229,11 +146,12 @@ async fn missed_events_are_backfilled_and_drift_is_reconciled_on_aws() {
     assert!(second["since"].as_i64().unwrap() > now - 3600, "{second}");
 
     // Drift: a quantity changed at Stripe, and no event said so.
-    post(
-        &format!("/v1/subscriptions/{}", subs[1]),
-        &[("items[0][plan]", "team"), ("items[0][quantity]", "4")],
-    )
-    .await;
+    stripe
+        .post(
+            &format!("/v1/subscriptions/{}", subs[1]),
+            &[("items[0][plan]", "team"), ("items[0][quantity]", "4")],
+        )
+        .await;
     let found = run(&recovery, Job::Reconcile, now + 60).await.unwrap();
     assert_eq!(
         (
@@ -246,7 +164,10 @@ async fn missed_events_are_backfilled_and_drift_is_reconciled_on_aws() {
         "{found}"
     );
     assert_eq!(work_off(&stack).await, 1);
-    assert_eq!(in_dynamodb(&recovery.read, ids()).await, at_stripe().await);
+    assert_eq!(
+        in_dynamodb(&recovery.read, ids()).await,
+        stripe.subscriptions().await
+    );
     let mended = recovery.read.subscription(&subs[1]).await.unwrap().unwrap();
     assert_eq!(mended.mrr, 4 * 9900);
     let again = run(&recovery, Job::Reconcile, now + 120).await.unwrap();

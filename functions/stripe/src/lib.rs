@@ -15,6 +15,9 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "test-util")]
+pub mod testing;
+
 use revguard_core::recovery::{ApiError, EventsQuery, RawObjects, StripeApi};
 use serde::Deserialize;
 use serde_json::value::RawValue;
