@@ -2,7 +2,7 @@
 //! the scheduled recovery function, and the detector's completeness audit.
 //!
 //! - The backfill remembers where it stopped in the state table (`cursor#backfill`): the
-//!   next run starts there, less [`CURSOR_OVERLAP_SECS`].
+//!   next run starts there, less core's `CURSOR_OVERLAP_SECS`.
 //! - A reconciliation fixes what it finds (unless told not to), and drift of at least
 //!   the threshold leaves a `reconcile_drift` finding for the detector, which opens the
 //!   alert and publishes it once, as it does the worker's event-level findings.
@@ -15,7 +15,7 @@ use revguard_core::recovery::{
     backfill, reconcile, AuditOutcome, BackfillSummary, DeliveryAudit, EventsQuery,
     ReconcileReport, RecoveryError, StripeAudit, HANDLED_EVENT_TYPES,
 };
-use revguard_core::{IngestConfig, SecretSet, StoreError, WebhookSecret};
+use revguard_core::StoreError;
 use revguard_stripe::{ApiKey, StripeClient};
 
 use crate::billing::PK;
@@ -23,10 +23,6 @@ use crate::config::{optional_parsed, required, ConfigError, DEFAULT_MAX_MESSAGE_
 use crate::{DynamoAlerts, DynamoEventLog, DynamoReadModel, SqsQueue};
 
 pub const CURSOR_PK: &str = "cursor#backfill";
-/// A run starts this long before the newest event the last one listed.
-pub const CURSOR_OVERLAP_SECS: i64 = 600;
-/// The first run (no cursor): Stripe's retry window in live mode.
-pub const FIRST_BACKFILL_SECS: i64 = 3 * 86_400;
 
 /// The Stripe API client from the environment: the key in the Secrets Manager secret
 /// named by `STRIPE_API_KEY_SECRET_ARN` (how the template deploys it), else
@@ -106,8 +102,7 @@ impl revguard_core::recovery::Requery for AwsRequery {
     }
 }
 
-/// The ingress over the stack, for events fetched from Stripe (never signed: the secret
-/// here verifies nothing).
+/// The ingress over the stack, for events fetched from Stripe.
 pub fn fetched_ingress(
     dynamodb: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
@@ -115,11 +110,9 @@ pub fn fetched_ingress(
     queue_url: &str,
     max_message_bytes: usize,
 ) -> Ingress<DynamoEventLog, SqsQueue> {
-    let unused = WebhookSecret::new("whsec_fetched_events_are_not_signed").expect("valid");
-    Ingress::new(
+    revguard_core::recovery::fetched_ingress(
         DynamoEventLog::new(dynamodb, events_table),
         SqsQueue::new(sqs, queue_url, max_message_bytes),
-        IngestConfig::new(SecretSet::single(unused)),
     )
 }
 
@@ -250,10 +243,7 @@ impl Recovery {
     ) -> Result<(i64, BackfillSummary), RecoveryError> {
         let since = match since {
             Some(t) => t,
-            None => match self.cursor().await? {
-                Some(cursor) => cursor - CURSOR_OVERLAP_SECS,
-                None => now - FIRST_BACKFILL_SECS,
-            },
+            None => revguard_core::recovery::backfill_since(self.cursor().await?, now),
         };
         let query = EventsQuery {
             since,

@@ -385,6 +385,32 @@ pub enum RecoveryError {
     Store(#[from] StoreError),
 }
 
+/// A backfill starts this long before the newest event the last one listed: events of
+/// that second may have been listed after it.
+pub const CURSOR_OVERLAP_SECS: i64 = 600;
+/// The first backfill (no cursor, no `--since`): Stripe's retry window in live mode.
+pub const FIRST_BACKFILL_SECS: i64 = 3 * 86_400;
+
+/// Where a backfill starts without an explicit time, from the stored cursor.
+pub fn backfill_since(cursor: Option<i64>, now: i64) -> i64 {
+    match cursor {
+        Some(cursor) => cursor - CURSOR_OVERLAP_SECS,
+        None => now - FIRST_BACKFILL_SECS,
+    }
+}
+
+/// The ingress for events revguard fetched from Stripe itself: they are never signed, so
+/// its secret verifies nothing (one placeholder, here).
+pub fn fetched_ingress<L: EventLog, Q: Queue>(log: L, queue: Q) -> Ingress<L, Q> {
+    let unused = crate::WebhookSecret::new("whsec_fetched_events_are_not_signed")
+        .expect("a well-formed secret");
+    Ingress::new(
+        log,
+        queue,
+        crate::IngestConfig::new(crate::SecretSet::single(unused)),
+    )
+}
+
 /// What a backfill did, printed as one JSON line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BackfillSummary {

@@ -13,7 +13,7 @@ use revguard_core::memory::{
 use revguard_core::ports::Inbound;
 use revguard_core::recovery::{ApiError, EventsQuery, RawObjects, StripeApi, StripeRequery};
 use revguard_core::worker::{ConsumeRules, Worker};
-use revguard_core::{IngestConfig, Ingress, Payload, QueueMessage, SecretSet, Via, WebhookSecret};
+use revguard_core::{Payload, QueueMessage, Via};
 use serde_json::{json, value::RawValue};
 
 /// Stripe, holding each subscription as `canceled` now, and counting the fetches.
@@ -77,7 +77,6 @@ type RequeryWorker = Worker<
 >;
 
 fn worker() -> RequeryWorker {
-    let unused = WebhookSecret::new("whsec_unused").unwrap();
     Worker {
         log: MemoryEventLog::default(),
         billing: MemoryBilling::default(),
@@ -88,10 +87,9 @@ fn worker() -> RequeryWorker {
         rules: ConsumeRules::default(),
         requery: StripeRequery {
             api: Stripe::default(),
-            ingress: Ingress::new(
+            ingress: revguard_core::recovery::fetched_ingress(
                 MemoryEventLog::default(),
                 MemoryQueue::default(),
-                IngestConfig::new(SecretSet::single(unused)),
             ),
         },
     }

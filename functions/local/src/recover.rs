@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use revguard_core::billing::BillingPolicy;
-use revguard_core::{IngestConfig, Ingress, SecretSet, WebhookSecret};
+use revguard_core::Ingress;
 use revguard_sqlite::SqliteStore;
 
 use crate::consumer;
@@ -13,21 +13,10 @@ use crate::publish::JsonlPublisher;
 
 /// Where the backfill remembers the newest event it listed.
 pub const BACKFILL_CURSOR_KEY: &str = "backfill_cursor";
-/// A backfill starts this long before its cursor: events created in the same seconds as
-/// the newest one listed may have been listed after it.
-pub const CURSOR_OVERLAP_SECS: i64 = 600;
-/// Without a cursor or `--since`: Stripe's retry window in live mode.
-pub const DEFAULT_BACKFILL_SECS: i64 = 3 * 86_400;
 
-/// The ingress over the store, for events fetched from Stripe: they are trusted without a
-/// signature, so the secret set here is never used to verify anything.
+/// The ingress over the store, for events fetched from Stripe.
 pub fn fetched_ingress(store: &SqliteStore) -> Ingress<SqliteStore, SqliteStore> {
-    let unused = WebhookSecret::new("whsec_fetched_events_are_not_signed").expect("a valid secret");
-    Ingress::new(
-        store.clone(),
-        store.clone(),
-        IngestConfig::new(SecretSet::single(unused)),
-    )
+    revguard_core::recovery::fetched_ingress(store.clone(), store.clone())
 }
 
 /// Applies what is visible in the queue, as `serve`'s worker would, until none is left
@@ -51,10 +40,12 @@ pub async fn apply_queued(
 
 /// Where the next backfill starts without `--since`.
 pub async fn backfill_start(store: &SqliteStore, now: i64) -> anyhow::Result<i64> {
-    Ok(match store.setting(BACKFILL_CURSOR_KEY).await? {
-        Some(cursor) => cursor.parse::<i64>()? - CURSOR_OVERLAP_SECS,
-        None => now - DEFAULT_BACKFILL_SECS,
-    })
+    let cursor = store
+        .setting(BACKFILL_CURSOR_KEY)
+        .await?
+        .map(|c| c.parse::<i64>())
+        .transpose()?;
+    Ok(revguard_core::recovery::backfill_since(cursor, now))
 }
 
 /// A readable reconciliation report (Markdown).

@@ -92,13 +92,8 @@ enum DeadLetterAction {
 }
 
 fn time(t: Option<String>) -> anyhow::Result<Option<i64>> {
-    t.map(|t| {
-        t.parse::<i64>()
-            .ok()
-            .or_else(|| revguard_core::time::parse_rfc3339(&t))
-            .with_context(|| format!("not a time: {t}"))
-    })
-    .transpose()
+    t.map(|t| revguard_core::time::parse_time(&t).with_context(|| format!("not a time: {t}")))
+        .transpose()
 }
 
 #[tokio::main]
