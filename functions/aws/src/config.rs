@@ -209,6 +209,10 @@ pub struct WorkerEnv {
     /// Deliveries after which a transiently failing message is dead-lettered (the queue's
     /// maxReceiveCount, so that the worker and the redrive policy agree).
     pub max_receives: u32,
+    /// How long a transiently failed message is hidden before its next delivery.
+    /// `REVGUARD_REDELIVERY_BASE_SECS` and `REVGUARD_REDELIVERY_CAP_SECS` change it (the
+    /// template keeps the defaults; the end-to-end test compresses time with them).
+    pub redelivery: revguard_core::retry::Backoff,
 }
 
 impl WorkerEnv {
@@ -225,6 +229,20 @@ impl WorkerEnv {
                 "REVGUARD_MAX_RECEIVES",
                 revguard_core::worker::ConsumeRules::default().max_receives,
             )?,
+            redelivery: {
+                let d = revguard_core::retry::Backoff::REDELIVERY;
+                revguard_core::retry::Backoff {
+                    base: std::time::Duration::from_secs(optional_parsed(
+                        "REVGUARD_REDELIVERY_BASE_SECS",
+                        d.base.as_secs(),
+                    )?),
+                    cap: std::time::Duration::from_secs(optional_parsed(
+                        "REVGUARD_REDELIVERY_CAP_SECS",
+                        d.cap.as_secs(),
+                    )?),
+                    ..d
+                }
+            },
         })
     }
 }

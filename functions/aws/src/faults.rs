@@ -130,7 +130,7 @@ impl State {
 /// Clones share their plan, their random stream and their counts.
 #[derive(Debug, Clone)]
 pub struct FaultInjector {
-    rules: Arc<Vec<Rule>>,
+    rules: Arc<Mutex<Vec<Rule>>>,
     /// Refuse SQS message bodies with characters SQS does not allow, as AWS does and moto
     /// does not.
     sqs_characters: bool,
@@ -143,7 +143,7 @@ impl FaultInjector {
     /// `SdkConfig::http_client()`).
     pub fn new(seed: u64, rules: Vec<Rule>, inner: SharedHttpClient) -> Self {
         Self {
-            rules: Arc::new(rules),
+            rules: Arc::new(Mutex::new(rules)),
             sqs_characters: true,
             state: Arc::new(Mutex::new(State {
                 rng: seed,
@@ -151,6 +151,16 @@ impl FaultInjector {
             })),
             inner,
         }
+    }
+
+    /// An injector whose own sending is plain HTTP (moto's), for a proxy that asks it only
+    /// through [`FaultInjector::intercept`] and forwards requests itself.
+    pub fn for_proxy(seed: u64, rules: Vec<Rule>) -> Self {
+        Self::new(
+            seed,
+            rules,
+            aws_smithy_http_client::Builder::new().build_http(),
+        )
     }
 
     /// How many faults of each kind were injected: (operation, fault) → count.
@@ -178,10 +188,17 @@ impl FaultInjector {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Replaces the plan from the next call on (an outage that starts or ends); the
+    /// random stream and the counts go on.
+    pub fn set_rules(&self, rules: Vec<Rule>) {
+        *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = rules;
+    }
+
     fn draw(&self, operation: &str) -> Option<Fault> {
+        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut state = self.lock();
         *state.calls.entry(operation.to_owned()).or_default() += 1;
-        for (index, rule) in self.rules.iter().enumerate() {
+        for (index, rule) in rules.iter().enumerate() {
             if !rule.matches(operation) {
                 continue;
             }
@@ -228,32 +245,57 @@ struct FaultyConnector {
 
 impl HttpConnector for FaultyConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let operation = operation_of(&request);
-        if self.injector.sqs_characters && refused_by_sqs(&operation, &request) {
+        match self.injector.intercept(&request) {
+            Intercepted::PassOn => self.inner.call(request),
+            Intercepted::Delay(delay) => {
+                let inner = self.inner.clone();
+                HttpConnectorFuture::new(async move {
+                    tokio::time::sleep(delay).await;
+                    inner.call(request).await
+                })
+            }
+            Intercepted::Answer(response) => HttpConnectorFuture::ready(Ok(*response)),
+        }
+    }
+}
+
+/// What the injector does with one request.
+#[derive(Debug)]
+pub enum Intercepted {
+    /// Send it on, untouched.
+    PassOn,
+    /// Send it on after this delay.
+    Delay(Duration),
+    /// Answer it in AWS's place with this response.
+    Answer(Box<Response<SdkBody>>),
+}
+
+impl FaultInjector {
+    /// Draws the fate of one request: the same plan, stream and counts whether the
+    /// injector sits in an SDK client or in a proxy in front of moto (for functions that
+    /// run as processes of their own).
+    pub fn intercept(&self, request: &HttpRequest) -> Intercepted {
+        let operation = operation_of(request);
+        if self.sqs_characters && refused_by_sqs(&operation, request) {
             *self
-                .injector
                 .lock()
                 .injected
                 .entry((operation.clone(), "invalid_message_contents"))
                 .or_default() += 1;
-            return HttpConnectorFuture::ready(Ok(invalid_message_contents()));
+            return Intercepted::Answer(Box::new(invalid_message_contents()));
         }
-        let Some(fault) = self.injector.draw(&operation) else {
-            return self.inner.call(request);
+        let Some(fault) = self.draw(&operation) else {
+            return Intercepted::PassOn;
         };
         if let Fault::Latency(delay) = fault {
-            let inner = self.inner.clone();
-            return HttpConnectorFuture::new(async move {
-                tokio::time::sleep(delay).await;
-                inner.call(request).await
-            });
+            return Intercepted::Delay(delay);
         }
         if fault == Fault::UnprocessedKeys {
-            return HttpConnectorFuture::ready(Ok(all_unprocessed(&request)));
+            return Intercepted::Answer(Box::new(all_unprocessed(request)));
         }
-        let items = transact_item_count(&request);
-        let conflicting = self.injector.pick(items.max(1));
-        HttpConnectorFuture::ready(Ok(answer(&operation, fault, items, conflicting)))
+        let items = transact_item_count(request);
+        let conflicting = self.pick(items.max(1));
+        Intercepted::Answer(Box::new(answer(&operation, fault, items, conflicting)))
     }
 }
 

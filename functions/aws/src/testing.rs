@@ -194,6 +194,7 @@ impl MotoStack {
             queue_url: self.queue_url.clone(),
             dead_letter_queue_url: self.dead_letter_queue_url.clone(),
             max_receives: revguard_core::worker::ConsumeRules::default().max_receives,
+            redelivery: revguard_core::retry::Backoff::REDELIVERY,
         }
     }
 

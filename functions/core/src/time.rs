@@ -41,6 +41,23 @@ pub fn hhmm(t: i64) -> String {
     format!("{:02}:{:02}", s / 3600, (s % 3600) / 60)
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ`, the form of EventBridge Scheduler's
+/// `<aws.scheduler.scheduled-time>`.
+pub fn rfc3339(t: i64) -> String {
+    match utc(t) {
+        Some(d) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        ),
+        None => format!("{t}"),
+    }
+}
+
 /// `YYYY-MM-DD HH:MM UTC`.
 pub fn datetime(t: i64) -> String {
     match utc(t) {
@@ -91,6 +108,8 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2026-01-01 00:15"), None);
         assert_eq!(datetime(1_767_226_500), "2026-01-01 00:15 UTC");
+        assert_eq!(rfc3339(1_767_226_507), "2026-01-01T00:15:07Z");
+        assert_eq!(parse_rfc3339(&rfc3339(1_767_226_507)), Some(1_767_226_507));
         assert_eq!(datetime(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(hour_of(1_767_226_500), 1_767_225_600);
         assert_eq!(hour_of(-1), -3600);

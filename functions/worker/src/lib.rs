@@ -142,6 +142,7 @@ pub fn lambda_worker<N>(
             policy,
             rules: ConsumeRules {
                 max_receives: env.max_receives,
+                redelivery: env.redelivery,
                 ..ConsumeRules::default()
             },
             requery: revguard_aws::AwsRequery::Off,

@@ -1,0 +1,720 @@
+//! The built bootstraps (`ingress`, `worker`, `anomaly`) as processes under the Lambda
+//! Runtime API emulator, with the environment the template gives them; API Gateway, the
+//! SQS event source and the schedule in front; moto behind, through the fault injector.
+//!
+//! - A renewal burst under throttles, conflicts and 5xx: nothing dead-lettered, every
+//!   counter exact, every notification published once.
+//! - A DynamoDB outage longer than the old retry budget (time compressed): the ingress
+//!   answers 5xx, Stripe-style retries succeed afterwards, nothing lost or dead-lettered.
+//! - The signing secret changed while warm, and a payload with U+FFFF: both accepted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use revguard_aws::faults::{Fault, FaultInjector, Rule};
+use revguard_aws::testing::{moto_endpoint, MotoStack};
+use revguard_aws::DynamoCounters;
+use revguard_core::metric::Metric;
+use revguard_core::ports::CountersReader;
+use revguard_core::signature::sign;
+use revguard_core::WebhookSecret;
+use revguard_e2e::{
+    deliver_webhook, poll_queue, template_variables, FaultProxy, Function, SourceCounts,
+};
+use serde_json::{json, Value};
+
+const LARGE_EVERY: usize = 5;
+/// Concurrent ingress instances in the burst (moto, one Python process, is what limits
+/// the rate here: more instances only queue at it).
+const INGRESS_INSTANCES: usize = 4;
+/// Renewals in the burst by default: what moto (one Python process, at about 7 webhooks
+/// a second under these faults on a 2-core machine) takes in a few minutes. `REVGUARD_E2E_RENEWALS=5000` runs the issue's full size.
+const DEFAULT_RENEWALS: usize = 500;
+
+/// The scenarios share one moto and two cores: one at a time, so that one's load does
+/// not stretch another's compressed timings.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+const LARGE: i64 = 250_000;
+/// The functions' timeouts in template.yaml.
+const INGRESS_TIMEOUT: Duration = Duration::from_secs(10);
+const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn wall() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A deployment in moto: the stack, its webhook secret in Secrets Manager, and the
+/// queue's redrive policy as the template sets it.
+struct Deployment {
+    stack: MotoStack,
+    secrets: aws_sdk_secretsmanager::Client,
+    secret_arn: String,
+    max_receives: u32,
+}
+
+impl Deployment {
+    async fn new(secret: &str) -> Self {
+        let stack = MotoStack::new().await;
+        let sdk = revguard_aws::testing::moto_config().await;
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let secret_arn = secrets
+            .create_secret()
+            .name(revguard_aws::testing::unique_name("webhook-secret"))
+            .secret_string(secret)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap();
+        let max_receives = 20; // the template's MaxReceiveCount
+        let dlq_arn = stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&stack.dead_letter_queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        stack
+            .sqs
+            .set_queue_attributes()
+            .queue_url(&stack.queue_url)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives })
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Self {
+            stack,
+            secrets,
+            secret_arn,
+            max_receives,
+        }
+    }
+
+    fn ingress_env(&self) -> Vec<(&'static str, String)> {
+        let env = vec![
+            ("REVGUARD_EVENTS_TABLE", self.stack.events_table.clone()),
+            ("REVGUARD_QUEUE_URL", self.stack.queue_url.clone()),
+            ("REVGUARD_MODES", "both".to_owned()),
+            ("REVGUARD_KEEP_PAYLOADS", "true".to_owned()),
+            ("STRIPE_WEBHOOK_SECRET_ARN", self.secret_arn.clone()),
+        ];
+        same_names_as_template("IngressFunction", &env, &[]);
+        env
+    }
+
+    /// The worker's environment; `redelivery` (base, cap seconds) compresses its backoff.
+    fn worker_env(&self, redelivery: (u64, u64)) -> Vec<(&'static str, String)> {
+        let s = &self.stack;
+        let env = vec![
+            ("REVGUARD_EVENTS_TABLE", s.events_table.clone()),
+            ("REVGUARD_STATE_TABLE", s.state_table.clone()),
+            ("REVGUARD_COUNTERS_TABLE", s.counters_table.clone()),
+            ("REVGUARD_ALERTS_TABLE", s.alerts_table.clone()),
+            (
+                "REVGUARD_NOTIFICATIONS_TOPIC_ARN",
+                s.notifications_topic.clone(),
+            ),
+            ("REVGUARD_QUEUE_URL", s.queue_url.clone()),
+            (
+                "REVGUARD_DEAD_LETTER_QUEUE_URL",
+                s.dead_letter_queue_url.clone(),
+            ),
+            ("REVGUARD_MAX_RECEIVES", self.max_receives.to_string()),
+            ("REVGUARD_REQUERY", "false".to_owned()),
+            ("REVGUARD_REDELIVERY_BASE_SECS", redelivery.0.to_string()),
+            ("REVGUARD_REDELIVERY_CAP_SECS", redelivery.1.to_string()),
+        ];
+        same_names_as_template(
+            "WorkerFunction",
+            &env,
+            &["STRIPE_API_KEY_SECRET_ARN"], // only with re-query on
+        );
+        env
+    }
+
+    fn anomaly_env(&self) -> Vec<(&'static str, String)> {
+        let s = &self.stack;
+        let env = vec![
+            ("REVGUARD_STATE_TABLE", s.state_table.clone()),
+            ("REVGUARD_COUNTERS_TABLE", s.counters_table.clone()),
+            ("REVGUARD_ALERTS_TABLE", s.alerts_table.clone()),
+            ("REVGUARD_ALERTS_TOPIC_ARN", s.alerts_topic.clone()),
+            (
+                "REVGUARD_DASHBOARD_URL",
+                "https://us-east-1.console.aws.amazon.com/cloudwatch/home".to_owned(),
+            ),
+            ("REVGUARD_EVENTS_TABLE", s.events_table.clone()),
+        ];
+        same_names_as_template(
+            "AnomalyFunction",
+            &env,
+            &["STRIPE_API_KEY_SECRET_ARN"], // only with a Stripe API key
+        );
+        env
+    }
+
+    /// `n` ingress instances with the template's 10 s timeout.
+    async fn start_ingress(&self, n: usize, proxy: &FaultProxy) -> Vec<Arc<Function>> {
+        start_all(
+            "ingress",
+            n,
+            &self.ingress_env(),
+            &proxy.url,
+            INGRESS_TIMEOUT,
+        )
+        .await
+    }
+
+    /// `n` worker instances with the template's 30 s timeout.
+    async fn start_workers(
+        &self,
+        n: usize,
+        redelivery: (u64, u64),
+        proxy: &FaultProxy,
+    ) -> Vec<Arc<Function>> {
+        start_all(
+            "worker",
+            n,
+            &self.worker_env(redelivery),
+            &proxy.url,
+            WORKER_TIMEOUT,
+        )
+        .await
+    }
+
+    async fn dead_letters(&self) -> usize {
+        revguard_aws::testing::drain_queue(&self.stack.sqs, &self.stack.dead_letter_queue_url)
+            .await
+            .len()
+    }
+
+    /// Messages in the events queue, visible or in flight.
+    async fn queued(&self) -> u64 {
+        let out = self
+            .stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.stack.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let attributes = out.attributes.unwrap_or_default();
+        [
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ]
+        .iter()
+        .filter_map(|k| attributes.get(k)?.parse::<u64>().ok())
+        .sum()
+    }
+
+    /// Sums of the hourly counters over [from, to).
+    async fn counted(&self, from: i64, to: i64) -> BTreeMap<String, i64> {
+        let totals = DynamoCounters::new(self.stack.dynamodb.clone(), &self.stack.counters_table)
+            .counters(true, from, to)
+            .await
+            .unwrap();
+        let mut out = BTreeMap::new();
+        for metrics in totals.values() {
+            for (metric, value) in metrics {
+                *out.entry(metric.name()).or_default() += value;
+            }
+        }
+        out
+    }
+
+    /// Notification ids published to the notifications topic, with how often each came.
+    async fn published(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for body in revguard_aws::testing::drain_queue(
+            &self.stack.sqs,
+            &self.stack.notifications_subscriber,
+        )
+        .await
+        {
+            let envelope: Value = serde_json::from_str(&body).unwrap();
+            let n: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+            *out.entry(n["id"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// The test sets what the template sets: every variable of the function in template.yaml
+/// is given here (or named as absent in this deployment's configuration), and no other.
+fn same_names_as_template(resource: &str, env: &[(&str, String)], absent: &[&str]) {
+    let mut template = template_variables(resource);
+    template.retain(|k| !absent.contains(&k.as_str()));
+    template.sort();
+    let mut given: Vec<String> = env
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .filter(|k| !k.starts_with("REVGUARD_REDELIVERY_")) // time compression, test only
+        .collect();
+    given.sort();
+    assert_eq!(given, template, "{resource}'s environment in template.yaml");
+}
+
+/// A Stripe event in the shape the fixtures have.
+fn event(id: &str, event_type: &str, created: i64, object: Value) -> String {
+    json!({ "id": id, "object": "event", "api_version": "2024-06-20", "type": event_type,
+            "created": created, "livemode": true, "pending_webhooks": 1,
+            "request": { "id": null, "idempotency_key": null }, "data": { "object": object } })
+    .to_string()
+}
+
+/// Renewals sharing a billing anchor: `invoice.paid` and `charge.succeeded` per
+/// subscription, created within the hour before `end`; every fifth payment is large.
+fn renewals(prefix: &str, count: usize, end: i64) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(2 * count);
+    for i in 0..count {
+        let created = end - 3600 + (i as i64 * 3600) / count as i64;
+        let amount = if i % LARGE_EVERY == 0 { LARGE } else { 4_900 };
+        let paid = format!("evt_{prefix}_paid_{i}");
+        out.push((paid.clone(), event(&paid, "invoice.paid", created, json!({
+            "id": format!("in_{prefix}_{i}"), "object": "invoice", "customer": format!("cus_{prefix}_{i}"),
+            "subscription": format!("sub_{prefix}_{i}"), "amount_paid": amount, "amount_due": amount,
+            "currency": "usd", "paid": true, "status": "paid", "attempt_count": 1,
+            "billing_reason": "subscription_cycle" }))));
+        let charge = format!("evt_{prefix}_charge_{i}");
+        out.push((charge.clone(), event(&charge, "charge.succeeded", created + 1, json!({
+            "id": format!("ch_{prefix}_{i}"), "object": "charge", "customer": format!("cus_{prefix}_{i}"),
+            "amount": amount, "currency": "usd", "status": "succeeded", "paid": true }))));
+    }
+    out
+}
+
+/// What the senders saw.
+#[derive(Debug, Default)]
+struct Delivery {
+    attempts: AtomicU64,
+    server_errors: AtomicU64,
+    refused: Mutex<Vec<String>>,
+}
+
+/// Stripe's side: `senders` concurrent deliveries, each through an ingress instance of
+/// its own; a delivery that gets no 2xx is retried with exponential backoff (Stripe's
+/// schedule, compressed: `first_retry` doubling up to `max_retry`) until it is accepted.
+async fn deliver_all(
+    ingress: Vec<Arc<Function>>,
+    events: Vec<(String, String)>,
+    secret: Arc<Mutex<WebhookSecret>>,
+    first_retry: Duration,
+    max_retry: Duration,
+    delivery: Arc<Delivery>,
+) {
+    let queue = Arc::new(Mutex::new(VecDeque::from(events)));
+    let mut senders = Vec::new();
+    for function in ingress {
+        let (queue, secret, delivery) = (queue.clone(), secret.clone(), delivery.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some((id, body)) = queue.lock().unwrap().pop_front() else {
+                    return;
+                };
+                let mut wait = first_retry;
+                for attempt in 1.. {
+                    let signature = {
+                        let secret = secret.lock().unwrap();
+                        sign(&secret, wall(), body.as_bytes())
+                    };
+                    delivery.attempts.fetch_add(1, Ordering::SeqCst);
+                    let (status, answer) = deliver_webhook(&function, &body, &signature).await;
+                    if (200..300).contains(&status) {
+                        break;
+                    }
+                    if status < 500 {
+                        delivery
+                            .refused
+                            .lock()
+                            .unwrap()
+                            .push(format!("{id}: {status} {answer}"));
+                        break;
+                    }
+                    delivery.server_errors.fetch_add(1, Ordering::SeqCst);
+                    assert!(attempt < 60, "{id} was never accepted: {status} {answer}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(max_retry);
+                }
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+}
+
+/// Worker instances, each behind an event source of its own, until `stop`.
+fn start_event_sources(
+    deployment: &Deployment,
+    workers: &[Arc<Function>],
+    visibility_secs: i32,
+    stop: &Arc<AtomicBool>,
+    counts: &Arc<SourceCounts>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    workers
+        .iter()
+        .map(|w| {
+            tokio::spawn(poll_queue(
+                deployment.stack.sqs.clone(),
+                deployment.stack.queue_url.clone(),
+                w.clone(),
+                10,
+                visibility_secs,
+                stop.clone(),
+                counts.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Waits until the events queue is empty (nothing visible, in flight or delayed) a few
+/// times in a row.
+async fn drained(deployment: &Deployment, give_up: Duration) {
+    let until = Instant::now() + give_up;
+    let mut empty_reads = 0;
+    while empty_reads < 3 {
+        assert!(
+            Instant::now() < until,
+            "the queue did not drain in {give_up:?}"
+        );
+        empty_reads = if deployment.queued().await == 0 {
+            empty_reads + 1
+        } else {
+            0
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn start_all(
+    function: &str,
+    n: usize,
+    env: &[(&str, String)],
+    endpoint: &str,
+    timeout: Duration,
+) -> Vec<Arc<Function>> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(Arc::new(
+            Function::start(function, i, env, endpoint, timeout).await,
+        ));
+    }
+    out
+}
+
+fn rfc3339(t: i64) -> String {
+    revguard_core::time::rfc3339(t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_under_faults() {
+    let _serial = SERIAL.lock().await;
+    let renewals_n: usize = std::env::var("REVGUARD_E2E_RENEWALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_RENEWALS);
+    let secret = "whsec_e2e_burst_secret";
+    let deployment = Deployment::new(secret).await;
+    let rules = vec![
+        Rule::new(
+            "dynamodb:TransactWriteItems",
+            Fault::TransactionConflict,
+            0.20,
+        ),
+        Rule::new("dynamodb:*", Fault::Throttling, 0.10),
+        Rule::new("dynamodb:*", Fault::ProvisionedThroughputExceeded, 0.10),
+        Rule::new("dynamodb:*", Fault::Http500, 0.05),
+        Rule::new("sqs:SendMessage", Fault::Http500, 0.05),
+        Rule::new("sns:Publish", Fault::Http503, 0.05),
+    ];
+    let injector = FaultInjector::for_proxy(20_261_203, rules);
+    let proxy = FaultProxy::start(injector.clone(), &moto_endpoint()).await;
+
+    let ingress = deployment.start_ingress(INGRESS_INSTANCES, &proxy).await;
+    let workers = deployment.start_workers(5, (2, 16), &proxy).await;
+    let anomaly = Function::start(
+        "anomaly",
+        0,
+        &deployment.anomaly_env(),
+        &proxy.url,
+        Duration::from_secs(60),
+    )
+    .await;
+    let mut cold_starts = Vec::new();
+    for f in [&ingress[0], &workers[0]] {
+        cold_starts.push((f.name.clone(), f.bootstrap_bytes, f.init_time().await));
+    }
+    cold_starts.push((
+        anomaly.name.clone(),
+        anomaly.bootstrap_bytes,
+        anomaly.init_time().await,
+    ));
+
+    let end = wall();
+    let events = renewals("burst", renewals_n, end);
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(SourceCounts::default());
+    let sources = start_event_sources(&deployment, &workers, 30, &stop, &counts);
+    let delivery = Arc::new(Delivery::default());
+    deliver_all(
+        ingress.clone(),
+        events.clone(),
+        Arc::new(Mutex::new(WebhookSecret::new(secret).unwrap())),
+        Duration::from_millis(200),
+        Duration::from_secs(5),
+        delivery.clone(),
+    )
+    .await;
+    let delivered_in = started.elapsed();
+    drained(&deployment, Duration::from_secs(900)).await;
+    let drained_in = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    for s in sources {
+        s.await.unwrap();
+    }
+
+    // The schedule, after the storm (a detector run that meets a conflict fails and the
+    // schedule retries it; the faulted detector is the anomaly crate's test): the run
+    // judges the moment it was scheduled for, not the clock.
+    injector.set_rules(Vec::new());
+    let scheduled = wall() - wall() % 900;
+    let run = anomaly
+        .invoke(&json!({ "scheduled_time": rfc3339(scheduled) }))
+        .await
+        .expect("the detector run");
+    assert_eq!(run["at"].as_i64(), Some(scheduled), "{run}");
+
+    assert!(
+        delivery.refused.lock().unwrap().is_empty(),
+        "refused: {:?}",
+        delivery.refused.lock().unwrap()
+    );
+    assert_eq!(deployment.dead_letters().await, 0, "dead-lettered");
+    let counted = deployment.counted(end - 2 * 3600, end + 3600).await;
+    let n = renewals_n as i64;
+    assert_eq!(
+        counted.get(&Metric::PaymentsSucceeded.name()),
+        Some(&n),
+        "{counted:?}"
+    );
+    assert_eq!(
+        counted.get(&Metric::EventsOfType("invoice.paid".into()).name()),
+        Some(&n)
+    );
+    assert_eq!(counted.get(&Metric::Events.name()), Some(&(2 * n)));
+    let published = deployment.published().await;
+    let doubled: Vec<_> = published.iter().filter(|(_, c)| **c > 1).collect();
+    let large = renewals_n.div_ceil(LARGE_EVERY);
+
+    eprintln!(
+        "renewal burst through the built bootstraps: {} events ({renewals_n} renewals), {INGRESS_INSTANCES} ingress and 5 worker instances; \
+         webhook deliveries {} (5xx answered {}), delivered in {:.1} s, drained in {:.1} s; \
+         worker invocations {}, records {}, reported for redelivery {}, function errors {}; dead letters 0; \
+         notifications {} (more than once: {}); injected {:?}; calls {:?}",
+        events.len(),
+        delivery.attempts.load(Ordering::SeqCst),
+        delivery.server_errors.load(Ordering::SeqCst),
+        delivered_in.as_secs_f64(),
+        drained_in.as_secs_f64(),
+        counts.invocations.load(Ordering::SeqCst),
+        counts.records.load(Ordering::SeqCst),
+        counts.reported_failures.load(Ordering::SeqCst),
+        counts.function_errors.load(Ordering::SeqCst),
+        published.len(),
+        doubled.len(),
+        injector.injected(),
+        injector.calls(),
+    );
+    for (name, bytes, init) in &cold_starts {
+        eprintln!(
+            "cold start: {name} bootstrap {:.1} MB, init {:.1} ms (process start to first next call)",
+            *bytes as f64 / 1e6,
+            init.as_secs_f64() * 1000.0
+        );
+    }
+    assert_eq!(published.len(), large, "every large payment announced");
+    assert!(doubled.is_empty(), "published more than once: {doubled:?}");
+    for fault in [
+        Fault::TransactionConflict,
+        Fault::Throttling,
+        Fault::ProvisionedThroughputExceeded,
+        Fault::Http500,
+    ] {
+        assert!(injector.injected_of(fault) > 0, "no {fault:?} was injected");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dynamodb_outage_longer_than_the_old_retry_budget_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    // Time compressed: the queue's 180 s visibility becomes 5 s, so the old budget (5
+    // receives at a fixed visibility: 15 minutes) becomes 25 s; the outage lasts 40 s. The
+    // worker's redelivery backoff, compressed alike (1 s doubling to 8 s over 20
+    // receives), spans more than a minute.
+    const VISIBILITY: i32 = 5;
+    const OLD_BUDGET: Duration = Duration::from_secs(5 * VISIBILITY as u64);
+    const OUTAGE: Duration = Duration::from_secs(40);
+    let secret = "whsec_e2e_outage_secret";
+    let deployment = Deployment::new(secret).await;
+    let injector = FaultInjector::for_proxy(7, Vec::new());
+    let proxy = FaultProxy::start(injector.clone(), &moto_endpoint()).await;
+    let ingress = deployment.start_ingress(2, &proxy).await;
+    let workers = deployment.start_workers(2, (1, 8), &proxy).await;
+    for f in ingress.iter().chain(&workers) {
+        f.init_time().await;
+    }
+
+    let renewals_n = 150;
+    let end = wall();
+    let events = renewals("outage", renewals_n, end);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(SourceCounts::default());
+    let sources = start_event_sources(&deployment, &workers, VISIBILITY, &stop, &counts);
+    let delivery = Arc::new(Delivery::default());
+    let sending = tokio::spawn(deliver_all(
+        ingress.clone(),
+        events,
+        Arc::new(Mutex::new(WebhookSecret::new(secret).unwrap())),
+        Duration::from_millis(500),
+        Duration::from_secs(8),
+        delivery.clone(),
+    ));
+    // Let traffic flow, then take DynamoDB away for longer than the old budget.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outage_started = Instant::now();
+    injector.set_rules(vec![Rule::new("dynamodb:*", Fault::Http500, 1.0)]);
+    tokio::time::sleep(OUTAGE).await;
+    injector.set_rules(Vec::new());
+    let outage = outage_started.elapsed();
+    sending.await.unwrap();
+    drained(&deployment, Duration::from_secs(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for s in sources {
+        s.await.unwrap();
+    }
+
+    let server_errors = delivery.server_errors.load(Ordering::SeqCst);
+    let redelivered = counts.reported_failures.load(Ordering::SeqCst);
+    eprintln!(
+        "DynamoDB outage of {:.0} s (old budget, compressed: {:.0} s): webhook deliveries {} of which 5xx {server_errors}; \
+         worker invocations {}, reported for redelivery {redelivered}, function errors {}; injected {:?}",
+        outage.as_secs_f64(),
+        OLD_BUDGET.as_secs_f64(),
+        delivery.attempts.load(Ordering::SeqCst),
+        counts.invocations.load(Ordering::SeqCst),
+        counts.function_errors.load(Ordering::SeqCst),
+        injector.injected()
+    );
+    assert!(outage > OLD_BUDGET);
+    assert!(
+        server_errors > 0,
+        "the ingress answered 5xx during the outage"
+    );
+    assert!(
+        redelivered > 0,
+        "the workers met the outage and asked for redelivery"
+    );
+    assert!(delivery.refused.lock().unwrap().is_empty());
+    assert_eq!(deployment.dead_letters().await, 0, "dead-lettered");
+    let counted = deployment.counted(end - 2 * 3600, end + 3600).await;
+    assert_eq!(
+        counted.get(&Metric::Events.name()),
+        Some(&(2 * renewals_n as i64)),
+        "{counted:?}"
+    );
+    assert_eq!(
+        counted.get(&Metric::PaymentsSucceeded.name()),
+        Some(&(renewals_n as i64))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_changed_while_warm_and_a_payload_with_u_ffff_are_accepted() {
+    let _serial = SERIAL.lock().await;
+    let placeholder = "whsec_placeholder_until_the_first_deploy";
+    let deployment = Deployment::new(placeholder).await;
+    let injector = FaultInjector::for_proxy(11, Vec::new());
+    let proxy = FaultProxy::start(injector.clone(), &moto_endpoint()).await;
+    let ingress = deployment.start_ingress(1, &proxy).await.remove(0);
+    let now = wall();
+    let first = event(
+        "evt_warm_first",
+        "charge.succeeded",
+        now,
+        json!({ "id": "ch_warm_1", "object": "charge", "customer": "cus_warm", "amount": 1000,
+                "currency": "usd", "status": "succeeded", "paid": true }),
+    );
+    let old = WebhookSecret::new(placeholder).unwrap();
+    let (status, answer) =
+        deliver_webhook(&ingress, &first, &sign(&old, wall(), first.as_bytes())).await;
+    assert_eq!(status, 200, "warm with the first secret: {answer}");
+
+    // `sam deploy --parameter-overrides StripeWebhookSecret=…` changes only the value.
+    let real = "whsec_the_endpoint_secret_from_the_dashboard";
+    deployment
+        .secrets
+        .put_secret_value()
+        .secret_id(&deployment.secret_arn)
+        .secret_string(real)
+        .send()
+        .await
+        .unwrap();
+    // U+FFFF is valid JSON and SQS refuses it raw (the proxy refuses it as SQS does).
+    let second = event(
+        "evt_warm_second",
+        "charge.succeeded",
+        now + 1,
+        json!({ "id": "ch_warm_2", "object": "charge", "customer": "cus_warm", "amount": 2000,
+                "currency": "usd", "status": "succeeded", "paid": true,
+                "description": "noncharacter \u{FFFF} and \u{FFFE} kept" }),
+    );
+    assert!(second.contains('\u{FFFF}'));
+    let new = WebhookSecret::new(real).unwrap();
+    let (status, answer) =
+        deliver_webhook(&ingress, &second, &sign(&new, wall(), second.as_bytes())).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "signed with the new secret, to a warm instance: {answer}"
+    );
+
+    let worker = deployment.start_workers(1, (1, 8), &proxy).await.remove(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(SourceCounts::default());
+    let sources = start_event_sources(&deployment, &[worker], 30, &stop, &counts);
+    drained(&deployment, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::SeqCst);
+    for s in sources {
+        s.await.unwrap();
+    }
+    assert_eq!(deployment.dead_letters().await, 0);
+    let counted = deployment.counted(now - 3600, now + 3600).await;
+    assert_eq!(
+        counted.get(&Metric::PaymentsSucceeded.name()),
+        Some(&2),
+        "{counted:?}"
+    );
+    assert_eq!(
+        injector.injected_of(Fault::Http500),
+        0,
+        "no fault was planned: {:?}",
+        injector.injected()
+    );
+}
