@@ -195,7 +195,8 @@ impl FaultInjector {
     }
 
     fn draw(&self, operation: &str) -> Option<Fault> {
-        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Lock order: the rules, then the state (set_rules takes only the rules).
+        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         let mut state = self.lock();
         *state.calls.entry(operation.to_owned()).or_default() += 1;
         for (index, rule) in rules.iter().enumerate() {

@@ -352,14 +352,19 @@ pub async fn subscribed_queue(
     url
 }
 
-/// Every message body waiting in the queue, receiving until it is empty.
-pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+/// Every message waiting in the queue, with its message attributes, receiving until it
+/// is empty.
+pub async fn drain_messages(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
     let mut all = Vec::new();
     loop {
         let out = sqs
             .receive_message()
             .queue_url(url)
             .max_number_of_messages(10)
+            .message_attribute_names("All")
             .send()
             .await
             .expect("receive");
@@ -367,8 +372,17 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
         if batch.is_empty() {
             return all;
         }
-        all.extend(batch.into_iter().filter_map(|m| m.body));
+        all.extend(batch);
     }
+}
+
+/// Every message body waiting in the queue, receiving until it is empty.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    drain_messages(sqs, url)
+        .await
+        .into_iter()
+        .filter_map(|m| m.body)
+        .collect()
 }
 
 /// Receives up to 10 messages of the queue and shapes them as Lambda's SQS event source

@@ -30,12 +30,12 @@ fn utc(t: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(t).ok()
 }
 
-/// `HH:MM` UTC of a unix time.
 /// Unix seconds, or an RFC 3339 UTC time such as `2026-01-01T00:00:00Z` (what the CLIs take).
 pub fn parse_time(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().or_else(|| parse_rfc3339(s))
 }
 
+/// `HH:MM` UTC of a unix time.
 pub fn hhmm(t: i64) -> String {
     let s = t.rem_euclid(86_400);
     format!("{:02}:{:02}", s / 3600, (s % 3600) / 60)

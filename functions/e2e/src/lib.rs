@@ -114,15 +114,20 @@ async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
     (headers, invocation.event).into_response()
 }
 
+/// Hands the function's answer to whoever invoked it.
+fn reply(api: &RuntimeApi, id: &str, answer: Reply) -> StatusCode {
+    if let Some(waiting) = api.pending.lock().unwrap().remove(id) {
+        let _ = waiting.send(answer);
+    }
+    StatusCode::ACCEPTED
+}
+
 async fn invocation_response(
     State(api): State<RuntimeApi>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> StatusCode {
-    if let Some(reply) = api.pending.lock().unwrap().remove(&id) {
-        let _ = reply.send(Ok(body.to_vec()));
-    }
-    StatusCode::ACCEPTED
+    reply(&api, &id, Ok(body.to_vec()))
 }
 
 async fn invocation_error(
@@ -130,10 +135,7 @@ async fn invocation_error(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> StatusCode {
-    if let Some(reply) = api.pending.lock().unwrap().remove(&id) {
-        let _ = reply.send(Err(body.to_vec()));
-    }
-    StatusCode::ACCEPTED
+    reply(&api, &id, Err(body.to_vec()))
 }
 
 async fn init_error(State(api): State<RuntimeApi>, body: Bytes) -> StatusCode {

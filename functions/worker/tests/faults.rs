@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_aws::faults::{Fault, Rule};
 use revguard_aws::testing::{
-    drain_queue, moto_config, receive_as_event_source, table_keys, MotoStack,
+    drain_messages, drain_queue, moto_config, receive_as_event_source, table_keys, MotoStack,
 };
 use revguard_aws::DynamoCounters;
 use revguard_core::billing::BillingPolicy;
@@ -263,21 +263,10 @@ async fn a_renewal_burst_under_throttles_conflicts_and_5xx_loses_and_doubles_not
 
 /// The dead letters' event ids and the reasons the worker gave.
 async fn dead_letter_reasons(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(String, String)> {
-    let mut all = Vec::new();
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .expect("receive from the DLQ");
-        let batch = out.messages.unwrap_or_default();
-        if batch.is_empty() {
-            return all;
-        }
-        for m in batch {
+    drain_messages(sqs, url)
+        .await
+        .into_iter()
+        .map(|m| {
             let id = QueueMessage::decode(m.body().unwrap_or_default())
                 .map(|q| q.event_id)
                 .unwrap_or_else(|e| format!("undecodable: {e}"));
@@ -287,9 +276,9 @@ async fn dead_letter_reasons(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(Strin
                 .and_then(|v| v.string_value())
                 .unwrap_or("no reason given")
                 .to_owned();
-            all.push((id, reason));
-        }
-    }
+            (id, reason)
+        })
+        .collect()
 }
 
 /// A stack whose clients go through a fault injector with these rules, and the worker
