@@ -11,6 +11,12 @@ touches: moto's copy is made once per item of the transaction and costs the whol
 so a batch of 30 writes against a table of 10,000 items copied 300,000 items (the
 end-to-end burst slowed to a few webhooks a second as its tables grew). A failed
 transaction puts those items back as they were, which is what moto's copies restored.
+
+SQS: moto works out every queue attribute (three counts over all messages, each message
+asking the clock) on each SendMessage, and on each message a ReceiveMessage returns (its
+retention check). With a backlog of thousands of messages that made each call cost tens of
+milliseconds. Here a message compares with the clock read once per count, and the
+retention check reads the one attribute it needs; the answers are the same.
    python scripts/moto_server.py HOST PORT
 """
 import copy
@@ -80,6 +86,45 @@ def transact_write_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = transact_write_items
+
+import time
+
+from moto.sqs import models as sqs_models
+
+
+def _count(predicate):
+    def count(queue):
+        now = time.time() * 1000.0
+        return sum(1 for message in queue._messages if predicate(message, now))
+
+    return property(count)
+
+
+def _visible(message, now):
+    return now > message.visible_at
+
+
+def _delayed(message, now):
+    return now < message.delayed_until
+
+
+sqs_models.Queue.approximate_number_of_messages = _count(
+    lambda m, now: _visible(m, now) and not _delayed(m, now)
+)
+sqs_models.Queue.approximate_number_of_messages_delayed = _count(_delayed)
+sqs_models.Queue.approximate_number_of_messages_not_visible = _count(
+    lambda m, now: not _visible(m, now)
+)
+
+
+def is_message_valid_based_on_retention_period(self, queue_name, message):
+    retention_period = int(self.get_queue(queue_name).message_retention_period)
+    return retention_period + message.sent_timestamp / 1000 > time.time()
+
+
+sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (
+    is_message_valid_based_on_retention_period
+)
 
 host, port = sys.argv[1], int(sys.argv[2])
 dispatcher = DomainDispatcherApplication(create_backend_app)
