@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// The largest SQS message (256 KiB) less room for the message attributes, which SQS
 /// counts toward the size.
@@ -67,9 +69,21 @@ impl IngressEnv {
 /// timeouts shorter than a Lambda's, so a hung dependency becomes a 5xx, not a timeout.
 pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .timeout_config(default_timeouts())
         .load()
         .await
+}
+
+/// The SDK's HTTP client: rustls over ring with the system's roots (plain HTTP too, for
+/// an `AWS_ENDPOINT_URL` such as moto's). The SDK's default client is not compiled in,
+/// so every configuration is given this one.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 pub fn default_timeouts() -> TimeoutConfig {

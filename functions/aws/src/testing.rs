@@ -22,6 +22,7 @@ pub fn moto_endpoint() -> String {
 
 async fn config_for(endpoint: &str, retries: u32) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::config::https_client())
         .region(Region::new("us-east-1"))
         .test_credentials()
         .endpoint_url(endpoint)
