@@ -10,7 +10,9 @@ Under that lock, a transaction keeps a copy of the items it names instead of eve
 touches: moto's copy is made once per item of the transaction and costs the whole table,
 so a batch of 30 writes against a table of 10,000 items copied 300,000 items (the
 end-to-end burst slowed to a few webhooks a second as its tables grew). A failed
-transaction puts those items back as they were, which is what moto's copies restored.
+transaction puts those items back as they were, which is what moto's copies restored
+(except stream records, which revguard's tables do not have). The lock above is what makes
+that safe: nothing else writes between a transaction and its restore.
 
 SQS: moto works out every queue attribute (three counts over all messages, each message
 asking the clock) on each SendMessage, and on each message a ReceiveMessage returns (its
@@ -68,13 +70,13 @@ def _restore(table, hash_value, range_value, item):
 def transact_write_items(self, transact_items):
     saved = []
     for entry in transact_items:
-        _, op = next(iter(entry.items()))
-        table = self.tables.get(op.get("TableName"))
         try:
+            _, op = next(iter(entry.items()))
+            table = self.tables[op["TableName"]]
             hash_value, range_value = _item_key(table, op.get("Item") or op.get("Key"))
-        except (AttributeError, KeyError, TypeError):
-            continue  # moto reports the malformed entry itself
-        item = table.get_item(hash_value, range_value) if range_value or not table.range_key_attr else None
+            item = table.get_item(hash_value, range_value)
+        except Exception:
+            continue  # a malformed entry: moto refuses it itself, before any write
         saved.append((table, hash_value, range_value, copy.deepcopy(item)))
     try:
         return _transact_write_items(self, transact_items)

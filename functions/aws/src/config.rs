@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
@@ -76,14 +77,21 @@ pub async fn load_sdk_config() -> SdkConfig {
 }
 
 /// The SDK's HTTP client: rustls over ring with the system's roots (plain HTTP too, for
-/// an `AWS_ENDPOINT_URL` such as moto's). The SDK's default client is not compiled in,
-/// so every configuration is given this one.
+/// an `AWS_ENDPOINT_URL` such as moto's), and `HTTPS_PROXY`/`NO_PROXY` honoured as the
+/// SDK's default client does. That default (rustls over aws-lc) is not compiled in, so
+/// every configuration is given this one.
 pub fn https_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = aws_smithy_http_client::ConnectorBuilder::default().tls_provider(
+            tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring),
+        );
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 pub fn default_timeouts() -> TimeoutConfig {
