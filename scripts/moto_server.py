@@ -24,6 +24,7 @@ retention check reads the one attribute it needs; the answers are the same.
 import copy
 import sys
 import threading
+import time
 import types
 
 from werkzeug.serving import run_simple
@@ -38,6 +39,7 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.sqs import models as sqs_models
 
 
 def _deepcopy_except_tables(value, memo=None):
@@ -88,10 +90,6 @@ def transact_write_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = transact_write_items
-
-import time
-
-from moto.sqs import models as sqs_models
 
 
 def _count(predicate):
