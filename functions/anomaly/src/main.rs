@@ -2,14 +2,14 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use revguard_anomaly::{anomaly, scheduled_time, with_audit};
-use revguard_aws::{detect_config_from_env, load_sdk_config, stripe_client_from_env, AnomalyEnv};
+use revguard_aws::{detect_config_from_env, lambda_sdk_config, stripe_client_from_env, AnomalyEnv};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     revguard_aws::init_lambda_logging();
     let env = AnomalyEnv::from_env()?;
     let config = detect_config_from_env()?;
-    let sdk = load_sdk_config().await;
+    let sdk = lambda_sdk_config()?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let anomaly = with_audit(
         anomaly(

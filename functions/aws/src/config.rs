@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::{SharedAsyncSleep, SharedCredentialsProvider};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
@@ -74,6 +77,41 @@ pub async fn load_sdk_config() -> SdkConfig {
         .timeout_config(default_timeouts())
         .load()
         .await
+}
+
+/// The SDK configuration inside a Lambda function, from the environment Lambda gives it:
+/// the region from `AWS_REGION`, the execution role's credentials from
+/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL` if
+/// set, `AWS_MAX_ATTEMPTS` (default 3), and [`load_sdk_config`]'s timeouts. The default
+/// chain's other sources (profile files, SSO, web identity through STS, IMDS, ECS) can
+/// never answer in Lambda; leaving them out keeps their code (STS's whole client among
+/// it) out of the bootstraps. The operator CLI, which runs on a laptop or in CI, keeps
+/// [`load_sdk_config`].
+pub fn lambda_sdk_config() -> Result<SdkConfig, ConfigError> {
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+        .ok_or(ConfigError::Missing("AWS_REGION"))?;
+    let max_attempts: u32 = optional_parsed("AWS_MAX_ATTEMPTS", 3)?;
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.trim().to_owned()))
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .http_client(https_client())
+        .sleep_impl(SharedAsyncSleep::new(
+            aws_smithy_async::rt::sleep::TokioSleep::new(),
+        ))
+        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
+        .timeout_config(default_timeouts());
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
+        if !url.trim().is_empty() {
+            config = config.endpoint_url(url.trim());
+        }
+    }
+    Ok(config.build())
 }
 
 /// The SDK's HTTP client: rustls over ring with the system's roots (plain HTTP too, for

@@ -2,6 +2,10 @@
 //! Every client comes from one `SdkConfig`, which honours `AWS_ENDPOINT_URL` (how the
 //! tests point the real SDK clients at moto server).
 
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
 pub mod alerts;
 pub mod billing;
 pub mod config;
@@ -19,9 +23,9 @@ pub mod testing;
 pub use alerts::{DynamoAlerts, SnsAlertPublisher};
 pub use billing::{DynamoBilling, DynamoCounters};
 pub use config::{
-    detect_config_from_env, ingest_config_from_env, load_sdk_config, load_webhook_secrets,
-    policy_from_env, read_webhook_secrets, webhook_secret_arn, webhook_secret_loader, AnomalyEnv,
-    ApiEnv, ConfigError, IngressEnv, WorkerEnv,
+    detect_config_from_env, ingest_config_from_env, lambda_sdk_config, load_sdk_config,
+    load_webhook_secrets, policy_from_env, read_webhook_secrets, webhook_secret_arn,
+    webhook_secret_loader, AnomalyEnv, ApiEnv, ConfigError, IngressEnv, WorkerEnv,
 };
 pub use dynamo::DynamoEventLog;
 pub use read_model::DynamoReadModel;
@@ -34,11 +38,47 @@ pub use sqs::{SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue, SqsRedelivery};
 pub fn init_lambda_logging() {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
         .with_current_span(true)
         .without_time()
+        .finish()
+        .with(log_filter_from_env(LevelFilter::INFO))
         .init();
+}
+
+/// The log filter named by `RUST_LOG`: a level (`debug`) and `target=level` pairs
+/// (`info,revguard_core=debug`), else `default`. A plain target filter, not
+/// `EnvFilter`: its span-field directives need a regex engine that would add most of a
+/// megabyte to every bootstrap.
+pub fn log_filter_from_env(default: LevelFilter) -> Targets {
+    log_filter(std::env::var("RUST_LOG").ok().as_deref(), default)
+}
+
+fn log_filter(spec: Option<&str>, default: LevelFilter) -> Targets {
+    spec.map(str::trim)
+        .filter(|spec| !spec.is_empty())
+        .and_then(|spec| spec.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(default))
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn rust_log_names_a_level_and_targets_else_the_default_holds() {
+        let f = log_filter(Some("warn,revguard_core=debug"), LevelFilter::INFO);
+        assert!(f.would_enable("revguard_core::worker", &Level::DEBUG));
+        assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));
+        assert!(f.would_enable("aws_smithy_runtime", &Level::WARN));
+        for unset in [None, Some(""), Some("  "), Some("not a=filter=spec")] {
+            let f = log_filter(unset, LevelFilter::INFO);
+            assert!(f.would_enable("revguard_worker", &Level::INFO), "{unset:?}");
+            assert!(
+                !f.would_enable("revguard_worker", &Level::DEBUG),
+                "{unset:?}"
+            );
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! after a bad signature, at most once a minute), builds the
 //! clients once, and serves API Gateway HTTP API requests with the shared router.
 
-use revguard_aws::{ingest_config_from_env, load_sdk_config, load_webhook_secrets, IngressEnv};
+use revguard_aws::{ingest_config_from_env, lambda_sdk_config, load_webhook_secrets, IngressEnv};
 use revguard_http::system_clock;
 use revguard_ingress::build_router;
 
@@ -10,7 +10,7 @@ use revguard_ingress::build_router;
 async fn main() -> Result<(), lambda_http::Error> {
     revguard_aws::init_lambda_logging();
     let env = IngressEnv::from_env()?;
-    let sdk = load_sdk_config().await;
+    let sdk = lambda_sdk_config()?;
     let ingest = ingest_config_from_env(load_webhook_secrets(&sdk).await?)?;
     let app = build_router(&sdk, &env, ingest, system_clock());
     lambda_http::run(app).await

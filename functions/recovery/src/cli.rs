@@ -110,11 +110,14 @@ async fn main() -> ExitCode {
 
 /// Warnings and errors on stderr (`RUST_LOG` to change); stdout carries the answers.
 fn tracing_subscriber_init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .finish()
+        .with(revguard_aws::log_filter_from_env(
+            tracing_subscriber::filter::LevelFilter::WARN,
+        ))
         .init();
 }
 

@@ -2,7 +2,7 @@
 //! scheduled event.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use revguard_aws::{load_sdk_config, stripe_client_from_env, Recovery, RecoveryEnv};
+use revguard_aws::{lambda_sdk_config, stripe_client_from_env, Recovery, RecoveryEnv};
 use revguard_recovery::{run, Job};
 
 #[tokio::main]
@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     revguard_aws::init_lambda_logging();
     let job = Job::from_env()?;
     let env = RecoveryEnv::from_env()?;
-    let sdk = load_sdk_config().await;
+    let sdk = lambda_sdk_config()?;
     let api = stripe_client_from_env(&sdk)
         .await?
         .ok_or("no Stripe API key: set StripeApiKey or ExistingStripeApiKeySecretArn")?;

@@ -3,8 +3,8 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use revguard_aws::{
-    config::optional_parsed, load_sdk_config, policy_from_env, stripe_client_from_env, AwsRequery,
-    SnsNotifier, WorkerEnv,
+    config::optional_parsed, lambda_sdk_config, policy_from_env, stripe_client_from_env,
+    AwsRequery, SnsNotifier, WorkerEnv,
 };
 use revguard_worker::{handle_batch_within, lambda_worker, DEADLINE_MARGIN};
 
@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     revguard_aws::init_lambda_logging();
     let env = WorkerEnv::from_env()?;
     let policy = policy_from_env()?;
-    let sdk = load_sdk_config().await;
+    let sdk = lambda_sdk_config()?;
     let mut worker = lambda_worker(
         (
             aws_sdk_dynamodb::Client::new(&sdk),
