@@ -1,10 +1,22 @@
-//! The ingress use case: verify, parse, record once, enqueue, confirm.
+//! The ingress use case: verify, parse, record once, enqueue.
 //!
 //! Stripe delivers at least once and only stops once it sees a 2xx, so this answers
-//! success only when the event is durable in the log *and* in the queue. An entry whose
-//! enqueue was never confirmed (`received`) is enqueued again on redelivery: a crash or
-//! a queue outage between the two writes never turns Stripe's retry into a lost event.
-//! The price is that a message can be sent twice; the worker applies each event id once.
+//! success only when the event is durable in the queue *and* recorded in the log. The
+//! order makes sure no crash or outage between the two writes turns Stripe's retry into a
+//! lost event:
+//!
+//! - **Inline** (the message carries the payload, as nearly every webhook's does): the
+//!   message is sent first, then the log entry is put as already `queued`. One write to
+//!   the log, not two. A failed put after the send answers 5xx and Stripe's retry sends
+//!   the event again.
+//! - **By reference** (a payload too big for a message, which the worker reads from the
+//!   log) and **fetched** events (a backfill that offers every event of a window again, so
+//!   most are known): the entry is put first as `received`, then the message is sent and
+//!   the entry confirmed `queued`. An entry whose enqueue was never confirmed is enqueued
+//!   again on redelivery; a known, confirmed one sends nothing.
+//!
+//! The price either way is that a message can be sent twice; the worker applies each event
+//! id once.
 
 use crate::event::{EnvelopeError, EventEnvelope};
 use crate::message::{compress, Payload, QueueMessage, Via};
@@ -299,6 +311,13 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
                 false => Some(packed),
             }
         };
+        let payload = if fits_inline {
+            // Verified bytes that parsed as a JSON object are valid UTF-8.
+            Payload::Inline(String::from_utf8_lossy(body).into_owned())
+        } else {
+            Payload::InEventLog
+        };
+        let send_first = fits_inline && via == Via::Webhook;
         let record = EventRecord {
             event_id: envelope.id.clone(),
             event_type: envelope.event_type.clone(),
@@ -306,25 +325,12 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
             livemode: envelope.livemode,
             received_at: now,
             expires_at: now + self.config.event_ttl_secs,
-            status: EventStatus::Received,
+            status: if send_first {
+                EventStatus::Queued
+            } else {
+                EventStatus::Received
+            },
             stored_payload,
-        };
-
-        let requeue = match self.log.insert_if_absent(&record).await? {
-            InsertOutcome::Inserted => false,
-            InsertOutcome::AlreadyPresent(EventStatus::Queued) => {
-                return Ok(IngestOutcome::Duplicate {
-                    event_id: envelope.id,
-                });
-            }
-            InsertOutcome::AlreadyPresent(EventStatus::Received) => true,
-        };
-
-        let payload = if fits_inline {
-            // Verified bytes that parsed as a JSON object are valid UTF-8.
-            Payload::Inline(String::from_utf8_lossy(body).into_owned())
-        } else {
-            Payload::InEventLog
         };
         let message = QueueMessage {
             event_id: envelope.id.clone(),
@@ -335,22 +341,50 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
             payload,
             via,
         };
-        self.queue.send(&message).await?;
+        let event_id = envelope.id;
 
-        // The event is durable in the queue now: a failure to confirm only means a later
-        // redelivery enqueues it again, which the worker tolerates. Stripe gets its 2xx.
-        if let Err(e) = self.log.mark_queued(&envelope.id).await {
-            tracing::warn!(event_id = %envelope.id, error = %e, "enqueued, but the event log did not record it; a redelivery will enqueue it again");
+        if send_first {
+            self.queue.send(&message).await?;
+            return match self.log.insert_if_absent(&record).await {
+                Ok(InsertOutcome::Inserted) => Ok(IngestOutcome::Accepted { event_id }),
+                // A redelivery: the message just sent is a second copy, which the worker
+                // drops as already applied.
+                Ok(InsertOutcome::AlreadyPresent(EventStatus::Queued)) => {
+                    Ok(IngestOutcome::Duplicate { event_id })
+                }
+                Ok(InsertOutcome::AlreadyPresent(EventStatus::Received)) => {
+                    self.confirm(&event_id).await;
+                    Ok(IngestOutcome::Requeued { event_id })
+                }
+                Err(e) => {
+                    tracing::warn!(event_id = %event_id, error = %e, "enqueued, but the event log did not record it; answering 5xx so that Stripe's retry records it");
+                    Err(e.into())
+                }
+            };
         }
+
+        let requeue = match self.log.insert_if_absent(&record).await? {
+            InsertOutcome::Inserted => false,
+            InsertOutcome::AlreadyPresent(EventStatus::Queued) => {
+                return Ok(IngestOutcome::Duplicate { event_id });
+            }
+            InsertOutcome::AlreadyPresent(EventStatus::Received) => true,
+        };
+        self.queue.send(&message).await?;
+        self.confirm(&event_id).await;
         Ok(if requeue {
-            IngestOutcome::Requeued {
-                event_id: envelope.id,
-            }
+            IngestOutcome::Requeued { event_id }
         } else {
-            IngestOutcome::Accepted {
-                event_id: envelope.id,
-            }
+            IngestOutcome::Accepted { event_id }
         })
+    }
+
+    /// The event is durable in the queue: a failure to confirm only means a later
+    /// redelivery enqueues it again, which the worker tolerates. Stripe gets its 2xx.
+    async fn confirm(&self, event_id: &str) {
+        if let Err(e) = self.log.mark_queued(event_id).await {
+            tracing::warn!(event_id = %event_id, error = %e, "enqueued, but the event log did not record it; a redelivery will enqueue it again");
+        }
     }
 }
 
@@ -418,8 +452,16 @@ mod tests {
             .await
     }
 
+    fn big_event(id: &str) -> Vec<u8> {
+        let padding = "x".repeat(20_000);
+        format!(
+            r#"{{"id":"{id}","type":"invoice.paid","created":{NOW},"livemode":true,"data":{{"object":{{"id":"in_1","memo":"{padding}"}}}}}}"#
+        )
+        .into_bytes()
+    }
+
     #[tokio::test]
-    async fn first_delivery_is_accepted_then_duplicates_enqueue_nothing() {
+    async fn first_delivery_is_accepted_with_one_log_write_then_duplicates_are_reported() {
         let ing = ingress(256 * 1024);
         let body = event("evt_a", false);
         assert_eq!(
@@ -428,37 +470,72 @@ mod tests {
                 event_id: "evt_a".into()
             }
         );
+        // Sent first, then recorded as queued: no confirming write.
+        assert_eq!(ing.log.marks(), 0);
+        let rec = ing.log.get("evt_a").unwrap();
+        assert_eq!(rec.status, EventStatus::Queued);
+        assert!(!rec.livemode);
+        assert_eq!(rec.expires_at, NOW + DEFAULT_EVENT_TTL_SECS);
         assert_eq!(
             deliver(&ing, &body).await.unwrap(),
             IngestOutcome::Duplicate {
                 event_id: "evt_a".into()
             }
         );
+        // The redelivery sent a second copy of the same event, which the worker drops.
         let sent = ing.queue.sent();
-        assert_eq!(sent.len(), 1);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0], sent[1]);
         assert_eq!(
             sent[0].payload,
             Payload::Inline(String::from_utf8(body).unwrap())
         );
-        let rec = ing.log.get("evt_a").unwrap();
-        assert_eq!(rec.status, EventStatus::Queued);
-        assert!(!rec.livemode);
-        assert_eq!(rec.expires_at, NOW + DEFAULT_EVENT_TTL_SECS);
     }
 
     #[tokio::test]
-    async fn a_queue_outage_is_retryable_and_the_retry_enqueues() {
+    async fn fetched_events_already_known_enqueue_nothing() {
+        let ing = ingress(256 * 1024);
+        let body = event("evt_f", false);
+        let fetched = ing.ingest_fetched(&body, Via::Backfill, NOW).await.unwrap();
+        assert_eq!(
+            fetched,
+            IngestOutcome::Accepted {
+                event_id: "evt_f".into()
+            }
+        );
+        assert_eq!(ing.log.marks(), 1, "recorded first, then confirmed");
+        assert_eq!(
+            ing.ingest_fetched(&body, Via::Backfill, NOW).await.unwrap(),
+            IngestOutcome::Duplicate {
+                event_id: "evt_f".into()
+            }
+        );
+        // A webhook delivery of an event a backfill brought is a duplicate too.
+        assert!(matches!(
+            deliver(&ing, &body).await,
+            Ok(IngestOutcome::Duplicate { .. })
+        ));
+        assert_eq!(
+            ing.queue.sent().len(),
+            2,
+            "one for the backfill, one for the webhook"
+        );
+        assert_eq!(ing.queue.sent()[0].via, Via::Backfill);
+    }
+
+    #[tokio::test]
+    async fn a_queue_outage_is_retryable_records_nothing_and_the_retry_enqueues() {
         let ing = ingress(256 * 1024);
         let body = event("evt_b", true);
         ing.queue.down.store(true, Ordering::SeqCst);
         let err = deliver(&ing, &body).await.unwrap_err();
         assert!(err.is_retryable());
         assert_eq!(err.code(), "queue_unavailable");
-        assert_eq!(ing.log.get("evt_b").unwrap().status, EventStatus::Received);
+        assert!(ing.log.get("evt_b").is_none());
         ing.queue.down.store(false, Ordering::SeqCst);
         assert_eq!(
             deliver(&ing, &body).await.unwrap(),
-            IngestOutcome::Requeued {
+            IngestOutcome::Accepted {
                 event_id: "evt_b".into()
             }
         );
@@ -467,36 +544,76 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_store_outage_is_retryable_and_enqueues_nothing() {
+    async fn a_queue_outage_by_reference_leaves_an_unconfirmed_entry_that_the_retry_enqueues() {
+        let ing = ingress(4 * 1024);
+        let body = big_event("evt_bb");
+        ing.queue.down.store(true, Ordering::SeqCst);
+        assert_eq!(
+            deliver(&ing, &body).await.unwrap_err().code(),
+            "queue_unavailable"
+        );
+        assert_eq!(ing.log.get("evt_bb").unwrap().status, EventStatus::Received);
+        ing.queue.down.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            deliver(&ing, &body).await,
+            Ok(IngestOutcome::Requeued { .. })
+        ));
+        assert_eq!(ing.queue.sent().len(), 1);
+        assert_eq!(ing.log.get("evt_bb").unwrap().status, EventStatus::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_is_retryable_and_the_retry_records_the_event() {
         let ing = ingress(256 * 1024);
+        let body = event("evt_c", true);
         ing.log.down.store(true, Ordering::SeqCst);
-        let err = deliver(&ing, &event("evt_c", true)).await.unwrap_err();
+        let err = deliver(&ing, &body).await.unwrap_err();
+        assert_eq!(err.code(), "store_unavailable");
+        assert!(err.is_retryable());
+        // Already durable in the queue; the retry records it (and sends a copy).
+        assert_eq!(ing.queue.sent().len(), 1);
+        ing.log.down.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            deliver(&ing, &body).await,
+            Ok(IngestOutcome::Accepted { .. })
+        ));
+        assert_eq!(ing.log.get("evt_c").unwrap().status, EventStatus::Queued);
+        let sent = ing.queue.sent();
+        assert_eq!(
+            (sent.len(), sent[0].event_id.as_str()),
+            (2, sent[1].event_id.as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_by_reference_enqueues_nothing() {
+        let ing = ingress(4 * 1024);
+        ing.log.down.store(true, Ordering::SeqCst);
+        let err = deliver(&ing, &big_event("evt_cc")).await.unwrap_err();
         assert_eq!(err.code(), "store_unavailable");
         assert!(ing.queue.sent().is_empty());
     }
 
     #[tokio::test]
     async fn an_unconfirmed_enqueue_still_answers_success() {
-        let ing = ingress(256 * 1024);
+        let ing = ingress(4 * 1024);
+        let body = big_event("evt_d");
         ing.log.mark_down.store(true, Ordering::SeqCst);
-        assert!(deliver(&ing, &event("evt_d", true)).await.is_ok());
+        assert!(deliver(&ing, &body).await.is_ok());
         assert_eq!(ing.queue.sent().len(), 1);
         // Unconfirmed: a redelivery enqueues again rather than risk a loss.
         ing.log.mark_down.store(false, Ordering::SeqCst);
         assert!(matches!(
-            deliver(&ing, &event("evt_d", true)).await,
+            deliver(&ing, &body).await,
             Ok(IngestOutcome::Requeued { .. })
         ));
+        assert_eq!(ing.queue.sent().len(), 2);
     }
 
     #[tokio::test]
     async fn big_payloads_go_by_reference_through_the_event_log() {
         let ing = ingress(4 * 1024);
-        let padding = "x".repeat(20_000);
-        let body = format!(
-            r#"{{"id":"evt_big","type":"invoice.paid","created":{NOW},"livemode":true,"data":{{"object":{{"id":"in_1","memo":"{padding}"}}}}}}"#
-        )
-        .into_bytes();
+        let body = big_event("evt_big");
         assert!(matches!(
             deliver(&ing, &body).await,
             Ok(IngestOutcome::Accepted { .. })

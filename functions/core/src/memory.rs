@@ -27,11 +27,17 @@ pub struct MemoryEventLog {
     records: Mutex<HashMap<String, EventRecord>>,
     pub down: AtomicBool,
     pub mark_down: AtomicBool,
+    marks: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryEventLog {
     pub fn get(&self, event_id: &str) -> Option<EventRecord> {
         self.records.lock().unwrap().get(event_id).cloned()
+    }
+
+    /// How many confirmations (`mark_queued`) succeeded: writes the ingress paid for.
+    pub fn marks(&self) -> usize {
+        self.marks.load(Ordering::SeqCst)
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -61,6 +67,7 @@ impl EventLog for MemoryEventLog {
         if let Some(r) = self.records.lock().unwrap().get_mut(event_id) {
             r.status = EventStatus::Queued;
         }
+        self.marks.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
