@@ -36,13 +36,18 @@ pub use sqs::{SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue, SqsRedelivery};
 /// JSON logs for Lambda (CloudWatch stamps each line), filtered by `RUST_LOG` (default
 /// `info`), with the current span's fields (event id and type) on every line.
 pub fn init_lambda_logging() {
+    lambda_subscriber(log_filter_from_env(LevelFilter::INFO)).init();
+}
+
+fn lambda_subscriber(filter: Targets) -> impl tracing::Subscriber + Send + Sync {
     tracing_subscriber::fmt()
         .json()
         .with_current_span(true)
         .without_time()
+        // The builder's own level (INFO unless told) would cap whatever `filter` allows.
+        .with_max_level(LevelFilter::TRACE)
         .finish()
-        .with(log_filter_from_env(LevelFilter::INFO))
-        .init();
+        .with(filter)
 }
 
 /// The log filter named by `RUST_LOG`: a level (`debug`) and `target=level` pairs
@@ -72,6 +77,16 @@ mod tests {
         assert!(f.would_enable("revguard_core::worker", &Level::DEBUG));
         assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));
         assert!(f.would_enable("aws_smithy_runtime", &Level::WARN));
+        // What the installed subscriber lets through, not only what the filter says.
+        let installed = lambda_subscriber(log_filter(
+            Some("info,revguard_core=debug"),
+            LevelFilter::INFO,
+        ));
+        tracing::subscriber::with_default(installed, || {
+            assert!(tracing::enabled!(target: "revguard_core::worker", Level::DEBUG));
+            assert!(!tracing::enabled!(target: "revguard_core::worker", Level::TRACE));
+            assert!(!tracing::enabled!(target: "hyper", Level::DEBUG));
+        });
         for unset in [None, Some(""), Some("  "), Some("not a=filter=spec")] {
             let f = log_filter(unset, LevelFilter::INFO);
             assert!(f.would_enable("revguard_worker", &Level::INFO), "{unset:?}");

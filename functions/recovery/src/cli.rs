@@ -114,6 +114,8 @@ fn tracing_subscriber_init() {
     use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // The builder's own level (INFO unless told) would cap whatever RUST_LOG allows.
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
         .finish()
         .with(revguard_aws::log_filter_from_env(
             tracing_subscriber::filter::LevelFilter::WARN,
