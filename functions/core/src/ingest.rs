@@ -89,7 +89,8 @@ pub enum IngestOutcome {
     Accepted { event_id: String },
     /// A redelivery whose first enqueue was never confirmed: enqueued now.
     Requeued { event_id: String },
-    /// Seen and enqueued before: nothing done.
+    /// Recorded and enqueued before. An inline webhook's redelivery has sent a second copy
+    /// (the worker drops it); otherwise nothing was done.
     Duplicate { event_id: String },
 }
 
@@ -521,6 +522,29 @@ mod tests {
             "one for the backfill, one for the webhook"
         );
         assert_eq!(ing.queue.sent()[0].via, Via::Backfill);
+    }
+
+    #[tokio::test]
+    async fn a_webhook_for_an_entry_a_backfill_left_unconfirmed_enqueues_and_confirms_it() {
+        let ing = ingress(256 * 1024);
+        let body = event("evt_g", false);
+        ing.queue.down.store(true, Ordering::SeqCst);
+        let err = ing
+            .ingest_fetched(&body, Via::Backfill, NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "queue_unavailable");
+        assert_eq!(ing.log.get("evt_g").unwrap().status, EventStatus::Received);
+        ing.queue.down.store(false, Ordering::SeqCst);
+        assert_eq!(
+            deliver(&ing, &body).await.unwrap(),
+            IngestOutcome::Requeued {
+                event_id: "evt_g".into()
+            }
+        );
+        assert_eq!(ing.log.marks(), 1);
+        assert_eq!(ing.log.get("evt_g").unwrap().status, EventStatus::Queued);
+        assert_eq!(ing.queue.sent().len(), 1);
     }
 
     #[tokio::test]

@@ -215,6 +215,16 @@ async fn serves_webhooks_and_a_restart_keeps_the_secret_and_the_queue() {
     )
     .await;
     assert_eq!((status, json["status"].as_str()), (200, Some("duplicate")));
+    // The duplicate's delivery queued a second copy; the worker drops it. Stop once it has.
+    let drained = (0..200).any(|_| {
+        let (_, out) = cli(&["status", "--db", db.to_str().unwrap()]);
+        let counts: Value = serde_json::from_str(out.trim()).unwrap();
+        counts["queue_depth"] == 0 || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(drained, "the duplicate's copy was never consumed");
     server.stop();
 
     // The worker applied all three; the queue is empty and nothing is dead-lettered.
@@ -345,6 +355,17 @@ async fn sigterm_during_load_loses_no_accepted_event() {
         assert!(
             queued.contains(id) || applied.contains(id),
             "{id} was acknowledged but is neither in the queue nor applied"
+        );
+        // An insert finds the entry there: the acknowledged event is in the event log.
+        assert!(
+            revguard_core::ports::EventLog::insert_if_absent(
+                &store,
+                &revguard_core::contract::sample_record(id, now())
+            )
+            .await
+            .unwrap()
+                != revguard_core::ports::InsertOutcome::Inserted,
+            "{id} was acknowledged but is not in the event log"
         );
     }
     eprintln!(
