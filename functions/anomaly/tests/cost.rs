@@ -28,6 +28,8 @@ struct Tally {
     read_units: f64,
     /// Write units by kind of item (the key's prefix).
     writes_by_item: BTreeMap<String, f64>,
+    /// Writes by kind of item: with the units, the average size each is billed at.
+    write_count_by_item: BTreeMap<String, usize>,
 }
 
 fn key_kind(key: &Value) -> String {
@@ -112,6 +114,9 @@ fn tally(calls: &[Call], stored_sizes: &BTreeMap<String, usize>) -> Tally {
                     *t.writes_by_item
                         .entry(format!("{kind} (transaction)"))
                         .or_default() += 2.0 * units(size, 1024);
+                    *t.write_count_by_item
+                        .entry(format!("{kind} (transaction)"))
+                        .or_default() += 1;
                 }
             }
             _ => {}
@@ -428,6 +433,13 @@ async fn cost_per_webhook_is_measured() {
         work.writes_by_item
             .iter()
             .map(|(k, v)| (k.as_str(), (v / n * 100.0).round() / 100.0))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "worker writes per webhook by item (in the transaction): {:?}",
+        work.write_count_by_item
+            .iter()
+            .map(|(k, v)| (k.as_str(), (*v as f64 / n * 100.0).round() / 100.0))
             .collect::<Vec<_>>()
     );
     println!(
