@@ -131,6 +131,8 @@ pub struct MemoryBilling {
     pub conflicts_to_inject: AtomicUsize,
     /// Largest number of events one commit may carry (0: no limit).
     pub max_events_per_commit: AtomicUsize,
+    /// Outbox settlements to fail before one succeeds (a throttled delete).
+    pub settle_failures_to_inject: AtomicUsize,
 }
 
 #[derive(Default, Clone)]
@@ -313,6 +315,11 @@ impl BillingStore for MemoryBilling {
         unpublished: &[Notification],
     ) -> Result<(), StoreError> {
         self.check()?;
+        if self.settle_failures_to_inject.load(Ordering::SeqCst) > 0 {
+            self.settle_failures_to_inject
+                .fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::unavailable(SimulatedOutage));
+        }
         let mut t = self.inner.lock().unwrap();
         for id in published {
             if let Some(n) = t.outbox.remove(id) {

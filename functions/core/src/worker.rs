@@ -388,19 +388,42 @@ where
                     unpublished.push(n.clone());
                 }
             }
-            if let Err(e) = self
-                .billing
-                .settle_outbox(&report.published, &unpublished)
-                .await
-            {
-                // Published but still in the outbox: once the lease ends, a redelivery
-                // publishes them again, and subscribers de-duplicate on the id.
-                tracing::warn!(error = %crate::error_chain(&e), "published notifications stay in the outbox");
-            }
+            self.settle_outbox(&report.published, &unpublished).await;
         }
         for d in group {
             if let Some(reason) = not_out.get(d.event.id.as_str()) {
                 outcomes.insert(d.index, Err(Failure::Transient(reason.clone())));
+            }
+        }
+    }
+}
+
+impl<L, B, N, D, P, R> Worker<L, B, N, D, P, R>
+where
+    B: BillingStore,
+    P: Pause,
+{
+    /// Clears what went out from the outbox (and releases what did not), retried with the
+    /// commit's backoff: an entry left behind after its publish goes out again with the
+    /// next copy of its event that comes after the lease, and copies are common (a
+    /// delivery that failed after its send, a redelivered batch). Subscribers
+    /// de-duplicate on the id if even the retries fail.
+    async fn settle_outbox(&self, published: &[String], unpublished: &[Notification]) {
+        let seed = seed_of(published.first().map_or("", String::as_str));
+        let mut attempt = 1;
+        loop {
+            match self.billing.settle_outbox(published, unpublished).await {
+                Ok(()) => return,
+                Err(_) if !self.rules.commit.gives_up_after(attempt) => {
+                    self.pause
+                        .pause(self.rules.commit.delay(attempt, seed))
+                        .await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), attempts = attempt, "published notifications stay in the outbox");
+                    return;
+                }
             }
         }
     }

@@ -151,3 +151,39 @@ async fn notifications_a_crashed_worker_committed_go_out_once_its_lease_ends() {
     assert_eq!(sent.len(), tables.outbox.len(), "{sent:?}");
     assert!(worker.billing.tables().outbox.is_empty());
 }
+
+#[tokio::test]
+async fn an_outbox_settlement_that_fails_at_first_is_retried_so_a_later_copy_publishes_nothing() {
+    // A throttled delete after the publish: retried with backoff, not left for a later
+    // copy of the event (one a retried delivery sent) to publish again after the lease.
+    let worker = worker();
+    worker.notifier.release.notify_one(); // no slow first publish here
+    worker
+        .billing
+        .settle_failures_to_inject
+        .store(3, Ordering::SeqCst);
+    let now = 1_800_000_000;
+    assert_eq!(
+        worker.consume(&[delivery("m1", 1)], now).await,
+        [Consumed::Applied]
+    );
+    assert_eq!(worker.notifier.inner.taken().len(), 1);
+    assert!(
+        worker.billing.tables().outbox.is_empty(),
+        "settled on a retry"
+    );
+    assert_eq!(
+        worker.pause.pauses.lock().unwrap().len(),
+        3,
+        "three backoffs"
+    );
+
+    let copy = worker
+        .consume(&[delivery("m2", 1)], now + ports::OUTBOX_LEASE_SECS + 1)
+        .await;
+    assert_eq!(copy, [Consumed::Duplicate]);
+    assert!(
+        worker.notifier.inner.taken().is_empty(),
+        "nothing goes out twice"
+    );
+}
