@@ -215,6 +215,23 @@ check(anomaly["Type"] in ("Schedule", "ScheduleV2") and ref(anomaly["Properties"
 check(anomaly["Type"] == "ScheduleV2"
       and "<aws.scheduler.scheduled-time>" in anomaly["Properties"].get("Input", ""),
       "the schedule's input carries Scheduler's scheduled time, so a retried run judges the same moment")
+# The function URL: the default webhook door, public only for the ingress, with both
+# permissions a public URL needs (lambda:InvokeFunctionUrl, and since October 2025
+# lambda:InvokeFunction restricted to calls through the URL), and removable.
+urls = of_type("AWS::Lambda::Url")
+check(list(urls) == ["IngressFunctionUrl"] and getatt(urls["IngressFunctionUrl"]["Properties"]["TargetFunctionArn"]) == "IngressFunction"
+      and urls["IngressFunctionUrl"]["Properties"]["AuthType"] == "NONE",
+      "only the ingress has a function URL (public: Stripe signs its deliveries)")
+permissions = {k: v for k, v in of_type("AWS::Lambda::Permission").items() if ref(v["Properties"].get("FunctionName")) == "IngressFunction"}
+check({(p["Properties"]["Action"], p["Properties"].get("FunctionUrlAuthType"), p["Properties"].get("InvokedViaFunctionUrl")) for p in permissions.values()}
+      >= {("lambda:InvokeFunctionUrl", "NONE", None), ("lambda:InvokeFunction", None, True)},
+      "the function URL has both public permissions, the second only through the URL")
+check(params["WebhookFunctionUrl"]["Default"] == "true"
+      and all(r.get("Condition") == "HasWebhookFunctionUrl" for r in [*urls.values(), *permissions.values()]),
+      "the function URL is on by default and goes with WebhookFunctionUrl=false")
+check(t["Outputs"]["WebhookUrl"]["Value"].get("Fn::If", [None])[0] == "HasWebhookFunctionUrl"
+      and "WebhookApi" in str(t["Outputs"]["WebhookApiGatewayUrl"]["Value"]),
+      "WebhookUrl names the function URL when there is one; the API Gateway route stays an output")
 api = res["WebhookApi"]["Properties"]
 check(all(k in api["DefaultRouteSettings"] for k in ("ThrottlingRateLimit", "ThrottlingBurstLimit")), "the API is throttled")
 check("AccessLogSettings" in api, "the API writes access logs")
@@ -272,6 +289,8 @@ needs = {
     "AWS::SNS::Topic": ["sns:CreateTopic"],
     "AWS::SNS::Subscription": ["sns:Subscribe"],
     "AWS::SecretsManager::Secret": ["secretsmanager:CreateSecret"],
+    "AWS::Lambda::Url": ["lambda:CreateFunctionUrlConfig", "lambda:DeleteFunctionUrlConfig", "lambda:GetFunctionUrlConfig"],
+    "AWS::Lambda::Permission": ["lambda:AddPermission", "lambda:RemovePermission"],
     "AWS::Logs::LogGroup": ["logs:CreateLogGroup"],
     "AWS::Logs::MetricFilter": ["logs:PutMetricFilter"],
     "AWS::CloudWatch::Alarm": ["cloudwatch:PutMetricAlarm"],

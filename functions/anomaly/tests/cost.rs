@@ -32,6 +32,16 @@ struct Tally {
     write_count_by_item: BTreeMap<String, usize>,
 }
 
+/// The read units of one key read (items under 4 KB): a strongly consistent read costs
+/// one, an eventually consistent one (DynamoDB's default) half.
+fn read_unit(request: &Value) -> f64 {
+    if request["ConsistentRead"].as_bool() == Some(true) {
+        1.0
+    } else {
+        0.5
+    }
+}
+
 fn key_kind(key: &Value) -> String {
     let k = key
         .get("pk")
@@ -82,13 +92,14 @@ fn tally(calls: &[Call], stored_sizes: &BTreeMap<String, usize>) -> Tally {
                     .or_default() += w;
                 index_write(&mut t, &body, &body["Key"]);
             }
-            ("dynamodb", "GetItem") => t.read_units += 1.0, // strongly consistent, items < 4 KB
+            // Items under 4 KB: a unit a key read strongly, half a unit eventually.
+            ("dynamodb", "GetItem") => t.read_units += read_unit(&body),
             ("dynamodb", "BatchGetItem") => {
-                t.read_units += body["RequestItems"].as_object().map_or(0, |r| {
+                t.read_units += body["RequestItems"].as_object().map_or(0.0, |r| {
                     r.values()
-                        .map(|k| k["Keys"].as_array().map_or(0, Vec::len))
+                        .map(|k| k["Keys"].as_array().map_or(0, Vec::len) as f64 * read_unit(k))
                         .sum()
-                }) as f64
+                })
             }
             // The alerts index, eventually consistent: half a unit per 4 KB page.
             ("dynamodb", "Query") => t.read_units += 0.5,
@@ -359,7 +370,8 @@ async fn cost_per_webhook_is_measured() {
     let worker_writes = work.write_units / n - maxima_units;
     let detector_runs_per_month = 30.0 * 96.0;
     let rows = [
-        ("API Gateway HTTP API request", 1.0, api_req),
+        // The default WebhookUrl: a function URL has no price of its own.
+        ("Function URL request (the default WebhookUrl)", 1.0, 0.0),
         ("Lambda ingress invocation", 1.0, lambda_req),
         (
             "SQS SendMessage",
@@ -413,6 +425,10 @@ async fn cost_per_webhook_is_measured() {
         println!("| {what} | {count:.2} | {price:.3} | {cost:.3} |");
     }
     println!("| **total (requests and capacity)** | | | **{total:.2}** |");
+    println!(
+        "through API Gateway's route instead (WebhookApiGatewayUrl): +{api_req:.3} per webhook, total {:.2}",
+        total + api_req
+    );
     println!(
         "calls per webhook, ingress: {:?}",
         ingress

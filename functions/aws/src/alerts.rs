@@ -23,7 +23,7 @@ use revguard_core::ports::{
     AlertSnapshot, AlertStore, PublishError, Publisher, StoreError, CLOSED_ALERT_RETENTION_SECS,
 };
 
-use crate::billing::{batch_get, corrupt, PK};
+use crate::billing::{batch_get, corrupt, Read, PK};
 
 /// The sparse index of what a detector run reads: hash key `active`, range key `pk`.
 pub const ACTIVE_INDEX: &str = "active";
@@ -132,7 +132,7 @@ impl AlertStore for DynamoAlerts {
     async fn alerts(&self, ids: &[String]) -> Result<Vec<AlertState>, StoreError> {
         let pks: Vec<String> = ids.iter().map(|id| format!("alert#{id}")).collect();
         let mut out = Vec::new();
-        for item in batch_get(&self.client, &self.table, &pks).await? {
+        for item in batch_get(&self.client, &self.table, &pks, Read::Strong).await? {
             let json = item
                 .get("state")
                 .and_then(|v| v.as_s().ok())

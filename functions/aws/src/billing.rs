@@ -48,7 +48,13 @@ pub struct DynamoBilling {
     shard: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// Shard items this process has registered on their hour's item.
     registered: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Until when a batch's reads are strongly consistent: for a while after a commit of
+    /// this process conflicted, so that its retry does not read the same stale item again.
+    strong_reads_until: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long a conflict keeps a process's batch reads strongly consistent.
+const STRONG_READS_AFTER_CONFLICT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How many items an hour's sum counters may be spread over: the hour's own item
 /// (`live#<hour>`, shard 0) and up to 7 more (`live#<hour>#<k>`). A process adds to one of
@@ -107,6 +113,22 @@ impl DynamoBilling {
             maxima_written: Default::default(),
             shard: Default::default(),
             registered: Default::default(),
+            strong_reads_until: Default::default(),
+        }
+    }
+
+    /// How a batch reads its markers and state. Eventually consistent (half the price):
+    /// every write the batch then makes is conditioned on what it read (a marker's absence,
+    /// an item's version), so a stale read can only make the commit conflict, and the
+    /// retry reads strongly.
+    fn batch_read(&self) -> Read {
+        let until = *self
+            .strong_reads_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match until {
+            Some(t) if std::time::Instant::now() < t => Read::Strong,
+            _ => Read::Eventual,
         }
     }
 
@@ -176,14 +198,15 @@ impl DynamoBilling {
         self
     }
 
-    /// Strongly consistent reads of state-table items by key, 100 at a time; unprocessed
-    /// keys are asked again. Returns pk → item.
+    /// Reads of state-table items by key, 100 at a time; unprocessed keys are asked again.
+    /// Returns pk → item.
     async fn get_many(
         &self,
         pks: BTreeSet<String>,
+        read: Read,
     ) -> Result<HashMap<String, HashMap<String, AttributeValue>>, StoreError> {
         let keys: Vec<String> = pks.into_iter().collect();
-        let items = batch_get(&self.client, &self.state_table, &keys).await?;
+        let items = batch_get(&self.client, &self.state_table, &keys, read).await?;
         Ok(items
             .into_iter()
             .filter_map(|item| Some((item.get(PK)?.as_s().ok()?.clone(), item)))
@@ -436,7 +459,7 @@ impl DynamoBilling {
         &self,
         pk: String,
     ) -> Result<Option<T>, StoreError> {
-        self.get_many([pk.clone()].into())
+        self.get_many([pk.clone()].into(), Read::Strong)
             .await?
             .get(&pk)
             .map(state_of)
@@ -448,7 +471,10 @@ impl DynamoBilling {
 impl BillingStore for DynamoBilling {
     async fn applied(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
         let found = self
-            .get_many(event_ids.iter().map(|id| format!("applied#{id}")).collect())
+            .get_many(
+                event_ids.iter().map(|id| format!("applied#{id}")).collect(),
+                self.batch_read(),
+            )
             .await?;
         Ok(event_ids
             .iter()
@@ -460,7 +486,11 @@ impl BillingStore for DynamoBilling {
     async fn load(&self, keys: &StateKeys) -> Result<StateSnapshot, StoreError> {
         let mut out = StateSnapshot::default();
         let links = self
-            .get_many(keys.charges.iter().map(|c| format!("charge#{c}")).collect())
+            .get_many(
+                keys.charges.iter().map(|c| format!("charge#{c}")).collect(),
+                // Nothing conditions on a link's absence: read it as it is.
+                Read::Strong,
+            )
             .await?;
         for c in &keys.charges {
             if let Some(customer) = links
@@ -483,7 +513,7 @@ impl BillingStore for DynamoBilling {
             .collect();
         pks.extend(keys.invoices.iter().map(|k| format!("case#{k}")));
         pks.extend(customers.iter().map(|k| format!("cust#{k}")));
-        let items = self.get_many(pks).await?;
+        let items = self.get_many(pks, self.batch_read()).await?;
         for k in &keys.subscriptions {
             if let Some(item) = items.get(&format!("sub#{k}")) {
                 out.subscriptions.insert(k.clone(), state_of(item)?);
@@ -525,6 +555,13 @@ impl BillingStore for DynamoBilling {
         if matches!(result, Err(CommitError::Conflict | CommitError::Throttled)) {
             self.next_counter_shard();
         }
+        if matches!(result, Err(CommitError::Conflict)) {
+            *self
+                .strong_reads_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now() + STRONG_READS_AFTER_CONFLICT);
+        }
         result
     }
 
@@ -537,7 +574,10 @@ impl BillingStore for DynamoBilling {
         lease_until: i64,
     ) -> Result<Claimed<Notification>, StoreError> {
         let waiting = self
-            .get_many(event_ids.iter().map(|id| format!("outbox#{id}")).collect())
+            .get_many(
+                event_ids.iter().map(|id| format!("outbox#{id}")).collect(),
+                Read::Strong,
+            )
             .await?;
         let mut out = Claimed::default();
         for id in event_ids {
@@ -629,14 +669,24 @@ impl BillingStore for DynamoBilling {
     }
 }
 
-/// Strongly consistent reads of items by `pk`, 100 keys a request (DynamoDB's limit);
-/// unprocessed keys are asked again after a backoff, a bounded number of times.
+/// How a read may see the table. An eventually consistent read costs half a strong one and
+/// may miss a write of the last second or so: right wherever a conditional write checks
+/// what was read (a stale read then costs a retry, never a wrong write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    Strong,
+    Eventual,
+}
+
+/// Reads of items by `pk`, 100 keys a request (DynamoDB's limit); unprocessed keys are
+/// asked again after a backoff, a bounded number of times.
 pub(crate) async fn batch_get(
     client: &Client,
     table: &str,
     pks: &[String],
+    read: Read,
 ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-    batch_get_by(client, table, PK, pks).await
+    batch_get_by(client, table, PK, pks, read).await
 }
 
 /// [`batch_get`] for a table whose key attribute is `key_attr`.
@@ -645,6 +695,7 @@ pub(crate) async fn batch_get_by(
     table: &str,
     key_attr: &str,
     pks: &[String],
+    read: Read,
 ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
     let mut out = Vec::new();
     let policy = revguard_core::retry::Backoff::UNPROCESSED_KEYS;
@@ -669,7 +720,7 @@ pub(crate) async fn batch_get_by(
             attempt += 1;
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
-                .consistent_read(true)
+                .consistent_read(read == Read::Strong)
                 .build()
                 .map_err(corrupt)?;
             let response = client
@@ -806,7 +857,8 @@ impl CountersReader for DynamoCounters {
             hour += 3600;
         }
         let keys: Vec<String> = hours.iter().map(|h| counter_pk(livemode, *h)).collect();
-        let mut items = batch_get(&self.client, &self.table, &keys).await?;
+        // Eventually consistent: the detector judges hours, and a second's lag is nothing.
+        let mut items = batch_get(&self.client, &self.table, &keys, Read::Eventual).await?;
         // The shards the hour items name, if any (only under contention).
         let shard_keys: Vec<String> = items
             .iter()
@@ -824,7 +876,7 @@ impl CountersReader for DynamoCounters {
             })
             .collect();
         if !shard_keys.is_empty() {
-            items.extend(batch_get(&self.client, &self.table, &shard_keys).await?);
+            items.extend(batch_get(&self.client, &self.table, &shard_keys, Read::Eventual).await?);
         }
         let mut out = Series::new();
         for item in items {

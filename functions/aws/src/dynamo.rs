@@ -260,8 +260,14 @@ impl EventHistory for DynamoEventLog {
         &self,
         event_ids: &[String],
     ) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        let items =
-            crate::billing::batch_get_by(&self.client, &self.table, ATTR_ID, event_ids).await?;
+        let items = crate::billing::batch_get_by(
+            &self.client,
+            &self.table,
+            ATTR_ID,
+            event_ids,
+            crate::billing::Read::Strong,
+        )
+        .await?;
         Ok(items
             .iter()
             .filter_map(|item| item.get(ATTR_ID)?.as_s().ok().cloned())

@@ -47,6 +47,9 @@ pub enum Fault {
     /// On `BatchGetItem`: a 200 that reads nothing and returns every key as unprocessed
     /// (what a throttled partition does).
     UnprocessedKeys,
+    /// On an eventually consistent `BatchGetItem` only: a 200 that finds none of the items,
+    /// as a read that has not yet seen their writes may. Strong reads pass on untouched.
+    StaleRead,
 }
 
 impl Fault {
@@ -61,6 +64,7 @@ impl Fault {
             Fault::UnprocessedKeys => "unprocessed_keys",
             Fault::ValidationError => "validation_error",
             Fault::ThrottledItem => "throttled_item",
+            Fault::StaleRead => "stale_read",
         }
     }
 }
@@ -194,13 +198,13 @@ impl FaultInjector {
         *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = rules;
     }
 
-    fn draw(&self, operation: &str) -> Option<Fault> {
+    fn draw(&self, operation: &str, applies: impl Fn(Fault) -> bool) -> Option<Fault> {
         // Lock order: the rules, then the state (set_rules takes only the rules).
         let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         let mut state = self.lock();
         *state.calls.entry(operation.to_owned()).or_default() += 1;
         for (index, rule) in rules.iter().enumerate() {
-            if !rule.matches(operation) {
+            if !rule.matches(operation) || !applies(rule.fault) {
                 continue;
             }
             let spent = state.by_rule.get(&index).copied().unwrap_or(0);
@@ -285,9 +289,13 @@ impl FaultInjector {
                 .or_default() += 1;
             return Intercepted::Answer(Box::new(invalid_message_contents()));
         }
-        let Some(fault) = self.draw(&operation) else {
+        let eventual_read = operation == "dynamodb:BatchGetItem" && !strong_read(request);
+        let Some(fault) = self.draw(&operation, |f| f != Fault::StaleRead || eventual_read) else {
             return Intercepted::PassOn;
         };
+        if fault == Fault::StaleRead {
+            return Intercepted::Answer(Box::new(nothing_found(request)));
+        }
         if let Fault::Latency(delay) = fault {
             return Intercepted::Delay(delay);
         }
@@ -400,6 +408,38 @@ fn http_response(status: u16, content_type: &str, body: String) -> Response<SdkB
 }
 
 /// A `BatchGetItem` answer that read nothing: every requested key comes back unprocessed.
+/// Whether a `BatchGetItem` asks every table for a strongly consistent read.
+fn strong_read(request: &HttpRequest) -> bool {
+    let Some(tables) = request_items(request) else {
+        return false;
+    };
+    tables.as_object().is_some_and(|t| {
+        !t.is_empty()
+            && t.values()
+                .all(|k| k.get("ConsistentRead") == Some(&serde_json::Value::Bool(true)))
+    })
+}
+
+fn request_items(request: &HttpRequest) -> Option<serde_json::Value> {
+    request
+        .body()
+        .bytes()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| v.get("RequestItems").cloned())
+}
+
+/// A `BatchGetItem` answer that found none of the keys.
+fn nothing_found(request: &HttpRequest) -> Response<SdkBody> {
+    let responses: serde_json::Map<String, serde_json::Value> = request_items(request)
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default()
+        .keys()
+        .map(|table| (table.clone(), serde_json::json!([])))
+        .collect();
+    let body = serde_json::json!({ "Responses": responses, "UnprocessedKeys": {} });
+    http_response(200, JSON_1_0, body.to_string())
+}
+
 fn all_unprocessed(request: &HttpRequest) -> Response<SdkBody> {
     let requested = request
         .body()
@@ -486,7 +526,7 @@ fn answer(operation: &str, fault: Fault, items: usize, conflicting: usize) -> Re
             format!("{DDB}ValidationException"),
             serde_json::json!({ "message": "Item size has exceeded the maximum allowed size" }),
         ),
-        Fault::Latency(_) | Fault::UnprocessedKeys => {
+        Fault::Latency(_) | Fault::UnprocessedKeys | Fault::StaleRead => {
             unreachable!("answered before: {fault:?}")
         }
     };

@@ -18,7 +18,7 @@ use revguard_core::detect::alerts::AlertState;
 use revguard_core::metric::CounterTotals;
 use revguard_core::ports::{AlertStore, CountersReader, ReadModel, StoreError};
 
-use crate::billing::{batch_get, corrupt, PK};
+use crate::billing::{batch_get, corrupt, Read, PK};
 use crate::{DynamoAlerts, DynamoBilling, DynamoCounters};
 
 /// State table: a customer's items.
@@ -98,7 +98,7 @@ impl DynamoReadModel {
         if pks.is_empty() {
             return Ok(Vec::new());
         }
-        batch_get(&self.client, &self.state_table, pks)
+        batch_get(&self.client, &self.state_table, pks, Read::Strong)
             .await?
             .iter()
             .map(|item| {
@@ -134,7 +134,7 @@ impl ReadModel for DynamoReadModel {
         let items = if keys.is_empty() {
             Vec::new()
         } else {
-            batch_get(&self.client, &self.state_table, &keys).await?
+            batch_get(&self.client, &self.state_table, &keys, Read::Strong).await?
         };
         let mut subs: Vec<SubscriptionState> = Vec::new();
         let mut cases: Vec<DunningCase> = Vec::new();

@@ -1,7 +1,7 @@
 //! The pieces of AWS around the built Lambda bootstraps, for the end-to-end test:
 //! - a Lambda Runtime API emulator: each function instance is a `bootstrap` process of its
 //!   own that asks it for invocations, as in Lambda;
-//! - an API Gateway HTTP API (v2 payload) front for the ingress;
+//! - the ingress's two fronts, its function URL and API Gateway's HTTP API (both the v2 payload);
 //! - an SQS event source for the workers (batch size, visibility, `batchItemFailures`; the
 //!   queue's redrive policy in moto sends a message to the DLQ after its receive count);
 //! - a proxy in front of moto with the project's fault injector, because the functions'
@@ -280,30 +280,60 @@ impl Function {
     }
 }
 
-/// API Gateway's HTTP API in front of the ingress: a webhook delivery as the v2 payload,
-/// and the function's answer as (status, JSON body).
-pub async fn deliver_webhook(ingress: &Function, body: &str, signature: &str) -> (u16, Value) {
+/// Which door of the template a webhook comes through. Both give the ingress the v2
+/// payload; they differ in the request context and in what a failed invocation becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    /// The ingress's function URL (`IngressFunctionUrl`, the default `WebhookUrl`).
+    FunctionUrl,
+    /// API Gateway's HTTP API route `POST /webhook` (`WebhookApiGatewayUrl`).
+    HttpApi,
+}
+
+impl Front {
+    fn host(self) -> &'static str {
+        match self {
+            Front::FunctionUrl => "abc123def4ghi567jkl890mno1pqr2st.lambda-url.us-east-1.on.aws",
+            Front::HttpApi => "abc123def4.execute-api.us-east-1.amazonaws.com",
+        }
+    }
+}
+
+/// A webhook delivery through `front` as the v2 payload, and the function's answer as
+/// (status, JSON body).
+pub async fn deliver_webhook(
+    ingress: &Function,
+    front: Front,
+    body: &str,
+    signature: &str,
+) -> (u16, Value) {
+    let host = front.host();
+    let (api_id, route_key) = match front {
+        Front::FunctionUrl => (host.split('.').next().unwrap_or(host), "$default"),
+        Front::HttpApi => ("abc123def4", "POST /webhook"),
+    };
     let request = json!({
         "version": "2.0",
-        "routeKey": "POST /webhook",
+        "routeKey": route_key,
         "rawPath": "/webhook",
         "rawQueryString": "",
         "headers": {
             "content-type": "application/json; charset=utf-8",
             "content-length": body.len().to_string(),
-            "host": "abc123def4.execute-api.us-east-1.amazonaws.com",
+            "host": host,
             "stripe-signature": signature,
             "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            "x-forwarded-proto": "https",
         },
         "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123def4",
-            "domainName": "abc123def4.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc123def4",
+            "accountId": if front == Front::FunctionUrl { "anonymous" } else { "123456789012" },
+            "apiId": api_id,
+            "domainName": host,
+            "domainPrefix": api_id,
             "http": { "method": "POST", "path": "/webhook", "protocol": "HTTP/1.1",
                       "sourceIp": "3.18.12.63", "userAgent": "Stripe/1.0" },
             "requestId": "e2e",
-            "routeKey": "POST /webhook",
+            "routeKey": route_key,
             "stage": "$default",
             "time": "01/Jan/2026:00:00:02 +0000",
             "timeEpoch": 1_767_225_602_000u64
@@ -320,8 +350,14 @@ pub async fn deliver_webhook(ingress: &Function, body: &str, signature: &str) ->
                 .unwrap_or(Value::Null);
             (status, body)
         }
-        // API Gateway answers 500 when the integration fails.
-        Err(e) => (500, json!({ "error": "integration_failed", "detail": e })),
+        // A failed invocation: API Gateway answers 500, a function URL 502.
+        Err(e) => (
+            match front {
+                Front::FunctionUrl => 502,
+                Front::HttpApi => 500,
+            },
+            json!({ "error": "integration_failed", "detail": e }),
+        ),
     }
 }
 

@@ -21,7 +21,7 @@ use revguard_core::ports::CountersReader;
 use revguard_core::signature::sign;
 use revguard_core::WebhookSecret;
 use revguard_e2e::{
-    deliver_webhook, poll_queue, template_variables, FaultProxy, Function, SourceCounts,
+    deliver_webhook, poll_queue, template_variables, FaultProxy, Front, Function, SourceCounts,
 };
 use serde_json::{json, Value};
 
@@ -309,7 +309,7 @@ struct Delivery {
 }
 
 /// Stripe's side: `senders` concurrent deliveries, each through an ingress instance of
-/// its own; a delivery that gets no 2xx is retried with exponential backoff (Stripe's
+/// its own, half of them through the function URL and half through API Gateway; a delivery that gets no 2xx is retried with exponential backoff (Stripe's
 /// schedule, compressed: `first_retry` doubling up to `max_retry`) until it is accepted.
 async fn deliver_all(
     ingress: Vec<Arc<Function>>,
@@ -321,7 +321,12 @@ async fn deliver_all(
 ) {
     let queue = Arc::new(Mutex::new(VecDeque::from(events)));
     let mut senders = Vec::new();
-    for function in ingress {
+    for (i, function) in ingress.into_iter().enumerate() {
+        let front = if i % 2 == 0 {
+            Front::FunctionUrl
+        } else {
+            Front::HttpApi
+        };
         let (queue, secret, delivery) = (queue.clone(), secret.clone(), delivery.clone());
         senders.push(tokio::spawn(async move {
             loop {
@@ -335,7 +340,8 @@ async fn deliver_all(
                         sign(&secret, wall(), body.as_bytes())
                     };
                     delivery.attempts.fetch_add(1, Ordering::SeqCst);
-                    let (status, answer) = deliver_webhook(&function, &body, &signature).await;
+                    let (status, answer) =
+                        deliver_webhook(&function, front, &body, &signature).await;
                     if (200..300).contains(&status) {
                         break;
                     }
@@ -663,8 +669,13 @@ async fn a_secret_changed_while_warm_and_a_payload_with_u_ffff_are_accepted() {
                 "currency": "usd", "status": "succeeded", "paid": true }),
     );
     let old = WebhookSecret::new(placeholder).unwrap();
-    let (status, answer) =
-        deliver_webhook(&ingress, &first, &sign(&old, wall(), first.as_bytes())).await;
+    let (status, answer) = deliver_webhook(
+        &ingress,
+        Front::FunctionUrl,
+        &first,
+        &sign(&old, wall(), first.as_bytes()),
+    )
+    .await;
     assert_eq!(status, 200, "warm with the first secret: {answer}");
 
     // `sam deploy --parameter-overrides StripeWebhookSecret=…` changes only the value.
@@ -688,8 +699,13 @@ async fn a_secret_changed_while_warm_and_a_payload_with_u_ffff_are_accepted() {
     );
     assert!(second.contains('\u{FFFF}'));
     let new = WebhookSecret::new(real).unwrap();
-    let (status, answer) =
-        deliver_webhook(&ingress, &second, &sign(&new, wall(), second.as_bytes())).await;
+    let (status, answer) = deliver_webhook(
+        &ingress,
+        Front::FunctionUrl,
+        &second,
+        &sign(&new, wall(), second.as_bytes()),
+    )
+    .await;
     assert_eq!(
         (status, answer["status"].as_str()),
         (200, Some("accepted")),

@@ -32,7 +32,17 @@ fn signed(body: &str) -> String {
 
 /// The API Gateway v2 envelope with this body and these headers replaced.
 fn envelope(body: &str, signature: Option<&str>, base64_body: bool) -> lambda_http::Request {
-    let mut env: Value = fixtures::json("apigw/webhook-request.json");
+    envelope_from("apigw/webhook-request.json", body, signature, base64_body)
+}
+
+/// `fixture` (an API Gateway or a function URL request) with this body and these headers.
+fn envelope_from(
+    fixture: &str,
+    body: &str,
+    signature: Option<&str>,
+    base64_body: bool,
+) -> lambda_http::Request {
+    let mut env: Value = fixtures::json(fixture);
     let headers = env["headers"].as_object_mut().unwrap();
     headers.remove("stripe-signature");
     if let Some(sig) = signature {
@@ -176,6 +186,58 @@ async fn accepted_then_duplicate() {
         sent[0].payload,
         Payload::Inline(body.clone()),
         "the raw payload travels unchanged"
+    );
+}
+
+/// The default `WebhookUrl` is the ingress's function URL: its request (route `$default`,
+/// an anonymous caller) reaches the same route, and a forged one is refused alike.
+#[tokio::test]
+async fn deliveries_through_the_function_url_are_verified_and_queued() {
+    let stack = Stack::new().await;
+    let url = "apigw/function-url-request.json";
+    let id = unique_name("evt_furl");
+    let body = event_body("invoice.paid.json", &id);
+    let (status, json) = call(
+        stack.router(),
+        envelope_from(url, &body, Some(&signed(&body)), false),
+    )
+    .await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("accepted")),
+        "{json}"
+    );
+    assert_eq!(
+        stack.item(&id).await.unwrap()["status"].as_s().unwrap(),
+        "queued"
+    );
+    let sent = stack.drain().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].payload, Payload::Inline(body.clone()));
+
+    let forged = sign(
+        &WebhookSecret::new("whsec_forged").unwrap(),
+        NOW,
+        body.as_bytes(),
+    );
+    let (status, json) = call(
+        stack.router(),
+        envelope_from(url, &body, Some(&forged), false),
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (400, Some("bad_signature")),
+        "{json}"
+    );
+    let (status, _) = call(
+        stack.router(),
+        envelope_from(url, &body, Some(&signed(&body)), true),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "a base64 body through the URL is verified on its bytes"
     );
 }
 

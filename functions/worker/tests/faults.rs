@@ -329,6 +329,65 @@ async fn deliver_once(
     (response, injector, stack)
 }
 
+/// The worker reads its markers and state eventually consistently, at half the price. A
+/// read that has not seen the latest writes (here: every eventually consistent read finds
+/// nothing) can only make the commit conflict, since every write is conditioned on what
+/// was read; the retry reads strongly, and nothing is applied or announced twice.
+#[tokio::test]
+async fn a_stale_read_costs_a_retry_never_a_second_application() {
+    let (stack, injector, worker) = faulted_worker(
+        11,
+        vec![Rule::new("dynamodb:BatchGetItem", Fault::StaleRead, 1.0)],
+    )
+    .await;
+    // invoice.paid and a large charge.succeeded (a notification), delivered twice, as a
+    // retried webhook's copy is.
+    let bodies: Vec<String> = burst().into_iter().take(2).collect();
+    let batch: Vec<Queued> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| Queued {
+            id: format!("m{i}"),
+            body: body.clone(),
+            receives: 1,
+        })
+        .collect();
+    for delivery in ["first", "copy"] {
+        let response = handle_batch(&worker, sqs_event(&batch), HOUR + 3600).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{delivery}: {:?}",
+            response.batch_item_failures
+        );
+    }
+    let stale = injector.injected_of(Fault::StaleRead);
+    assert!(stale >= 2, "both deliveries read eventually first: {stale}");
+    assert!(
+        injector.calls()["dynamodb:BatchGetItem"] > stale,
+        "the retry after the conflict read strongly"
+    );
+
+    let clean = moto_config().await;
+    let env = stack.worker_env();
+    let totals = DynamoCounters::new(aws_sdk_dynamodb::Client::new(&clean), &env.counters_table)
+        .counters(true, HOUR, HOUR + 3600)
+        .await
+        .unwrap();
+    let sum = |metric: Metric| -> i64 { totals.values().filter_map(|m| m.get(&metric)).sum() };
+    assert_eq!(sum(Metric::Events), 2, "{totals:?}");
+    assert_eq!(sum(Metric::PaymentsSucceeded), 1, "{totals:?}");
+    let published = drain_queue(
+        &aws_sdk_sqs::Client::new(&clean),
+        &stack.notifications_subscriber,
+    )
+    .await;
+    assert_eq!(
+        published.len(),
+        1,
+        "the large payment announced once: {published:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_throttled_commit_is_retried_in_place_after_a_backoff() {
     // More throttles than the SDK's own attempts (3): the use case's backoff takes over,
