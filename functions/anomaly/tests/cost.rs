@@ -360,7 +360,9 @@ async fn cost_per_webhook_is_measured() {
     // maximum (lag), whatever the volume: at the stated volume they are amortised, not
     // per event. So is the detector: 96 runs a day.
     const MONTHLY_WEBHOOKS: f64 = 1_000_000.0;
-    let maxima_per_month = 30.0 * 24.0 * 60.0 + 2.0 * 30.0 * 24.0;
+    let maxima_per_month = 30.0 * 86_400.0
+        / revguard_aws::billing::MAX_RECEIVED_AT_GRANULARITY_SECS as f64
+        + 2.0 * 30.0 * 24.0;
     let maxima_units = work
         .writes_by_item
         .get("counters (UpdateItem)")
@@ -424,7 +426,7 @@ async fn cost_per_webhook_is_measured() {
         total += cost;
         println!("| {what} | {count:.2} | {price:.3} | {cost:.3} |");
     }
-    println!("| **total (requests and capacity)** | | | **{total:.2}** |");
+    println!("| **total (requests and capacity)** | | | **{total:.3}** |");
     println!(
         "through API Gateway's route instead (WebhookApiGatewayUrl): +{api_req:.3} per webhook, total {:.2}",
         total + api_req

@@ -65,9 +65,10 @@ const STRONG_READS_AFTER_CONFLICT: std::time::Duration = std::time::Duration::fr
 /// sharded and reads cost what they did. The README's scaling notes give the numbers.
 pub const COUNTER_SHARDS: u32 = 8;
 
-/// `max_received_at` moves with every delivery; writing it once a minute is enough for the
-/// delivery-gap signal, which needs an hour or more of silence.
-const MAX_RECEIVED_AT_GRANULARITY_SECS: i64 = 60;
+/// `max_received_at` moves with every delivery; a worker process writing it once in five
+/// minutes is enough for the delivery-gap signal, which needs 90 minutes of silence (a
+/// gap then looks at most five minutes longer than it is).
+pub const MAX_RECEIVED_AT_GRANULARITY_SECS: i64 = 300;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
