@@ -2,10 +2,13 @@
 //!
 //! State table (`pk`): `applied#<event>` markers, `sub#<id>`, `case#<invoice>`,
 //! `cust#<id>` (JSON state with a `ver` for optimistic concurrency), `charge#<id>`
-//! (its customer) and `outbox#<event>` (notifications not yet published).
+//! (its customer, and in `applied` the ids of the events about it: their markers) and
+//! `outbox#<event>` (notifications not yet published).
 //! Counters table (`pk` = `live#<hour>` / `test#<hour>`): one numeric attribute per metric.
 //!
-//! A batch commits in one `TransactWriteItems`: the applied markers (condition: absent),
+//! A batch commits in one `TransactWriteItems`: the applied markers (condition: absent;
+//! for an event about a charge, its id added to the charge item's `applied` set, condition:
+//! not in it, which spares the event a marker item and the charge link a write of its own),
 //! each changed state item (condition: the version it was read at), the counter
 //! increments summed per item, the findings and the outbox entries. A cancelled
 //! transaction is a conflict: the use case reads and decides again. Charge links and
@@ -23,8 +26,8 @@ use revguard_core::billing::Notification;
 use revguard_core::detect::Series;
 use revguard_core::metric::{Aggregation, Metric};
 use revguard_core::ports::{
-    BillingCommit, BillingStore, Claimed, CommitError, CountersReader, StateKeys, StateSnapshot,
-    StoreError, Versioned,
+    BillingCommit, BillingStore, Claimed, CommitError, CountersReader, EventKey, StateKeys,
+    StateSnapshot, StoreError, Versioned,
 };
 
 pub const PK: &str = "pk";
@@ -48,8 +51,9 @@ pub struct DynamoBilling {
     shard: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// Shard items this process has registered on their hour's item.
     registered: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    /// Until when a batch's reads are strongly consistent: for a while after a commit of
-    /// this process conflicted, so that its retry does not read the same stale item again.
+    /// Until when a batch's marker reads are strongly consistent: for a while after a
+    /// commit of this process conflicted, so that its retry does not read the same stale
+    /// marker again.
     strong_reads_until: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
@@ -118,10 +122,9 @@ impl DynamoBilling {
         }
     }
 
-    /// How a batch reads its markers and state. Eventually consistent (half the price):
-    /// every write the batch then makes is conditioned on what it read (a marker's absence,
-    /// an item's version), so a stale read can only make the commit conflict, and the
-    /// retry reads strongly.
+    /// How a batch reads its applied markers. Eventually consistent (half the price): the
+    /// commit writes every marker on the condition that it is absent, so a marker a stale
+    /// read missed can only make the commit conflict, and the retry reads strongly.
     fn batch_read(&self) -> Read {
         let until = *self
             .strong_reads_until
@@ -155,7 +158,8 @@ impl DynamoBilling {
     }
 
     /// Records the shards this commit adds to on their hours' items, once per process,
-    /// before anything is added to them: the detector never misses a shard with counts.
+    /// before anything is added to them: the detector finds every shard with counts (its reads
+    /// are eventually consistent, so a shard named in the last second may wait for its next run).
     async fn register_shards(&self, commit: &BillingCommit, shard: u32) -> Result<(), CommitError> {
         if shard == 0 {
             return Ok(());
@@ -247,7 +251,35 @@ impl DynamoBilling {
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let now = commit.now;
         let mut items = Vec::new();
-        for e in &commit.events {
+        for (charge, events) in events_by_charge(commit) {
+            let mut update = Update::builder()
+                .table_name(&self.state_table)
+                .key(PK, s(format!("charge#{charge}")))
+                .expression_attribute_values(
+                    ":ids",
+                    AttributeValue::Ss(events.iter().map(|e| e.to_string()).collect()),
+                );
+            let mut not_yet = Vec::new();
+            for (i, e) in events.iter().enumerate() {
+                update = update.expression_attribute_values(format!(":e{i}"), s(*e));
+                not_yet.push(format!("NOT contains(applied, :e{i})"));
+            }
+            let link = commit.charge_links.iter().find(|(c, _)| *c == charge);
+            let expression = match link {
+                Some((_, customer)) => {
+                    update = update.expression_attribute_values(":customer", s(customer.clone()));
+                    "ADD applied :ids SET customer = if_not_exists(customer, :customer)"
+                }
+                None => "ADD applied :ids",
+            };
+            let update = update
+                .update_expression(expression)
+                .condition_expression(not_yet.join(" AND "))
+                .build()
+                .map_err(corrupt)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        for e in commit.events.iter().filter(|e| e.charge.is_none()) {
             let marker = Put::builder()
                 .table_name(&self.state_table)
                 .item(PK, s(format!("applied#{}", e.event_id)))
@@ -362,7 +394,12 @@ impl DynamoBilling {
     /// Which customer a charge belongs to (disputes name only the charge). Idempotent, so
     /// outside the transaction, which halves the write's cost.
     async fn link_charges(&self, commit: &BillingCommit) -> Result<(), CommitError> {
-        for (charge, customer) in &commit.charge_links {
+        let in_transaction = events_by_charge(commit);
+        for (charge, customer) in commit
+            .charge_links
+            .iter()
+            .filter(|(c, _)| !in_transaction.contains_key(c.as_str()))
+        {
             self.client
                 .put_item()
                 .table_name(&self.state_table)
@@ -470,17 +507,29 @@ impl DynamoBilling {
 }
 
 impl BillingStore for DynamoBilling {
-    async fn applied(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
-        let found = self
-            .get_many(
-                event_ids.iter().map(|id| format!("applied#{id}")).collect(),
-                self.batch_read(),
-            )
-            .await?;
-        Ok(event_ids
+    /// An event is applied if its id is in its charge's `applied` set, or it has a marker
+    /// item of its own (every event applied before markers moved to charges has one).
+    async fn applied(&self, events: &[EventKey]) -> Result<BTreeSet<String>, StoreError> {
+        let mut pks: BTreeSet<String> =
+            events.iter().map(|e| format!("applied#{}", e.id)).collect();
+        pks.extend(
+            events
+                .iter()
+                .filter_map(|e| Some(format!("charge#{}", e.charge.as_ref()?))),
+        );
+        let found = self.get_many(pks, self.batch_read()).await?;
+        let on_charge = |e: &EventKey| -> bool {
+            e.charge
+                .as_ref()
+                .and_then(|c| found.get(&format!("charge#{c}")))
+                .and_then(|item| item.get("applied"))
+                .and_then(|v| v.as_ss().ok())
+                .is_some_and(|ids| ids.contains(&e.id))
+        };
+        Ok(events
             .iter()
-            .filter(|id| found.contains_key(&format!("applied#{id}")))
-            .cloned()
+            .filter(|e| found.contains_key(&format!("applied#{}", e.id)) || on_charge(e))
+            .map(|e| e.id.clone())
             .collect())
     }
 
@@ -514,7 +563,9 @@ impl BillingStore for DynamoBilling {
             .collect();
         pks.extend(keys.invoices.iter().map(|k| format!("case#{k}")));
         pks.extend(customers.iter().map(|k| format!("cust#{k}")));
-        let items = self.get_many(pks, self.batch_read()).await?;
+        // Strongly: a decision may rest on an item the commit does not change (a customer's
+        // payment method for a trial's notice), so no condition would catch a stale read.
+        let items = self.get_many(pks, Read::Strong).await?;
         for k in &keys.subscriptions {
             if let Some(item) = items.get(&format!("sub#{k}")) {
                 out.subscriptions.insert(k.clone(), state_of(item)?);
@@ -668,6 +719,19 @@ impl BillingStore for DynamoBilling {
         }
         Ok(())
     }
+}
+
+/// The commit's events whose markers go on their charge's item, by charge.
+fn events_by_charge(commit: &BillingCommit) -> BTreeMap<&str, Vec<&str>> {
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in &commit.events {
+        if let Some(charge) = &e.charge {
+            out.entry(charge.as_str())
+                .or_default()
+                .push(e.event_id.as_str());
+        }
+    }
+    out
 }
 
 /// How a read may see the table. An eventually consistent read costs half a strong one and

@@ -407,7 +407,6 @@ fn http_response(status: u16, content_type: &str, body: String) -> Response<SdkB
     response
 }
 
-/// A `BatchGetItem` answer that read nothing: every requested key comes back unprocessed.
 /// Whether a `BatchGetItem` asks every table for a strongly consistent read.
 fn strong_read(request: &HttpRequest) -> bool {
     let Some(tables) = request_items(request) else {
@@ -440,6 +439,7 @@ fn nothing_found(request: &HttpRequest) -> Response<SdkBody> {
     http_response(200, JSON_1_0, body.to_string())
 }
 
+/// A `BatchGetItem` answer that read nothing: every requested key comes back unprocessed.
 fn all_unprocessed(request: &HttpRequest) -> Response<SdkBody> {
     let requested = request
         .body()

@@ -211,6 +211,7 @@ async fn counters_added_on_different_shards_read_back_as_one_hour() {
     let commit = |event_id: &str, failed: i64, lag: i64| BillingCommit {
         events: vec![AppliedEvent {
             event_id: event_id.into(),
+            charge: None,
             received_at: hour + 60,
             counters: vec![
                 CounterUpdate {
@@ -280,5 +281,83 @@ async fn counters_added_on_different_shards_read_back_as_one_hour() {
             format!("live#{hour}#3"),
         ],
         "shard 0 is the hour's item (with the maxima and the shards it names)"
+    );
+}
+
+/// An event about a charge keeps its marker in the charge's item with the customer: no
+/// marker item and no separate link write. A marker item such an event got before markers
+/// moved to charges still counts, so an upgrade applies nothing twice.
+#[tokio::test]
+async fn events_about_a_charge_are_marked_on_the_charge_and_old_markers_still_count() {
+    use revguard_core::ports::{AppliedEvent, BillingCommit, BillingStore, CommitError, EventKey};
+
+    let client = aws_sdk_dynamodb::Client::new(&moto_config().await);
+    let (state, counters) = (unique_name("state"), unique_name("counters"));
+    create_state_table(&client, &state).await.unwrap();
+    create_pk_table(&client, &counters).await.unwrap();
+    let billing = DynamoBilling::new(client.clone(), &state, &counters);
+    let event = |id: &str| AppliedEvent {
+        event_id: id.into(),
+        charge: Some("ch_m".into()),
+        received_at: 1_768_003_260,
+        counters: vec![],
+        findings: vec![],
+        notifications: vec![],
+    };
+    let key = |id: &str| EventKey {
+        id: id.into(),
+        charge: Some("ch_m".into()),
+    };
+    billing
+        .commit(&BillingCommit {
+            events: vec![event("evt_m1"), event("evt_m2")],
+            charge_links: vec![("ch_m".into(), "cus_m".into())],
+            now: 1_768_003_300,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut keys = table_keys(&client, &state).await;
+    keys.sort();
+    assert_eq!(keys, ["charge#ch_m"], "one item: the charge's");
+    let item = client
+        .get_item()
+        .table_name(&state)
+        .key("pk", AttributeValue::S("charge#ch_m".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["customer"].as_s().unwrap(), "cus_m");
+    let mut applied = item["applied"].as_ss().unwrap().clone();
+    applied.sort();
+    assert_eq!(applied, ["evt_m1", "evt_m2"]);
+    assert!(matches!(
+        billing
+            .commit(&BillingCommit {
+                events: vec![event("evt_m2")],
+                now: 1_768_003_400,
+                ..Default::default()
+            })
+            .await,
+        Err(CommitError::Conflict)
+    ));
+
+    // A marker item from before the upgrade.
+    client
+        .put_item()
+        .table_name(&state)
+        .item("pk", AttributeValue::S("applied#evt_m0".into()))
+        .item("applied_at", AttributeValue::N("1768000000".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        billing
+            .applied(&[key("evt_m0"), key("evt_m1"), key("evt_m9")])
+            .await
+            .unwrap(),
+        ["evt_m0".to_owned(), "evt_m1".to_owned()].into()
     );
 }

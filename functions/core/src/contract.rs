@@ -153,7 +153,7 @@ use crate::finding::{Finding, Severity};
 use crate::metric::Metric;
 use crate::ports::{
     AlertStore, AppliedEvent, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
-    StateKeys, StateWrite,
+    EventKey, StateKeys, StateWrite,
 };
 
 fn sample_subscription(id: &str, customer: &str) -> SubscriptionState {
@@ -199,6 +199,7 @@ fn sample_event(event_id: &str, hour: i64, finding_key: &str) -> AppliedEvent {
     };
     AppliedEvent {
         event_id: event_id.to_owned(),
+        charge: None,
         received_at: hour + 90,
         counters: vec![
             crate::billing::CounterUpdate {
@@ -241,7 +242,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
         format!("ch_{unique}"),
     );
     assert!(store
-        .applied(std::slice::from_ref(&e1))
+        .applied(&[EventKey::own(&e1)])
         .await
         .unwrap()
         .is_empty());
@@ -270,7 +271,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
     store.commit(&first).await.unwrap();
     assert_eq!(
         store
-            .applied(&[e1.clone(), e2.clone()])
+            .applied(&[EventKey::own(&e1), EventKey::own(&e2)])
             .await
             .unwrap()
             .into_iter()
@@ -325,11 +326,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
         "an applied marker conflicts"
     );
     assert_eq!(
-        store
-            .applied(std::slice::from_ref(&e2))
-            .await
-            .unwrap()
-            .len(),
+        store.applied(&[EventKey::own(&e2)]).await.unwrap().len(),
         0,
         "nothing of a conflicting commit stands"
     );
@@ -362,6 +359,67 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
         ..Default::default()
     };
     store.commit(&second).await.unwrap();
+
+    // Events about a charge, whose markers may live on the charge's item with its
+    // customer: applied once each, a second time conflicts, and the link reads back.
+    let (c1, c2, ch2) = (
+        format!("evt_c1_{unique}"),
+        format!("evt_c2_{unique}"),
+        format!("ch2_{unique}"),
+    );
+    // (No counters, findings or notifications: the checks below count e1's and e2's.)
+    let about_charge = |id: &str| AppliedEvent {
+        charge: Some(ch2.clone()),
+        counters: vec![],
+        findings: vec![],
+        notifications: vec![],
+        ..sample_event(id, hour, "x")
+    };
+    let key = |id: &str| EventKey {
+        id: id.to_owned(),
+        charge: Some(ch2.clone()),
+    };
+    let succeeded = BillingCommit {
+        events: vec![about_charge(&c1)],
+        charge_links: vec![(ch2.clone(), cus_id.clone())],
+        now: hour + 300,
+        ..Default::default()
+    };
+    store.commit(&succeeded).await.unwrap();
+    assert_eq!(
+        store.applied(&[key(&c1), key(&c2)]).await.unwrap(),
+        [c1.clone()].into()
+    );
+    assert!(
+        matches!(store.commit(&succeeded).await, Err(CommitError::Conflict)),
+        "an event about a charge applies once"
+    );
+    let refunded = BillingCommit {
+        events: vec![about_charge(&c2)],
+        now: hour + 300,
+        ..Default::default()
+    };
+    store.commit(&refunded).await.unwrap();
+    assert_eq!(
+        store.applied(&[key(&c1), key(&c2)]).await.unwrap(),
+        [c1.clone(), c2.clone()].into()
+    );
+    let links = StateKeys {
+        charges: [ch2.clone()].into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.load(&links).await.unwrap().charge_customers.get(&ch2),
+        Some(&cus_id),
+        "the charge's customer, for its disputes"
+    );
+    for late in [&succeeded, &refunded] {
+        assert!(matches!(
+            store.commit(late).await,
+            Err(CommitError::Conflict)
+        ));
+    }
+
     let after = store.load(&keys).await.unwrap();
     assert_eq!(after.subscriptions[&sub_id].value.status, "past_due");
     assert!(after.subscriptions[&sub_id].version > sub_version);

@@ -14,8 +14,9 @@ use crate::finding::Finding;
 use crate::message::QueueMessage;
 use crate::ports::{
     AlertSnapshot, AlertStore, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
-    DeadLetters, EventLog, EventRecord, EventStatus, Inbound, InsertOutcome, Outgoing, Pause,
-    PublishError, Publisher, Queue, QueueError, StateKeys, StateSnapshot, StoreError, Versioned,
+    DeadLetters, EventKey, EventLog, EventRecord, EventStatus, Inbound, InsertOutcome, Outgoing,
+    Pause, PublishError, Publisher, Queue, QueueError, StateKeys, StateSnapshot, StoreError,
+    Versioned,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -171,13 +172,13 @@ fn version_matches<T>(
 }
 
 impl BillingStore for MemoryBilling {
-    async fn applied(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
+    async fn applied(&self, events: &[EventKey]) -> Result<BTreeSet<String>, StoreError> {
         self.check()?;
         let t = self.inner.lock().unwrap();
-        Ok(event_ids
+        Ok(events
             .iter()
-            .filter(|id| t.applied.contains(*id))
-            .cloned()
+            .filter(|e| t.applied.contains(&e.id))
+            .map(|e| e.id.clone())
             .collect())
     }
 

@@ -283,10 +283,38 @@ pub struct StateWrite<T> {
     pub expected_version: Option<i64>,
 }
 
+/// An event, and where its applied marker lives: on the item of the charge it is about
+/// (`charge`, see [`crate::billing::marker_charge`]), or on a marker of its own. Stores
+/// with cheap markers may ignore `charge`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventKey {
+    pub id: String,
+    pub charge: Option<String>,
+}
+
+impl EventKey {
+    /// An event whose marker is its own.
+    pub fn own(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            charge: None,
+        }
+    }
+
+    pub fn of(event: &crate::billing::BillingEvent) -> Self {
+        Self {
+            id: event.id.clone(),
+            charge: crate::billing::marker_charge(event.kind, &event.object),
+        }
+    }
+}
+
 /// One applied event's own effects: its marker, counters, findings and notifications.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppliedEvent {
     pub event_id: String,
+    /// The charge whose item carries the marker (see [`EventKey`]).
+    pub charge: Option<String>,
     pub received_at: i64,
     pub counters: Vec<CounterUpdate>,
     pub findings: Vec<Finding>,
@@ -357,10 +385,10 @@ pub enum CommitError {
 
 /// Subscription state, dunning cases, customers, counters and the notification outbox.
 pub trait BillingStore: Send + Sync {
-    /// Which of these events have been applied.
+    /// Which of these events (by id) have been applied.
     fn applied(
         &self,
-        event_ids: &[String],
+        events: &[EventKey],
     ) -> impl Future<Output = Result<BTreeSet<String>, StoreError>> + Send;
 
     /// The current state under the keys, with versions. Reads the charge links first, so

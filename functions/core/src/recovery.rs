@@ -19,7 +19,8 @@ use crate::ingest::{IngestError, IngestOutcome, Ingress};
 use crate::message::Via;
 use crate::message::{decompress, Payload, QueueMessage};
 use crate::ports::{
-    BillingStore, EventHistory, EventLog, LogSelection, Queue, QueueError, ReadModel, StoreError,
+    BillingStore, EventHistory, EventKey, EventLog, LogSelection, Queue, QueueError, ReadModel,
+    StoreError,
 };
 
 /// The event types revguard acts on (see [`EventKind::of`]): what a backfill asks for.
@@ -771,18 +772,38 @@ where
         ..Default::default()
     };
     for chunk in logged.chunks(100) {
-        let ids: Vec<String> = chunk.iter().map(|r| r.event_id.clone()).collect();
-        let applied = billing.applied(&ids).await?;
-        for record in chunk {
+        // The payloads first: an event about a charge keeps its marker on the charge.
+        // (A payload that does not decompress matters only if it is to be sent.)
+        let raws: Vec<Option<Result<Vec<u8>, String>>> = chunk
+            .iter()
+            .map(|r| {
+                r.stored_payload
+                    .as_ref()
+                    .map(|stored| decompress(stored).map_err(|e| e.to_string()))
+            })
+            .collect();
+        let keys: Vec<EventKey> = chunk
+            .iter()
+            .zip(&raws)
+            .map(|(r, raw)| EventKey {
+                id: r.event_id.clone(),
+                charge: match raw {
+                    Some(Ok(raw)) => crate::billing::marker_charge_of_payload(&r.event_type, raw),
+                    _ => None,
+                },
+            })
+            .collect();
+        let applied = billing.applied(&keys).await?;
+        for (record, raw) in chunk.iter().zip(raws) {
             if applied.contains(&record.event_id) {
                 summary.already_applied += 1;
                 continue;
             }
-            let Some(stored) = &record.stored_payload else {
+            let Some(raw) = raw else {
                 summary.without_payload += 1;
                 continue;
             };
-            let raw = decompress(stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let raw = raw.map_err(StoreError::Corrupt)?;
             let fits = QueueMessage::inline_size(&record.event_id, &record.event_type, raw.len())
                 <= queue.max_message_bytes();
             let payload = if fits {

@@ -12,8 +12,8 @@ use crate::billing::{
 use crate::message::{decompress, Payload, QueueMessage};
 use crate::outbox::publish_all;
 use crate::ports::{
-    AppliedEvent, BillingCommit, BillingStore, CommitError, DeadLetters, Inbound, Pause, Publisher,
-    StateKeys, StateSnapshot, StateWrite, StoreError, Versioned, OUTBOX_LEASE_SECS,
+    AppliedEvent, BillingCommit, BillingStore, CommitError, DeadLetters, EventKey, Inbound, Pause,
+    Publisher, StateKeys, StateSnapshot, StateWrite, StoreError, Versioned, OUTBOX_LEASE_SECS,
 };
 use crate::recovery::{requery_candidates, NoRequery, Requery};
 use crate::retry::{seed_of, Backoff};
@@ -253,8 +253,8 @@ where
     ) -> Result<BTreeMap<usize, Result<Consumed, Failure>>, CommitError> {
         let mut attempt = 1;
         loop {
-            let ids: Vec<String> = group.iter().map(|d| d.event.id.clone()).collect();
-            let done = self.billing.applied(&ids).await?;
+            let keys: Vec<EventKey> = group.iter().map(|d| EventKey::of(&d.event)).collect();
+            let done = self.billing.applied(&keys).await?;
             let fresh: Vec<&Decoded> = group
                 .iter()
                 .filter(|d| !done.contains(&d.event.id))
@@ -509,6 +509,7 @@ impl<'a> BatchDecision<'a> {
         }
         self.events.push(AppliedEvent {
             event_id: event.id.clone(),
+            charge: EventKey::of(event).charge,
             received_at: event.received_at,
             counters: effects.counters,
             findings: effects.findings,

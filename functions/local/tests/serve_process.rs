@@ -348,7 +348,11 @@ async fn sigterm_during_load_loses_no_accepted_event() {
         .map(|m| m.event_id)
         .collect();
     // The consumer may have applied some before the signal: durable means queued or applied.
-    let applied = revguard_core::ports::BillingStore::applied(&store, &accepted)
+    let keys: Vec<revguard_core::ports::EventKey> = accepted
+        .iter()
+        .map(revguard_core::ports::EventKey::own)
+        .collect();
+    let applied = revguard_core::ports::BillingStore::applied(&store, &keys)
         .await
         .unwrap();
     for id in &accepted {

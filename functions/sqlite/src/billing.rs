@@ -9,8 +9,8 @@ use revguard_core::billing::Notification;
 use revguard_core::detect::Series;
 use revguard_core::metric::{Aggregation, Metric};
 use revguard_core::ports::{
-    BillingCommit, BillingStore, Claimed, CommitError, CountersReader, StateKeys, StateSnapshot,
-    StoreError, Versioned,
+    BillingCommit, BillingStore, Claimed, CommitError, CountersReader, EventKey, StateKeys,
+    StateSnapshot, StoreError, Versioned,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -178,8 +178,9 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
 }
 
 impl BillingStore for SqliteStore {
-    async fn applied(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
-        let ids = event_ids.to_vec();
+    async fn applied(&self, events: &[EventKey]) -> Result<BTreeSet<String>, StoreError> {
+        // One table of markers: where a marker lives is no concern here.
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         self.read(move |c| {
             let mut out = BTreeSet::new();
             for id in ids {

@@ -167,6 +167,31 @@ fn obj_str(v: &Value, key: &str) -> Option<String> {
     }
 }
 
+/// The charge an event is about, for the events whose applied marker lives on the charge's
+/// item (the item that keeps the charge's customer anyway): a charge has few events in its
+/// life, so the set of them stays small.
+pub fn marker_charge(kind: EventKind, object: &Value) -> Option<String> {
+    if !marks_its_charge(kind) {
+        return None;
+    }
+    obj_str(object, "id").filter(|id| !id.is_empty())
+}
+
+fn marks_its_charge(kind: EventKind) -> bool {
+    use EventKind::*;
+    matches!(kind, ChargeSucceeded | ChargeFailed | ChargeRefunded)
+}
+
+/// [`marker_charge`] from a raw Stripe event (its `data.object`), as the event log keeps it.
+pub fn marker_charge_of_payload(event_type: &str, raw: &[u8]) -> Option<String> {
+    let kind = EventKind::of(event_type);
+    if !marks_its_charge(kind) {
+        return None; // not worth parsing
+    }
+    let event: Value = serde_json::from_slice(raw).ok()?;
+    marker_charge(kind, event.get("data")?.get("object")?)
+}
+
 pub fn keys_of(event: &BillingEvent) -> Keys {
     use EventKind::*;
     let o = &event.object;

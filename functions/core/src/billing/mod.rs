@@ -17,7 +17,8 @@ pub mod views;
 use serde::{Deserialize, Serialize};
 
 pub use apply::{
-    decide, keys_of, ApplyError, BillingEvent, Current, Effects, Keys, Notification, StateLookup,
+    decide, keys_of, marker_charge, marker_charge_of_payload, ApplyError, BillingEvent, Current,
+    Effects, Keys, Notification, StateLookup,
 };
 pub use counters::CounterUpdate;
 pub use customer::CustomerState;

@@ -800,3 +800,44 @@ fn an_immediate_cancellation_ends_access_though_the_period_was_paid() {
         "canceled at period end"
     );
 }
+
+#[test]
+fn events_about_a_charge_name_it_for_their_marker_and_others_do_not() {
+    use super::{marker_charge, marker_charge_of_payload, EventKind};
+    for (file, event_type) in [
+        ("charge.succeeded.json", "charge.succeeded"),
+        ("charge.refunded.json", "charge.refunded"),
+    ] {
+        let raw = crate::fixtures::read(file);
+        let v: Value = serde_json::from_str(&raw).unwrap();
+        let id = v["data"]["object"]["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("ch_"), "{file}: {id}");
+        assert_eq!(
+            marker_charge_of_payload(event_type, raw.as_bytes()),
+            Some(id.clone())
+        );
+        assert_eq!(
+            marker_charge(EventKind::of(event_type), &v["data"]["object"]),
+            Some(id)
+        );
+    }
+    // A dispute names a charge, but its own object is the dispute: a marker of its own.
+    let dispute = crate::fixtures::read("charge.dispute.created.json");
+    assert_eq!(
+        marker_charge_of_payload("charge.dispute.created", dispute.as_bytes()),
+        None
+    );
+    let paid = crate::fixtures::read("invoice.paid.json");
+    assert_eq!(
+        marker_charge_of_payload("invoice.paid", paid.as_bytes()),
+        None
+    );
+    assert_eq!(
+        marker_charge_of_payload("charge.succeeded", b"not json"),
+        None
+    );
+    assert_eq!(
+        marker_charge(EventKind::ChargeSucceeded, &json!({ "id": "" })),
+        None
+    );
+}
