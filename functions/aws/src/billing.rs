@@ -11,8 +11,9 @@
 //! not in it, which spares the event a marker item and the charge link a write of its own),
 //! each changed state item (condition: the version it was read at), the counter
 //! increments summed per item, the findings and the outbox entries. A cancelled
-//! transaction is a conflict: the use case reads and decides again. Charge links and
-//! maxima are idempotent, so they are written before the transaction, outside it.
+//! transaction is a conflict: the use case reads and decides again. Maxima, and a charge
+//! link no event of the batch marks (none today: every link comes from an event about
+//! its charge), are idempotent, so they are written before the transaction, outside it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -31,7 +32,8 @@ use revguard_core::ports::{
 };
 
 pub const PK: &str = "pk";
-/// Applied markers outlive SQS's longest retention (14 days).
+/// Applied marker items outlive SQS's longest retention (14 days). The `applied` sets of
+/// charge items never expire: a charge has few events, and its item stays for disputes.
 pub const APPLIED_TTL_SECS: i64 = 30 * 86_400;
 /// DynamoDB's limit of items per transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -274,7 +276,10 @@ impl DynamoBilling {
             };
             let update = update
                 .update_expression(expression)
-                .condition_expression(not_yet.join(" AND "))
+                .condition_expression(format!(
+                    "attribute_not_exists(applied) OR ({})",
+                    not_yet.join(" AND ")
+                ))
                 .build()
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().update(update).build());
@@ -391,8 +396,9 @@ impl DynamoBilling {
         Ok(items)
     }
 
-    /// Which customer a charge belongs to (disputes name only the charge). Idempotent, so
-    /// outside the transaction, which halves the write's cost.
+    /// Which customer a charge belongs to (disputes name only the charge), for the links
+    /// the transaction does not write. Idempotent, so outside it, at half the cost; an
+    /// update, so that the charge item's `applied` set stays.
     async fn link_charges(&self, commit: &BillingCommit) -> Result<(), CommitError> {
         let in_transaction = events_by_charge(commit);
         for (charge, customer) in commit
@@ -401,10 +407,11 @@ impl DynamoBilling {
             .filter(|(c, _)| !in_transaction.contains_key(c.as_str()))
         {
             self.client
-                .put_item()
+                .update_item()
                 .table_name(&self.state_table)
-                .item(PK, s(format!("charge#{charge}")))
-                .item("customer", s(customer.clone()))
+                .key(PK, s(format!("charge#{charge}")))
+                .update_expression("SET customer = if_not_exists(customer, :customer)")
+                .expression_attribute_values(":customer", s(customer.clone()))
                 .send()
                 .await
                 .map_err(write_error)?;

@@ -773,7 +773,8 @@ where
     };
     for chunk in logged.chunks(100) {
         // The payloads first: an event about a charge keeps its marker on the charge.
-        // (A payload that does not decompress matters only if it is to be sent.)
+        // (A payload that does not decompress is an error if the event is to be sent; such an
+        // event about a charge is looked for by its marker item only.)
         let raws: Vec<Option<Result<Vec<u8>, String>>> = chunk
             .iter()
             .map(|r| {
