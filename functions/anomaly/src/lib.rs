@@ -8,9 +8,16 @@ use revguard_aws::{
 };
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
+use revguard_core::ports::TokioPause;
 
-pub type Anomaly =
-    Detector<DynamoCounters, DynamoAlerts, SnsAlertPublisher, DynamoReadModel, AwsAudit>;
+pub type Anomaly = Detector<
+    DynamoCounters,
+    DynamoAlerts,
+    SnsAlertPublisher,
+    DynamoReadModel,
+    AwsAudit,
+    TokioPause,
+>;
 
 /// The detector as the Lambda builds it from its environment, in `main` and in the tests.
 pub fn anomaly(
@@ -32,6 +39,7 @@ pub fn anomaly(
         ),
         config,
         audit: AwsAudit::Off,
+        pause: TokioPause,
     }
 }
 

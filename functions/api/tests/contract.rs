@@ -224,6 +224,7 @@ async fn embedded(dir: &std::path::Path) -> Router {
         comebacks: store.clone(),
         config: DetectConfig::default(),
         audit: revguard_core::recovery::NoAudit,
+        pause: revguard_core::ports::TokioPause,
     };
     let (early, later) = story();
     for (batch, at) in [(early, T - 29 * H), (later, T)] {
@@ -288,6 +289,8 @@ fn revguard_anomaly_like(
     revguard_aws::DynamoAlerts,
     Nowhere,
     revguard_aws::DynamoReadModel,
+    revguard_core::recovery::NoAudit,
+    revguard_core::ports::TokioPause,
 > {
     Detector {
         counters: revguard_aws::DynamoCounters::new(stack.dynamodb.clone(), &stack.counters_table),
@@ -301,6 +304,7 @@ fn revguard_anomaly_like(
         ),
         config: DetectConfig::default(),
         audit: revguard_core::recovery::NoAudit,
+        pause: revguard_core::ports::TokioPause,
     }
 }
 

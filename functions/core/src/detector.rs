@@ -13,11 +13,13 @@ use crate::detect::alerts::{alert_id, plan, render, AlertChange, AlertMessage};
 use crate::detect::{detect, hours_needed, DetectConfig, Finding};
 use crate::outbox::publish_all;
 use crate::ports::{
-    AlertSnapshot, AlertStore, Comebacks, CountersReader, Publisher, StoreError, OUTBOX_LEASE_SECS,
+    AlertSnapshot, AlertStore, Comebacks, CountersReader, Pause, Publisher, StoreError,
+    OUTBOX_LEASE_SECS,
 };
-use crate::recovery::{DeliveryAudit, NoAudit};
+use crate::recovery::DeliveryAudit;
+use crate::retry::{seed_of, Backoff};
 
-pub struct Detector<C, A, P, W, E = NoAudit> {
+pub struct Detector<C, A, P, W, E, Pa> {
     pub counters: C,
     pub alerts: A,
     pub publisher: P,
@@ -26,6 +28,8 @@ pub struct Detector<C, A, P, W, E = NoAudit> {
     pub config: DetectConfig,
     /// Stripe's list of events against the event log, when a Stripe key is configured.
     pub audit: E,
+    /// Waits between attempts to clear the outbox after a publish.
+    pub pause: Pa,
 }
 
 /// What a run would do at a moment: the findings, and the transitions it plans.
@@ -55,7 +59,8 @@ impl<
         P: Publisher<AlertMessage>,
         W: Comebacks,
         E: DeliveryAudit,
-    > Detector<C, A, P, W, E>
+        Pa: Pause,
+    > Detector<C, A, P, W, E, Pa>
 {
     /// The findings and transitions at `now`. Writes nothing.
     pub async fn plan(&self, now: i64) -> Result<Plan, StoreError> {
@@ -175,16 +180,16 @@ impl<
     }
 
     /// Publishes what this run holds. Nothing here stops the run: a message that cannot
-    /// go out stays in the outbox for the next run, and one that went out but could not be
-    /// cleared goes out again then (subscribers de-duplicate on its id).
+    /// go out stays in the outbox for the next run. Clearing what went out is retried
+    /// with the commit's backoff (a throttled delete is common in a busy hour): an entry
+    /// left behind goes out again from the run after its lease, and subscribers see it
+    /// twice unless they de-duplicate on its id.
     async fn publish(&self, messages: &[AlertMessage], summary: &mut RunSummary) {
         if messages.is_empty() {
             return;
         }
         let report = publish_all(messages, &self.publisher).await;
-        if let Err(e) = self.alerts.clear_outbox(&report.published).await {
-            tracing::warn!(error = %crate::error_chain(&e), "published alert messages stay in the outbox");
-        }
+        self.clear_outbox(&report.published).await;
         for id in &report.published {
             if let Some(m) = messages.iter().find(|m| &m.id == id) {
                 summary
@@ -193,5 +198,27 @@ impl<
             }
         }
         summary.unpublished.extend(report.failed);
+    }
+
+    async fn clear_outbox(&self, published: &[String]) {
+        if published.is_empty() {
+            return;
+        }
+        let backoff = Backoff::COMMIT;
+        let seed = seed_of(&published[0]);
+        let mut attempt = 1;
+        loop {
+            match self.alerts.clear_outbox(published).await {
+                Ok(()) => return,
+                Err(_) if !backoff.gives_up_after(attempt) => {
+                    self.pause.pause(backoff.delay(attempt, seed)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), attempts = attempt, "published alert messages stay in the outbox");
+                    return;
+                }
+            }
+        }
     }
 }

@@ -356,6 +356,8 @@ impl CountersReader for MemoryBilling {
 pub struct MemoryAlerts {
     inner: Mutex<AlertTables>,
     pub down: AtomicBool,
+    /// Outbox clears to fail before one succeeds (a throttled delete).
+    pub clear_failures_to_inject: AtomicUsize,
 }
 
 #[derive(Default, Clone)]
@@ -378,6 +380,14 @@ impl MemoryAlerts {
             .unwrap()
             .pending
             .insert((finding.livemode, finding.key.clone()), finding);
+    }
+
+    /// Ends every outbox lease, as time passing would: what a crashed or failed run left
+    /// becomes claimable by the next run.
+    pub fn expire_outbox_leases(&self) {
+        for until in self.inner.lock().unwrap().outbox_leases.values_mut() {
+            *until = 0;
+        }
     }
 
     /// Takes the findings a billing store recorded, as the worker's commit hands them over.
@@ -476,6 +486,10 @@ impl AlertStore for MemoryAlerts {
 
     async fn clear_outbox(&self, message_ids: &[String]) -> Result<(), StoreError> {
         self.check()?;
+        if self.clear_failures_to_inject.load(Ordering::SeqCst) > 0 {
+            self.clear_failures_to_inject.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::unavailable(SimulatedOutage));
+        }
         let mut t = self.inner.lock().unwrap();
         for id in message_ids {
             t.outbox.remove(id);

@@ -139,6 +139,7 @@ pub type EmbeddedDetector = revguard_core::detector::Detector<
     crate::chat::AlertPublisher,
     SqliteStore,
     EmbeddedAudit,
+    revguard_core::ports::TokioPause,
 >;
 
 /// The embedded detector's evidence of delivery: Stripe's list of events when a key is
@@ -174,6 +175,7 @@ pub fn detector(
         comebacks: store.clone(),
         config,
         audit: EmbeddedAudit::Off,
+        pause: revguard_core::ports::TokioPause,
     }
 }
 
