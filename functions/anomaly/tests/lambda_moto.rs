@@ -458,3 +458,74 @@ async fn an_alert_reaches_an_https_subscriber_as_a_chatbot_custom_notification()
     assert_eq!(queued.len(), 1);
     assert!(queued[0].contains("\\\"email\\\""), "{}", queued[0]);
 }
+
+#[tokio::test]
+async fn resolved_alerts_leave_the_index_and_expire_and_no_run_scans_the_table() {
+    let (moto, injector, worker, detector) = faulted_detector(21, Vec::new()).await;
+    let bodies: Vec<String> = (0..12)
+        .map(|i| {
+            let amount = if i == 5 { 75_000 } else { 2_000 };
+            refund(i, NOW - 3000 + i as i64 * 200, amount)
+        })
+        .collect();
+    for chunk in bodies.chunks(10) {
+        let records: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| json!({ "messageId": format!("m{i}"), "body": b, "attributes": {}, "messageAttributes": {} }))
+            .collect();
+        let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+        assert!(handle_batch(&worker, batch, NOW)
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    let opened = detector.run(NOW).await.unwrap();
+    assert_eq!(opened.published.len(), 2, "{opened:?}");
+    // The spike resolves after its quiet hours; the large refund (an event-level alert)
+    // after `event_alert_hours`.
+    detector.run(NOW + 3 * 3600).await.unwrap();
+    detector.run(NOW + 4 * 3600 + 60).await.unwrap();
+    let later = detector.run(NOW + 25 * 3600).await.unwrap();
+    assert_eq!(
+        later.published,
+        ["live:large_refund:ch_5:2 resolved"],
+        "{later:?}"
+    );
+
+    let wall = revguard_core::time::unix_now();
+    let retention = revguard_core::ports::CLOSED_ALERT_RETENTION_SECS;
+    for id in ["live:spike:refunds", "live:large_refund:ch_5"] {
+        let item = moto
+            .dynamodb
+            .get_item()
+            .table_name(&moto.alerts_table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("alert#{id}")),
+            )
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_else(|| panic!("{id} is stored"));
+        assert!(
+            !item.contains_key(revguard_aws::alerts::ATTR_ACTIVE),
+            "{id} left the index of what runs read: {item:?}"
+        );
+        let expires_at: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+        assert!(
+            (wall + retention - 120..=wall + retention).contains(&expires_at),
+            "{id} expires {retention} s after it resolved: {expires_at} (now {wall})"
+        );
+    }
+    let calls = injector.calls();
+    assert!(
+        calls.keys().all(|op| op != "dynamodb:Scan"),
+        "a detector run scanned the alerts table: {calls:?}"
+    );
+    assert!(
+        calls.get("dynamodb:Query").copied().unwrap_or(0) >= 4,
+        "{calls:?}"
+    );
+}
