@@ -7,6 +7,9 @@
 //! - A DynamoDB outage longer than the old retry budget (time compressed): the ingress
 //!   answers 5xx, Stripe-style retries succeed afterwards, nothing lost or dead-lettered.
 //! - The signing secret changed while warm, and a payload with U+FFFF: both accepted.
+//! - The bootstraps unwind on a panic (`cargo lambda build` would make them abort).
+//! - Two detector runs on two instances of the built anomaly function, the second started
+//!   while the first publishes: each alert reaches the subscriber once.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +24,8 @@ use revguard_core::ports::CountersReader;
 use revguard_core::signature::sign;
 use revguard_core::WebhookSecret;
 use revguard_e2e::{
-    deliver_webhook, poll_queue, template_variables, FaultProxy, Front, Function, SourceCounts,
+    bootstrap, deliver_webhook, poll_queue, template_variables, FaultProxy, Front, Function,
+    SourceCounts,
 };
 use serde_json::{json, Value};
 
@@ -425,6 +429,23 @@ async fn start_all(
     out
 }
 
+/// The in-place commit retries the workers logged ("commit retried", one line each, what
+/// the stack's dashboard counts), by reason.
+fn commit_retries(workers: &[Arc<Function>]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for w in workers {
+        let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("commit retried")) {
+            let reason = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v["fields"]["reason"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unparsed".to_owned());
+            *out.entry(reason).or_default() += 1;
+        }
+    }
+    out
+}
+
 fn rfc3339(t: i64) -> String {
     revguard_core::time::rfc3339(t)
 }
@@ -529,12 +550,13 @@ async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_u
     let published = deployment.published().await;
     let doubled: Vec<_> = published.iter().filter(|(_, c)| **c > 1).collect();
     let large = renewals_n.div_ceil(LARGE_EVERY);
+    let retried = commit_retries(&workers);
 
     eprintln!(
         "renewal burst through the built bootstraps: {} events ({renewals_n} renewals), {INGRESS_INSTANCES} ingress and 5 worker instances; \
          webhook deliveries {} (5xx answered {}), delivered in {:.1} s, drained in {:.1} s; \
          worker invocations {}, records {}, reported for redelivery {}, function errors {}; dead letters 0; \
-         notifications {} (more than once: {}); injected {:?}; calls {:?}",
+         notifications {} (more than once: {}); commits retried in place {retried:?}; injected {:?}; calls {:?}",
         events.len(),
         delivery.attempts.load(Ordering::SeqCst),
         delivery.server_errors.load(Ordering::SeqCst),
@@ -557,6 +579,12 @@ async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_u
         );
     }
     assert_eq!(published.len(), large, "every large payment announced");
+    for reason in ["conflict", "throttled"] {
+        assert!(
+            retried.get(reason).is_some_and(|n| *n > 0),
+            "no commit retried for a {reason}: {retried:?}"
+        );
+    }
     assert!(doubled.is_empty(), "published more than once: {doubled:?}");
     for fault in [
         Fault::TransactionConflict,
@@ -734,4 +762,139 @@ async fn a_secret_changed_while_warm_and_a_payload_with_u_ffff_are_accepted() {
         "no fault was planned: {:?}",
         injector.injected()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_detector_runs_of_the_built_function_publish_each_alert_once() {
+    let _serial = SERIAL.lock().await;
+    let secret = "whsec_e2e_overlap_secret";
+    let deployment = Deployment::new(secret).await;
+    let injector = FaultInjector::for_proxy(13, Vec::new());
+    let proxy = FaultProxy::start(injector.clone(), &moto_endpoint()).await;
+    let ingress = deployment.start_ingress(1, &proxy).await.remove(0);
+    let worker = deployment.start_workers(1, (1, 8), &proxy).await.remove(0);
+
+    // Three large refunds, through the ingress and the worker: three event-level findings
+    // (and, together, a refund spike) waiting for the detector.
+    let now = wall();
+    let key = WebhookSecret::new(secret).unwrap();
+    for i in 0..3 {
+        let id = format!("evt_overlap_refund_{i}");
+        let body = event(
+            &id,
+            "charge.refunded",
+            now - 600 + i,
+            json!({
+            "id": format!("ch_overlap_{i}"), "object": "charge", "customer": format!("cus_overlap_{i}"),
+            "amount": 90_000, "amount_refunded": 90_000, "currency": "usd", "refunded": true }),
+        );
+        let (status, answer) = deliver_webhook(
+            &ingress,
+            Front::FunctionUrl,
+            &body,
+            &sign(&key, wall(), body.as_bytes()),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(SourceCounts::default());
+    let sources = start_event_sources(&deployment, &[worker], 30, &stop, &counts);
+    drained(&deployment, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::SeqCst);
+    for s in sources {
+        s.await.unwrap();
+    }
+
+    // Every Publish takes 600 ms, so the second run, started 200 ms after the first on
+    // another instance, reads the alerts while the first run's are in the outbox, being
+    // published (the order a held-out run found publishing twice).
+    let anomalies = start_all(
+        "anomaly",
+        2,
+        &deployment.anomaly_env(),
+        &proxy.url,
+        Duration::from_secs(60),
+    )
+    .await;
+    for f in &anomalies {
+        f.init_time().await;
+    }
+    injector.set_rules(vec![Rule::new(
+        "sns:Publish",
+        Fault::Latency(Duration::from_millis(600)),
+        1.0,
+    )]);
+    let scheduled = json!({ "scheduled_time": rfc3339(now + 60) });
+    let first = anomalies[0].invoke(&scheduled);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        anomalies[1].invoke(&scheduled).await
+    };
+    let (a, b) = tokio::join!(first, second);
+    let (a, b) = (a.expect("the first run"), b.expect("the second run"));
+
+    let mut received: BTreeMap<String, usize> = BTreeMap::new();
+    for body in revguard_aws::testing::drain_queue(
+        &deployment.stack.sqs,
+        &deployment.stack.alerts_subscriber,
+    )
+    .await
+    {
+        let envelope: Value = serde_json::from_str(&body).unwrap();
+        let id = envelope["MessageAttributes"]["alert_id"]["Value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an alert id in {envelope}"))
+            .to_owned();
+        *received.entry(id).or_default() += 1;
+    }
+    let publishes = injector.calls().get("sns:Publish").copied().unwrap_or(0);
+    eprintln!(
+        "overlapping detector runs of the built anomaly function: first published {}, second {}; \
+         subscriber received {received:?}; SNS Publish calls {publishes}",
+        a["published"], b["published"]
+    );
+    for i in 0..3 {
+        let id = format!("live:large_refund:ch_overlap_{i}:1");
+        assert_eq!(received.get(&id), Some(&1), "{id}: {received:?}");
+    }
+    assert!(
+        received.values().all(|n| *n == 1),
+        "an alert reached the subscriber twice: {received:?}"
+    );
+    assert_eq!(
+        publishes as usize,
+        received.len(),
+        "SNS counted one Publish per alert"
+    );
+}
+
+/// Whether `haystack` holds `needle` (the bootstraps are stripped: what is left of the
+/// panic runtime is its messages and source paths).
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn the_built_bootstraps_unwind_on_a_panic() {
+    // `cargo lambda build` (what `sam build` runs) adds `panic="abort"` unless the release
+    // profile names a strategy; Cargo.toml names `unwind`, so that the runtime reports a
+    // panicking invocation as that invocation's error and the environment stays warm.
+    // panic_unwind carries this message; panic_abort, its source path.
+    for function in ["ingress", "worker", "anomaly"] {
+        let path = bootstrap(function);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            contains(&bytes, "Rust panics must be rethrown"),
+            "{} links no unwinding panic runtime",
+            path.display()
+        );
+        assert!(
+            !contains(&bytes, "library/panic_abort/"),
+            "{} was built with panic=abort",
+            path.display()
+        );
+    }
 }
