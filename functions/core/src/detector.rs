@@ -200,6 +200,10 @@ impl<
         summary.unpublished.extend(report.failed);
     }
 
+    /// Deletes the published entries, retrying an unavailable store with the commit's
+    /// backoff: at most about 2.5 s of pauses (plus the SDK's own retries), well inside
+    /// the entries' lease ([`OUTBOX_LEASE_SECS`]), so no other run claims them meanwhile.
+    /// The deletes are idempotent, so each retry sends the whole list again.
     async fn clear_outbox(&self, published: &[String]) {
         if published.is_empty() {
             return;
@@ -210,7 +214,8 @@ impl<
         loop {
             match self.alerts.clear_outbox(published).await {
                 Ok(()) => return,
-                Err(_) if !backoff.gives_up_after(attempt) => {
+                Err(e @ StoreError::Unavailable(_)) if !backoff.gives_up_after(attempt) => {
+                    tracing::info!(attempt, error = %crate::error_chain(&e), "alert outbox clear retried");
                     self.pause.pause(backoff.delay(attempt, seed)).await;
                     attempt += 1;
                 }

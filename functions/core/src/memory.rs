@@ -486,8 +486,10 @@ impl AlertStore for MemoryAlerts {
 
     async fn clear_outbox(&self, message_ids: &[String]) -> Result<(), StoreError> {
         self.check()?;
-        if self.clear_failures_to_inject.load(Ordering::SeqCst) > 0 {
-            self.clear_failures_to_inject.fetch_sub(1, Ordering::SeqCst);
+        let injected =
+            self.clear_failures_to_inject
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if injected.is_ok() {
             return Err(StoreError::unavailable(SimulatedOutage));
         }
         let mut t = self.inner.lock().unwrap();
