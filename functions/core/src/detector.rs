@@ -208,22 +208,20 @@ impl<
         if published.is_empty() {
             return;
         }
-        let backoff = Backoff::COMMIT;
-        let seed = seed_of(&published[0]);
-        let mut attempt = 1;
-        loop {
-            match self.alerts.clear_outbox(published).await {
-                Ok(()) => return,
-                Err(e @ StoreError::Unavailable(_)) if !backoff.gives_up_after(attempt) => {
-                    tracing::info!(attempt, error = %crate::error_chain(&e), "alert outbox clear retried");
-                    self.pause.pause(backoff.delay(attempt, seed)).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %crate::error_chain(&e), attempts = attempt, "published alert messages stay in the outbox");
-                    return;
-                }
+        let unavailable = |e: &StoreError, attempt: u32| {
+            let retry = matches!(e, StoreError::Unavailable(_));
+            if retry {
+                tracing::info!(attempt, error = %crate::error_chain(e), "alert outbox clear retried");
             }
+            retry
+        };
+        let (result, attempts) = Backoff::COMMIT
+            .retry(seed_of(&published[0]), &self.pause, unavailable, || {
+                self.alerts.clear_outbox(published)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %crate::error_chain(&e), attempts, "published alert messages stay in the outbox");
         }
     }
 }

@@ -73,6 +73,31 @@ impl Backoff {
     pub fn gives_up_after(&self, attempt: u32) -> bool {
         attempt >= self.max_attempts
     }
+
+    /// Runs `op` until it succeeds, its error is not `retryable` (asked only while
+    /// attempts remain, with the attempt that failed), or the attempts run out, pausing
+    /// for [`Backoff::delay`] before each retry. The last result, and the attempts made.
+    pub async fn retry<T, E, Fut>(
+        &self,
+        seed: u64,
+        pause: &impl crate::ports::Pause,
+        retryable: impl Fn(&E, u32) -> bool,
+        mut op: impl FnMut() -> Fut,
+    ) -> (Result<T, E>, u32)
+    where
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if !self.gives_up_after(attempt) && retryable(&e, attempt) => {
+                    pause.pause(self.delay(attempt, seed)).await;
+                    attempt += 1;
+                }
+                result => return (result, attempt),
+            }
+        }
+    }
 }
 
 /// A seed from a string (a message or event id): a stable FNV-1a hash.

@@ -410,21 +410,18 @@ where
     /// de-duplicate on the id if even the retries fail.
     async fn settle_outbox(&self, published: &[String], unpublished: &[Notification]) {
         let seed = seed_of(published.first().map_or("", String::as_str));
-        let mut attempt = 1;
-        loop {
-            match self.billing.settle_outbox(published, unpublished).await {
-                Ok(()) => return,
-                Err(_) if !self.rules.commit.gives_up_after(attempt) => {
-                    self.pause
-                        .pause(self.rules.commit.delay(attempt, seed))
-                        .await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %crate::error_chain(&e), attempts = attempt, "published notifications stay in the outbox");
-                    return;
-                }
-            }
+        let (result, attempts) = self
+            .rules
+            .commit
+            .retry(
+                seed,
+                &self.pause,
+                |_, _| true,
+                || self.billing.settle_outbox(published, unpublished),
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %crate::error_chain(&e), attempts, "published notifications stay in the outbox");
         }
     }
 }
