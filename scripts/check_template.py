@@ -143,6 +143,11 @@ reconcile_alerts = [st for st in functions["ReconcileFunction"]["Properties"]["P
 check(len(reconcile_alerts) == 1 and reconcile_alerts[0]["Action"] == ["dynamodb:PutItem"]
       and reconcile_alerts[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["pending#*#reconcile_drift"],
       "the reconciliation may only leave its drift finding in the alerts table")
+reconcile_stage = [st for st in functions["ReconcileFunction"]["Properties"]["Policies"][0]["Statement"]
+                   if "dynamodb:Query" in st["Action"]
+                   and "${StateTable.Arn}/index/by_stage" in [r.get("Fn::Sub") for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]) if isinstance(r, dict)]]
+check(len(reconcile_stage) == 1,
+      "the reconciliation may Query the state table's by_stage index (it reads the open dunning cases there: aws/src/read_model.rs)")
 scanners = sorted(n for n in functions if any("dynamodb:Scan" in actions_on(n, table) for table in of_type("AWS::DynamoDB::Table")))
 check(scanners == ["ReconcileFunction"], f"only the daily reconciliation scans (the keys of the state table): {scanners}")
 requery = functions["WorkerFunction"]["Properties"]
@@ -240,8 +245,36 @@ check(int(params["WorkerBatchSize"].get("MaxValue", 10)) <= 10
       or int(params["WorkerBatchingWindowSeconds"].get("MinValue", 0)) >= 1,
       "no deployable batch size needs a batching window the parameters allow to be 0")
 alarms = {getattr_name: a for getattr_name, a in of_type("AWS::CloudWatch::Alarm").items()}
-for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning", "RecoveryErrors"):
+for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning", "RecoveryErrors", "ReconcileErrors"):
     check(name in alarms and {"Ref": "AlertsTopic"} in alarms[name]["Properties"].get("AlarmActions", []), f"alarm {name} goes to the alerts topic")
+
+
+
+def alarm_metrics(alarm):
+    """(namespace, metric, {dimension: value}) of every metric an alarm reads, plain or in metric math."""
+    p = alarm["Properties"]
+    if "MetricName" in p:
+        return [(p["Namespace"], p["MetricName"], {d["Name"]: d["Value"] for d in p.get("Dimensions", [])})]
+    out = []
+    for m in p.get("Metrics", []):
+        if "MetricStat" in m:
+            metric = m["MetricStat"]["Metric"]
+            out.append((metric["Namespace"], metric["MetricName"], {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}))
+    return out
+
+
+def alarms_on(namespace, metric, dimension=None, value=None):
+    return sorted(name for name, a in alarms.items() for ns, m, dims in alarm_metrics(a)
+                  if ns == namespace and m == metric and (dimension is None or dims.get(dimension) == value))
+
+
+# With a Stripe API key both recovery jobs are watched: a failing reconciliation leaves
+# drift unreported, and nothing else would say so.
+for job in ("BackfillFunction", "ReconcileFunction"):
+    watching = [a for a in alarms_on("AWS/Lambda", "Errors", "FunctionName", {"Ref": job})
+                if alarms[a].get("Condition") == "HasStripeApiKey"
+                and {"Ref": "AlertsTopic"} in alarms[a]["Properties"].get("AlarmActions", [])]
+    check(bool(watching), f"an alarm on {job}'s errors goes to the alerts topic (with a Stripe API key): {watching}")
 
 import json
 import re
