@@ -92,6 +92,12 @@ for table in ("StateTable", "CountersTable", "AlertsTable"):
           f"point-in-time recovery on {table}")
 for table in of_type("AWS::DynamoDB::Table").values():
     check(table["Properties"].get("BillingMode") == "PAY_PER_REQUEST", "tables are on-demand")
+# The dunning state, the counters and the event log outlive a stack deleted or a table
+# replaced by mistake: CloudFormation keeps them, and DynamoDB refuses to delete them.
+for name, table in of_type("AWS::DynamoDB::Table").items():
+    check(table.get("DeletionPolicy") == "Retain" and table.get("UpdateReplacePolicy") == "Retain",
+          f"{name} is retained when the stack is deleted or the table replaced")
+    check(table["Properties"].get("DeletionProtectionEnabled") is True, f"{name} has deletion protection")
 
 alerts_table = res["AlertsTable"]["Properties"]
 check(alerts_table.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True},
