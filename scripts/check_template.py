@@ -4,6 +4,9 @@
 Run by scripts/test (with the deployment venv, which has cfn-lint's template parser).
 Each check names what it protects; the script exits non-zero listing every broken one.
 """
+import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -217,7 +220,8 @@ check(res["ChatChannelRole"]["Properties"].get("ManagedPolicyArns") == [{"Ref": 
       and "Policies" not in res["ChatChannelRole"]["Properties"], "the chat channel role holds the guardrail's permissions only")
 link = functions["AnomalyFunction"]["Properties"]["Environment"]["Variables"].get("REVGUARD_DASHBOARD_URL", {})
 check("-health" in str(link) and "HealthDashboard" not in str(link)
-      and res["HealthDashboard"]["Properties"].get("DashboardName") == {"Fn::Sub": "${AWS::StackName}-health"},
+      and res["HealthDashboard"]["Properties"].get("DashboardName") == {"Fn::Sub": "${AWS::StackName}-${AWS::Region}-health"}
+      and "${AWS::StackName}-${AWS::Region}-health" in str(link),
       "alert messages link to the stack's dashboard by its name (a reference would be a cycle: the dashboard names the function)")
 
 anomaly = functions["AnomalyFunction"]["Properties"]["Events"]["Schedule"]
@@ -282,9 +286,6 @@ for job in ("BackfillFunction", "ReconcileFunction"):
                 and {"Ref": "AlertsTopic"} in alarms[a]["Properties"].get("AlarmActions", [])]
     check(bool(watching), f"an alarm on {job}'s errors goes to the alerts topic (with a Stripe API key): {watching}")
 
-import json
-import re
-
 body, names = res["HealthDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
 known = set(res) | set(names) | {"AWS::Region", "AWS::StackName"}
 referenced = set(re.findall(r"\$\{([^}]+)\}", body))
@@ -316,9 +317,11 @@ for name in ("WebhookUrl", "ApiUrl", "AlertsTopicArn", "NotificationsTopicArn", 
 # infra/ci-deploy-role.yaml: CloudFormation's execution role must cover every resource
 # type template.yaml declares, or a CI deploy fails halfway.
 ci = cfn_yaml.load(str(ROOT / "infra" / "ci-deploy-role.yaml"))
+ci_statements = ci["Resources"]["ExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
 ci_actions = set()
-for st in ci["Resources"]["ExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
-    ci_actions |= set(st["Action"])
+for st in ci_statements:
+    if st["Effect"] == "Allow":
+        ci_actions |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
 needs = {
     "AWS::Serverless::Function": ["lambda:CreateFunction", "iam:CreateRole", "iam:PassRole"],
     "AWS::Serverless::HttpApi": ["apigateway:POST"],
@@ -344,6 +347,163 @@ for kind in sorted({r["Type"] for r in res.values()}):
           f"infra/ci-deploy-role.yaml lets CloudFormation create {kind}")
 check("scheduler:CreateSchedule" in ci_actions and "lambda:CreateEventSourceMapping" in ci_actions,
       "infra/ci-deploy-role.yaml covers the schedule and the queue trigger the functions' events make")
+
+# ---- The template as CloudFormation receives it: SAM's own transform, offline ----------
+# (what `sam deploy` sends is translated by the same aws-sam-translator), so that the
+# roles, schedules and names SAM generates are checked too.
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # the transform wants a region for ARNs
+from samtranslator.translator.transform import transform as sam_transform
+
+
+class NoManagedPolicyNames:
+    """The transform asks IAM for AWS's managed policy ARNs only to resolve policy names
+    given in a function's Policies; this template gives statements, never names."""
+
+    def load(self):
+        return {}
+
+
+def translate(region):
+    sam = json.loads(json.dumps(t))
+    for r in sam["Resources"].values():
+        if r["Type"] == "AWS::Serverless::Function":
+            r["Properties"]["CodeUri"] = "s3://bucket/key"  # as `sam validate` does: no local paths
+    return sam_transform(sam, {"AWS::Region": region}, NoManagedPolicyNames())
+
+
+try:
+    cfn = translate("us-east-1")
+except Exception as e:  # noqa: BLE001 - any refusal of the transform is a broken template
+    cfn = {"Resources": {}}
+    check(False, f"SAM's transform accepts the template: {e}")
+cfn_res = cfn["Resources"]
+
+PSEUDO = {"AWS::AccountId": "123456789012", "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+
+
+def resolve(v, stack, region):
+    """A physical name as CloudFormation would make it in this stack and region; None if
+    it depends on anything else (a parameter, another resource)."""
+    pseudo = {**PSEUDO, "AWS::StackName": stack, "AWS::Region": region}
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and len(v) == 1:
+        (fn, arg), = v.items()
+        if fn == "Ref":
+            return pseudo.get(arg)
+        if fn == "Fn::Sub":
+            text, names = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
+            parts = {}
+            for name in re.findall(r"\$\{([^}!]+)\}", text):
+                parts[name] = resolve(names[name], stack, region) if name in names else pseudo.get(name)
+                if parts[name] is None:
+                    return None
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: parts[m.group(1)], text)
+        if fn == "Fn::Join":
+            pieces = [resolve(x, stack, region) for x in arg[1]]
+            return None if None in pieces else arg[0].join(pieces)
+    return None
+
+
+# Where each resource type takes its physical name, and where that name must be unique:
+# in a region of the account, or in the whole account. A type the stack gains must be
+# classified here before the check passes.
+PHYSICAL_NAMES = {
+    "AWS::SecretsManager::Secret": ("Name", "region"),
+    "AWS::DynamoDB::Table": ("TableName", "region"),
+    "AWS::SQS::Queue": ("QueueName", "region"),
+    "AWS::SNS::Topic": ("TopicName", "region"),
+    "AWS::Lambda::Function": ("FunctionName", "region"),
+    "AWS::Logs::LogGroup": ("LogGroupName", "region"),
+    "AWS::CloudWatch::Alarm": ("AlarmName", "region"),
+    "AWS::Scheduler::Schedule": ("Name", "region"),
+    "AWS::IAM::Role": ("RoleName", "account"),
+    "AWS::IAM::ManagedPolicy": ("ManagedPolicyName", "account"),
+    "AWS::CloudWatch::Dashboard": ("DashboardName", "account"),
+    "AWS::Chatbot::SlackChannelConfiguration": ("ConfigurationName", "account"),
+    "AWS::Chatbot::MicrosoftTeamsChannelConfiguration": ("ConfigurationName", "account"),
+}
+# Types whose names are not unique or are scoped inside another resource of the stack.
+NAMELESS = {"AWS::SQS::QueuePolicy", "AWS::SNS::Subscription", "AWS::Lambda::Url", "AWS::Lambda::Permission",
+            "AWS::Lambda::EventSourceMapping", "AWS::Logs::MetricFilter", "AWS::ApiGatewayV2::Api",
+            "AWS::ApiGatewayV2::Stage"}
+unclassified = sorted({r["Type"] for r in cfn_res.values()} - set(PHYSICAL_NAMES) - NAMELESS)
+check(not unclassified, f"every resource type of the translated template is classified by where its name is unique: {unclassified}")
+
+
+def physical_names(stack, region):
+    """{(scope, type): {name: logical id}} of the names the template sets; unresolvable names as None."""
+    out = {}
+    for logical, r in cfn_res.items():
+        prop, scope = PHYSICAL_NAMES.get(r["Type"], (None, None))
+        if prop and prop in r.get("Properties", {}):
+            key = (scope if scope == "account" else region, r["Type"])
+            out.setdefault(key, []).append((resolve(r["Properties"][prop], stack, region), logical))
+    return out
+
+
+named = physical_names("revguard", "us-east-1")
+for (scope, kind), names in sorted(named.items()):
+    for name, logical in names:
+        check(name is not None, f"{logical}'s name is made of the stack name and region only")
+        if name is None:
+            continue
+        check("revguard" in name, f"{logical}'s name includes the stack's: {name}")
+        if scope == "account":
+            check("us-east-1" in name, f"{logical}'s name is unique in the account, so it includes the region: {name}")
+    check(len({n for n, _ in names}) == len(names), f"no two {kind} of one stack share a name: {names}")
+for name, logical in named.get(("us-east-1", "AWS::SecretsManager::Secret"), []):
+    check(name is not None and not re.search(r"-[^-]{6}$", name),
+          f"{logical}'s name does not end in a hyphen and six characters, like Secrets Manager's own suffix: {name}")
+# Test beside live in one region, and one stack name in two regions.
+for other in (("revguard-test", "us-east-1"), ("revguard", "eu-west-1")):
+    theirs = physical_names(*other)
+    for key, names in named.items():
+        clash = {n for n, _ in names} & {n for n, _ in theirs.get(key, [])} - {None}
+        check(not clash, f"{key[1]} names of stacks revguard (us-east-1) and {other[0]} ({other[1]}) do not collide: {sorted(clash)}")
+
+# CloudFormation's execution role for CI (infra/ci-deploy-role.yaml) may manage only what
+# is named after the stack: each named resource's ARN, for stack revguard, must match the
+# resources of the statement that allows its creation. A secret without a Name is named
+# `<LogicalId>-<random>` by CloudFormation, without the stack's name.
+import fnmatch
+
+ci_pseudo = {**PSEUDO, "AWS::Region": "us-east-1", "StackName": "revguard", "ArtifactsBucket": "bucket"}
+
+
+def ci_resources(statement):
+    rs = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    out = []
+    for r in rs:
+        text = r.get("Fn::Sub") if isinstance(r, dict) else r
+        if isinstance(text, str):
+            out.append(re.sub(r"\$\{([^}!]+)\}", lambda m: ci_pseudo.get(m.group(1), "?unresolved?"), text))
+    return out
+
+
+def ci_allows(action, arn):
+    return any(st["Effect"] == "Allow" and action in st["Action"] and "Condition" not in st
+               and any(fnmatch.fnmatchcase(arn, pattern) for pattern in ci_resources(st))
+               for st in ci_statements)
+
+
+CREATE = {
+    "AWS::SecretsManager::Secret": ("secretsmanager:CreateSecret", "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf"),
+    "AWS::Scheduler::Schedule": ("scheduler:CreateSchedule", "arn:aws:scheduler:us-east-1:123456789012:schedule/default/{}"),
+    "AWS::CloudWatch::Dashboard": ("cloudwatch:PutDashboard", "arn:aws:cloudwatch::123456789012:dashboard/{}"),
+    "AWS::Chatbot::SlackChannelConfiguration": ("chatbot:CreateSlackChannelConfiguration",
+                                                "arn:aws:chatbot::123456789012:chat-configuration/slack-channel/{}"),
+    "AWS::Chatbot::MicrosoftTeamsChannelConfiguration": ("chatbot:CreateMicrosoftTeamsChannelConfiguration",
+                                                         "arn:aws:chatbot::123456789012:chat-configuration/microsoft-teams-channel/{}"),
+}
+for logical, r in sorted(cfn_res.items()):
+    if r["Type"] not in CREATE:
+        continue
+    prop = PHYSICAL_NAMES[r["Type"]][0]
+    name = resolve(r["Properties"][prop], "revguard", "us-east-1") if prop in r["Properties"] else logical
+    action, arn = CREATE[r["Type"]]
+    check(name is not None and ci_allows(action, arn.format(name)),
+          f"infra/ci-deploy-role.yaml lets CloudFormation create {logical} ({arn.format(name)})")
 
 # No dependency cycle between resources (cfn-lint does not see one through a Sub inside a
 # SAM function; CloudFormation refuses the stack): Ref, GetAtt, Sub names, DependsOn.
