@@ -39,6 +39,18 @@ def getatt(v):
 
 
 functions = of_type("AWS::Serverless::Function")
+
+
+def function_statements(name):
+    """A function's policy statements as written (a conditional one as its Fn::If): from its
+    Policies, or from the policies of the role it names (Role: !GetAtt <role>.Arn)."""
+    p = functions[name]["Properties"]
+    role = getatt(p.get("Role"))
+    if role:
+        return [st for policy in res[role]["Properties"].get("Policies", []) for st in policy["PolicyDocument"]["Statement"]]
+    return [st for policy in p.get("Policies", []) if isinstance(policy, dict) for st in policy.get("Statement", [])]
+
+
 check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction", "ApiFunction", "BackfillFunction", "ReconcileFunction"},
       "six functions: ingress, worker, anomaly, api, and the recovery jobs backfill and reconcile")
 for name, f in functions.items():
@@ -56,14 +68,13 @@ for name, f in functions.items():
           f"{name} has no plain-text signing secret in its configuration")
     check("STRIPE_API_KEY" not in env and "STRIPE_API_KEY" not in glob.get("Environment", {}).get("Variables", {}),
           f"{name} has no plain-text Stripe API key in its configuration")
-    for policy in p.get("Policies", []):
-        for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
-            if "Fn::If" in st:
-                st = st["Fn::If"][1]
-            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-            check(all("*" not in a for a in actions), f"{name}: no wildcard action in {actions}")
-            check(all(not (isinstance(r, str) and "*" in r) for r in resources), f"{name}: no wildcard resource in {resources}")
+    for st in function_statements(name):
+        if "Fn::If" in st:
+            st = st["Fn::If"][1]
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        check(all("*" not in a for a in actions), f"{name}: no wildcard action in {actions}")
+        check(all(not (isinstance(r, str) and "*" in r) for r in resources), f"{name}: no wildcard resource in {resources}")
 
 check(params["StripeWebhookSecret"].get("NoEcho") is True, "the signing secret parameter is NoEcho")
 check(ref(functions["IngressFunction"]["Properties"]["Environment"]["Variables"].get("STRIPE_WEBHOOK_SECRET_ARN", {}).get("Fn::If", [None, {}])[1]) == "StripeSecret",
@@ -116,15 +127,14 @@ check([i["IndexName"] for i in state_indexes] == ["by_customer", "by_stage"]
 
 def actions_on(function, resource_name):
     out = set()
-    for policy in functions[function]["Properties"].get("Policies", []):
-        for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
-            if "Fn::If" in st:
-                st = st["Fn::If"][1]
-            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-            hits = [r for r in resources if getatt(r) == resource_name
-                    or (isinstance(r, dict) and resource_name in str(r.get("Fn::Sub", "")))]
-            if hits:
-                out |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    for st in function_statements(function):
+        if "Fn::If" in st:
+            st = st["Fn::If"][1]
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        hits = [r for r in resources if getatt(r) == resource_name
+                or (isinstance(r, dict) and resource_name in str(r.get("Fn::Sub", "")))]
+        if hits:
+            out |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
     return out
 
 
@@ -160,7 +170,7 @@ check(len(reconcile_stage) == 1,
 scanners = sorted(n for n in functions if any("dynamodb:Scan" in actions_on(n, table) for table in of_type("AWS::DynamoDB::Table")))
 check(scanners == ["ReconcileFunction"], f"only the daily reconciliation scans (the keys of the state table): {scanners}")
 requery = functions["WorkerFunction"]["Properties"]
-requery_statements = [st["Fn::If"] for st in requery["Policies"][0]["Statement"] if "Fn::If" in st]
+requery_statements = [st["Fn::If"] for st in function_statements("WorkerFunction") if "Fn::If" in st]
 check(params["RequeryOnTransitions"]["Default"] == "false" and requery["Environment"]["Variables"].get("REVGUARD_REQUERY", {}).get("Fn::If", [None])[0] == "Requery"
       and len(requery_statements) == 3 and all(st[0] == "Requery" for st in requery_statements),
       "re-query is off by default, and the worker gets the key and the ingress's writes only with it on")
@@ -461,6 +471,34 @@ for other in (("revguard-test", "us-east-1"), ("revguard", "eu-west-1")):
     for key, names in named.items():
         clash = {n for n, _ in names} & {n for n, _ in theirs.get(key, [])} - {None}
         check(not clash, f"{key[1]} names of stacks revguard (us-east-1) and {other[0]} ({other[1]}) do not collide: {sorted(clash)}")
+
+# The roles the functions run under, as deployed.
+def function_role(function):
+    role = getatt(cfn_res.get(function, {}).get("Properties", {}).get("Role"))
+    return role, cfn_res.get(role, {}).get("Properties", {})
+
+
+def role_statements(role_props):
+    out = []
+    for policy in role_props.get("Policies", []):
+        for st in policy["PolicyDocument"]["Statement"]:
+            out.append(st["Fn::If"][1] if isinstance(st, dict) and "Fn::If" in st else st)
+    return out
+
+
+# SAM gives a function with an SQS event and a generated role AWSLambdaSQSQueueExecutionRole:
+# ReceiveMessage and DeleteMessage on every queue of the account. The worker needs them on
+# its own queue only.
+worker_role, worker_role_props = function_role("WorkerFunction")
+check(worker_role is not None and not any("AWSLambdaSQSQueueExecutionRole" in json.dumps(a) for a in worker_role_props.get("ManagedPolicyArns", [])),
+      f"the worker's role ({worker_role}) has no AWSLambdaSQSQueueExecutionRole (sqs:ReceiveMessage and DeleteMessage on *)")
+worker_sqs_anywhere = [st for st in role_statements(worker_role_props)
+                       if any(str(a).startswith("sqs:") for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]))
+                       and any(r == "*" for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]))]
+check(worker_role is not None and not worker_sqs_anywhere, f"no statement of the worker's role allows sqs:* actions on every queue: {worker_sqs_anywhere}")
+worker_queue = [st for st in role_statements(worker_role_props) if getatt(st["Resource"]) == "EventsQueue"
+                and {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= set(st["Action"])]
+check(len(worker_queue) == 1, "the worker may receive and delete messages of its events queue (what its event source needs)")
 
 # CloudFormation's execution role for CI (infra/ci-deploy-role.yaml) may manage only what
 # is named after the stack: each named resource's ARN, for stack revguard, must match the
