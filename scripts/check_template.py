@@ -347,8 +347,9 @@ needs = {
     "AWS::Logs::MetricFilter": ["logs:PutMetricFilter"],
     "AWS::CloudWatch::Alarm": ["cloudwatch:PutMetricAlarm"],
     "AWS::CloudWatch::Dashboard": ["cloudwatch:PutDashboard"],
-    "AWS::IAM::Role": ["iam:CreateRole", "iam:AttachRolePolicy", "iam:PassRole"],
-    "AWS::IAM::ManagedPolicy": ["iam:CreatePolicy", "iam:CreatePolicyVersion"],
+    "AWS::IAM::Role": ["iam:CreateRole", "iam:AttachRolePolicy", "iam:PassRole", "iam:PutRolePermissionsBoundary"],
+    # Created and replaced, never versioned: CI may not create policy versions.
+    "AWS::IAM::ManagedPolicy": ["iam:CreatePolicy", "iam:DeletePolicy"],
     "AWS::Chatbot::SlackChannelConfiguration": ["chatbot:CreateSlackChannelConfiguration"],
     "AWS::Chatbot::MicrosoftTeamsChannelConfiguration": ["chatbot:CreateMicrosoftTeamsChannelConfiguration"],
 }
@@ -542,6 +543,98 @@ for logical, r in sorted(cfn_res.items()):
     action, arn = CREATE[r["Type"]]
     check(name is not None and ci_allows(action, arn.format(name)),
           f"infra/ci-deploy-role.yaml lets CloudFormation create {logical} ({arn.format(name)})")
+
+# ---- A permissions boundary on every role of the stack --------------------------------
+# infra/ci-deploy-role.yaml ships StackBoundary, the most any role of the stack may do;
+# template.yaml sets it (PermissionsBoundaryArn) on every role it creates, SAM's included,
+# and CloudFormation's execution role may create or change a role only with it.
+BOUNDARY_IF = {"Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]}
+check(params.get("PermissionsBoundaryArn", {}).get("Default") == "", "PermissionsBoundaryArn is a parameter, empty (no boundary) by default")
+roles = {k: v for k, v in cfn_res.items() if v["Type"] == "AWS::IAM::Role"}
+for name, role in sorted(roles.items()):
+    check(role["Properties"].get("PermissionsBoundary") == BOUNDARY_IF, f"{name} carries PermissionsBoundaryArn when one is given")
+
+boundary = ci["Resources"].get("StackBoundary", {})
+check(boundary.get("Type") == "AWS::IAM::ManagedPolicy", "infra/ci-deploy-role.yaml ships the permissions boundary StackBoundary")
+boundary_statements = boundary.get("Properties", {}).get("PolicyDocument", {}).get("Statement", [])
+boundary_actions = set()
+for st in boundary_statements:
+    acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+    if st["Effect"] == "Allow":
+        boundary_actions |= set(acts)
+check(boundary_actions and all(not a.startswith("iam:") and not a.startswith("sts:") and "*" not in a for a in boundary_actions),
+      f"the boundary names its actions, and none of IAM or STS: {sorted(a for a in boundary_actions if a.startswith(('iam:', 'sts:')) or '*' in a)}")
+# What AWS's managed policies the stack attaches allow (their documents are not in the template).
+AWS_MANAGED = {"service-role/AWSLambdaBasicExecutionRole": {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}}
+granted = {}
+for name, role in roles.items():
+    for st in role_statements(role["Properties"]):
+        if st.get("Effect") == "Allow":
+            for a in st["Action"] if isinstance(st["Action"], list) else [st["Action"]]:
+                granted.setdefault(a, set()).add(name)
+    for arn in role["Properties"].get("ManagedPolicyArns", []):
+        text = resolve(arn, "revguard", "us-east-1")
+        managed = text.split(":policy/", 1)[1] if text and ":iam::aws:policy/" in text else None
+        for a in AWS_MANAGED.get(managed, set()):
+            granted.setdefault(a, set()).add(name)
+for name in ("ChatGuardrailPolicy",):
+    for st in cfn_res.get(name, {}).get("Properties", {}).get("PolicyDocument", {}).get("Statement", []):
+        for a in st["Action"]:
+            granted.setdefault(a, set()).add("ChatChannelRole")
+missing = {a: sorted(r) for a, r in granted.items() if a not in boundary_actions}
+check(not missing, f"the boundary allows every action the stack's roles are given (or they would fail at run time): {missing}")
+
+attached = set()
+for role in roles.values():
+    for arn in role["Properties"].get("ManagedPolicyArns", []):
+        text = resolve(arn, "revguard", "us-east-1")
+        attached.add(text.split(":policy/", 1)[1] if text and ":iam::aws:policy/" in text else json.dumps(arn))
+aws_attached = {a for a in attached if not a.startswith("{")}
+check(aws_attached <= set(AWS_MANAGED), f"the stack attaches only AWS managed policies whose actions this check knows: {sorted(aws_attached)}")
+
+# CloudFormation's execution role for CI cannot make an administrator.
+ROLE_WRITES = {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:DeleteRolePolicy",
+               "iam:PutRolePermissionsBoundary"}
+boundary_ref = {"Ref": "StackBoundary"}
+
+
+def condition(st, operator, key):
+    return st.get("Condition", {}).get(operator, {}).get(key)
+
+
+ci_allow = [st for st in ci_statements if st["Effect"] == "Allow"]
+ci_allow_actions = lambda st: st["Action"] if isinstance(st["Action"], list) else [st["Action"]]  # noqa: E731
+check(not any("*" in a for st in ci_allow for a in ci_allow_actions(st) if a.startswith("iam:")), "the execution role names its IAM actions")
+for st in ci_allow:
+    writes = ROLE_WRITES & set(ci_allow_actions(st))
+    if writes:
+        check(condition(st, "StringEquals", "iam:PermissionsBoundary") == boundary_ref,
+              f"the execution role may {sorted(writes)} only on a role that carries StackBoundary ({st.get('Sid')})")
+check(ROLE_WRITES <= {a for st in ci_allow for a in ci_allow_actions(st)}, "the execution role may create and change the stack's roles (with the boundary)")
+for st in ci_allow:
+    if "iam:AttachRolePolicy" in ci_allow_actions(st):
+        allowed = condition(st, "ArnLike", "iam:PolicyARN") or condition(st, "ArnEquals", "iam:PolicyARN") or []
+        texts = [re.sub(r"\$\{([^}!]+)\}", lambda m: ci_pseudo.get(m.group(1), "?"), a.get("Fn::Sub", "") if isinstance(a, dict) else a)
+                 for a in allowed]
+        aws = {x.split(":iam::aws:policy/", 1)[1] for x in texts if ":iam::aws:policy/" in x}
+        own = [x for x in texts if ":iam::aws:policy/" not in x]
+        check(bool(allowed) and aws == aws_attached and own == ["arn:aws:iam::123456789012:policy/revguard-*"],
+              f"AttachRolePolicy is limited to the AWS managed policies the stack attaches and the stack's own: {texts}")
+never = {"iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeleteRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy"}
+check(not never & {a for st in ci_allow for a in ci_allow_actions(st)},
+      f"the execution role may not rewrite a policy, drop a boundary or change who assumes a role: {sorted(never & {a for st in ci_allow for a in ci_allow_actions(st)})}")
+check(not any(re.search(r"iam:.*(User|Group)", a) for st in ci_allow for a in ci_allow_actions(st)), "the execution role touches no IAM user or group")
+trusted = set()
+for role in roles.values():
+    for st in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+        svc = st["Principal"]["Service"]
+        trusted |= set(svc if isinstance(svc, list) else [svc])
+for st in ci_allow:
+    if "iam:PassRole" in ci_allow_actions(st):
+        services = condition(st, "StringEquals", "iam:PassedToService")
+        services = set(services if isinstance(services, list) else [services] if services else [])
+        check(bool(services) and services == trusted,
+              f"the execution role passes roles only to the services the stack's roles trust ({sorted(trusted)}): {sorted(services)}")
 
 # No dependency cycle between resources (cfn-lint does not see one through a Sub inside a
 # SAM function; CloudFormation refuses the stack): Ref, GetAtt, Sub names, DependsOn.
