@@ -240,9 +240,10 @@ check(anomaly["Type"] in ("Schedule", "ScheduleV2") and ref(anomaly["Properties"
 check(anomaly["Type"] == "ScheduleV2"
       and "<aws.scheduler.scheduled-time>" in anomaly["Properties"].get("Input", ""),
       "the schedule's input carries Scheduler's scheduled time, so a retried run judges the same moment")
-# The function URL: the default webhook door, public only for the ingress, with both
-# permissions a public URL needs (lambda:InvokeFunctionUrl, and since October 2025
-# lambda:InvokeFunction restricted to calls through the URL), and removable.
+# The function URL: an opt-in second door (API Gateway's route is the default, as the
+# design card says), public only for the ingress, with both permissions a public URL needs
+# (lambda:InvokeFunctionUrl, and since October 2025 lambda:InvokeFunction restricted to
+# calls through the URL).
 urls = of_type("AWS::Lambda::Url")
 check(list(urls) == ["IngressFunctionUrl"] and getatt(urls["IngressFunctionUrl"]["Properties"]["TargetFunctionArn"]) == "IngressFunction"
       and urls["IngressFunctionUrl"]["Properties"]["AuthType"] == "NONE",
@@ -251,12 +252,56 @@ permissions = {k: v for k, v in of_type("AWS::Lambda::Permission").items() if re
 check({(p["Properties"]["Action"], p["Properties"].get("FunctionUrlAuthType"), p["Properties"].get("InvokedViaFunctionUrl")) for p in permissions.values()}
       >= {("lambda:InvokeFunctionUrl", "NONE", None), ("lambda:InvokeFunction", None, True)},
       "the function URL has both public permissions, the second only through the URL")
-check(params["WebhookFunctionUrl"]["Default"] == "true"
+check(params["WebhookFunctionUrl"]["Default"] == "false"
       and all(r.get("Condition") == "HasWebhookFunctionUrl" for r in [*urls.values(), *permissions.values()]),
-      "the function URL is on by default and goes with WebhookFunctionUrl=false")
-check(t["Outputs"]["WebhookUrl"]["Value"].get("Fn::If", [None])[0] == "HasWebhookFunctionUrl"
+      "the function URL is off by default and comes with WebhookFunctionUrl=true")
+
+
+def evaluate(node, values):
+    """A value as CloudFormation resolves it for these parameter values (Fn::If and the
+    condition functions; Ref of a parameter; None for AWS::NoValue)."""
+    if isinstance(node, list):
+        return [evaluate(v, values) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if len(node) == 1:
+        (fn, arg), = node.items()
+        if fn == "Ref":
+            return None if arg == "AWS::NoValue" else str(values[arg]) if arg in values else node
+        if fn == "Condition":
+            return evaluate(t["Conditions"][arg], values)
+        if fn == "Fn::Equals":
+            a, b = evaluate(arg, values)
+            return str(a) == str(b)
+        if fn == "Fn::Not":
+            return not evaluate(arg[0], values)
+        if fn == "Fn::And":
+            return all(evaluate(arg, values))
+        if fn == "Fn::Or":
+            return any(evaluate(arg, values))
+        if fn == "Fn::If":
+            return evaluate(arg[1] if evaluate(t["Conditions"][arg[0]], values) else arg[2], values)
+    return {k: evaluate(v, values) for k, v in node.items()}
+
+
+defaults = {k: v.get("Default") for k, v in params.items()}
+url_out = t["Outputs"]["WebhookUrl"]["Value"]
+check("WebhookApi" in str(evaluate(url_out, defaults)) and "IngressFunctionUrl" not in str(evaluate(url_out, defaults))
+      and "IngressFunctionUrl" in str(evaluate(url_out, {**defaults, "WebhookFunctionUrl": "true"}))
       and "WebhookApi" in str(t["Outputs"]["WebhookApiGatewayUrl"]["Value"]),
-      "WebhookUrl names the function URL when there is one; the API Gateway route stays an output")
+      "WebhookUrl is API Gateway's route by default and the function URL when it is opted in")
+# A public function URL has no throttle of its own: opted in, the ingress gets a
+# reservation unless one is set explicitly (0: none), so that a flood cannot take the
+# account's concurrency from the worker. Without the URL, API Gateway's throttle is the
+# guard and no reservation is needed (new accounts cannot reserve any).
+reserved = functions["IngressFunction"]["Properties"].get("ReservedConcurrentExecutions")
+with_url = evaluate(reserved, {**defaults, "WebhookFunctionUrl": "true"})
+check(isinstance(with_url, (int, str)) and int(with_url) > 0,
+      f"with the function URL the ingress has a reserved concurrency by default: {with_url}")
+check(evaluate(reserved, defaults) is None, "through API Gateway (the default) the ingress reserves no concurrency")
+check(evaluate(reserved, {**defaults, "WebhookFunctionUrl": "true", "IngressReservedConcurrency": "0"}) is None
+      and str(evaluate(reserved, {**defaults, "IngressReservedConcurrency": "7"})) == "7",
+      "IngressReservedConcurrency 0 reserves none; a number reserves that many")
 api = res["WebhookApi"]["Properties"]
 check(all(k in api["DefaultRouteSettings"] for k in ("ThrottlingRateLimit", "ThrottlingBurstLimit")), "the API is throttled")
 check("AccessLogSettings" in api, "the API writes access logs")
@@ -265,7 +310,8 @@ check(int(params["WorkerBatchSize"].get("MaxValue", 10)) <= 10
       or int(params["WorkerBatchingWindowSeconds"].get("MinValue", 0)) >= 1,
       "no deployable batch size needs a batching window the parameters allow to be 0")
 alarms = {getattr_name: a for getattr_name, a in of_type("AWS::CloudWatch::Alarm").items()}
-for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning", "RecoveryErrors", "ReconcileErrors"):
+for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning", "RecoveryErrors", "ReconcileErrors",
+             "IngressFunctionUrlFlood"):
     check(name in alarms and {"Ref": "AlertsTopic"} in alarms[name]["Properties"].get("AlarmActions", []), f"alarm {name} goes to the alerts topic")
 
 
@@ -287,6 +333,13 @@ def alarms_on(namespace, metric, dimension=None, value=None):
     return sorted(name for name, a in alarms.items() for ns, m, dims in alarm_metrics(a)
                   if ns == namespace and m == metric and (dimension is None or dims.get(dimension) == value))
 
+
+# The function URL, when opted in, is watched for a flood: its 4xx and the ingress's throttles.
+for metric in ("Url4xxCount", "Throttles"):
+    watching = [a for a in alarms_on("AWS/Lambda", metric, "FunctionName", {"Ref": "IngressFunction"})
+                if alarms[a].get("Condition") == "HasWebhookFunctionUrl"
+                and {"Ref": "AlertsTopic"} in alarms[a]["Properties"].get("AlarmActions", [])]
+    check(bool(watching), f"with the function URL, an alarm on the ingress's {metric} goes to the alerts topic: {watching}")
 
 # With a Stripe API key both recovery jobs are watched: a failing reconciliation leaves
 # drift unreported, and nothing else would say so.
