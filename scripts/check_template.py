@@ -311,7 +311,7 @@ check(int(params["WorkerBatchSize"].get("MaxValue", 10)) <= 10
       "no deployable batch size needs a batching window the parameters allow to be 0")
 alarms = {getattr_name: a for getattr_name, a in of_type("AWS::CloudWatch::Alarm").items()}
 for name in ("DeadLetterQueueNotEmpty", "SubscriptionDeadLettersWaiting", "IngressServerErrors", "WorkerErrors", "OldestEventAge", "AnomalyErrors", "AnomalyNotRunning", "RecoveryErrors", "ReconcileErrors",
-             "IngressFunctionUrlFlood"):
+             "IngressFunctionUrlFlood", "SmsSpendNearLimit"):
     check(name in alarms and {"Ref": "AlertsTopic"} in alarms[name]["Properties"].get("AlarmActions", []), f"alarm {name} goes to the alerts topic")
 
 
@@ -340,6 +340,14 @@ for metric in ("Url4xxCount", "Throttles"):
                 if alarms[a].get("Condition") == "HasWebhookFunctionUrl"
                 and {"Ref": "AlertsTopic"} in alarms[a]["Properties"].get("AlarmActions", [])]
     check(bool(watching), f"with the function URL, an alarm on the ingress's {metric} goes to the alerts topic: {watching}")
+
+# SMS stops silently once the account's monthly SMS spend limit ($1 by default) is reached:
+# with an SMS number, an alarm on the month's spend (it goes to email: alarms carry no
+# severity, so the SMS filter passes none of them).
+sms_spend = [a for a in alarms_on("AWS/SNS", "SMSMonthToDateSpentUSD")
+             if alarms[a].get("Condition") == "HasAlertSms" and not alarm_metrics(alarms[a])[0][2]
+             and {"Ref": "AlertsTopic"} in alarms[a]["Properties"].get("AlarmActions", [])]
+check(bool(sms_spend), f"with an SMS number, an alarm on the account's SMS spend this month goes to the alerts topic: {sms_spend}")
 
 # With a Stripe API key both recovery jobs are watched: a failing reconciliation leaves
 # drift unreported, and nothing else would say so.
