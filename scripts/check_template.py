@@ -697,6 +697,12 @@ for st in ci_allow:
         check(bool(services) and services == trusted,
               f"the execution role passes roles only to the services the stack's roles trust ({sorted(trusted)}): {sorted(services)}")
 
+# The runbook's redrive: a message the worker dead-lettered itself has no source queue
+# for SQS to return it to, so every move task names its destination.
+for doc in (ROOT / "README.md", ROOT / "infra" / "README.md"):
+    for command in re.findall(r"start-message-move-task[^`]*", doc.read_text()):
+        check("--destination-arn" in command, f"{doc.relative_to(ROOT)}: the DLQ redrive names its destination: {command}")
+
 # No dependency cycle between resources (cfn-lint does not see one through a Sub inside a
 # SAM function; CloudFormation refuses the stack): Ref, GetAtt, Sub names, DependsOn.
 def references(node):
