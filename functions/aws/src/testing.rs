@@ -232,7 +232,12 @@ impl MotoStack {
     }
 }
 
-/// A name no other test in this run (or a concurrent run) uses.
+/// The stack name test resources are named under, as CloudFormation names a stack's
+/// resources (`<stack>-<logical id>-<suffix>`): the permissions boundary in `infra/`
+/// allows a role only the names that start with its stack's.
+pub const TEST_STACK_NAME: &str = "revguard-test";
+
+/// A name no other test in this run (or a concurrent run) uses, under [`TEST_STACK_NAME`].
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
@@ -240,7 +245,7 @@ pub fn unique_name(prefix: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!(
-        "{prefix}-{}-{}-{nanos}",
+        "{TEST_STACK_NAME}-{prefix}-{}-{}-{nanos}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )

@@ -23,6 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use revguard_aws::faults::{FaultInjector, Intercepted};
+
+pub mod iam;
+pub use iam::{Iam, Resources};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -37,12 +40,21 @@ pub fn bootstrap(function: &str) -> PathBuf {
     let dir = std::env::var("REVGUARD_LAMBDA_ARTIFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join("target/lambda"));
-    let mut sam_name = function.to_owned();
-    sam_name[..1].make_ascii_uppercase();
-    let candidates = [
-        dir.join(function).join("bootstrap"),
-        dir.join(format!("{sam_name}Function")).join("bootstrap"),
-    ];
+    // sam build names a directory by function, and shares one between the functions
+    // built alike (`BackfillFunction-Shared` for the recovery binary).
+    let sam_names: Vec<String> = match function {
+        "recovery" => [
+            "BackfillFunction",
+            "ReconcileFunction",
+            "BackfillFunction-Shared",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        _ => vec![logical_id(function)],
+    };
+    let candidates: Vec<PathBuf> = std::iter::once(dir.join(function).join("bootstrap"))
+        .chain(sam_names.iter().map(|n| dir.join(n).join("bootstrap")))
+        .collect();
     candidates
         .iter()
         .find(|p| p.is_file())
@@ -51,11 +63,18 @@ pub fn bootstrap(function: &str) -> PathBuf {
             panic!(
                 "no bootstrap for {function} in {}: run the tests with scripts/test, which \
                  builds them (cargo lambda build --release --x86-64 --bin ingress --bin worker \
-                 --bin anomaly, from the deploy venv), or set REVGUARD_LAMBDA_ARTIFACTS to \
+                 --bin anomaly --bin api --bin recovery, from the deploy venv), or set REVGUARD_LAMBDA_ARTIFACTS to \
                  sam build's .aws-sam/build",
                 dir.display()
             )
         })
+}
+
+/// The template's logical id of a function: `ingress` → `IngressFunction`.
+pub fn logical_id(function: &str) -> String {
+    let mut name = function.to_owned();
+    name[..1].make_ascii_uppercase();
+    format!("{name}Function")
 }
 
 type Reply = Result<Vec<u8>, Vec<u8>>;
@@ -212,7 +231,9 @@ impl Function {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("instance-{instance}"))
             .env("AWS_REGION", "us-east-1")
             .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
+            // The proxy knows the caller by its key: the function's logical id, whose
+            // role's permissions judge the call (`iam`). A test may give another.
+            .env("AWS_ACCESS_KEY_ID", logical_id(function))
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_ENDPOINT_URL", aws_endpoint)
             .env("RUST_LOG", "info")
@@ -284,9 +305,9 @@ impl Function {
 /// payload; they differ in the request context and in what a failed invocation becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Front {
-    /// The ingress's function URL (`IngressFunctionUrl`, the default `WebhookUrl`).
+    /// The ingress's function URL (`IngressFunctionUrl`, opted in with `WebhookFunctionUrl`).
     FunctionUrl,
-    /// API Gateway's HTTP API route `POST /webhook` (`WebhookApiGatewayUrl`).
+    /// API Gateway's HTTP API route `POST /webhook` (the default `WebhookUrl`).
     HttpApi,
 }
 
@@ -478,22 +499,26 @@ pub async fn poll_queue(
     }
 }
 
-/// A proxy in front of moto that puts the fault injector between the functions (other
-/// processes) and AWS: the injector answers in AWS's place or passes the request on.
+/// A proxy in front of moto that puts IAM and the fault injector between the functions
+/// (other processes) and AWS: a call the function's permissions refuse is answered with
+/// AWS's access-denied error; otherwise the injector answers in AWS's place or passes the
+/// request on.
 pub struct FaultProxy {
     pub url: String,
 }
 
 #[derive(Clone)]
 struct ProxyState {
+    iam: Arc<Iam>,
     injector: FaultInjector,
     upstream: String,
     client: reqwest::Client,
 }
 
 impl FaultProxy {
-    pub async fn start(injector: FaultInjector, upstream: &str) -> FaultProxy {
+    pub async fn start(iam: Arc<Iam>, injector: FaultInjector, upstream: &str) -> FaultProxy {
         let state = ProxyState {
+            iam,
             injector,
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::builder()
@@ -519,6 +544,24 @@ async fn proxy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // IAM first, as in AWS: a refused call never reaches the service (nor its faults).
+    // The test's own clients sign with another key and are not judged.
+    let signer = headers
+        .get("authorization")
+        .and_then(|a| a.to_str().ok())
+        .and_then(iam::access_key_of)
+        .map(str::to_owned);
+    if let Some(function) = signer.filter(|f| f.ends_with("Function")) {
+        let operation = headers.get("x-amz-target").and_then(|t| t.to_str().ok());
+        if let Some(refusal) = state.iam.judge(&function, operation, &body).await {
+            let (status, content_type, text) = iam::access_denied(&refusal, operation);
+            return Response::builder()
+                .status(status)
+                .header("content-type", content_type)
+                .body(axum::body::Body::from(text))
+                .unwrap();
+        }
+    }
     let target = format!(
         "{}{}",
         state.upstream,

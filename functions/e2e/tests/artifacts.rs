@@ -1,6 +1,10 @@
-//! The built bootstraps (`ingress`, `worker`, `anomaly`) as processes under the Lambda
-//! Runtime API emulator, with the environment the template gives them; API Gateway, the
-//! SQS event source and the schedule in front; moto behind, through the fault injector.
+//! The built bootstraps (`ingress`, `worker`, `anomaly`, `api`, `recovery`) as processes
+//! under the Lambda Runtime API emulator, with the environment the template gives them;
+//! API Gateway, the SQS event source and the schedule in front; moto behind, through IAM
+//! and the fault injector. Every AWS call of every function is judged against exactly the
+//! permissions the template gives its role, under the permissions boundary `infra/`
+//! ships (`revguard_e2e::iam`): a call they refuse is refused as AWS refuses it, and fails
+//! the scenario naming the function, the action and the resource.
 //!
 //! - A renewal burst under throttles, conflicts and 5xx: nothing dead-lettered, every
 //!   counter exact, every notification published once.
@@ -10,6 +14,9 @@
 //! - The bootstraps unwind on a panic (`cargo lambda build` would make them abort).
 //! - Two detector runs on two instances of the built anomaly function, the second started
 //!   while the first publishes: each alert reaches the subscriber once.
+//! - The recovery jobs and the operator API in a stack with a Stripe key (localstripe):
+//!   missed subscriptions backfilled, drift reconciled (which reads the open dunning
+//!   cases through the state table's `by_stage` index), the API and dashboard read.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,8 +31,8 @@ use revguard_core::ports::CountersReader;
 use revguard_core::signature::sign;
 use revguard_core::WebhookSecret;
 use revguard_e2e::{
-    bootstrap, deliver_webhook, poll_queue, template_variables, FaultProxy, Front, Function,
-    SourceCounts,
+    bootstrap, deliver_webhook, poll_queue, template_variables, FaultProxy, Front, Function, Iam,
+    Resources, SourceCounts,
 };
 use serde_json::{json, Value};
 
@@ -45,6 +52,7 @@ const LARGE: i64 = 250_000;
 /// The functions' timeouts in template.yaml.
 const INGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(900);
 
 fn wall() -> i64 {
     std::time::SystemTime::now()
@@ -53,17 +61,27 @@ fn wall() -> i64 {
         .as_secs() as i64
 }
 
-/// A deployment in moto: the stack, its webhook secret in Secrets Manager, and the
-/// queue's redrive policy as the template sets it.
+/// A deployment in moto: the stack, its webhook secret in Secrets Manager, the queue's
+/// redrive policy as the template sets it, and the permissions the template gives each
+/// function, enforced on every call they make through the proxy.
 struct Deployment {
     stack: MotoStack,
     secrets: aws_sdk_secretsmanager::Client,
     secret_arn: String,
     max_receives: u32,
+    iam: Arc<Iam>,
+    /// The Stripe API key's secret, when the deployment has one (the recovery jobs).
+    stripe_key_arn: Option<String>,
 }
 
 impl Deployment {
     async fn new(secret: &str) -> Self {
+        Self::with_stripe_key(secret, None).await
+    }
+
+    /// A deployment with a Stripe API key (`ExistingStripeApiKeySecretArn`), which adds
+    /// the backfill and reconcile functions.
+    async fn with_stripe_key(secret: &str, stripe_key: Option<&str>) -> Self {
         let stack = MotoStack::new().await;
         let sdk = revguard_aws::testing::moto_config().await;
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
@@ -100,12 +118,99 @@ impl Deployment {
             .send()
             .await
             .unwrap();
+        let mut resources = Resources::default();
+        resources.table("EventsTable", &stack.events_table);
+        resources.table("StateTable", &stack.state_table);
+        resources.table("CountersTable", &stack.counters_table);
+        resources.table("AlertsTable", &stack.alerts_table);
+        resources.queue("EventsQueue", &stack.queue_url);
+        resources.queue("EventsDeadLetterQueue", &stack.dead_letter_queue_url);
+        resources.topic("AlertsTopic", &stack.alerts_topic);
+        resources.topic("NotificationsTopic", &stack.notifications_topic);
+        resources.parameter("ExistingStripeSecretArn", &secret_arn);
+        let mut functions = vec![
+            "IngressFunction",
+            "WorkerFunction",
+            "AnomalyFunction",
+            "ApiFunction",
+        ];
+        let mut stripe_key_arn = None;
+        if let Some(key) = stripe_key {
+            let arn = secrets
+                .create_secret()
+                .name(revguard_aws::testing::unique_name("stripe-api-key"))
+                .secret_string(key)
+                .send()
+                .await
+                .unwrap()
+                .arn
+                .unwrap();
+            resources.parameter("ExistingStripeApiKeySecretArn", &arn);
+            functions.extend(["BackfillFunction", "ReconcileFunction"]);
+            stripe_key_arn = Some(arn);
+        }
+        resources.read_key_schemas(&stack.dynamodb).await;
+        let iam = Iam::for_template(&functions, resources).await;
         Self {
             stack,
             secrets,
             secret_arn,
             max_receives,
+            iam: Arc::new(iam),
+            stripe_key_arn,
         }
+    }
+
+    /// A recovery function (`BackfillFunction` or `ReconcileFunction`, one binary) with
+    /// the template's environment, Stripe's API at `stripe_api`.
+    async fn start_recovery(
+        &self,
+        resource: &str,
+        stripe_api: &str,
+        proxy: &FaultProxy,
+    ) -> Function {
+        let s = &self.stack;
+        let mut env = vec![
+            ("REVGUARD_EVENTS_TABLE", s.events_table.clone()),
+            ("REVGUARD_STATE_TABLE", s.state_table.clone()),
+            ("REVGUARD_COUNTERS_TABLE", s.counters_table.clone()),
+            ("REVGUARD_ALERTS_TABLE", s.alerts_table.clone()),
+            ("REVGUARD_QUEUE_URL", s.queue_url.clone()),
+            (
+                "STRIPE_API_KEY_SECRET_ARN",
+                self.stripe_key_arn
+                    .clone()
+                    .expect("a deployment with a Stripe key"),
+            ),
+        ];
+        if resource == "ReconcileFunction" {
+            env.push(("REVGUARD_JOB", "reconcile".to_owned()));
+            env.push(("REVGUARD_RECONCILE_FIX", "true".to_owned()));
+            env.push(("REVGUARD_RECONCILE_ALERT_THRESHOLD", "1".to_owned()));
+        } else {
+            env.push(("REVGUARD_JOB", "backfill".to_owned()));
+        }
+        same_names_as_template(resource, &env, &[]);
+        // Test only: Stripe's API is localstripe, and the process signs as `resource`.
+        env.push(("STRIPE_API_BASE", stripe_api.to_owned()));
+        env.push(("AWS_ACCESS_KEY_ID", resource.to_owned()));
+        Function::start("recovery", 0, &env, &proxy.url, RECOVERY_TIMEOUT).await
+    }
+
+    async fn start_api(&self, proxy: &FaultProxy) -> Function {
+        let s = &self.stack;
+        let env = vec![
+            ("REVGUARD_STATE_TABLE", s.state_table.clone()),
+            ("REVGUARD_COUNTERS_TABLE", s.counters_table.clone()),
+            ("REVGUARD_ALERTS_TABLE", s.alerts_table.clone()),
+        ];
+        same_names_as_template("ApiFunction", &env, &[]);
+        Function::start("api", 0, &env, &proxy.url, INGRESS_TIMEOUT).await
+    }
+
+    /// The proxy the functions reach AWS through: IAM, then the injector's faults.
+    async fn proxy(&self, injector: &FaultInjector) -> FaultProxy {
+        FaultProxy::start(self.iam.clone(), injector.clone(), &moto_endpoint()).await
     }
 
     fn ingress_env(&self) -> Vec<(&'static str, String)> {
@@ -489,7 +594,7 @@ async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_u
         Rule::new("sns:Publish", Fault::Http503, 0.05),
     ];
     let injector = FaultInjector::for_proxy(20_261_203, rules);
-    let proxy = FaultProxy::start(injector.clone(), &moto_endpoint()).await;
+    let proxy = deployment.proxy(&injector).await;
 
     let ingress = deployment.start_ingress(INGRESS_INSTANCES, &proxy).await;
     let workers = deployment.start_workers(5, (2, 16), &proxy).await;
@@ -618,6 +723,7 @@ async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_u
     ] {
         assert!(injector.injected_of(fault) > 0, "no {fault:?} was injected");
     }
+    deployment.iam.assert_nothing_refused();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -633,7 +739,7 @@ async fn a_dynamodb_outage_longer_than_the_old_retry_budget_loses_nothing() {
     let secret = "whsec_e2e_outage_secret";
     let deployment = Deployment::new(secret).await;
     let injector = FaultInjector::for_proxy(7, Vec::new());
-    let proxy = FaultProxy::start(injector.clone(), &moto_endpoint()).await;
+    let proxy = deployment.proxy(&injector).await;
     let ingress = deployment.start_ingress(2, &proxy).await;
     let workers = deployment.start_workers(2, (1, 8), &proxy).await;
     for f in ingress.iter().chain(&workers) {
@@ -702,6 +808,7 @@ async fn a_dynamodb_outage_longer_than_the_old_retry_budget_loses_nothing() {
         counted.get(&Metric::PaymentsSucceeded.name()),
         Some(&(renewals_n as i64))
     );
+    deployment.iam.assert_nothing_refused();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -710,7 +817,7 @@ async fn a_secret_changed_while_warm_and_a_payload_with_u_ffff_are_accepted() {
     let placeholder = "whsec_placeholder_until_the_first_deploy";
     let deployment = Deployment::new(placeholder).await;
     let injector = FaultInjector::for_proxy(11, Vec::new());
-    let proxy = FaultProxy::start(injector.clone(), &moto_endpoint()).await;
+    let proxy = deployment.proxy(&injector).await;
     let ingress = deployment.start_ingress(1, &proxy).await.remove(0);
     let now = wall();
     let first = event(
@@ -779,6 +886,7 @@ async fn a_secret_changed_while_warm_and_a_payload_with_u_ffff_are_accepted() {
         "no fault was planned: {:?}",
         injector.injected()
     );
+    deployment.iam.assert_nothing_refused();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -787,7 +895,7 @@ async fn overlapping_detector_runs_of_the_built_function_publish_each_alert_once
     let secret = "whsec_e2e_overlap_secret";
     let deployment = Deployment::new(secret).await;
     let injector = FaultInjector::for_proxy(13, Vec::new());
-    let proxy = FaultProxy::start(injector.clone(), &moto_endpoint()).await;
+    let proxy = deployment.proxy(&injector).await;
     let ingress = deployment.start_ingress(1, &proxy).await.remove(0);
     let worker = deployment.start_workers(1, (1, 8), &proxy).await.remove(0);
 
@@ -885,6 +993,7 @@ async fn overlapping_detector_runs_of_the_built_function_publish_each_alert_once
         received.len(),
         "SNS counted one Publish per alert"
     );
+    deployment.iam.assert_nothing_refused();
 }
 
 fn sns_publishes(injector: &FaultInjector) -> u64 {
@@ -922,4 +1031,145 @@ fn the_built_bootstraps_unwind_on_a_panic() {
             path.display()
         );
     }
+}
+
+/// An operator's GET through API Gateway's IAM-authorized route, as the v2 payload; the
+/// function's answer as (status, body).
+async fn operator_get(api: &Function, path: &str, query: &str) -> (u16, String) {
+    let route = if path == "/dashboard" {
+        "GET /dashboard"
+    } else {
+        "GET /api/{proxy+}"
+    };
+    let request = json!({
+        "version": "2.0", "routeKey": route, "rawPath": path, "rawQueryString": query,
+        "headers": { "host": "abc123def4.execute-api.us-east-1.amazonaws.com" },
+        "queryStringParameters": query.split('&').filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+            .collect::<serde_json::Map<_, _>>(),
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123def4",
+            "authorizer": { "iam": { "accessKey": "AKIAOPERATOR", "accountId": "123456789012",
+                                     "userArn": "arn:aws:iam::123456789012:user/operator" } },
+            "domainName": "abc123def4.execute-api.us-east-1.amazonaws.com",
+            "http": { "method": "GET", "path": path, "protocol": "HTTP/1.1",
+                      "sourceIp": "10.0.0.1", "userAgent": "e2e" },
+            "requestId": "e2e-operator", "routeKey": route, "stage": "$default",
+            "time": "01/Jan/2026:00:00:02 +0000", "timeEpoch": 1_767_225_602_000u64
+        },
+        "isBase64Encoded": false
+    });
+    let response = api
+        .invoke(&request)
+        .await
+        .expect("the api function answers");
+    (
+        response["statusCode"].as_u64().unwrap_or(0) as u16,
+        response["body"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Recovery and the operator API as they run in a stack with a Stripe key, each function
+/// under exactly the permissions the template gives it: subscriptions Stripe made while no
+/// webhook arrived are backfilled and applied, a change no event told is reconciled (which
+/// reads the open dunning cases), and the operator API and dashboard read the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recovery_and_the_operator_api_run_under_their_own_permissions() {
+    let _serial = SERIAL.lock().await;
+    const KEY: &str = "sk_test_revguard_e2e_recovery";
+    let stripe = revguard_stripe::testing::LocalStripe::new(KEY);
+    stripe.flush().await;
+    stripe
+        .post(
+            "/v1/plans",
+            &[
+                ("id", "team"),
+                ("amount", "9900"),
+                ("currency", "usd"),
+                ("interval", "month"),
+                ("product[name]", "Team"),
+            ],
+        )
+        .await;
+    let mut subs = Vec::new();
+    for _ in 0..2 {
+        let customer = stripe.customer().await;
+        subs.push(stripe.subscribe(&customer, "team").await);
+    }
+
+    let deployment = Deployment::with_stripe_key("whsec_e2e_recovery", Some(KEY)).await;
+    let injector = FaultInjector::for_proxy(17, Vec::new());
+    let proxy = deployment.proxy(&injector).await;
+    let stripe_api = revguard_stripe::testing::localstripe_url();
+    let worker = deployment.start_workers(1, (1, 8), &proxy).await.remove(0);
+
+    let backfill = deployment
+        .start_recovery("BackfillFunction", &stripe_api, &proxy)
+        .await;
+    let scheduled = json!({ "scheduled_time": rfc3339(wall()) });
+    let summary = backfill.invoke(&scheduled).await;
+    println!("backfill: {summary:?}");
+    let summary = summary.unwrap_or_else(|e| {
+        panic!(
+            "the backfill failed: {e}\n{}",
+            deployment
+                .iam
+                .refusals()
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    assert!(summary["accepted"].as_u64().unwrap_or(0) >= 2, "{summary}");
+    consume_until_drained(&deployment, worker.clone()).await;
+
+    stripe
+        .post(
+            &format!("/v1/subscriptions/{}", subs[1]),
+            &[("items[0][plan]", "team"), ("items[0][quantity]", "4")],
+        )
+        .await;
+    let reconcile = deployment
+        .start_recovery("ReconcileFunction", &stripe_api, &proxy)
+        .await;
+    let found = reconcile.invoke(&scheduled).await;
+    println!("reconcile: {found:?}");
+    let found = found.unwrap_or_else(|e| {
+        panic!(
+            "the reconciliation failed: {e}\n{}",
+            deployment
+                .iam
+                .refusals()
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    assert_eq!(
+        (&found["checked"], &found["drifted"], &found["fixed"]),
+        (&2.into(), &1.into(), &1.into()),
+        "{found}"
+    );
+    consume_until_drained(&deployment, worker.clone()).await;
+
+    let api = deployment.start_api(&proxy).await;
+    let (status, body) = operator_get(&api, &format!("/api/subscriptions/{}", subs[1]), "").await;
+    assert_eq!(status, 200, "{body}");
+    let subscription: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(subscription["mrr"], 4 * 9900, "{subscription}");
+    let (status, body) = operator_get(&api, "/api/dunning", "status=open").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = operator_get(&api, "/api/alerts", "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = operator_get(&api, "/dashboard", "").await;
+    assert_eq!(status, 200, "{body}");
+
+    println!(
+        "IAM: {} distinct calls judged, {} refused",
+        deployment.iam.judged(),
+        deployment.iam.refusals().len()
+    );
+    deployment.iam.assert_nothing_refused();
 }

@@ -189,7 +189,7 @@ async fn accepted_then_duplicate() {
     );
 }
 
-/// The default `WebhookUrl` is the ingress's function URL: its request (route `$default`,
+/// The opt-in `WebhookUrl`, the ingress's function URL: its request (route `$default`,
 /// an anonymous caller) reaches the same route, and a forged one is refused alike.
 #[tokio::test]
 async fn deliveries_through_the_function_url_are_verified_and_queued() {
