@@ -325,7 +325,7 @@ impl Publisher<AlertMessage> for SnsAlertPublisher {
             .publish()
             .topic_arn(&self.topic_arn)
             .message_structure("json")
-            .subject(&m.subject)
+            .subject(crate::sns::sns_subject(&m.subject))
             .message(body)
             .message_attributes("severity", attr(m.severity.as_str())?)
             .message_attributes("metric", attr(&m.metric)?)

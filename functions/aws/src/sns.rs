@@ -6,6 +6,26 @@ use aws_sdk_sns::Client;
 use revguard_core::billing::Notification;
 use revguard_core::ports::{PublishError, Publisher};
 
+/// SNS's limits on a subject: "UTF-8 text with no line breaks or control characters,
+/// and less than 100 characters long". Publish refuses any other, and would refuse it
+/// again on every retry, so the subject is made to fit: control characters become
+/// spaces, and a longer one is cut to 98 characters and an ellipsis.
+pub const MAX_SUBJECT_CHARS: usize = 99;
+
+pub fn sns_subject(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = clean.trim();
+    if clean.chars().count() <= MAX_SUBJECT_CHARS {
+        return clean.to_owned();
+    }
+    let mut cut: String = clean.chars().take(MAX_SUBJECT_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 #[derive(Clone, Debug)]
 pub struct SnsNotifier {
     client: Client,
@@ -32,11 +52,7 @@ fn attr(value: &str) -> Result<MessageAttributeValue, PublishError> {
 impl Publisher<Notification> for SnsNotifier {
     async fn publish(&self, n: &Notification) -> Result<(), PublishError> {
         let body = serde_json::to_string(n).map_err(PublishError::new)?;
-        // SNS subjects stop at 100 characters.
-        let subject: String = format!("revguard: {}", n.subject)
-            .chars()
-            .take(100)
-            .collect();
+        let subject = sns_subject(&format!("revguard: {}", n.subject));
         let mut req = self
             .client
             .publish()
@@ -54,5 +70,22 @@ impl Publisher<Notification> for SnsNotifier {
         }
         req.send().await.map_err(PublishError::new)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_is_made_to_fit_what_sns_accepts() {
+        let long = format!("Refunds: {}\nsecond line", "é".repeat(150));
+        let subject = sns_subject(&long);
+        assert!(subject.chars().count() < 100, "{}", subject.chars().count());
+        assert!(subject.ends_with('…'));
+        assert!(!subject.chars().any(char::is_control), "{subject:?}");
+        let exactly_100 = "x".repeat(100);
+        assert_eq!(sns_subject(&exactly_100).chars().count(), 99);
+        assert_eq!(sns_subject("Disputes\tspike"), "Disputes spike");
     }
 }
