@@ -29,7 +29,9 @@ pub use config::{
 };
 pub use dynamo::DynamoEventLog;
 pub use read_model::DynamoReadModel;
-pub use recovery::{stripe_client_from_env, AwsAudit, AwsRequery, Recovery, RecoveryEnv};
+pub use recovery::{
+    stripe_client_from_env, stripe_client_from_secret, AwsAudit, AwsRequery, Recovery, RecoveryEnv,
+};
 pub use sns::SnsNotifier;
 pub use sqs::{SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue, SqsRedelivery};
 

@@ -12,11 +12,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use revguard_core::finding::{Finding, Severity};
 use revguard_core::ingest::Ingress;
 use revguard_core::recovery::{
-    backfill, reconcile, AuditOutcome, BackfillSummary, DeliveryAudit, EventsQuery,
-    ReconcileReport, RecoveryError, StripeAudit, HANDLED_EVENT_TYPES,
+    backfill_from_cursor, reconcile, AuditOutcome, BackfillCursor, BackfillSummary, DeliveryAudit,
+    EventsQuery, ReconcileReport, RecoveryError, StripeAudit, HANDLED_EVENT_TYPES,
 };
 use revguard_core::StoreError;
-use revguard_stripe::{ApiKey, StripeClient};
+use std::future::Future;
+use std::pin::Pin;
+
+use revguard_stripe::{ApiKey, KeySource, StripeClient};
 
 use crate::billing::PK;
 use crate::config::{optional_parsed, required, ConfigError, DEFAULT_MAX_MESSAGE_BYTES};
@@ -25,46 +28,93 @@ use crate::{DynamoAlerts, DynamoEventLog, DynamoReadModel, SqsQueue};
 pub const CURSOR_PK: &str = "cursor#backfill";
 
 /// The Stripe API client from the environment: the key in the Secrets Manager secret
-/// named by `STRIPE_API_KEY_SECRET_ARN` (how the template deploys it), else
+/// named by `STRIPE_API_KEY_SECRET_ARN` (how the template deploys it), read again when
+/// Stripe refuses it, so that a rotated key reaches warm instances; else
 /// `STRIPE_API_KEY`; `STRIPE_API_BASE` as the client reads it. `None` without a key.
 pub async fn stripe_client_from_env(sdk: &SdkConfig) -> Result<Option<StripeClient>, ConfigError> {
+    let base = std::env::var("STRIPE_API_BASE")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| revguard_stripe::DEFAULT_API_BASE.to_owned());
+    let arn = std::env::var("STRIPE_API_KEY_SECRET_ARN")
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    if let Some(arn) = arn {
+        return stripe_client_from_secret(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            arn.trim(),
+            &base,
+        )
+        .await;
+    }
+    match std::env::var("STRIPE_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    {
+        Some(key) => stripe_client(&base, key).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The Stripe API client with the key in the secret `arn`, read now and again whenever
+/// Stripe refuses it (at most once a minute). `None` when the secret is empty.
+pub async fn stripe_client_from_secret(
+    secrets: aws_sdk_secretsmanager::Client,
+    arn: &str,
+    base: &str,
+) -> Result<Option<StripeClient>, ConfigError> {
+    let source = SecretKey {
+        secrets,
+        arn: arn.to_owned(),
+    };
+    let key = source.read().await.map_err(|reason| ConfigError::Invalid {
+        name: "STRIPE_API_KEY_SECRET_ARN",
+        reason,
+    })?;
+    match key {
+        Some(key) => Ok(Some(stripe_client(base, key)?.with_key_source(source))),
+        None => Ok(None),
+    }
+}
+
+fn stripe_client(base: &str, key: String) -> Result<StripeClient, ConfigError> {
     let invalid = |name: &'static str| {
         move |e: revguard_stripe::ConfigError| ConfigError::Invalid {
             name,
             reason: e.to_string(),
         }
     };
-    let arn = std::env::var("STRIPE_API_KEY_SECRET_ARN")
-        .ok()
-        .filter(|a| !a.trim().is_empty());
-    let key = match arn {
-        Some(arn) => {
-            let out = aws_sdk_secretsmanager::Client::new(sdk)
-                .get_secret_value()
-                .secret_id(arn.trim())
-                .send()
-                .await
-                .map_err(|e| ConfigError::Invalid {
-                    name: "STRIPE_API_KEY_SECRET_ARN",
-                    reason: format!("cannot read the secret: {}", revguard_core::error_chain(&e)),
-                })?;
-            out.secret_string.filter(|k| !k.trim().is_empty())
-        }
-        None => std::env::var("STRIPE_API_KEY")
-            .ok()
-            .filter(|k| !k.trim().is_empty()),
-    };
-    let Some(key) = key else {
-        return Ok(None);
-    };
-    let base = std::env::var("STRIPE_API_BASE")
-        .ok()
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| revguard_stripe::DEFAULT_API_BASE.to_owned());
     let key = ApiKey::new(key).map_err(invalid("STRIPE_API_KEY"))?;
-    StripeClient::new(&base, key)
-        .map(Some)
-        .map_err(invalid("STRIPE_API_BASE"))
+    StripeClient::new(base, key).map_err(invalid("STRIPE_API_BASE"))
+}
+
+/// The Stripe key's secret in Secrets Manager.
+struct SecretKey {
+    secrets: aws_sdk_secretsmanager::Client,
+    arn: String,
+}
+
+impl SecretKey {
+    async fn read(&self) -> Result<Option<String>, String> {
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(&self.arn)
+            .send()
+            .await
+            .map_err(|e| format!("cannot read the secret: {}", revguard_core::error_chain(&e)))?;
+        Ok(out.secret_string.filter(|k| !k.trim().is_empty()))
+    }
+}
+
+impl KeySource for SecretKey {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
+        Box::pin(async move {
+            self.read()
+                .await?
+                .ok_or_else(|| "the secret is empty".to_owned())
+        })
+    }
 }
 
 /// The detector's evidence of delivery on AWS.
@@ -195,6 +245,51 @@ impl Recovery {
         }
     }
 
+    /// One backfill from the cursor (or `since`) to now, an hour's window at a time, the
+    /// cursor moving after each; it starts no window once `keep_going` says no.
+    pub async fn backfill(
+        &self,
+        now: i64,
+        since: Option<i64>,
+        keep_going: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<(i64, BackfillSummary), RecoveryError> {
+        let query = EventsQuery {
+            since: now,
+            until: None,
+            undelivered_only: self.env.undelivered_only,
+            types: HANDLED_EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
+        };
+        backfill_from_cursor(
+            &self.api,
+            &self.ingress,
+            self,
+            &query,
+            since,
+            now,
+            keep_going,
+        )
+        .await
+    }
+
+    /// One reconciliation; drift at or over the threshold leaves a finding for the
+    /// detector.
+    pub async fn reconcile(&self, now: i64) -> Result<ReconcileReport, RecoveryError> {
+        let fix = self.env.fix.then_some(&self.ingress);
+        let report = reconcile(&self.api, &self.read, fix, &self.policy, now).await?;
+        let differing = report.differing();
+        for d in &report.drifted {
+            tracing::warn!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift from Stripe");
+        }
+        if self.env.drift_alert_threshold > 0 && differing >= self.env.drift_alert_threshold {
+            self.alerts
+                .add_pending(&drift_finding(&report, self.api.livemode(), now))
+                .await?;
+        }
+        Ok(report)
+    }
+}
+
+impl BackfillCursor for Recovery {
     async fn cursor(&self) -> Result<Option<i64>, StoreError> {
         let out = self
             .dynamodb
@@ -210,8 +305,7 @@ impl Recovery {
             .and_then(|i| i.get("at")?.as_n().ok()?.parse().ok()))
     }
 
-    /// Moves the cursor forward only (two overlapping runs never move it back).
-    async fn advance_cursor(&self, to: i64) -> Result<(), StoreError> {
+    async fn advance(&self, to: i64) -> Result<(), StoreError> {
         let result = self
             .dynamodb
             .update_item()
@@ -233,45 +327,6 @@ impl Recovery {
             }
             Err(e) => Err(StoreError::unavailable(e)),
         }
-    }
-
-    /// One backfill from the cursor (or `since`) to now.
-    pub async fn backfill(
-        &self,
-        now: i64,
-        since: Option<i64>,
-    ) -> Result<(i64, BackfillSummary), RecoveryError> {
-        let since = match since {
-            Some(t) => t,
-            None => revguard_core::recovery::backfill_since(self.cursor().await?, now),
-        };
-        let query = EventsQuery {
-            since,
-            until: None,
-            undelivered_only: self.env.undelivered_only,
-            types: HANDLED_EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
-        };
-        let summary = backfill(&self.api, &self.ingress, &query, now).await?;
-        self.advance_cursor(summary.newest_created.unwrap_or(since).max(since))
-            .await?;
-        Ok((since, summary))
-    }
-
-    /// One reconciliation; drift at or over the threshold leaves a finding for the
-    /// detector.
-    pub async fn reconcile(&self, now: i64) -> Result<ReconcileReport, RecoveryError> {
-        let fix = self.env.fix.then_some(&self.ingress);
-        let report = reconcile(&self.api, &self.read, fix, &self.policy, now).await?;
-        let differing = report.differing();
-        for d in &report.drifted {
-            tracing::warn!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift from Stripe");
-        }
-        if self.env.drift_alert_threshold > 0 && differing >= self.env.drift_alert_threshold {
-            self.alerts
-                .add_pending(&drift_finding(&report, self.api.livemode(), now))
-                .await?;
-        }
-        Ok(report)
     }
 }
 

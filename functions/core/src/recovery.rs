@@ -6,7 +6,7 @@
 //! event log is a duplicate, and a reconciliation snapshot is ordered after everything
 //! revguard holds, never before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use serde::Serialize;
@@ -90,16 +90,75 @@ pub const AUDIT_WINDOW_SECS: i64 = 30 * 60;
 /// seconds, and retries a failed attempt within minutes.
 pub const AUDIT_GRACE_SECS: i64 = 5 * 60;
 
+/// Where the next page of a list starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageCursor {
+    /// Which of the adapter's requests the page belongs to: a list too long for one
+    /// request (more than 20 `types[]`) is several.
+    pub part: usize,
+    /// The last object listed: the next page starts after it.
+    pub starting_after: Option<String>,
+    /// Filters the API refused on an earlier page, so that every page lists alike.
+    pub dropped_filters: Vec<String>,
+}
+
+/// One page of a list (newest first, as Stripe lists), and where the next starts.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub data: RawObjects,
+    /// `None`: the list is done.
+    pub next: Option<PageCursor>,
+}
+
 /// The part of Stripe's API that recovery reads.
 pub trait StripeApi: Send + Sync {
-    /// Every event the query matches (all pages), each as Stripe's raw JSON.
+    /// One page of the events the query matches, each as Stripe's raw JSON.
+    fn events_page(
+        &self,
+        query: &EventsQuery,
+        at: &PageCursor,
+    ) -> impl Future<Output = Result<Page, ApiError>> + Send;
+
+    /// One page of every subscription, whatever its status (`status=all`).
+    fn subscriptions_page(
+        &self,
+        at: &PageCursor,
+    ) -> impl Future<Output = Result<Page, ApiError>> + Send;
+
+    /// Every event the query matches (all pages, held together): for short windows.
     fn events(
         &self,
         query: &EventsQuery,
-    ) -> impl Future<Output = Result<RawObjects, ApiError>> + Send;
+    ) -> impl Future<Output = Result<RawObjects, ApiError>> + Send {
+        async move {
+            let mut out = Vec::new();
+            let mut at = PageCursor::default();
+            loop {
+                let page = self.events_page(query, &at).await?;
+                out.extend(page.data);
+                match page.next {
+                    Some(next) => at = next,
+                    None => return Ok(out),
+                }
+            }
+        }
+    }
 
-    /// Every subscription, whatever its status (`status=all`, all pages).
-    fn subscriptions(&self) -> impl Future<Output = Result<RawObjects, ApiError>> + Send;
+    /// Every subscription (all pages, held together): for tests and small accounts.
+    fn subscriptions(&self) -> impl Future<Output = Result<RawObjects, ApiError>> + Send {
+        async move {
+            let mut out = Vec::new();
+            let mut at = PageCursor::default();
+            loop {
+                let page = self.subscriptions_page(&at).await?;
+                out.extend(page.data);
+                match page.next {
+                    Some(next) => at = next,
+                    None => return Ok(out),
+                }
+            }
+        }
+    }
 
     /// One subscription as Stripe holds it now; `None` if Stripe does not know it.
     fn subscription(
@@ -429,11 +488,30 @@ pub struct BackfillSummary {
     pub refused: usize,
     /// The newest `created` listed: where the next run may start.
     pub newest_created: Option<i64>,
+    /// Windows of [`BACKFILL_WINDOW_SECS`] gone through (a backfill from the cursor).
+    pub windows: usize,
+    /// The end of the last window gone through.
+    pub reached: Option<i64>,
+    /// Whether the run reached now (false: its time ran out; the next resumes).
+    pub complete: bool,
 }
 
-/// Lists the events of the window and feeds each through the ingress, oldest first.
-/// Stops at the first storage or queue failure (nothing is lost: the next run lists the
-/// same window again).
+impl BackfillSummary {
+    fn add(&mut self, other: &BackfillSummary) {
+        self.listed += other.listed;
+        self.accepted += other.accepted;
+        self.requeued += other.requeued;
+        self.duplicates += other.duplicates;
+        self.ignored += other.ignored;
+        self.refused += other.refused;
+        self.newest_created = self.newest_created.max(other.newest_created);
+    }
+}
+
+/// Lists the events of the window a page at a time (at most one page held, whatever
+/// the window holds) and feeds each through the ingress as it comes: newest first within
+/// a page, as Stripe lists them (the worker applies any order). Stops at the first
+/// storage or queue failure (nothing is lost: the next run lists the same window again).
 pub async fn backfill<A, L, Q>(
     api: &A,
     ingress: &Ingress<L, Q>,
@@ -445,13 +523,7 @@ where
     L: EventLog,
     Q: Queue,
 {
-    let mut events = api.events(query).await?;
-    let mut summary = BackfillSummary {
-        listed: events.len(),
-        ..Default::default()
-    };
-    // Oldest first, as they happened: the worker takes any order, but a reader of the
-    // queue (or of the log) sees the story in order.
+    let mut summary = BackfillSummary::default();
     let created = |raw: &RawValue| -> i64 {
         #[derive(serde::Deserialize)]
         struct Created {
@@ -460,29 +532,98 @@ where
         }
         serde_json::from_str::<Created>(raw.get()).map_or(0, |c| c.created)
     };
-    events.sort_by_key(|e| created(e));
-    for raw in events {
-        summary.newest_created = summary.newest_created.max(Some(created(&raw)));
-        let event_type = event_type_of(&raw);
-        if EventKind::of(&event_type) == EventKind::Unknown {
-            summary.ignored += 1;
-            continue;
-        }
-        match ingress
-            .ingest_fetched(raw.get().as_bytes(), Via::Backfill, now)
-            .await
-        {
-            Ok(IngestOutcome::Accepted { .. }) => summary.accepted += 1,
-            Ok(IngestOutcome::Requeued { .. }) => summary.requeued += 1,
-            Ok(IngestOutcome::Duplicate { .. }) => summary.duplicates += 1,
-            Err(e) if e.is_retryable() => return Err(e.into()),
-            Err(e) => {
-                tracing::warn!(error = %e, event_type, "a listed event was refused");
-                summary.refused += 1;
+    let mut at = PageCursor::default();
+    loop {
+        let page = api.events_page(query, &at).await?;
+        summary.listed += page.data.len();
+        for raw in page.data {
+            summary.newest_created = summary.newest_created.max(Some(created(&raw)));
+            let event_type = event_type_of(&raw);
+            if EventKind::of(&event_type) == EventKind::Unknown {
+                summary.ignored += 1;
+                continue;
+            }
+            match ingress
+                .ingest_fetched(raw.get().as_bytes(), Via::Backfill, now)
+                .await
+            {
+                Ok(IngestOutcome::Accepted { .. }) => summary.accepted += 1,
+                Ok(IngestOutcome::Requeued { .. }) => summary.requeued += 1,
+                Ok(IngestOutcome::Duplicate { .. }) => summary.duplicates += 1,
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, event_type, "a listed event was refused");
+                    summary.refused += 1;
+                }
             }
         }
+        match page.next {
+            Some(next) => at = next,
+            None => return Ok(summary),
+        }
     }
-    Ok(summary)
+}
+
+/// The windows a backfill from the cursor goes through, an hour each: the cursor moves
+/// after each, so a run that stops (out of time, Stripe or the store failing) resumes
+/// from the last window it finished instead of listing the whole span again.
+pub const BACKFILL_WINDOW_SECS: i64 = 3600;
+
+/// Where the backfill remembers how far it got.
+pub trait BackfillCursor: Send + Sync {
+    fn cursor(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// Moves the cursor to `to`, never back (two overlapping runs never move it back).
+    fn advance(&self, to: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A backfill from `since` (else where the cursor says) to `now`, a window of
+/// [`BACKFILL_WINDOW_SECS`] at a time, each a page at a time. After each window the
+/// cursor moves to the newest event it listed. Before each window `keep_going` is asked
+/// (the function's time left): a run that stops early says so (`complete: false`), and
+/// the next run resumes there. `query` gives the types and delivery filter; its times
+/// are the windows'.
+pub async fn backfill_from_cursor<A, L, Q, C>(
+    api: &A,
+    ingress: &Ingress<L, Q>,
+    cursor: &C,
+    query: &EventsQuery,
+    since: Option<i64>,
+    now: i64,
+    keep_going: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<(i64, BackfillSummary), RecoveryError>
+where
+    A: StripeApi,
+    L: EventLog,
+    Q: Queue,
+    C: BackfillCursor,
+{
+    let since = match since {
+        Some(t) => t,
+        None => backfill_since(cursor.cursor().await?, now),
+    };
+    let mut total = BackfillSummary::default();
+    let mut start = since;
+    while start < now {
+        if !keep_going() {
+            return Ok((since, total));
+        }
+        let end = (start + BACKFILL_WINDOW_SECS).min(now);
+        let window = EventsQuery {
+            since: start,
+            until: (end < now).then_some(end),
+            ..query.clone()
+        };
+        let summary = backfill(api, ingress, &window, now).await?;
+        cursor
+            .advance(summary.newest_created.unwrap_or(start).max(start))
+            .await?;
+        total.add(&summary);
+        total.windows += 1;
+        total.reached = Some(end);
+        start = end;
+    }
+    total.complete = true;
+    Ok((since, total))
 }
 
 fn event_type_of(raw: &RawValue) -> String {
@@ -600,64 +741,70 @@ where
     L: EventLog,
     Q: Queue,
 {
-    let listed = api.subscriptions().await?;
-    let mut report = ReconcileReport {
-        checked: listed.len(),
-        ..Default::default()
-    };
-    let mut at_stripe = BTreeMap::new();
-    for raw in &listed {
-        let value: Value =
-            serde_json::from_str(raw.get()).map_err(|e| ApiError::Malformed(e.to_string()))?;
-        let sub: Subscription = serde_json::from_value(value.clone())
-            .map_err(|e| ApiError::Malformed(e.to_string()))?;
-        let livemode = value["livemode"].as_bool().unwrap_or(false);
-        let canceled = sub.status.as_deref() == Some("canceled");
-        let expected =
-            SubscriptionState::from_stripe(&sub, livemode, Version::new(0, ""), canceled);
-        let stored = read.subscription(&sub.id).await?;
-        let needs_fix = match &stored {
-            None => {
-                report.missing.push(sub.id.clone());
-                true
-            }
-            Some(ours) => {
-                let fields: Vec<FieldDrift> = compared(&expected)
-                    .into_iter()
-                    .zip(compared(ours))
-                    .filter(|((_, theirs), (_, mine))| theirs != mine)
-                    .map(|((field, stripe), (_, revguard))| FieldDrift {
-                        field,
-                        stripe,
-                        revguard,
-                    })
-                    .collect();
-                let drifted = !fields.is_empty();
-                if drifted {
-                    report.drifted.push(Drift {
-                        subscription: sub.id.clone(),
-                        customer: expected.customer.clone(),
-                        fields,
-                    });
+    let mut report = ReconcileReport::default();
+    // Only the ids are kept across pages (to find what revguard has and Stripe has not).
+    let mut at_stripe = BTreeSet::new();
+    let mut at = PageCursor::default();
+    loop {
+        let page = api.subscriptions_page(&at).await?;
+        report.checked += page.data.len();
+        for raw in &page.data {
+            let value: Value =
+                serde_json::from_str(raw.get()).map_err(|e| ApiError::Malformed(e.to_string()))?;
+            let sub: Subscription = serde_json::from_value(value.clone())
+                .map_err(|e| ApiError::Malformed(e.to_string()))?;
+            let livemode = value["livemode"].as_bool().unwrap_or(false);
+            let canceled = sub.status.as_deref() == Some("canceled");
+            let expected =
+                SubscriptionState::from_stripe(&sub, livemode, Version::new(0, ""), canceled);
+            let stored = read.subscription(&sub.id).await?;
+            let needs_fix = match &stored {
+                None => {
+                    report.missing.push(sub.id.clone());
+                    true
                 }
-                drifted
+                Some(ours) => {
+                    let fields: Vec<FieldDrift> = compared(&expected)
+                        .into_iter()
+                        .zip(compared(ours))
+                        .filter(|((_, theirs), (_, mine))| theirs != mine)
+                        .map(|((field, stripe), (_, revguard))| FieldDrift {
+                            field,
+                            stripe,
+                            revguard,
+                        })
+                        .collect();
+                    let drifted = !fields.is_empty();
+                    if drifted {
+                        report.drifted.push(Drift {
+                            subscription: sub.id.clone(),
+                            customer: expected.customer.clone(),
+                            fields,
+                        });
+                    }
+                    drifted
+                }
+            };
+            at_stripe.insert(sub.id.clone());
+            if let (true, Some(ingress)) = (needs_fix, fix) {
+                // Newer than what revguard holds, and than any event delivered so far.
+                let created = stored
+                    .as_ref()
+                    .map_or(now, |s| now.max(s.version.created + 1));
+                let event = snapshot_event(&value, &sub.id, canceled, livemode, created);
+                ingress
+                    .ingest_fetched(event.as_bytes(), Via::Reconcile, now)
+                    .await?;
+                report.fixed += 1;
             }
-        };
-        at_stripe.insert(sub.id.clone(), ());
-        if let (true, Some(ingress)) = (needs_fix, fix) {
-            // Newer than what revguard holds, and than any event delivered so far.
-            let created = stored
-                .as_ref()
-                .map_or(now, |s| now.max(s.version.created + 1));
-            let event = snapshot_event(&value, &sub.id, canceled, livemode, created);
-            ingress
-                .ingest_fetched(event.as_bytes(), Via::Reconcile, now)
-                .await?;
-            report.fixed += 1;
+        }
+        match page.next {
+            Some(next) => at = next,
+            None => break,
         }
     }
     for id in read.subscription_ids().await? {
-        if at_stripe.contains_key(&id) {
+        if at_stripe.contains(&id) {
             continue;
         }
         if let Some(ours) = read.subscription(&id).await? {

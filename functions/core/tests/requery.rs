@@ -11,7 +11,7 @@ use revguard_core::memory::{
     CountedPause, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher, MemoryQueue,
 };
 use revguard_core::ports::Inbound;
-use revguard_core::recovery::{ApiError, EventsQuery, RawObjects, StripeApi, StripeRequery};
+use revguard_core::recovery::{ApiError, EventsQuery, Page, PageCursor, StripeApi, StripeRequery};
 use revguard_core::worker::{ConsumeRules, Worker};
 use revguard_core::{Payload, QueueMessage, Via};
 use serde_json::{json, value::RawValue};
@@ -23,11 +23,11 @@ struct Stripe {
 }
 
 impl StripeApi for Stripe {
-    async fn events(&self, _query: &EventsQuery) -> Result<RawObjects, ApiError> {
-        Ok(Vec::new())
+    async fn events_page(&self, _query: &EventsQuery, _at: &PageCursor) -> Result<Page, ApiError> {
+        Ok(Page::default())
     }
-    async fn subscriptions(&self) -> Result<RawObjects, ApiError> {
-        Ok(Vec::new())
+    async fn subscriptions_page(&self, _at: &PageCursor) -> Result<Page, ApiError> {
+        Ok(Page::default())
     }
     async fn invoice(&self, _id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
         Ok(None)

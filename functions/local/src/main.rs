@@ -688,15 +688,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let api = stripe.client()?;
             let store = SqliteStore::open(&db.db)?;
             let now = unix_now();
-            let since = match since {
-                Some(t) => parse_time(&t).with_context(|| format!("not a time: {t}"))?,
-                None => revguard_local::recover::backfill_start(&store, now).await?,
-            };
-            let until = until
-                .map(|t| parse_time(&t).with_context(|| format!("not a time: {t}")))
-                .transpose()?;
+            let parse = |t: String| parse_time(&t).with_context(|| format!("not a time: {t}"));
+            let since = since.map(parse).transpose()?;
+            let until = until.map(parse).transpose()?;
             let query = revguard_core::recovery::EventsQuery {
-                since,
+                since: since.unwrap_or(now),
                 until,
                 undelivered_only,
                 types: revguard_core::recovery::HANDLED_EVENT_TYPES
@@ -705,23 +701,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect(),
             };
             let ingress = revguard_local::recover::fetched_ingress(&store);
-            let summary = revguard_core::recovery::backfill(&api, &ingress, &query, now).await?;
-            // The cursor moves only forward, and only for a window that reaches now.
-            if until.is_none() {
-                let cursor = summary.newest_created.unwrap_or(since).max(since);
-                let stored = store
-                    .setting(revguard_local::recover::BACKFILL_CURSOR_KEY)
+            let cursor = revguard_local::recover::StoreCursor(&store);
+            let (since, summary) = match until {
+                // Up to now: an hour at a time from the cursor, which moves after each.
+                None => {
+                    revguard_core::recovery::backfill_from_cursor(
+                        &api,
+                        &ingress,
+                        &cursor,
+                        &query,
+                        since,
+                        now,
+                        &|| true,
+                    )
                     .await?
-                    .and_then(|c| c.parse::<i64>().ok());
-                if stored.is_none_or(|s| cursor > s) {
-                    store
-                        .put_setting(
-                            revguard_local::recover::BACKFILL_CURSOR_KEY,
-                            &cursor.to_string(),
-                        )
-                        .await?;
                 }
-            }
+                // A window of the past: the cursor stays where it is.
+                Some(_) => {
+                    use revguard_core::recovery::BackfillCursor;
+                    let since = match since {
+                        Some(t) => t,
+                        None => {
+                            revguard_core::recovery::backfill_since(cursor.cursor().await?, now)
+                        }
+                    };
+                    let query = revguard_core::recovery::EventsQuery { since, ..query };
+                    (
+                        since,
+                        revguard_core::recovery::backfill(&api, &ingress, &query, now).await?,
+                    )
+                }
+            };
             let mut line = serde_json::to_value(&summary)?;
             line["since"] = since.into();
             apply.apply(&store, &db, &mut line).await?;

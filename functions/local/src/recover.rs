@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use revguard_core::billing::BillingPolicy;
+use revguard_core::recovery::BackfillCursor;
 use revguard_core::Ingress;
+use revguard_core::StoreError;
 use revguard_sqlite::SqliteStore;
 
 use crate::consumer;
@@ -38,16 +40,28 @@ pub async fn apply_queued(
     }
 }
 
-/// Where the next backfill starts without `--since`.
-pub async fn backfill_start(store: &SqliteStore, now: i64) -> anyhow::Result<i64> {
-    let cursor = store
-        .setting(BACKFILL_CURSOR_KEY)
-        .await?
-        .map(|c| c.parse::<i64>())
-        .transpose()?;
-    Ok(revguard_core::recovery::backfill_since(cursor, now))
-}
+/// The backfill's cursor in the store's settings.
+pub struct StoreCursor<'a>(pub &'a SqliteStore);
 
+impl BackfillCursor for StoreCursor<'_> {
+    async fn cursor(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .0
+            .setting(BACKFILL_CURSOR_KEY)
+            .await?
+            .and_then(|c| c.parse::<i64>().ok()))
+    }
+
+    async fn advance(&self, to: i64) -> Result<(), StoreError> {
+        // One writer: the command that runs the backfill.
+        if self.cursor().await?.is_none_or(|at| to > at) {
+            self.0
+                .put_setting(BACKFILL_CURSOR_KEY, &to.to_string())
+                .await?;
+        }
+        Ok(())
+    }
+}
 /// A readable reconciliation report (Markdown).
 pub fn report_markdown(report: &revguard_core::recovery::ReconcileReport, at: i64) -> String {
     let mut out = format!(

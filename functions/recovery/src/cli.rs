@@ -192,7 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backfill { since } => {
             let recovery = recovery(&sdk).await?;
             let (since, summary) = recovery
-                .backfill(revguard_core::time::unix_now(), time(since)?)
+                .backfill(revguard_core::time::unix_now(), time(since)?, &|| true)
                 .await?;
             let mut out = serde_json::to_value(&summary)?;
             out["since"] = since.into();

@@ -25,15 +25,31 @@ impl Job {
     }
 }
 
-/// One run of a job at `now`; its summary, as the function returns and logs it.
+/// One run of a job at `now`, with all the time it needs; its summary.
 pub async fn run(
     recovery: &Recovery,
     job: Job,
     now: i64,
 ) -> Result<serde_json::Value, revguard_core::recovery::RecoveryError> {
+    run_while(recovery, job, now, &|| true).await
+}
+
+/// Time a backfill keeps in hand at the end of an invocation: it starts no window of
+/// events with less than this left (a busy hour takes a minute or two to feed through).
+pub const BACKFILL_RESERVE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// One run of a job at `now`, as the function returns and logs its summary. A backfill
+/// starts a new window only while `keep_going` says so (the invocation's time left): it
+/// resumes next run from where its cursor got to.
+pub async fn run_while(
+    recovery: &Recovery,
+    job: Job,
+    now: i64,
+    keep_going: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<serde_json::Value, revguard_core::recovery::RecoveryError> {
     Ok(match job {
         Job::Backfill => {
-            let (since, summary) = recovery.backfill(now, None).await?;
+            let (since, summary) = recovery.backfill(now, None, keep_going).await?;
             let mut out = serde_json::to_value(&summary).expect("a summary serialises");
             out["since"] = since.into();
             out

@@ -3,7 +3,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use revguard_aws::{lambda_sdk_config, stripe_client_from_env, Recovery, RecoveryEnv};
-use revguard_recovery::{run, Job};
+use revguard_recovery::{run_while, Job, BACKFILL_RESERVE};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -23,10 +23,17 @@ async fn main() -> Result<(), Error> {
     recovery.policy = revguard_aws::policy_from_env()?;
     let recovery = &recovery;
     lambda_runtime::run(service_fn(
-        move |_event: LambdaEvent<serde_json::Value>| async move {
+        move |event: LambdaEvent<serde_json::Value>| async move {
             // Backfill and reconcile judge Stripe's state now, whatever moment was scheduled.
             let now = revguard_core::time::unix_now();
-            let summary = run(recovery, job, now).await?;
+            let deadline =
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
+            let keep_going = move || {
+                deadline
+                    .duration_since(std::time::SystemTime::now())
+                    .is_ok_and(|left| left > BACKFILL_RESERVE)
+            };
+            let summary = run_while(recovery, job, now, &keep_going).await?;
             tracing::info!(job = ?job, summary = %summary, "recovery run");
             Ok::<serde_json::Value, Error>(summary)
         },

@@ -7,18 +7,24 @@
 //! - It retries 429, 5xx and transport failures with exponential backoff and full
 //!   jitter, honours `Retry-After` and `Stripe-Should-Retry`, and gives up after
 //!   [`RetryPolicy::attempts`].
+//! - A key Stripe refuses (401) is read again from its source (the deployment's secret),
+//!   at most once a minute, and the request retried once with the new key: a rotated
+//!   key reaches warm instances without a cold start.
 //! - The key goes only into the `Authorization` header (marked sensitive); its `Debug`
 //!   shows the prefix alone, and no error or log line carries it.
 //!
 //! Why not `async-stripe`: see the README ("When webhooks were missed"); the figures
 //! are there.
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-use revguard_core::recovery::{ApiError, EventsQuery, RawObjects, StripeApi};
+use revguard_core::recovery::{ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -97,11 +103,33 @@ impl RetryPolicy {
     }
 }
 
+/// Where the key comes from again when Stripe refuses it: the secret it was read from.
+pub trait KeySource: Send + Sync + 'static {
+    /// The key as the source holds it now.
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>;
+}
+
+/// How often a refused key may be read again from its source.
+pub const KEY_REREAD_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct KeyRefresh {
+    source: Arc<dyn KeySource>,
+    last_read: Arc<Mutex<Option<Instant>>>,
+}
+
+impl std::fmt::Debug for KeyRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyRefresh")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StripeClient {
     http: reqwest::Client,
     base: String,
-    key: ApiKey,
+    key: Arc<RwLock<ApiKey>>,
+    refresh: Option<KeyRefresh>,
     retry: RetryPolicy,
 }
 
@@ -120,9 +148,56 @@ impl StripeClient {
         Ok(Self {
             http,
             base,
-            key,
+            key: Arc::new(RwLock::new(key)),
+            refresh: None,
             retry: RetryPolicy::default(),
         })
+    }
+
+    /// The client reads its key again from `source` when Stripe refuses it (401), at most
+    /// once per [`KEY_REREAD_INTERVAL`] (the first refusal reads it at once).
+    pub fn with_key_source(mut self, source: impl KeySource) -> Self {
+        self.refresh = Some(KeyRefresh {
+            source: Arc::new(source),
+            last_read: Arc::new(Mutex::new(None)),
+        });
+        self
+    }
+
+    /// Reads the key again after a 401: whether a different, valid key replaced it.
+    async fn reread_key(&self) -> bool {
+        let Some(refresh) = &self.refresh else {
+            return false;
+        };
+        {
+            let mut last = refresh.last_read.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < KEY_REREAD_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let fresh = match refresh.source.fetch().await.map(ApiKey::new) {
+            Ok(Ok(key)) => key,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the Stripe key's secret holds no key");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the Stripe key's secret could not be read again");
+                return false;
+            }
+        };
+        let mut key = self.key.write().unwrap_or_else(|e| e.into_inner());
+        if key.0 == fresh.0 {
+            return false;
+        }
+        *key = fresh;
+        tracing::info!("Stripe refused the key; a new one was read from its secret");
+        true
+    }
+
+    fn current_key(&self) -> String {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).0.clone()
     }
 
     /// `STRIPE_API_BASE` (default [`DEFAULT_API_BASE`]) and `STRIPE_API_KEY`, each
@@ -143,7 +218,8 @@ impl StripeClient {
 
     /// Whether the key is a live-mode one (what it reads is live data).
     pub fn livemode(&self) -> bool {
-        self.key.0.starts_with("sk_live_") || self.key.0.starts_with("rk_live_")
+        let key = self.current_key();
+        key.starts_with("sk_live_") || key.starts_with("rk_live_")
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -155,11 +231,12 @@ impl StripeClient {
     pub async fn get(&self, path: &str, params: &[(String, String)]) -> Result<String, ApiError> {
         let url = format!("{}{path}", self.base);
         let mut attempt = 1;
+        let mut reread = false;
         loop {
             let sent = self
                 .http
                 .get(&url)
-                .bearer_auth(&self.key.0)
+                .bearer_auth(self.current_key())
                 .header("Stripe-Version", STRIPE_VERSION)
                 .query(params)
                 .send()
@@ -182,6 +259,11 @@ impl StripeClient {
                         .map(|v| v == "true");
                     let retryable =
                         should_retry.unwrap_or(status.as_u16() == 429 || status.is_server_error());
+                    // A revoked key: once, with the key its secret holds now.
+                    if status.as_u16() == 401 && !reread && self.reread_key().await {
+                        reread = true;
+                        continue;
+                    }
                     if !retryable {
                         return Err(ApiError::Refused {
                             status: status.as_u16(),
@@ -215,14 +297,15 @@ impl StripeClient {
         }
     }
 
-    /// Every object of a list, following `has_more` with `starting_after`.
-    pub async fn list(
+    /// One page of a list: its objects, and the last one's id when more follow.
+    async fn page(
         &self,
         path: &str,
         params: &[(String, String)],
-    ) -> Result<RawObjects, ApiError> {
+        starting_after: Option<&str>,
+    ) -> Result<(RawObjects, Option<String>), ApiError> {
         #[derive(Deserialize)]
-        struct Page {
+        struct Listed {
             data: Vec<Box<RawValue>>,
             #[serde(default)]
             has_more: bool,
@@ -231,54 +314,77 @@ impl StripeClient {
         struct Id {
             id: String,
         }
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut query = params.to_vec();
-            query.push(("limit".into(), PAGE_LIMIT.into()));
-            if let Some(after) = &after {
-                query.push(("starting_after".into(), after.clone()));
-            }
-            let body = self.get(path, &query).await?;
-            let page: Page = serde_json::from_str(&body)
-                .map_err(|e| ApiError::Malformed(format!("{path}: {e}")))?;
-            let last = match page.data.last() {
-                Some(raw) => Some(
-                    serde_json::from_str::<Id>(raw.get())
-                        .map_err(|e| ApiError::Malformed(format!("{path}: {e}")))?
-                        .id,
-                ),
-                None => None,
-            };
-            out.extend(page.data);
-            match (page.has_more, last) {
-                (true, Some(last)) => after = Some(last),
-                _ => return Ok(out),
-            }
+        let mut query = params.to_vec();
+        query.push(("limit".into(), PAGE_LIMIT.into()));
+        if let Some(after) = starting_after {
+            query.push(("starting_after".into(), after.to_owned()));
         }
+        let body = self.get(path, &query).await?;
+        let page: Listed =
+            serde_json::from_str(&body).map_err(|e| ApiError::Malformed(format!("{path}: {e}")))?;
+        let next = match (page.has_more, page.data.last()) {
+            (true, Some(raw)) => Some(
+                serde_json::from_str::<Id>(raw.get())
+                    .map_err(|e| ApiError::Malformed(format!("{path}: {e}")))?
+                    .id,
+            ),
+            _ => None,
+        };
+        Ok((page.data, next))
     }
 
-    /// The events of a query. Where the API refuses `delivery_success` (400), the query
-    /// goes again without it; where it refuses `types[]`, without them (the backfill
-    /// then skips the types it does not act on itself).
-    async fn list_events(&self, query: &EventsQuery) -> Result<RawObjects, ApiError> {
-        let mut base = vec![("created[gte]".to_owned(), query.since.to_string())];
-        if let Some(until) = query.until {
-            base.push(("created[lt]".into(), until.to_string()));
-        }
-        let mut undelivered_only = query.undelivered_only;
-        let mut types = query.types.clone();
+    /// One page of the events of a query: `types[]` go 20 to a request, each request a
+    /// part of the list. Where the API refuses `delivery_success` (400), the list goes on
+    /// without it; where it refuses `types[]`, without them (the backfill then skips the
+    /// types it does not act on itself). A filter dropped stays dropped for the pages after.
+    async fn events_page_of(&self, query: &EventsQuery, at: &PageCursor) -> Result<Page, ApiError> {
+        let mut dropped = at.dropped_filters.clone();
         loop {
-            let mut params = base.clone();
+            let undelivered_only =
+                query.undelivered_only && !dropped.iter().any(|f| f == "delivery_success");
+            let types: &[String] = if dropped.iter().any(|f| f == "types") {
+                &[]
+            } else {
+                &query.types
+            };
+            let groups: Vec<&[String]> = if types.is_empty() {
+                vec![&[]]
+            } else {
+                types.chunks(MAX_TYPES_PER_REQUEST).collect()
+            };
+            let part = at.part.min(groups.len() - 1);
+            let mut params = vec![("created[gte]".to_owned(), query.since.to_string())];
+            if let Some(until) = query.until {
+                params.push(("created[lt]".into(), until.to_string()));
+            }
             if undelivered_only {
                 params.push(("delivery_success".into(), "false".into()));
             }
-            let result = if types.is_empty() {
-                self.list("/v1/events", &params).await
-            } else {
-                self.list_by_types(&params, &types).await
-            };
-            match result {
+            params.extend(
+                groups[part]
+                    .iter()
+                    .map(|t| ("types[]".to_owned(), t.clone())),
+            );
+            match self
+                .page("/v1/events", &params, at.starting_after.as_deref())
+                .await
+            {
+                Ok((data, last)) => {
+                    let next = match last {
+                        Some(last) => Some(PageCursor {
+                            part,
+                            starting_after: Some(last),
+                            dropped_filters: dropped,
+                        }),
+                        None if part + 1 < groups.len() => Some(PageCursor {
+                            part: part + 1,
+                            starting_after: None,
+                            dropped_filters: dropped,
+                        }),
+                        None => None,
+                    };
+                    return Ok(Page { data, next });
+                }
                 Err(ApiError::Refused {
                     status: 400,
                     message,
@@ -287,44 +393,39 @@ impl StripeClient {
                         message,
                         "the API refused delivery_success; listing every event of the window"
                     );
-                    undelivered_only = false;
+                    dropped.push("delivery_success".into());
                 }
                 Err(ApiError::Refused {
                     status: 400,
                     message,
                 }) if !types.is_empty() => {
                     tracing::warn!(message, "the API refused types[]; listing every type");
-                    types.clear();
+                    dropped.push("types".into());
                 }
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
-    }
-
-    /// `types[]` in groups of 20, merged (an event has one type, so none repeats).
-    async fn list_by_types(
-        &self,
-        params: &[(String, String)],
-        types: &[String],
-    ) -> Result<RawObjects, ApiError> {
-        let mut out = Vec::new();
-        for group in types.chunks(MAX_TYPES_PER_REQUEST) {
-            let mut query = params.to_vec();
-            query.extend(group.iter().map(|t| ("types[]".to_owned(), t.clone())));
-            out.extend(self.list("/v1/events", &query).await?);
-        }
-        Ok(out)
     }
 }
 
 impl StripeApi for StripeClient {
-    async fn events(&self, query: &EventsQuery) -> Result<RawObjects, ApiError> {
-        self.list_events(query).await
+    async fn events_page(&self, query: &EventsQuery, at: &PageCursor) -> Result<Page, ApiError> {
+        self.events_page_of(query, at).await
     }
 
-    async fn subscriptions(&self) -> Result<RawObjects, ApiError> {
-        self.list("/v1/subscriptions", &[("status".into(), "all".into())])
-            .await
+    async fn subscriptions_page(&self, at: &PageCursor) -> Result<Page, ApiError> {
+        let (data, last) = self
+            .page(
+                "/v1/subscriptions",
+                &[("status".into(), "all".into())],
+                at.starting_after.as_deref(),
+            )
+            .await?;
+        let next = last.map(|last| PageCursor {
+            starting_after: Some(last),
+            ..PageCursor::default()
+        });
+        Ok(Page { data, next })
     }
 
     async fn subscription(&self, id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
