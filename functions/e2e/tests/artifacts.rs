@@ -1033,6 +1033,22 @@ fn the_built_bootstraps_unwind_on_a_panic() {
     }
 }
 
+/// One scheduled run of a recovery function: its summary, or a failure naming what IAM
+/// refused.
+async fn run_job(deployment: &Deployment, job: &Function, what: &str, scheduled: &Value) -> Value {
+    let summary = job.invoke(scheduled).await;
+    println!("{what}: {summary:?}");
+    summary.unwrap_or_else(|e| {
+        let refused: Vec<String> = deployment
+            .iam
+            .refusals()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        panic!("{what} failed: {e}\n{}", refused.join("\n"))
+    })
+}
+
 /// An operator's GET through API Gateway's IAM-authorized route, as the v2 payload; the
 /// function's answer as (status, body).
 async fn operator_get(api: &Function, path: &str, query: &str) -> (u16, String) {
@@ -1107,20 +1123,7 @@ async fn recovery_and_the_operator_api_run_under_their_own_permissions() {
         .start_recovery("BackfillFunction", &stripe_api, &proxy)
         .await;
     let scheduled = json!({ "scheduled_time": rfc3339(wall()) });
-    let summary = backfill.invoke(&scheduled).await;
-    println!("backfill: {summary:?}");
-    let summary = summary.unwrap_or_else(|e| {
-        panic!(
-            "the backfill failed: {e}\n{}",
-            deployment
-                .iam
-                .refusals()
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
+    let summary = run_job(&deployment, &backfill, "the backfill", &scheduled).await;
     assert!(summary["accepted"].as_u64().unwrap_or(0) >= 2, "{summary}");
     consume_until_drained(&deployment, worker.clone()).await;
 
@@ -1133,20 +1136,7 @@ async fn recovery_and_the_operator_api_run_under_their_own_permissions() {
     let reconcile = deployment
         .start_recovery("ReconcileFunction", &stripe_api, &proxy)
         .await;
-    let found = reconcile.invoke(&scheduled).await;
-    println!("reconcile: {found:?}");
-    let found = found.unwrap_or_else(|e| {
-        panic!(
-            "the reconciliation failed: {e}\n{}",
-            deployment
-                .iam
-                .refusals()
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
+    let found = run_job(&deployment, &reconcile, "the reconciliation", &scheduled).await;
     assert_eq!(
         (&found["checked"], &found["drifted"], &found["fixed"]),
         (&2.into(), &1.into(), &1.into()),
