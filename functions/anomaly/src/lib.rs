@@ -1,11 +1,13 @@
 //! The anomaly Lambda: on a schedule, runs the core detector use case over the DynamoDB
-//! counters and alerts and the SNS alerts topic. Two runs at once publish each
-//! transition once.
+//! counters and alerts, publishing to the SNS alerts topic for on call and, for a
+//! win-back that comes due, to the notifications topic for the team. Two runs at once
+//! publish each transition once.
 
 use revguard_aws::{
     AnomalyEnv, AwsAudit, DynamoAlerts, DynamoCounters, DynamoEventLog, DynamoReadModel,
-    SnsAlertPublisher,
+    SnsAlertPublisher, SnsNotifier,
 };
+use revguard_core::audience::ByAudience;
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
 use revguard_core::ports::TokioPause;
@@ -13,7 +15,7 @@ use revguard_core::ports::TokioPause;
 pub type Anomaly = Detector<
     DynamoCounters,
     DynamoAlerts,
-    SnsAlertPublisher,
+    ByAudience<SnsAlertPublisher, SnsNotifier>,
     DynamoReadModel,
     AwsAudit,
     TokioPause,
@@ -29,8 +31,11 @@ pub fn anomaly(
     Detector {
         counters: DynamoCounters::new(dynamodb.clone(), &env.counters_table),
         alerts: DynamoAlerts::new(dynamodb.clone(), &env.alerts_table),
-        publisher: SnsAlertPublisher::new(sns, &env.alerts_topic_arn)
-            .with_dashboard(env.dashboard_url.clone()),
+        publisher: ByAudience {
+            on_call: SnsAlertPublisher::new(sns.clone(), &env.alerts_topic_arn)
+                .with_dashboard(env.dashboard_url.clone()),
+            team: SnsNotifier::new(sns, &env.notifications_topic_arn),
+        },
         comebacks: DynamoReadModel::new(
             dynamodb,
             &env.state_table,

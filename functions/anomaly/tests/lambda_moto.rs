@@ -514,3 +514,76 @@ async fn resolved_alerts_leave_the_index_and_expire_and_no_run_scans_the_table()
         "one Query of the active index a run: {calls:?}"
     );
 }
+
+/// A customer who canceled and stayed away: their win-back comes due 14 days on and is
+/// the team's task. It reaches the notifications topic once, as a `win_back`
+/// notification, and the alerts topic (on call's email, SMS and chat) never.
+#[tokio::test]
+async fn a_win_back_that_comes_due_reaches_the_team_not_on_call() {
+    const DAY: i64 = 86_400;
+    let moto = MotoStack::new().await;
+    let worker = lambda_worker(
+        (moto.dynamodb.clone(), moto.sqs.clone()),
+        &moto.worker_env(),
+        moto.notifier(),
+        BillingPolicy::default(),
+    );
+    let anomaly = anomaly(
+        moto.dynamodb.clone(),
+        moto.sns.clone(),
+        &moto.anomaly_env(),
+        DetectConfig::default(),
+    );
+    let subscription = |status: &str| {
+        json!({ "id": "sub_WB", "object": "subscription", "customer": "cus_WB", "status": status,
+            "currency": "usd", "created": NOW - 90 * DAY,
+            "ended_at": if status == "canceled" { json!(NOW) } else { json!(null) },
+            "items": { "data": [{ "id": "si_WB", "quantity": 1, "current_period_end": NOW,
+                "price": { "unit_amount": 4900, "currency": "usd",
+                           "recurring": { "interval": "month", "interval_count": 1 } } }] } })
+    };
+    let story = [
+        revguard_core::fixtures::queued_event(
+            "evt_wb_created",
+            "customer.subscription.created",
+            NOW - 90 * DAY,
+            subscription("active"),
+            None,
+        ),
+        revguard_core::fixtures::queued_event(
+            "evt_wb_deleted",
+            "customer.subscription.deleted",
+            NOW,
+            subscription("canceled"),
+            Some(json!({ "status": "active" })),
+        ),
+    ];
+    let bodies: Vec<String> = story.iter().map(|m| m.encode()).collect();
+    apply_all(&worker, &bodies, "wb-", NOW + 60).await;
+    for at in [NOW + 13 * DAY, NOW + 14 * DAY + 60, NOW + 15 * DAY + 3600] {
+        anomaly.run(at).await.unwrap();
+    }
+
+    let mut kinds = Vec::new();
+    for body in drain_queue(&moto.sqs, &moto.notifications_subscriber).await {
+        let envelope: Value = serde_json::from_str(&body).unwrap();
+        let n: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+        if n["kind"] == "win_back" {
+            assert_eq!(n["customer"], "cus_WB", "{n}");
+            assert_eq!(n["details"]["mrr_lost"], 4900, "{n}");
+            assert_eq!(
+                envelope["MessageAttributes"]["kind"]["Value"], "win_back",
+                "subscribers filter on the kind: {envelope}"
+            );
+        }
+        kinds.push(n["kind"].as_str().unwrap_or_default().to_owned());
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["churn", "win_back"],
+        "the churn notice at once, the win-back on its day"
+    );
+    let on_call = drain_queue(&moto.sqs, &moto.alerts_subscriber).await;
+    assert!(on_call.is_empty(), "on call heard a win-back: {on_call:?}");
+}

@@ -333,6 +333,8 @@ pub struct AnomalyEnv {
     pub counters_table: String,
     pub alerts_table: String,
     pub alerts_topic_arn: String,
+    /// The team's topic: a win-back that comes due is a customer-success task, not an alarm.
+    pub notifications_topic_arn: String,
     /// A dashboard link for the alert messages (the stack's CloudWatch dashboard).
     pub dashboard_url: Option<String>,
     /// The event log, for the completeness audit (with a Stripe key).
@@ -346,6 +348,7 @@ impl AnomalyEnv {
             counters_table: required("REVGUARD_COUNTERS_TABLE")?,
             alerts_table: required("REVGUARD_ALERTS_TABLE")?,
             alerts_topic_arn: required("REVGUARD_ALERTS_TOPIC_ARN")?,
+            notifications_topic_arn: required("REVGUARD_NOTIFICATIONS_TOPIC_ARN")?,
             dashboard_url: std::env::var("REVGUARD_DASHBOARD_URL")
                 .ok()
                 .filter(|u| !u.trim().is_empty()),

@@ -206,6 +206,7 @@ impl MotoStack {
             counters_table: self.counters_table.clone(),
             alerts_table: self.alerts_table.clone(),
             alerts_topic_arn: self.alerts_topic.clone(),
+            notifications_topic_arn: self.notifications_topic.clone(),
             dashboard_url: Some("https://console.aws.amazon.com/cloudwatch/home#dashboards".into()),
             events_table: Some(self.events_table.clone()),
         }

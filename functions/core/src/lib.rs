@@ -2,6 +2,7 @@
 //!
 //! No AWS, no SQL, no clock, no environment: time comes in as an argument.
 
+pub mod audience;
 pub mod billing;
 pub mod chat;
 #[cfg(feature = "test-util")]

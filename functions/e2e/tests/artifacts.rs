@@ -263,6 +263,10 @@ impl Deployment {
             ("REVGUARD_ALERTS_TABLE", s.alerts_table.clone()),
             ("REVGUARD_ALERTS_TOPIC_ARN", s.alerts_topic.clone()),
             (
+                "REVGUARD_NOTIFICATIONS_TOPIC_ARN",
+                s.notifications_topic.clone(),
+            ),
+            (
                 "REVGUARD_DASHBOARD_URL",
                 "https://us-east-1.console.aws.amazon.com/cloudwatch/home".to_owned(),
             ),

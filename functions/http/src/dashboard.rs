@@ -56,10 +56,11 @@ pub async fn load<R: revguard_core::ports::ReadModel>(
         .find(|h| h.hour == 0 && h.livemode == livemode)
         .and_then(|h| h.metrics.get("max_received_at").copied());
     let (from, to) = window(now, last_received);
-    let mut alerts = store
-        .recent_alerts(to, crate::operator::RECENT_ALERTS_SECS)
-        .await?;
-    crate::operator::order_alerts(&mut alerts);
+    let alerts = crate::operator::on_call_alerts(
+        store
+            .recent_alerts(to, crate::operator::RECENT_ALERTS_SECS)
+            .await?,
+    );
     Ok(DashboardData {
         now,
         livemode,

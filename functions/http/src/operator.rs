@@ -169,18 +169,20 @@ async fn alerts<R: ReadModel>(State(api): State<Arc<OperatorApi<R>>>) -> Respons
         .recent_alerts((api.clock)(), RECENT_ALERTS_SECS)
         .await
     {
-        Ok(mut alerts) => {
-            order_alerts(&mut alerts);
-            Json(alerts).into_response()
-        }
+        Ok(alerts) => Json(on_call_alerts(alerts)).into_response(),
         Err(e) => unavailable(e),
     }
 }
 
-/// Open alerts first, then the latest change, whatever order a store reads them in.
-pub fn order_alerts(alerts: &mut [revguard_core::detect::alerts::AlertState]) {
+/// The alerts on call hears (not the team's win-backs, which are notifications): open
+/// first, then the latest change, whatever order a store reads them in.
+pub fn on_call_alerts(
+    mut alerts: Vec<revguard_core::detect::alerts::AlertState>,
+) -> Vec<revguard_core::detect::alerts::AlertState> {
+    alerts.retain(|a| revguard_core::audience::reaches_on_call(&a.finding.signal));
     alerts
         .sort_by(|a, b| (!a.open, -a.last_sent_at, &a.id).cmp(&(!b.open, -b.last_sent_at, &b.id)));
+    alerts
 }
 
 /// The dashboard page (see [`crate::dashboard`]): `?mode=live` (default) or `test`.

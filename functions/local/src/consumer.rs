@@ -10,6 +10,7 @@ use revguard_core::worker::{ConsumeRules, Consumed, Worker};
 use revguard_sqlite::SqliteStore;
 
 use crate::publish::JsonlPublisher;
+use revguard_core::audience::ByAudience;
 
 /// Messages per batch: one commit each.
 pub const BATCH: usize = 256;
@@ -136,7 +137,7 @@ impl StopSignal {
 pub type EmbeddedDetector = revguard_core::detector::Detector<
     revguard_sqlite::billing::SqliteCounters,
     SqliteStore,
-    crate::chat::AlertPublisher,
+    ByAudience<crate::chat::AlertPublisher, JsonlPublisher>,
     SqliteStore,
     EmbeddedAudit,
     revguard_core::ports::TokioPause,
@@ -160,10 +161,13 @@ impl revguard_core::recovery::DeliveryAudit for EmbeddedAudit {
     }
 }
 
+/// The embedded detector: alarms to `on_call` (the alerts file and chat), win-backs that
+/// come due to `team` (the notifications file, shared with the worker).
 pub fn detector(
     store: &SqliteStore,
     config: revguard_core::detect::DetectConfig,
-    sink: crate::chat::AlertPublisher,
+    on_call: crate::chat::AlertPublisher,
+    team: JsonlPublisher,
 ) -> EmbeddedDetector {
     revguard_core::detector::Detector {
         counters: revguard_sqlite::billing::SqliteCounters {
@@ -171,7 +175,7 @@ pub fn detector(
             received_before: None,
         },
         alerts: store.clone(),
-        publisher: sink,
+        publisher: ByAudience { on_call, team },
         comebacks: store.clone(),
         config,
         audit: EmbeddedAudit::Off,

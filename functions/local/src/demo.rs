@@ -97,6 +97,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         &store,
         DetectConfig::default(),
         crate::chat::AlertPublisher::log_only(),
+        JsonlPublisher::log_only("notification"),
     );
     let mut config = ScenarioConfig::new(options.seed);
     config.customers = options.customers;
@@ -131,7 +132,15 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         if !options.replay_only && t >= config.monitored_from() {
             // As of `t`: what was received by then, as the live timer would have seen it.
             detector.counters.received_before = Some(t);
-            transitions.extend(detector.run(t).await?.transitions);
+            // What on call hears: the team's win-backs are notifications, not alarms.
+            transitions.extend(
+                detector
+                    .run(t)
+                    .await?
+                    .transitions
+                    .into_iter()
+                    .filter(|m| revguard_core::audience::reaches_on_call(&m.signal)),
+            );
         }
         t += STEP;
     }

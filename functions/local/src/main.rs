@@ -620,6 +620,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &store,
                 revguard_core::detect::DetectConfig::default(),
                 revguard_local::chat::AlertPublisher::log_only(),
+                revguard_local::publish::JsonlPublisher::log_only("notification"),
             );
             detector.counters.received_before = Some(now);
             if stripe
@@ -641,10 +642,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             for c in changes.iter().filter(|c| c.transition.is_published()) {
                 let m = revguard_core::detect::alerts::render(c);
-                println!(
-                    "{}",
-                    serde_json::json!({ "transition": m.transition, "alert_id": m.alert_id, "severity": m.severity, "subject": m.subject, "sms": m.sms })
-                );
+                if revguard_core::audience::reaches_on_call(&m.signal) {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "transition": m.transition, "alert_id": m.alert_id, "severity": m.severity, "subject": m.subject, "sms": m.sms })
+                    );
+                } else if m.transition == revguard_core::detect::alerts::Transition::Opened {
+                    // The team's task (the notifications channel), not an alarm.
+                    let notice = revguard_core::audience::win_back_notice(&m);
+                    println!("{}", serde_json::json!({ "notification": notice }));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -121,7 +121,7 @@ pub async fn serve(
                 source,
             }
         })?;
-    let mut worker = consumer::worker(&store, options.policy.clone(), notifier);
+    let mut worker = consumer::worker(&store, options.policy.clone(), notifier.clone());
     match (options.requery, options.stripe.clone()) {
         (true, Some(api)) => {
             worker.requery = consumer::EmbeddedRequery::Stripe(Box::new(
@@ -153,6 +153,7 @@ pub async fn serve(
             file: sink,
             chat: chat.clone(),
         },
+        notifier,
     );
     if let Some(api) = options.stripe.clone() {
         detector.audit = consumer::EmbeddedAudit::Stripe(revguard_core::recovery::StripeAudit {

@@ -110,6 +110,11 @@ async fn until_deliveries(
     panic!("{what}: {:?}", store.chat_deliveries().unwrap());
 }
 
+/// The team's channel, which these alarms never reach.
+fn team() -> revguard_local::publish::JsonlPublisher {
+    revguard_local::publish::JsonlPublisher::log_only("notification")
+}
+
 #[tokio::test]
 async fn a_receiver_that_fails_twice_gets_the_transition_once() {
     let (_dir, store) = store();
@@ -211,7 +216,7 @@ async fn a_receiver_that_never_answers_holds_back_no_detection() {
         stop.clone(),
     ));
 
-    let detector = consumer::detector(&store, Default::default(), publisher);
+    let detector = consumer::detector(&store, Default::default(), publisher, team());
     let run = tokio::time::timeout(Duration::from_secs(5), detector.run(now))
         .await
         .expect("the detector run finished while the receiver hangs")
@@ -252,8 +257,14 @@ async fn concurrent_detector_runs_post_a_transition_once_to_each_app() {
         &store,
         Default::default(),
         publisher(&store, apps.clone()).0,
+        team(),
     );
-    let second = consumer::detector(&store, Default::default(), publisher(&store, apps).0);
+    let second = consumer::detector(
+        &store,
+        Default::default(),
+        publisher(&store, apps).0,
+        team(),
+    );
     let (a, b) = tokio::join!(first.run(now), second.run(now));
     let published = a.unwrap().published.len() + b.unwrap().published.len();
     assert_eq!(published, 1, "one of the two runs publishes the opening");

@@ -1,6 +1,7 @@
 //! Win-back notices on the embedded store, in every delivery order: a customer who
-//! cancels and stays away gets one win-back alert when it comes due; one who subscribes
-//! again gets none, whichever of the events arrived first.
+//! cancels and stays away gets one win-back notice when it comes due, to the team's
+//! notifications file and never to on call's alerts; one who subscribes again gets none,
+//! whichever of the events arrived first.
 
 use revguard_core::billing::BillingPolicy;
 use revguard_core::fixtures::queued_event;
@@ -48,9 +49,28 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// What reached each channel.
+struct Heard {
+    /// The transitions the detector committed and published (to either channel).
+    published: Vec<String>,
+    /// Lines of the alerts file (on call).
+    alarms: Vec<serde_json::Value>,
+    /// Lines of the notifications file (the team) written by the detector.
+    notices: Vec<serde_json::Value>,
+}
+
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Applies `events` in `order`, then runs the detector on the day the win-back is due and
-/// again a day later; returns the transitions published.
-async fn run(events: &[QueueMessage], order: &[usize]) -> Vec<String> {
+/// again a day later, its alarms to an alerts file and the team's notices to a
+/// notifications file, as `revguard serve` wires them.
+async fn run(events: &[QueueMessage], order: &[usize]) -> Heard {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("w.db")).unwrap();
     let worker = consumer::worker(
@@ -62,7 +82,16 @@ async fn run(events: &[QueueMessage], order: &[usize]) -> Vec<String> {
         store.send(&events[*i]).await.unwrap();
         consumer::run_once(&store, &worker, T + DAY).await.unwrap();
     }
-    let detector = consumer::detector(&store, Default::default(), AlertPublisher::log_only());
+    let (alerts_file, notices_file) = (
+        dir.path().join("alerts.jsonl"),
+        dir.path().join("notices.jsonl"),
+    );
+    let on_call = AlertPublisher {
+        file: JsonlPublisher::to_file("alert", &alerts_file).unwrap(),
+        chat: None,
+    };
+    let team = JsonlPublisher::to_file("notification", &notices_file).unwrap();
+    let detector = consumer::detector(&store, Default::default(), on_call, team);
     let mut published = Vec::new();
     for at in [
         T + 13 * DAY,
@@ -72,7 +101,11 @@ async fn run(events: &[QueueMessage], order: &[usize]) -> Vec<String> {
     ] {
         published.extend(detector.run(at).await.unwrap().published);
     }
-    published
+    Heard {
+        published,
+        alarms: lines(&alerts_file),
+        notices: lines(&notices_file),
+    }
 }
 
 #[tokio::test]
@@ -92,15 +125,37 @@ async fn a_win_back_comes_due_once_unless_the_customer_came_back_in_any_order() 
         ),
     ];
     for order in permutations(2) {
-        let published = run(&churn, &order).await;
+        let heard = run(&churn, &order).await;
         assert_eq!(
-            published,
+            heard.published,
             [
                 "live:win_back:cus_W:1 opened",
                 "live:win_back:cus_W:2 resolved"
             ],
-            "order {order:?}: opened once on its day (not before), resolved a day later"
+            "order {order:?}: due once on its day (not before), closed a day later"
         );
+        assert!(
+            heard.alarms.is_empty(),
+            "order {order:?}: a win-back is no alarm: {:?}",
+            heard.alarms
+        );
+        assert_eq!(
+            heard.notices.len(),
+            1,
+            "order {order:?}: {:?}",
+            heard.notices
+        );
+        let notice = &heard.notices[0];
+        assert_eq!(
+            (&notice["id"], &notice["kind"], &notice["customer"]),
+            (
+                &"live:win_back:cus_W:1".into(),
+                &"win_back".into(),
+                &"cus_W".into()
+            ),
+            "order {order:?}: {notice}"
+        );
+        assert_eq!(notice["details"]["canceled_at"], T, "{notice}");
     }
     let mut returned = churn.to_vec();
     returned.push(event(
@@ -110,10 +165,12 @@ async fn a_win_back_comes_due_once_unless_the_customer_came_back_in_any_order() 
         subscription("sub_W2", "active"),
     ));
     for order in permutations(3) {
-        let published = run(&returned, &order).await;
+        let heard = run(&returned, &order).await;
         assert!(
-            published.is_empty(),
-            "order {order:?}: the customer came back: {published:?}"
+            heard.published.is_empty() && heard.alarms.is_empty() && heard.notices.is_empty(),
+            "order {order:?}: the customer came back: {:?} {:?}",
+            heard.published,
+            heard.notices
         );
     }
 }

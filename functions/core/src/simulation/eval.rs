@@ -133,7 +133,10 @@ pub fn evaluate(
             next += 1;
         }
         for (transition, state) in replay.detect(t, config) {
-            if transition == Transition::Opened {
+            // What on call hears: the team's win-backs are notifications, not alarms.
+            if transition == Transition::Opened
+                && crate::audience::reaches_on_call(&state.finding.signal)
+            {
                 opened.push(Opened {
                     at: t,
                     alert_id: state.id.clone(),

@@ -1,0 +1,160 @@
+//! Who hears what. On call (the alerts channel: email, SMS for critical, chat) hears
+//! anomalies and the stack's own health, and nothing it cannot act on at 2 AM; the team
+//! (the notifications channel) hears customer-success tasks: dunning stages with their
+//! drafts, churn notices, and the win-back offer that comes due 14 days after a
+//! cancellation.
+//!
+//! The win-back is decided by the detector, which alone knows when it comes due and
+//! whether the customer came back, and goes through the detector's alert outbox, whose
+//! lease and version keep it to one message; [`ByAudience`] then sends that message to
+//! the team as a [`Notification`] instead of to on call.
+
+use serde_json::json;
+
+use crate::billing::Notification;
+use crate::detect::alerts::{AlertMessage, Transition};
+use crate::ports::{PublishError, Publisher};
+
+/// Signals whose alerts are tasks for the team, not alarms for on call.
+pub const TEAM_SIGNALS: [&str; 1] = ["win_back"];
+
+/// Whether an alert's transitions reach on call (the alerts topic, SMS, chat, the alerts
+/// table of the dashboard and `/api/alerts`).
+pub fn reaches_on_call(signal: &str) -> bool {
+    !TEAM_SIGNALS.contains(&signal)
+}
+
+/// The team's notice for a win-back that came due: its opening, as a notification with the
+/// customer, what they paid and when they left. Its id is the alert transition's, unique
+/// per cancellation, so a re-publish is de-duplicated downstream.
+pub fn win_back_notice(m: &AlertMessage) -> Notification {
+    let f = &m.finding;
+    let customer = f.key.strip_prefix("win_back:").unwrap_or(&f.key).to_owned();
+    let currency = f
+        .metric
+        .strip_prefix("mrr_lost.")
+        .unwrap_or("xxx")
+        .to_owned();
+    let mrr_lost = f.observed.round() as i64;
+    let mrr_display = crate::money::format_minor(mrr_lost, &currency);
+    Notification {
+        id: m.id.clone(),
+        kind: "win_back".into(),
+        stage: None,
+        customer: Some(customer.clone()),
+        livemode: m.livemode,
+        event_id: m.alert_id.clone(),
+        created: m.at,
+        subject: format!("Win-back due: {customer} has not come back ({mrr_display} a month)"),
+        details: json!({
+            "mrr_lost": mrr_lost,
+            "mrr_lost_display": mrr_display,
+            "currency": currency,
+            "canceled_at": f.window_start,
+            "due_at": f.window_end,
+            "explanation": f.explanation,
+        }),
+    }
+}
+
+/// The detector's publisher, by audience: transitions of on-call signals go to
+/// `on_call`; a win-back's opening goes to `team` as its notice, and its later
+/// transitions (resolved a day on) go nowhere.
+#[derive(Debug, Clone)]
+pub struct ByAudience<P, N> {
+    pub on_call: P,
+    pub team: N,
+}
+
+impl<P: Publisher<AlertMessage>, N: Publisher<Notification>> Publisher<AlertMessage>
+    for ByAudience<P, N>
+{
+    async fn publish(&self, m: &AlertMessage) -> Result<(), PublishError> {
+        if reaches_on_call(&m.signal) {
+            return self.on_call.publish(m).await;
+        }
+        match m.transition {
+            Transition::Opened => self.team.publish(&win_back_notice(m)).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{Finding, Severity};
+    use crate::memory::MemoryPublisher;
+
+    fn message(signal: &str, transition: Transition) -> AlertMessage {
+        let finding = Finding {
+            key: format!("{signal}:cus_W"),
+            signal: signal.into(),
+            metric: "mrr_lost.eur".into(),
+            livemode: true,
+            window_start: 1_767_225_600,
+            window_end: 1_768_435_200,
+            observed: 4_900.0,
+            expected: 0.0,
+            spread: 0.0,
+            ratio: 0.0,
+            severity: Severity::Warning,
+            explanation: "cus_W canceled sub_W".into(),
+        };
+        AlertMessage {
+            id: format!("live:{signal}:cus_W:1"),
+            alert_id: format!("live:{signal}:cus_W"),
+            transition,
+            severity: Severity::Warning,
+            metric: finding.metric.clone(),
+            signal: signal.into(),
+            livemode: true,
+            at: 1_768_435_260,
+            opened_at: 1_768_435_260,
+            subject: "WARNING".into(),
+            email: String::new(),
+            sms: String::new(),
+            default: String::new(),
+            finding,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_win_back_reaches_the_team_once_and_on_call_never() {
+        let by = ByAudience {
+            on_call: MemoryPublisher::<AlertMessage>::default(),
+            team: MemoryPublisher::<Notification>::default(),
+        };
+        by.publish(&message("win_back", Transition::Opened))
+            .await
+            .unwrap();
+        by.publish(&message("win_back", Transition::Resolved))
+            .await
+            .unwrap();
+        by.publish(&message("spike", Transition::Opened))
+            .await
+            .unwrap();
+        let notices = by.team.taken();
+        assert_eq!(notices.len(), 1);
+        let notice = &notices[0];
+        assert_eq!(
+            (
+                notice.id.as_str(),
+                notice.kind.as_str(),
+                notice.customer.as_deref()
+            ),
+            ("live:win_back:cus_W:1", "win_back", Some("cus_W"))
+        );
+        assert_eq!(notice.details["mrr_lost"], 4_900);
+        assert_eq!(notice.details["currency"], "eur");
+        assert_eq!(notice.details["canceled_at"], 1_767_225_600);
+        assert!(notice.subject.contains("cus_W"), "{}", notice.subject);
+        let alarms: Vec<String> = by
+            .on_call
+            .taken()
+            .iter()
+            .map(|m| m.signal.clone())
+            .collect();
+        assert_eq!(alarms, ["spike"]);
+    }
+}
