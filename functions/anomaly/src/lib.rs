@@ -60,6 +60,7 @@ pub fn with_audit(
         anomaly.audit = AwsAudit::Stripe(revguard_core::recovery::StripeAudit {
             api,
             log: DynamoEventLog::new(dynamodb, events_table),
+            endpoint_url: env.webhook_url.clone(),
         });
     }
     anomaly

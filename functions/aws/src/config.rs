@@ -339,6 +339,8 @@ pub struct AnomalyEnv {
     pub dashboard_url: Option<String>,
     /// The event log, for the completeness audit (with a Stripe key).
     pub events_table: Option<String>,
+    /// The URL Stripe delivers to (the stack's `WebhookUrl`), for the endpoint audit.
+    pub webhook_url: Option<String>,
 }
 
 impl AnomalyEnv {
@@ -355,6 +357,9 @@ impl AnomalyEnv {
             events_table: std::env::var("REVGUARD_EVENTS_TABLE")
                 .ok()
                 .filter(|t| !t.trim().is_empty()),
+            webhook_url: std::env::var("REVGUARD_WEBHOOK_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty()),
         })
     }
 }

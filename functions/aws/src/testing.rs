@@ -209,6 +209,7 @@ impl MotoStack {
             notifications_topic_arn: self.notifications_topic.clone(),
             dashboard_url: Some("https://console.aws.amazon.com/cloudwatch/home#dashboards".into()),
             events_table: Some(self.events_table.clone()),
+            webhook_url: None,
         }
     }
 

@@ -79,7 +79,7 @@ impl<
                 // Stripe's own list says whether events went missing: that replaces the
                 // guess from silence (a quiet night is no outage; a missing id is one).
                 found.retain(|f| f.signal != "delivery_gap");
-                found.extend(audit.finding(livemode));
+                found.extend(audit.findings(livemode, now));
             }
             found_by_mode.push((livemode, found));
         }

@@ -166,6 +166,9 @@ pub trait StripeApi: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<Box<RawValue>>, ApiError>> + Send;
 
+    /// Every webhook endpoint of the account (`GET /v1/webhook_endpoints`, all pages).
+    fn webhook_endpoints(&self) -> impl Future<Output = Result<RawObjects, ApiError>> + Send;
+
     /// One invoice as Stripe holds it now; `None` if Stripe does not know it.
     fn invoice(
         &self,
@@ -299,6 +302,10 @@ pub struct AuditOutcome {
     /// Events of the types revguard acts on that Stripe listed in the window.
     pub checked: usize,
     pub missing: Vec<MissingEvent>,
+    /// The account's webhook endpoints (`None`: they could not be read, said in the log).
+    pub endpoints: Option<Vec<Endpoint>>,
+    /// The URL revguard's endpoint delivers to, when known.
+    pub endpoint_url: Option<String>,
 }
 
 /// The detector's evidence of delivery: Stripe's own list of events, compared with the
@@ -324,6 +331,126 @@ impl DeliveryAudit for NoAudit {
 pub struct StripeAudit<A, H> {
     pub api: A,
     pub log: H,
+    /// The URL Stripe delivers revguard's webhooks to, when known: the endpoint audit then
+    /// judges the endpoints with that URL (else every endpoint, together).
+    pub endpoint_url: Option<String>,
+}
+
+/// A webhook endpoint as the audit judges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub url: String,
+    /// `enabled` or `disabled` (Stripe disables an endpoint that keeps failing).
+    pub status: String,
+    /// The types Stripe sends it; `*` is every type.
+    pub enabled_events: Vec<String>,
+    /// The version its events are rendered at; `None`: the account's default.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub livemode: bool,
+}
+
+/// The newest API version revguard's object types are checked against (Stripe renders
+/// an endpoint's events at its `api_version`; a newer one may move what revguard reads).
+pub const NEWEST_CHECKED_API_VERSION: &str = "2025-03-31";
+
+/// Whether revguard reads events rendered at `version` (`YYYY-MM-DD`, with or without a
+/// release name such as `.basil`): from Stripe's first dated versions up to
+/// [`NEWEST_CHECKED_API_VERSION`].
+pub fn api_version_is_read(version: &str) -> bool {
+    let date = version.split('.').next().unwrap_or_default();
+    let well_formed = date.len() == 10
+        && date.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    well_formed && date <= NEWEST_CHECKED_API_VERSION
+}
+
+/// What the webhook endpoints say of revguard's deliveries in one mode: an endpoint
+/// Stripe disabled (critical), event types revguard acts on that none of them is sent
+/// (a warning naming them: disputes not enabled is how dispute handling goes dead), an
+/// `api_version` revguard does not read (a warning), and, with `url` known, no endpoint
+/// sending there at all (critical). Each is a state, opened once while it lasts.
+pub fn endpoint_findings(
+    endpoints: &[Endpoint],
+    url: Option<&str>,
+    livemode: bool,
+    now: i64,
+) -> Vec<crate::finding::Finding> {
+    use crate::finding::{Finding, Severity};
+    let finding = |key: String, severity: Severity, explanation: String| Finding {
+        signal: key.split(':').next().unwrap_or_default().to_owned(),
+        metric: "webhook_endpoints".into(),
+        key,
+        livemode,
+        window_start: now,
+        window_end: now,
+        observed: 1.0,
+        expected: 0.0,
+        spread: 0.0,
+        ratio: 1.0,
+        severity,
+        explanation,
+    };
+    let normalized = |u: &str| u.trim().trim_end_matches('/').to_owned();
+    let ours: Vec<&Endpoint> = endpoints
+        .iter()
+        .filter(|e| e.livemode == livemode)
+        .filter(|e| url.is_none_or(|u| normalized(&e.url) == normalized(u)))
+        .collect();
+    let mut out = Vec::new();
+    if ours.is_empty() {
+        // Without a URL, an account with no endpoint in this mode may simply not use it.
+        if let Some(url) = url {
+            out.push(finding(
+                "endpoint_missing".into(),
+                Severity::Critical,
+                format!("Webhooks: no webhook endpoint sends to {url}: add it in the Stripe Dashboard (Developers > Webhooks) with the events revguard acts on."),
+            ));
+        }
+        return out;
+    }
+    for e in ours.iter().filter(|e| e.status == "disabled") {
+        out.push(finding(
+            format!("endpoint_disabled:{}", e.id),
+            Severity::Critical,
+            format!("Webhooks: Stripe disabled the endpoint {} ({}): nothing reaches revguard through it. Fix what made its deliveries fail, enable it again (Developers > Webhooks), then run a backfill.", e.id, e.url),
+        ));
+    }
+    let enabled: Vec<&&Endpoint> = ours.iter().filter(|e| e.status != "disabled").collect();
+    let sent = |t: &str| {
+        enabled
+            .iter()
+            .any(|e| e.enabled_events.iter().any(|s| s == "*" || s == t))
+    };
+    let unsent: Vec<&str> = HANDLED_EVENT_TYPES
+        .iter()
+        .copied()
+        .filter(|t| !sent(t))
+        .collect();
+    if !enabled.is_empty() && !unsent.is_empty() {
+        out.push(finding(
+            "endpoint_events".into(),
+            Severity::Warning,
+            format!("Webhooks: no enabled endpoint is sent {} (of the {} types revguard acts on): revguard never hears of them. Add them to the endpoint (Developers > Webhooks > Update details).", unsent.join(", "), HANDLED_EVENT_TYPES.len()),
+        ));
+    }
+    for e in &enabled {
+        if let Some(version) = e.api_version.as_deref().filter(|v| !api_version_is_read(v)) {
+            out.push(finding(
+                format!("endpoint_api_version:{}", e.id),
+                Severity::Warning,
+                format!("Webhooks: the endpoint {} renders its events at API version {version}, newer than revguard has been checked against ({NEWEST_CHECKED_API_VERSION}): objects may have moved. Check revguard's release notes, or pin the endpoint to an older version.", e.id),
+            ));
+        }
+    }
+    out
 }
 
 impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
@@ -382,7 +509,32 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
             window_end,
             checked: heads.len(),
             missing,
+            endpoints: self.endpoints().await,
+            endpoint_url: self.endpoint_url.clone(),
         })
+    }
+
+    /// The account's webhook endpoints; `None` (said in the log) when they cannot be read,
+    /// for instance with a restricted key without Read on Webhook Endpoints.
+    async fn endpoints(&self) -> Option<Vec<Endpoint>> {
+        let listed = match self.api.webhook_endpoints().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = %e, "the webhook endpoints could not be read; their audit is skipped");
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(listed.len());
+        for raw in &listed {
+            match serde_json::from_str::<Endpoint>(raw.get()) {
+                Ok(e) => out.push(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a webhook endpoint revguard cannot read; their audit is skipped");
+                    return None;
+                }
+            }
+        }
+        Some(out)
     }
 }
 
@@ -399,6 +551,21 @@ impl<A: StripeApi, H: EventHistory> DeliveryAudit for StripeAudit<A, H> {
 }
 
 impl AuditOutcome {
+    /// Everything the audit found in one mode: missing events, and what the webhook
+    /// endpoints say.
+    pub fn findings(&self, livemode: bool, now: i64) -> Vec<crate::finding::Finding> {
+        let mut out: Vec<crate::finding::Finding> = self.finding(livemode).into_iter().collect();
+        if let Some(endpoints) = &self.endpoints {
+            out.extend(endpoint_findings(
+                endpoints,
+                self.endpoint_url.as_deref(),
+                livemode,
+                now,
+            ));
+        }
+        out
+    }
+
     /// The finding of one mode's missing events, if any.
     pub fn finding(&self, livemode: bool) -> Option<crate::finding::Finding> {
         let missing: Vec<&MissingEvent> = self
@@ -979,6 +1146,141 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn endpoint(
+        id: &str,
+        url: &str,
+        status: &str,
+        events: &[&str],
+        version: Option<&str>,
+    ) -> Endpoint {
+        Endpoint {
+            id: id.into(),
+            url: url.into(),
+            status: status.into(),
+            enabled_events: events.iter().map(|e| e.to_string()).collect(),
+            api_version: version.map(str::to_owned),
+            livemode: true,
+        }
+    }
+
+    fn keys(findings: &[crate::finding::Finding]) -> Vec<(String, &'static str)> {
+        findings
+            .iter()
+            .map(|f| (f.key.clone(), f.severity.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn an_endpoint_without_dispute_events_is_a_warning_naming_them() {
+        let without_disputes: Vec<&str> = HANDLED_EVENT_TYPES
+            .iter()
+            .copied()
+            .filter(|t| !t.starts_with("charge.dispute"))
+            .collect();
+        let ours = endpoint(
+            "we_1",
+            "https://rg.example/webhook",
+            "enabled",
+            &without_disputes,
+            None,
+        );
+        let found = endpoint_findings(&[ours], Some("https://rg.example/webhook/"), true, 100);
+        assert_eq!(keys(&found), [("endpoint_events".to_owned(), "warning")]);
+        assert!(
+            found[0]
+                .explanation
+                .contains("charge.dispute.created, charge.dispute.closed"),
+            "{}",
+            found[0].explanation
+        );
+        // Every type ("*"), or the types spread over two endpoints: nothing to say.
+        let all = endpoint(
+            "we_2",
+            "https://rg.example/webhook",
+            "enabled",
+            &["*"],
+            Some("2024-06-20"),
+        );
+        assert!(endpoint_findings(&[all], None, true, 100).is_empty());
+        let disputes = endpoint(
+            "we_3",
+            "https://other.example/hook",
+            "enabled",
+            &["charge.dispute.created", "charge.dispute.closed"],
+            None,
+        );
+        let ours = endpoint(
+            "we_1",
+            "https://rg.example/webhook",
+            "enabled",
+            &without_disputes,
+            None,
+        );
+        assert!(endpoint_findings(&[ours.clone(), disputes.clone()], None, true, 100).is_empty());
+        // With revguard's URL known, another endpoint's types do not count.
+        assert_eq!(
+            keys(&endpoint_findings(
+                &[ours, disputes],
+                Some("https://rg.example/webhook"),
+                true,
+                100
+            )),
+            [("endpoint_events".to_owned(), "warning")]
+        );
+    }
+
+    #[test]
+    fn a_disabled_endpoint_is_critical_and_a_missing_one_too_when_the_url_is_known() {
+        let disabled = endpoint(
+            "we_1",
+            "https://rg.example/webhook",
+            "disabled",
+            &["*"],
+            None,
+        );
+        assert_eq!(
+            keys(&endpoint_findings(&[disabled], None, true, 100)),
+            [("endpoint_disabled:we_1".to_owned(), "critical")]
+        );
+        let elsewhere = endpoint(
+            "we_2",
+            "https://other.example/hook",
+            "enabled",
+            &["*"],
+            None,
+        );
+        assert_eq!(
+            keys(&endpoint_findings(
+                std::slice::from_ref(&elsewhere),
+                Some("https://rg.example/webhook"),
+                true,
+                100
+            )),
+            [("endpoint_missing".to_owned(), "critical")]
+        );
+        // Another mode's endpoints are that mode's business.
+        assert!(endpoint_findings(&[elsewhere], None, false, 100).is_empty());
+    }
+
+    #[test]
+    fn an_api_version_newer_than_revguard_reads_is_a_warning() {
+        assert!(api_version_is_read("2017-08-15"));
+        assert!(api_version_is_read("2025-03-31.basil"));
+        assert!(!api_version_is_read("2025-09-30.clover"));
+        assert!(!api_version_is_read("next"));
+        let newer = endpoint(
+            "we_1",
+            "https://rg.example/webhook",
+            "enabled",
+            &["*"],
+            Some("2025-09-30.clover"),
+        );
+        assert_eq!(
+            keys(&endpoint_findings(&[newer], None, true, 100)),
+            [("endpoint_api_version:we_1".to_owned(), "warning")]
+        );
+    }
 
     #[test]
     fn every_handled_type_is_one_revguard_acts_on() {

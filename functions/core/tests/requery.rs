@@ -11,7 +11,9 @@ use revguard_core::memory::{
     CountedPause, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher, MemoryQueue,
 };
 use revguard_core::ports::Inbound;
-use revguard_core::recovery::{ApiError, EventsQuery, Page, PageCursor, StripeApi, StripeRequery};
+use revguard_core::recovery::{
+    ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi, StripeRequery,
+};
 use revguard_core::worker::{ConsumeRules, Worker};
 use revguard_core::{Payload, QueueMessage, Via};
 use serde_json::{json, value::RawValue};
@@ -28,6 +30,9 @@ impl StripeApi for Stripe {
     }
     async fn subscriptions_page(&self, _at: &PageCursor) -> Result<Page, ApiError> {
         Ok(Page::default())
+    }
+    async fn webhook_endpoints(&self) -> Result<RawObjects, ApiError> {
+        Ok(Vec::new())
     }
     async fn invoice(&self, _id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
         Ok(None)

@@ -271,6 +271,10 @@ impl Deployment {
                 "https://us-east-1.console.aws.amazon.com/cloudwatch/home".to_owned(),
             ),
             ("REVGUARD_EVENTS_TABLE", s.events_table.clone()),
+            (
+                "REVGUARD_WEBHOOK_URL",
+                "https://abc123def4.execute-api.us-east-1.amazonaws.com/webhook".to_owned(),
+            ),
         ];
         same_names_as_template(
             "AnomalyFunction",

@@ -267,6 +267,10 @@ struct StripeArgs {
     /// A secret or restricted key (read-only suffices: see the README).
     #[arg(long, env = "STRIPE_API_KEY", hide_env_values = true)]
     stripe_key: Option<String>,
+    /// The URL Stripe delivers revguard's webhooks to: the endpoint audit then judges the
+    /// endpoints with that URL (without it, every endpoint of the account together).
+    #[arg(long, env = "REVGUARD_WEBHOOK_URL")]
+    webhook_url: Option<String>,
 }
 
 impl StripeArgs {
@@ -500,6 +504,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .filter(|k| !k.trim().is_empty())
                     .map(|_| stripe.client())
                     .transpose()?,
+                webhook_url: stripe.webhook_url.clone().filter(|u| !u.trim().is_empty()),
                 requery,
             };
             serve(store, options, shutdown_signal()).await?;
@@ -632,6 +637,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     revguard_core::recovery::StripeAudit {
                         api: stripe.client()?,
                         log: store.clone(),
+                        endpoint_url: stripe.webhook_url.clone(),
                     },
                 );
             }

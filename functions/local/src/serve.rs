@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub dashboard_url: Option<String>,
     /// Stripe's API, for the detector's completeness audit.
     pub stripe: Option<revguard_stripe::StripeClient>,
+    /// The URL Stripe delivers to, for the endpoint audit (with `stripe`).
+    pub webhook_url: Option<String>,
     /// Re-query subscriptions after important transitions (needs `stripe`).
     pub requery: bool,
 }
@@ -159,6 +161,7 @@ pub async fn serve(
         detector.audit = consumer::EmbeddedAudit::Stripe(revguard_core::recovery::StripeAudit {
             api,
             log: store.clone(),
+            endpoint_url: options.webhook_url.clone(),
         });
     }
     let listener = tokio::net::TcpListener::bind(options.addr)

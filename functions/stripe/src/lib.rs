@@ -428,6 +428,21 @@ impl StripeApi for StripeClient {
         Ok(Page { data, next })
     }
 
+    async fn webhook_endpoints(&self) -> Result<RawObjects, ApiError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (data, last) = self
+                .page("/v1/webhook_endpoints", &[], after.as_deref())
+                .await?;
+            out.extend(data);
+            match last {
+                Some(last) => after = Some(last),
+                None => return Ok(out),
+            }
+        }
+    }
+
     async fn subscription(&self, id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
         self.retrieve("/v1/subscriptions", id).await
     }

@@ -73,10 +73,35 @@ async fn events(
         .into_response()
 }
 
+/// Two endpoints, one a page, shaped as Stripe's API returns them: revguard's, without
+/// the dispute events, and another application's.
+async fn webhook_endpoints(RawQuery(q): RawQuery) -> axum::response::Response {
+    let second = q.unwrap_or_default().contains("starting_after=we_1");
+    let endpoint = if second {
+        serde_json::json!({ "id": "we_2", "object": "webhook_endpoint", "api_version": null,
+            "application": null, "created": 1_700_000_000, "description": "CRM sync",
+            "enabled_events": ["customer.created"], "livemode": false, "metadata": {},
+            "status": "enabled", "url": "https://crm.example/stripe" })
+    } else {
+        serde_json::json!({ "id": "we_1", "object": "webhook_endpoint", "api_version": "2024-06-20",
+            "application": null, "created": 1_700_000_000, "description": "revguard",
+            "enabled_events": revguard_core::recovery::HANDLED_EVENT_TYPES.iter()
+                .filter(|t| !t.starts_with("charge.dispute")).collect::<Vec<_>>(),
+            "livemode": false, "metadata": {}, "status": "enabled",
+            "url": "https://abc.execute-api.us-east-1.amazonaws.com/webhook" })
+    };
+    axum::Json(
+        serde_json::json!({ "object": "list", "url": "/v1/webhook_endpoints",
+        "data": [endpoint], "has_more": !second }),
+    )
+    .into_response()
+}
+
 async fn double() -> (Arc<Double>, String) {
     let d = Arc::new(Double::default());
     let app = Router::new()
         .route("/v1/events", get(events))
+        .route("/v1/webhook_endpoints", get(webhook_endpoints))
         .with_state(d.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -168,4 +193,27 @@ async fn giving_up_says_why_and_never_shows_the_key() {
     let err = client("http://127.0.0.1:9").events(&q).await.unwrap_err();
     assert!(format!("{err}").contains("could not connect"), "{err}");
     assert!(ApiKey::new("pk_test_123").is_err());
+}
+
+#[tokio::test]
+async fn webhook_endpoints_are_listed_and_an_endpoint_without_disputes_is_found() {
+    let (_d, base) = double().await;
+    let listed = client(&base).webhook_endpoints().await.unwrap();
+    let endpoints: Vec<revguard_core::recovery::Endpoint> = listed
+        .iter()
+        .map(|raw| serde_json::from_str(raw.get()).unwrap())
+        .collect();
+    assert_eq!(
+        endpoints.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["we_1", "we_2"]
+    );
+    let found = revguard_core::recovery::endpoint_findings(
+        &endpoints,
+        Some("https://abc.execute-api.us-east-1.amazonaws.com/webhook"),
+        false,
+        1_700_000_000,
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "endpoint_events");
+    assert!(found[0].explanation.contains("charge.dispute.created"));
 }
