@@ -128,6 +128,10 @@ fn headline(signal: &str, metric: &str) -> String {
         "early_fraud_warning" => "Early fraud warning".to_owned(),
         "silent_lapse" => "Renewals missing".to_owned(),
         "win_back" => "Win-back due".to_owned(),
+        "endpoint_disabled" => "Webhook endpoint disabled".to_owned(),
+        "endpoint_missing" => "No webhook endpoint for revguard".to_owned(),
+        "endpoint_events" => "Event types not sent".to_owned(),
+        "endpoint_api_version" => "Webhook API version unchecked".to_owned(),
         other => other.replace('_', " "),
     };
     let mut chars = text.chars();
