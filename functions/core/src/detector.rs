@@ -71,6 +71,7 @@ impl<
     async fn plan_from(&self, snapshot: &AlertSnapshot, now: i64) -> Result<Plan, StoreError> {
         let (from, to) = hours_needed(now);
         let audit = self.audit.audit(now).await;
+        let endpoints_read = audit.as_ref().is_some_and(|a| a.endpoints.is_some());
         let mut found_by_mode = Vec::new();
         for livemode in [false, true] {
             let series = self.counters.counters(livemode, from, to).await?;
@@ -80,6 +81,17 @@ impl<
                 // guess from silence (a quiet night is no outage; a missing id is one).
                 found.retain(|f| f.signal != "delivery_gap");
                 found.extend(audit.findings(livemode, now));
+            }
+            if !endpoints_read {
+                // Unread is not fixed: what the endpoints last said stays open.
+                found.extend(
+                    snapshot
+                        .alerts
+                        .iter()
+                        .filter(|a| a.open && a.livemode == livemode)
+                        .filter(|a| a.finding.signal.starts_with("endpoint_"))
+                        .map(|a| a.finding.clone()),
+                );
             }
             found_by_mode.push((livemode, found));
         }

@@ -166,8 +166,12 @@ pub trait StripeApi: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<Box<RawValue>>, ApiError>> + Send;
 
-    /// Every webhook endpoint of the account (`GET /v1/webhook_endpoints`, all pages).
+    /// Every webhook endpoint of the account (`GET /v1/webhook_endpoints`, all pages), of
+    /// the key's mode: a key lists only its own mode's endpoints.
     fn webhook_endpoints(&self) -> impl Future<Output = Result<RawObjects, ApiError>> + Send;
+
+    /// Whether the key reads live data (else test mode).
+    fn livemode(&self) -> bool;
 
     /// One invoice as Stripe holds it now; `None` if Stripe does not know it.
     fn invoice(
@@ -302,8 +306,11 @@ pub struct AuditOutcome {
     /// Events of the types revguard acts on that Stripe listed in the window.
     pub checked: usize,
     pub missing: Vec<MissingEvent>,
-    /// The account's webhook endpoints (`None`: they could not be read, said in the log).
+    /// The account's webhook endpoints of the key's mode (`None`: they could not be read,
+    /// said in the log).
     pub endpoints: Option<Vec<Endpoint>>,
+    /// The key's mode: the only one whose endpoints it sees.
+    pub endpoints_livemode: bool,
     /// The URL revguard's endpoint delivers to, when known.
     pub endpoint_url: Option<String>,
 }
@@ -510,6 +517,7 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
             checked: heads.len(),
             missing,
             endpoints: self.endpoints().await,
+            endpoints_livemode: self.api.livemode(),
             endpoint_url: self.endpoint_url.clone(),
         })
     }
@@ -555,7 +563,8 @@ impl AuditOutcome {
     /// endpoints say.
     pub fn findings(&self, livemode: bool, now: i64) -> Vec<crate::finding::Finding> {
         let mut out: Vec<crate::finding::Finding> = self.finding(livemode).into_iter().collect();
-        if let Some(endpoints) = &self.endpoints {
+        // The other mode's endpoints are out of the key's sight, not missing.
+        if let (Some(endpoints), true) = (&self.endpoints, livemode == self.endpoints_livemode) {
             out.extend(endpoint_findings(
                 endpoints,
                 self.endpoint_url.as_deref(),
@@ -690,6 +699,25 @@ where
     L: EventLog,
     Q: Queue,
 {
+    let mut summary = backfill_while(api, ingress, query, now, &|| true).await?;
+    summary.complete = true;
+    Ok(summary)
+}
+
+/// [`backfill`], asking `keep_going` before each page: `complete: false` when it stopped
+/// before the window's last page.
+async fn backfill_while<A, L, Q>(
+    api: &A,
+    ingress: &Ingress<L, Q>,
+    query: &EventsQuery,
+    now: i64,
+    keep_going: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<BackfillSummary, RecoveryError>
+where
+    A: StripeApi,
+    L: EventLog,
+    Q: Queue,
+{
     let mut summary = BackfillSummary::default();
     let created = |raw: &RawValue| -> i64 {
         #[derive(serde::Deserialize)]
@@ -725,8 +753,12 @@ where
             }
         }
         match page.next {
-            Some(next) => at = next,
-            None => return Ok(summary),
+            Some(next) if keep_going() => at = next,
+            Some(_) => return Ok(summary),
+            None => {
+                summary.complete = true;
+                return Ok(summary);
+            }
         }
     }
 }
@@ -780,11 +812,16 @@ where
             until: (end < now).then_some(end),
             ..query.clone()
         };
-        let summary = backfill(api, ingress, &window, now).await?;
+        let summary = backfill_while(api, ingress, &window, now, keep_going).await?;
+        total.add(&summary);
+        if !summary.complete {
+            // Stopped within the window: its pages come newest first, so the cursor
+            // stays where the window starts, and the next run lists it again.
+            return Ok((since, total));
+        }
         cursor
             .advance(summary.newest_created.unwrap_or(start).max(start))
             .await?;
-        total.add(&summary);
         total.windows += 1;
         total.reached = Some(end);
         start = end;
@@ -1261,6 +1298,24 @@ mod tests {
         );
         // Another mode's endpoints are that mode's business.
         assert!(endpoint_findings(&[elsewhere], None, false, 100).is_empty());
+    }
+
+    #[test]
+    fn a_keys_other_mode_is_out_of_sight_not_missing() {
+        let outcome = AuditOutcome {
+            endpoints: Some(vec![endpoint(
+                "we_1",
+                "https://rg.example/webhook",
+                "enabled",
+                &["*"],
+                None,
+            )]),
+            endpoints_livemode: true,
+            endpoint_url: Some("https://rg.example/webhook".into()),
+            ..Default::default()
+        };
+        assert!(outcome.findings(true, 100).is_empty());
+        assert!(outcome.findings(false, 100).is_empty());
     }
 
     #[test]

@@ -34,6 +34,9 @@ impl StripeApi for Stripe {
     async fn webhook_endpoints(&self) -> Result<RawObjects, ApiError> {
         Ok(Vec::new())
     }
+    fn livemode(&self) -> bool {
+        false
+    }
     async fn invoice(&self, _id: &str) -> Result<Option<Box<RawValue>>, ApiError> {
         Ok(None)
     }

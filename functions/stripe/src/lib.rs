@@ -233,10 +233,11 @@ impl StripeClient {
         let mut attempt = 1;
         let mut reread = false;
         loop {
+            let key = self.current_key();
             let sent = self
                 .http
                 .get(&url)
-                .bearer_auth(self.current_key())
+                .bearer_auth(&key)
                 .header("Stripe-Version", STRIPE_VERSION)
                 .query(params)
                 .send()
@@ -260,7 +261,11 @@ impl StripeClient {
                     let retryable =
                         should_retry.unwrap_or(status.as_u16() == 429 || status.is_server_error());
                     // A revoked key: once, with the key its secret holds now.
-                    if status.as_u16() == 401 && !reread && self.reread_key().await {
+                    // (Another request may have read it already: then retry with that.)
+                    if status.as_u16() == 401
+                        && !reread
+                        && (self.current_key() != key || self.reread_key().await)
+                    {
                         reread = true;
                         continue;
                     }
@@ -426,6 +431,10 @@ impl StripeApi for StripeClient {
             ..PageCursor::default()
         });
         Ok(Page { data, next })
+    }
+
+    fn livemode(&self) -> bool {
+        StripeClient::livemode(self)
     }
 
     async fn webhook_endpoints(&self) -> Result<RawObjects, ApiError> {

@@ -283,8 +283,7 @@ async fn a_busy_account_is_backfilled_and_reconciled_a_page_at_a_time() {
     let now = T0 + SPAN;
 
     // Three days of events, stopped after a day's windows as a function out of time is.
-    let windows_left = AtomicUsize::new(24);
-    let keep_going = move || windows_left.fetch_sub(1, Ordering::SeqCst) > 0;
+    let keep_going = || cursor.0.lock().unwrap().len() < 24;
     let (first, first_peak) = peak_heap_of(backfill_from_cursor(
         &api,
         &ingress,
