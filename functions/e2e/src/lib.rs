@@ -642,6 +642,8 @@ pub fn template_variables(function_resource: &str) -> Vec<String> {
         "{function_resource} is not in template.yaml"
     );
     let mut in_variables = false;
+    // The variables' own indent: deeper lines are a value spread over lines (`!If`).
+    let mut key_indent = None;
     let mut out = Vec::new();
     for line in lines {
         let indent = line.len() - line.trim_start().len();
@@ -652,9 +654,12 @@ pub fn template_variables(function_resource: &str) -> Vec<String> {
             in_variables = true;
             continue;
         }
-        if in_variables && !line.trim().starts_with('#') {
-            if indent <= 8 && !line.trim().is_empty() {
+        if in_variables && !line.trim().starts_with('#') && !line.trim().is_empty() {
+            if indent <= 8 {
                 break;
+            }
+            if *key_indent.get_or_insert(indent) != indent {
+                continue;
             }
             if let Some((key, _)) = line.trim().split_once(':') {
                 out.push(key.to_owned());
@@ -662,4 +667,24 @@ pub fn template_variables(function_resource: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_variables;
+
+    #[test]
+    fn a_variable_whose_value_spans_lines_is_one_variable() {
+        let names = template_variables("AnomalyFunction");
+        assert!(
+            names.iter().any(|n| n == "REVGUARD_WEBHOOK_URL"),
+            "{names:?}"
+        );
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("REVGUARD_") || n.starts_with("STRIPE_")),
+            "{names:?}"
+        );
+    }
 }
