@@ -18,7 +18,10 @@ struct Stack {
     worker: LambdaWorker,
     anomaly: Anomaly,
     sqs: aws_sdk_sqs::Client,
+    /// The alerts topic's subscriber (on call).
     subscriber: String,
+    /// The notifications topic's subscriber (the team).
+    notifications: String,
 }
 
 async fn stack() -> Stack {
@@ -39,6 +42,7 @@ async fn stack() -> Stack {
         ),
         sqs: moto.sqs.clone(),
         subscriber: moto.alerts_subscriber.clone(),
+        notifications: moto.notifications_subscriber.clone(),
     }
 }
 
@@ -521,19 +525,7 @@ async fn resolved_alerts_leave_the_index_and_expire_and_no_run_scans_the_table()
 #[tokio::test]
 async fn a_win_back_that_comes_due_reaches_the_team_not_on_call() {
     const DAY: i64 = 86_400;
-    let moto = MotoStack::new().await;
-    let worker = lambda_worker(
-        (moto.dynamodb.clone(), moto.sqs.clone()),
-        &moto.worker_env(),
-        moto.notifier(),
-        BillingPolicy::default(),
-    );
-    let anomaly = anomaly(
-        moto.dynamodb.clone(),
-        moto.sns.clone(),
-        &moto.anomaly_env(),
-        DetectConfig::default(),
-    );
+    let stack = stack().await;
     let subscription = |status: &str| {
         json!({ "id": "sub_WB", "object": "subscription", "customer": "cus_WB", "status": status,
             "currency": "usd", "created": NOW - 90 * DAY,
@@ -559,13 +551,13 @@ async fn a_win_back_that_comes_due_reaches_the_team_not_on_call() {
         ),
     ];
     let bodies: Vec<String> = story.iter().map(|m| m.encode()).collect();
-    apply_all(&worker, &bodies, "wb-", NOW + 60).await;
+    apply_all(&stack.worker, &bodies, "wb-", NOW + 60).await;
     for at in [NOW + 13 * DAY, NOW + 14 * DAY + 60, NOW + 15 * DAY + 3600] {
-        anomaly.run(at).await.unwrap();
+        stack.anomaly.run(at).await.unwrap();
     }
 
     let mut kinds = Vec::new();
-    for body in drain_queue(&moto.sqs, &moto.notifications_subscriber).await {
+    for body in drain_queue(&stack.sqs, &stack.notifications).await {
         let envelope: Value = serde_json::from_str(&body).unwrap();
         let n: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
         if n["kind"] == "win_back" {
@@ -584,6 +576,6 @@ async fn a_win_back_that_comes_due_reaches_the_team_not_on_call() {
         ["churn", "win_back"],
         "the churn notice at once, the win-back on its day"
     );
-    let on_call = drain_queue(&moto.sqs, &moto.alerts_subscriber).await;
+    let on_call = deliveries(&stack).await;
     assert!(on_call.is_empty(), "on call heard a win-back: {on_call:?}");
 }

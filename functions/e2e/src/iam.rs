@@ -273,7 +273,6 @@ pub struct Iam {
     evaluator: PolicyEvaluator,
     decisions: Mutex<HashMap<(String, Call), String>>,
     refusals: Mutex<Vec<Refusal>>,
-    evaluated: Mutex<u64>,
 }
 
 impl Iam {
@@ -330,7 +329,6 @@ impl Iam {
             evaluator: PolicyEvaluator::start(),
             decisions: Mutex::default(),
             refusals: Mutex::default(),
-            evaluated: Mutex::default(),
         }
     }
 
@@ -350,7 +348,6 @@ impl Iam {
             return format!("no role: {function} is not a function the test declared");
         };
         let decision = self.evaluator.decide(role, call).await;
-        *self.evaluated.lock().unwrap() += 1;
         self.decisions.lock().unwrap().insert(key, decision.clone());
         decision
     }
@@ -403,7 +400,7 @@ impl Iam {
 
     /// Distinct calls judged so far (each function, action, resource and context once).
     pub fn judged(&self) -> u64 {
-        *self.evaluated.lock().unwrap()
+        self.decisions.lock().unwrap().len() as u64
     }
 
     /// Fails naming every refused call.

@@ -404,10 +404,7 @@ pub async fn poll_queue(
     stop: Arc<AtomicBool>,
     counts: Arc<SourceCounts>,
 ) {
-    let queue_arn = format!(
-        "arn:aws:sqs:us-east-1:123456789012:{}",
-        queue_url.rsplit('/').next().unwrap_or_default()
-    );
+    let queue_arn = iam::queue_arn(queue_url.rsplit('/').next().unwrap_or_default());
     while !stop.load(Ordering::SeqCst) {
         let received = sqs
             .receive_message()
