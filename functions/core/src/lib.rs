@@ -20,6 +20,7 @@ pub mod message;
 pub mod metric;
 pub mod money;
 pub mod outbox;
+pub mod pager;
 pub mod ports;
 pub mod recovery;
 pub mod retry;

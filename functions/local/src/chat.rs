@@ -1,19 +1,25 @@
-//! Alerts in Slack and Microsoft Teams, embedded: each alert transition is posted to the
-//! configured incoming webhooks, formatted for the app (`revguard_core::chat`).
+//! Deliveries, embedded: alert transitions posted to Slack and Microsoft Teams incoming
+//! webhooks (formatted for the app, `revguard_core::chat`) and paged to PagerDuty
+//! (`revguard_core::pager`); alerts, the team's notifications and the digest sent by email
+//! (`crate::email`).
 //!
-//! Publishing a transition only records the posts it owes, in the same SQLite file as
-//! the alert outbox it comes from, so detection never waits on a chat service. A delivery
-//! loop posts what is due, retries timeouts, 429s and 5xx with backoff, and gives up at
-//! once on a URL the app refuses (4xx). A message published again (a retried detector
-//! run) owes nothing new, so each transition is posted once per app; only a crash between
-//! an app's 2xx and its record repeats a post.
+//! Publishing a message only records the deliveries it owes, in the same SQLite file as
+//! the outbox it comes from, so detection never waits on a chat service, a pager or a
+//! mail server. A delivery loop sends what is due, retries timeouts, 429s, 5xx and
+//! transient SMTP errors with backoff, and gives up at once on what the far end refuses
+//! (a 4xx, a permanent SMTP error). A message published again (a retried detector run)
+//! owes nothing new, so each is delivered once per destination; only a crash between the
+//! far end's acceptance and its record repeats a delivery (PagerDuty folds a repeat into
+//! the same incident by its `dedup_key`).
 //!
-//! The webhook URLs are secrets (whoever has one can post to the channel): they are
-//! never logged, and transport errors are reported without them.
+//! Webhook URLs, the PagerDuty routing key and SMTP credentials are secrets: they are
+//! never logged nor stored with the deliveries, and transport errors are reported without
+//! them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use revguard_core::billing::Notification;
 use revguard_core::chat::ChatApp;
 use revguard_core::detect::alerts::AlertMessage;
 use revguard_core::ports::{PublishError, Publisher};
@@ -51,6 +57,8 @@ pub enum ChatConfigError {
     // The URL itself is not repeated: it is a secret.
     #[error("the {0} webhook URL is not an http(s) URL")]
     NotHttp(&'static str),
+    #[error("the PagerDuty routing key is empty")]
+    EmptyRoutingKey,
 }
 
 impl ChatWebhook {
@@ -63,80 +71,253 @@ impl ChatWebhook {
     }
 }
 
-/// The chat side of the embedded alert publisher: what it owes to which apps.
+/// PagerDuty's Events API v2 with a service's routing key. Its `Debug` shows neither.
 #[derive(Clone)]
-pub struct ChatOutbox {
+pub struct PagerDuty {
+    url: reqwest::Url,
+    routing_key: String,
+}
+
+impl std::fmt::Debug for PagerDuty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PagerDuty([redacted])")
+    }
+}
+
+impl PagerDuty {
+    /// `url` is the Events API's (PagerDuty's own unless given, e.g. for an EU account
+    /// or a test double).
+    pub fn new(routing_key: &str, url: Option<&str>) -> Result<Self, ChatConfigError> {
+        let routing_key = routing_key.trim();
+        if routing_key.is_empty() {
+            return Err(ChatConfigError::EmptyRoutingKey);
+        }
+        let url = reqwest::Url::parse(url.unwrap_or(revguard_core::pager::PAGERDUTY_EVENTS_URL))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or(ChatConfigError::NotHttp("PagerDuty events"))?;
+        Ok(Self {
+            url,
+            routing_key: routing_key.to_owned(),
+        })
+    }
+}
+
+/// Where an embedded install is told: chat webhooks, PagerDuty, email (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct Destinations {
+    pub webhooks: Vec<ChatWebhook>,
+    pub pagerduty: Option<PagerDuty>,
+    pub email: Option<(crate::email::Smtp, crate::email::Recipients)>,
+}
+
+impl Destinations {
+    /// The outbox that owes these destinations their deliveries; `None` with none.
+    pub fn outbox(&self, store: &SqliteStore, link: Option<String>) -> Option<DeliveryOutbox> {
+        let apps = self.webhooks.iter().map(|h| h.app).collect();
+        let mut outbox = DeliveryOutbox::new(store.clone(), apps, link);
+        if self.pagerduty.is_some() {
+            outbox = outbox.paging();
+        }
+        if let Some((_, to)) = &self.email {
+            outbox = outbox.emailing(to.clone());
+        }
+        (!outbox.is_empty()).then_some(outbox)
+    }
+
+    /// How the delivery loop reaches them.
+    pub fn delivery(&self) -> Delivery {
+        Delivery {
+            pagerduty: self.pagerduty.clone(),
+            smtp: self.email.as_ref().map(|(smtp, _)| smtp.clone()),
+            ..Delivery::new(self.webhooks.clone())
+        }
+    }
+
+    /// What a person starting the server is told (no secret).
+    pub fn described(&self) -> String {
+        let mut parts: Vec<String> = self
+            .webhooks
+            .iter()
+            .map(|h| format!("alerts are posted to {}", h.app.as_str()))
+            .collect();
+        if self.pagerduty.is_some() {
+            parts.push("alerts page PagerDuty".into());
+        }
+        if let Some((_, to)) = &self.email {
+            for (what, list) in [
+                ("alerts", &to.alerts),
+                ("notifications", &to.team),
+                ("digests", &to.finance),
+            ] {
+                if !list.is_empty() {
+                    parts.push(format!("{what} are emailed to {}", list.join(", ")));
+                }
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+/// The destination names deliveries are recorded under, besides the chat apps'.
+pub const PAGERDUTY: &str = "pagerduty";
+pub const EMAIL: &str = "email";
+
+/// What the embedded publishers owe, and to which destinations: recorded in the store and
+/// sent by [`deliver`].
+#[derive(Clone)]
+pub struct DeliveryOutbox {
     store: SqliteStore,
     apps: Vec<ChatApp>,
+    paging: bool,
+    email: Option<crate::email::Recipients>,
     /// Shown as a button or link in each message.
     link: Option<String>,
     wake: Arc<Notify>,
 }
 
-impl ChatOutbox {
+impl DeliveryOutbox {
     pub fn new(store: SqliteStore, apps: Vec<ChatApp>, link: Option<String>) -> Self {
         Self {
             store,
             apps,
+            paging: false,
+            email: None,
             link,
             wake: Arc::new(Notify::new()),
         }
     }
 
-    /// Woken when posts are added, so the delivery loop posts at once.
+    /// Alert transitions are paged too.
+    pub fn paging(mut self) -> Self {
+        self.paging = true;
+        self
+    }
+
+    /// Alerts, notifications and digests are emailed to these recipients too.
+    pub fn emailing(mut self, to: crate::email::Recipients) -> Self {
+        self.email = Some(to);
+        self
+    }
+
+    /// Whether this outbox owes anything to anyone.
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty() && !self.paging && self.email.is_none()
+    }
+
+    /// Woken when deliveries are added, so the delivery loop sends at once.
     pub fn wake_signal(&self) -> Arc<Notify> {
         self.wake.clone()
     }
 
-    async fn owe(&self, m: &AlertMessage) -> Result<(), PublishError> {
-        let posts = self
-            .apps
-            .iter()
-            .map(|app| {
-                let body = app.render(m, self.link.as_deref()).to_string();
-                (app.as_str().to_owned(), body)
-            })
-            .collect();
+    async fn owe(
+        &self,
+        id: &str,
+        thread: Option<&str>,
+        deliveries: Vec<(String, String)>,
+    ) -> Result<(), PublishError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
         self.store
-            .add_chat_deliveries(&m.id, posts, now_ms())
+            .add_chat_deliveries(id, thread, deliveries, now_ms())
             .await
             .map_err(PublishError::new)?;
         self.wake.notify_one();
         Ok(())
     }
+
+    async fn owe_alert(&self, m: &AlertMessage) -> Result<(), PublishError> {
+        let link = self.link.as_deref();
+        let mut deliveries: Vec<(String, String)> = self
+            .apps
+            .iter()
+            .map(|app| (app.as_str().to_owned(), app.render(m, link).to_string()))
+            .collect();
+        if self.paging {
+            if let Some(event) = revguard_core::pager::pagerduty_event(m, link) {
+                deliveries.push((PAGERDUTY.to_owned(), event.to_string()));
+            }
+        }
+        if let Some(to) = self.email.as_ref().filter(|to| !to.alerts.is_empty()) {
+            let mail = crate::email::alert_mail(&to.alerts, m, link);
+            deliveries.push((EMAIL.to_owned(), mail.to_string()));
+        }
+        self.owe(&m.id, Some(&m.alert_id), deliveries).await
+    }
+
+    async fn owe_notification(&self, n: &Notification) -> Result<(), PublishError> {
+        match self.email.as_ref().filter(|to| !to.team.is_empty()) {
+            Some(to) => {
+                let mail = crate::email::notification_mail(&to.team, n);
+                self.owe(&n.id, None, vec![(EMAIL.to_owned(), mail.to_string())])
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
 }
 
-/// Where embedded alert transitions go: the posts owed to chat apps, then the log and the
-/// JSONL file.
+/// Where embedded alert transitions go: the deliveries owed (chat, pager, email), then the
+/// log and the JSONL file.
 #[derive(Clone)]
 pub struct AlertPublisher {
     pub file: JsonlPublisher,
-    pub chat: Option<ChatOutbox>,
+    pub deliveries: Option<DeliveryOutbox>,
 }
 
 impl AlertPublisher {
     pub fn log_only() -> Self {
         Self {
             file: JsonlPublisher::log_only("alert"),
-            chat: None,
+            deliveries: None,
         }
     }
 }
 
 impl Publisher<AlertMessage> for AlertPublisher {
     async fn publish(&self, m: &AlertMessage) -> Result<(), PublishError> {
-        // The posts first: owing them again is harmless, writing a JSONL line twice is not.
-        if let Some(chat) = &self.chat {
-            chat.owe(m).await?;
+        // The deliveries first: owing them again is harmless, writing a JSONL line twice
+        // is not.
+        if let Some(outbox) = &self.deliveries {
+            outbox.owe_alert(m).await?;
         }
         self.file.publish(m).await
     }
 }
 
-/// How the delivery loop posts.
+/// Where embedded notifications go: the team's email if configured, then the log and the
+/// JSONL file.
+#[derive(Clone)]
+pub struct NotificationPublisher {
+    pub file: JsonlPublisher,
+    pub deliveries: Option<DeliveryOutbox>,
+}
+
+impl From<JsonlPublisher> for NotificationPublisher {
+    fn from(file: JsonlPublisher) -> Self {
+        Self {
+            file,
+            deliveries: None,
+        }
+    }
+}
+
+impl Publisher<Notification> for NotificationPublisher {
+    async fn publish(&self, n: &Notification) -> Result<(), PublishError> {
+        if let Some(outbox) = &self.deliveries {
+            outbox.owe_notification(n).await?;
+        }
+        self.file.publish(n).await
+    }
+}
+
+/// How the delivery loop sends.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub webhooks: Vec<ChatWebhook>,
+    pub pagerduty: Option<PagerDuty>,
+    pub smtp: Option<crate::email::Smtp>,
     pub backoff: Backoff,
     /// How long one post may take before it counts as failed.
     pub timeout: Duration,
@@ -146,23 +327,25 @@ impl Delivery {
     pub fn new(webhooks: Vec<ChatWebhook>) -> Self {
         Self {
             webhooks,
+            pagerduty: None,
+            smtp: None,
             backoff: CHAT_BACKOFF,
             timeout: Duration::from_secs(10),
         }
     }
 }
 
-/// Why a post failed, said without its URL.
-struct PostFailure {
-    error: String,
-    retry: bool,
-    /// What the app asked for (a 429's `Retry-After`).
-    retry_after: Option<Duration>,
+/// Why a delivery failed, said without its URL, key or credentials.
+pub(crate) struct PostFailure {
+    pub(crate) error: String,
+    pub(crate) retry: bool,
+    /// What the far end asked for (a 429's `Retry-After`).
+    pub(crate) retry_after: Option<Duration>,
 }
 
-async fn post(client: &reqwest::Client, hook: &ChatWebhook, body: &str) -> Result<(), PostFailure> {
+async fn post(client: &reqwest::Client, url: &reqwest::Url, body: &str) -> Result<(), PostFailure> {
     let response = client
-        .post(hook.url.clone())
+        .post(url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body.to_owned())
         .send()
@@ -182,7 +365,8 @@ async fn post(client: &reqwest::Client, hook: &ChatWebhook, body: &str) -> Resul
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    // Slack and Teams answer a short reason ("no_service", "invalid_payload").
+    // Slack and Teams answer a short reason ("no_service", "invalid_payload"); PagerDuty
+    // a JSON one ("Event object is invalid").
     let reason: String = response
         .text()
         .await
@@ -195,6 +379,43 @@ async fn post(client: &reqwest::Client, hook: &ChatWebhook, body: &str) -> Resul
         retry: status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error(),
         retry_after,
     })
+}
+
+/// Sends one owed delivery to its destination.
+async fn send(
+    delivery: &Delivery,
+    client: &reqwest::Client,
+    d: &ChatDelivery,
+) -> Result<(), PostFailure> {
+    let not_configured = || PostFailure {
+        error: format!("no {} destination is configured", d.app),
+        retry: false,
+        retry_after: None,
+    };
+    match d.app.as_str() {
+        PAGERDUTY => {
+            let pd = delivery.pagerduty.as_ref().ok_or_else(not_configured)?;
+            let event = serde_json::from_str(&d.body).map_err(|e| PostFailure {
+                error: format!("a stored page is not JSON: {e}"),
+                retry: false,
+                retry_after: None,
+            })?;
+            let body = revguard_core::pager::with_routing_key(event, &pd.routing_key);
+            post(client, &pd.url, &body.to_string()).await
+        }
+        EMAIL => {
+            let smtp = delivery.smtp.as_ref().ok_or_else(not_configured)?;
+            smtp.send_stored(&d.body).await
+        }
+        app => {
+            let hook = delivery
+                .webhooks
+                .iter()
+                .find(|h| h.app.as_str() == app)
+                .ok_or_else(not_configured)?;
+            post(client, &hook.url, &d.body).await
+        }
+    }
 }
 
 /// Posts what is due until `stop`: woken by new posts, else when the next retry is due
@@ -258,18 +479,13 @@ pub async fn deliver_due(
 
 async fn attempt(delivery: &Delivery, client: &reqwest::Client, d: &ChatDelivery) -> ChatOutcome {
     let attempt = d.attempts + 1;
-    let Some(hook) = delivery.webhooks.iter().find(|h| h.app.as_str() == d.app) else {
-        let error = format!("no {} webhook is configured", d.app);
-        tracing::warn!(message = %d.message_id, app = %d.app, "{error}: the post is given up");
-        return ChatOutcome::GiveUp { error };
-    };
-    match post(client, hook, &d.body).await {
+    match send(delivery, client, d).await {
         Ok(()) => {
-            tracing::info!(message = %d.message_id, app = %d.app, attempt, "alert posted to chat");
+            tracing::info!(message = %d.message_id, destination = %d.app, attempt, "delivered");
             ChatOutcome::Delivered
         }
         Err(f) if !f.retry || delivery.backoff.gives_up_after(attempt) => {
-            tracing::error!(message = %d.message_id, app = %d.app, attempt, error = %f.error, "alert not posted to chat: given up");
+            tracing::error!(message = %d.message_id, destination = %d.app, attempt, error = %f.error, "not delivered: given up");
             ChatOutcome::GiveUp { error: f.error }
         }
         Err(f) => {
@@ -277,7 +493,7 @@ async fn attempt(delivery: &Delivery, client: &reqwest::Client, d: &ChatDelivery
                 .backoff
                 .delay_at_least_half(attempt, seed_of(&d.message_id));
             let delay = f.retry_after.map_or(backoff, |asked| asked.max(backoff));
-            tracing::warn!(message = %d.message_id, app = %d.app, attempt, error = %f.error, retry_in_ms = delay.as_millis() as u64, "alert not posted to chat yet");
+            tracing::warn!(message = %d.message_id, destination = %d.app, attempt, error = %f.error, retry_in_ms = delay.as_millis() as u64, "not delivered yet");
             ChatOutcome::RetryAt {
                 at_ms: now_ms() + delay.as_millis() as i64,
                 error: f.error,
@@ -300,7 +516,7 @@ pub async fn post_once(
     let mut out = Vec::new();
     for hook in webhooks {
         let body = hook.app.render(m, link).to_string();
-        let result = post(&client, hook, &body).await.map_err(|f| f.error);
+        let result = post(&client, &hook.url, &body).await.map_err(|f| f.error);
         out.push((hook.app, result));
     }
     out

@@ -9,14 +9,19 @@ use revguard_core::ports::TokioPause;
 use revguard_core::worker::{ConsumeRules, Consumed, Worker};
 use revguard_sqlite::SqliteStore;
 
-use crate::publish::JsonlPublisher;
 use revguard_core::audience::ByAudience;
 
 /// Messages per batch: one commit each.
 pub const BATCH: usize = 256;
 
-pub type EmbeddedWorker =
-    Worker<SqliteStore, SqliteStore, JsonlPublisher, SqliteStore, TokioPause, EmbeddedRequery>;
+pub type EmbeddedWorker = Worker<
+    SqliteStore,
+    SqliteStore,
+    crate::chat::NotificationPublisher,
+    SqliteStore,
+    TokioPause,
+    EmbeddedRequery,
+>;
 
 /// Re-query after important transitions (`serve --requery` with a Stripe key), or off.
 #[derive(Default)]
@@ -46,12 +51,12 @@ impl revguard_core::recovery::Requery for EmbeddedRequery {
 pub fn worker(
     store: &SqliteStore,
     policy: BillingPolicy,
-    notifier: JsonlPublisher,
+    notifier: impl Into<crate::chat::NotificationPublisher>,
 ) -> EmbeddedWorker {
     Worker {
         log: store.clone(),
         billing: store.clone(),
-        notifier,
+        notifier: notifier.into(),
         dead_letters: store.clone(),
         pause: TokioPause,
         policy,
@@ -137,7 +142,7 @@ impl StopSignal {
 pub type EmbeddedDetector = revguard_core::detector::Detector<
     revguard_sqlite::billing::SqliteCounters,
     SqliteStore,
-    ByAudience<crate::chat::AlertPublisher, JsonlPublisher>,
+    ByAudience<crate::chat::AlertPublisher, crate::chat::NotificationPublisher>,
     SqliteStore,
     EmbeddedAudit,
     revguard_core::ports::TokioPause,
@@ -153,10 +158,14 @@ pub enum EmbeddedAudit {
 }
 
 impl revguard_core::recovery::DeliveryAudit for EmbeddedAudit {
-    async fn audit(&self, now: i64) -> Option<revguard_core::recovery::AuditOutcome> {
+    async fn audit(
+        &self,
+        now: i64,
+        remembered: &[revguard_core::recovery::MissingEvent],
+    ) -> Option<revguard_core::recovery::AuditOutcome> {
         match self {
             EmbeddedAudit::Off => None,
-            EmbeddedAudit::Stripe(audit) => audit.audit(now).await,
+            EmbeddedAudit::Stripe(audit) => audit.audit(now, remembered).await,
         }
     }
 }
@@ -167,7 +176,7 @@ pub fn detector(
     store: &SqliteStore,
     config: revguard_core::detect::DetectConfig,
     on_call: crate::chat::AlertPublisher,
-    team: JsonlPublisher,
+    team: impl Into<crate::chat::NotificationPublisher>,
 ) -> EmbeddedDetector {
     revguard_core::detector::Detector {
         counters: revguard_sqlite::billing::SqliteCounters {
@@ -175,7 +184,10 @@ pub fn detector(
             received_before: None,
         },
         alerts: store.clone(),
-        publisher: ByAudience { on_call, team },
+        publisher: ByAudience {
+            on_call,
+            team: team.into(),
+        },
         comebacks: store.clone(),
         config,
         audit: EmbeddedAudit::Off,
@@ -196,6 +208,7 @@ mod tests {
     use revguard_core::metric::CounterTotals;
 
     use super::*;
+    use crate::publish::JsonlPublisher;
 
     fn history() -> Vec<(String, Vec<u8>)> {
         revguard_core::fixtures::each_with_own_id()

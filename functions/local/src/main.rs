@@ -71,6 +71,8 @@ enum Command {
         detect_interval_secs: u64,
         #[command(flatten)]
         chat: ChatArgs,
+        #[command(flatten)]
+        deliveries: DeliveryArgs,
         /// With a key, each detector run compares Stripe's list of recent events with
         /// the event log (the completeness audit).
         #[command(flatten)]
@@ -393,6 +395,76 @@ struct ChatArgs {
     dashboard_url: Option<String>,
 }
 
+/// Paging and email (`serve`).
+#[derive(Args)]
+struct DeliveryArgs {
+    /// A PagerDuty service's Events API v2 integration key: alert transitions page it,
+    /// one incident per alert (a secret).
+    #[arg(long, env = "REVGUARD_PAGERDUTY_ROUTING_KEY", hide_env_values = true)]
+    pagerduty_routing_key: Option<String>,
+    /// PagerDuty's Events API URL (PagerDuty's own by default).
+    #[arg(long, env = "REVGUARD_PAGERDUTY_EVENTS_URL")]
+    pagerduty_events_url: Option<String>,
+    /// The SMTP server: smtps://user:password@host, or smtp://user:password@host:587?tls=required
+    /// for STARTTLS; plain smtp:// only to a relay on this machine (a secret).
+    #[arg(long, env = "REVGUARD_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The sender of revguard's email.
+    #[arg(long, env = "REVGUARD_EMAIL_FROM", default_value = "")]
+    email_from: String,
+    /// Who is emailed alert transitions (on call), comma-separated.
+    #[arg(long, env = "REVGUARD_ALERTS_EMAIL_TO", default_value = "")]
+    alerts_email_to: String,
+    /// Who is emailed notifications (dunning stages, churn, win-backs), comma-separated.
+    #[arg(long, env = "REVGUARD_TEAM_EMAIL_TO", default_value = "")]
+    team_email_to: String,
+    /// Who is emailed the billing digest (finance, founders), comma-separated.
+    #[arg(long, env = "REVGUARD_DIGEST_EMAIL_TO", default_value = "")]
+    digest_email_to: String,
+}
+
+impl DeliveryArgs {
+    fn destinations(
+        &self,
+        webhooks: Vec<ChatWebhook>,
+    ) -> anyhow::Result<revguard_local::chat::Destinations> {
+        use revguard_local::email::{EmailConfigError, Recipients, Smtp};
+        let pagerduty = self
+            .pagerduty_routing_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+            .map(|key| {
+                revguard_local::chat::PagerDuty::new(
+                    key,
+                    self.pagerduty_events_url
+                        .as_deref()
+                        .filter(|u| !u.trim().is_empty()),
+                )
+            })
+            .transpose()?;
+        let email = match self.smtp_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            None => None,
+            Some(url) => {
+                let to = Recipients::parse(
+                    &self.alerts_email_to,
+                    &self.team_email_to,
+                    &self.digest_email_to,
+                )?;
+                if to.is_empty() || self.email_from.trim().is_empty() {
+                    return Err(EmailConfigError::Incomplete.into());
+                }
+                let smtp = Smtp::new(url, &self.email_from, std::time::Duration::from_secs(30))?;
+                Some((smtp, to))
+            }
+        };
+        Ok(revguard_local::chat::Destinations {
+            webhooks,
+            pagerduty,
+            email,
+        })
+    }
+}
+
 impl ChatArgs {
     /// The configured incoming webhooks (an empty value is none).
     fn webhooks(&self) -> Result<Vec<ChatWebhook>, revguard_local::chat::ChatConfigError> {
@@ -471,10 +543,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             alerts_file,
             detect_interval_secs,
             chat,
+            deliveries,
             stripe,
             requery,
         } => {
-            let chat_webhooks = chat.webhooks()?;
+            let destinations = deliveries.destinations(chat.webhooks()?)?;
             let dashboard_url = chat.dashboard_url;
             let secrets = secret
                 .map(|s| SecretSet::parse(&s))
@@ -496,7 +569,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| db.db.with_file_name("revguard-alerts.jsonl")),
                 detect_interval_secs,
                 detect: revguard_core::detect::DetectConfig::default(),
-                chat_webhooks,
+                destinations,
                 dashboard_url: dashboard_url.filter(|u| !u.trim().is_empty()),
                 stripe: stripe
                     .stripe_key

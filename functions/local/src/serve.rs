@@ -11,7 +11,7 @@ use revguard_core::{IngestConfig, Ingress, ModeFilter, SecretSet, WebhookSecret}
 use revguard_http::{router, system_clock, App};
 
 use crate::api::{self, ApiState};
-use crate::chat::{AlertPublisher, ChatOutbox, Delivery};
+use crate::chat::{AlertPublisher, Destinations, NotificationPublisher};
 use crate::consumer::{self, EmbeddedDetector, StopSignal};
 use crate::publish::JsonlPublisher;
 use revguard_sqlite::SqliteStore;
@@ -38,8 +38,9 @@ pub struct ServeOptions {
     /// Seconds between detector runs (0: never).
     pub detect_interval_secs: u64,
     pub detect: revguard_core::detect::DetectConfig,
-    /// Incoming webhooks that alert transitions are posted to (Slack, Teams).
-    pub chat_webhooks: Vec<crate::chat::ChatWebhook>,
+    /// Where alerts, notifications and digests are delivered besides the files: chat
+    /// webhooks (Slack, Teams), PagerDuty, email.
+    pub destinations: Destinations,
     /// A dashboard link shown in chat messages.
     pub dashboard_url: Option<String>,
     /// Stripe's API, for the detector's completeness audit.
@@ -116,13 +117,18 @@ pub async fn serve(
         Ingress::new(store.clone(), store.clone(), config),
         system_clock(),
     ));
-    let notifier =
-        JsonlPublisher::to_file("notification", &options.notifications_file).map_err(|source| {
-            ServeError::Notifications {
+    let deliveries = options
+        .destinations
+        .outbox(&store, options.dashboard_url.clone());
+    let notifier = NotificationPublisher {
+        file: JsonlPublisher::to_file("notification", &options.notifications_file).map_err(
+            |source| ServeError::Notifications {
                 path: options.notifications_file.clone(),
                 source,
-            }
-        })?;
+            },
+        )?,
+        deliveries: deliveries.clone(),
+    };
     let mut worker = consumer::worker(&store, options.policy.clone(), notifier.clone());
     match (options.requery, options.stripe.clone()) {
         (true, Some(api)) => {
@@ -144,16 +150,12 @@ pub async fn serve(
             source,
         }
     })?;
-    let chat = (!options.chat_webhooks.is_empty()).then(|| {
-        let apps = options.chat_webhooks.iter().map(|h| h.app).collect();
-        ChatOutbox::new(store.clone(), apps, options.dashboard_url.clone())
-    });
     let mut detector = consumer::detector(
         &store,
         options.detect.clone(),
         AlertPublisher {
             file: sink,
-            chat: chat.clone(),
+            deliveries: deliveries.clone(),
         },
         notifier,
     );
@@ -216,16 +218,11 @@ pub async fn serve(
     let stop = StopSignal::default();
     let worker_task = tokio::spawn(consumer::run(store.clone(), worker, stop.clone()));
     let purger = tokio::spawn(purge_expired_hourly(store.clone()));
-    let chat_task = chat.map(|outbox| {
-        let apps: Vec<&str> = options
-            .chat_webhooks
-            .iter()
-            .map(|h| h.app.as_str())
-            .collect();
-        println!("alerts are also posted to {}", apps.join(" and "));
+    let delivery_task = deliveries.map(|outbox| {
+        println!("{}", options.destinations.described());
         tokio::spawn(crate::chat::deliver(
             store.clone(),
-            Delivery::new(options.chat_webhooks.clone()),
+            options.destinations.delivery(),
             outbox.wake_signal(),
             stop.clone(),
         ))
@@ -246,7 +243,7 @@ pub async fn serve(
     }
     stop.stop();
     let _ = worker_task.await;
-    if let Some(task) = chat_task {
+    if let Some(task) = delivery_task {
         let _ = task.await;
     }
     // Every response already sent was preceded by its commit; closing drains any write

@@ -15,7 +15,7 @@ use revguard_core::fixtures;
 use revguard_core::ports::{Publisher, Queue};
 use revguard_core::retry::Backoff;
 use revguard_core::{Payload, QueueMessage};
-use revguard_local::chat::{self, AlertPublisher, ChatOutbox, ChatWebhook, Delivery};
+use revguard_local::chat::{self, AlertPublisher, ChatWebhook, Delivery, DeliveryOutbox};
 use revguard_local::consumer::{self, StopSignal};
 use revguard_local::publish::JsonlPublisher;
 use revguard_sqlite::SqliteStore;
@@ -66,13 +66,13 @@ async fn silent_receiver() -> String {
 
 fn fast(webhooks: Vec<ChatWebhook>, timeout: Duration) -> Delivery {
     Delivery {
-        webhooks,
         backoff: Backoff {
             base: Duration::from_millis(50),
             cap: Duration::from_millis(200),
             max_attempts: 50,
         },
         timeout,
+        ..Delivery::new(webhooks)
     }
 }
 
@@ -82,15 +82,15 @@ fn store() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-fn publisher(store: &SqliteStore, apps: Vec<ChatApp>) -> (AlertPublisher, ChatOutbox) {
-    let outbox = ChatOutbox::new(
+fn publisher(store: &SqliteStore, apps: Vec<ChatApp>) -> (AlertPublisher, DeliveryOutbox) {
+    let outbox = DeliveryOutbox::new(
         store.clone(),
         apps,
         Some("http://127.0.0.1:8787/dashboard".into()),
     );
     let publisher = AlertPublisher {
         file: JsonlPublisher::log_only("alert"),
-        chat: Some(outbox.clone()),
+        deliveries: Some(outbox.clone()),
     };
     (publisher, outbox)
 }

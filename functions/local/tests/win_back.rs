@@ -88,7 +88,7 @@ async fn run(events: &[QueueMessage], order: &[usize]) -> Heard {
     );
     let on_call = AlertPublisher {
         file: JsonlPublisher::to_file("alert", &alerts_file).unwrap(),
-        chat: None,
+        deliveries: None,
     };
     let team = JsonlPublisher::to_file("notification", &notices_file).unwrap();
     let detector = consumer::detector(&store, Default::default(), on_call, team);

@@ -45,22 +45,35 @@ pub enum ChatOutcome {
     },
 }
 
+/// A delivery waits behind an earlier one of its thread to the same app that is still
+/// owed (a resolve behind its trigger's retries); it is due once that one is delivered or
+/// given up.
+const NOT_BEHIND: &str = "NOT EXISTS (
+    SELECT 1 FROM chat_deliveries e
+    WHERE d.thread IS NOT NULL AND e.app = d.app AND e.thread = d.thread AND e.seq < d.seq
+      AND e.delivered_at IS NULL AND e.given_up_at IS NULL)";
+
 impl SqliteStore {
     /// Owes `posts` (app, JSON body) for `message_id`; those already owed or made stay as
-    /// they are.
+    /// they are. Deliveries of one `thread` (an alert's transitions) go out to each app in
+    /// the order they were owed.
     pub async fn add_chat_deliveries(
         &self,
         message_id: &str,
+        thread: Option<&str>,
         posts: Vec<(String, String)>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let message_id = message_id.to_owned();
+        let thread = thread.map(str::to_owned);
         self.write(move |c| {
             for (app, body) in posts {
                 c.execute(
-                    "INSERT INTO chat_deliveries (message_id, app, body, created_at, next_attempt_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(message_id, app) DO NOTHING",
-                    params![message_id, app, body, now_ms / 1000, now_ms],
+                    "INSERT INTO chat_deliveries (message_id, app, body, created_at, next_attempt_ms, thread, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                             (SELECT coalesce(max(seq), 0) + 1 FROM chat_deliveries))
+                     ON CONFLICT(message_id, app) DO NOTHING",
+                    params![message_id, app, body, now_ms / 1000, now_ms, thread],
                 )?;
             }
             Ok(())
@@ -75,11 +88,11 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<ChatDelivery>, StoreError> {
         self.read(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT message_id, app, body, attempts FROM chat_deliveries
-                 WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_ms <= ?1
-                 ORDER BY next_attempt_ms LIMIT ?2",
-            )?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT message_id, app, body, attempts FROM chat_deliveries d
+                     WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_ms <= ?1
+                     AND {NOT_BEHIND} ORDER BY next_attempt_ms, seq LIMIT ?2"
+            ))?;
             let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
                 Ok(ChatDelivery {
                     message_id: r.get(0)?,
@@ -97,7 +110,10 @@ impl SqliteStore {
     pub async fn next_chat_attempt_ms(&self) -> Result<Option<i64>, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT MIN(next_attempt_ms) FROM chat_deliveries WHERE delivered_at IS NULL AND given_up_at IS NULL",
+                &format!(
+                    "SELECT MIN(next_attempt_ms) FROM chat_deliveries d
+                     WHERE delivered_at IS NULL AND given_up_at IS NULL AND {NOT_BEHIND}"
+                ),
                 [],
                 |r| r.get(0),
             )
@@ -169,11 +185,11 @@ mod tests {
         let store = SqliteStore::open(dir.path().join("chat.db")).unwrap();
         let posts = || vec![("slack".to_owned(), "{}".to_owned())];
         store
-            .add_chat_deliveries("a:1", posts(), 1_000)
+            .add_chat_deliveries("a:1", Some("a"), posts(), 1_000)
             .await
             .unwrap();
         store
-            .add_chat_deliveries("a:1", posts(), 2_000)
+            .add_chat_deliveries("a:1", Some("a"), posts(), 2_000)
             .await
             .unwrap();
         let due = store.due_chat_deliveries(5_000, 10).await.unwrap();
@@ -183,7 +199,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .add_chat_deliveries("a:1", posts(), 6_000)
+            .add_chat_deliveries("a:1", Some("a"), posts(), 6_000)
             .await
             .unwrap();
         assert!(store
@@ -200,11 +216,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_resolve_waits_behind_its_triggers_retries_for_the_same_app_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("chat.db")).unwrap();
+        let to = |app: &str| vec![(app.to_owned(), "{}".to_owned())];
+        store
+            .add_chat_deliveries("a:1", Some("a"), to("pagerduty"), 1_000)
+            .await
+            .unwrap();
+        let first = store.due_chat_deliveries(1_000, 10).await.unwrap();
+        let retry = ChatOutcome::RetryAt {
+            at_ms: 9_000,
+            error: "HTTP 500".into(),
+        };
+        store
+            .record_chat_attempt(&first[0], retry, 1_000)
+            .await
+            .unwrap();
+        store
+            .add_chat_deliveries("a:2", Some("a"), to("pagerduty"), 2_000)
+            .await
+            .unwrap();
+        store
+            .add_chat_deliveries("b:1", Some("b"), to("pagerduty"), 2_000)
+            .await
+            .unwrap();
+        store
+            .add_chat_deliveries("a:2", Some("a"), to("slack"), 2_000)
+            .await
+            .unwrap();
+        let due: Vec<(String, String)> = store
+            .due_chat_deliveries(2_000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.message_id, d.app))
+            .collect();
+        assert_eq!(
+            due,
+            [
+                ("b:1".to_owned(), "pagerduty".to_owned()),
+                ("a:2".to_owned(), "slack".to_owned())
+            ]
+        );
+        // Nothing blocked counts as due: the loop sleeps until the trigger's retry.
+        let b = store.due_chat_deliveries(2_000, 10).await.unwrap();
+        for d in &b {
+            store
+                .record_chat_attempt(d, ChatOutcome::Delivered, 2_000)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.next_chat_attempt_ms().await.unwrap(), Some(9_000));
+        let retried = store.due_chat_deliveries(9_000, 10).await.unwrap();
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].message_id, "a:1");
+        store
+            .record_chat_attempt(&retried[0], ChatOutcome::Delivered, 9_000)
+            .await
+            .unwrap();
+        let resolve = store.due_chat_deliveries(9_000, 10).await.unwrap();
+        assert_eq!(resolve[0].message_id, "a:2");
+    }
+
+    #[tokio::test]
     async fn a_retry_waits_for_its_time() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("chat.db")).unwrap();
         store
-            .add_chat_deliveries("a:1", vec![("teams".into(), "{}".into())], 1_000)
+            .add_chat_deliveries("a:1", Some("a"), vec![("teams".into(), "{}".into())], 1_000)
             .await
             .unwrap();
         let due = store.due_chat_deliveries(1_000, 10).await.unwrap();

@@ -156,7 +156,17 @@ CREATE INDEX chat_deliveries_due ON chat_deliveries (next_attempt_ms)
     WHERE delivered_at IS NULL AND given_up_at IS NULL;
 ";
 
-const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
+/// Version 5: deliveries beyond chat (PagerDuty, email) keep each alert's transitions in
+/// order per destination: a `thread` (the alert id) and an insertion `seq`, so that a
+/// resolve never goes out before the trigger it resolves.
+const V5: &str = "
+ALTER TABLE chat_deliveries ADD COLUMN thread TEXT;
+ALTER TABLE chat_deliveries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX chat_deliveries_thread ON chat_deliveries (app, thread, seq)
+    WHERE delivered_at IS NULL AND given_up_at IS NULL;
+";
+
+const MIGRATIONS: [&str; 5] = [V1, V2, V3, V4, V5];
 
 /// The database's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
