@@ -126,10 +126,14 @@ pub enum AwsAudit {
 }
 
 impl DeliveryAudit for AwsAudit {
-    async fn audit(&self, now: i64) -> Option<AuditOutcome> {
+    async fn audit(
+        &self,
+        now: i64,
+        remembered: &[revguard_core::recovery::MissingEvent],
+    ) -> Option<AuditOutcome> {
         match self {
             AwsAudit::Off => None,
-            AwsAudit::Stripe(audit) => audit.audit(now).await,
+            AwsAudit::Stripe(audit) => audit.audit(now, remembered).await,
         }
     }
 }

@@ -324,6 +324,7 @@ pub fn sample_alert(transition: Transition) -> AlertMessage {
         quiet_since: None,
         finding,
         version: 2,
+        missing_events: Vec::new(),
     };
     render(&AlertChange {
         state,

@@ -510,6 +510,7 @@ fn sample_change(id: &str, version: i64, expected_version: Option<i64>, now: i64
         quiet_since: None,
         finding,
         version,
+        missing_events: Vec::new(),
     };
     AlertChange {
         state,
@@ -559,7 +560,14 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
         "not before it was raised"
     );
 
-    let opened = sample_change(&key, 1, None, now);
+    let mut opened = sample_change(&key, 1, None, now);
+    // What an events_missing alert remembers comes back as written.
+    opened.state.missing_events = vec![crate::recovery::MissingEvent {
+        id: format!("evt_m_{unique}"),
+        event_type: "invoice.paid".into(),
+        created: now - 3_000,
+        livemode: true,
+    }];
     let message = render(&opened);
     assert!(alerts
         .commit_change(&opened, Some(&message), now, now + 60)
@@ -577,8 +585,8 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
         stored
             .iter()
             .find(|a| a.id == opened.state.id)
-            .map(|a| a.version),
-        Some(1)
+            .map(|a| (a.version, &a.missing_events)),
+        Some((1, &opened.state.missing_events))
     );
     let mut resolved = sample_change(&key, 2, Some(1), now + 60);
     resolved.state.open = false;

@@ -16,7 +16,7 @@ use crate::ports::{
     AlertSnapshot, AlertStore, Comebacks, CountersReader, Pause, Publisher, StoreError,
     OUTBOX_LEASE_SECS,
 };
-use crate::recovery::DeliveryAudit;
+use crate::recovery::{missing_finding, to_remember, DeliveryAudit, MissingEvent};
 use crate::retry::{seed_of, Backoff};
 
 pub struct Detector<C, A, P, W, E, Pa> {
@@ -70,18 +70,39 @@ impl<
 
     async fn plan_from(&self, snapshot: &AlertSnapshot, now: i64) -> Result<Plan, StoreError> {
         let (from, to) = hours_needed(now);
-        let audit = self.audit.audit(now).await;
+        // What open alerts found missing in earlier windows: looked up again until the
+        // event log has them.
+        let remembered: Vec<MissingEvent> = snapshot
+            .alerts
+            .iter()
+            .filter(|a| a.open && a.finding.signal == "events_missing")
+            .flat_map(|a| a.missing_events.iter().cloned())
+            .collect();
+        let audit = self.audit.audit(now, &remembered).await;
         let endpoints_read = audit.as_ref().is_some_and(|a| a.endpoints.is_some());
         let mut found_by_mode = Vec::new();
+        let mut missing_by_mode = Vec::new();
         for livemode in [false, true] {
             let series = self.counters.counters(livemode, from, to).await?;
             let mut found = detect(&series, livemode, now, &self.config);
+            let missing: Vec<MissingEvent> = match &audit {
+                Some(audit) => audit.missing.clone(),
+                // Unasked is not backfilled: what was missing stays so.
+                None => remembered.clone(),
+            };
+            let missing: Vec<MissingEvent> = missing
+                .into_iter()
+                .filter(|m| m.livemode == livemode)
+                .collect();
             if let Some(audit) = &audit {
                 // Stripe's own list says whether events went missing: that replaces the
                 // guess from silence (a quiet night is no outage; a missing id is one).
                 found.retain(|f| f.signal != "delivery_gap");
                 found.extend(audit.findings(livemode, now));
+            } else {
+                found.extend(missing_finding(&missing, None, livemode, now));
             }
+            missing_by_mode.push((livemode, to_remember(&missing, now)));
             if !endpoints_read {
                 // Unread is not fixed: what the endpoints last said stays open.
                 found.extend(
@@ -124,8 +145,12 @@ impl<
                 }
                 events.push(f.clone());
             }
-            out.changes
-                .extend(plan(&found, &events, &stored, livemode, now, &self.config));
+            let mut changes = plan(&found, &events, &stored, livemode, now, &self.config);
+            if let Some((_, missing)) = missing_by_mode.iter().find(|(l, _)| *l == livemode) {
+                let current = found.iter().find(|f| f.signal == "events_missing");
+                remember_missing(&mut changes, &stored, livemode, missing, current);
+            }
+            out.changes.extend(changes);
             out.findings.extend(found);
             out.findings.extend(events.iter().cloned());
             out.judged.extend(events);
@@ -234,6 +259,47 @@ impl<
             .await;
         if let Err(e) = result {
             tracing::warn!(error = %crate::error_chain(&e), attempts, "published alert messages stay in the outbox");
+        }
+    }
+}
+
+/// Keeps the events an open `events_missing` alert is about in its state, through
+/// whatever change the run planned for it, or through a quiet change of its own when only
+/// the events changed (a few more missing, a few backfilled): the next run looks them up
+/// again, long after the audit's window has moved on.
+fn remember_missing(
+    changes: &mut Vec<AlertChange>,
+    stored: &[crate::detect::alerts::AlertState],
+    livemode: bool,
+    missing: &[MissingEvent],
+    current: Option<&Finding>,
+) {
+    let id = alert_id(livemode, "events_missing");
+    let mut planned = false;
+    for change in changes.iter_mut().filter(|c| c.state.id == id) {
+        change.state.missing_events = if change.state.open {
+            missing.to_vec()
+        } else {
+            Vec::new()
+        };
+        planned = true;
+    }
+    if planned {
+        return;
+    }
+    if let Some(a) = stored.iter().find(|a| a.id == id && a.open) {
+        if a.missing_events != missing {
+            let mut state = a.clone();
+            state.missing_events = missing.to_vec();
+            if let Some(f) = current {
+                state.finding = f.clone();
+            }
+            state.version += 1;
+            changes.push(AlertChange {
+                state,
+                transition: crate::detect::alerts::Transition::Quiet,
+                expected_version: Some(a.version),
+            });
         }
     }
 }

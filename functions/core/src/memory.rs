@@ -14,9 +14,9 @@ use crate::finding::Finding;
 use crate::message::QueueMessage;
 use crate::ports::{
     AlertSnapshot, AlertStore, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
-    DeadLetters, EventKey, EventLog, EventRecord, EventStatus, Inbound, InsertOutcome, Outgoing,
-    Pause, PublishError, Publisher, Queue, QueueError, StateKeys, StateSnapshot, StoreError,
-    Versioned,
+    DeadLetters, EventHistory, EventKey, EventLog, EventRecord, EventStatus, Inbound,
+    InsertOutcome, LogSelection, Outgoing, Pause, PublishError, Publisher, Queue, QueueError,
+    StateKeys, StateSnapshot, StoreError, Versioned,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,41 @@ impl EventLog for MemoryEventLog {
             .unwrap()
             .get(event_id)
             .and_then(|r| r.stored_payload.clone()))
+    }
+}
+
+impl EventHistory for MemoryEventLog {
+    async fn logged(
+        &self,
+        selection: &LogSelection,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.check()?;
+        let s = selection;
+        let mut out: Vec<EventRecord> = self
+            .records
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| s.event_id.as_ref().is_none_or(|id| &r.event_id == id))
+            .filter(|r| s.since.is_none_or(|t| r.created >= t))
+            .filter(|r| s.until.is_none_or(|t| r.created < t))
+            .filter(|r| s.event_type.as_ref().is_none_or(|t| &r.event_type == t))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.created, &a.event_id).cmp(&(b.created, &b.event_id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn known(&self, event_ids: &[String]) -> Result<BTreeSet<String>, StoreError> {
+        self.check()?;
+        let records = self.records.lock().unwrap();
+        Ok(event_ids
+            .iter()
+            .filter(|id| records.contains_key(*id))
+            .cloned()
+            .collect())
     }
 }
 
@@ -556,5 +591,132 @@ pub struct CountedPause {
 impl Pause for CountedPause {
     async fn pause(&self, duration: Duration) {
         self.pauses.lock().unwrap().push(duration);
+    }
+}
+
+/// Stripe's API in memory, knowing the events it created: it lists them as Stripe does
+/// (newest first, 100 a page, filtered by time and type), so a [`crate::recovery::StripeAudit`]
+/// or a backfill over it finds what the event log lacks. No subscriptions or invoices;
+/// webhook endpoints as set.
+#[derive(Default)]
+pub struct MemoryStripe {
+    /// `(created, id, type, raw)`, in `(created, id)` order.
+    events: Mutex<Vec<(i64, String, String, String)>>,
+    pub endpoints: Mutex<Vec<String>>,
+    pub livemode: bool,
+    /// Every request fails as unavailable.
+    pub down: AtomicBool,
+}
+
+impl MemoryStripe {
+    pub fn new(livemode: bool) -> Self {
+        Self {
+            livemode,
+            ..Self::default()
+        }
+    }
+
+    /// Stripe created this event (its raw JSON, with `id`, `type` and `created`).
+    pub fn created(&self, raw: &str) {
+        let v: serde_json::Value = serde_json::from_str(raw).expect("an event's JSON");
+        let entry = (
+            v["created"].as_i64().unwrap_or_default(),
+            v["id"].as_str().unwrap_or_default().to_owned(),
+            v["type"].as_str().unwrap_or_default().to_owned(),
+            raw.to_owned(),
+        );
+        let mut events = self.events.lock().unwrap();
+        let at = events.partition_point(|e| (e.0, &e.1) < (entry.0, &entry.1));
+        events.insert(at, entry);
+    }
+
+    fn check(&self) -> Result<(), crate::recovery::ApiError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(crate::recovery::ApiError::Unavailable(
+                "simulated outage".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn raw_value(raw: &str) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(raw.to_owned()).expect("valid JSON")
+}
+
+impl crate::recovery::StripeApi for MemoryStripe {
+    async fn events_page(
+        &self,
+        query: &crate::recovery::EventsQuery,
+        at: &crate::recovery::PageCursor,
+    ) -> Result<crate::recovery::Page, crate::recovery::ApiError> {
+        self.check()?;
+        const PAGE: usize = 100;
+        let events = self.events.lock().unwrap();
+        let from = events.partition_point(|e| e.0 < query.since);
+        let to = query.until.map_or(events.len(), |until| {
+            events.partition_point(|e| e.0 < until)
+        });
+        let mut listed = events[from..to.max(from)]
+            .iter()
+            .rev()
+            .filter(|e| query.types.is_empty() || query.types.contains(&e.2));
+        if let Some(after) = &at.starting_after {
+            for e in listed.by_ref() {
+                if &e.1 == after {
+                    break;
+                }
+            }
+        }
+        let data: Vec<&(i64, String, String, String)> = listed.by_ref().take(PAGE).collect();
+        let more = listed.next().is_some();
+        Ok(crate::recovery::Page {
+            next: more.then(|| crate::recovery::PageCursor {
+                starting_after: data.last().map(|e| e.1.clone()),
+                ..at.clone()
+            }),
+            data: data.into_iter().map(|e| raw_value(&e.3)).collect(),
+        })
+    }
+
+    async fn subscriptions_page(
+        &self,
+        _at: &crate::recovery::PageCursor,
+    ) -> Result<crate::recovery::Page, crate::recovery::ApiError> {
+        self.check()?;
+        Ok(crate::recovery::Page::default())
+    }
+
+    async fn subscription(
+        &self,
+        _id: &str,
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, crate::recovery::ApiError> {
+        self.check()?;
+        Ok(None)
+    }
+
+    async fn webhook_endpoints(
+        &self,
+    ) -> Result<crate::recovery::RawObjects, crate::recovery::ApiError> {
+        self.check()?;
+        Ok(self
+            .endpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| raw_value(e))
+            .collect())
+    }
+
+    fn livemode(&self) -> bool {
+        self.livemode
+    }
+
+    async fn invoice(
+        &self,
+        _id: &str,
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, crate::recovery::ApiError> {
+        self.check()?;
+        Ok(None)
     }
 }

@@ -290,7 +290,7 @@ pub fn requery_candidates(
 pub const SNAPSHOT_EVENT_PREFIX: &str = "evt_rgreconcile_";
 
 /// An event Stripe has and revguard's event log lacks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MissingEvent {
     pub id: String,
     pub event_type: String,
@@ -315,12 +315,27 @@ pub struct AuditOutcome {
     pub endpoint_url: Option<String>,
 }
 
+/// How long Stripe's Events API lists an event (`GET /v1/events`: the last 30 days): a
+/// missing event not backfilled by then is lost to revguard.
+pub const EVENTS_RETENTION_SECS: i64 = 30 * 86_400;
+/// Missing events become critical this long before the oldest leaves the Events API.
+pub const MISSING_CRITICAL_WITHIN_SECS: i64 = 3 * 86_400;
+/// The most missing events an open `events_missing` alert remembers (the oldest): its
+/// state stays small (a DynamoDB item holds 400 KB, and each write pays per KB).
+pub const MISSING_REMEMBERED: usize = 1_000;
+
 /// The detector's evidence of delivery: Stripe's own list of events, compared with the
 /// event log. Silence alone is weak evidence at night; a missing id is certain.
 pub trait DeliveryAudit: Send + Sync {
     /// `None` when there is no audit (no Stripe key), or it could not run (then said in
-    /// the log, and the detector falls back on silence).
-    fn audit(&self, now: i64) -> impl Future<Output = Option<AuditOutcome>> + Send;
+    /// the log, and the detector falls back on silence). `remembered`: events an open
+    /// alert found missing in earlier windows, looked up again in the event log; those
+    /// still absent are in the outcome's `missing` with the window's.
+    fn audit(
+        &self,
+        now: i64,
+        remembered: &[MissingEvent],
+    ) -> impl Future<Output = Option<AuditOutcome>> + Send;
 }
 
 /// No Stripe key: the detector judges delivery by silence alone.
@@ -328,7 +343,7 @@ pub trait DeliveryAudit: Send + Sync {
 pub struct NoAudit;
 
 impl DeliveryAudit for NoAudit {
-    async fn audit(&self, _now: i64) -> Option<AuditOutcome> {
+    async fn audit(&self, _now: i64, _remembered: &[MissingEvent]) -> Option<AuditOutcome> {
         None
     }
 }
@@ -461,7 +476,11 @@ pub fn endpoint_findings(
 }
 
 impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
-    async fn run(&self, now: i64) -> Result<AuditOutcome, RecoveryError> {
+    async fn run(
+        &self,
+        now: i64,
+        remembered: &[MissingEvent],
+    ) -> Result<AuditOutcome, RecoveryError> {
         let (window_start, window_end) = (
             now - AUDIT_GRACE_SECS - AUDIT_WINDOW_SECS,
             now - AUDIT_GRACE_SECS,
@@ -495,21 +514,30 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
                 heads.push(head);
             }
         }
-        let mut missing = Vec::new();
-        for chunk in heads.chunks(100) {
-            let ids: Vec<String> = chunk.iter().map(|h| h.id.clone()).collect();
-            let known = self.log.known(&ids).await?;
-            missing.extend(
-                chunk
+        let listed: BTreeSet<&str> = heads.iter().map(|h| h.id.as_str()).collect();
+        // The window's events, then those earlier windows found missing (the window has
+        // moved on from them; only the event log says whether a backfill applied them).
+        let candidates: Vec<MissingEvent> = heads
+            .iter()
+            .map(|h| MissingEvent {
+                id: h.id.clone(),
+                event_type: h.event_type.clone(),
+                created: h.created,
+                livemode: h.livemode,
+            })
+            .chain(
+                remembered
                     .iter()
-                    .filter(|h| !known.contains(&h.id))
-                    .map(|h| MissingEvent {
-                        id: h.id.clone(),
-                        event_type: h.event_type.clone(),
-                        created: h.created,
-                        livemode: h.livemode,
-                    }),
-            );
+                    .filter(|m| !listed.contains(m.id.as_str()))
+                    .filter(|m| m.created > now - EVENTS_RETENTION_SECS)
+                    .cloned(),
+            )
+            .collect();
+        let mut missing = Vec::new();
+        for chunk in candidates.chunks(100) {
+            let ids: Vec<String> = chunk.iter().map(|m| m.id.clone()).collect();
+            let known = self.log.known(&ids).await?;
+            missing.extend(chunk.iter().filter(|m| !known.contains(&m.id)).cloned());
         }
         Ok(AuditOutcome {
             window_start,
@@ -547,8 +575,8 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
 }
 
 impl<A: StripeApi, H: EventHistory> DeliveryAudit for StripeAudit<A, H> {
-    async fn audit(&self, now: i64) -> Option<AuditOutcome> {
-        match self.run(now).await {
+    async fn audit(&self, now: i64, remembered: &[MissingEvent]) -> Option<AuditOutcome> {
+        match self.run(now, remembered).await {
             Ok(outcome) => Some(outcome),
             Err(e) => {
                 tracing::warn!(error = %crate::error_chain(&e), "the completeness audit could not run; judging delivery by silence");
@@ -562,7 +590,8 @@ impl AuditOutcome {
     /// Everything the audit found in one mode: missing events, and what the webhook
     /// endpoints say.
     pub fn findings(&self, livemode: bool, now: i64) -> Vec<crate::finding::Finding> {
-        let mut out: Vec<crate::finding::Finding> = self.finding(livemode).into_iter().collect();
+        let mut out: Vec<crate::finding::Finding> =
+            self.finding(livemode, now).into_iter().collect();
         // The other mode's endpoints are out of the key's sight, not missing.
         if let (Some(endpoints), true) = (&self.endpoints, livemode == self.endpoints_livemode) {
             out.extend(endpoint_findings(
@@ -575,38 +604,133 @@ impl AuditOutcome {
         out
     }
 
-    /// The finding of one mode's missing events, if any.
-    pub fn finding(&self, livemode: bool) -> Option<crate::finding::Finding> {
-        let missing: Vec<&MissingEvent> = self
+    /// The finding of one mode's missing events (this window's and those remembered), if
+    /// any.
+    pub fn finding(&self, livemode: bool, now: i64) -> Option<crate::finding::Finding> {
+        let missing: Vec<MissingEvent> = self
             .missing
             .iter()
             .filter(|m| m.livemode == livemode)
+            .cloned()
             .collect();
-        let oldest = missing.iter().map(|m| m.created).min()?;
-        let examples: Vec<&str> = missing.iter().take(3).map(|m| m.id.as_str()).collect();
-        Some(crate::finding::Finding {
-            key: "events_missing".into(),
-            signal: "events_missing".into(),
-            metric: "events_missing".into(),
+        missing_finding(
+            &missing,
+            Some(AuditWindow {
+                start: self.window_start,
+                end: self.window_end,
+                checked: self.checked,
+            }),
             livemode,
-            window_start: self.window_start,
-            window_end: self.window_end,
-            observed: missing.len() as f64,
-            expected: 0.0,
-            spread: 0.0,
-            ratio: missing.len() as f64,
-            severity: crate::finding::Severity::Critical,
-            explanation: format!(
-                "Webhooks: {} of {} events Stripe created between {} and {} never reached revguard (the oldest at {}; e.g. {}): webhooks are failing or not sent. A backfill applies them.",
-                missing.len(),
-                self.checked,
-                crate::time::hhmm(self.window_start),
-                crate::time::hhmm(self.window_end),
-                crate::time::hhmm(oldest),
-                examples.join(", ")
-            ),
-        })
+            now,
+        )
     }
+}
+
+/// The window one audit listed, and how many events of the handled types it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditWindow {
+    pub start: i64,
+    pub end: i64,
+    pub checked: usize,
+}
+
+/// The events an `events_missing` alert remembers: those still within the Events API's
+/// retention (a backfill can fetch nothing older), the oldest first, at most
+/// [`MISSING_REMEMBERED`].
+pub fn to_remember(missing: &[MissingEvent], now: i64) -> Vec<MissingEvent> {
+    let mut out: Vec<MissingEvent> = missing
+        .iter()
+        .filter(|m| m.created > now - EVENTS_RETENTION_SECS)
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    out.dedup_by(|a, b| a.id == b.id);
+    out.truncate(MISSING_REMEMBERED);
+    out
+}
+
+/// "4 days 2 h", "7 h", "under an hour": time left, for people.
+fn time_left(secs: i64) -> String {
+    if secs <= 0 {
+        return "no time".to_owned();
+    }
+    let (days, hours) = (secs / 86_400, (secs % 86_400) / 3600);
+    let days = match days {
+        0 => String::new(),
+        1 => "1 day".to_owned(),
+        d => format!("{d} days"),
+    };
+    match (days.is_empty(), hours) {
+        (true, 0) => "under an hour".to_owned(),
+        (true, h) => format!("{h} h"),
+        (false, 0) => days,
+        (false, h) => format!("{days} {h} h"),
+    }
+}
+
+/// One mode's missing events as a finding: how many, since when, and how long until the
+/// oldest leaves the Events API's 30-day retention, after which no backfill can fetch it.
+/// A warning while there is time (the hourly backfill, or Stripe's own retries, usually
+/// close the gap unattended); critical with [`MISSING_CRITICAL_WITHIN_SECS`] or less
+/// left. `window`: the audit that ran this time (`None`: it could not, and the events are
+/// those remembered, not looked up again).
+pub fn missing_finding(
+    missing: &[MissingEvent],
+    window: Option<AuditWindow>,
+    livemode: bool,
+    now: i64,
+) -> Option<crate::finding::Finding> {
+    let missing = to_remember(missing, now);
+    let oldest = missing.first()?.created;
+    let deadline = oldest + EVENTS_RETENTION_SECS;
+    let left = deadline - now;
+    let severity = if left <= MISSING_CRITICAL_WITHIN_SECS {
+        crate::finding::Severity::Critical
+    } else {
+        crate::finding::Severity::Warning
+    };
+    let examples: Vec<&str> = missing.iter().take(3).map(|m| m.id.as_str()).collect();
+    let recent = match window {
+        Some(w) => {
+            let n = missing
+                .iter()
+                .filter(|m| (w.start..w.end).contains(&m.created))
+                .count();
+            format!(
+                "{n} of the {} created between {} and {}",
+                w.checked,
+                crate::time::hhmm(w.start),
+                crate::time::hhmm(w.end)
+            )
+        }
+        None => "Stripe could not be asked this time".to_owned(),
+    };
+    let urgency = if severity == crate::finding::Severity::Critical {
+        " Backfill now: after that only `revguard reconcile --fix` mends the subscriptions, and the events themselves are lost."
+    } else {
+        ""
+    };
+    Some(crate::finding::Finding {
+        key: "events_missing".into(),
+        signal: "events_missing".into(),
+        metric: "events_missing".into(),
+        livemode,
+        window_start: oldest,
+        window_end: window.map_or(now, |w| w.end),
+        observed: missing.len() as f64,
+        expected: 0.0,
+        spread: 0.0,
+        ratio: missing.len() as f64,
+        severity,
+        explanation: format!(
+            "Webhooks: {} events Stripe created since {} are not in revguard's event log ({recent}; e.g. {}): webhooks are failing or not sent. A backfill applies them while Stripe lists them: the oldest leaves the Events API's 30-day window in {} ({}).{urgency}",
+            if missing.len() >= MISSING_REMEMBERED { format!("{MISSING_REMEMBERED} or more") } else { missing.len().to_string() },
+            crate::time::datetime(oldest),
+            examples.join(", "),
+            time_left(left),
+            crate::time::datetime(deadline),
+        ),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1334,6 +1458,39 @@ mod tests {
         assert_eq!(
             keys(&endpoint_findings(&[newer], None, true, 100)),
             [("endpoint_api_version:we_1".to_owned(), "warning")]
+        );
+    }
+
+    #[test]
+    fn time_left_reads_in_days_and_hours() {
+        assert_eq!(time_left(29 * 86_400 + 23 * 3600 + 59), "29 days 23 h");
+        assert_eq!(time_left(3 * 86_400), "3 days");
+        assert_eq!(time_left(86_400 + 3600), "1 day 1 h");
+        assert_eq!(time_left(7 * 3600 + 1), "7 h");
+        assert_eq!(time_left(59), "under an hour");
+        assert_eq!(time_left(0), "no time");
+    }
+
+    #[test]
+    fn missing_events_are_critical_with_three_days_left() {
+        let missing = |created| MissingEvent {
+            id: "evt_1".into(),
+            event_type: "invoice.paid".into(),
+            created,
+            livemode: true,
+        };
+        let severity = |left: i64| {
+            let now = 1_700_000_000;
+            let created = now + left - EVENTS_RETENTION_SECS;
+            missing_finding(&[missing(created)], None, true, now).map(|f| f.severity.as_str())
+        };
+        assert_eq!(severity(3 * 86_400 + 1), Some("warning"));
+        assert_eq!(severity(3 * 86_400), Some("critical"));
+        assert_eq!(severity(1), Some("critical"));
+        assert_eq!(
+            severity(0),
+            None,
+            "no longer listed: nothing a backfill can do"
         );
     }
 

@@ -10,7 +10,7 @@ use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
 use revguard_core::memory::{CountedPause, MemoryAlerts, MemoryBilling, MemoryPublisher};
 use revguard_core::ports::{Comebacks, StoreError};
-use revguard_core::recovery::{AuditOutcome, DeliveryAudit, Endpoint};
+use revguard_core::recovery::{AuditOutcome, DeliveryAudit, Endpoint, MissingEvent};
 
 struct NoComebacks;
 
@@ -25,7 +25,7 @@ impl Comebacks for NoComebacks {
 struct Endpoints(Mutex<Option<Vec<Endpoint>>>);
 
 impl DeliveryAudit for Endpoints {
-    async fn audit(&self, now: i64) -> Option<AuditOutcome> {
+    async fn audit(&self, now: i64, _remembered: &[MissingEvent]) -> Option<AuditOutcome> {
         Some(AuditOutcome {
             window_start: now - 2100,
             window_end: now - 300,

@@ -193,7 +193,15 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
         missing["finding"]["observed"].as_f64().unwrap() >= 14.0,
         "{missing}"
     );
-    assert_eq!(missing["finding"]["severity"], "critical");
+    // Days left before Stripe stops listing them: a warning, critical with 3 days left.
+    assert_eq!(missing["finding"]["severity"], "warning");
+    assert!(
+        missing["finding"]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("30-day window in 29 days"),
+        "{missing}"
+    );
     assert!(audit
         .iter()
         .all(|l| l["finding"]["signal"] != "delivery_gap"));

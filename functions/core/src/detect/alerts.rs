@@ -51,6 +51,11 @@ pub struct AlertState {
     pub finding: Finding,
     /// Incremented on every change; writes are conditioned on it.
     pub version: i64,
+    /// `events_missing`: the events it is about, oldest first. The audit lists only the
+    /// last half hour, so the alert remembers them until the event log has them (a
+    /// backfill) or the Events API no longer lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_events: Vec<crate::recovery::MissingEvent>,
 }
 
 impl AlertState {
@@ -129,6 +134,7 @@ pub fn plan(
                     quiet_since: None,
                     finding: f.clone(),
                     version: existing.map_or(1, |a| a.version + 1),
+                    missing_events: Vec::new(),
                 };
                 changes.push(AlertChange {
                     state,
