@@ -9,6 +9,7 @@ pub mod chat;
 pub mod contract;
 pub mod detect;
 pub mod detector;
+pub mod digest;
 pub mod event;
 pub mod finding;
 #[cfg(feature = "test-util")]

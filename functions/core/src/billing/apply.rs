@@ -1182,3 +1182,75 @@ fn upcoming_invoice(
     }
     Ok(())
 }
+
+/// How a subscription event moved MRR, for the digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MrrMovement {
+    pub event_id: String,
+    pub subscription: String,
+    pub customer: Option<String>,
+    pub livemode: bool,
+    pub created: i64,
+    pub currency: String,
+    /// Monthly, in minor units, before and after the event.
+    pub before: i64,
+    pub after: i64,
+    /// `new`, `expansion`, `contraction`, `churn` or `reactivation`.
+    pub kind: &'static str,
+}
+
+/// The MRR movement of a subscription event, if it moved MRR: computed from the event
+/// alone (its object and `previous_attributes`), as the MRR counters are, so that it does
+/// not depend on delivery order.
+pub fn mrr_movement(event: &BillingEvent) -> Option<MrrMovement> {
+    if !matches!(
+        event.kind,
+        EventKind::SubscriptionCreated
+            | EventKind::SubscriptionUpdated
+            | EventKind::SubscriptionDeleted
+            | EventKind::SubscriptionPaused
+            | EventKind::SubscriptionResumed
+    ) {
+        return None;
+    }
+    let sub: Subscription = event.object().ok()?;
+    let deleted = event.kind == EventKind::SubscriptionDeleted;
+    let next = SubscriptionState::from_stripe(&sub, event.livemode, event.version(), deleted);
+    let (before, after) = (mrr_before(event, &next), next.contributing_mrr());
+    if before == after {
+        return None;
+    }
+    let previous_status = event
+        .previous
+        .as_ref()
+        .and_then(|p| p.get("status"))
+        .and_then(Value::as_str);
+    let kind = match (before, after) {
+        (0, _)
+            if matches!(
+                previous_status,
+                Some("canceled" | "unpaid" | "paused" | "incomplete_expired")
+            ) =>
+        {
+            "reactivation"
+        }
+        (0, _) => "new",
+        (_, 0) => "churn",
+        (b, a) if a > b => "expansion",
+        _ => "contraction",
+    };
+    Some(MrrMovement {
+        event_id: event.id.clone(),
+        subscription: next.id.clone(),
+        customer: next.customer.clone(),
+        livemode: event.livemode,
+        created: event.created,
+        currency: next
+            .currency
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "xxx".into()),
+        before,
+        after,
+        kind,
+    })
+}

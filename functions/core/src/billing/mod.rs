@@ -17,8 +17,8 @@ pub mod views;
 use serde::{Deserialize, Serialize};
 
 pub use apply::{
-    decide, keys_of, marker_charge, marker_charge_of_payload, ApplyError, BillingEvent, Current,
-    Effects, Keys, Notification, StateLookup,
+    decide, keys_of, marker_charge, marker_charge_of_payload, mrr_movement, ApplyError,
+    BillingEvent, Current, Effects, Keys, MrrMovement, Notification, StateLookup,
 };
 pub use counters::CounterUpdate;
 pub use customer::CustomerState;
