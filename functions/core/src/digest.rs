@@ -571,3 +571,51 @@ mod tests {
         assert_eq!(Period::Week.last_complete(monday).1, monday);
     }
 }
+
+/// The digest as a chat message: its text, monospaced (Slack's section text holds 3,000
+/// characters, so a longer digest is cut with a mark).
+pub fn chat_message(app: crate::chat::ChatApp, d: &Digest) -> serde_json::Value {
+    let mut text = d.text();
+    if text.chars().count() > 2_900 {
+        text = text.chars().take(2_880).collect::<String>() + "\n…(cut)";
+    }
+    match app {
+        crate::chat::ChatApp::Slack => serde_json::json!({
+            "text": d.subject(),
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": format!("```{text}```")}}],
+        }),
+        crate::chat::ChatApp::Teams => serde_json::json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [{"type": "TextBlock", "text": text, "wrap": true, "fontType": "Monospace"}],
+                },
+            }],
+        }),
+    }
+}
+
+impl crate::ports::Outgoing for Digest {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Digest {
+    /// Nothing happened in the period and nothing is open: not worth a message.
+    pub fn is_quiet(&self) -> bool {
+        let a = &self.activity;
+        self.mrr.iter().all(|c| c.total_now == 0 && c.net == 0)
+            && a.payments_succeeded == 0
+            && a.payments_failed == 0
+            && a.refunds == 0
+            && a.disputes == 0
+            && self.dunning.opened == 0
+            && self.recovery_rate.closed == 0
+            && self.top_open_cases.is_empty()
+    }
+}

@@ -258,6 +258,25 @@ impl DeliveryOutbox {
     }
 }
 
+impl DeliveryOutbox {
+    /// A digest owes its chat posts and the finance email; owed again, nothing new.
+    pub async fn owe_digest(&self, d: &revguard_core::digest::Digest) -> Result<(), PublishError> {
+        let mut deliveries: Vec<(String, String)> = self
+            .apps
+            .iter()
+            .map(|app| {
+                let body = revguard_core::digest::chat_message(*app, d).to_string();
+                (app.as_str().to_owned(), body)
+            })
+            .collect();
+        if let Some(to) = self.email.as_ref().filter(|to| !to.finance.is_empty()) {
+            let mail = crate::email::digest_mail(&to.finance, &d.subject(), &d.text());
+            deliveries.push((EMAIL.to_owned(), mail.to_string()));
+        }
+        self.owe(&d.id, None, deliveries).await
+    }
+}
+
 /// Where embedded alert transitions go: the deliveries owed (chat, pager, email), then the
 /// log and the JSONL file.
 #[derive(Clone)]

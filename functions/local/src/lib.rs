@@ -5,6 +5,7 @@ pub mod api;
 pub mod chat;
 pub mod consumer;
 pub mod demo;
+pub mod digests;
 pub mod email;
 pub mod publish;
 pub mod recover;

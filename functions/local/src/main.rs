@@ -73,6 +73,13 @@ enum Command {
         chat: ChatArgs,
         #[command(flatten)]
         deliveries: DeliveryArgs,
+        /// Billing digests made on schedule, after each UTC day and each week (from
+        /// Monday): `day,week`, one of them, or empty for none.
+        #[arg(long, env = "REVGUARD_DIGESTS", default_value = "day,week")]
+        digests: String,
+        /// Digests as JSON lines; defaults to revguard-digests.jsonl beside --db.
+        #[arg(long, env = "REVGUARD_DIGESTS_FILE")]
+        digests_file: Option<PathBuf>,
         /// With a key, each detector run compares Stripe's list of recent events with
         /// the event log (the completeness audit).
         #[command(flatten)]
@@ -141,6 +148,26 @@ enum Command {
         /// With a key, the completeness audit compares Stripe's events with the log.
         #[command(flatten)]
         stripe: StripeArgs,
+    },
+    /// The billing digest for finance: the last complete UTC day or week (from Monday)
+    /// before --at (default now), in one mode: MRR and its movements, payments, refunds,
+    /// disputes, dunning and the recovery rate (its definition printed with it). Writes
+    /// nothing.
+    Digest {
+        /// day or week.
+        #[arg(long, default_value = "day", value_parser = parse_period)]
+        period: revguard_core::digest::Period,
+        /// A moment (RFC 3339 or unix seconds); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// live or test.
+        #[arg(long, default_value = "live", value_parser = ["live", "test"])]
+        mode: String,
+        /// Print the digest as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArg,
     },
     /// Show a sample alert as Slack, Teams and AWS Chatbot get it; with webhook URLs, post
     /// it to them once, to check the setup.
@@ -488,6 +515,20 @@ fn parse_transition(s: &str) -> Result<Transition, String> {
         .ok_or_else(|| format!("expected opened, escalated, reminder or resolved, got {s:?}"))
 }
 
+fn parse_period(s: &str) -> Result<revguard_core::digest::Period, String> {
+    revguard_core::digest::Period::parse(s)
+        .ok_or_else(|| format!("expected day or week, got {s:?}"))
+}
+
+fn parse_periods(s: &str) -> anyhow::Result<Vec<revguard_core::digest::Period>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| parse_period(p).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("REVGUARD_DIGESTS")
+}
+
 fn parse_modes(s: &str) -> Result<ModeFilter, String> {
     ModeFilter::parse(s).ok_or_else(|| format!("expected both, live or test, got {s:?}"))
 }
@@ -544,6 +585,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             detect_interval_secs,
             chat,
             deliveries,
+            digests,
+            digests_file,
             stripe,
             requery,
         } => {
@@ -570,6 +613,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 detect_interval_secs,
                 detect: revguard_core::detect::DetectConfig::default(),
                 destinations,
+                digests: parse_periods(&digests)?,
+                digests_file: digests_file
+                    .unwrap_or_else(|| db.db.with_file_name("revguard-digests.jsonl")),
                 dashboard_url: dashboard_url.filter(|u| !u.trim().is_empty()),
                 stripe: stripe
                     .stripe_key
@@ -687,6 +733,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let now = unix_now();
             for hour in store.metrics(time(from, now - 24 * 3600)?, time(to, now + 3600)?)? {
                 println!("{}", serde_json::to_string(&hour)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Digest {
+            period,
+            at,
+            mode,
+            json,
+            db,
+        } => {
+            let store = open_existing(&db)?;
+            let at = match at {
+                Some(at) => parse_time(&at).with_context(|| format!("not a time: {at}"))?,
+                None => unix_now(),
+            };
+            let d = revguard_core::digest::digest(
+                &store,
+                &store,
+                &revguard_core::billing::BillingPolicy::default(),
+                period,
+                at,
+                mode == "live",
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                print!("{}", d.text());
             }
             Ok(ExitCode::SUCCESS)
         }

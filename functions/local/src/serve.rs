@@ -47,6 +47,10 @@ pub struct ServeOptions {
     pub stripe: Option<revguard_stripe::StripeClient>,
     /// The URL Stripe delivers to, for the endpoint audit (with `stripe`).
     pub webhook_url: Option<String>,
+    /// Which digests are made on schedule (none: off).
+    pub digests: Vec<revguard_core::digest::Period>,
+    /// Where digests are appended as JSON lines (besides the log).
+    pub digests_file: PathBuf,
     /// Re-query subscriptions after important transitions (needs `stripe`).
     pub requery: bool,
 }
@@ -218,6 +222,26 @@ pub async fn serve(
     let stop = StopSignal::default();
     let worker_task = tokio::spawn(consumer::run(store.clone(), worker, stop.clone()));
     let purger = tokio::spawn(purge_expired_hourly(store.clone()));
+    let digesting = if options.digests.is_empty() {
+        None
+    } else {
+        let file = JsonlPublisher::to_file("digest", &options.digests_file).map_err(|source| {
+            ServeError::Notifications {
+                path: options.digests_file.clone(),
+                source,
+            }
+        })?;
+        println!("digests go to {}", options.digests_file.display());
+        Some(tokio::spawn(crate::digests::every_ten_minutes(
+            store.clone(),
+            crate::digests::DigestSchedule {
+                periods: options.digests.clone(),
+                file,
+                deliveries: deliveries.clone(),
+                policy: options.policy.clone(),
+            },
+        )))
+    };
     let delivery_task = deliveries.map(|outbox| {
         println!("{}", options.destinations.described());
         tokio::spawn(crate::chat::deliver(
@@ -238,6 +262,9 @@ pub async fn serve(
         .await
         .map_err(ServeError::Serve);
     purger.abort();
+    if let Some(d) = digesting {
+        d.abort();
+    }
     if let Some(d) = detecting {
         d.abort();
     }

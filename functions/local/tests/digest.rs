@@ -206,3 +206,60 @@ async fn a_day_of_dunning_gives_the_recovery_rate_worked_out_by_hand() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_scheduled_digest_is_sent_once_to_the_file_and_finance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("digest.db")).unwrap();
+    let worker = consumer::worker(
+        &store,
+        BillingPolicy::default(),
+        JsonlPublisher::log_only("notification"),
+    );
+    apply(
+        &store,
+        &worker,
+        failed_invoice("cus_A", 2_000, JAN_10 + HOUR, Some(JAN_10 + 5 * DAY)),
+    )
+    .await;
+    let smtp = revguard_local::email::Smtp::new(
+        "smtp://127.0.0.1:2525",
+        "revguard@example.com",
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let to = revguard_local::email::Recipients::parse("", "", "cfo@example.com").unwrap();
+    let destinations = revguard_local::chat::Destinations {
+        email: Some((smtp, to)),
+        ..Default::default()
+    };
+    let file = dir.path().join("digests.jsonl");
+    let schedule = revguard_local::digests::DigestSchedule {
+        periods: vec![Period::Day, Period::Week],
+        file: JsonlPublisher::to_file("digest", &file).unwrap(),
+        deliveries: destinations.outbox(&store, None),
+        policy: BillingPolicy::default(),
+    };
+    let now = JAN_10 + DAY + 8 * HOUR;
+    let sent = revguard_local::digests::send_due(&store, &schedule, now)
+        .await
+        .unwrap();
+    // The day had a case opened; the week before Monday 2026-01-05 has the open case.
+    assert!(
+        sent.contains(&"digest:test:day:2026-01-10T00:00:00Z".to_owned()),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().all(|id| id.starts_with("digest:test:")),
+        "live mode is quiet"
+    );
+    let again = revguard_local::digests::send_due(&store, &schedule, now + 600)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    let lines = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(lines.lines().count(), sent.len());
+    let owed = store.chat_deliveries().unwrap();
+    assert_eq!(owed.len(), sent.len());
+    assert!(owed.iter().all(|d| d.app == "email"));
+}
