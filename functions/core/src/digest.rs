@@ -553,25 +553,6 @@ impl Digest {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periods_are_the_last_complete_utc_day_and_monday_week() {
-        // 2026-12-09 is a Wednesday.
-        let wednesday_noon = crate::time::parse_rfc3339("2026-12-09T12:00:00Z").unwrap();
-        let (from, to) = Period::Day.last_complete(wednesday_noon);
-        assert_eq!(crate::time::rfc3339(from), "2026-12-08T00:00:00Z");
-        assert_eq!(crate::time::rfc3339(to), "2026-12-09T00:00:00Z");
-        let (from, to) = Period::Week.last_complete(wednesday_noon);
-        assert_eq!(crate::time::rfc3339(from), "2026-11-30T00:00:00Z");
-        assert_eq!(crate::time::rfc3339(to), "2026-12-07T00:00:00Z");
-        let monday = crate::time::parse_rfc3339("2026-12-07T00:00:00Z").unwrap();
-        assert_eq!(Period::Week.last_complete(monday).1, monday);
-    }
-}
-
 /// The digest as a chat message: its text, monospaced (Slack's section text holds 3,000
 /// characters, so a longer digest is cut with a mark).
 pub fn chat_message(app: crate::chat::ChatApp, d: &Digest) -> serde_json::Value {
@@ -617,5 +598,24 @@ impl Digest {
             && self.dunning.opened == 0
             && self.recovery_rate.closed == 0
             && self.top_open_cases.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_the_last_complete_utc_day_and_monday_week() {
+        // 2026-12-09 is a Wednesday.
+        let wednesday_noon = crate::time::parse_rfc3339("2026-12-09T12:00:00Z").unwrap();
+        let (from, to) = Period::Day.last_complete(wednesday_noon);
+        assert_eq!(crate::time::rfc3339(from), "2026-12-08T00:00:00Z");
+        assert_eq!(crate::time::rfc3339(to), "2026-12-09T00:00:00Z");
+        let (from, to) = Period::Week.last_complete(wednesday_noon);
+        assert_eq!(crate::time::rfc3339(from), "2026-11-30T00:00:00Z");
+        assert_eq!(crate::time::rfc3339(to), "2026-12-07T00:00:00Z");
+        let monday = crate::time::parse_rfc3339("2026-12-07T00:00:00Z").unwrap();
+        assert_eq!(Period::Week.last_complete(monday).1, monday);
     }
 }
