@@ -1,13 +1,17 @@
 //! Replays a scenario through the real worker logic and detector, in memory and in
-//! delivery order, and scores what was flagged against what was injected.
+//! delivery order, and scores every message on call got against what was injected.
 
 use serde::Serialize;
 
 use super::scenario::{Incident, Scenario};
 use crate::billing::state::BillingState;
 use crate::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
-use crate::detect::alerts::{plan, AlertState, Transition};
-use crate::detect::{series_of, DetectConfig, Finding};
+use crate::detect::alerts::{AlertMessage, Transition};
+use crate::detect::{DetectConfig, Series};
+use crate::detector::Detector;
+use crate::memory::{CountedPause, MemoryAlerts, MemoryEventLog, MemoryPublisher, MemoryStripe};
+use crate::ports::{Comebacks, CountersReader, EventLog, EventRecord, EventStatus, StoreError};
+use crate::recovery::{AuditOutcome, DeliveryAudit, MissingEvent, StripeAudit};
 
 /// An alert belongs to an incident it could have been raised by (see
 /// [`super::scenario::IncidentKind::explains`]), opened from its start until a margin after
@@ -45,86 +49,185 @@ pub struct Opened {
     pub explanation: String,
 }
 
+/// One message on call got: an alert's opening, escalation, reminder or resolution.
+#[derive(Debug, Clone, Serialize)]
+pub struct Heard {
+    pub at: i64,
+    /// When its alert opened: what it is attributed by.
+    pub opened_at: i64,
+    pub alert_id: String,
+    pub signal: String,
+    pub transition: Transition,
+    pub severity: String,
+    pub explanation: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalResult {
     pub incidents: Vec<IncidentResult>,
+    /// Openings no injected incident explains.
     pub false_alerts: Vec<Opened>,
     pub opened: Vec<Opened>,
+    /// Every message on call got.
+    pub heard: Vec<Heard>,
+    /// Those of an alert no injected incident explains.
+    pub false_messages: Vec<Heard>,
     pub monitored_days: i64,
 }
 
-/// Counters and alert state kept while the scenario plays.
+/// The simulation's counters: the replayed state's.
+pub struct SimCounters(pub BillingState);
+
+impl CountersReader for SimCounters {
+    async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
+        let mut out = Series::new();
+        for ((l, hour, metric), value) in &self.0.counters {
+            if *l == livemode && (*hour == 0 || (*hour >= from && *hour < to)) {
+                out.entry(*hour).or_default().insert(metric.clone(), *value);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Who is subscribed again: nobody is asked about it here (win-backs are the team's, and
+/// not counted).
+pub struct NoComebacks;
+
+impl Comebacks for NoComebacks {
+    async fn is_subscribed(&self, _customer: &str, _livemode: bool) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+/// The detector's audit in the simulation: none (no Stripe key: silence alone), or the
+/// real one over a Stripe double that knows every event the scenario created and the
+/// event log of what was delivered.
+pub struct SimAudit(pub Option<StripeAudit<MemoryStripe, MemoryEventLog>>);
+
+impl DeliveryAudit for SimAudit {
+    async fn audit(&self, now: i64, remembered: &[MissingEvent]) -> Option<AuditOutcome> {
+        match &self.0 {
+            Some(audit) => audit.audit(now, remembered).await,
+            None => None,
+        }
+    }
+}
+
+pub type SimDetector = Detector<
+    SimCounters,
+    MemoryAlerts,
+    MemoryPublisher<AlertMessage>,
+    NoComebacks,
+    SimAudit,
+    CountedPause,
+>;
+
+/// Runs a future of the in-memory stores, which never wait.
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => unreachable!("the simulation's stores never wait"),
+    }
+}
+
+/// The worker's effects and the real detector over memory stores, as the scenario plays.
 pub struct Replay<'a> {
-    pub state: BillingState,
-    pub alerts: Vec<AlertState>,
-    pub pending: Vec<Finding>,
+    pub detector: SimDetector,
     policy: &'a BillingPolicy,
 }
 
 impl<'a> Replay<'a> {
-    pub fn new(policy: &'a BillingPolicy) -> Self {
+    /// With `stripe`, the detector audits delivery against it (a Stripe key); without,
+    /// it judges delivery by silence.
+    pub fn new(
+        policy: &'a BillingPolicy,
+        config: &DetectConfig,
+        stripe: Option<MemoryStripe>,
+    ) -> Self {
         Self {
-            state: BillingState::default(),
-            alerts: Vec::new(),
-            pending: Vec::new(),
+            detector: Detector {
+                counters: SimCounters(BillingState::default()),
+                alerts: MemoryAlerts::default(),
+                publisher: MemoryPublisher::default(),
+                comebacks: NoComebacks,
+                config: config.clone(),
+                audit: SimAudit(stripe.map(|api| StripeAudit {
+                    api,
+                    log: MemoryEventLog::default(),
+                    endpoint_url: None,
+                })),
+                pause: CountedPause::default(),
+            },
             policy,
         }
+    }
+
+    pub fn state(&self) -> &BillingState {
+        &self.detector.counters.0
     }
 
     pub fn apply(&mut self, raw: &str, received_at: i64) {
         let Ok(event) = BillingEvent::parse(raw.as_bytes(), received_at) else {
             return;
         };
-        if self.state.applied.contains(&event.id) {
+        if let Some(audit) = &self.detector.audit.0 {
+            let record = EventRecord {
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                created: event.created,
+                livemode: event.livemode,
+                received_at,
+                expires_at: received_at + 30 * 86_400,
+                status: EventStatus::Queued,
+                stored_payload: None,
+            };
+            let _ = ready(audit.log.insert_if_absent(&record));
+        }
+        let state = &mut self.detector.counters.0;
+        if state.applied.contains(&event.id) {
             return;
         }
-        let Ok(fx) = decide(&event, &self.state.current(&event), self.policy) else {
+        let Ok(fx) = decide(&event, &state.current(&event), self.policy) else {
             return;
         };
-        self.pending.extend(fx.findings.iter().cloned());
-        self.state.commit(&event.id, fx);
+        for f in &fx.findings {
+            self.detector.alerts.raise(f.clone());
+        }
+        state.commit(&event.id, fx);
     }
 
-    /// One detector run at `now` over both modes; returns the transitions made.
-    pub fn detect(&mut self, now: i64, config: &DetectConfig) -> Vec<(Transition, AlertState)> {
-        let mut out = Vec::new();
-        let pending = std::mem::take(&mut self.pending);
-        for livemode in [false, true] {
-            let findings = crate::detect::detect(
-                &series_of(&self.state.counters, livemode),
-                livemode,
-                now,
-                config,
-            );
-            let events: Vec<Finding> = pending
-                .iter()
-                .filter(|f| f.livemode == livemode)
-                .cloned()
-                .collect();
-            for change in plan(&findings, &events, &self.alerts, livemode, now, config) {
-                match self.alerts.iter_mut().find(|a| a.id == change.state.id) {
-                    Some(a) => *a = change.state.clone(),
-                    None => self.alerts.push(change.state.clone()),
-                }
-                out.push((change.transition, change.state));
-            }
-        }
-        out
+    /// One detector run at `now` over both modes; returns the transitions it published.
+    pub fn detect(&mut self, now: i64) -> Vec<AlertMessage> {
+        ready(self.detector.run(now))
+            .expect("memory stores do not fail")
+            .transitions
     }
 }
 
-/// Replays the scenario with the detector every `step_secs` over the monitored days.
+/// Replays the scenario with the detector every `step_secs` over the monitored days;
+/// with `stripe`, the detector audits delivery against it.
 pub fn evaluate(
     scenario: &Scenario,
     config: &DetectConfig,
     policy: &BillingPolicy,
     step_secs: i64,
+    audit: bool,
 ) -> EvalResult {
-    let mut replay = Replay::new(policy);
+    let stripe = audit.then(|| {
+        let stripe = MemoryStripe::new(scenario.config.livemode);
+        for e in &scenario.events {
+            stripe.created(&e.raw);
+        }
+        stripe
+    });
+    let mut replay = Replay::new(policy, config, stripe);
     let mut next = 0;
     let from = scenario.config.monitored_from();
     let end = scenario.config.end();
-    let mut opened = Vec::new();
+    let mut heard = Vec::new();
     let mut t = from;
     while t <= end {
         while next < scenario.events.len() && scenario.events[next].received_at <= t {
@@ -132,33 +235,51 @@ pub fn evaluate(
             replay.apply(&e.raw, e.received_at);
             next += 1;
         }
-        for (transition, state) in replay.detect(t, config) {
+        for m in replay.detect(t) {
             // What on call hears: the team's win-backs are notifications, not alarms.
-            if transition == Transition::Opened
-                && crate::audience::reaches_on_call(&state.finding.signal)
-            {
-                opened.push(Opened {
+            if crate::audience::reaches_on_call(&m.signal) {
+                heard.push(Heard {
                     at: t,
-                    alert_id: state.id.clone(),
-                    severity: state.severity.as_str().to_owned(),
-                    explanation: state.finding.explanation.clone(),
+                    opened_at: m.opened_at,
+                    alert_id: m.alert_id.clone(),
+                    signal: m.signal.clone(),
+                    transition: m.transition,
+                    severity: m.severity.as_str().to_owned(),
+                    explanation: m.finding.explanation.clone(),
                 });
             }
         }
         t += step_secs;
     }
-    score(scenario, opened)
+    score(scenario, heard)
 }
 
-fn score(scenario: &Scenario, opened: Vec<Opened>) -> EvalResult {
-    // The latest incident begun before the alert, whose margin still covers it.
-    let owner = |o: &Opened| {
+fn score(scenario: &Scenario, heard: Vec<Heard>) -> EvalResult {
+    // The latest incident begun before the alert opened, whose margin still covers it.
+    let owner_at = |alert_id: &str, at: i64| {
         scenario.incidents.iter().rposition(|i| {
-            i.kind.explains(&o.alert_id)
-                && o.at >= i.start
-                && o.at <= i.end + attribution_margin_secs(&o.alert_id)
+            i.kind.explains(alert_id)
+                && at >= i.start
+                && at <= i.end + attribution_margin_secs(alert_id)
         })
     };
+    let owner = |o: &Opened| owner_at(&o.alert_id, o.at);
+    let opened: Vec<Opened> = heard
+        .iter()
+        .filter(|h| h.transition == Transition::Opened)
+        .map(|h| Opened {
+            at: h.at,
+            alert_id: h.alert_id.clone(),
+            severity: h.severity.clone(),
+            explanation: h.explanation.clone(),
+        })
+        .collect();
+    // A message is the incident's if its alert's opening was.
+    let false_messages = heard
+        .iter()
+        .filter(|h| owner_at(&h.alert_id, h.opened_at).is_none())
+        .cloned()
+        .collect();
     let incidents = scenario
         .incidents
         .iter()
@@ -181,6 +302,8 @@ fn score(scenario: &Scenario, opened: Vec<Opened>) -> EvalResult {
         incidents,
         false_alerts,
         opened,
+        heard,
+        false_messages,
         monitored_days: scenario.config.monitored_days,
     }
 }

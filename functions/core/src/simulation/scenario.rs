@@ -102,9 +102,13 @@ impl IncidentKind {
             IncidentKind::FailedChargeBurst => &["spike:payments_failed", "failure_rate"],
             IncidentKind::RefundSpike => &["spike:refunds", "refund_rate", "large_refund"],
             IncidentKind::DisputeCluster => &["spike:disputes", "dispute_rate"],
-            IncidentKind::WebhookOutage => {
-                &["delivery_gap", "delivery_lag", "drop:", "silent_lapse"]
-            }
+            IncidentKind::WebhookOutage => &[
+                "delivery_gap",
+                "delivery_lag",
+                "drop:",
+                "silent_lapse",
+                "events_missing",
+            ],
             IncidentKind::CancellationWave => {
                 &["spike:subscriptions_canceled", "spike:mrr_lost", "mrr_fall"]
             }
