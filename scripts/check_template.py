@@ -51,8 +51,9 @@ def function_statements(name):
     return [st for policy in p.get("Policies", []) if isinstance(policy, dict) for st in policy.get("Statement", [])]
 
 
-check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction", "ApiFunction", "BackfillFunction", "ReconcileFunction"},
-      "six functions: ingress, worker, anomaly, api, and the recovery jobs backfill and reconcile")
+check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction", "ApiFunction", "BackfillFunction", "ReconcileFunction",
+                         "PagerFunction"},
+      "seven functions: ingress, worker, anomaly, api, the recovery jobs backfill and reconcile, and the pager")
 for name, f in functions.items():
     p = f["Properties"]
     check(f.get("Metadata", {}).get("BuildMethod") == "rust-cargolambda", f"{name} is built by SAM with rust-cargolambda")
@@ -220,7 +221,9 @@ for name, kind, condition, ids in (
     p = channel.get("Properties", {})
     check(channel.get("Type") == kind and channel.get("Condition") == condition, f"{name} exists only when its ids are given")
     check(all(params[i].get("Default") == "" for i in ids), f"{name}: its ids default to empty (off)")
-    check(p.get("SnsTopicArns") == [{"Ref": "AlertsTopic"}], f"{name} shows the alerts topic")
+    check(p.get("SnsTopicArns") in ([{"Ref": "AlertsTopic"}],
+                                   {"Fn::If": ["DigestInChat", [{"Ref": "AlertsTopic"}, {"Ref": "DigestTopic"}], [{"Ref": "AlertsTopic"}]]}),
+          f"{name} shows the alerts topic (and the digest's with DigestInChat)")
     check(p.get("GuardrailPolicies") == [{"Ref": "ChatGuardrailPolicy"}], f"{name} is capped by the stack's guardrail")
     check(getatt(p.get("IamRoleArn")) == "ChatChannelRole" and p.get("UserRoleRequired") is False, f"{name} uses the channel role")
 guard = res["ChatGuardrailPolicy"]["Properties"]["PolicyDocument"]["Statement"]

@@ -63,7 +63,7 @@ pub fn bootstrap(function: &str) -> PathBuf {
             panic!(
                 "no bootstrap for {function} in {}: run the tests with scripts/test, which \
                  builds them (cargo lambda build --release --x86-64 --bin ingress --bin worker \
-                 --bin anomaly --bin api --bin recovery, from the deploy venv), or set REVGUARD_LAMBDA_ARTIFACTS to \
+                 --bin anomaly --bin api --bin recovery --bin pager, from the deploy venv), or set REVGUARD_LAMBDA_ARTIFACTS to \
                  sam build's .aws-sam/build",
                 dir.display()
             )

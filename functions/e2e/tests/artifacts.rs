@@ -72,6 +72,8 @@ struct Deployment {
     iam: Arc<Iam>,
     /// The Stripe API key's secret, when the deployment has one (the recovery jobs).
     stripe_key_arn: Option<String>,
+    /// The PagerDuty routing key's secret, when the deployment pages.
+    pager_key_arn: Option<String>,
 }
 
 impl Deployment {
@@ -82,6 +84,13 @@ impl Deployment {
     /// A deployment with a Stripe API key (`ExistingStripeApiKeySecretArn`), which adds
     /// the backfill and reconcile functions.
     async fn with_stripe_key(secret: &str, stripe_key: Option<&str>) -> Self {
+        Self::with_keys(secret, stripe_key, None).await
+    }
+
+    /// A deployment with a Stripe API key and a PagerDuty routing key
+    /// (`ExistingPagerDutySecretArn`, which adds the pager; its queue is the alerts
+    /// topic's SQS subscriber).
+    async fn with_keys(secret: &str, stripe_key: Option<&str>, pager_key: Option<&str>) -> Self {
         let stack = MotoStack::new().await;
         let sdk = revguard_aws::testing::moto_config().await;
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
@@ -127,6 +136,8 @@ impl Deployment {
         resources.queue("EventsDeadLetterQueue", &stack.dead_letter_queue_url);
         resources.topic("AlertsTopic", &stack.alerts_topic);
         resources.topic("NotificationsTopic", &stack.notifications_topic);
+        // The test's digest topic is the notifications topic: its subscriber sees both.
+        resources.topic("DigestTopic", &stack.notifications_topic);
         resources.parameter("ExistingStripeSecretArn", &secret_arn);
         let mut functions = vec![
             "IngressFunction",
@@ -149,6 +160,22 @@ impl Deployment {
             functions.extend(["BackfillFunction", "ReconcileFunction"]);
             stripe_key_arn = Some(arn);
         }
+        let mut pager_key_arn = None;
+        if let Some(key) = pager_key {
+            let arn = secrets
+                .create_secret()
+                .name(revguard_aws::testing::unique_name("pagerduty-key"))
+                .secret_string(key)
+                .send()
+                .await
+                .unwrap()
+                .arn
+                .unwrap();
+            resources.parameter("ExistingPagerDutySecretArn", &arn);
+            resources.queue("PagerQueue", &stack.alerts_subscriber);
+            functions.push("PagerFunction");
+            pager_key_arn = Some(arn);
+        }
         resources.read_key_schemas(&stack.dynamodb).await;
         let iam = Iam::for_template(&functions, resources).await;
         Self {
@@ -158,6 +185,7 @@ impl Deployment {
             max_receives,
             iam: Arc::new(iam),
             stripe_key_arn,
+            pager_key_arn,
         }
     }
 
@@ -195,6 +223,25 @@ impl Deployment {
         env.push(("STRIPE_API_BASE", stripe_api.to_owned()));
         env.push(("AWS_ACCESS_KEY_ID", resource.to_owned()));
         Function::start("recovery", 0, &env, &proxy.url, RECOVERY_TIMEOUT).await
+    }
+
+    /// The pager, PagerDuty's Events API at `events_url`.
+    async fn start_pager(&self, events_url: &str, proxy: &FaultProxy) -> Arc<Function> {
+        let env = vec![
+            (
+                "REVGUARD_PAGERDUTY_SECRET_ARN",
+                self.pager_key_arn.clone().expect("a deployment that pages"),
+            ),
+            (
+                "REVGUARD_DASHBOARD_URL",
+                "https://us-east-1.console.aws.amazon.com/cloudwatch/home".to_owned(),
+            ),
+        ];
+        same_names_as_template("PagerFunction", &env, &[]);
+        let mut env = env;
+        // Test only: PagerDuty is a double.
+        env.push(("REVGUARD_PAGERDUTY_EVENTS_URL", events_url.to_owned()));
+        Arc::new(Function::start("pager", 0, &env, &proxy.url, Duration::from_secs(10)).await)
     }
 
     async fn start_api(&self, proxy: &FaultProxy) -> Function {
@@ -275,6 +322,7 @@ impl Deployment {
                 "REVGUARD_WEBHOOK_URL",
                 "https://abc123def4.execute-api.us-east-1.amazonaws.com/webhook".to_owned(),
             ),
+            ("REVGUARD_DIGEST_TOPIC_ARN", s.notifications_topic.clone()),
         ];
         same_names_as_template(
             "AnomalyFunction",
@@ -1169,5 +1217,316 @@ async fn recovery_and_the_operator_api_run_under_their_own_permissions() {
         deployment.iam.judged(),
         deployment.iam.refusals().len()
     );
+    deployment.iam.assert_nothing_refused();
+}
+
+/// PagerDuty's Events API, as a double: what it accepted (202) or refused, in order.
+#[derive(Clone, Default)]
+struct EventsApiDouble {
+    received: Arc<Mutex<Vec<(Value, u16)>>>,
+    /// Statuses to answer first; 202 after them.
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+async fn events_api_double(script: &[u16]) -> (String, EventsApiDouble) {
+    async fn enqueue(
+        axum::extract::State(d): axum::extract::State<EventsApiDouble>,
+        body: String,
+    ) -> axum::http::StatusCode {
+        let status = d.script.lock().unwrap().pop_front().unwrap_or(202);
+        d.received
+            .lock()
+            .unwrap()
+            .push((serde_json::from_str(&body).unwrap_or(Value::Null), status));
+        axum::http::StatusCode::from_u16(status).unwrap()
+    }
+    let double = EventsApiDouble::default();
+    double.script.lock().unwrap().extend(script);
+    let app = axum::Router::new()
+        .route("/v2/enqueue", axum::routing::post(enqueue))
+        .with_state(double.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v2/enqueue", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, double)
+}
+
+/// Runs the pager's SQS event source until the double has accepted `accepted` pages.
+async fn page_until(
+    deployment: &Deployment,
+    pager: Arc<Function>,
+    double: &EventsApiDouble,
+    accepted: usize,
+) -> Arc<SourceCounts> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(SourceCounts::default());
+    let source = tokio::spawn(poll_queue(
+        deployment.stack.sqs.clone(),
+        deployment.stack.alerts_subscriber.clone(),
+        pager,
+        10,
+        2, // a short visibility: a refused page comes back within the test
+        stop.clone(),
+        counts.clone(),
+    ));
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = double
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| *s == 202)
+            .count();
+        if n >= accepted {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "{n} of {accepted} pages accepted: {:?}",
+            double.received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One more poll, to see nothing else comes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    source.await.unwrap();
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_and_a_stack_alarm_each_page_one_incident_through_the_built_pager() {
+    let _serial = SERIAL.lock().await;
+    let secret = "whsec_e2e_pager_secret";
+    let routing_key = "0123456789abcdef0123456789abcdef";
+    let deployment = Deployment::with_keys(secret, None, Some(routing_key)).await;
+    let injector = FaultInjector::for_proxy(17, Vec::new());
+    let proxy = deployment.proxy(&injector).await;
+    let ingress = deployment.start_ingress(1, &proxy).await.remove(0);
+    let worker = deployment.start_workers(1, (1, 8), &proxy).await.remove(0);
+
+    // A large refund, through the ingress and the worker: an event-level alert.
+    let now = wall();
+    let key = WebhookSecret::new(secret).unwrap();
+    let body = event(
+        "evt_pager_refund",
+        "charge.refunded",
+        now - 600,
+        json!({
+        "id": "ch_pager", "object": "charge", "customer": "cus_pager",
+        "amount": 90_000, "amount_refunded": 90_000, "currency": "usd", "refunded": true }),
+    );
+    let (status, answer) = deliver_webhook(
+        &ingress,
+        Front::FunctionUrl,
+        &body,
+        &sign(&key, wall(), body.as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    consume_until_drained(&deployment, worker).await;
+
+    // PagerDuty refuses the first page (a 500): it comes back and goes through.
+    let (events_url, double) = events_api_double(&[500]).await;
+    let pager = deployment.start_pager(&events_url, &proxy).await;
+    let anomaly = Function::start(
+        "anomaly",
+        0,
+        &deployment.anomaly_env(),
+        &proxy.url,
+        Duration::from_secs(60),
+    )
+    .await;
+    let opened = anomaly
+        .invoke(&json!({ "scheduled_time": rfc3339(now + 60) }))
+        .await
+        .expect("the detector run that opens the alert");
+    assert_eq!(
+        opened["published"].as_array().map(Vec::len),
+        Some(1),
+        "{opened}"
+    );
+    page_until(&deployment, pager.clone(), &double, 1).await;
+
+    // A day on, the event-level alert resolves; the stack's own alarm fires and clears.
+    let resolved = anomaly
+        .invoke(&json!({ "scheduled_time": rfc3339(now + 25 * 3600) }))
+        .await
+        .expect("the detector run that resolves the alert");
+    assert!(
+        resolved["published"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|id| id.as_str().unwrap().ends_with(":2"))),
+        "{resolved}"
+    );
+    for state in ["ALARM", "OK"] {
+        let alarm = json!({
+            "AlarmName": "revguard-test-dead-letters",
+            "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:revguard-test-dead-letters",
+            "NewStateValue": state,
+            "NewStateReason": "Threshold Crossed: 1 datapoint [2.0] was greater than the threshold (0.0).",
+            "Region": "US East (N. Virginia)",
+            "StateChangeTime": rfc3339(now + 25 * 3600),
+        });
+        deployment
+            .stack
+            .sns
+            .publish()
+            .topic_arn(&deployment.stack.alerts_topic)
+            .message(alarm.to_string())
+            .send()
+            .await
+            .unwrap();
+        // CloudWatch's notifications are minutes apart; the pager sees them in order.
+        page_until(
+            &deployment,
+            pager.clone(),
+            &double,
+            if state == "ALARM" { 3 } else { 4 },
+        )
+        .await;
+    }
+
+    let received = double.received.lock().unwrap().clone();
+    let pages: Vec<(String, String, u16)> = received
+        .iter()
+        .map(|(e, s)| {
+            (
+                e["dedup_key"].as_str().unwrap_or_default().to_owned(),
+                e["event_action"].as_str().unwrap_or_default().to_owned(),
+                *s,
+            )
+        })
+        .collect();
+    eprintln!("the built pager sent: {pages:?}");
+    let alert = "live:large_refund:ch_pager".to_owned();
+    let alarm =
+        "cloudwatch:arn:aws:cloudwatch:us-east-1:123456789012:alarm:revguard-test-dead-letters"
+            .to_owned();
+    assert_eq!(
+        pages,
+        [
+            (alert.clone(), "trigger".to_owned(), 500),
+            (alert.clone(), "trigger".to_owned(), 202),
+            (alert, "resolve".to_owned(), 202),
+            (alarm.clone(), "trigger".to_owned(), 202),
+            (alarm, "resolve".to_owned(), 202),
+        ]
+    );
+    assert!(received
+        .iter()
+        .all(|(e, _)| e["routing_key"] == routing_key));
+    assert_eq!(received[1].0["payload"]["severity"], "warning");
+    assert_eq!(received[3].0["payload"]["severity"], "critical");
+    deployment.iam.assert_nothing_refused();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_anomaly_function_sends_the_day_s_digest_once() {
+    let _serial = SERIAL.lock().await;
+    let secret = "whsec_e2e_digest_secret";
+    let deployment = Deployment::new(secret).await;
+    let injector = FaultInjector::for_proxy(19, Vec::new());
+    let proxy = deployment.proxy(&injector).await;
+    let ingress = deployment.start_ingress(1, &proxy).await.remove(0);
+    let worker = deployment.start_workers(1, (1, 8), &proxy).await.remove(0);
+
+    // Yesterday: a new subscription ($49.00 a month), and a renewal that failed and was
+    // paid after four hours.
+    let today = wall().div_euclid(86_400) * 86_400;
+    let yesterday = today - 86_400;
+    let key = WebhookSecret::new(secret).unwrap();
+    let invoice = |paid: bool| {
+        json!({ "id": "in_digest", "object": "invoice", "customer": "cus_digest_renewal",
+                "amount_due": 4_900, "amount_paid": if paid { 4_900 } else { 0 }, "currency": "usd",
+                "attempt_count": 1, "status": if paid { "paid" } else { "open" },
+                "next_payment_attempt": if paid { Value::Null } else { json!(yesterday + 3 * 86_400) },
+                "billing_reason": "subscription_cycle" })
+    };
+    let events = [
+        event(
+            "evt_digest_sub",
+            "customer.subscription.created",
+            yesterday + 3_600,
+            json!({
+            "id": "sub_digest_new", "object": "subscription", "customer": "cus_digest_new",
+            "status": "active", "currency": "usd", "created": yesterday + 3_600,
+            "items": { "object": "list", "data": [{ "id": "si_digest", "quantity": 1,
+                "price": { "id": "price_digest", "currency": "usd", "unit_amount": 4_900,
+                           "recurring": { "interval": "month", "interval_count": 1 } } }] } }),
+        ),
+        event(
+            "evt_digest_failed",
+            "invoice.payment_failed",
+            yesterday + 7_200,
+            invoice(false),
+        ),
+        event(
+            "evt_digest_paid",
+            "invoice.paid",
+            yesterday + 6 * 3_600,
+            invoice(true),
+        ),
+    ];
+    for body in &events {
+        let (status, answer) = deliver_webhook(
+            &ingress,
+            Front::FunctionUrl,
+            body,
+            &sign(&key, wall(), body.as_bytes()),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    consume_until_drained(&deployment, worker).await;
+    // The worker's own notifications (the dunning notice, its recovery) are not the digest.
+    deployment.published().await;
+
+    let anomaly = Function::start(
+        "anomaly",
+        0,
+        &deployment.anomaly_env(),
+        &proxy.url,
+        Duration::from_secs(60),
+    )
+    .await;
+    let run = json!({ "digest": "day", "scheduled_time": rfc3339(today + 7 * 3_600) });
+    let first = anomaly.invoke(&run).await.expect("the digest run");
+    let again = anomaly.invoke(&run).await.expect("the digest run, retried");
+    eprintln!("digest runs of the built anomaly function: {first} then {again}");
+    let day = &rfc3339(yesterday)[..10];
+    assert_eq!(
+        first["digests"],
+        json!([format!("digest:live:day:{day}T00:00:00Z")])
+    );
+    assert_eq!(
+        again["digests"],
+        json!([]),
+        "a retried run sends nothing again"
+    );
+
+    let bodies = revguard_aws::testing::drain_queue(
+        &deployment.stack.sqs,
+        &deployment.stack.notifications_subscriber,
+    )
+    .await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let envelope: Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert!(envelope["Subject"]
+        .as_str()
+        .unwrap()
+        .contains("billing digest"));
+    let digest: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(digest["dunning"]["opened"], 1, "{digest}");
+    assert_eq!(digest["dunning"]["recovered"], 1, "{digest}");
+    assert_eq!(digest["recovery_rate"]["by_count"], 1.0, "{digest}");
+    assert_eq!(digest["dunning"]["median_time_to_recover_secs"], 4 * 3_600);
+    let usd = &digest["mrr"][0];
+    assert_eq!(
+        (usd["currency"].as_str(), usd["new"].as_i64()),
+        (Some("usd"), Some(4_900))
+    );
+    assert_eq!(digest["largest_movements"][0]["customer"], "cus_digest_new");
     deployment.iam.assert_nothing_refused();
 }
