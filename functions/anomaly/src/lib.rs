@@ -5,11 +5,12 @@
 
 use revguard_aws::{
     AnomalyEnv, AwsAudit, DynamoAlerts, DynamoCounters, DynamoEventLog, DynamoReadModel,
-    SnsAlertPublisher, SnsNotifier,
+    SnsAlertPublisher, SnsDigestPublisher, SnsNotifier,
 };
 use revguard_core::audience::ByAudience;
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
+use revguard_core::digest::Period;
 use revguard_core::ports::TokioPause;
 
 pub type Anomaly = Detector<
@@ -64,6 +65,71 @@ pub fn with_audit(
         });
     }
     anomaly
+}
+
+/// The billing digest's scheduled runs: `{"digest": "day"}` or `{"digest": "week"}` in
+/// the invocation, sent to finance's topic once per period and mode.
+pub struct Digests {
+    read: DynamoReadModel,
+    history: DynamoEventLog,
+    ledger: DynamoAlerts,
+    publisher: SnsDigestPublisher,
+    policy: revguard_core::billing::BillingPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DigestRunError {
+    #[error("the digest needs REVGUARD_DIGEST_TOPIC_ARN and REVGUARD_EVENTS_TABLE")]
+    NotConfigured,
+    #[error("{0:?} is not a digest period (day or week)")]
+    Period(String),
+    #[error(transparent)]
+    Digest(#[from] revguard_core::digest::DigestError),
+}
+
+impl Digests {
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        sns: aws_sdk_sns::Client,
+        env: &AnomalyEnv,
+        policy: revguard_core::billing::BillingPolicy,
+    ) -> Result<Self, DigestRunError> {
+        let (Some(topic), Some(events_table)) = (&env.digest_topic_arn, &env.events_table) else {
+            return Err(DigestRunError::NotConfigured);
+        };
+        Ok(Self {
+            read: DynamoReadModel::new(
+                dynamodb.clone(),
+                &env.state_table,
+                &env.counters_table,
+                &env.alerts_table,
+            ),
+            history: DynamoEventLog::new(dynamodb.clone(), events_table),
+            ledger: DynamoAlerts::new(dynamodb, &env.alerts_table),
+            publisher: SnsDigestPublisher::new(sns, topic),
+            policy,
+        })
+    }
+
+    /// The period an invocation asks a digest of, if it does.
+    pub fn requested(event: &serde_json::Value) -> Option<Result<Period, DigestRunError>> {
+        let named = event.get("digest")?.as_str().unwrap_or_default();
+        Some(Period::parse(named).ok_or_else(|| DigestRunError::Period(named.to_owned())))
+    }
+
+    /// Sends the last complete `period`'s digests before `at`; their ids.
+    pub async fn run(&self, period: Period, at: i64) -> Result<Vec<String>, DigestRunError> {
+        Ok(revguard_core::digest::send_due(
+            &self.read,
+            &self.history,
+            &self.publisher,
+            &self.ledger,
+            &self.policy,
+            &[period],
+            at,
+        )
+        .await?)
+    }
 }
 
 /// The time a scheduled invocation stands for, so that a retried or late invocation judges

@@ -1,8 +1,10 @@
 //! Lambda entry: builds the clients once, then runs the detector on each scheduled event.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use revguard_anomaly::{anomaly, scheduled_time, with_audit};
-use revguard_aws::{detect_config_from_env, lambda_sdk_config, stripe_client_from_env, AnomalyEnv};
+use revguard_anomaly::{anomaly, scheduled_time, with_audit, Digests};
+use revguard_aws::{
+    detect_config_from_env, lambda_sdk_config, policy_from_env, stripe_client_from_env, AnomalyEnv,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -11,6 +13,14 @@ async fn main() -> Result<(), Error> {
     let config = detect_config_from_env()?;
     let sdk = lambda_sdk_config()?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    // The digest's schedules invoke this function too (`{"digest": "day"}`).
+    let digests = Digests::new(
+        dynamodb.clone(),
+        aws_sdk_sns::Client::new(&sdk),
+        &env,
+        policy_from_env()?,
+    )
+    .ok();
     let anomaly = with_audit(
         anomaly(
             dynamodb.clone(),
@@ -22,9 +32,14 @@ async fn main() -> Result<(), Error> {
         dynamodb,
         &env,
     );
-    let anomaly = &anomaly;
+    let (anomaly, digests) = (&anomaly, &digests);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        if let Some(period) = Digests::requested(&event.payload) {
+            let digests = digests.as_ref().ok_or(revguard_anomaly::DigestRunError::NotConfigured)?;
+            let sent = digests.run(period?, scheduled_time(&event.payload, now)).await?;
+            return Ok(serde_json::json!({ "digests": sent }));
+        }
         let summary = anomaly.run(scheduled_time(&event.payload, now)).await?;
         if !summary.unpublished.is_empty() {
             tracing::error!(unpublished = summary.unpublished.len(), "alerts stay in the outbox for the next run");

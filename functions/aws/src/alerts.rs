@@ -340,6 +340,41 @@ impl Publisher<AlertMessage> for SnsAlertPublisher {
     }
 }
 
+/// The digests sent: one item each in the alerts table (`digest#<id>`), expiring after
+/// the closed alerts' retention.
+impl revguard_core::digest::DigestLedger for DynamoAlerts {
+    async fn was_sent(&self, id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("digest#{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(out.item.is_some())
+    }
+
+    async fn mark_sent(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(format!("digest#{id}")))
+            .item("sent_at", AttributeValue::N(at.to_string()))
+            .item(
+                "expires_at",
+                AttributeValue::N(
+                    (at + revguard_core::ports::CLOSED_ALERT_RETENTION_SECS).to_string(),
+                ),
+            )
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+}
+
 /// Whether a cancelled alert transaction was cancelled by the alert item's own condition
 /// (its first item), and not by a throttle or a conflict with a write in flight.
 fn alert_moved_on(e: &TransactWriteItemsError) -> bool {

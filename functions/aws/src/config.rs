@@ -341,6 +341,8 @@ pub struct AnomalyEnv {
     pub events_table: Option<String>,
     /// The URL Stripe delivers to (the stack's `WebhookUrl`), for the endpoint audit.
     pub webhook_url: Option<String>,
+    /// Finance's topic, for the billing digest (its scheduled runs).
+    pub digest_topic_arn: Option<String>,
 }
 
 impl AnomalyEnv {
@@ -355,6 +357,9 @@ impl AnomalyEnv {
                 .ok()
                 .filter(|u| !u.trim().is_empty()),
             events_table: std::env::var("REVGUARD_EVENTS_TABLE")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+            digest_topic_arn: std::env::var("REVGUARD_DIGEST_TOPIC_ARN")
                 .ok()
                 .filter(|t| !t.trim().is_empty()),
             webhook_url: std::env::var("REVGUARD_WEBHOOK_URL")

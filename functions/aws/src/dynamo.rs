@@ -59,6 +59,9 @@ impl DynamoEventLog {
                 AttributeValue::S(record.status.as_str().to_owned()),
             ),
         ]);
+        if let Some(day) = mrr_day(&record.event_type, record.created) {
+            item.insert(ATTR_MRR_DAY.to_owned(), AttributeValue::S(day));
+        }
         if let Some(p) = &record.stored_payload {
             item.insert(
                 "payload".to_owned(),
@@ -192,6 +195,67 @@ fn record_of(item: &HashMap<String, AttributeValue>) -> Result<EventRecord, Stor
 
 /// Reading the log back. A window is a Scan (the log has no index by time): an
 /// operator's replay, not a hot path.
+/// The sparse index of subscription events by day (`mrr_day`, `event_id`): what the
+/// digest reads for a period's MRR movements, a Query per day instead of a Scan of the log.
+pub const MRR_DAY_INDEX: &str = "by_mrr_day";
+pub const ATTR_MRR_DAY: &str = "mrr_day";
+const SUBSCRIPTION_EVENTS: &str = "customer.subscription.";
+
+/// The UTC day (`2026-01-10`) a subscription event is indexed under; none for others.
+fn mrr_day(event_type: &str, created: i64) -> Option<String> {
+    event_type
+        .starts_with(SUBSCRIPTION_EVENTS)
+        .then(|| revguard_core::time::rfc3339(created)[..10].to_owned())
+}
+
+impl DynamoEventLog {
+    /// One type of subscription events created in [since, until), through the day index.
+    async fn subscription_events(
+        &self,
+        event_type: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut day = since.div_euclid(86_400) * 86_400;
+        while day < until {
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(MRR_DAY_INDEX)
+                    .key_condition_expression("#day = :day")
+                    .filter_expression(
+                        "event_type = :type AND created >= :since AND created < :until",
+                    )
+                    .expression_attribute_names("#day", ATTR_MRR_DAY)
+                    .expression_attribute_values(
+                        ":day",
+                        AttributeValue::S(revguard_core::time::rfc3339(day)[..10].to_owned()),
+                    )
+                    .expression_attribute_values(":type", AttributeValue::S(event_type.to_owned()))
+                    .expression_attribute_values(":since", AttributeValue::N(since.to_string()))
+                    .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                for item in page.items() {
+                    out.push(record_of(item)?);
+                }
+                start = page.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+            day += 86_400;
+        }
+        Ok(out)
+    }
+}
+
 impl EventHistory for DynamoEventLog {
     async fn logged(
         &self,
@@ -214,6 +278,16 @@ impl EventHistory for DynamoEventLog {
                 .map(record_of)
                 .transpose()
                 .map(Vec::from_iter);
+        }
+        if let (Some(t), Some(since), Some(until)) =
+            (&selection.event_type, selection.since, selection.until)
+        {
+            if t.starts_with(SUBSCRIPTION_EVENTS) {
+                let mut out = self.subscription_events(t, since, until).await?;
+                out.sort_by(|a, b| (a.created, &a.event_id).cmp(&(b.created, &b.event_id)));
+                out.truncate(limit);
+                return Ok(out);
+            }
         }
         let mut filters = vec!["attribute_exists(#id)".to_owned()];
         let mut values = HashMap::new();

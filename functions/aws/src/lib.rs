@@ -32,7 +32,7 @@ pub use read_model::DynamoReadModel;
 pub use recovery::{
     stripe_client_from_env, stripe_client_from_secret, AwsAudit, AwsRequery, Recovery, RecoveryEnv,
 };
-pub use sns::SnsNotifier;
+pub use sns::{SnsDigestPublisher, SnsNotifier};
 pub use sqs::{SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue, SqsRedelivery};
 
 /// JSON logs for Lambda (CloudWatch stamps each line), filtered by `RUST_LOG` (default

@@ -13,11 +13,22 @@ use crate::read_model::{CUSTOMER_INDEX, RESOLVED_INDEX, STAGE_INDEX};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The event-log table: `event_id` hash key, on-demand, TTL on `expires_at`.
+/// The event log: keyed by `event_id`, with the sparse index of subscription events by
+/// day ([`crate::dynamo::MRR_DAY_INDEX`], all attributes) that the digest reads.
 pub async fn create_events_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
 ) -> Result<(), BoxError> {
-    create_table(client, name, ATTR_ID).await
+    let request = client
+        .create_table()
+        .attribute_definitions(string_attribute(crate::dynamo::ATTR_MRR_DAY)?)
+        .global_secondary_indexes(index(
+            crate::dynamo::MRR_DAY_INDEX,
+            crate::dynamo::ATTR_MRR_DAY,
+            ATTR_ID,
+            ProjectionType::All,
+        )?);
+    create_table_with(client, request, name, ATTR_ID).await
 }
 
 /// A table keyed by `pk` alone (the worker's state and counters tables).

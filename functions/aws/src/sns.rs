@@ -73,6 +73,63 @@ impl Publisher<Notification> for SnsNotifier {
     }
 }
 
+/// The billing digest to its topic (finance's email; chat through AWS Chatbot when the
+/// topic is given to a channel): plain text for email, a Chatbot custom notification for
+/// the https protocol, the whole digest as JSON for queues and functions.
+#[derive(Clone, Debug)]
+pub struct SnsDigestPublisher {
+    client: Client,
+    topic_arn: String,
+}
+
+impl SnsDigestPublisher {
+    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+}
+
+/// Chatbot shows at most 8,000 characters of a description.
+const CHATBOT_DESCRIPTION_MAX: usize = 7_900;
+
+impl Publisher<revguard_core::digest::Digest> for SnsDigestPublisher {
+    async fn publish(&self, d: &revguard_core::digest::Digest) -> Result<(), PublishError> {
+        let text = d.text();
+        let full = serde_json::to_string(d).map_err(PublishError::new)?;
+        let chat = serde_json::json!({
+            "version": "1.0",
+            "source": "custom",
+            "id": d.id,
+            "content": {
+                "textType": "client-markdown",
+                "title": d.subject(),
+                "description": text.chars().take(CHATBOT_DESCRIPTION_MAX).collect::<String>(),
+            },
+            "metadata": { "threadId": d.id, "summary": d.subject(), "eventType": "revguard.digest" },
+        })
+        .to_string();
+        let body = serde_json::json!({
+            "default": text, "email": text, "sqs": full, "lambda": full, "https": chat, "http": chat,
+        })
+        .to_string();
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message_structure("json")
+            .subject(sns_subject(&d.subject()))
+            .message(body)
+            .message_attributes("kind", attr("digest")?)
+            .message_attributes("period", attr(d.period.as_str())?)
+            .message_attributes("livemode", attr(if d.livemode { "true" } else { "false" })?)
+            .send()
+            .await
+            .map_err(PublishError::new)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -601,6 +601,61 @@ impl Digest {
     }
 }
 
+/// Which digests went out, so that each goes out once (embedded: the settings table; AWS:
+/// an item in the alerts table).
+pub trait DigestLedger: Send + Sync {
+    fn was_sent(
+        &self,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send;
+    fn mark_sent(
+        &self,
+        id: &str,
+        at: i64,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] crate::ports::PublishError),
+}
+
+/// Sends the digests of `periods` due at `at` (the last complete ones), per mode, unless
+/// quiet or sent already; returns the ids sent. Published, then marked: a failure between
+/// the two sends a digest again on the next try rather than never.
+pub async fn send_due<R, H, P, L>(
+    read: &R,
+    history: &H,
+    publisher: &P,
+    ledger: &L,
+    policy: &BillingPolicy,
+    periods: &[Period],
+    at: i64,
+) -> Result<Vec<String>, DigestError>
+where
+    R: ReadModel,
+    H: EventHistory,
+    P: crate::ports::Publisher<Digest>,
+    L: DigestLedger,
+{
+    let mut sent = Vec::new();
+    for period in periods {
+        for livemode in [true, false] {
+            let d = digest(read, history, policy, *period, at, livemode).await?;
+            if d.is_quiet() || ledger.was_sent(&d.id).await? {
+                continue;
+            }
+            publisher.publish(&d).await?;
+            ledger.mark_sent(&d.id, at).await?;
+            sent.push(d.id);
+        }
+    }
+    Ok(sent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

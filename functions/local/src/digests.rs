@@ -1,32 +1,39 @@
 //! The billing digest on a schedule, embedded: after each UTC day (and each week, from
 //! Monday), the last complete period's digest per mode with anything to say goes to the
-//! digests file, to chat and to finance's email. Each is sent once: the store remembers
-//! it, and its deliveries are owed once by id.
+//! digests file, to chat and to finance's email, once (`revguard_core::digest::send_due`,
+//! the store remembering what went out; deliveries are owed once by id).
 
 use std::time::Duration;
 
 use revguard_core::billing::BillingPolicy;
-use revguard_core::digest::{digest, Period};
+use revguard_core::digest::{Digest, DigestError, Period};
 use revguard_core::ports::{PublishError, Publisher};
 use revguard_sqlite::SqliteStore;
 
 use crate::chat::DeliveryOutbox;
 use crate::publish::JsonlPublisher;
 
+/// Where an embedded digest goes: the deliveries owed (chat, email), then the file.
+#[derive(Clone)]
+pub struct DigestPublisher {
+    pub file: JsonlPublisher,
+    pub deliveries: Option<DeliveryOutbox>,
+}
+
+impl Publisher<Digest> for DigestPublisher {
+    async fn publish(&self, d: &Digest) -> Result<(), PublishError> {
+        if let Some(outbox) = &self.deliveries {
+            outbox.owe_digest(d).await?;
+        }
+        self.file.publish(d).await
+    }
+}
+
 #[derive(Clone)]
 pub struct DigestSchedule {
     pub periods: Vec<Period>,
-    pub file: JsonlPublisher,
-    pub deliveries: Option<DeliveryOutbox>,
+    pub publisher: DigestPublisher,
     pub policy: BillingPolicy,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DigestError {
-    #[error(transparent)]
-    Store(#[from] revguard_core::StoreError),
-    #[error(transparent)]
-    Publish(#[from] PublishError),
 }
 
 /// Sends the digests due at `now` that were not sent yet; returns their ids.
@@ -35,25 +42,16 @@ pub async fn send_due(
     schedule: &DigestSchedule,
     now: i64,
 ) -> Result<Vec<String>, DigestError> {
-    let mut sent = Vec::new();
-    for period in &schedule.periods {
-        for livemode in [true, false] {
-            let d = digest(store, store, &schedule.policy, *period, now, livemode).await?;
-            let key = format!("sent:{}", d.id);
-            if d.is_quiet() || store.setting(&key).await?.is_some() {
-                continue;
-            }
-            // Owed first, then the file, then remembered: a crash in between owes nothing
-            // twice (deliveries are owed once by id) and at worst writes a line again.
-            if let Some(outbox) = &schedule.deliveries {
-                outbox.owe_digest(&d).await?;
-            }
-            schedule.file.publish(&d).await?;
-            store.put_setting(&key, &now.to_string()).await?;
-            sent.push(d.id);
-        }
-    }
-    Ok(sent)
+    revguard_core::digest::send_due(
+        store,
+        store,
+        &schedule.publisher,
+        store,
+        &schedule.policy,
+        &schedule.periods,
+        now,
+    )
+    .await
 }
 
 /// Checks every ten minutes for a digest due.

@@ -236,8 +236,10 @@ pub async fn serve(
             store.clone(),
             crate::digests::DigestSchedule {
                 periods: options.digests.clone(),
-                file,
-                deliveries: deliveries.clone(),
+                publisher: crate::digests::DigestPublisher {
+                    file,
+                    deliveries: deliveries.clone(),
+                },
                 policy: options.policy.clone(),
             },
         )))

@@ -236,8 +236,10 @@ async fn a_scheduled_digest_is_sent_once_to_the_file_and_finance() {
     let file = dir.path().join("digests.jsonl");
     let schedule = revguard_local::digests::DigestSchedule {
         periods: vec![Period::Day, Period::Week],
-        file: JsonlPublisher::to_file("digest", &file).unwrap(),
-        deliveries: destinations.outbox(&store, None),
+        publisher: revguard_local::digests::DigestPublisher {
+            file: JsonlPublisher::to_file("digest", &file).unwrap(),
+            deliveries: destinations.outbox(&store, None),
+        },
         policy: BillingPolicy::default(),
     };
     let now = JAN_10 + DAY + 8 * HOUR;

@@ -180,3 +180,15 @@ impl revguard_core::ports::Comebacks for SqliteStore {
         ))
     }
 }
+
+/// The digests sent, in the settings table (`sent:<digest id>`).
+impl revguard_core::digest::DigestLedger for SqliteStore {
+    async fn was_sent(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.setting(&format!("sent:{id}")).await?.is_some())
+    }
+
+    async fn mark_sent(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.put_setting(&format!("sent:{id}"), &at.to_string())
+            .await
+    }
+}
