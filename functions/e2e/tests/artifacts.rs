@@ -1355,9 +1355,9 @@ async fn an_alert_and_a_stack_alarm_each_page_one_incident_through_the_built_pag
         .await
         .expect("the detector run that resolves the alert");
     assert!(
-        resolved["published"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|id| id.as_str().unwrap().ends_with(":2"))),
+        resolved["published"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|id| id.as_str().unwrap().ends_with(":2 resolved"))),
         "{resolved}"
     );
     for state in ["ALARM", "OK"] {

@@ -268,7 +268,7 @@ pub async fn handle_batch(pager: &Pager, event: SqsEvent) -> SqsBatchResponse {
                     let sent = pager.send(event).await;
                     match &sent {
                         Ok(()) => {
-                            tracing::info!(message = %id, dedup_key = %key, action = %action, "paged")
+                            tracing::info!(sqs_message = %id, dedup_key = %key, action = %action.as_str().unwrap_or_default(), "paged")
                         }
                         Err(_) => held_back.push(key),
                     }
@@ -278,7 +278,7 @@ pub async fn handle_batch(pager: &Pager, event: SqsEvent) -> SqsBatchResponse {
             Err(poison) => Err(poison),
         };
         if let Err(error) = result {
-            tracing::warn!(message = %id, error = %error, "not paged; redelivered later");
+            tracing::warn!(sqs_message = %id, error = %error, "not paged; redelivered later");
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             failures.push(failure);
