@@ -106,7 +106,10 @@ pub fn plan(
                     state.severity = f.severity;
                     state.last_sent_at = now;
                     Transition::Escalated
-                } else if now - a.last_sent_at >= config.reminder_hours * 3600 && !a.event_level {
+                } else if now - a.last_sent_at
+                    >= config.reminder_secs(a.severity, f.window_end - f.window_start)
+                    && !a.event_level
+                {
                     state.last_sent_at = now;
                     Transition::Reminder
                 } else if a.quiet_since.is_some() {

@@ -90,8 +90,11 @@ pub struct DetectConfig {
     pub refund_rate_min_payments: i64,
     /// Hours after its period end before an unrenewed active subscription is a lapse.
     pub lapse_grace_hours: i64,
-    /// An open alert is re-sent at most every this many hours.
+    /// An open critical alert is re-sent at most every this many hours.
     pub reminder_hours: i64,
+    /// An open warning (and any alert on a rate over days), at most every this many hours:
+    /// worth a look, not a second page the same day.
+    pub warning_reminder_hours: i64,
     /// A window alert resolves once its signal has been quiet this long (no flapping);
     /// rates over days (disputes, fraud warnings, refunds) move slowly and wait longer.
     pub resolve_after_secs: i64,
@@ -99,6 +102,18 @@ pub struct DetectConfig {
     /// Event-level alerts (a duplicate charge, a large refund, a fraud warning) resolve
     /// after this many hours.
     pub event_alert_hours: i64,
+}
+
+impl DetectConfig {
+    /// How long an open alert of this severity, over a window this long, waits between
+    /// reminders: a rate over days (disputes, fraud warnings) cannot be mended within
+    /// hours, so it reminds at the warnings' pace whatever its severity.
+    pub fn reminder_secs(&self, severity: Severity, window_secs: i64) -> i64 {
+        match severity {
+            Severity::Critical if window_secs < 86_400 => self.reminder_hours * 3600,
+            _ => self.warning_reminder_hours * 3600,
+        }
+    }
 }
 
 impl Default for DetectConfig {
@@ -131,6 +146,7 @@ impl Default for DetectConfig {
             refund_rate_min_payments: 30,
             lapse_grace_hours: 12,
             reminder_hours: 6,
+            warning_reminder_hours: 24,
             resolve_after_secs: 3600,
             slow_resolve_after_secs: 24 * 3600,
             event_alert_hours: 24,
