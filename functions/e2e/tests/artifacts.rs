@@ -61,6 +61,23 @@ fn wall() -> i64 {
         .as_secs() as i64
 }
 
+/// A secret under the test's unique name; its ARN.
+async fn create_secret(
+    secrets: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+) -> String {
+    secrets
+        .create_secret()
+        .name(revguard_aws::testing::unique_name(name))
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap()
+}
+
 /// A deployment in moto: the stack, its webhook secret in Secrets Manager, the queue's
 /// redrive policy as the template sets it, and the permissions the template gives each
 /// function, enforced on every call they make through the proxy.
@@ -94,15 +111,7 @@ impl Deployment {
         let stack = MotoStack::new().await;
         let sdk = revguard_aws::testing::moto_config().await;
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-        let secret_arn = secrets
-            .create_secret()
-            .name(revguard_aws::testing::unique_name("webhook-secret"))
-            .secret_string(secret)
-            .send()
-            .await
-            .unwrap()
-            .arn
-            .unwrap();
+        let secret_arn = create_secret(&secrets, "webhook-secret", secret).await;
         let max_receives = 20; // the template's MaxReceiveCount
         let dlq_arn = stack
             .sqs
@@ -147,30 +156,14 @@ impl Deployment {
         ];
         let mut stripe_key_arn = None;
         if let Some(key) = stripe_key {
-            let arn = secrets
-                .create_secret()
-                .name(revguard_aws::testing::unique_name("stripe-api-key"))
-                .secret_string(key)
-                .send()
-                .await
-                .unwrap()
-                .arn
-                .unwrap();
+            let arn = create_secret(&secrets, "stripe-api-key", key).await;
             resources.parameter("ExistingStripeApiKeySecretArn", &arn);
             functions.extend(["BackfillFunction", "ReconcileFunction"]);
             stripe_key_arn = Some(arn);
         }
         let mut pager_key_arn = None;
         if let Some(key) = pager_key {
-            let arn = secrets
-                .create_secret()
-                .name(revguard_aws::testing::unique_name("pagerduty-key"))
-                .secret_string(key)
-                .send()
-                .await
-                .unwrap()
-                .arn
-                .unwrap();
+            let arn = create_secret(&secrets, "pagerduty-key", key).await;
             resources.parameter("ExistingPagerDutySecretArn", &arn);
             resources.queue("PagerQueue", &stack.alerts_subscriber);
             functions.push("PagerFunction");
