@@ -437,7 +437,7 @@ impl Digest {
         };
         line(self.subject());
         line(format!(
-            "{} to {} (UTC)\n",
+            "{} to {}\n",
             crate::time::datetime(self.from),
             crate::time::datetime(self.to)
         ));
