@@ -500,11 +500,11 @@ async fn attempt(delivery: &Delivery, client: &reqwest::Client, d: &ChatDelivery
     let attempt = d.attempts + 1;
     match send(delivery, client, d).await {
         Ok(()) => {
-            tracing::info!(message = %d.message_id, destination = %d.app, attempt, "delivered");
+            tracing::info!(id = %d.message_id, destination = %d.app, attempt, "delivered");
             ChatOutcome::Delivered
         }
         Err(f) if !f.retry || delivery.backoff.gives_up_after(attempt) => {
-            tracing::error!(message = %d.message_id, destination = %d.app, attempt, error = %f.error, "not delivered: given up");
+            tracing::error!(id = %d.message_id, destination = %d.app, attempt, error = %f.error, "not delivered: given up");
             ChatOutcome::GiveUp { error: f.error }
         }
         Err(f) => {
@@ -512,7 +512,7 @@ async fn attempt(delivery: &Delivery, client: &reqwest::Client, d: &ChatDelivery
                 .backoff
                 .delay_at_least_half(attempt, seed_of(&d.message_id));
             let delay = f.retry_after.map_or(backoff, |asked| asked.max(backoff));
-            tracing::warn!(message = %d.message_id, destination = %d.app, attempt, error = %f.error, retry_in_ms = delay.as_millis() as u64, "not delivered yet");
+            tracing::warn!(id = %d.message_id, destination = %d.app, attempt, error = %f.error, retry_in_ms = delay.as_millis() as u64, "not delivered yet");
             ChatOutcome::RetryAt {
                 at_ms: now_ms() + delay.as_millis() as i64,
                 error: f.error,
