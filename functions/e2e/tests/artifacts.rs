@@ -1066,7 +1066,7 @@ fn the_built_bootstraps_unwind_on_a_panic() {
     // panic dropped while unwinding is linked only with the unwinding runtime (which
     // calls it), and a build with panic=abort carries panic_abort's source path instead
     // (both seen on a scratch build of each kind).
-    for function in ["ingress", "worker", "anomaly"] {
+    for function in ["ingress", "worker", "anomaly", "pager"] {
         let path = bootstrap(function);
         let bytes = std::fs::read(&path).unwrap();
         assert!(
