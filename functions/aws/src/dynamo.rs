@@ -279,9 +279,12 @@ impl EventHistory for DynamoEventLog {
                 .transpose()
                 .map(Vec::from_iter);
         }
-        if let (Some(t), Some(since), Some(until)) =
-            (&selection.event_type, selection.since, selection.until)
-        {
+        if let (Some(t), Some(since), Some(until), true) = (
+            &selection.event_type,
+            selection.since,
+            selection.until,
+            selection.by_day_index,
+        ) {
             if t.starts_with(SUBSCRIPTION_EVENTS) {
                 let mut out = self.subscription_events(t, since, until).await?;
                 out.sort_by(|a, b| (a.created, &a.event_id).cmp(&(b.created, &b.event_id)));

@@ -13,7 +13,7 @@ use crate::money::format_minor;
 use crate::ports::{EventHistory, LogSelection, ReadModel, StoreError};
 
 /// What the recovery rate counts, said with every figure.
-pub const RECOVERY_RATE_DEFINITION: &str = "Recovery rate: among dunning cases closed in the period (paid after a failed renewal = recovered; no retry left or marked uncollectible = lost), recovered / (recovered + lost), by count and by amount (amount due, per currency). Cases still open are not counted. A case's decline code is its customer's latest decline before it closed.";
+pub const RECOVERY_RATE_DEFINITION: &str = "Recovery rate: among dunning cases closed in the period (paid after a failed renewal = recovered; no retry left or marked uncollectible = lost), recovered / (recovered + lost), by count and by amount (amount due, per currency). Cases still open are not counted. A case's decline code is its customer's latest decline, when that came before the case closed (else unknown).";
 
 /// Subscription events read per type for one digest; more is said in its notes.
 const EVENTS_PER_TYPE: usize = 20_000;
@@ -201,6 +201,7 @@ pub async fn digest<R: ReadModel, H: EventHistory>(
             since: Some(from),
             until: Some(to),
             event_type: Some(event_type.into()),
+            by_day_index: true,
             ..LogSelection::default()
         };
         let logged = history.logged(&selection, EVENTS_PER_TYPE).await?;
@@ -280,12 +281,13 @@ pub async fn digest<R: ReadModel, H: EventHistory>(
                 .entry(currency.clone())
                 .or_default() += paid.amount;
             recover_times.extend(case.time_to_recover_secs());
+            // The rate by amount weighs both outcomes by what was due.
             closed.push((
                 true,
                 paid.at,
                 currency.clone(),
                 case.customer.clone(),
-                paid.amount,
+                case.amount_due,
             ));
         } else if let Some(lost_at) = case
             .lost_at()
@@ -587,17 +589,19 @@ impl crate::ports::Outgoing for Digest {
 }
 
 impl Digest {
-    /// Nothing happened in the period and nothing is open: not worth a message.
+    /// Nothing happened in the period: not worth a message (cases left open long ago, or
+    /// MRR standing still, say nothing new every day).
     pub fn is_quiet(&self) -> bool {
         let a = &self.activity;
-        self.mrr.iter().all(|c| c.total_now == 0 && c.net == 0)
+        self.mrr
+            .iter()
+            .all(|c| c.net == 0 && c.new == 0 && c.churn == 0)
             && a.payments_succeeded == 0
             && a.payments_failed == 0
             && a.refunds == 0
             && a.disputes == 0
             && self.dunning.opened == 0
             && self.recovery_rate.closed == 0
-            && self.top_open_cases.is_empty()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Paging through PagerDuty's Events API v2: one incident follows one alert's life. An
-//! alert's opening, escalation and reminders are `trigger`s with the alert id as the
-//! `dedup_key` (PagerDuty folds them into the incident that key opened), its resolution a
-//! `resolve` of the same key. Delivering a transition twice is therefore harmless: a second
+//! alert's opening, escalation and reminders are `trigger`s with the alert id and the
+//! time it opened as the `dedup_key` (PagerDuty folds them into the incident that key
+//! opened; an alert that reopens later is a new incident, which a late resolve of the
+//! previous one cannot close), its resolution a `resolve` of the same key. Delivering a transition twice is therefore harmless: a second
 //! trigger of an open incident is an update, a second resolve does nothing.
 //!
 //! The routing key (the integration key of a PagerDuty service) is a secret: the bodies
@@ -36,7 +37,11 @@ pub fn dedup_key(alert_id: &str) -> String {
 /// The Events API body for one alert transition, without its routing key; `None` for a
 /// transition that is never published.
 pub fn pagerduty_event(m: &AlertMessage, link: Option<&str>) -> Option<Value> {
-    let dedup = dedup_key(&m.alert_id);
+    // Messages written before `opened_at` existed carry 0: the alert id alone.
+    let dedup = match m.opened_at {
+        0 => dedup_key(&m.alert_id),
+        opened => dedup_key(&format!("{}:{opened}", m.alert_id)),
+    };
     let action = match m.transition {
         Transition::Opened | Transition::Escalated | Transition::Reminder => "trigger",
         Transition::Resolved => "resolve",
@@ -104,7 +109,8 @@ mod tests {
         let opened = sample_alert(Transition::Opened);
         let trigger = pagerduty_event(&opened, Some("https://dash.example")).unwrap();
         assert_eq!(trigger["event_action"], "trigger");
-        assert_eq!(trigger["dedup_key"], opened.alert_id.as_str());
+        let incident = format!("{}:{}", opened.alert_id, opened.opened_at);
+        assert_eq!(trigger["dedup_key"], incident.as_str());
         assert_eq!(trigger["payload"]["severity"], opened.severity.as_str());
         assert!(trigger["payload"]["summary"]
             .as_str()
@@ -120,7 +126,14 @@ mod tests {
         let resolve = pagerduty_event(&resolved, None).unwrap();
         assert_eq!(
             resolve,
-            json!({"event_action": "resolve", "dedup_key": resolved.alert_id})
+            json!({"event_action": "resolve", "dedup_key": incident})
+        );
+        // The same alert reopened later is another incident.
+        let mut reopened = sample_alert(Transition::Opened);
+        reopened.opened_at += 86_400;
+        assert_ne!(
+            pagerduty_event(&reopened, None).unwrap()["dedup_key"],
+            incident.as_str()
         );
         assert!(pagerduty_event(&sample_alert(Transition::Quiet), None).is_none());
         assert_eq!(

@@ -179,6 +179,10 @@ pub struct LogSelection {
     /// Events created before this.
     pub until: Option<i64>,
     pub event_type: Option<String>,
+    /// The caller accepts a store's day index of subscription events (DynamoDB's
+    /// `by_mrr_day`: a Query a day, not a Scan), which lacks events logged before it
+    /// existed: the digest does, a replay does not.
+    pub by_day_index: bool,
 }
 
 /// Reading the event log back, for a replay.

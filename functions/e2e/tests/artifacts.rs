@@ -1393,7 +1393,9 @@ async fn an_alert_and_a_stack_alarm_each_page_one_incident_through_the_built_pag
         })
         .collect();
     eprintln!("the built pager sent: {pages:?}");
-    let alert = "live:large_refund:ch_pager".to_owned();
+    // One incident per opening: the alert id and when it opened.
+    let alert = pages[0].0.clone();
+    assert!(alert.starts_with("live:large_refund:ch_pager:"), "{alert}");
     let alarm =
         "cloudwatch:arn:aws:cloudwatch:us-east-1:123456789012:alarm:revguard-test-dead-letters"
             .to_owned();

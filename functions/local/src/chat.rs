@@ -159,9 +159,25 @@ impl Destinations {
     }
 }
 
-/// The destination names deliveries are recorded under, besides the chat apps'.
+/// The destination names deliveries are recorded under, besides the chat apps': PagerDuty,
+/// and `email:<address>`, one delivery per recipient (an address the server refuses holds
+/// back no other).
 pub const PAGERDUTY: &str = "pagerduty";
 pub const EMAIL: &str = "email";
+
+/// One mail per recipient, as owed deliveries.
+fn emails(
+    recipients: &[String],
+    mail: impl Fn(&[String]) -> serde_json::Value,
+) -> Vec<(String, String)> {
+    recipients
+        .iter()
+        .map(|to| {
+            let body = mail(std::slice::from_ref(to)).to_string();
+            (format!("{EMAIL}:{to}"), body)
+        })
+        .collect()
+}
 
 /// What the embedded publishers owe, and to which destinations: recorded in the store and
 /// sent by [`deliver`].
@@ -239,19 +255,19 @@ impl DeliveryOutbox {
                 deliveries.push((PAGERDUTY.to_owned(), event.to_string()));
             }
         }
-        if let Some(to) = self.email.as_ref().filter(|to| !to.alerts.is_empty()) {
-            let mail = crate::email::alert_mail(&to.alerts, m, link);
-            deliveries.push((EMAIL.to_owned(), mail.to_string()));
+        if let Some(to) = &self.email {
+            deliveries.extend(emails(&to.alerts, |one| {
+                crate::email::alert_mail(one, m, link)
+            }));
         }
         self.owe(&m.id, Some(&m.alert_id), deliveries).await
     }
 
     async fn owe_notification(&self, n: &Notification) -> Result<(), PublishError> {
-        match self.email.as_ref().filter(|to| !to.team.is_empty()) {
+        match &self.email {
             Some(to) => {
-                let mail = crate::email::notification_mail(&to.team, n);
-                self.owe(&n.id, None, vec![(EMAIL.to_owned(), mail.to_string())])
-                    .await
+                let mails = emails(&to.team, |one| crate::email::notification_mail(one, n));
+                self.owe(&n.id, None, mails).await
             }
             None => Ok(()),
         }
@@ -269,9 +285,11 @@ impl DeliveryOutbox {
                 (app.as_str().to_owned(), body)
             })
             .collect();
-        if let Some(to) = self.email.as_ref().filter(|to| !to.finance.is_empty()) {
-            let mail = crate::email::digest_mail(&to.finance, &d.subject(), &d.text());
-            deliveries.push((EMAIL.to_owned(), mail.to_string()));
+        if let Some(to) = &self.email {
+            let (subject, text) = (d.subject(), d.text());
+            deliveries.extend(emails(&to.finance, |one| {
+                crate::email::digest_mail(one, &subject, &text)
+            }));
         }
         self.owe(&d.id, None, deliveries).await
     }
@@ -422,7 +440,7 @@ async fn send(
             let body = revguard_core::pager::with_routing_key(event, &pd.routing_key);
             post(client, &pd.url, &body.to_string()).await
         }
-        EMAIL => {
+        app if app == EMAIL || app.starts_with("email:") => {
             let smtp = delivery.smtp.as_ref().ok_or_else(not_configured)?;
             smtp.send_stored(&d.body).await
         }

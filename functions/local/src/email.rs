@@ -53,9 +53,11 @@ impl Smtp {
             .host_str()
             .ok_or(EmailConfigError::NotSmtp)?
             .to_owned();
+        // lettre reads the first `tls` parameter: so does this check.
         let tls_required = parsed
             .query_pairs()
-            .any(|(k, v)| k == "tls" && v == "required");
+            .find(|(k, _)| k == "tls")
+            .is_some_and(|(_, v)| v == "required");
         match parsed.scheme() {
             "smtps" => {}
             "smtp" if tls_required => {}
@@ -215,6 +217,12 @@ mod tests {
         assert!(matches!(err, EmailConfigError::Cleartext(_)), "{err}");
         assert!(!err.to_string().contains("secretpw"));
         assert!(Smtp::new("smtp://u:p@mail.example.com:587?tls=required", "a@b.c", t).is_ok());
+        assert!(Smtp::new(
+            "smtp://u:p@mail.example.com:587?tls=opportunistic&tls=required",
+            "a@b.c",
+            t
+        )
+        .is_err());
         assert!(Smtp::new("smtps://u:p@mail.example.com", "a@b.c", t).is_ok());
         assert!(Smtp::new("smtp://127.0.0.1:2525", "a@b.c", t).is_ok());
         let debug = format!(

@@ -952,6 +952,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 since: time(since)?,
                 until: time(until)?,
                 event_type,
+                // A replay reads the whole log: every event, logged before any index or after.
+                by_day_index: false,
             };
             let summary =
                 revguard_core::recovery::replay(&store, &store, &store, &selection).await?;

@@ -263,5 +263,5 @@ async fn a_scheduled_digest_is_sent_once_to_the_file_and_finance() {
     assert_eq!(lines.lines().count(), sent.len());
     let owed = store.chat_deliveries().unwrap();
     assert_eq!(owed.len(), sent.len());
-    assert!(owed.iter().all(|d| d.app == "email"));
+    assert!(owed.iter().all(|d| d.app == "email:cfo@example.com"));
 }

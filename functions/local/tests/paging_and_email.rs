@@ -194,9 +194,14 @@ async fn one_alert_is_one_incident_triggered_then_resolved_once_each() {
     assert_eq!(actions, ["trigger", "resolve"], "{received:?}");
     assert_eq!(received.len(), 3, "the 500 was retried once: {received:?}");
     // The fixture's refund is in test mode, on charge ch_RG1001.
+    let incident = received[0].0["dedup_key"].as_str().unwrap().to_owned();
+    assert!(
+        incident.starts_with("test:large_refund:ch_RG1001:"),
+        "{incident}"
+    );
     for (event, _) in &received {
         assert_eq!(event["routing_key"], ROUTING_KEY);
-        assert_eq!(event["dedup_key"], "test:large_refund:ch_RG1001");
+        assert_eq!(event["dedup_key"], incident.as_str());
     }
     assert_eq!(accepted[0]["dedup_key"], accepted[1]["dedup_key"]);
     assert_eq!(accepted[0]["payload"]["severity"], "warning");

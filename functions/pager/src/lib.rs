@@ -84,7 +84,8 @@ impl Pager {
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or(PagerConfigError::Url)?;
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            // Ten pages a batch within the function's 30 s, with time to report the rest.
+            .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| PagerConfigError::Client(revguard_core::error_chain(&e)))?;
         Ok(Self {
@@ -115,7 +116,7 @@ impl Pager {
         Self::new(env, key)
     }
 
-    async fn send(&self, event: Value) -> Result<(), String> {
+    async fn send(&self, event: Value) -> Result<(), PageFailure> {
         let body = revguard_core::pager::with_routing_key(event, &self.routing_key);
         let response = self
             .client
@@ -123,7 +124,7 @@ impl Pager {
             .json(&body)
             .send()
             .await
-            .map_err(|e| revguard_core::error_chain(&e.without_url()))?;
+            .map_err(|e| PageFailure::Retry(revguard_core::error_chain(&e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -135,8 +136,26 @@ impl Pager {
             .chars()
             .take(200)
             .collect();
-        Err(format!("HTTP {}: {}", status.as_u16(), reason.trim()))
+        let error = format!("HTTP {}: {}", status.as_u16(), reason.trim());
+        // 429 and 5xx pass; any other 4xx says the page itself is wrong, for ever.
+        Err(
+            if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
+                PageFailure::Retry(error)
+            } else {
+                PageFailure::Refused(error)
+            },
+        )
     }
+}
+
+/// Why a page did not go out.
+#[derive(Debug)]
+enum PageFailure {
+    /// PagerDuty is busy or down: the message comes back and is paged later.
+    Retry(String),
+    /// PagerDuty refused the page, or the message is not one to page: retrying would not
+    /// change it, so it is logged as an error and let go.
+    Refused(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,7 +281,9 @@ pub async fn handle_batch(pager: &Pager, event: SqsEvent) -> SqsBatchResponse {
             Ok(Some(event)) => {
                 let key = event["dedup_key"].as_str().unwrap_or_default().to_owned();
                 if held_back.contains(&key) {
-                    Err(format!("behind an earlier page of {key} that failed"))
+                    Err(PageFailure::Retry(format!(
+                        "behind an earlier page of {key} that failed"
+                    )))
                 } else {
                     let action = event["event_action"].clone();
                     let sent = pager.send(event).await;
@@ -270,18 +291,25 @@ pub async fn handle_batch(pager: &Pager, event: SqsEvent) -> SqsBatchResponse {
                         Ok(()) => {
                             tracing::info!(sqs_message = %id, dedup_key = %key, action = %action.as_str().unwrap_or_default(), "paged")
                         }
-                        Err(_) => held_back.push(key),
+                        Err(PageFailure::Retry(_)) => held_back.push(key),
+                        Err(PageFailure::Refused(_)) => {}
                     }
                     sent
                 }
             }
-            Err(poison) => Err(poison),
+            Err(poison) => Err(PageFailure::Refused(poison)),
         };
-        if let Err(error) = result {
-            tracing::warn!(sqs_message = %id, error = %error, "not paged; redelivered later");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            failures.push(failure);
+        match result {
+            Ok(()) => {}
+            Err(PageFailure::Refused(error)) => {
+                tracing::error!(sqs_message = %id, error = %error, "not paged, and never will be: let go");
+            }
+            Err(PageFailure::Retry(error)) => {
+                tracing::warn!(sqs_message = %id, error = %error, "not paged; redelivered later");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failures.push(failure);
+            }
         }
     }
     let mut response = SqsBatchResponse::default();
@@ -309,7 +337,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(page["event_action"], "trigger");
-        assert_eq!(page["dedup_key"], opened.alert_id.as_str());
+        assert_eq!(
+            page["dedup_key"],
+            format!("{}:{}", opened.alert_id, opened.opened_at)
+        );
 
         let alarm = |state: &str| {
             notification(

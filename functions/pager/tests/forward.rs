@@ -106,15 +106,49 @@ async fn a_failed_trigger_holds_back_its_resolve_and_nothing_else() {
             )
         })
         .collect();
-    let alert = "live:large_refund:ch_1".to_owned();
+    let opened_at = opened["opened_at"].as_i64().unwrap();
+    let alert = format!("live:large_refund:ch_1:{opened_at}");
     assert_eq!(
         sent,
         [
             (alert.clone(), "trigger".to_owned(), 503),
-            ("live:spike:refunds".to_owned(), "trigger".to_owned(), 202),
+            (
+                format!("live:spike:refunds:{opened_at}"),
+                "trigger".to_owned(),
+                202
+            ),
             (alert.clone(), "trigger".to_owned(), 202),
             (alert, "resolve".to_owned(), 202),
         ]
     );
     assert!(received.iter().all(|(e, _)| e["routing_key"] == "R0UT1NG"));
+}
+
+#[tokio::test]
+async fn a_page_pagerduty_refuses_and_a_message_not_to_page_are_let_go() {
+    let double = Double::default();
+    double.script.lock().unwrap().push(400);
+    let app = axum::Router::new()
+        .route("/v2/enqueue", axum::routing::post(enqueue))
+        .with_state(double.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v2/enqueue", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let pager = Pager::new(
+        &PagerEnv {
+            routing_key_secret_arn: "unused".into(),
+            events_url: url,
+            dashboard_url: None,
+        },
+        "R0UT1NG".into(),
+    )
+    .unwrap();
+    let opened = serde_json::to_value(sample_alert(Transition::Opened)).unwrap();
+    let mut garbage = SqsMessage::default();
+    garbage.message_id = Some("2".into());
+    garbage.body = Some("not an SNS notification".into());
+    let response = handle_batch(&pager, batch(vec![record("1", &opened), garbage])).await;
+    // Neither would go through on a retry: no redelivery, no dead letter, an error log.
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(double.received.lock().unwrap().len(), 1);
 }

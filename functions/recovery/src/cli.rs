@@ -175,6 +175,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 since: time(since)?,
                 until: time(until)?,
                 event_type,
+                // A replay reads the whole log: every event, logged before any index or after.
+                by_day_index: false,
             };
             let summary = revguard_core::recovery::replay(
                 &revguard_aws::DynamoEventLog::new(dynamodb.clone(), events_table),
