@@ -440,7 +440,7 @@ async fn send(
             let body = revguard_core::pager::with_routing_key(event, &pd.routing_key);
             post(client, &pd.url, &body.to_string()).await
         }
-        app if app == EMAIL || app.starts_with("email:") => {
+        app if app.starts_with("email:") => {
             let smtp = delivery.smtp.as_ref().ok_or_else(not_configured)?;
             smtp.send_stored(&d.body).await
         }

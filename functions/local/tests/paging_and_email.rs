@@ -266,6 +266,20 @@ impl SmtpSink {
         Self { child, port, file }
     }
 
+    /// Destinations that email `to` from `from` through this server.
+    fn emailing(&self, from: &str, to: Recipients) -> Destinations {
+        let smtp = Smtp::new(
+            &format!("smtp://127.0.0.1:{}", self.port),
+            from,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        Destinations {
+            email: Some((smtp, to)),
+            ..Destinations::default()
+        }
+    }
+
     fn received(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.file)
             .unwrap_or_default()
@@ -279,17 +293,10 @@ impl SmtpSink {
 async fn alerts_reach_on_call_and_notices_the_team_by_email_once_each() {
     let (dir, store) = store();
     let sink = SmtpSink::start(dir.path(), 1);
-    let smtp = Smtp::new(
-        &format!("smtp://127.0.0.1:{}", sink.port),
+    let destinations = sink.emailing(
         "revguard <revguard@example.com>",
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let to = Recipients::parse("oncall@example.com", "success@example.com", "").unwrap();
-    let destinations = Destinations {
-        email: Some((smtp, to)),
-        ..Destinations::default()
-    };
+        Recipients::parse("oncall@example.com", "success@example.com", "").unwrap(),
+    );
     let outbox = destinations.outbox(&store, None).unwrap();
     let team = NotificationPublisher {
         file: JsonlPublisher::log_only("notification"),
@@ -363,17 +370,10 @@ async fn alerts_reach_on_call_and_notices_the_team_by_email_once_each() {
 async fn a_recipient_the_server_refuses_is_given_up_at_once() {
     let (dir, store) = store();
     let sink = SmtpSink::start(dir.path(), 0);
-    let smtp = Smtp::new(
-        &format!("smtp://127.0.0.1:{}", sink.port),
+    let destinations = sink.emailing(
         "revguard@example.com",
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let to = Recipients::parse("bounce@example.com", "", "").unwrap();
-    let destinations = Destinations {
-        email: Some((smtp, to)),
-        ..Destinations::default()
-    };
+        Recipients::parse("bounce@example.com", "", "").unwrap(),
+    );
     let outbox = destinations.outbox(&store, None).unwrap();
     use revguard_core::ports::Publisher;
     AlertPublisher {

@@ -187,21 +187,37 @@ struct AlarmNotification {
 /// What a message from the alerts topic pages, if anything: `Err` for a message that is
 /// neither an anomaly's transition nor a CloudWatch alarm (it never will be).
 pub fn page_of(sqs_body: &str, link: Option<&str>) -> Result<Option<Value>, String> {
+    Ok(timed_page_of(sqs_body, link)?.map(|(page, _)| page))
+}
+
+/// A page and the unix time of the change it pages.
+type TimedPage = (Value, i64);
+
+/// The page, with when the change it pages happened: an alert transition's time, or an
+/// alarm's `StateChangeTime` (0 when unknown). One parse of the message for both.
+fn timed_page_of(sqs_body: &str, link: Option<&str>) -> Result<Option<TimedPage>, String> {
     let envelope: SnsEnvelope =
         serde_json::from_str(sqs_body).map_err(|e| format!("not an SNS notification: {e}"))?;
     if envelope.kind != "Notification" {
         return Ok(None);
     }
     if let Ok(m) = serde_json::from_str::<AlertMessage>(&envelope.message) {
-        return Ok(revguard_core::pager::pagerduty_event(&m, link));
+        return Ok(revguard_core::pager::pagerduty_event(&m, link).map(|page| (page, m.at)));
     }
     let alarm: AlarmNotification = serde_json::from_str(&envelope.message)
         .map_err(|e| format!("neither an alert transition nor a CloudWatch alarm: {e}"))?;
+    let changed_at = alarm
+        .state_change_time
+        .as_deref()
+        // CloudWatch writes `2026-01-10T00:00:00.000+0000`: the seconds are enough.
+        .and_then(|t| t.get(..19).map(|s| format!("{s}Z")))
+        .and_then(|t| revguard_core::time::parse_rfc3339(&t))
+        .unwrap_or(0);
     let dedup_key = revguard_core::pager::dedup_key(&format!(
         "cloudwatch:{}",
         alarm.alarm_arn.as_deref().unwrap_or(&alarm.alarm_name)
     ));
-    Ok(match alarm.new_state_value.as_str() {
+    let page = match alarm.new_state_value.as_str() {
         "ALARM" => {
             let reason = alarm.new_state_reason.unwrap_or_default();
             let summary: String = format!("CloudWatch alarm {}: {reason}", alarm.alarm_name)
@@ -233,25 +249,8 @@ pub fn page_of(sqs_body: &str, link: Option<&str>) -> Result<Option<Value>, Stri
         }
         "OK" => Some(json!({ "event_action": "resolve", "dedup_key": dedup_key })),
         _ => None, // INSUFFICIENT_DATA says nothing either way.
-    })
-}
-
-/// When the change a message pages happened: an alert transition's time, or an alarm's
-/// `StateChangeTime` (0 when unknown).
-fn changed_at(sqs_body: &str) -> i64 {
-    let Ok(envelope) = serde_json::from_str::<SnsEnvelope>(sqs_body) else {
-        return 0;
     };
-    if let Ok(m) = serde_json::from_str::<AlertMessage>(&envelope.message) {
-        return m.at;
-    }
-    serde_json::from_str::<AlarmNotification>(&envelope.message)
-        .ok()
-        .and_then(|a| a.state_change_time)
-        // CloudWatch writes `2026-01-10T00:00:00.000+0000`: the seconds are enough.
-        .and_then(|t| t.get(..19).map(|s| format!("{s}Z")))
-        .and_then(|t| revguard_core::time::parse_rfc3339(&t))
-        .unwrap_or(0)
+    Ok(page.map(|page| (page, changed_at)))
 }
 
 /// Pages for one SQS batch, each incident's changes in the order they happened (a batch
@@ -260,25 +259,25 @@ fn changed_at(sqs_body: &str) -> i64 {
 /// incident in the batch, so that a resolve never overtakes its trigger.
 pub async fn handle_batch(pager: &Pager, event: SqsEvent) -> SqsBatchResponse {
     let link = pager.dashboard_url.as_deref();
-    let mut records: Vec<(String, Result<Option<Value>, String>, i64)> = event
+    let mut records: Vec<(String, Result<Option<TimedPage>, String>)> = event
         .records
         .into_iter()
         .map(|r| {
             let body = r.body.unwrap_or_default();
-            (
-                r.message_id.unwrap_or_default(),
-                page_of(&body, link),
-                changed_at(&body),
-            )
+            (r.message_id.unwrap_or_default(), timed_page_of(&body, link))
         })
         .collect();
-    records.sort_by_key(|(_, _, at)| *at);
+    // Messages not to page (or not pageable) sort first: they hold nothing back.
+    records.sort_by_key(|(_, page)| match page {
+        Ok(Some((_, at))) => *at,
+        _ => 0,
+    });
     let mut failures = Vec::new();
     let mut held_back: Vec<String> = Vec::new();
-    for (id, page, _) in records {
+    for (id, page) in records {
         let result = match page {
             Ok(None) => Ok(()),
-            Ok(Some(event)) => {
+            Ok(Some((event, _))) => {
                 let key = event["dedup_key"].as_str().unwrap_or_default().to_owned();
                 if held_back.contains(&key) {
                     Err(PageFailure::Retry(format!(

@@ -46,10 +46,10 @@ fn batch(records: Vec<SqsMessage>) -> SqsEvent {
     e
 }
 
-#[tokio::test]
-async fn a_failed_trigger_holds_back_its_resolve_and_nothing_else() {
+/// A pager whose PagerDuty is a double answering `first`, then 202.
+async fn pager_and_double(first: u16) -> (Pager, Double) {
     let double = Double::default();
-    double.script.lock().unwrap().push(503);
+    double.script.lock().unwrap().push(first);
     let app = axum::Router::new()
         .route("/v2/enqueue", axum::routing::post(enqueue))
         .with_state(double.clone());
@@ -65,6 +65,12 @@ async fn a_failed_trigger_holds_back_its_resolve_and_nothing_else() {
         "R0UT1NG".into(),
     )
     .unwrap();
+    (pager, double)
+}
+
+#[tokio::test]
+async fn a_failed_trigger_holds_back_its_resolve_and_nothing_else() {
+    let (pager, double) = pager_and_double(503).await;
 
     let opened = serde_json::to_value(sample_alert(Transition::Opened)).unwrap();
     let mut resolved = serde_json::to_value(sample_alert(Transition::Resolved)).unwrap();
@@ -126,23 +132,7 @@ async fn a_failed_trigger_holds_back_its_resolve_and_nothing_else() {
 
 #[tokio::test]
 async fn a_page_pagerduty_refuses_and_a_message_not_to_page_are_let_go() {
-    let double = Double::default();
-    double.script.lock().unwrap().push(400);
-    let app = axum::Router::new()
-        .route("/v2/enqueue", axum::routing::post(enqueue))
-        .with_state(double.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v2/enqueue", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let pager = Pager::new(
-        &PagerEnv {
-            routing_key_secret_arn: "unused".into(),
-            events_url: url,
-            dashboard_url: None,
-        },
-        "R0UT1NG".into(),
-    )
-    .unwrap();
+    let (pager, double) = pager_and_double(400).await;
     let opened = serde_json::to_value(sample_alert(Transition::Opened)).unwrap();
     let mut garbage = SqsMessage::default();
     garbage.message_id = Some("2".into());
