@@ -143,6 +143,16 @@ pub struct Digest {
     pub notes: Vec<String>,
 }
 
+/// `digest:<mode>:<period>:<from>`.
+fn digest_id(period: Period, from: i64, livemode: bool) -> String {
+    let mode = if livemode { "live" } else { "test" };
+    format!(
+        "digest:{mode}:{}:{}",
+        period.as_str(),
+        crate::time::rfc3339(from)
+    )
+}
+
 /// The digest of the last complete `period` before `at`, in one mode.
 pub async fn digest<R: ReadModel, H: EventHistory>(
     read: &R,
@@ -372,13 +382,8 @@ pub async fn digest<R: ReadModel, H: EventHistory>(
         by_decline_code,
     };
 
-    let mode = if livemode { "live" } else { "test" };
     Ok(Digest {
-        id: format!(
-            "digest:{mode}:{}:{}",
-            period.as_str(),
-            crate::time::rfc3339(from)
-        ),
+        id: digest_id(period, from, livemode),
         period,
         from,
         to,
@@ -648,8 +653,13 @@ where
     let mut sent = Vec::new();
     for period in periods {
         for livemode in [true, false] {
+            // The ledger first: a digest sent already is not made again every check.
+            let (from, _) = period.last_complete(at);
+            if ledger.was_sent(&digest_id(*period, from, livemode)).await? {
+                continue;
+            }
             let d = digest(read, history, policy, *period, at, livemode).await?;
-            if d.is_quiet() || ledger.was_sent(&d.id).await? {
+            if d.is_quiet() {
                 continue;
             }
             publisher.publish(&d).await?;
