@@ -17,8 +17,9 @@ pub async fn publish_all<M: Outgoing, P: Publisher<M>>(
     publisher: &P,
 ) -> PublishReport {
     let mut report = PublishReport::default();
-    for m in messages {
-        match publisher.publish(m).await {
+    let results = publisher.publish_each(messages).await;
+    for (m, result) in messages.iter().zip(results) {
+        match result {
             Ok(()) => report.published.push(m.id().to_owned()),
             Err(e) => {
                 let error = crate::error_chain(&e);

@@ -147,6 +147,21 @@ impl Outgoing for AlertMessage {
 /// transitions (SNS with email and SMS bodies; log + JSONL embedded).
 pub trait Publisher<M: Outgoing>: Send + Sync {
     fn publish(&self, message: &M) -> impl Future<Output = Result<(), PublishError>> + Send;
+
+    /// Several messages, one result each, in order. One after another unless the
+    /// publisher can make them durable together (a file synced once, not once a line).
+    fn publish_each(
+        &self,
+        messages: &[M],
+    ) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(messages.len());
+            for m in messages {
+                results.push(self.publish(m).await);
+            }
+            results
+        }
+    }
 }
 
 /// A message as a queue consumer receives it.

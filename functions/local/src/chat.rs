@@ -24,7 +24,7 @@ use revguard_core::chat::ChatApp;
 use revguard_core::detect::alerts::AlertMessage;
 use revguard_core::ports::{PublishError, Publisher};
 use revguard_core::retry::{seed_of, Backoff};
-use revguard_sqlite::chat::{ChatDelivery, ChatOutcome};
+use revguard_sqlite::chat::{ChatDelivery, ChatOutcome, OwedDeliveries};
 use revguard_sqlite::SqliteStore;
 use tokio::sync::Notify;
 
@@ -263,14 +263,29 @@ impl DeliveryOutbox {
         self.owe(&m.id, Some(&m.alert_id), deliveries).await
     }
 
-    async fn owe_notification(&self, n: &Notification) -> Result<(), PublishError> {
-        match &self.email {
-            Some(to) => {
-                let mails = emails(&to.team, |one| crate::email::notification_mail(one, n));
-                self.owe(&n.id, None, mails).await
-            }
-            None => Ok(()),
+    /// The team's mails for a worker batch's notifications, owed in one commit.
+    async fn owe_notifications(&self, notifications: &[Notification]) -> Result<(), PublishError> {
+        let Some(to) = &self.email else {
+            return Ok(());
+        };
+        let owed: Vec<OwedDeliveries> = notifications
+            .iter()
+            .map(|n| OwedDeliveries {
+                message_id: n.id.clone(),
+                thread: None,
+                posts: emails(&to.team, |one| crate::email::notification_mail(one, n)),
+            })
+            .filter(|o| !o.posts.is_empty())
+            .collect();
+        if owed.is_empty() {
+            return Ok(());
         }
+        self.store
+            .add_many_chat_deliveries(owed, now_ms())
+            .await
+            .map_err(PublishError::new)?;
+        self.wake.notify_one();
+        Ok(())
     }
 }
 
@@ -342,10 +357,25 @@ impl From<JsonlPublisher> for NotificationPublisher {
 
 impl Publisher<Notification> for NotificationPublisher {
     async fn publish(&self, n: &Notification) -> Result<(), PublishError> {
+        self.publish_each(std::slice::from_ref(n))
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// A worker batch's notifications: their mails owed in one commit, then the file
+    /// written and synced once.
+    async fn publish_each(&self, notifications: &[Notification]) -> Vec<Result<(), PublishError>> {
         if let Some(outbox) = &self.deliveries {
-            outbox.owe_notification(n).await?;
+            if let Err(e) = outbox.owe_notifications(notifications).await {
+                let reason = revguard_core::error_chain(&e);
+                return notifications
+                    .iter()
+                    .map(|_| Err(PublishError::new(reason.clone())))
+                    .collect();
+            }
         }
-        self.file.publish(n).await
+        self.file.publish_each(notifications).await
     }
 }
 

@@ -30,23 +30,51 @@ impl JsonlPublisher {
         Self { kind, file: None }
     }
 
-    fn write<M: serde::Serialize + Outgoing>(&self, m: &M) -> std::io::Result<()> {
-        tracing::info!(id = m.id(), "{} published", self.kind);
-        if let Some(f) = &self.file {
-            let mut line = serde_json::to_vec(m).map_err(std::io::Error::other)?;
-            line.push(b'\n');
-            let mut f = f
+    /// Appends one line a message and syncs the file once: the outbox entries are
+    /// removed only after this returns. The write and the sync run off the async
+    /// threads, which keep taking webhooks meanwhile.
+    async fn write<M: serde::Serialize + Outgoing>(&self, messages: &[M]) -> std::io::Result<()> {
+        for m in messages {
+            tracing::info!(id = m.id(), "{} published", self.kind);
+        }
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let mut lines = Vec::new();
+        for m in messages {
+            serde_json::to_writer(&mut lines, m).map_err(std::io::Error::other)?;
+            lines.push(b'\n');
+        }
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut f = file
                 .lock()
                 .map_err(|_| std::io::Error::other("publisher lock poisoned"))?;
-            f.write_all(&line)?;
-            f.sync_data()?;
-        }
-        Ok(())
+            f.write_all(&lines)?;
+            f.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 }
 
 impl<M: serde::Serialize + Outgoing> Publisher<M> for JsonlPublisher {
     async fn publish(&self, message: &M) -> Result<(), PublishError> {
-        self.write(message).map_err(PublishError::new)
+        self.write(std::slice::from_ref(message))
+            .await
+            .map_err(PublishError::new)
+    }
+
+    async fn publish_each(&self, messages: &[M]) -> Vec<Result<(), PublishError>> {
+        match self.write(messages).await {
+            Ok(()) => messages.iter().map(|_| Ok(())).collect(),
+            Err(e) => {
+                let reason = e.to_string();
+                messages
+                    .iter()
+                    .map(|_| Err(PublishError::new(reason.clone())))
+                    .collect()
+            }
+        }
     }
 }

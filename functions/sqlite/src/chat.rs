@@ -53,6 +53,15 @@ const NOT_BEHIND: &str = "NOT EXISTS (
     WHERE d.thread IS NOT NULL AND e.app = d.app AND e.thread = d.thread AND e.seq < d.seq
       AND e.delivered_at IS NULL AND e.given_up_at IS NULL)";
 
+/// What one message owes: a body for each destination (`slack`, `pagerduty`,
+/// `email:<address>`…), in order behind earlier messages of its thread.
+#[derive(Debug, Clone)]
+pub struct OwedDeliveries {
+    pub message_id: String,
+    pub thread: Option<String>,
+    pub posts: Vec<(String, String)>,
+}
+
 impl SqliteStore {
     /// Owes `posts` (app, JSON body) for `message_id`; those already owed or made stay as
     /// they are. Deliveries of one `thread` (an alert's transitions) go out to each app in
@@ -64,17 +73,38 @@ impl SqliteStore {
         posts: Vec<(String, String)>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let message_id = message_id.to_owned();
-        let thread = thread.map(str::to_owned);
+        let owed = OwedDeliveries {
+            message_id: message_id.to_owned(),
+            thread: thread.map(str::to_owned),
+            posts,
+        };
+        self.add_many_chat_deliveries(vec![owed], now_ms).await
+    }
+
+    /// The deliveries of several messages, in one commit.
+    pub async fn add_many_chat_deliveries(
+        &self,
+        owed: Vec<OwedDeliveries>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.write(move |c| {
-            for (app, body) in posts {
-                c.execute(
-                    "INSERT INTO chat_deliveries (message_id, app, body, created_at, next_attempt_ms, thread, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6,
-                             (SELECT coalesce(max(seq), 0) + 1 FROM chat_deliveries))
-                     ON CONFLICT(message_id, app) DO NOTHING",
-                    params![message_id, app, body, now_ms / 1000, now_ms, thread],
-                )?;
+            let mut insert = c.prepare_cached(
+                "INSERT INTO chat_deliveries (message_id, app, body, created_at, next_attempt_ms, thread, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                         (SELECT coalesce(max(seq), 0) + 1 FROM chat_deliveries))
+                 ON CONFLICT(message_id, app) DO NOTHING",
+            )?;
+            for message in owed {
+                for (app, body) in message.posts {
+                    insert.execute(params![
+                        message.message_id,
+                        app,
+                        body,
+                        now_ms / 1000,
+                        now_ms,
+                        message.thread
+                    ])?;
+                }
             }
             Ok(())
         })
