@@ -73,6 +73,8 @@ pub enum ServeError {
     },
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    #[error("cannot start the worker's thread")]
+    Worker(#[source] std::io::Error),
 }
 
 /// Returns the configured secrets, or the stored dev secret (created on first use) and
@@ -220,7 +222,6 @@ pub async fn serve(
     );
 
     let stop = StopSignal::default();
-    let worker_task = tokio::spawn(consumer::run(store.clone(), worker, stop.clone()));
     let purger = tokio::spawn(purge_expired_hourly(store.clone()));
     let digesting = if options.digests.is_empty() {
         None
@@ -259,6 +260,8 @@ pub async fn serve(
             Duration::from_secs(options.detect_interval_secs),
         ))
     });
+    let worker_thread = consumer::run_on_own_thread(store.clone(), worker, stop.clone())
+        .map_err(ServeError::Worker)?;
     let result = axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown)
         .await
@@ -271,7 +274,7 @@ pub async fn serve(
         d.abort();
     }
     stop.stop();
-    let _ = worker_task.await;
+    let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
     if let Some(task) = delivery_task {
         let _ = task.await;
     }
