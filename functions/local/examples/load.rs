@@ -6,17 +6,14 @@
 //!        [--kind charge.refunded | --mix renewal | --mix thirds] [--bad-signature]
 //!   load --prefill N --db PATH        (fills an event log with N entries, then exits)
 //!
-//! `--mix renewal` is what a subscription renewal sends, one customer per renewal:
-//! `invoice.created`, `invoice.finalized`, `invoice.paid`, `payment_intent.succeeded`,
-//! `charge.succeeded`, `customer.subscription.updated`; one renewal in twenty fails
-//! instead (`invoice.payment_failed`, `payment_intent.payment_failed`, `charge.failed`,
-//! and the subscription turning `past_due`). `--mix thirds` is a refund, a subscription
-//! deleted and a payment failed in turn, each for its own customer.
+//! The traffic (`--kind`, `--mix renewal`, `--mix thirds`) is
+//! `revguard_core::fixtures::traffic`, which says where the renewal mix comes from.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use revguard_core::fixtures::traffic::Traffic;
 use revguard_core::signature::sign;
 use revguard_core::WebhookSecret;
 
@@ -69,134 +66,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// Stands for the customer (and its subscription, invoice, charge…) in every template:
-/// the fixtures name all of them `…_RG1001`.
-const CUSTOMER: &str = "RG1001";
-const EVENT_ID: &str = "evt_LOADPLACEHOLDER";
-
-/// One kind of event as the load sends it: the fixture, compact, with its timestamps
-/// moved to today and its ids ready to be made unique.
-fn template(event_type: &str) -> String {
-    let (file, change): (&str, fn(&mut serde_json::Value)) = match event_type {
-        // A renewal's first two events: the fixtures hold the paid invoice.
-        "invoice.created" => ("invoice.paid.json", |o| {
-            o["status"] = "draft".into();
-            o["paid"] = false.into();
-            o["attempt_count"] = 0.into();
-        }),
-        "invoice.finalized" => ("invoice.paid.json", |o| {
-            o["status"] = "open".into();
-            o["paid"] = false.into();
-            o["attempt_count"] = 0.into();
-        }),
-        "invoice.paid" => ("invoice.paid.json", |o| o["attempt_count"] = 1.into()),
-        // A renewal moves the period and the latest invoice; the status stays active.
-        "customer.subscription.updated" => ("customer.subscription.updated.json", |o| {
-            o["status"] = "active".into()
-        }),
-        "customer.subscription.updated.past_due" => ("customer.subscription.updated.json", |_| ()),
-        other => (other, |_| ()),
-    };
-    let mut event = match file.strip_suffix(".json") {
-        Some(_) => revguard_core::fixtures::json(file),
-        None => revguard_core::fixtures::json(&format!("{file}.json")),
-    };
-    change(&mut event["data"]["object"]);
-    event["type"] = event_type.trim_end_matches(".past_due").into();
-    if event_type == "customer.subscription.updated" {
-        event["data"]["previous_attributes"] =
-            serde_json::json!({"latest_invoice": "in_previous_period"});
-    }
-    event["id"] = EVENT_ID.into();
-    shift_timestamps(&mut event, now() - FIXTURE_TIME);
-    event.to_string()
-}
-
-/// The fixtures' events happen on 2026-01-01; a load happens now.
-const FIXTURE_TIME: i64 = 1_767_225_600;
-
-fn shift_timestamps(v: &mut serde_json::Value, by: i64) {
-    match v {
-        serde_json::Value::Number(n) => {
-            if let Some(t) = n
-                .as_i64()
-                .filter(|t| (1_500_000_000..2_000_000_000).contains(t))
-            {
-                *v = (t + by).into();
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| shift_timestamps(i, by)),
-        serde_json::Value::Object(fields) => {
-            fields.values_mut().for_each(|f| shift_timestamps(f, by))
-        }
-        _ => {}
-    }
-}
-
-const RENEWAL_PAID: [&str; 6] = [
-    "invoice.created",
-    "invoice.finalized",
-    "invoice.paid",
-    "payment_intent.succeeded",
-    "charge.succeeded",
-    "customer.subscription.updated",
-];
-const RENEWAL_FAILED: [&str; 6] = [
-    "invoice.created",
-    "invoice.finalized",
-    "invoice.payment_failed",
-    "payment_intent.payment_failed",
-    "charge.failed",
-    "customer.subscription.updated.past_due",
-];
-const THIRDS: [&str; 3] = [
-    "charge.refunded",
-    "customer.subscription.deleted",
-    "invoice.payment_failed",
-];
-
-/// What the i-th request sends: an event of one kind, for one customer.
-enum Traffic {
-    /// Every event of one kind, each for its own customer.
-    Kind(String),
-    /// Renewals, six events for one customer each.
-    Renewal {
-        paid: Vec<String>,
-        failed: Vec<String>,
-    },
-    /// A refund, a subscription deleted and a payment failed in turn.
-    Thirds(Vec<String>),
-}
-
-impl Traffic {
-    fn new(name: &str) -> Traffic {
-        let templates = |kinds: &[&str]| kinds.iter().map(|k| template(k)).collect();
-        match name {
-            "mix:renewal" => Traffic::Renewal {
-                paid: templates(&RENEWAL_PAID),
-                failed: templates(&RENEWAL_FAILED),
-            },
-            "mix:thirds" => Traffic::Thirds(templates(&THIRDS)),
-            kind => Traffic::Kind(template(kind)),
-        }
-    }
-
-    fn body(&self, i: usize, tag: &str) -> String {
-        let (template, customer) = match self {
-            Traffic::Kind(t) => (t, i),
-            Traffic::Thirds(ts) => (&ts[i % ts.len()], i),
-            Traffic::Renewal { paid, failed } => {
-                let renewal = i / 6;
-                let sequence = if renewal % 20 == 19 { failed } else { paid };
-                (&sequence[i % 6], renewal)
-            }
-        };
-        template
-            .replace(EVENT_ID, &format!("evt_load_{tag}_{i:09}"))
-            .replace(CUSTOMER, &format!("L{tag}x{customer:08}"))
-    }
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -224,7 +93,7 @@ async fn main() {
         let base = store.applied_count().unwrap();
         (store, base)
     });
-    let traffic = Arc::new(Traffic::new(&args.traffic));
+    let traffic = Arc::new(Traffic::new(&args.traffic, now()));
     let secret = WebhookSecret::new(&args.secret).unwrap();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
