@@ -41,6 +41,8 @@ const LARGE_EVERY: usize = 5;
 /// takes one delivery at a time, and a delivery waits out its SDK retries, so fewer
 /// instances leave moto idle.
 const INGRESS_INSTANCES: usize = 16;
+/// The template's `WorkerMaximumConcurrency` default.
+const WORKER_INSTANCES: usize = 5;
 /// Renewals in the burst: the issue's full size, 10,000 events (about 8 minutes here,
 /// delivered in about 4; bound by moto, one Python process). `REVGUARD_E2E_RENEWALS=N` runs another size.
 const DEFAULT_RENEWALS: usize = 5_000;
@@ -646,7 +648,9 @@ async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_u
     let proxy = deployment.proxy(&injector).await;
 
     let ingress = deployment.start_ingress(INGRESS_INSTANCES, &proxy).await;
-    let workers = deployment.start_workers(5, (2, 16), &proxy).await;
+    let workers = deployment
+        .start_workers(WORKER_INSTANCES, (2, 16), &proxy)
+        .await;
     let anomaly = Function::start(
         "anomaly",
         0,
@@ -724,8 +728,9 @@ async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_u
     let retried = commit_retries(&workers);
 
     eprintln!(
-        "renewal burst through the built bootstraps: {} events ({renewals_n} renewals), {INGRESS_INSTANCES} ingress and 5 worker instances; \
-         webhook deliveries {} (5xx answered {}), delivered in {:.1} s, drained in {:.1} s; \
+        "renewal burst through the built bootstraps: {} events ({renewals_n} renewals), {INGRESS_INSTANCES} ingress and {WORKER_INSTANCES} worker instances; \
+         webhook deliveries {} (5xx answered {}), delivered in {:.1} s, drained in {:.1} s \
+         ({:.1} events/s, {:.1} per worker instance); \
          worker invocations {}, records {}, reported for redelivery {}, function errors {}; dead letters 0; \
          notifications {} (more than once: {}); commits retried in place {retried:?}; injected {:?}; calls {:?}",
         events.len(),
@@ -733,6 +738,8 @@ async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_u
         delivery.server_errors.load(Ordering::SeqCst),
         delivered_in.as_secs_f64(),
         drained_in.as_secs_f64(),
+        events.len() as f64 / drained_in.as_secs_f64(),
+        events.len() as f64 / drained_in.as_secs_f64() / WORKER_INSTANCES as f64,
         counts.invocations.load(Ordering::SeqCst),
         counts.records.load(Ordering::SeqCst),
         counts.reported_failures.load(Ordering::SeqCst),
