@@ -200,14 +200,10 @@ pub fn compress(raw: &[u8]) -> Vec<u8> {
                     .expect("a zstd context"),
             ),
         };
-        let mut out =
-            Vec::with_capacity(ZSTD_V1.len() + zstd::zstd_safe::compress_bound(raw.len()));
-        out.extend_from_slice(&ZSTD_V1);
         let frame = zstd
             .compress(raw)
             .expect("zstd into a buffer of the bound's size");
-        out.extend_from_slice(&frame);
-        out
+        [&ZSTD_V1[..], &frame].concat()
     })
 }
 
@@ -223,8 +219,12 @@ fn unzstd(frame: &[u8]) -> Result<Vec<u8>, MessageError> {
     let corrupt = |e: &dyn std::fmt::Display| MessageError::Corrupt(e.to_string());
     let size = zstd::zstd_safe::get_frame_content_size(frame)
         .map_err(|_| MessageError::Corrupt("not a zstd frame".into()))?
-        .filter(|size| *size <= MAX_PAYLOAD_BYTES)
         .ok_or_else(|| MessageError::Corrupt("the zstd frame does not say its size".into()))?;
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(MessageError::Corrupt(format!(
+            "the zstd frame says {size} bytes, more than a payload can be"
+        )));
+    }
     UNZSTD.with_borrow_mut(|slot| {
         let unzstd = match slot {
             Some(z) => z,

@@ -17,8 +17,15 @@ pub async fn publish_all<M: Outgoing, P: Publisher<M>>(
     publisher: &P,
 ) -> PublishReport {
     let mut report = PublishReport::default();
-    let results = publisher.publish_each(messages).await;
-    for (m, result) in messages.iter().zip(results) {
+    let mut results = publisher.publish_each(messages).await.into_iter();
+    for m in messages {
+        // A publisher that answers for fewer messages than it was given did not publish
+        // the rest.
+        let result = results.next().unwrap_or_else(|| {
+            Err(crate::ports::PublishError::new(
+                "the publisher gave no result for it",
+            ))
+        });
         match result {
             Ok(()) => report.published.push(m.id().to_owned()),
             Err(e) => {

@@ -123,12 +123,17 @@ pub fn run_on_own_thread(
     worker: EmbeddedWorker,
     stop: StopSignal,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     std::thread::Builder::new()
         .name("worker".into())
-        .spawn(move || runtime.block_on(run(store, worker, stop)))
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run(store, worker, stop)),
+                Err(e) => tracing::error!(error = %e, "cannot start the worker's runtime: events are recorded, not applied"),
+            }
+        })
 }
 
 /// A tiny stop flag usable from several tasks.

@@ -558,7 +558,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 // freed pages returned within half a second.
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"narenas:1,tcache_max:4096,dirty_decay_ms:500,muzzy_decay_ms:0\0";
+pub static malloc_conf: Option<&'static std::ffi::c_char> =
+    // SAFETY: a pointer to the first byte of a static, NUL-terminated string.
+    Some(unsafe {
+        &*c"narenas:1,tcache_max:4096,dirty_decay_ms:500,muzzy_decay_ms:0".as_ptr()
+    });
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -50,8 +50,14 @@ impl JsonlPublisher {
             let mut f = file
                 .lock()
                 .map_err(|_| std::io::Error::other("publisher lock poisoned"))?;
-            f.write_all(&lines)?;
-            f.sync_data()
+            // A batch that fails is retried whole: take back what part of it was written,
+            // so that no line is written twice and no torn line joins the next write.
+            let start = f.metadata()?.len();
+            let written = f.write_all(&lines).and_then(|()| f.sync_data());
+            if written.is_err() {
+                let _ = f.set_len(start);
+            }
+            written
         })
         .await
         .map_err(std::io::Error::other)?

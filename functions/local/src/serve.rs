@@ -138,6 +138,10 @@ pub async fn serve(
     let mut worker = consumer::worker(&store, options.policy.clone(), notifier.clone());
     match (options.requery, options.stripe.clone()) {
         (true, Some(api)) => {
+            // The worker runs on a runtime of its own (consumer::run_on_own_thread).
+            let api = api
+                .with_own_connections()
+                .map_err(|e| ServeError::Worker(std::io::Error::other(e.to_string())))?;
             worker.requery = consumer::EmbeddedRequery::Stripe(Box::new(
                 revguard_core::recovery::StripeRequery {
                     api,

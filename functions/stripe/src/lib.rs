@@ -133,24 +133,37 @@ pub struct StripeClient {
     retry: RetryPolicy,
 }
 
+fn http_client() -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(80))
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("revguard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConfigError::Client(e.to_string()))
+}
+
 impl StripeClient {
     pub fn new(base: &str, key: ApiKey) -> Result<Self, ConfigError> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(ConfigError::BadBase);
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(80))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("revguard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ConfigError::Client(e.to_string()))?;
         Ok(Self {
-            http,
+            http: http_client()?,
             base,
             key: Arc::new(RwLock::new(key)),
             refresh: None,
             retry: RetryPolicy::default(),
+        })
+    }
+
+    /// The same client (base, key, retries) with connections of its own, for use on another
+    /// tokio runtime: a pooled connection is driven by the runtime that opened it, so one
+    /// shared across runtimes stalls while its runtime is busy and fails once it is gone.
+    pub fn with_own_connections(&self) -> Result<Self, ConfigError> {
+        Ok(Self {
+            http: http_client()?,
+            ..self.clone()
         })
     }
 
