@@ -124,6 +124,14 @@ impl PublishError {
     pub fn new(e: impl Into<BoxError>) -> Self {
         PublishError(e.into())
     }
+
+    /// One failure for each message of a batch that failed together.
+    pub fn for_each<M>(messages: &[M], reason: &str) -> Vec<Result<(), PublishError>> {
+        messages
+            .iter()
+            .map(|_| Err(PublishError::new(reason.to_owned())))
+            .collect()
+    }
 }
 
 /// A message that goes out through a publisher, with an id subscribers de-duplicate on.

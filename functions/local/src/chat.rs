@@ -232,11 +232,22 @@ impl DeliveryOutbox {
         thread: Option<&str>,
         deliveries: Vec<(String, String)>,
     ) -> Result<(), PublishError> {
-        if deliveries.is_empty() {
+        self.owe_many(vec![OwedDeliveries {
+            message_id: id.to_owned(),
+            thread: thread.map(str::to_owned),
+            posts: deliveries,
+        }])
+        .await
+    }
+
+    /// Several messages' deliveries in one commit, then the delivery loop woken.
+    async fn owe_many(&self, owed: Vec<OwedDeliveries>) -> Result<(), PublishError> {
+        let owed: Vec<OwedDeliveries> = owed.into_iter().filter(|o| !o.posts.is_empty()).collect();
+        if owed.is_empty() {
             return Ok(());
         }
         self.store
-            .add_chat_deliveries(id, thread, deliveries, now_ms())
+            .add_many_chat_deliveries(owed, now_ms())
             .await
             .map_err(PublishError::new)?;
         self.wake.notify_one();
@@ -268,24 +279,15 @@ impl DeliveryOutbox {
         let Some(to) = &self.email else {
             return Ok(());
         };
-        let owed: Vec<OwedDeliveries> = notifications
+        let owed = notifications
             .iter()
             .map(|n| OwedDeliveries {
                 message_id: n.id.clone(),
                 thread: None,
                 posts: emails(&to.team, |one| crate::email::notification_mail(one, n)),
             })
-            .filter(|o| !o.posts.is_empty())
             .collect();
-        if owed.is_empty() {
-            return Ok(());
-        }
-        self.store
-            .add_many_chat_deliveries(owed, now_ms())
-            .await
-            .map_err(PublishError::new)?;
-        self.wake.notify_one();
-        Ok(())
+        self.owe_many(owed).await
     }
 }
 
@@ -368,11 +370,7 @@ impl Publisher<Notification> for NotificationPublisher {
     async fn publish_each(&self, notifications: &[Notification]) -> Vec<Result<(), PublishError>> {
         if let Some(outbox) = &self.deliveries {
             if let Err(e) = outbox.owe_notifications(notifications).await {
-                let reason = revguard_core::error_chain(&e);
-                return notifications
-                    .iter()
-                    .map(|_| Err(PublishError::new(reason.clone())))
-                    .collect();
+                return PublishError::for_each(notifications, &revguard_core::error_chain(&e));
             }
         }
         self.file.publish_each(notifications).await

@@ -115,7 +115,7 @@ pub async fn run(store: SqliteStore, worker: EmbeddedWorker, stop: StopSignal) {
 }
 
 /// Runs the consumer on a thread of its own, with its own single-threaded runtime,
-/// until `stop`. Deciding a batch of 256 events is some milliseconds of work without an
+/// until `stop`. Deciding a batch of events is some milliseconds of work without an
 /// await: on the server's runtime it held up every webhook that arrived meanwhile. On
 /// its own thread the kernel shares the CPU between the two.
 pub fn run_on_own_thread(

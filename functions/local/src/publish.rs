@@ -74,13 +74,7 @@ impl<M: serde::Serialize + Outgoing> Publisher<M> for JsonlPublisher {
     async fn publish_each(&self, messages: &[M]) -> Vec<Result<(), PublishError>> {
         match self.write(messages).await {
             Ok(()) => messages.iter().map(|_| Ok(())).collect(),
-            Err(e) => {
-                let reason = e.to_string();
-                messages
-                    .iter()
-                    .map(|_| Err(PublishError::new(reason.clone())))
-                    .collect()
-            }
+            Err(e) => PublishError::for_each(messages, &e.to_string()),
         }
     }
 }
