@@ -23,25 +23,8 @@ use revguard_core::ports::{
     AlertSnapshot, AlertStore, PublishError, Publisher, StoreError, CLOSED_ALERT_RETENTION_SECS,
 };
 
-use crate::billing::{batch_get, corrupt, Read, PK};
-
-/// The sparse index of what a detector run reads: hash key `active`, range key `pk`.
-pub const ACTIVE_INDEX: &str = "active";
-/// The attribute of that index; present (as [`ACTIVE`]) only on items a run must read.
-pub const ATTR_ACTIVE: &str = "active";
-pub const ACTIVE: &str = "1";
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-pub fn pending_pk(f: &Finding) -> String {
-    format!(
-        "pending#{}#{}",
-        if f.livemode { "live" } else { "test" },
-        f.key
-    )
-}
+use crate::item::{batch_get, corrupt, s, Read, PK};
+pub use crate::item::{pending_pk, ACTIVE, ACTIVE_INDEX, ATTR_ACTIVE};
 
 #[derive(Clone, Debug)]
 pub struct DynamoAlerts {
@@ -66,7 +49,7 @@ impl DynamoAlerts {
             .item(PK, s(pending_pk(finding)))
             .item(
                 "finding",
-                s(serde_json::to_string(finding).map_err(crate::billing::corrupt)?),
+                s(serde_json::to_string(finding).map_err(corrupt)?),
             )
             .item(ATTR_ACTIVE, s(ACTIVE))
             .send()

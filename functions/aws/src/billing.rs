@@ -17,11 +17,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::item::{batch_get, corrupt, n, pending_pk, s, Read, ACTIVE, ATTR_ACTIVE, PK};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use revguard_core::billing::Notification;
 use revguard_core::detect::Series;
@@ -31,7 +30,6 @@ use revguard_core::ports::{
     StateSnapshot, StoreError, Versioned,
 };
 
-pub const PK: &str = "pk";
 /// Applied marker items outlive SQS's longest retention (14 days). The `applied` sets of
 /// charge items never expire: a charge has few events, and its item stays for disputes.
 pub const APPLIED_TTL_SECS: i64 = 30 * 86_400;
@@ -75,18 +73,6 @@ pub const COUNTER_SHARDS: u32 = 8;
 /// minutes is enough for the delivery-gap signal, which needs 90 minutes of silence (a
 /// gap then looks at most five minutes longer than it is).
 pub const MAX_RECEIVED_AT_GRANULARITY_SECS: i64 = 300;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
 
 fn state_of<T: serde::de::DeserializeOwned>(
     item: &HashMap<String, AttributeValue>,
@@ -366,14 +352,14 @@ impl DynamoBilling {
             // One item per finding key: the last one of the batch stands.
             let mut findings = BTreeMap::new();
             for f in commit.events.iter().flat_map(|e| &e.findings) {
-                findings.insert(crate::alerts::pending_pk(f), f);
+                findings.insert(pending_pk(f), f);
             }
             for (pk, f) in findings {
                 let put = Put::builder()
                     .table_name(table)
                     .item(PK, s(pk))
                     .item("finding", s(serde_json::to_string(f).map_err(corrupt)?))
-                    .item(crate::alerts::ATTR_ACTIVE, s(crate::alerts::ACTIVE))
+                    .item(ATTR_ACTIVE, s(ACTIVE))
                     .build()
                     .map_err(corrupt)?;
                 items.push(TransactWriteItem::builder().put(put).build());
@@ -739,82 +725,6 @@ fn events_by_charge(commit: &BillingCommit) -> BTreeMap<&str, Vec<&str>> {
         }
     }
     out
-}
-
-/// How a read may see the table. An eventually consistent read costs half a strong one and
-/// may miss a write of the last second or so: right wherever a conditional write checks
-/// what was read (a stale read then costs a retry, never a wrong write).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Read {
-    Strong,
-    Eventual,
-}
-
-/// Reads of items by `pk`, 100 keys a request (DynamoDB's limit); unprocessed keys are
-/// asked again after a backoff, a bounded number of times.
-pub(crate) async fn batch_get(
-    client: &Client,
-    table: &str,
-    pks: &[String],
-    read: Read,
-) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-    batch_get_by(client, table, PK, pks, read).await
-}
-
-/// [`batch_get`] for a table whose key attribute is `key_attr`.
-pub(crate) async fn batch_get_by(
-    client: &Client,
-    table: &str,
-    key_attr: &str,
-    pks: &[String],
-    read: Read,
-) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-    let mut out = Vec::new();
-    let policy = revguard_core::retry::Backoff::UNPROCESSED_KEYS;
-    for chunk in pks.chunks(100) {
-        let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
-            .iter()
-            .map(|pk| HashMap::from([(key_attr.to_owned(), s(pk))]))
-            .collect();
-        let seed = revguard_core::retry::seed_of(&chunk[0]);
-        let mut attempt = 1;
-        while !keys.is_empty() {
-            if attempt > 1 {
-                if policy.gives_up_after(attempt - 1) {
-                    return Err(StoreError::unavailable(format!(
-                        "{} keys of {table} still unprocessed after {} attempts",
-                        keys.len(),
-                        attempt - 1
-                    )));
-                }
-                tokio::time::sleep(policy.delay(attempt - 1, seed)).await;
-            }
-            attempt += 1;
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(read == Read::Strong)
-                .build()
-                .map_err(corrupt)?;
-            let response = client
-                .batch_get_item()
-                .request_items(table, request)
-                .send()
-                .await
-                .map_err(StoreError::unavailable)?;
-            out.extend(
-                response
-                    .responses
-                    .and_then(|mut r| r.remove(table))
-                    .unwrap_or_default(),
-            );
-            keys = response
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-        }
-    }
-    Ok(out)
 }
 
 /// What a failed `TransactWriteItems` means for the batch, from its cancellation reasons

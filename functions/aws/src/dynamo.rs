@@ -337,12 +337,12 @@ impl EventHistory for DynamoEventLog {
         &self,
         event_ids: &[String],
     ) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        let items = crate::billing::batch_get_by(
+        let items = crate::item::batch_get_by(
             &self.client,
             &self.table,
             ATTR_ID,
             event_ids,
-            crate::billing::Read::Strong,
+            crate::item::Read::Strong,
         )
         .await?;
         Ok(items

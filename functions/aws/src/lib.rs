@@ -12,6 +12,7 @@ pub mod config;
 pub mod dynamo;
 #[cfg(feature = "test-util")]
 pub mod faults;
+pub mod item;
 pub mod provision;
 pub mod read_model;
 pub mod recovery;

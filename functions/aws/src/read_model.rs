@@ -18,7 +18,7 @@ use revguard_core::detect::alerts::AlertState;
 use revguard_core::metric::CounterTotals;
 use revguard_core::ports::{AlertStore, CountersReader, ReadModel, StoreError};
 
-use crate::billing::{batch_get, corrupt, Read, PK};
+use crate::item::{batch_get, corrupt, Read, PK};
 use crate::{DynamoAlerts, DynamoBilling, DynamoCounters};
 
 /// State table: a customer's items.

@@ -21,8 +21,8 @@ use std::pin::Pin;
 
 use revguard_stripe::{ApiKey, KeySource, StripeClient};
 
-use crate::billing::PK;
 use crate::config::{optional_parsed, required, ConfigError, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::item::PK;
 use crate::{DynamoAlerts, DynamoEventLog, DynamoReadModel, SqsQueue};
 
 pub const CURSOR_PK: &str = "cursor#backfill";
@@ -129,7 +129,7 @@ impl DeliveryAudit for AwsAudit {
     async fn audit(
         &self,
         now: i64,
-        remembered: &[revguard_core::recovery::MissingEvent],
+        remembered: &[revguard_core::event::MissingEvent],
     ) -> Option<AuditOutcome> {
         match self {
             AwsAudit::Off => None,

@@ -562,7 +562,7 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
 
     let mut opened = sample_change(&key, 1, None, now);
     // What an events_missing alert remembers comes back as written.
-    opened.state.missing_events = vec![crate::recovery::MissingEvent {
+    opened.state.missing_events = vec![crate::event::MissingEvent {
         id: format!("evt_m_{unique}"),
         event_type: "invoice.paid".into(),
         created: now - 3_000,

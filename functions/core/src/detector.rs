@@ -11,12 +11,13 @@ use std::collections::BTreeSet;
 
 use crate::detect::alerts::{alert_id, plan, render, AlertChange, AlertMessage};
 use crate::detect::{detect, hours_needed, DetectConfig, Finding};
+use crate::event::MissingEvent;
 use crate::outbox::publish_all;
 use crate::ports::{
     AlertSnapshot, AlertStore, Comebacks, CountersReader, Pause, Publisher, StoreError,
     OUTBOX_LEASE_SECS,
 };
-use crate::recovery::{missing_finding, to_remember, DeliveryAudit, MissingEvent};
+use crate::recovery::{missing_finding, to_remember, DeliveryAudit};
 use crate::retry::{seed_of, Backoff};
 
 pub struct Detector<C, A, P, W, E, Pa> {
@@ -179,7 +180,7 @@ impl<
                 Ok(claimed) => claimed,
                 Err(e) => {
                     // The leftovers wait for the next run; detection goes on.
-                    tracing::warn!(error = %crate::error_chain(&e), "cannot claim the alert outbox");
+                    tracing::warn!(error = %crate::error::error_chain(&e), "cannot claim the alert outbox");
                     Vec::new()
                 }
             };
@@ -248,7 +249,7 @@ impl<
         let unavailable = |e: &StoreError, attempt: u32| {
             let retry = matches!(e, StoreError::Unavailable(_));
             if retry {
-                tracing::info!(attempt, error = %crate::error_chain(e), "alert outbox clear retried");
+                tracing::info!(attempt, error = %crate::error::error_chain(e), "alert outbox clear retried");
             }
             retry
         };
@@ -258,7 +259,7 @@ impl<
             })
             .await;
         if let Err(e) = result {
-            tracing::warn!(error = %crate::error_chain(&e), attempts, "published alert messages stay in the outbox");
+            tracing::warn!(error = %crate::error::error_chain(&e), attempts, "published alert messages stay in the outbox");
         }
     }
 }

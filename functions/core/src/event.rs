@@ -105,6 +105,15 @@ impl EventEnvelope {
     }
 }
 
+/// An event Stripe has and revguard's event log lacks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MissingEvent {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub livemode: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod contract;
 pub mod detect;
 pub mod detector;
 pub mod digest;
+pub mod error;
 pub mod event;
 pub mod finding;
 #[cfg(feature = "test-util")]
@@ -31,20 +32,9 @@ pub mod simulation;
 pub mod time;
 pub mod worker;
 
+pub use error::error_chain;
 pub use event::EventEnvelope;
 pub use ingest::{IngestConfig, IngestError, IngestOutcome, Ingress, ModeFilter};
 pub use message::{Payload, QueueMessage, Via};
 pub use ports::{EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError};
 pub use signature::{SecretSet, VerifyError, WebhookSecret};
-
-/// An error and its sources on one line, for logs (clients never see it).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}

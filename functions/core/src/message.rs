@@ -114,10 +114,10 @@ impl QueueMessage {
     }
 
     /// The encoded message, refused when it is over a queue's limit of `max` bytes.
-    pub fn encode_within(&self, max: usize) -> Result<String, crate::ports::QueueError> {
+    pub fn encode_within(&self, max: usize) -> Result<String, QueueError> {
         let body = self.encode();
         if body.len() > max {
-            return Err(crate::ports::QueueError::TooLarge(body.len()));
+            return Err(QueueError::TooLarge(body.len()));
         }
         Ok(body)
     }
@@ -290,6 +290,21 @@ fn push_sqs_safe(out: &mut String, json: &str) {
             '\u{FFFF}' => out.push_str("\\uffff"),
             c => out.push(c),
         }
+    }
+}
+
+/// Why the queue took no message.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the queue is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    #[error("the queue refused a message of {0} bytes")]
+    TooLarge(usize),
+}
+
+impl QueueError {
+    pub fn unavailable(e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        QueueError::Unavailable(e.into())
     }
 }
 

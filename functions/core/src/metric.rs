@@ -232,6 +232,38 @@ impl<'de> serde::Deserialize<'de> for Metric {
     }
 }
 
+/// A value of `metric` for people: money with its currency, seconds as a duration,
+/// counts as whole numbers, rates with two decimals.
+pub fn figure(metric: &str, value: f64) -> String {
+    if let Some(currency) = Metric::parse(metric).as_ref().and_then(Metric::currency) {
+        return crate::money::format_minor(value.round() as i64, currency);
+    }
+    if metric.ends_with("_rate") {
+        return format!("{:.2} %", value * 100.0);
+    }
+    if metric.ends_with("_secs") {
+        let secs = value.round() as i64;
+        return match secs {
+            s if s < 120 => format!("{s} s"),
+            s if s < 7200 => format!("{} min", s / 60),
+            s if s < 172_800 => format!("{:.1} h", s as f64 / 3600.0),
+            s => format!("{:.1} d", s as f64 / 86_400.0),
+        };
+    }
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        return group(value as i64);
+    }
+    format!("{value:.2}")
+}
+
+fn group(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    format!(
+        "{sign}{}",
+        crate::money::group_digits(&n.unsigned_abs().to_string())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

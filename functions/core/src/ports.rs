@@ -10,6 +10,7 @@ use crate::billing::{CustomerState, DunningCase, Notification, Stage, Subscripti
 use crate::detect::alerts::{AlertChange, AlertMessage, AlertState};
 use crate::detect::Series;
 use crate::finding::Finding;
+pub use crate::message::QueueError;
 use crate::message::QueueMessage;
 
 /// Where an event stands in the event log.
@@ -73,20 +74,6 @@ pub enum StoreError {
 impl StoreError {
     pub fn unavailable(e: impl Into<BoxError>) -> Self {
         StoreError::Unavailable(e.into())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("the queue is unavailable")]
-    Unavailable(#[source] BoxError),
-    #[error("the queue refused a message of {0} bytes")]
-    TooLarge(usize),
-}
-
-impl QueueError {
-    pub fn unavailable(e: impl Into<BoxError>) -> Self {
-        QueueError::Unavailable(e.into())
     }
 }
 

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::billing::objects::Subscription;
 use crate::billing::{EventKind, SubscriptionState, Version};
+use crate::event::MissingEvent;
 use crate::ingest::{IngestError, IngestOutcome, Ingress};
 use crate::message::Via;
 use crate::message::{decompress, Payload, QueueMessage};
@@ -240,7 +241,7 @@ impl<A: StripeApi, L: EventLog, Q: Queue> Requery for StripeRequery<A, L, Q> {
             {
                 Ok(_) => enqueued += 1,
                 Err(e) => {
-                    tracing::warn!(subscription = %id, error = %crate::error_chain(&e), "re-query: cannot enqueue Stripe's object")
+                    tracing::warn!(subscription = %id, error = %crate::error::error_chain(&e), "re-query: cannot enqueue Stripe's object")
                 }
             }
         }
@@ -288,15 +289,6 @@ pub fn requery_candidates(
 
 /// The id prefix of revguard's own snapshot events (reconciliation and re-query).
 pub const SNAPSHOT_EVENT_PREFIX: &str = "evt_rgreconcile_";
-
-/// An event Stripe has and revguard's event log lacks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct MissingEvent {
-    pub id: String,
-    pub event_type: String,
-    pub created: i64,
-    pub livemode: bool,
-}
 
 /// What one completeness audit found.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -579,7 +571,7 @@ impl<A: StripeApi, H: EventHistory> DeliveryAudit for StripeAudit<A, H> {
         match self.run(now, remembered).await {
             Ok(outcome) => Some(outcome),
             Err(e) => {
-                tracing::warn!(error = %crate::error_chain(&e), "the completeness audit could not run; judging delivery by silence");
+                tracing::warn!(error = %crate::error::error_chain(&e), "the completeness audit could not run; judging delivery by silence");
                 None
             }
         }

@@ -155,7 +155,7 @@ where
                     .log
                     .stored_payload(&message.event_id)
                     .await
-                    .map_err(|e| Failure::Transient(crate::error_chain(&e)))?
+                    .map_err(|e| Failure::Transient(crate::error::error_chain(&e)))?
                     // Ingress writes the event log before it enqueues: a missing payload
                     // is a read that came too early or an expired entry, so try again;
                     // the receive limit dead-letters it if it never appears.
@@ -198,7 +198,7 @@ where
             }
             Err(e) => Consumed::Retry(format!(
                 "{reason}; and the dead letters failed: {}",
-                crate::error_chain(&e)
+                crate::error::error_chain(&e)
             )),
         }
     }
@@ -228,13 +228,13 @@ where
                 }
                 // One event whose effects the store refuses: poison, never retried.
                 Err(e @ CommitError::Invalid(_)) => {
-                    let reason = crate::error_chain(&e);
+                    let reason = crate::error::error_chain(&e);
                     for d in group {
                         results.insert(d.index, Err(Failure::Poison(reason.clone())));
                     }
                 }
                 Err(e) => {
-                    let reason = crate::error_chain(&e);
+                    let reason = crate::error::error_chain(&e);
                     for d in group {
                         results.insert(d.index, Err(Failure::Transient(reason.clone())));
                     }
@@ -369,7 +369,7 @@ where
                     }
                 }
                 Err(e) => {
-                    let reason = crate::error_chain(&e);
+                    let reason = crate::error::error_chain(&e);
                     for id in &before {
                         not_out.insert(id.clone(), reason.clone());
                     }
@@ -421,7 +421,7 @@ where
             )
             .await;
         if let Err(e) = result {
-            tracing::warn!(error = %crate::error_chain(&e), attempts, "published notifications stay in the outbox");
+            tracing::warn!(error = %crate::error::error_chain(&e), attempts, "published notifications stay in the outbox");
         }
     }
 }

@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use revguard_core::detect::alerts::{AlertMessage, Transition};
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
+use revguard_core::event::MissingEvent;
 use revguard_core::memory::{CountedPause, MemoryAlerts, MemoryBilling, MemoryPublisher};
 use revguard_core::ports::{Comebacks, StoreError};
-use revguard_core::recovery::{AuditOutcome, DeliveryAudit, Endpoint, MissingEvent};
+use revguard_core::recovery::{AuditOutcome, DeliveryAudit, Endpoint};
 
 struct NoComebacks;
 

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use revguard_core::billing::views::{CaseView, HourCounters};
-use revguard_core::chat::figure;
 use revguard_core::detect::alerts::{datetime, AlertState};
+use revguard_core::metric::figure;
 use revguard_core::metric::{lag_histogram, lag_p95, Metric};
 use revguard_core::money::format_minor;
 use revguard_core::time::hour_of;

@@ -185,7 +185,7 @@ impl revguard_core::recovery::DeliveryAudit for EmbeddedAudit {
     async fn audit(
         &self,
         now: i64,
-        remembered: &[revguard_core::recovery::MissingEvent],
+        remembered: &[revguard_core::event::MissingEvent],
     ) -> Option<revguard_core::recovery::AuditOutcome> {
         match self {
             EmbeddedAudit::Off => None,

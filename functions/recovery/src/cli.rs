@@ -1,4 +1,4 @@
-//! `revguard-aws`: the operator commands of a deployed stack, over the same use cases as
+//! `revguard-ops`: the operator commands of a deployed stack, over the same use cases as
 //! the embedded `revguard` — dead letters (the SQS DLQ), replay from the event log, and a
 //! backfill or reconciliation run by hand. Resource names come from flags or from the
 //! environment variables the functions use (the stack's outputs name them).
@@ -12,7 +12,7 @@ use revguard_core::ports::DeadLetterAdmin;
 
 #[derive(Parser)]
 #[command(
-    name = "revguard-aws",
+    name = "revguard-ops",
     version,
     about = "Operator commands for a deployed revguard stack"
 )]
@@ -102,7 +102,7 @@ async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("revguard-aws: {e:#}");
+            eprintln!("revguard-ops: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::customer::CustomerState;
-use super::dunning::{DunningCase, Stage};
+use super::dunning::DunningCase;
 use super::policy::BillingPolicy;
+use super::stage::Stage;
 use super::subscription::SubscriptionState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 
 use super::counters::{CounterSink, CounterUpdate};
 use super::customer::CustomerState;
-use super::dunning::{min_opt, DunningCase, PaidFact, Stage};
+use super::dunning::{min_opt, DunningCase, PaidFact};
 use super::objects::{
     money, Charge, CheckoutSession, Currency, Customer, Dispute, Invoice, Money, PaymentIntent,
     PaymentMethod, Ref, Subscription,
 };
 use super::policy::BillingPolicy;
+use super::stage::Stage;
 use super::subscription::SubscriptionState;
 use super::{EventKind, Version};
 use crate::finding::{Finding, Severity};

@@ -10,6 +10,7 @@ pub mod drafts;
 pub mod dunning;
 pub mod objects;
 pub mod policy;
+pub mod stage;
 pub mod state;
 pub mod subscription;
 pub mod views;
@@ -22,8 +23,9 @@ pub use apply::{
 };
 pub use counters::CounterUpdate;
 pub use customer::CustomerState;
-pub use dunning::{DunningCase, Stage};
+pub use dunning::DunningCase;
 pub use policy::BillingPolicy;
+pub use stage::Stage;
 pub use subscription::SubscriptionState;
 
 /// Orders snapshots of one object: the event's `created`, then its id as a deterministic

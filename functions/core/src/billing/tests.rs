@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 
 use super::access::{access, Verdict};
 use super::apply::{BillingEvent, StateLookup};
-use super::dunning::Stage;
 use super::hour_of;
 use super::policy::BillingPolicy;
+use super::stage::Stage;
 use super::state::BillingState;
 
 const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DetectConfig, Finding, Severity};
-use crate::chat::figure;
+use crate::metric::figure;
 pub use crate::time::datetime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +55,7 @@ pub struct AlertState {
     /// last half hour, so the alert remembers them until the event log has them (a
     /// backfill) or the Events API no longer lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing_events: Vec<crate::recovery::MissingEvent>,
+    pub missing_events: Vec<crate::event::MissingEvent>,
 }
 
 impl AlertState {

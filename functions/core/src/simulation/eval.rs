@@ -9,9 +9,10 @@ use crate::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
 use crate::detect::alerts::{AlertMessage, Transition};
 use crate::detect::{DetectConfig, Series};
 use crate::detector::Detector;
+use crate::event::MissingEvent;
 use crate::memory::{CountedPause, MemoryAlerts, MemoryEventLog, MemoryPublisher, MemoryStripe};
 use crate::ports::{Comebacks, CountersReader, EventLog, EventRecord, EventStatus, StoreError};
-use crate::recovery::{AuditOutcome, DeliveryAudit, MissingEvent, StripeAudit};
+use crate::recovery::{AuditOutcome, DeliveryAudit, StripeAudit};
 
 /// An alert belongs to an incident it could have been raised by (see
 /// [`super::scenario::IncidentKind::explains`]), opened from its start until a margin after
