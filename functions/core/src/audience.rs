@@ -80,6 +80,21 @@ impl<P: Publisher<AlertMessage>, N: Publisher<Notification>> Publisher<AlertMess
     }
 }
 
+/// How far back the on-call view (the operator API's `/api/alerts`, the dashboard) lists
+/// resolved alerts.
+pub const RECENT_ALERTS_SECS: i64 = 7 * 86_400;
+
+/// The alerts on call hears (not the team's win-backs, which are notifications): open
+/// first, then the latest change, whatever order a store reads them in.
+pub fn on_call_alerts(
+    mut alerts: Vec<crate::detect::alerts::AlertState>,
+) -> Vec<crate::detect::alerts::AlertState> {
+    alerts.retain(|a| reaches_on_call(&a.finding.signal));
+    alerts
+        .sort_by(|a, b| (!a.open, -a.last_sent_at, &a.id).cmp(&(!b.open, -b.last_sent_at, &b.id)));
+    alerts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,9 +56,9 @@ pub async fn load<R: revguard_core::ports::ReadModel>(
         .find(|h| h.hour == 0 && h.livemode == livemode)
         .and_then(|h| h.metrics.get("max_received_at").copied());
     let (from, to) = window(now, last_received);
-    let alerts = crate::operator::on_call_alerts(
+    let alerts = revguard_core::audience::on_call_alerts(
         store
-            .recent_alerts(to, crate::operator::RECENT_ALERTS_SECS)
+            .recent_alerts(to, revguard_core::audience::RECENT_ALERTS_SECS)
             .await?,
     );
     Ok(DashboardData {

@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use revguard_core::audience::{on_call_alerts, RECENT_ALERTS_SECS};
 use revguard_core::billing::BillingPolicy;
 use revguard_core::ports::ReadModel;
 use serde_json::json;
@@ -36,9 +37,6 @@ pub struct OperatorApi<R> {
 
 /// The longest range `/api/metrics` answers (each hour is a counter item to read).
 pub const MAX_METRICS_RANGE_SECS: i64 = 92 * 86_400;
-
-/// How far back `/api/alerts` lists resolved alerts.
-pub const RECENT_ALERTS_SECS: i64 = 7 * 86_400;
 
 pub fn operator_router<R: ReadModel + 'static>(api: Arc<OperatorApi<R>>) -> Router {
     Router::new()
@@ -172,17 +170,6 @@ async fn alerts<R: ReadModel>(State(api): State<Arc<OperatorApi<R>>>) -> Respons
         Ok(alerts) => Json(on_call_alerts(alerts)).into_response(),
         Err(e) => unavailable(e),
     }
-}
-
-/// The alerts on call hears (not the team's win-backs, which are notifications): open
-/// first, then the latest change, whatever order a store reads them in.
-pub fn on_call_alerts(
-    mut alerts: Vec<revguard_core::detect::alerts::AlertState>,
-) -> Vec<revguard_core::detect::alerts::AlertState> {
-    alerts.retain(|a| revguard_core::audience::reaches_on_call(&a.finding.signal));
-    alerts
-        .sort_by(|a, b| (!a.open, -a.last_sent_at, &a.id).cmp(&(!b.open, -b.last_sent_at, &b.id)));
-    alerts
 }
 
 /// The dashboard page (see [`crate::dashboard`]): `?mode=live` (default) or `test`.

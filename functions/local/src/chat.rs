@@ -28,8 +28,9 @@ use revguard_sqlite::chat::{ChatDelivery, ChatOutcome, OwedDeliveries};
 use revguard_sqlite::SqliteStore;
 use tokio::sync::Notify;
 
-use crate::consumer::StopSignal;
+use crate::delivery::PostFailure;
 use crate::publish::JsonlPublisher;
+use crate::stop::StopSignal;
 
 /// Retries of a post: 2 s doubling to 10 min, 28 attempts in all (at least an hour and a
 /// half of a chat outage before a post is given up).
@@ -398,14 +399,6 @@ impl Delivery {
             timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// Why a delivery failed, said without its URL, key or credentials.
-pub(crate) struct PostFailure {
-    pub(crate) error: String,
-    pub(crate) retry: bool,
-    /// What the far end asked for (a 429's `Retry-After`).
-    pub(crate) retry_after: Option<Duration>,
 }
 
 async fn post(client: &reqwest::Client, url: &reqwest::Url, body: &str) -> Result<(), PostFailure> {

@@ -2,6 +2,7 @@
 //! worker use case in core (one SQLite transaction per batch), then settles each message
 //! as the consume rule said: done, dead-lettered, or delayed for a retry.
 
+use crate::stop::StopSignal;
 use std::time::Duration;
 
 use revguard_core::billing::BillingPolicy;
@@ -134,33 +135,6 @@ pub fn run_on_own_thread(
                 Err(e) => tracing::error!(error = %e, "cannot start the worker's runtime: events are recorded, not applied"),
             }
         })
-}
-
-/// A tiny stop flag usable from several tasks.
-#[derive(Clone, Default)]
-pub struct StopSignal {
-    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    notify: std::sync::Arc<tokio::sync::Notify>,
-}
-
-impl StopSignal {
-    pub fn stop(&self) {
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    pub async fn wait(&self) {
-        let notified = self.notify.notified();
-        if self.is_stopped() {
-            return;
-        }
-        notified.await;
-    }
 }
 
 pub type EmbeddedDetector = revguard_core::detector::Detector<

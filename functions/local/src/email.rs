@@ -14,7 +14,7 @@ use revguard_core::detect::alerts::AlertMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::chat::PostFailure;
+use crate::delivery::PostFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailConfigError {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod chat;
 pub mod consumer;
+mod delivery;
 pub mod demo;
 pub mod digests;
 pub mod email;
@@ -11,6 +12,7 @@ pub mod publish;
 pub mod recover;
 pub mod send;
 pub mod serve;
+pub mod stop;
 
 pub use revguard_sqlite::SqliteStore;
 

@@ -12,8 +12,9 @@ use revguard_http::{router, system_clock, App};
 
 use crate::api::{self, ApiState};
 use crate::chat::{AlertPublisher, Destinations, NotificationPublisher};
-use crate::consumer::{self, EmbeddedDetector, StopSignal};
+use crate::consumer::{self, EmbeddedDetector};
 use crate::publish::JsonlPublisher;
+use crate::stop::StopSignal;
 use revguard_sqlite::SqliteStore;
 
 /// The settings key under which a generated development secret is kept.

@@ -16,8 +16,9 @@ use revguard_core::ports::{Publisher, Queue};
 use revguard_core::retry::Backoff;
 use revguard_core::{Payload, QueueMessage};
 use revguard_local::chat::{self, AlertPublisher, ChatWebhook, Delivery, DeliveryOutbox};
-use revguard_local::consumer::{self, StopSignal};
+use revguard_local::consumer;
 use revguard_local::publish::JsonlPublisher;
+use revguard_local::stop::StopSignal;
 use revguard_sqlite::SqliteStore;
 use serde_json::Value;
 

@@ -18,9 +18,10 @@ use revguard_core::{Payload, QueueMessage};
 use revguard_local::chat::{
     self, AlertPublisher, Delivery, Destinations, NotificationPublisher, PagerDuty,
 };
-use revguard_local::consumer::{self, StopSignal};
+use revguard_local::consumer;
 use revguard_local::email::{Recipients, Smtp};
 use revguard_local::publish::JsonlPublisher;
+use revguard_local::stop::StopSignal;
 use revguard_sqlite::SqliteStore;
 use serde_json::Value;
 
