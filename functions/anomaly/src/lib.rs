@@ -44,7 +44,7 @@ pub fn anomaly(
             &env.alerts_table,
         ),
         config,
-        audit: AwsAudit::Off,
+        audit: None,
         pause: TokioPause,
     }
 }
@@ -58,7 +58,7 @@ pub fn with_audit(
     env: &AnomalyEnv,
 ) -> Anomaly {
     if let (Some(api), Some(events_table)) = (api, &env.events_table) {
-        anomaly.audit = AwsAudit::Stripe(revguard_core::recovery::StripeAudit {
+        anomaly.audit = Some(revguard_core::recovery::StripeAudit {
             api,
             log: DynamoEventLog::new(dynamodb, events_table),
             endpoint_url: env.webhook_url.clone(),

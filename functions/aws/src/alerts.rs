@@ -39,10 +39,10 @@ impl DynamoAlerts {
             table: table.into(),
         }
     }
+}
 
-    /// Leaves a finding for the detector's next run, as the worker leaves event-level
-    /// ones: the run opens (or refreshes) its alert and publishes it once.
-    pub async fn add_pending(&self, finding: &Finding) -> Result<(), StoreError> {
+impl AlertStore for DynamoAlerts {
+    async fn add_pending(&self, finding: &Finding) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -57,9 +57,7 @@ impl DynamoAlerts {
             .map_err(StoreError::unavailable)?;
         Ok(())
     }
-}
 
-impl AlertStore for DynamoAlerts {
     /// One Query of the sparse index (eventually consistent, as index reads are: a write
     /// of the last second may be seen by the next run instead; alert writes stay
     /// conditioned on versions, so a stale read changes nothing).

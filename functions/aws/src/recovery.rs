@@ -9,11 +9,11 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use revguard_core::finding::{Finding, Severity};
 use revguard_core::ingest::Ingress;
 use revguard_core::recovery::{
-    backfill_from_cursor, reconcile, AuditOutcome, BackfillCursor, BackfillSummary, DeliveryAudit,
-    EventsQuery, ReconcileReport, RecoveryError, StripeAudit, HANDLED_EVENT_TYPES,
+    backfill_from_cursor, reconcile_and_alert, BackfillCursor, BackfillSummary, EventsQuery,
+    ReconcileReport, ReconcileSettings, RecoveryError, StripeAudit, StripeRequery,
+    HANDLED_EVENT_TYPES,
 };
 use revguard_core::StoreError;
 use std::future::Future;
@@ -117,44 +117,13 @@ impl KeySource for SecretKey {
     }
 }
 
-/// The detector's evidence of delivery on AWS.
-#[derive(Clone, Debug, Default)]
-pub enum AwsAudit {
-    #[default]
-    Off,
-    Stripe(StripeAudit<StripeClient, DynamoEventLog>),
-}
-
-impl DeliveryAudit for AwsAudit {
-    async fn audit(
-        &self,
-        now: i64,
-        remembered: &[revguard_core::event::MissingEvent],
-    ) -> Option<AuditOutcome> {
-        match self {
-            AwsAudit::Off => None,
-            AwsAudit::Stripe(audit) => audit.audit(now, remembered).await,
-        }
-    }
-}
+/// The detector's evidence of delivery on AWS: Stripe's list of events when a key is
+/// configured (`None`: silence alone).
+pub type AwsAudit = Option<StripeAudit<StripeClient, DynamoEventLog>>;
 
 /// Re-query after important transitions, in the worker function (`REVGUARD_REQUERY`
-/// with a Stripe key), or off.
-#[derive(Default)]
-pub enum AwsRequery {
-    #[default]
-    Off,
-    Stripe(Box<revguard_core::recovery::StripeRequery<StripeClient, DynamoEventLog, SqsQueue>>),
-}
-
-impl revguard_core::recovery::Requery for AwsRequery {
-    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
-        match self {
-            AwsRequery::Off => 0,
-            AwsRequery::Stripe(r) => r.requery(subscriptions, now).await,
-        }
-    }
-}
+/// with a Stripe key); `None`: off.
+pub type AwsRequery = Option<Box<StripeRequery<StripeClient, DynamoEventLog, SqsQueue>>>;
 
 /// The ingress over the stack, for events fetched from Stripe.
 pub fn fetched_ingress(
@@ -275,21 +244,23 @@ impl Recovery {
         .await
     }
 
-    /// One reconciliation; drift at or over the threshold leaves a finding for the
-    /// detector.
+    /// One reconciliation (core's [`reconcile_and_alert`]): drift at or over the
+    /// threshold leaves a finding for the detector.
     pub async fn reconcile(&self, now: i64) -> Result<ReconcileReport, RecoveryError> {
-        let fix = self.env.fix.then_some(&self.ingress);
-        let report = reconcile(&self.api, &self.read, fix, &self.policy, now).await?;
-        let differing = report.differing();
-        for d in &report.drifted {
-            tracing::warn!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift from Stripe");
-        }
-        if self.env.drift_alert_threshold > 0 && differing >= self.env.drift_alert_threshold {
-            self.alerts
-                .add_pending(&drift_finding(&report, self.api.livemode(), now))
-                .await?;
-        }
-        Ok(report)
+        let settings = ReconcileSettings {
+            fix: self.env.fix,
+            drift_alert_threshold: self.env.drift_alert_threshold,
+        };
+        reconcile_and_alert(
+            &self.api,
+            &self.read,
+            &self.ingress,
+            &self.alerts,
+            &self.policy,
+            settings,
+            now,
+        )
+        .await
     }
 }
 
@@ -331,43 +302,5 @@ impl BackfillCursor for Recovery {
             }
             Err(e) => Err(StoreError::unavailable(e)),
         }
-    }
-}
-
-/// The finding a drifted reconciliation leaves.
-pub fn drift_finding(report: &ReconcileReport, livemode: bool, now: i64) -> Finding {
-    let differing = report.differing();
-    let examples: Vec<&str> = report
-        .missing
-        .iter()
-        .chain(report.drifted.iter().map(|d| &d.subscription))
-        .chain(&report.extra)
-        .chain(report.cases_drifted.iter().map(|c| &c.invoice))
-        .take(3)
-        .map(String::as_str)
-        .collect();
-    Finding {
-        key: "reconcile_drift".into(),
-        signal: "reconcile_drift".into(),
-        metric: "subscriptions_drifted".into(),
-        livemode,
-        window_start: now,
-        window_end: now,
-        observed: differing as f64,
-        expected: 0.0,
-        spread: 0.0,
-        ratio: differing as f64,
-        severity: Severity::Warning,
-        explanation: format!(
-            "Reconciliation: {differing} differed from Stripe ({} of {} subscriptions missing, {} drifted, {} only in revguard; {} of {} open dunning cases settled at Stripe; e.g. {}); {} fixed.",
-            report.missing.len(),
-            report.checked,
-            report.drifted.len(),
-            report.extra.len(),
-            report.cases_drifted.len(),
-            report.cases_checked,
-            examples.join(", "),
-            report.fixed
-        ),
     }
 }

@@ -560,6 +560,28 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
         "not before it was raised"
     );
 
+    // A finding left outside a commit (a reconciliation's drift) waits the same way; one
+    // left again under its key replaces the first.
+    let drift_key = format!("reconcile_drift_{unique}");
+    let mut drift = sample_finding(&drift_key, now - 5);
+    alerts.add_pending(&drift).await.unwrap();
+    drift.observed += 1.0;
+    alerts.add_pending(&drift).await.unwrap();
+    let waiting: Vec<Finding> = alerts
+        .snapshot(now)
+        .await
+        .unwrap()
+        .pending
+        .into_iter()
+        .filter(|f| f.key == drift_key)
+        .collect();
+    assert_eq!(
+        waiting,
+        vec![drift.clone()],
+        "one finding per key, the latest"
+    );
+    alerts.consume_findings(&[drift]).await.unwrap();
+
     let mut opened = sample_change(&key, 1, None, now);
     // What an events_missing alert remembers comes back as written.
     opened.state.missing_events = vec![crate::event::MissingEvent {

@@ -442,6 +442,12 @@ impl MemoryAlerts {
 }
 
 impl AlertStore for MemoryAlerts {
+    async fn add_pending(&self, finding: &Finding) -> Result<(), StoreError> {
+        self.check()?;
+        self.raise(finding.clone());
+        Ok(())
+    }
+
     async fn snapshot(&self, until: i64) -> Result<AlertSnapshot, StoreError> {
         self.check()?;
         let t = self.inner.lock().unwrap();

@@ -461,6 +461,12 @@ pub struct AlertSnapshot {
 
 /// Alert state, event-level findings waiting to be judged, and the alert outbox.
 pub trait AlertStore: Send + Sync {
+    /// Leaves a finding for the detector's next run, as the worker's commits leave
+    /// event-level ones (a reconciliation's drift): the run opens or refreshes its alert
+    /// and publishes it once. A finding of the same key and mode replaces the one waiting.
+    fn add_pending(&self, finding: &Finding)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Everything a detector run reads, in one go: the open alerts, the event-level
     /// findings raised at or before `until`, and the alert outbox. Never closed alerts:
     /// their number grows with every charge that once raised one.

@@ -20,8 +20,8 @@ use crate::ingest::{IngestError, IngestOutcome, Ingress};
 use crate::message::Via;
 use crate::message::{decompress, Payload, QueueMessage};
 use crate::ports::{
-    BillingStore, EventHistory, EventKey, EventLog, LogSelection, Queue, QueueError, ReadModel,
-    StoreError,
+    AlertStore, BillingStore, EventHistory, EventKey, EventLog, LogSelection, Queue, QueueError,
+    ReadModel, StoreError,
 };
 
 /// The event types revguard acts on (see [`EventKind::of`]): what a backfill asks for.
@@ -205,6 +205,22 @@ impl Requery for NoRequery {
     }
 }
 
+/// A re-query that may be off: `None` fetches nothing.
+impl<R: Requery> Requery for Option<R> {
+    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
+        match self {
+            Some(r) => r.requery(subscriptions, now).await,
+            None => 0,
+        }
+    }
+}
+
+impl<R: Requery> Requery for Box<R> {
+    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
+        (**self).requery(subscriptions, now).await
+    }
+}
+
 /// Re-query through Stripe's API, applied through the ingress like a reconciliation fix.
 pub struct StripeRequery<A, L, Q> {
     pub api: A,
@@ -337,6 +353,16 @@ pub struct NoAudit;
 impl DeliveryAudit for NoAudit {
     async fn audit(&self, _now: i64, _remembered: &[MissingEvent]) -> Option<AuditOutcome> {
         None
+    }
+}
+
+/// An audit that may be off (no Stripe key): `None` judges delivery by silence alone.
+impl<A: DeliveryAudit> DeliveryAudit for Option<A> {
+    async fn audit(&self, now: i64, remembered: &[MissingEvent]) -> Option<AuditOutcome> {
+        match self {
+            Some(audit) => audit.audit(now, remembered).await,
+            None => None,
+        }
     }
 }
 
@@ -896,7 +922,8 @@ pub trait BackfillCursor: Send + Sync {
 /// cursor moves to the newest event it listed. Before each window `keep_going` is asked
 /// (the function's time left): a run that stops early says so (`complete: false`), and
 /// the next run resumes there. `query` gives the types and delivery filter; its times
-/// are the windows'.
+/// are the windows'. With `query.until`, a window of the past is listed in one go, and
+/// the cursor stays where it is.
 pub async fn backfill_from_cursor<A, L, Q, C>(
     api: &A,
     ingress: &Ingress<L, Q>,
@@ -916,6 +943,17 @@ where
         Some(t) => t,
         None => backfill_since(cursor.cursor().await?, now),
     };
+    if query.until.is_some() {
+        // A window of the past, in one go: the cursor stays where it is.
+        let window = EventsQuery {
+            since,
+            ..query.clone()
+        };
+        return Ok((
+            since,
+            backfill_while(api, ingress, &window, now, keep_going).await?,
+        ));
+    }
     let mut total = BackfillSummary::default();
     let mut start = since;
     while start < now {
@@ -1200,6 +1238,92 @@ fn snapshot_event(
         "data": { "object": object },
     })
     .to_string()
+}
+
+/// How a scheduled or operator reconciliation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Apply Stripe's objects to what drifted.
+    pub fix: bool,
+    /// Subscriptions and cases differing from Stripe from which the run raises an alert
+    /// (0: never).
+    pub drift_alert_threshold: usize,
+}
+
+/// A reconciliation (see [`reconcile`]) whose drift, at or over the threshold, leaves a
+/// `reconcile_drift` finding for the detector's next run, which opens the alert and
+/// publishes it once, as it does the worker's event-level findings. Both backends run
+/// this: the recovery function on AWS and `revguard reconcile`.
+pub async fn reconcile_and_alert<A, R, L, Q, S>(
+    api: &A,
+    read: &R,
+    ingress: &Ingress<L, Q>,
+    alerts: &S,
+    policy: &crate::billing::BillingPolicy,
+    settings: ReconcileSettings,
+    now: i64,
+) -> Result<ReconcileReport, RecoveryError>
+where
+    A: StripeApi,
+    R: ReadModel,
+    L: EventLog,
+    Q: Queue,
+    S: AlertStore,
+{
+    let fix = settings.fix.then_some(ingress);
+    let report = reconcile(api, read, fix, policy, now).await?;
+    for d in &report.drifted {
+        tracing::warn!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift from Stripe");
+    }
+    let differing = report.differing();
+    if settings.drift_alert_threshold > 0 && differing >= settings.drift_alert_threshold {
+        alerts
+            .add_pending(&drift_finding(&report, api.livemode(), now))
+            .await?;
+    }
+    Ok(report)
+}
+
+/// The finding a drifted reconciliation leaves.
+pub fn drift_finding(
+    report: &ReconcileReport,
+    livemode: bool,
+    now: i64,
+) -> crate::finding::Finding {
+    let differing = report.differing();
+    let examples: Vec<&str> = report
+        .missing
+        .iter()
+        .chain(report.drifted.iter().map(|d| &d.subscription))
+        .chain(&report.extra)
+        .chain(report.cases_drifted.iter().map(|c| &c.invoice))
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    crate::finding::Finding {
+        key: "reconcile_drift".into(),
+        signal: "reconcile_drift".into(),
+        metric: "subscriptions_drifted".into(),
+        livemode,
+        window_start: now,
+        window_end: now,
+        observed: differing as f64,
+        expected: 0.0,
+        spread: 0.0,
+        ratio: differing as f64,
+        severity: crate::finding::Severity::Warning,
+        explanation: format!(
+            "Reconciliation: {differing} differed from Stripe ({} of {} subscriptions missing, {} drifted, {} only in revguard; {} of {} open dunning cases settled at Stripe; e.g. {}); {} fixed.",
+            report.missing.len(),
+            report.checked,
+            report.drifted.len(),
+            report.extra.len(),
+            report.cases_drifted.len(),
+            report.cases_checked,
+            examples.join(", "),
+            report.fixed
+        ),
+    }
 }
 
 /// What a replay did.

@@ -26,30 +26,17 @@ pub type EmbeddedWorker = Worker<
     EmbeddedRequery,
 >;
 
-/// Re-query after important transitions (`serve --requery` with a Stripe key), or off.
-#[derive(Default)]
-pub enum EmbeddedRequery {
-    #[default]
-    Off,
-    Stripe(
-        Box<
-            revguard_core::recovery::StripeRequery<
-                revguard_stripe::StripeClient,
-                SqliteStore,
-                SqliteStore,
-            >,
+/// Re-query after important transitions (`serve --requery` with a Stripe key); `None`:
+/// off.
+pub type EmbeddedRequery = Option<
+    Box<
+        revguard_core::recovery::StripeRequery<
+            revguard_stripe::StripeClient,
+            SqliteStore,
+            SqliteStore,
         >,
-    ),
-}
-
-impl revguard_core::recovery::Requery for EmbeddedRequery {
-    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
-        match self {
-            EmbeddedRequery::Off => 0,
-            EmbeddedRequery::Stripe(r) => r.requery(subscriptions, now).await,
-        }
-    }
-}
+    >,
+>;
 
 pub fn worker(
     store: &SqliteStore,
@@ -64,7 +51,7 @@ pub fn worker(
         pause: TokioPause,
         policy,
         rules: ConsumeRules::default(),
-        requery: EmbeddedRequery::Off,
+        requery: None,
     }
 }
 
@@ -147,26 +134,9 @@ pub type EmbeddedDetector = revguard_core::detector::Detector<
 >;
 
 /// The embedded detector's evidence of delivery: Stripe's list of events when a key is
-/// configured, else silence alone.
-#[derive(Clone, Default)]
-pub enum EmbeddedAudit {
-    #[default]
-    Off,
-    Stripe(revguard_core::recovery::StripeAudit<revguard_stripe::StripeClient, SqliteStore>),
-}
-
-impl revguard_core::recovery::DeliveryAudit for EmbeddedAudit {
-    async fn audit(
-        &self,
-        now: i64,
-        remembered: &[revguard_core::event::MissingEvent],
-    ) -> Option<revguard_core::recovery::AuditOutcome> {
-        match self {
-            EmbeddedAudit::Off => None,
-            EmbeddedAudit::Stripe(audit) => audit.audit(now, remembered).await,
-        }
-    }
-}
+/// configured; `None`: silence alone.
+pub type EmbeddedAudit =
+    Option<revguard_core::recovery::StripeAudit<revguard_stripe::StripeClient, SqliteStore>>;
 
 /// The embedded detector: alarms to `on_call` (the alerts file and chat), win-backs that
 /// come due to `team` (the notifications file, shared with the worker).
@@ -188,7 +158,7 @@ pub fn detector(
         },
         comebacks: store.clone(),
         config,
-        audit: EmbeddedAudit::Off,
+        audit: None,
         pause: revguard_core::ports::TokioPause,
     }
 }

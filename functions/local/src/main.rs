@@ -229,6 +229,11 @@ enum Command {
         /// Apply Stripe's current object to every missing or drifted subscription.
         #[arg(long)]
         fix: bool,
+        /// Subscriptions and dunning cases differing from Stripe from which the run leaves
+        /// a `reconcile_drift` finding, which the server's detector raises as an alert on
+        /// its next run (0: never), as the scheduled reconciliation on AWS does.
+        #[arg(long, env = "REVGUARD_RECONCILE_ALERT_THRESHOLD", default_value_t = 1)]
+        alert_threshold: usize,
         /// Also write a readable report (Markdown) here.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -798,13 +803,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .is_some_and(|k| !k.trim().is_empty())
             {
-                detector.audit = revguard_local::consumer::EmbeddedAudit::Stripe(
-                    revguard_core::recovery::StripeAudit {
-                        api: stripe.client()?,
-                        log: store.clone(),
-                        endpoint_url: stripe.webhook_url.clone(),
-                    },
-                );
+                detector.audit = Some(revguard_core::recovery::StripeAudit {
+                    api: stripe.client()?,
+                    log: store.clone(),
+                    endpoint_url: stripe.webhook_url.clone(),
+                });
             }
             let plan = detector.plan(now).await?;
             let (findings, changes) = (plan.findings, plan.changes);
@@ -879,37 +882,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect(),
             };
             let ingress = revguard_local::recover::fetched_ingress(&store);
-            let cursor = revguard_local::recover::StoreCursor(&store);
-            let (since, summary) = match until {
-                // Up to now: an hour at a time from the cursor, which moves after each.
-                None => {
-                    revguard_core::recovery::backfill_from_cursor(
-                        &api,
-                        &ingress,
-                        &cursor,
-                        &query,
-                        since,
-                        now,
-                        &|| true,
-                    )
-                    .await?
-                }
-                // A window of the past: the cursor stays where it is.
-                Some(_) => {
-                    use revguard_core::recovery::BackfillCursor;
-                    let since = match since {
-                        Some(t) => t,
-                        None => {
-                            revguard_core::recovery::backfill_since(cursor.cursor().await?, now)
-                        }
-                    };
-                    let query = revguard_core::recovery::EventsQuery { since, ..query };
-                    (
-                        since,
-                        revguard_core::recovery::backfill(&api, &ingress, &query, now).await?,
-                    )
-                }
-            };
+            // Up to now: an hour at a time from the cursor, which moves after each; a
+            // window of the past (--until) leaves the cursor where it is.
+            let (since, summary) = revguard_core::recovery::backfill_from_cursor(
+                &api,
+                &ingress,
+                &revguard_local::recover::StoreCursor(&store),
+                &query,
+                since,
+                now,
+                &|| true,
+            )
+            .await?;
             let mut line = serde_json::to_value(&summary)?;
             line["since"] = since.into();
             apply.apply(&store, &db, &mut line).await?;
@@ -920,6 +904,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             db,
             stripe,
             fix,
+            alert_threshold,
             report,
             apply,
         } => {
@@ -927,11 +912,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_existing(&db)?;
             let now = unix_now();
             let ingress = revguard_local::recover::fetched_ingress(&store);
-            let result = revguard_core::recovery::reconcile(
+            let settings = revguard_core::recovery::ReconcileSettings {
+                fix,
+                drift_alert_threshold: alert_threshold,
+            };
+            let result = revguard_core::recovery::reconcile_and_alert(
                 &api,
                 &store,
-                fix.then_some(&ingress),
+                &ingress,
+                &store,
                 &apply.policy.policy()?,
+                settings,
                 now,
             )
             .await?;
@@ -941,9 +932,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     revguard_local::recover::report_markdown(&result, now),
                 )
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            for d in &result.drifted {
-                tracing::info!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift");
             }
             let mut line = result.summary(fix);
             if fix {

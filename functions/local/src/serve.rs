@@ -143,12 +143,10 @@ pub async fn serve(
             let api = api
                 .with_own_connections()
                 .map_err(|e| ServeError::Worker(std::io::Error::other(e.to_string())))?;
-            worker.requery = consumer::EmbeddedRequery::Stripe(Box::new(
-                revguard_core::recovery::StripeRequery {
-                    api,
-                    ingress: crate::recover::fetched_ingress(&store),
-                },
-            ))
+            worker.requery = Some(Box::new(revguard_core::recovery::StripeRequery {
+                api,
+                ingress: crate::recover::fetched_ingress(&store),
+            }))
         }
         (true, None) => {
             tracing::warn!("--requery needs a Stripe key (--stripe-key): re-query is off")
@@ -171,7 +169,7 @@ pub async fn serve(
         notifier,
     );
     if let Some(api) = options.stripe.clone() {
-        detector.audit = consumer::EmbeddedAudit::Stripe(revguard_core::recovery::StripeAudit {
+        detector.audit = Some(revguard_core::recovery::StripeAudit {
             api,
             log: store.clone(),
             endpoint_url: options.webhook_url.clone(),

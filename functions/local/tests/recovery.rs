@@ -4,7 +4,8 @@
 //!   and canceled, then a backfill (with the server running, and with none) brings
 //!   revguard's state to Stripe's;
 //! - the drift story: a change Stripe made that no event told (localstripe sends no
-//!   `customer.subscription.updated`), found by reconcile and mended by `--fix`;
+//!   `customer.subscription.updated`), found by reconcile, raised as an alert by the
+//!   detector, and mended by `--fix`;
 //! - replay and dead letters on the same database.
 //!
 //! One test, because the stories share one localstripe and each starts by emptying it.
@@ -415,6 +416,23 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
             && report.contains("| mrr |")
             && report.contains(&format!("| {invoice_id} |")),
         "{report}"
+    );
+    // The drift (2 differences, over the default threshold of 1) leaves a finding that
+    // the detector opens as an alert on its next run, as the scheduled reconciliation
+    // does on AWS.
+    let at = revguard_core::time::unix_now().to_string();
+    let planned = revguard_lines(&db, &["detect", "--at", &at]);
+    assert!(
+        planned.iter().any(|l| l["finding"]["signal"] == "reconcile_drift"
+            && l["finding"]["observed"] == 2.0),
+        "{planned:?}"
+    );
+    assert!(
+        planned.iter().any(|l| l["transition"] == "opened"
+            && l["alert_id"]
+                .as_str()
+                .is_some_and(|id| id.contains("reconcile_drift"))),
+        "{planned:?}"
     );
     let fixed = revguard(&db, &["reconcile", "--fix"]);
     assert_eq!(

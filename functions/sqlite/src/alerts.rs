@@ -21,7 +21,27 @@ impl SqliteStore {
     }
 }
 
+/// A finding waiting for the detector; one per key and mode, the latest raised winning.
+pub(crate) fn put_pending(c: &rusqlite::Connection, f: &Finding) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO pending_findings (key, livemode, created, finding) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO UPDATE SET created = excluded.created, finding = excluded.finding",
+    )?
+    .execute(params![
+        f.key,
+        f.livemode,
+        f.window_end,
+        serde_json::to_string(f).map_err(json_err)?
+    ])?;
+    Ok(())
+}
+
 impl AlertStore for SqliteStore {
+    async fn add_pending(&self, finding: &Finding) -> Result<(), StoreError> {
+        let finding = finding.clone();
+        self.write(move |c| put_pending(c, &finding)).await
+    }
+
     async fn snapshot(&self, until: i64) -> Result<AlertSnapshot, StoreError> {
         self.read(move |c| {
             Ok(AlertSnapshot {

@@ -122,11 +122,7 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
         c.prepare_cached("INSERT INTO applied (event_id, applied_at) VALUES (?1, ?2)")?
             .execute(params![e.event_id, commit.now])?;
         for f in &e.findings {
-            c.prepare_cached(
-                "INSERT INTO pending_findings (key, livemode, created, finding) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO UPDATE SET created = excluded.created, finding = excluded.finding",
-            )?
-            .execute(params![f.key, f.livemode, f.window_end, serde_json::to_string(f).map_err(json_err)?])?;
+            crate::alerts::put_pending(c, f)?;
         }
         for n in &e.notifications {
             c.prepare_cached("INSERT INTO outbox (id, event_id, notification, leased_until) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?

@@ -145,7 +145,7 @@ pub fn lambda_worker<N>(
                 redelivery: env.redelivery,
                 ..ConsumeRules::default()
             },
-            requery: revguard_aws::AwsRequery::Off,
+            requery: None,
         },
         redelivery: SqsRedelivery::new(sqs, &env.queue_url),
     }

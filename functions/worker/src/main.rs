@@ -4,7 +4,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use revguard_aws::{
     config::optional_parsed, lambda_sdk_config, policy_from_env, stripe_client_from_env,
-    AwsRequery, SnsNotifier, WorkerEnv,
+    SnsNotifier, WorkerEnv,
 };
 use revguard_worker::{handle_batch_within, lambda_worker, DEADLINE_MARGIN};
 
@@ -27,17 +27,16 @@ async fn main() -> Result<(), Error> {
     if optional_parsed("REVGUARD_REQUERY", false)? {
         match stripe_client_from_env(&sdk).await? {
             Some(api) => {
-                worker.worker.requery =
-                    AwsRequery::Stripe(Box::new(revguard_core::recovery::StripeRequery {
-                        api,
-                        ingress: revguard_aws::recovery::fetched_ingress(
-                            aws_sdk_dynamodb::Client::new(&sdk),
-                            aws_sdk_sqs::Client::new(&sdk),
-                            &env.events_table,
-                            &env.queue_url,
-                            revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
-                        ),
-                    }))
+                worker.worker.requery = Some(Box::new(revguard_core::recovery::StripeRequery {
+                    api,
+                    ingress: revguard_aws::recovery::fetched_ingress(
+                        aws_sdk_dynamodb::Client::new(&sdk),
+                        aws_sdk_sqs::Client::new(&sdk),
+                        &env.events_table,
+                        &env.queue_url,
+                        revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
+                    ),
+                }))
             }
             None => tracing::warn!(
                 "REVGUARD_REQUERY is set but there is no Stripe key: re-query is off"
