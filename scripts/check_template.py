@@ -702,7 +702,7 @@ for st in ci_allow:
 
 # The runbook's redrive: a message the worker dead-lettered itself has no source queue
 # for SQS to return it to, so every move task names its destination.
-for doc in (ROOT / "README.md", ROOT / "infra" / "README.md"):
+for doc in (ROOT / "README.md", ROOT / "infra" / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
     for command in re.findall(r"start-message-move-task[^`]*", doc.read_text()):
         check("--destination-arn" in command, f"{doc.relative_to(ROOT)}: the DLQ redrive names its destination: {command}")
 

@@ -46,6 +46,7 @@ pub fn anomaly(
         config,
         audit: None,
         pause: TokioPause,
+        wall_clock: revguard_core::time::unix_now,
     }
 }
 
@@ -129,6 +130,55 @@ impl Digests {
             at,
         )
         .await?)
+    }
+}
+
+/// The anomaly function: the detector, and the digest when it is configured.
+pub struct AnomalyFunction {
+    pub anomaly: Anomaly,
+    pub digests: Option<Digests>,
+}
+
+impl AnomalyFunction {
+    /// As main builds it at cold start: the clients, the delivery audit with a Stripe key
+    /// and the event log, the digest with its topic.
+    pub async fn from_env(
+        sdk: &aws_config::SdkConfig,
+        env: &AnomalyEnv,
+    ) -> Result<Self, revguard_aws::ConfigError> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let sns = aws_sdk_sns::Client::new(sdk);
+        // The digest's schedules invoke this function too (`{"digest": "day"}`).
+        let digests = Digests::new(dynamodb.clone(), sns.clone(), env, env.policy.clone()).ok();
+        let detector = anomaly(dynamodb.clone(), sns, env, env.detect.clone());
+        let anomaly = with_audit(detector, env.stripe.client(sdk).await?, dynamodb, env);
+        Ok(Self { anomaly, digests })
+    }
+
+    /// One invocation at `now` (the wall clock, read by main): a digest when the event
+    /// asks for one, else a detector run at the scheduled time.
+    pub async fn handle(
+        &self,
+        event: serde_json::Value,
+        now: i64,
+    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+        if let Some(period) = Digests::requested(&event) {
+            let digests = self.digests.as_ref().ok_or(DigestRunError::NotConfigured)?;
+            let sent = digests.run(period?, scheduled_time(&event, now)).await?;
+            return Ok(serde_json::json!({ "digests": sent }));
+        }
+        let summary = self.anomaly.run(scheduled_time(&event, now)).await?;
+        if !summary.unpublished.is_empty() {
+            tracing::error!(
+                unpublished = summary.unpublished.len(),
+                "alerts stay in the outbox for the next run"
+            );
+        }
+        Ok(serde_json::json!({
+            "at": summary.at,
+            "findings": summary.findings.len(),
+            "published": summary.published,
+        }))
     }
 }
 

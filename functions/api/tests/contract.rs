@@ -225,6 +225,7 @@ async fn embedded(dir: &std::path::Path) -> Router {
         config: DetectConfig::default(),
         audit: revguard_core::recovery::NoAudit,
         pause: revguard_core::ports::TokioPause,
+        wall_clock: revguard_core::time::unix_now,
     };
     let (early, later) = story();
     for (batch, at) in [(early, T - 29 * H), (later, T)] {
@@ -305,6 +306,7 @@ fn revguard_anomaly_like(
         config: DetectConfig::default(),
         audit: revguard_core::recovery::NoAudit,
         pause: revguard_core::ports::TokioPause,
+        wall_clock: revguard_core::time::unix_now,
     }
 }
 

@@ -10,6 +10,9 @@ use aws_sdk_dynamodb::config::{SharedAsyncSleep, SharedCredentialsProvider};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use revguard_stripe::{ApiKey, KeySource, StripeClient};
+use std::future::Future;
+use std::pin::Pin;
 
 /// The largest SQS message (256 KiB) less room for the message attributes, which SQS
 /// counts toward the size.
@@ -48,16 +51,36 @@ where
     }
 }
 
-/// What the ingress function needs to find its resources.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The ingress function's configuration, read once at cold start.
+#[derive(Debug, Clone)]
 pub struct IngressEnv {
     pub events_table: String,
     pub queue_url: String,
     pub max_message_bytes: usize,
+    /// `STRIPE_WEBHOOK_SECRET_ARN`: the secret holding the signing secrets (how the
+    /// template deploys them), read at cold start and again after a bad signature.
+    pub webhook_secret_arn: Option<String>,
+    /// `STRIPE_WEBHOOK_SECRET`, when no ARN is given.
+    pub webhook_secret: Option<revguard_core::SecretSet>,
+    /// `REVGUARD_SIGNATURE_TOLERANCE_SECS`, `REVGUARD_MAX_BODY_BYTES`,
+    /// `REVGUARD_EVENT_TTL_DAYS`, `REVGUARD_MODES`, `REVGUARD_KEEP_PAYLOADS`.
+    pub tolerance_secs: i64,
+    pub max_body_bytes: usize,
+    pub event_ttl_secs: i64,
+    pub modes: revguard_core::ModeFilter,
+    pub keep_payloads: bool,
 }
 
 impl IngressEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let webhook_secret_arn = optional("STRIPE_WEBHOOK_SECRET_ARN");
+        let webhook_secret = match &webhook_secret_arn {
+            Some(_) => None,
+            None => Some(parse_secrets(
+                "STRIPE_WEBHOOK_SECRET",
+                &required("STRIPE_WEBHOOK_SECRET")?,
+            )?),
+        };
         Ok(Self {
             events_table: required("REVGUARD_EVENTS_TABLE")?,
             queue_url: required("REVGUARD_QUEUE_URL")?,
@@ -65,8 +88,59 @@ impl IngressEnv {
                 "REVGUARD_QUEUE_MAX_MESSAGE_BYTES",
                 DEFAULT_MAX_MESSAGE_BYTES,
             )?,
+            webhook_secret_arn,
+            webhook_secret,
+            tolerance_secs: optional_parsed(
+                "REVGUARD_SIGNATURE_TOLERANCE_SECS",
+                revguard_core::signature::DEFAULT_TOLERANCE_SECS,
+            )?,
+            max_body_bytes: optional_parsed(
+                "REVGUARD_MAX_BODY_BYTES",
+                revguard_core::ingest::DEFAULT_MAX_BODY_BYTES,
+            )?,
+            event_ttl_secs: optional_parsed(
+                "REVGUARD_EVENT_TTL_DAYS",
+                revguard_core::ingest::DEFAULT_EVENT_TTL_SECS / 86_400,
+            )? * 86_400,
+            modes: {
+                let raw = optional_parsed("REVGUARD_MODES", "both".to_owned())?;
+                revguard_core::ModeFilter::parse(&raw).ok_or(ConfigError::Invalid {
+                    name: "REVGUARD_MODES",
+                    reason: "expected both, live or test".into(),
+                })?
+            },
+            keep_payloads: optional_parsed("REVGUARD_KEEP_PAYLOADS", true)?,
         })
     }
+
+    /// The ingress use case's settings, with the signing secrets read.
+    pub fn ingest_config(&self, secrets: revguard_core::SecretSet) -> revguard_core::IngestConfig {
+        revguard_core::IngestConfig {
+            secrets,
+            tolerance_secs: self.tolerance_secs,
+            max_body_bytes: self.max_body_bytes,
+            event_ttl_secs: self.event_ttl_secs,
+            modes: self.modes,
+            keep_payloads: self.keep_payloads,
+        }
+    }
+
+    /// The signing secrets: read from the secret named by the ARN, else the variable's.
+    pub async fn secrets(&self, sdk: &SdkConfig) -> Result<revguard_core::SecretSet, ConfigError> {
+        match (&self.webhook_secret_arn, &self.webhook_secret) {
+            (Some(arn), _) => read_webhook_secrets(sdk, arn).await,
+            (None, Some(secrets)) => Ok(secrets.clone()),
+            (None, None) => Err(ConfigError::Missing("STRIPE_WEBHOOK_SECRET")),
+        }
+    }
+}
+
+/// A variable that may be unset or empty.
+pub fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Loads the shared SDK configuration (region, credentials, `AWS_ENDPOINT_URL`) with
@@ -140,27 +214,6 @@ pub fn default_timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// The Stripe signing secrets, read once at cold start: from the Secrets Manager secret
-/// named by `STRIPE_WEBHOOK_SECRET_ARN` (how the template deploys it: the value never
-/// shows in the function's configuration), else from `STRIPE_WEBHOOK_SECRET`. Either
-/// holds `whsec_…[,whsec_…]`.
-pub async fn load_webhook_secrets(
-    sdk: &SdkConfig,
-) -> Result<revguard_core::SecretSet, ConfigError> {
-    match webhook_secret_arn() {
-        Some(arn) => read_webhook_secrets(sdk, &arn).await,
-        None => parse_secrets("STRIPE_WEBHOOK_SECRET", &required("STRIPE_WEBHOOK_SECRET")?),
-    }
-}
-
-/// `STRIPE_WEBHOOK_SECRET_ARN`, when set.
-pub fn webhook_secret_arn() -> Option<String> {
-    std::env::var("STRIPE_WEBHOOK_SECRET_ARN")
-        .ok()
-        .map(|arn| arn.trim().to_owned())
-        .filter(|arn| !arn.is_empty())
-}
-
 /// The signing secrets held in a Secrets Manager secret.
 pub async fn read_webhook_secrets(
     sdk: &SdkConfig,
@@ -227,35 +280,8 @@ fn parse_secrets(name: &'static str, raw: &str) -> Result<revguard_core::SecretS
     })
 }
 
-/// The ingress use case's settings from the environment, with the documented defaults.
-pub fn ingest_config_from_env(
-    secrets: revguard_core::SecretSet,
-) -> Result<revguard_core::IngestConfig, ConfigError> {
-    use revguard_core::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
-    use revguard_core::signature::DEFAULT_TOLERANCE_SECS;
-    let modes_raw = optional_parsed("REVGUARD_MODES", "both".to_owned())?;
-    let modes = revguard_core::ModeFilter::parse(&modes_raw).ok_or(ConfigError::Invalid {
-        name: "REVGUARD_MODES",
-        reason: "expected both, live or test".into(),
-    })?;
-    Ok(revguard_core::IngestConfig {
-        secrets,
-        tolerance_secs: optional_parsed(
-            "REVGUARD_SIGNATURE_TOLERANCE_SECS",
-            DEFAULT_TOLERANCE_SECS,
-        )?,
-        max_body_bytes: optional_parsed("REVGUARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
-        event_ttl_secs: optional_parsed(
-            "REVGUARD_EVENT_TTL_DAYS",
-            DEFAULT_EVENT_TTL_SECS / 86_400,
-        )? * 86_400,
-        modes,
-        keep_payloads: optional_parsed("REVGUARD_KEEP_PAYLOADS", true)?,
-    })
-}
-
-/// What the worker function needs to find its resources.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The worker function's configuration, read once at cold start.
+#[derive(Debug, Clone)]
 pub struct WorkerEnv {
     pub events_table: String,
     pub state_table: String,
@@ -273,6 +299,10 @@ pub struct WorkerEnv {
     /// `REVGUARD_REDELIVERY_BASE_SECS` and `REVGUARD_REDELIVERY_CAP_SECS` change it (the
     /// template keeps the defaults; the end-to-end test compresses time with them).
     pub redelivery: revguard_core::retry::Backoff,
+    pub policy: revguard_core::billing::BillingPolicy,
+    /// `REVGUARD_REQUERY`: fetch Stripe's object after important transitions (with a key).
+    pub requery: bool,
+    pub stripe: StripeEnv,
 }
 
 impl WorkerEnv {
@@ -303,16 +333,20 @@ impl WorkerEnv {
                     ..d
                 }
             },
+            policy: policy_from_env()?,
+            requery: optional_parsed("REVGUARD_REQUERY", false)?,
+            stripe: StripeEnv::from_env()?,
         })
     }
 }
 
-/// What the api function needs.
+/// The api function's configuration, read once at cold start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiEnv {
     pub state_table: String,
     pub counters_table: String,
     pub alerts_table: String,
+    pub policy: revguard_core::billing::BillingPolicy,
 }
 
 impl ApiEnv {
@@ -321,12 +355,13 @@ impl ApiEnv {
             state_table: required("REVGUARD_STATE_TABLE")?,
             counters_table: required("REVGUARD_COUNTERS_TABLE")?,
             alerts_table: required("REVGUARD_ALERTS_TABLE")?,
+            policy: policy_from_env()?,
         })
     }
 }
 
-/// What the anomaly function needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The anomaly function's configuration, read once at cold start.
+#[derive(Debug, Clone)]
 pub struct AnomalyEnv {
     /// Read when a win-back comes due: is the customer subscribed again?
     pub state_table: String,
@@ -343,6 +378,11 @@ pub struct AnomalyEnv {
     pub webhook_url: Option<String>,
     /// Finance's topic, for the billing digest (its scheduled runs).
     pub digest_topic_arn: Option<String>,
+    pub detect: revguard_core::detect::DetectConfig,
+    /// For the digest's dunning figures.
+    pub policy: revguard_core::billing::BillingPolicy,
+    /// With a key, each run audits delivery against Stripe's list of events.
+    pub stripe: StripeEnv,
 }
 
 impl AnomalyEnv {
@@ -353,26 +393,20 @@ impl AnomalyEnv {
             alerts_table: required("REVGUARD_ALERTS_TABLE")?,
             alerts_topic_arn: required("REVGUARD_ALERTS_TOPIC_ARN")?,
             notifications_topic_arn: required("REVGUARD_NOTIFICATIONS_TOPIC_ARN")?,
-            dashboard_url: std::env::var("REVGUARD_DASHBOARD_URL")
-                .ok()
-                .filter(|u| !u.trim().is_empty()),
-            events_table: std::env::var("REVGUARD_EVENTS_TABLE")
-                .ok()
-                .filter(|t| !t.trim().is_empty()),
-            digest_topic_arn: std::env::var("REVGUARD_DIGEST_TOPIC_ARN")
-                .ok()
-                .filter(|t| !t.trim().is_empty()),
-            webhook_url: std::env::var("REVGUARD_WEBHOOK_URL")
-                .ok()
-                .filter(|u| !u.trim().is_empty()),
+            dashboard_url: optional("REVGUARD_DASHBOARD_URL"),
+            events_table: optional("REVGUARD_EVENTS_TABLE"),
+            digest_topic_arn: optional("REVGUARD_DIGEST_TOPIC_ARN"),
+            webhook_url: optional("REVGUARD_WEBHOOK_URL"),
+            detect: detect_config_from_env()?,
+            policy: policy_from_env()?,
+            stripe: StripeEnv::from_env()?,
         })
     }
 }
 
-/// The billing policy from the environment (the same variables as `revguard serve`).
 /// Detector thresholds from the environment: `REVGUARD_DETECT_CONFIG` may hold a JSON
-/// object overriding any of them (names as in the README), e.g. `{"p_warning":1e-5}`.
-pub fn detect_config_from_env() -> Result<revguard_core::detect::DetectConfig, ConfigError> {
+/// object overriding any of them (names as in the docs), e.g. `{"p_warning":1e-5}`.
+fn detect_config_from_env() -> Result<revguard_core::detect::DetectConfig, ConfigError> {
     match std::env::var("REVGUARD_DETECT_CONFIG") {
         Ok(json) if !json.trim().is_empty() => {
             serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
@@ -384,6 +418,7 @@ pub fn detect_config_from_env() -> Result<revguard_core::detect::DetectConfig, C
     }
 }
 
+/// The billing policy from the environment (the same variables as `revguard serve`).
 pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, ConfigError> {
     let d = revguard_core::billing::BillingPolicy::default();
     Ok(revguard_core::billing::BillingPolicy {
@@ -419,6 +454,125 @@ pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, Config
             _ => Default::default(),
         },
     })
+}
+
+/// Where the Stripe API key comes from, read once: the Secrets Manager secret named by
+/// `STRIPE_API_KEY_SECRET_ARN` (how the template deploys it), else `STRIPE_API_KEY`;
+/// `STRIPE_API_BASE` as the client reads it. No key: the features that need one are off.
+#[derive(Debug, Clone)]
+pub struct StripeEnv {
+    pub api_base: String,
+    pub key_secret_arn: Option<String>,
+    /// Checked for its shape when read; never printed.
+    pub key: Option<ApiKey>,
+}
+
+impl StripeEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let key_secret_arn = optional("STRIPE_API_KEY_SECRET_ARN");
+        let key = match (&key_secret_arn, optional("STRIPE_API_KEY")) {
+            (None, Some(key)) => Some(ApiKey::new(key).map_err(|e| ConfigError::Invalid {
+                name: "STRIPE_API_KEY",
+                reason: e.to_string(),
+            })?),
+            _ => None,
+        };
+        Ok(Self {
+            api_base: optional("STRIPE_API_BASE")
+                .unwrap_or_else(|| revguard_stripe::DEFAULT_API_BASE.to_owned()),
+            key_secret_arn,
+            key,
+        })
+    }
+
+    /// Whether a key is configured (its secret may still turn out empty).
+    pub fn has_key(&self) -> bool {
+        self.key_secret_arn.is_some() || self.key.is_some()
+    }
+
+    /// The Stripe API client: with the key in the secret, read now and again whenever
+    /// Stripe refuses it, so that a rotated key reaches warm instances; else with the
+    /// variable's key. `None` without a key (or with an empty secret).
+    pub async fn client(&self, sdk: &SdkConfig) -> Result<Option<StripeClient>, ConfigError> {
+        match (&self.key_secret_arn, &self.key) {
+            (Some(arn), _) => {
+                stripe_client_from_secret(
+                    aws_sdk_secretsmanager::Client::new(sdk),
+                    arn,
+                    &self.api_base,
+                )
+                .await
+            }
+            (None, Some(key)) => StripeClient::new(&self.api_base, key.clone())
+                .map(Some)
+                .map_err(|e| ConfigError::Invalid {
+                    name: "STRIPE_API_BASE",
+                    reason: e.to_string(),
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// The Stripe API client with the key in the secret `arn`, read now and again whenever
+/// Stripe refuses it (at most once a minute). `None` when the secret is empty.
+pub async fn stripe_client_from_secret(
+    secrets: aws_sdk_secretsmanager::Client,
+    arn: &str,
+    base: &str,
+) -> Result<Option<StripeClient>, ConfigError> {
+    let source = SecretKey {
+        secrets,
+        arn: arn.to_owned(),
+    };
+    let key = source.read().await.map_err(|reason| ConfigError::Invalid {
+        name: "STRIPE_API_KEY_SECRET_ARN",
+        reason,
+    })?;
+    match key {
+        Some(key) => Ok(Some(stripe_client(base, key)?.with_key_source(source))),
+        None => Ok(None),
+    }
+}
+
+fn stripe_client(base: &str, key: String) -> Result<StripeClient, ConfigError> {
+    let invalid = |name: &'static str| {
+        move |e: revguard_stripe::ConfigError| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        }
+    };
+    let key = ApiKey::new(key).map_err(invalid("STRIPE_API_KEY"))?;
+    StripeClient::new(base, key).map_err(invalid("STRIPE_API_BASE"))
+}
+
+/// The Stripe key's secret in Secrets Manager.
+struct SecretKey {
+    secrets: aws_sdk_secretsmanager::Client,
+    arn: String,
+}
+
+impl SecretKey {
+    async fn read(&self) -> Result<Option<String>, String> {
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(&self.arn)
+            .send()
+            .await
+            .map_err(|e| format!("cannot read the secret: {}", revguard_core::error_chain(&e)))?;
+        Ok(out.secret_string.filter(|k| !k.trim().is_empty()))
+    }
+}
+
+impl KeySource for SecretKey {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
+        Box::pin(async move {
+            self.read()
+                .await?
+                .ok_or_else(|| "the secret is empty".to_owned())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -24,15 +24,13 @@ pub mod testing;
 pub use alerts::{DynamoAlerts, SnsAlertPublisher};
 pub use billing::{DynamoBilling, DynamoCounters};
 pub use config::{
-    detect_config_from_env, ingest_config_from_env, lambda_sdk_config, load_sdk_config,
-    load_webhook_secrets, policy_from_env, read_webhook_secrets, webhook_secret_arn,
-    webhook_secret_loader, AnomalyEnv, ApiEnv, ConfigError, IngressEnv, WorkerEnv,
+    lambda_sdk_config, load_sdk_config, policy_from_env, read_webhook_secrets,
+    stripe_client_from_secret, webhook_secret_loader, AnomalyEnv, ApiEnv, ConfigError, IngressEnv,
+    StripeEnv, WorkerEnv,
 };
 pub use dynamo::DynamoEventLog;
 pub use read_model::DynamoReadModel;
-pub use recovery::{
-    stripe_client_from_env, stripe_client_from_secret, AwsAudit, AwsRequery, Recovery, RecoveryEnv,
-};
+pub use recovery::{AwsAudit, AwsRequery, Recovery, RecoveryEnv};
 pub use sns::{SnsDigestPublisher, SnsNotifier};
 pub use sqs::{SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue, SqsRedelivery};
 

@@ -7,7 +7,6 @@
 //!   the threshold leaves a `reconcile_drift` finding for the detector, which opens the
 //!   alert and publishes it once, as it does the worker's event-level findings.
 
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use revguard_core::ingest::Ingress;
 use revguard_core::recovery::{
@@ -16,106 +15,16 @@ use revguard_core::recovery::{
     HANDLED_EVENT_TYPES,
 };
 use revguard_core::StoreError;
-use std::future::Future;
-use std::pin::Pin;
 
-use revguard_stripe::{ApiKey, KeySource, StripeClient};
+use revguard_stripe::StripeClient;
 
-use crate::config::{optional_parsed, required, ConfigError, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::config::{
+    optional_parsed, policy_from_env, required, ConfigError, StripeEnv, DEFAULT_MAX_MESSAGE_BYTES,
+};
 use crate::item::PK;
 use crate::{DynamoAlerts, DynamoEventLog, DynamoReadModel, SqsQueue};
 
 pub const CURSOR_PK: &str = "cursor#backfill";
-
-/// The Stripe API client from the environment: the key in the Secrets Manager secret
-/// named by `STRIPE_API_KEY_SECRET_ARN` (how the template deploys it), read again when
-/// Stripe refuses it, so that a rotated key reaches warm instances; else
-/// `STRIPE_API_KEY`; `STRIPE_API_BASE` as the client reads it. `None` without a key.
-pub async fn stripe_client_from_env(sdk: &SdkConfig) -> Result<Option<StripeClient>, ConfigError> {
-    let base = std::env::var("STRIPE_API_BASE")
-        .ok()
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| revguard_stripe::DEFAULT_API_BASE.to_owned());
-    let arn = std::env::var("STRIPE_API_KEY_SECRET_ARN")
-        .ok()
-        .filter(|a| !a.trim().is_empty());
-    if let Some(arn) = arn {
-        return stripe_client_from_secret(
-            aws_sdk_secretsmanager::Client::new(sdk),
-            arn.trim(),
-            &base,
-        )
-        .await;
-    }
-    match std::env::var("STRIPE_API_KEY")
-        .ok()
-        .filter(|k| !k.trim().is_empty())
-    {
-        Some(key) => stripe_client(&base, key).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// The Stripe API client with the key in the secret `arn`, read now and again whenever
-/// Stripe refuses it (at most once a minute). `None` when the secret is empty.
-pub async fn stripe_client_from_secret(
-    secrets: aws_sdk_secretsmanager::Client,
-    arn: &str,
-    base: &str,
-) -> Result<Option<StripeClient>, ConfigError> {
-    let source = SecretKey {
-        secrets,
-        arn: arn.to_owned(),
-    };
-    let key = source.read().await.map_err(|reason| ConfigError::Invalid {
-        name: "STRIPE_API_KEY_SECRET_ARN",
-        reason,
-    })?;
-    match key {
-        Some(key) => Ok(Some(stripe_client(base, key)?.with_key_source(source))),
-        None => Ok(None),
-    }
-}
-
-fn stripe_client(base: &str, key: String) -> Result<StripeClient, ConfigError> {
-    let invalid = |name: &'static str| {
-        move |e: revguard_stripe::ConfigError| ConfigError::Invalid {
-            name,
-            reason: e.to_string(),
-        }
-    };
-    let key = ApiKey::new(key).map_err(invalid("STRIPE_API_KEY"))?;
-    StripeClient::new(base, key).map_err(invalid("STRIPE_API_BASE"))
-}
-
-/// The Stripe key's secret in Secrets Manager.
-struct SecretKey {
-    secrets: aws_sdk_secretsmanager::Client,
-    arn: String,
-}
-
-impl SecretKey {
-    async fn read(&self) -> Result<Option<String>, String> {
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(&self.arn)
-            .send()
-            .await
-            .map_err(|e| format!("cannot read the secret: {}", revguard_core::error_chain(&e)))?;
-        Ok(out.secret_string.filter(|k| !k.trim().is_empty()))
-    }
-}
-
-impl KeySource for SecretKey {
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
-        Box::pin(async move {
-            self.read()
-                .await?
-                .ok_or_else(|| "the secret is empty".to_owned())
-        })
-    }
-}
 
 /// The detector's evidence of delivery on AWS: Stripe's list of events when a key is
 /// configured (`None`: silence alone).
@@ -139,8 +48,8 @@ pub fn fetched_ingress(
     )
 }
 
-/// What the recovery function needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the recovery function and the operator CLI need, read once.
+#[derive(Debug, Clone)]
 pub struct RecoveryEnv {
     pub events_table: String,
     pub state_table: String,
@@ -156,6 +65,9 @@ pub struct RecoveryEnv {
     /// `REVGUARD_RECONCILE_ALERT_THRESHOLD` (default 1): subscriptions missing, drifted
     /// or extra from which a reconciliation raises an alert (0: never).
     pub drift_alert_threshold: usize,
+    /// The billing policy, for the stages of open dunning cases.
+    pub policy: revguard_core::billing::BillingPolicy,
+    pub stripe: StripeEnv,
 }
 
 impl RecoveryEnv {
@@ -173,6 +85,8 @@ impl RecoveryEnv {
             undelivered_only: optional_parsed("REVGUARD_BACKFILL_UNDELIVERED_ONLY", false)?,
             fix: optional_parsed("REVGUARD_RECONCILE_FIX", true)?,
             drift_alert_threshold: optional_parsed("REVGUARD_RECONCILE_ALERT_THRESHOLD", 1)?,
+            policy: policy_from_env()?,
+            stripe: StripeEnv::from_env()?,
         })
     }
 }
@@ -214,7 +128,7 @@ impl Recovery {
             api,
             dynamodb,
             env: env.clone(),
-            policy: Default::default(),
+            policy: env.policy.clone(),
         }
     }
 

@@ -172,6 +172,13 @@ impl MotoStack {
             events_table: self.events_table.clone(),
             queue_url: self.queue_url.clone(),
             max_message_bytes: 250_000,
+            webhook_secret_arn: None,
+            webhook_secret: None,
+            tolerance_secs: revguard_core::signature::DEFAULT_TOLERANCE_SECS,
+            max_body_bytes: revguard_core::ingest::DEFAULT_MAX_BODY_BYTES,
+            event_ttl_secs: revguard_core::ingest::DEFAULT_EVENT_TTL_SECS,
+            modes: revguard_core::ModeFilter::Both,
+            keep_payloads: true,
         }
     }
 
@@ -181,6 +188,7 @@ impl MotoStack {
             state_table: self.state_table.clone(),
             counters_table: self.counters_table.clone(),
             alerts_table: self.alerts_table.clone(),
+            policy: Default::default(),
         }
     }
 
@@ -196,6 +204,9 @@ impl MotoStack {
             dead_letter_queue_url: self.dead_letter_queue_url.clone(),
             max_receives: revguard_core::worker::ConsumeRules::default().max_receives,
             redelivery: revguard_core::retry::Backoff::REDELIVERY,
+            policy: Default::default(),
+            requery: false,
+            stripe: no_stripe_key(),
         }
     }
 
@@ -211,6 +222,9 @@ impl MotoStack {
             events_table: Some(self.events_table.clone()),
             webhook_url: None,
             digest_topic_arn: None,
+            detect: Default::default(),
+            policy: Default::default(),
+            stripe: no_stripe_key(),
         }
     }
 
@@ -226,12 +240,23 @@ impl MotoStack {
             undelivered_only: false,
             fix: true,
             drift_alert_threshold: 1,
+            policy: Default::default(),
+            stripe: no_stripe_key(),
         }
     }
 
     /// The notifier the worker function builds for this stack.
     pub fn notifier(&self) -> crate::SnsNotifier {
         crate::SnsNotifier::new(self.sns.clone(), &self.notifications_topic)
+    }
+}
+
+/// A function's Stripe settings without a key (the tests give their clients directly).
+pub fn no_stripe_key() -> crate::StripeEnv {
+    crate::StripeEnv {
+        api_base: revguard_stripe::DEFAULT_API_BASE.to_owned(),
+        key_secret_arn: None,
+        key: None,
     }
 }
 

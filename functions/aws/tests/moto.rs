@@ -179,21 +179,21 @@ async fn signing_secrets_come_from_secrets_manager_at_cold_start() {
         .unwrap()
         .arn
         .unwrap();
-    // The variable is process-wide; this test is the only one in this binary that sets it.
-    std::env::set_var("STRIPE_WEBHOOK_SECRET_ARN", &arn);
-    let secrets = revguard_aws::load_webhook_secrets(&sdk).await.unwrap();
+    let secrets = revguard_aws::read_webhook_secrets(&sdk, &arn)
+        .await
+        .unwrap();
     assert_eq!(secrets.iter().count(), 2);
     assert!(!format!("{secrets:?}").contains("new_one"), "never printed");
-    std::env::set_var(
-        "STRIPE_WEBHOOK_SECRET_ARN",
+    let err = revguard_aws::read_webhook_secrets(
+        &sdk,
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing",
-    );
-    let err = revguard_aws::load_webhook_secrets(&sdk).await.unwrap_err();
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string().contains("STRIPE_WEBHOOK_SECRET_ARN"),
         "{err}"
     );
-    std::env::remove_var("STRIPE_WEBHOOK_SECRET_ARN");
 }
 
 #[tokio::test]

@@ -31,6 +31,9 @@ pub struct Detector<C, A, P, W, E, Pa> {
     pub audit: E,
     /// Waits between attempts to clear the outbox after a publish.
     pub pause: Pa,
+    /// The wall clock, for the outbox's leases (given by the entry point: core reads no
+    /// clock of its own).
+    pub wall_clock: fn() -> i64,
 }
 
 /// What a run would do at a moment: the findings, and the transitions it plans.
@@ -168,7 +171,7 @@ impl<
         };
         // Leases run on the wall clock: `now` is the moment judged, which a late or
         // retried invocation passes from the past.
-        let wall = crate::time::unix_now();
+        let wall = (self.wall_clock)();
         let lease_until = wall + OUTBOX_LEASE_SECS;
         // One read of the alert store serves the whole run. Messages a failed or crashed
         // run committed but did not publish go out first, if this run can claim them

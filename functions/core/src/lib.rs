@@ -1,6 +1,7 @@
 //! revguard's domain: Stripe signatures and events, the use cases and the ports they need.
 //!
-//! No AWS, no SQL, no clock, no environment: time comes in as an argument.
+//! No AWS, no SQL, no clock, no environment: time comes in as an argument (the entry
+//! points read the wall clock, with `time::unix_now`, and pass it in).
 
 pub mod audience;
 pub mod billing;

@@ -41,6 +41,7 @@ fn detector() -> TestDetector {
         config: DetectConfig::default(),
         audit: NoAudit,
         pause: CountedPause::default(),
+        wall_clock: revguard_core::time::unix_now,
     }
 }
 

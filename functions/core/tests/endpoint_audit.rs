@@ -62,6 +62,7 @@ async fn a_disabled_endpoint_stays_open_while_unread_and_resolves_once_enabled()
         config: DetectConfig::default(),
         audit: Endpoints::default(),
         pause: CountedPause::default(),
+        wall_clock: revguard_core::time::unix_now,
     };
     let mut heard: Vec<(String, Transition, i64)> = Vec::new();
     let mut run = |summary: revguard_core::detector::RunSummary| {

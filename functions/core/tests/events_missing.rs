@@ -47,6 +47,7 @@ fn detector() -> TestDetector {
             endpoint_url: None,
         },
         pause: CountedPause::default(),
+        wall_clock: revguard_core::time::unix_now,
     }
 }
 

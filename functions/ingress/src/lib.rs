@@ -15,8 +15,10 @@ pub fn build_router(
     ingest: IngestConfig,
     clock: Clock,
 ) -> Router {
-    let refresh = revguard_aws::webhook_secret_arn()
-        .map(|arn| revguard_aws::webhook_secret_loader(sdk, &arn));
+    let refresh = env
+        .webhook_secret_arn
+        .as_deref()
+        .map(|arn| revguard_aws::webhook_secret_loader(sdk, arn));
     router_with_refresh(
         aws_sdk_dynamodb::Client::new(sdk),
         aws_sdk_sqs::Client::new(sdk),

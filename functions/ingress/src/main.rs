@@ -2,7 +2,7 @@
 //! after a bad signature, at most once a minute), builds the
 //! clients once, and serves API Gateway HTTP API requests with the shared router.
 
-use revguard_aws::{ingest_config_from_env, lambda_sdk_config, load_webhook_secrets, IngressEnv};
+use revguard_aws::{lambda_sdk_config, IngressEnv};
 use revguard_http::system_clock;
 use revguard_ingress::build_router;
 
@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     revguard_aws::init_lambda_logging();
     let env = IngressEnv::from_env()?;
     let sdk = lambda_sdk_config()?;
-    let ingest = ingest_config_from_env(load_webhook_secrets(&sdk).await?)?;
+    let ingest = env.ingest_config(env.secrets(&sdk).await?);
     let app = build_router(&sdk, &env, ingest, system_clock());
     lambda_http::run(app).await
 }

@@ -160,6 +160,7 @@ pub fn detector(
         config,
         audit: None,
         pause: revguard_core::ports::TokioPause,
+        wall_clock: revguard_core::time::unix_now,
     }
 }
 

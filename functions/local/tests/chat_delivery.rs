@@ -289,8 +289,17 @@ async fn concurrent_detector_runs_post_a_transition_once_to_each_app() {
 }
 
 #[test]
-fn the_readme_shows_what_the_code_renders() {
-    let readme = std::fs::read_to_string(fixtures::events_dir().join("../README.md")).unwrap();
+fn the_docs_show_what_the_code_renders() {
+    // The README and docs/ together: the samples live in the detector's page.
+    let root = fixtures::events_dir().join("..");
+    let mut readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    pages.sort();
+    for page in pages.iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+        readme.push_str(&std::fs::read_to_string(page).unwrap());
+    }
     let link = "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=revguard-health";
     let sample = revguard_core::chat::sample_alert(Transition::Opened);
     for (summary, rendered) in [
@@ -309,14 +318,14 @@ fn the_readme_shows_what_the_code_renders() {
     ] {
         let after = &readme[readme
             .find(summary)
-            .unwrap_or_else(|| panic!("README lacks {summary}"))..];
+            .unwrap_or_else(|| panic!("neither the README nor docs/ shows {summary}"))..];
         let start = after.find("```json\n").unwrap() + "```json\n".len();
         let end = start + after[start..].find("```").unwrap();
         let shown: Value =
             serde_json::from_str(&after[start..end]).unwrap_or_else(|e| panic!("{summary}: {e}"));
         assert_eq!(
             shown, rendered,
-            "the README's {summary} sample is stale: `revguard chat-test` prints the current one"
+            "the docs' {summary} sample is stale: `revguard chat-test` prints the current one"
         );
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use revguard_aws::{load_sdk_config, stripe_client_from_env, Recovery, RecoveryEnv, SqsQueue};
+use revguard_aws::{load_sdk_config, Recovery, RecoveryEnv, SqsQueue};
 use revguard_core::ports::DeadLetterAdmin;
 
 #[derive(Parser)]
@@ -210,16 +210,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn recovery(sdk: &aws_config::SdkConfig) -> anyhow::Result<Recovery> {
-    let env = RecoveryEnv::from_env()?;
-    let api = stripe_client_from_env(sdk)
-        .await?
-        .context("no Stripe key: set STRIPE_API_KEY or STRIPE_API_KEY_SECRET_ARN")?;
-    let mut recovery = Recovery::new(
-        api,
-        aws_sdk_dynamodb::Client::new(sdk),
-        aws_sdk_sqs::Client::new(sdk),
-        &env,
-    );
-    recovery.policy = revguard_aws::policy_from_env()?;
-    Ok(recovery)
+    Ok(revguard_recovery::recovery_from_env(sdk, &RecoveryEnv::from_env()?).await?)
 }

@@ -3,7 +3,7 @@
 //! ingress; `REVGUARD_JOB=reconcile` (daily) compares subscriptions with Stripe's and
 //! mends the drift. Both are core's use cases over the DynamoDB and SQS adapters.
 
-use revguard_aws::Recovery;
+use revguard_aws::{ConfigError, Recovery, RecoveryEnv};
 
 /// Which job a function runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,12 +12,63 @@ pub enum Job {
     Reconcile,
 }
 
+/// The recovery function's configuration, read once at cold start.
+#[derive(Debug, Clone)]
+pub struct RecoveryFunctionEnv {
+    /// `REVGUARD_JOB`: backfill or reconcile.
+    pub job: Job,
+    pub recovery: RecoveryEnv,
+}
+
+impl RecoveryFunctionEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            job: Job::from_env()?,
+            recovery: RecoveryEnv::from_env()?,
+        })
+    }
+}
+
+/// The stack's recovery jobs, with the Stripe key the environment names (required).
+pub async fn recovery_from_env(
+    sdk: &aws_config::SdkConfig,
+    env: &RecoveryEnv,
+) -> Result<Recovery, ConfigError> {
+    let api = env.stripe.client(sdk).await?.ok_or(ConfigError::Missing(
+        "STRIPE_API_KEY_SECRET_ARN or STRIPE_API_KEY (the template's StripeApiKey or ExistingStripeApiKeySecretArn)",
+    ))?;
+    Ok(Recovery::new(
+        api,
+        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_sqs::Client::new(sdk),
+        env,
+    ))
+}
+
+/// One invocation of the function: the job, at `now`, until `deadline` (both from main)
+/// less [`BACKFILL_RESERVE`].
+pub async fn handle_invocation(
+    recovery: &Recovery,
+    job: Job,
+    now: i64,
+    deadline: std::time::SystemTime,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let keep_going = move || {
+        deadline
+            .duration_since(std::time::SystemTime::now())
+            .is_ok_and(|left| left > BACKFILL_RESERVE)
+    };
+    let summary = run_while(recovery, job, now, &keep_going).await?;
+    tracing::info!(job = ?job, summary = %summary, "recovery run");
+    Ok(summary)
+}
+
 impl Job {
-    pub fn from_env() -> Result<Self, revguard_aws::ConfigError> {
+    fn from_env() -> Result<Self, ConfigError> {
         match revguard_aws::config::required("REVGUARD_JOB")?.as_str() {
             "backfill" => Ok(Job::Backfill),
             "reconcile" => Ok(Job::Reconcile),
-            other => Err(revguard_aws::ConfigError::Invalid {
+            other => Err(ConfigError::Invalid {
                 name: "REVGUARD_JOB",
                 reason: format!("expected backfill or reconcile, got {other:?}"),
             }),

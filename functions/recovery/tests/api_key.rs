@@ -15,7 +15,9 @@ async fn the_api_key_comes_from_secrets_manager_and_no_key_means_off() {
     std::env::remove_var("STRIPE_API_KEY_SECRET_ARN");
     std::env::set_var("STRIPE_API_BASE", &base);
     // No key: the recovery functions and the audit are off.
-    assert!(revguard_aws::stripe_client_from_env(&sdk)
+    assert!(revguard_aws::StripeEnv::from_env()
+        .unwrap()
+        .client(&sdk)
         .await
         .unwrap()
         .is_none());
@@ -30,7 +32,9 @@ async fn the_api_key_comes_from_secrets_manager_and_no_key_means_off() {
         .arn
         .unwrap();
     std::env::set_var("STRIPE_API_KEY_SECRET_ARN", &arn);
-    let client = revguard_aws::stripe_client_from_env(&sdk)
+    let client = revguard_aws::StripeEnv::from_env()
+        .unwrap()
+        .client(&sdk)
         .await
         .unwrap()
         .expect("a client");
@@ -50,7 +54,9 @@ async fn the_api_key_comes_from_secrets_manager_and_no_key_means_off() {
         .arn
         .unwrap();
     std::env::set_var("STRIPE_API_KEY_SECRET_ARN", &bad);
-    let err = revguard_aws::stripe_client_from_env(&sdk)
+    let err = revguard_aws::StripeEnv::from_env()
+        .unwrap()
+        .client(&sdk)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("STRIPE_API_KEY"), "{err}");

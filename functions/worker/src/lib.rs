@@ -32,6 +32,63 @@ impl<N> std::ops::Deref for LambdaWorker<N> {
     }
 }
 
+/// The worker function as its main builds it at cold start: the clients, the notifier,
+/// and re-query when `REVGUARD_REQUERY` is on and a Stripe key is configured.
+pub async fn from_env(
+    sdk: &aws_config::SdkConfig,
+    env: &WorkerEnv,
+) -> Result<LambdaWorker, revguard_aws::ConfigError> {
+    let (dynamodb, sqs) = (
+        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_sqs::Client::new(sdk),
+    );
+    let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(sdk), &env.notifications_topic_arn);
+    let mut worker = lambda_worker(
+        (dynamodb.clone(), sqs.clone()),
+        env,
+        notifier,
+        env.policy.clone(),
+    );
+    if env.requery {
+        match env.stripe.client(sdk).await? {
+            Some(api) => {
+                worker.worker.requery = Some(Box::new(revguard_core::recovery::StripeRequery {
+                    api,
+                    ingress: revguard_aws::recovery::fetched_ingress(
+                        dynamodb,
+                        sqs,
+                        &env.events_table,
+                        &env.queue_url,
+                        revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
+                    ),
+                }))
+            }
+            None => tracing::warn!(
+                "REVGUARD_REQUERY is set but there is no Stripe key: re-query is off"
+            ),
+        }
+    }
+    Ok(worker)
+}
+
+/// One invocation at `clock` (the wall clock, read by main): the batch, within the time
+/// its deadline leaves.
+pub async fn handle_invocation<
+    N: revguard_core::ports::Publisher<revguard_core::billing::Notification>,
+>(
+    worker: &LambdaWorker<N>,
+    event: lambda_runtime::LambdaEvent<SqsEvent>,
+    clock: std::time::SystemTime,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    let since_epoch = clock.duration_since(std::time::UNIX_EPOCH)?;
+    let deadline = Duration::from_millis(event.context.deadline);
+    let budget = deadline
+        .saturating_sub(since_epoch)
+        .saturating_sub(DEADLINE_MARGIN);
+    let now = since_epoch.as_secs() as i64;
+    Ok(handle_batch_within(worker, event.payload, now, Some(budget)).await)
+}
+
 /// Time kept back from the function's deadline for answering and delaying redeliveries.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 

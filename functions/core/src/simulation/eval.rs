@@ -161,6 +161,7 @@ impl<'a> Replay<'a> {
                     endpoint_url: None,
                 })),
                 pause: CountedPause::default(),
+                wall_clock: crate::time::unix_now,
             },
             policy,
         }
