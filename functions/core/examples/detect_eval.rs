@@ -34,7 +34,7 @@ const SETUPS: [Setup; 3] = [
     },
     Setup {
         name: "seeds' 3x+1, no key",
-        rule: Rule::Seed3x,
+        rule: Rule::LegacyThreeTimesMean,
         audit: false,
     },
 ];

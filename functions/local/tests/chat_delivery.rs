@@ -297,7 +297,10 @@ fn the_docs_show_what_the_code_renders() {
         .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     pages.sort();
-    for page in pages.iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+    for page in pages
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+    {
         readme.push_str(&std::fs::read_to_string(page).unwrap());
     }
     let link = "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=revguard-health";

@@ -1160,7 +1160,7 @@ fn customer_draft(
 fn upcoming_invoice(
     event: &BillingEvent,
     current: &Current,
-    fx: &mut Effects,
+    effects: &mut Effects,
 ) -> Result<(), ApplyError> {
     let inv: Invoice = event.object()?;
     let charge_at = inv.next_payment_attempt.or(inv.period_end);
@@ -1171,7 +1171,7 @@ fn upcoming_invoice(
     if let (Some(at), Some(expiry)) = (charge_at, card) {
         if card_expired_at(expiry, at) {
             notify(
-                fx,
+                effects,
                 event,
                 "pre_dunning",
                 Some("card_expires_before_renewal".into()),

@@ -37,22 +37,22 @@ impl StateLookup for BillingState {
 }
 
 impl BillingState {
-    pub fn commit(&mut self, event_id: &str, fx: Effects) {
+    pub fn commit(&mut self, event_id: &str, effects: Effects) {
         self.applied.insert(event_id.to_owned());
-        if let Some(s) = fx.subscription {
+        if let Some(s) = effects.subscription {
             self.subscriptions.insert(s.id.clone(), s);
         }
-        if let Some(c) = fx.case {
+        if let Some(c) = effects.case {
             self.cases.insert(c.invoice_id.clone(), c);
         }
-        if let Some(c) = fx.customer {
+        if let Some(c) = effects.customer {
             self.customers.insert(c.id.clone(), c);
         }
-        if let Some((charge, customer)) = fx.charge_link {
+        if let Some((charge, customer)) = effects.charge_link {
             self.charge_customers.insert(charge, customer);
         }
-        fold(&mut self.counters, &fx.counters);
-        self.notifications.extend(fx.notifications);
+        fold(&mut self.counters, &effects.counters);
+        self.notifications.extend(effects.notifications);
     }
 
     /// Applies an event once: a second time changes nothing. Returns whether it applied.
@@ -64,8 +64,8 @@ impl BillingState {
         if self.applied.contains(&event.id) {
             return Ok(false);
         }
-        let fx = decide(event, &self.current(event), policy)?;
-        self.commit(&event.id, fx);
+        let effects = decide(event, &self.current(event), policy)?;
+        self.commit(&event.id, effects);
         Ok(true)
     }
 

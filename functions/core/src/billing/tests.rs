@@ -547,9 +547,9 @@ fn findings_of(events: &[BillingEvent]) -> Vec<crate::finding::Finding> {
         if state.applied.contains(&e.id) {
             continue;
         }
-        let fx = super::decide(e, &state.current(e), &policy).unwrap();
-        found.extend(fx.findings.iter().cloned());
-        state.commit(&e.id, fx);
+        let effects = super::decide(e, &state.current(e), &policy).unwrap();
+        found.extend(effects.findings.iter().cloned());
+        state.commit(&e.id, effects);
     }
     found.sort_by(|a, b| a.key.cmp(&b.key));
     found

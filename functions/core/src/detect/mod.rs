@@ -43,8 +43,10 @@ pub fn hours_needed(now: i64) -> (i64, i64) {
 pub enum Rule {
     /// Same hour on the previous 7 days, Poisson tail, minimum volume and ratio.
     TimeOfDay,
-    /// The seeds' rule: the last full hour above 3 × the 7-day hourly mean + 1.
-    Seed3x,
+    /// The seeds' rule: the last full hour above 3 × the 7-day hourly mean + 1. Kept for
+    /// comparison (`detect-eval`); `seed3x`, its old name, is still read.
+    #[serde(alias = "seed3x")]
+    LegacyThreeTimesMean,
 }
 
 /// Thresholds, with their defaults (see the README's table).
@@ -186,7 +188,7 @@ fn windows(now: i64, rule: Rule) -> Vec<Window> {
     let h = hour_of(now);
     let frac = (now - h) as f64 / 3600.0;
     match rule {
-        Rule::Seed3x => vec![Window {
+        Rule::LegacyThreeTimesMean => vec![Window {
             hours: vec![(h - 3600, 1.0)],
             start: h - 3600,
             end: h,
@@ -229,7 +231,7 @@ fn expect(series: &Series, window: &Window, metric: &Metric, rule: Rule) -> Expe
         .collect();
     let week_mean = week.iter().sum::<i64>() as f64 / 168.0;
     match rule {
-        Rule::Seed3x => Expectation {
+        Rule::LegacyThreeTimesMean => Expectation {
             observed,
             expected: week_mean,
             spread: 0.0,
@@ -347,7 +349,7 @@ impl Signals<'_> {
         for w in windows(self.now, c.rule) {
             let e = expect(self.series, &w, metric, c.rule);
             let severity = match c.rule {
-                Rule::Seed3x => {
+                Rule::LegacyThreeTimesMean => {
                     let obs = e.observed as f64;
                     if obs > 6.0 * e.expected + 2.0 {
                         Some(Severity::Critical)
@@ -457,7 +459,7 @@ impl Signals<'_> {
 
     fn drop_signal(&mut self, metric: &Metric, label: &str) {
         let c = self.config;
-        if c.rule == Rule::Seed3x {
+        if c.rule == Rule::LegacyThreeTimesMean {
             return; // the seeds had no drop rule
         }
         for w in windows(self.now, c.rule) {
@@ -871,7 +873,7 @@ pub fn detect(series: &Series, livemode: bool, now: i64, config: &DetectConfig) 
     }
     s.drop_signal(&Metric::PaymentsSucceeded, "Successful payments");
     s.drop_signal(&Metric::SubscriptionsNew, "New subscriptions");
-    if config.rule == Rule::Seed3x {
+    if config.rule == Rule::LegacyThreeTimesMean {
         return s.found;
     }
     s.delivery_gap();

@@ -59,7 +59,7 @@ fn forty_failed_charges_against_four_pages_and_two_against_a_trickle_does_not() 
 fn the_seed_rule_is_kept_for_comparison() {
     let now = H + 5 * 3600 + 600;
     let c = DetectConfig {
-        rule: Rule::Seed3x,
+        rule: Rule::LegacyThreeTimesMean,
         ..DetectConfig::default()
     };
     let mut s = steady("refunds", 1, now);
