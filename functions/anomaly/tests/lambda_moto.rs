@@ -433,7 +433,7 @@ async fn an_alert_reaches_an_https_subscriber_as_a_chatbot_custom_notification()
     let envelope: Value = serde_json::from_str(&posts[0]).unwrap();
     assert_eq!(envelope["Type"], "Notification");
     let chat: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
-    revguard_core::fixtures::check_chatbot_notifications(std::slice::from_ref(&chat));
+    revguard_testkit::fixtures::check_chatbot_notifications(std::slice::from_ref(&chat));
     let content = &chat["content"];
     assert!(
         content["title"]
@@ -535,14 +535,14 @@ async fn a_win_back_that_comes_due_reaches_the_team_not_on_call() {
                            "recurring": { "interval": "month", "interval_count": 1 } } }] } })
     };
     let story = [
-        revguard_core::fixtures::queued_event(
+        revguard_testkit::fixtures::queued_event(
             "evt_wb_created",
             "customer.subscription.created",
             NOW - 90 * DAY,
             subscription("active"),
             None,
         ),
-        revguard_core::fixtures::queued_event(
+        revguard_testkit::fixtures::queued_event(
             "evt_wb_deleted",
             "customer.subscription.deleted",
             NOW,

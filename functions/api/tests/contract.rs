@@ -26,7 +26,7 @@ const T: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC
 const H: i64 = 3600;
 const DAY: i64 = 86_400;
 
-use revguard_core::fixtures::queued_event as event;
+use revguard_testkit::fixtures::queued_event as event;
 
 fn subscription(
     id: &str,
@@ -513,7 +513,7 @@ async fn the_backfill_script_makes_older_items_findable() {
     );
 
     let python = std::env::var("REVGUARD_PYTHON").expect("REVGUARD_PYTHON (scripts/test sets it)");
-    let script = revguard_core::fixtures::events_dir().join("../scripts/backfill-index-keys");
+    let script = revguard_testkit::fixtures::events_dir().join("../scripts/backfill-index-keys");
     let out = std::process::Command::new(python)
         .arg(script)
         .args(["--table", &stack.state_table, "--region", "us-east-1"])

@@ -7,9 +7,9 @@ use revguard_aws::provision::{
 };
 use revguard_aws::testing::{moto_config, table_keys, unique_name, unreachable_config};
 use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SqsQueue};
-use revguard_core::contract;
 use revguard_core::ports::{EventLog, Queue, QueueError, StoreError};
 use revguard_core::QueueMessage;
+use revguard_testkit::contract;
 
 async fn event_log() -> (DynamoEventLog, aws_sdk_dynamodb::Client, String) {
     let sdk = moto_config().await;

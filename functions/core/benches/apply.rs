@@ -7,7 +7,7 @@ use revguard_core::billing::state::BillingState;
 use revguard_core::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
 
 fn fixture(name: &str) -> Vec<u8> {
-    revguard_core::fixtures::read(name).into_bytes()
+    revguard_testkit::fixtures::read(name).into_bytes()
 }
 
 fn apply(c: &mut Criterion) {

@@ -8,7 +8,7 @@ use revguard_core::ingest::{verify_and_parse, IngestConfig};
 use revguard_core::signature::{sign, verify, SecretSet, WebhookSecret};
 
 fn body() -> Vec<u8> {
-    revguard_core::fixtures::json("charge.refunded.json")
+    revguard_testkit::fixtures::json("charge.refunded.json")
         .to_string()
         .into_bytes()
 }

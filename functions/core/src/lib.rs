@@ -6,19 +6,13 @@
 pub mod audience;
 pub mod billing;
 pub mod chat;
-#[cfg(feature = "test-util")]
-pub mod contract;
 pub mod detect;
 pub mod detector;
 pub mod digest;
 pub mod error;
 pub mod event;
 pub mod finding;
-#[cfg(feature = "test-util")]
-pub mod fixtures;
 pub mod ingest;
-#[cfg(any(test, feature = "test-util", feature = "simulation"))]
-pub mod memory;
 pub mod message;
 pub mod metric;
 pub mod money;
@@ -28,8 +22,6 @@ pub mod ports;
 pub mod recovery;
 pub mod retry;
 pub mod signature;
-#[cfg(feature = "simulation")]
-pub mod simulation;
 pub mod time;
 pub mod worker;
 

@@ -383,7 +383,7 @@ mod tests {
     #[test]
     fn payloads_stored_as_deflate_before_still_read() {
         use std::io::Write;
-        let raw = crate::fixtures::read("invoice.paid.json");
+        let raw = revguard_testkit::fixtures::read("invoice.paid.json");
         let mut deflate =
             flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         deflate.write_all(raw.as_bytes()).unwrap();
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn stripe_payloads_keep_under_a_kilobyte_with_the_dictionary() {
-        for (name, raw) in crate::fixtures::each_with_own_id() {
+        for (name, raw) in revguard_testkit::fixtures::each_with_own_id() {
             let packed = compress(raw.as_bytes());
             // The event log item adds about 200 bytes of metadata.
             assert!(packed.len() < 800, "{name}: {} bytes", packed.len());

@@ -3,7 +3,7 @@
 
 use revguard_core::chat::chatbot_notification;
 use revguard_core::detect::alerts::Transition;
-use revguard_core::fixtures::{check_chatbot_notifications, large_refund_alert};
+use revguard_testkit::fixtures::{check_chatbot_notifications, large_refund_alert};
 
 #[test]
 fn every_transition_renders_a_valid_custom_notification() {

@@ -3,14 +3,14 @@
 //! cleared (a throttled delete in a busy hour) is retried with backoff, so it does not
 //! outlive its lease and go out a second time from a later run.
 
-use revguard_core::contract::sample_finding;
 use revguard_core::detect::alerts::{alert_id, AlertMessage};
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
-use revguard_core::memory::{CountedPause, MemoryAlerts, MemoryBilling, MemoryPublisher};
 use revguard_core::ports::{Comebacks, StoreError};
 use revguard_core::recovery::NoAudit;
 use revguard_core::retry::Backoff;
+use revguard_testkit::contract::sample_finding;
+use revguard_testkit::memory::{CountedPause, MemoryAlerts, MemoryBilling, MemoryPublisher};
 
 use std::sync::atomic::Ordering;
 

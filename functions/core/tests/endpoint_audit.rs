@@ -9,9 +9,9 @@ use revguard_core::detect::alerts::{AlertMessage, Transition};
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::Detector;
 use revguard_core::event::MissingEvent;
-use revguard_core::memory::{CountedPause, MemoryAlerts, MemoryBilling, MemoryPublisher};
 use revguard_core::ports::{Comebacks, StoreError};
 use revguard_core::recovery::{AuditOutcome, DeliveryAudit, Endpoint};
+use revguard_testkit::memory::{CountedPause, MemoryAlerts, MemoryBilling, MemoryPublisher};
 
 struct NoComebacks;
 

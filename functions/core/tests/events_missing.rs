@@ -4,15 +4,15 @@
 //! 3 days left, stays open while Stripe cannot be asked, and resolves once a backfill
 //! put the events in the log. Over the real audit, a Stripe double and memory stores.
 
-use revguard_core::contract::sample_record;
 use revguard_core::detect::alerts::{AlertMessage, Transition};
 use revguard_core::detect::DetectConfig;
 use revguard_core::detector::{Detector, RunSummary};
-use revguard_core::memory::{
-    CountedPause, MemoryAlerts, MemoryBilling, MemoryEventLog, MemoryPublisher, MemoryStripe,
-};
 use revguard_core::ports::{Comebacks, EventLog, StoreError};
 use revguard_core::recovery::StripeAudit;
+use revguard_testkit::contract::sample_record;
+use revguard_testkit::memory::{
+    CountedPause, MemoryAlerts, MemoryBilling, MemoryEventLog, MemoryPublisher, MemoryStripe,
+};
 
 struct NoComebacks;
 

@@ -7,15 +7,15 @@
 use std::sync::Mutex;
 
 use revguard_core::billing::{BillingPolicy, Notification};
-use revguard_core::memory::{
-    CountedPause, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher, MemoryQueue,
-};
 use revguard_core::ports::Inbound;
 use revguard_core::recovery::{
     ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi, StripeRequery,
 };
 use revguard_core::worker::{ConsumeRules, Worker};
 use revguard_core::{Payload, QueueMessage, Via};
+use revguard_testkit::memory::{
+    CountedPause, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher, MemoryQueue,
+};
 use serde_json::{json, value::RawValue};
 
 /// Stripe, holding each subscription as `canceled` now, and counting the fetches.

@@ -44,7 +44,7 @@ fn stripe_peer(request: Value) -> Value {
 }
 
 fn bodies() -> Vec<String> {
-    let mut bodies: Vec<String> = revguard_core::fixtures::all()
+    let mut bodies: Vec<String> = revguard_testkit::fixtures::all()
         .into_iter()
         .map(|(_, body)| body)
         .collect();

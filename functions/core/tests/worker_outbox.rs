@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use revguard_core::billing::{BillingPolicy, Notification};
-use revguard_core::fixtures;
-use revguard_core::memory::{
-    CountedPause, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher,
-};
 use revguard_core::ports::{self, Inbound, PublishError, Publisher};
 use revguard_core::worker::{ConsumeRules, Consumed, Worker};
 use revguard_core::{Payload, QueueMessage};
+use revguard_testkit::fixtures;
+use revguard_testkit::memory::{
+    CountedPause, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher,
+};
 use tokio::sync::Notify;
 
 /// Publishes like a [`MemoryPublisher`], but its first call waits until released.

@@ -8,11 +8,11 @@ use base64::Engine;
 use http_body_util::BodyExt;
 use revguard_aws::testing::{unique_name, unreachable_config, MotoStack};
 use revguard_aws::IngressEnv;
-use revguard_core::fixtures;
 use revguard_core::message::decompress;
 use revguard_core::signature::sign;
 use revguard_core::{IngestConfig, Payload, QueueMessage, SecretSet, WebhookSecret};
 use revguard_ingress::router_with_clients;
+use revguard_testkit::fixtures;
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -7,15 +7,15 @@
 //!   load --prefill N --db PATH        (fills an event log with N entries, then exits)
 //!
 //! The traffic (`--kind`, `--mix renewal`, `--mix thirds`) is
-//! `revguard_core::fixtures::traffic`, which says where the renewal mix comes from.
+//! `revguard_testkit::fixtures::traffic`, which says where the renewal mix comes from.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use revguard_core::fixtures::traffic::Traffic;
 use revguard_core::signature::sign;
 use revguard_core::WebhookSecret;
+use revguard_testkit::fixtures::traffic::Traffic;
 
 struct Args {
     url: String,

@@ -180,7 +180,7 @@ mod tests {
     use crate::publish::JsonlPublisher;
 
     fn history() -> Vec<(String, Vec<u8>)> {
-        revguard_core::fixtures::each_with_own_id()
+        revguard_testkit::fixtures::each_with_own_id()
             .into_iter()
             .map(|(id, body)| (id, body.into_bytes()))
             .collect()

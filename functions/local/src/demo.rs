@@ -11,10 +11,10 @@ use revguard_core::billing::BillingPolicy;
 use revguard_core::detect::alerts::{datetime, AlertMessage, Transition};
 use revguard_core::detect::{hhmm, DetectConfig};
 use revguard_core::signature::sign;
-use revguard_core::simulation::eval::attribution_margin_secs;
-use revguard_core::simulation::scenario::{generate, Incident, IncidentKind, ScenarioConfig};
 use revguard_core::{IngestConfig, Ingress, SecretSet, WebhookSecret};
 use revguard_http::{router, App};
+use revguard_testkit::simulation::eval::attribution_margin_secs;
+use revguard_testkit::simulation::scenario::{generate, Incident, IncidentKind, ScenarioConfig};
 
 use crate::consumer;
 use crate::publish::JsonlPublisher;

@@ -11,7 +11,6 @@ use axum::http::{StatusCode, Uri};
 use revguard_core::billing::BillingPolicy;
 use revguard_core::chat::ChatApp;
 use revguard_core::detect::alerts::Transition;
-use revguard_core::fixtures;
 use revguard_core::ports::{Publisher, Queue};
 use revguard_core::retry::Backoff;
 use revguard_core::{Payload, QueueMessage};
@@ -20,6 +19,7 @@ use revguard_local::consumer;
 use revguard_local::publish::JsonlPublisher;
 use revguard_local::stop::StopSignal;
 use revguard_sqlite::SqliteStore;
+use revguard_testkit::fixtures;
 use serde_json::Value;
 
 /// (path, body, the status answered)

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use revguard_core::simulation::scenario::{generate, IncidentKind, ScenarioConfig};
+use revguard_testkit::simulation::scenario::{generate, IncidentKind, ScenarioConfig};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_revguard");

@@ -3,13 +3,13 @@
 
 use revguard_core::billing::BillingPolicy;
 use revguard_core::digest::{digest, Period};
-use revguard_core::fixtures;
 use revguard_core::ports::{EventLog, Queue};
 use revguard_core::{EventRecord, EventStatus};
 use revguard_core::{Payload, QueueMessage};
 use revguard_local::consumer;
 use revguard_local::publish::JsonlPublisher;
 use revguard_sqlite::SqliteStore;
+use revguard_testkit::fixtures;
 use serde_json::{json, Value};
 
 const JAN_10: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC, a Saturday

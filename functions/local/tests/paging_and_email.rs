@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use revguard_core::billing::BillingPolicy;
-use revguard_core::fixtures;
 use revguard_core::ports::Queue;
 use revguard_core::retry::Backoff;
 use revguard_core::{Payload, QueueMessage};
@@ -23,6 +22,7 @@ use revguard_local::email::{Recipients, Smtp};
 use revguard_local::publish::JsonlPublisher;
 use revguard_local::stop::StopSignal;
 use revguard_sqlite::SqliteStore;
+use revguard_testkit::fixtures;
 use serde_json::Value;
 
 const ROUTING_KEY: &str = "R0UTINGKEY0123456789abcdef012345";

@@ -4,9 +4,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use revguard_core::fixtures::{self, events_dir};
 use revguard_core::signature::sign;
 use revguard_core::WebhookSecret;
+use revguard_testkit::fixtures::{self, events_dir};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_revguard");
@@ -364,7 +364,7 @@ async fn sigterm_during_load_loses_no_accepted_event() {
         assert!(
             revguard_core::ports::EventLog::insert_if_absent(
                 &store,
-                &revguard_core::contract::sample_record(id, now())
+                &revguard_testkit::contract::sample_record(id, now())
             )
             .await
             .unwrap()

@@ -4,13 +4,13 @@
 //! whichever of the events arrived first.
 
 use revguard_core::billing::BillingPolicy;
-use revguard_core::fixtures::queued_event;
 use revguard_core::ports::Queue;
 use revguard_core::QueueMessage;
 use revguard_local::chat::AlertPublisher;
 use revguard_local::consumer;
 use revguard_local::publish::JsonlPublisher;
 use revguard_sqlite::SqliteStore;
+use revguard_testkit::fixtures::queued_event;
 use serde_json::{json, Value};
 
 const T: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC

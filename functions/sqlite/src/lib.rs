@@ -317,9 +317,9 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
 
 #[cfg(test)]
 mod tests {
-    use revguard_core::contract;
     use revguard_core::ports::EventLog;
     use revguard_core::QueueMessage;
+    use revguard_testkit::contract;
 
     use super::*;
 

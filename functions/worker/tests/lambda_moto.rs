@@ -43,10 +43,10 @@ async fn stack() -> Stack {
 
 /// A payload from `events/` with its own event id.
 fn fixture(name: &str) -> (String, String) {
-    let v = revguard_core::fixtures::json(name);
+    let v = revguard_testkit::fixtures::json(name);
     (
         v["id"].as_str().unwrap().to_owned(),
-        revguard_core::fixtures::read(name),
+        revguard_testkit::fixtures::read(name),
     )
 }
 
@@ -178,7 +178,7 @@ async fn a_poison_message_is_dead_lettered_at_once_and_its_neighbours_apply() {
 }
 
 fn history() -> Vec<(String, String)> {
-    revguard_core::fixtures::each_with_own_id()
+    revguard_testkit::fixtures::each_with_own_id()
 }
 
 async fn totals(billing: &DynamoBilling) -> BTreeMap<String, i64> {
@@ -401,7 +401,7 @@ async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
 async fn the_sqs_envelope_in_events_applies() {
     // The same file serves `cargo lambda invoke worker --data-file events/sqs/worker-batch.json`.
     let stack = stack().await;
-    let raw = revguard_core::fixtures::read("sqs/worker-batch.json");
+    let raw = revguard_testkit::fixtures::read("sqs/worker-batch.json");
     let batch: SqsEvent = serde_json::from_str(&raw).unwrap();
     let response = handle_batch(&stack.worker, batch, NOW).await;
     assert!(response.batch_item_failures.is_empty());

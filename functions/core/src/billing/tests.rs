@@ -356,7 +356,7 @@ fn a_deleted_subscription_stays_deleted_and_older_snapshots_do_not_overwrite() {
 #[test]
 fn older_api_shapes_and_fixture_payloads_apply() {
     let mut state = BillingState::default();
-    let files = crate::fixtures::all();
+    let files = revguard_testkit::fixtures::all();
     for (name, raw) in &files {
         let e = BillingEvent::parse(raw.as_bytes(), 1_767_225_700)
             .unwrap_or_else(|err| panic!("{name}: {err}"));
@@ -808,7 +808,7 @@ fn events_about_a_charge_name_it_for_their_marker_and_others_do_not() {
         ("charge.succeeded.json", "charge.succeeded"),
         ("charge.refunded.json", "charge.refunded"),
     ] {
-        let raw = crate::fixtures::read(file);
+        let raw = revguard_testkit::fixtures::read(file);
         let v: Value = serde_json::from_str(&raw).unwrap();
         let id = v["data"]["object"]["id"].as_str().unwrap().to_owned();
         assert!(id.starts_with("ch_"), "{file}: {id}");
@@ -822,12 +822,12 @@ fn events_about_a_charge_name_it_for_their_marker_and_others_do_not() {
         );
     }
     // A dispute names a charge, but its own object is the dispute: a marker of its own.
-    let dispute = crate::fixtures::read("charge.dispute.created.json");
+    let dispute = revguard_testkit::fixtures::read("charge.dispute.created.json");
     assert_eq!(
         marker_charge_of_payload("charge.dispute.created", dispute.as_bytes()),
         None
     );
-    let paid = crate::fixtures::read("invoice.paid.json");
+    let paid = revguard_testkit::fixtures::read("invoice.paid.json");
     assert_eq!(
         marker_charge_of_payload("invoice.paid", paid.as_bytes()),
         None

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::billing::counters::{fold, CounterTotals};
-use crate::billing::{CustomerState, DunningCase, Notification, SubscriptionState};
-use crate::detect::alerts::{AlertChange, AlertMessage, AlertState};
-use crate::detect::Series;
-use crate::finding::Finding;
-use crate::message::QueueMessage;
-use crate::ports::{
+use revguard_core::billing::counters::{fold, CounterTotals};
+use revguard_core::billing::{CustomerState, DunningCase, Notification, SubscriptionState};
+use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
+use revguard_core::detect::Series;
+use revguard_core::finding::Finding;
+use revguard_core::message::QueueMessage;
+use revguard_core::ports::{
     AlertSnapshot, AlertStore, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
     DeadLetters, EventHistory, EventKey, EventLog, EventRecord, EventStatus, Inbound,
     InsertOutcome, LogSelection, Outgoing, Pause, PublishError, Publisher, Queue, QueueError,
@@ -601,7 +601,7 @@ impl Pause for CountedPause {
 }
 
 /// Stripe's API in memory, knowing the events it created: it lists them as Stripe does
-/// (newest first, 100 a page, filtered by time and type), so a [`crate::recovery::StripeAudit`]
+/// (newest first, 100 a page, filtered by time and type), so a [`revguard_core::recovery::StripeAudit`]
 /// or a backfill over it finds what the event log lacks. No subscriptions or invoices;
 /// webhook endpoints as set.
 #[derive(Default)]
@@ -636,9 +636,9 @@ impl MemoryStripe {
         events.insert(at, entry);
     }
 
-    fn check(&self) -> Result<(), crate::recovery::ApiError> {
+    fn check(&self) -> Result<(), revguard_core::recovery::ApiError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(crate::recovery::ApiError::Unavailable(
+            return Err(revguard_core::recovery::ApiError::Unavailable(
                 "simulated outage".into(),
             ));
         }
@@ -650,12 +650,12 @@ fn raw_value(raw: &str) -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string(raw.to_owned()).expect("valid JSON")
 }
 
-impl crate::recovery::StripeApi for MemoryStripe {
+impl revguard_core::recovery::StripeApi for MemoryStripe {
     async fn events_page(
         &self,
-        query: &crate::recovery::EventsQuery,
-        at: &crate::recovery::PageCursor,
-    ) -> Result<crate::recovery::Page, crate::recovery::ApiError> {
+        query: &revguard_core::recovery::EventsQuery,
+        at: &revguard_core::recovery::PageCursor,
+    ) -> Result<revguard_core::recovery::Page, revguard_core::recovery::ApiError> {
         self.check()?;
         const PAGE: usize = 100;
         let events = self.events.lock().unwrap();
@@ -676,8 +676,8 @@ impl crate::recovery::StripeApi for MemoryStripe {
         }
         let data: Vec<&(i64, String, String, String)> = listed.by_ref().take(PAGE).collect();
         let more = listed.next().is_some();
-        Ok(crate::recovery::Page {
-            next: more.then(|| crate::recovery::PageCursor {
+        Ok(revguard_core::recovery::Page {
+            next: more.then(|| revguard_core::recovery::PageCursor {
                 starting_after: data.last().map(|e| e.1.clone()),
                 ..at.clone()
             }),
@@ -687,23 +687,23 @@ impl crate::recovery::StripeApi for MemoryStripe {
 
     async fn subscriptions_page(
         &self,
-        _at: &crate::recovery::PageCursor,
-    ) -> Result<crate::recovery::Page, crate::recovery::ApiError> {
+        _at: &revguard_core::recovery::PageCursor,
+    ) -> Result<revguard_core::recovery::Page, revguard_core::recovery::ApiError> {
         self.check()?;
-        Ok(crate::recovery::Page::default())
+        Ok(revguard_core::recovery::Page::default())
     }
 
     async fn subscription(
         &self,
         _id: &str,
-    ) -> Result<Option<Box<serde_json::value::RawValue>>, crate::recovery::ApiError> {
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::recovery::ApiError> {
         self.check()?;
         Ok(None)
     }
 
     async fn webhook_endpoints(
         &self,
-    ) -> Result<crate::recovery::RawObjects, crate::recovery::ApiError> {
+    ) -> Result<revguard_core::recovery::RawObjects, revguard_core::recovery::ApiError> {
         self.check()?;
         Ok(self
             .endpoints
@@ -721,7 +721,7 @@ impl crate::recovery::StripeApi for MemoryStripe {
     async fn invoice(
         &self,
         _id: &str,
-    ) -> Result<Option<Box<serde_json::value::RawValue>>, crate::recovery::ApiError> {
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::recovery::ApiError> {
         self.check()?;
         Ok(None)
     }

@@ -4,15 +4,17 @@
 use serde::Serialize;
 
 use super::scenario::{Incident, Scenario};
-use crate::billing::state::BillingState;
-use crate::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
-use crate::detect::alerts::{AlertMessage, Transition};
-use crate::detect::{DetectConfig, Series};
-use crate::detector::Detector;
-use crate::event::MissingEvent;
 use crate::memory::{CountedPause, MemoryAlerts, MemoryEventLog, MemoryPublisher, MemoryStripe};
-use crate::ports::{Comebacks, CountersReader, EventLog, EventRecord, EventStatus, StoreError};
-use crate::recovery::{AuditOutcome, DeliveryAudit, StripeAudit};
+use revguard_core::billing::state::BillingState;
+use revguard_core::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
+use revguard_core::detect::alerts::{AlertMessage, Transition};
+use revguard_core::detect::{DetectConfig, Series};
+use revguard_core::detector::Detector;
+use revguard_core::event::MissingEvent;
+use revguard_core::ports::{
+    Comebacks, CountersReader, EventLog, EventRecord, EventStatus, StoreError,
+};
+use revguard_core::recovery::{AuditOutcome, DeliveryAudit, StripeAudit};
 
 /// An alert belongs to an incident it could have been raised by (see
 /// [`super::scenario::IncidentKind::explains`]), opened from its start until a margin after
@@ -161,7 +163,7 @@ impl<'a> Replay<'a> {
                     endpoint_url: None,
                 })),
                 pause: CountedPause::default(),
-                wall_clock: crate::time::unix_now,
+                wall_clock: revguard_core::time::unix_now,
             },
             policy,
         }
@@ -239,7 +241,7 @@ pub fn evaluate(
         }
         for m in replay.detect(t) {
             // What on call hears: the team's win-backs are notifications, not alarms.
-            if crate::audience::reaches_on_call(&m.signal) {
+            if revguard_core::audience::reaches_on_call(&m.signal) {
                 heard.push(Heard {
                     at: t,
                     opened_at: m.opened_at,

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use revguard_core::billing::BillingPolicy;
 use revguard_core::detect::{DetectConfig, Rule};
-use revguard_core::simulation::eval::{evaluate, EvalResult, IncidentResult};
-use revguard_core::simulation::scenario::{generate, IncidentKind, ScenarioConfig};
+use revguard_testkit::simulation::eval::{evaluate, EvalResult, IncidentResult};
+use revguard_testkit::simulation::scenario::{generate, IncidentKind, ScenarioConfig};
 
 struct Setup {
     name: &'static str,

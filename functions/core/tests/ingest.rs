@@ -1,0 +1,278 @@
+//! The ingress use case over the memory adapters: verify, record once, enqueue, and
+//! what an outage of either answers.
+
+use std::sync::atomic::Ordering;
+
+use revguard_core::ingest::*;
+use revguard_core::message::decompress;
+use revguard_core::message::{Payload, Via};
+use revguard_core::ports::{EventLog, EventStatus};
+use revguard_core::signature::SecretSet;
+use revguard_core::signature::{sign, WebhookSecret};
+use revguard_testkit::memory::{MemoryEventLog, MemoryQueue};
+
+const NOW: i64 = 1_700_000_000;
+
+fn secret() -> WebhookSecret {
+    WebhookSecret::new("whsec_unit").unwrap()
+}
+
+fn ingress(max_msg: usize) -> Ingress<MemoryEventLog, MemoryQueue> {
+    Ingress::new(
+        MemoryEventLog::default(),
+        MemoryQueue::new(max_msg),
+        IngestConfig::new(SecretSet::single(secret())),
+    )
+}
+
+fn event(id: &str, livemode: bool) -> Vec<u8> {
+    format!(
+        r#"{{"id":"{id}","object":"event","type":"invoice.paid","created":{},"livemode":{livemode},"data":{{"object":{{"id":"in_1","customer":"cus_1"}}}}}}"#,
+        NOW - 2
+    )
+    .into_bytes()
+}
+
+async fn deliver(
+    ing: &Ingress<MemoryEventLog, MemoryQueue>,
+    body: &[u8],
+) -> Result<IngestOutcome, IngestError> {
+    let header = sign(&secret(), NOW, body);
+    ing.ingest(Some(&header), body, NOW, &mut IngestContext::default())
+        .await
+}
+
+fn big_event(id: &str) -> Vec<u8> {
+    let padding = "x".repeat(20_000);
+    format!(
+        r#"{{"id":"{id}","type":"invoice.paid","created":{NOW},"livemode":true,"data":{{"object":{{"id":"in_1","memo":"{padding}"}}}}}}"#
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn first_delivery_is_accepted_with_one_log_write_then_duplicates_are_reported() {
+    let ing = ingress(256 * 1024);
+    let body = event("evt_a", false);
+    assert_eq!(
+        deliver(&ing, &body).await.unwrap(),
+        IngestOutcome::Accepted {
+            event_id: "evt_a".into()
+        }
+    );
+    // Sent first, then recorded as queued: no confirming write.
+    assert_eq!(ing.log.marks(), 0);
+    let rec = ing.log.get("evt_a").unwrap();
+    assert_eq!(rec.status, EventStatus::Queued);
+    assert!(!rec.livemode);
+    assert_eq!(rec.expires_at, NOW + DEFAULT_EVENT_TTL_SECS);
+    assert_eq!(
+        deliver(&ing, &body).await.unwrap(),
+        IngestOutcome::Duplicate {
+            event_id: "evt_a".into()
+        }
+    );
+    // The redelivery sent a second copy of the same event, which the worker drops.
+    let sent = ing.queue.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0], sent[1]);
+    assert_eq!(
+        sent[0].payload,
+        Payload::Inline(String::from_utf8(body).unwrap())
+    );
+}
+
+#[tokio::test]
+async fn fetched_events_already_known_enqueue_nothing() {
+    let ing = ingress(256 * 1024);
+    let body = event("evt_f", false);
+    let fetched = ing.ingest_fetched(&body, Via::Backfill, NOW).await.unwrap();
+    assert_eq!(
+        fetched,
+        IngestOutcome::Accepted {
+            event_id: "evt_f".into()
+        }
+    );
+    assert_eq!(ing.log.marks(), 1, "recorded first, then confirmed");
+    assert_eq!(
+        ing.ingest_fetched(&body, Via::Backfill, NOW).await.unwrap(),
+        IngestOutcome::Duplicate {
+            event_id: "evt_f".into()
+        }
+    );
+    // A webhook delivery of an event a backfill brought is a duplicate too.
+    assert!(matches!(
+        deliver(&ing, &body).await,
+        Ok(IngestOutcome::Duplicate { .. })
+    ));
+    assert_eq!(
+        ing.queue.sent().len(),
+        2,
+        "one for the backfill, one for the webhook"
+    );
+    assert_eq!(ing.queue.sent()[0].via, Via::Backfill);
+}
+
+#[tokio::test]
+async fn a_webhook_for_an_entry_a_backfill_left_unconfirmed_enqueues_and_confirms_it() {
+    let ing = ingress(256 * 1024);
+    let body = event("evt_g", false);
+    ing.queue.down.store(true, Ordering::SeqCst);
+    let err = ing
+        .ingest_fetched(&body, Via::Backfill, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "queue_unavailable");
+    assert_eq!(ing.log.get("evt_g").unwrap().status, EventStatus::Received);
+    ing.queue.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        deliver(&ing, &body).await.unwrap(),
+        IngestOutcome::Requeued {
+            event_id: "evt_g".into()
+        }
+    );
+    assert_eq!(ing.log.marks(), 1);
+    assert_eq!(ing.log.get("evt_g").unwrap().status, EventStatus::Queued);
+    assert_eq!(ing.queue.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_queue_outage_is_retryable_records_nothing_and_the_retry_enqueues() {
+    let ing = ingress(256 * 1024);
+    let body = event("evt_b", true);
+    ing.queue.down.store(true, Ordering::SeqCst);
+    let err = deliver(&ing, &body).await.unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(err.code(), "queue_unavailable");
+    assert!(ing.log.get("evt_b").is_none());
+    ing.queue.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        deliver(&ing, &body).await.unwrap(),
+        IngestOutcome::Accepted {
+            event_id: "evt_b".into()
+        }
+    );
+    assert_eq!(ing.queue.sent().len(), 1);
+    assert_eq!(ing.log.get("evt_b").unwrap().status, EventStatus::Queued);
+}
+
+#[tokio::test]
+async fn a_queue_outage_by_reference_leaves_an_unconfirmed_entry_that_the_retry_enqueues() {
+    let ing = ingress(4 * 1024);
+    let body = big_event("evt_bb");
+    ing.queue.down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        deliver(&ing, &body).await.unwrap_err().code(),
+        "queue_unavailable"
+    );
+    assert_eq!(ing.log.get("evt_bb").unwrap().status, EventStatus::Received);
+    ing.queue.down.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        deliver(&ing, &body).await,
+        Ok(IngestOutcome::Requeued { .. })
+    ));
+    assert_eq!(ing.queue.sent().len(), 1);
+    assert_eq!(ing.log.get("evt_bb").unwrap().status, EventStatus::Queued);
+}
+
+#[tokio::test]
+async fn a_store_outage_is_retryable_and_the_retry_records_the_event() {
+    let ing = ingress(256 * 1024);
+    let body = event("evt_c", true);
+    ing.log.down.store(true, Ordering::SeqCst);
+    let err = deliver(&ing, &body).await.unwrap_err();
+    assert_eq!(err.code(), "store_unavailable");
+    assert!(err.is_retryable());
+    // Already durable in the queue; the retry records it (and sends a copy).
+    assert_eq!(ing.queue.sent().len(), 1);
+    ing.log.down.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        deliver(&ing, &body).await,
+        Ok(IngestOutcome::Accepted { .. })
+    ));
+    assert_eq!(ing.log.get("evt_c").unwrap().status, EventStatus::Queued);
+    let sent = ing.queue.sent();
+    assert_eq!(
+        (sent.len(), sent[0].event_id.as_str()),
+        (2, sent[1].event_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_store_outage_by_reference_enqueues_nothing() {
+    let ing = ingress(4 * 1024);
+    ing.log.down.store(true, Ordering::SeqCst);
+    let err = deliver(&ing, &big_event("evt_cc")).await.unwrap_err();
+    assert_eq!(err.code(), "store_unavailable");
+    assert!(ing.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn an_unconfirmed_enqueue_still_answers_success() {
+    let ing = ingress(4 * 1024);
+    let body = big_event("evt_d");
+    ing.log.mark_down.store(true, Ordering::SeqCst);
+    assert!(deliver(&ing, &body).await.is_ok());
+    assert_eq!(ing.queue.sent().len(), 1);
+    // Unconfirmed: a redelivery enqueues again rather than risk a loss.
+    ing.log.mark_down.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        deliver(&ing, &body).await,
+        Ok(IngestOutcome::Requeued { .. })
+    ));
+    assert_eq!(ing.queue.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn big_payloads_go_by_reference_through_the_event_log() {
+    let ing = ingress(4 * 1024);
+    let body = big_event("evt_big");
+    assert!(matches!(
+        deliver(&ing, &body).await,
+        Ok(IngestOutcome::Accepted { .. })
+    ));
+    assert_eq!(ing.queue.sent()[0].payload, Payload::InEventLog);
+    let stored = ing.log.stored_payload("evt_big").await.unwrap().unwrap();
+    assert_eq!(decompress(&stored).unwrap(), body);
+}
+
+#[tokio::test]
+async fn refusals_have_codes_and_touch_nothing() {
+    let mut ing = ingress(256 * 1024);
+    let body = event("evt_e", false);
+    let err = ing
+        .ingest(None, &body, NOW, &mut IngestContext::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "missing_signature");
+    let header = sign(&secret(), NOW, &body);
+    let err = ing
+        .ingest(
+            Some(&header),
+            &body,
+            NOW + 1000,
+            &mut IngestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "stale_signature");
+    let junk = b"not json".to_vec();
+    let header = sign(&secret(), NOW, &junk);
+    let err = ing
+        .ingest(Some(&header), &junk, NOW, &mut IngestContext::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "malformed_body");
+    ing.config.modes = ModeFilter::LiveOnly;
+    assert_eq!(
+        deliver(&ing, &body).await.unwrap_err().code(),
+        "test_mode_refused"
+    );
+    ing.config.max_body_bytes = 10;
+    assert_eq!(
+        deliver(&ing, &body).await.unwrap_err().code(),
+        "payload_too_large"
+    );
+    assert!(ing.queue.sent().is_empty());
+    assert!(ing.log.get("evt_e").is_none());
+}
