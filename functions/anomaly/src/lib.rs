@@ -7,11 +7,11 @@ use revguard_aws::{
     AnomalyEnv, AwsAudit, DynamoAlerts, DynamoCounters, DynamoEventLog, DynamoReadModel,
     SnsAlertPublisher, SnsDigestPublisher, SnsNotifier,
 };
-use revguard_core::audience::ByAudience;
-use revguard_core::detect::DetectConfig;
-use revguard_core::detector::Detector;
-use revguard_core::digest::Period;
+use revguard_core::domain::detector::DetectConfig;
 use revguard_core::ports::TokioPause;
+use revguard_core::usecases::detector_run::ByAudience;
+use revguard_core::usecases::detector_run::Detector;
+use revguard_core::usecases::digest::Period;
 
 pub type Anomaly = Detector<
     DynamoCounters,
@@ -46,12 +46,12 @@ pub fn anomaly(
         config,
         audit: None,
         pause: TokioPause,
-        wall_clock: revguard_core::time::unix_now,
+        wall_clock: revguard_core::domain::time::unix_now,
     }
 }
 
 /// With a Stripe API client and the event log, each run audits delivery (see
-/// `revguard_core::recovery::StripeAudit`).
+/// `revguard_core::usecases::recovery::StripeAudit`).
 pub fn with_audit(
     mut anomaly: Anomaly,
     api: Option<revguard_stripe::StripeClient>,
@@ -59,7 +59,7 @@ pub fn with_audit(
     env: &AnomalyEnv,
 ) -> Anomaly {
     if let (Some(api), Some(events_table)) = (api, &env.events_table) {
-        anomaly.audit = Some(revguard_core::recovery::StripeAudit {
+        anomaly.audit = Some(revguard_core::usecases::recovery::StripeAudit {
             api,
             log: DynamoEventLog::new(dynamodb, events_table),
             endpoint_url: env.webhook_url.clone(),
@@ -75,7 +75,7 @@ pub struct Digests {
     history: DynamoEventLog,
     ledger: DynamoAlerts,
     publisher: SnsDigestPublisher,
-    policy: revguard_core::billing::BillingPolicy,
+    policy: revguard_core::domain::billing::BillingPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ pub enum DigestRunError {
     #[error("{0:?} is not a digest period (day or week)")]
     Period(String),
     #[error(transparent)]
-    Digest(#[from] revguard_core::digest::DigestError),
+    Digest(#[from] revguard_core::usecases::digest::DigestError),
 }
 
 impl Digests {
@@ -93,7 +93,7 @@ impl Digests {
         dynamodb: aws_sdk_dynamodb::Client,
         sns: aws_sdk_sns::Client,
         env: &AnomalyEnv,
-        policy: revguard_core::billing::BillingPolicy,
+        policy: revguard_core::domain::billing::BillingPolicy,
     ) -> Result<Self, DigestRunError> {
         let (Some(topic), Some(events_table)) = (&env.digest_topic_arn, &env.events_table) else {
             return Err(DigestRunError::NotConfigured);
@@ -120,7 +120,7 @@ impl Digests {
 
     /// Sends the last complete `period`'s digests before `at`; their ids.
     pub async fn run(&self, period: Period, at: i64) -> Result<Vec<String>, DigestRunError> {
-        Ok(revguard_core::digest::send_due(
+        Ok(revguard_core::usecases::digest::send_due(
             &self.read,
             &self.history,
             &self.publisher,
@@ -191,7 +191,7 @@ pub fn scheduled_time(event: &serde_json::Value, now: i64) -> i64 {
         event
             .get(key)
             .and_then(|t| t.as_str())
-            .and_then(revguard_core::time::parse_rfc3339)
+            .and_then(revguard_core::domain::time::parse_rfc3339)
     });
     named.unwrap_or_else(|| {
         tracing::warn!("the invocation names no scheduled time; judging now");

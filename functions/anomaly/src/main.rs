@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let sdk = lambda_sdk_config()?;
     let function = &AnomalyFunction::from_env(&sdk, &env).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
-        function.handle(event.payload, revguard_core::time::unix_now())
+        function.handle(event.payload, revguard_core::domain::time::unix_now())
     }))
     .await
 }

@@ -5,8 +5,8 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_anomaly::{anomaly, Anomaly};
 use revguard_aws::testing::{drain_queue, MotoStack};
-use revguard_core::billing::BillingPolicy;
-use revguard_core::detect::DetectConfig;
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::domain::detector::DetectConfig;
 use revguard_core::ports::AlertStore;
 use revguard_core::{Payload, QueueMessage};
 use revguard_worker::{handle_batch, lambda_worker, LambdaWorker};
@@ -481,7 +481,7 @@ async fn resolved_alerts_leave_the_index_and_expire_and_no_run_scans_the_table()
         "{later:?}"
     );
 
-    let wall = revguard_core::time::unix_now();
+    let wall = revguard_core::domain::time::unix_now();
     let retention = revguard_core::ports::CLOSED_ALERT_RETENTION_SECS;
     for id in ["live:spike:refunds", "live:large_refund:ch_5"] {
         let item = moto

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use revguard_aws::{ApiEnv, DynamoReadModel};
-use revguard_core::billing::BillingPolicy;
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_http::operator::{operator_router, OperatorApi};
 use revguard_http::{Clock, Router};
 

@@ -11,10 +11,10 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use axum::body::Body;
 use http_body_util::BodyExt;
 use revguard_aws::testing::{CallLog, MotoStack};
-use revguard_core::billing::BillingPolicy;
-use revguard_core::detect::DetectConfig;
-use revguard_core::detector::Detector;
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::domain::detector::DetectConfig;
 use revguard_core::ports::{PublishError, Publisher, Queue};
+use revguard_core::usecases::detector_run::Detector;
 use revguard_core::QueueMessage;
 use revguard_http::operator::{operator_router, OperatorApi};
 use revguard_http::Router;
@@ -204,7 +204,7 @@ fn clock() -> revguard_http::Clock {
 
 async fn embedded(dir: &std::path::Path) -> Router {
     let store = SqliteStore::open(dir.join("contract.db")).unwrap();
-    let worker = revguard_core::worker::Worker {
+    let worker = revguard_core::usecases::apply_batch::BatchApplier {
         log: store.clone(),
         billing: store.clone(),
         notifier: Nowhere,
@@ -212,7 +212,7 @@ async fn embedded(dir: &std::path::Path) -> Router {
         pause: revguard_core::ports::TokioPause,
         policy: BillingPolicy::default(),
         rules: Default::default(),
-        requery: revguard_core::recovery::NoRequery,
+        requery: revguard_core::usecases::recovery::NoRequery,
     };
     let detector = Detector {
         counters: revguard_sqlite::billing::SqliteCounters {
@@ -223,9 +223,9 @@ async fn embedded(dir: &std::path::Path) -> Router {
         publisher: Nowhere,
         comebacks: store.clone(),
         config: DetectConfig::default(),
-        audit: revguard_core::recovery::NoAudit,
+        audit: revguard_core::usecases::recovery::NoAudit,
         pause: revguard_core::ports::TokioPause,
-        wall_clock: revguard_core::time::unix_now,
+        wall_clock: revguard_core::domain::time::unix_now,
     };
     let (early, later) = story();
     for (batch, at) in [(early, T - 29 * H), (later, T)] {
@@ -237,7 +237,7 @@ async fn embedded(dir: &std::path::Path) -> Router {
         assert!(
             outcomes
                 .iter()
-                .all(|o| matches!(o, revguard_core::worker::Consumed::Applied)),
+                .all(|o| matches!(o, revguard_core::usecases::apply_batch::Consumed::Applied)),
             "{outcomes:?}"
         );
         store
@@ -290,7 +290,7 @@ fn revguard_anomaly_like(
     revguard_aws::DynamoAlerts,
     Nowhere,
     revguard_aws::DynamoReadModel,
-    revguard_core::recovery::NoAudit,
+    revguard_core::usecases::recovery::NoAudit,
     revguard_core::ports::TokioPause,
 > {
     Detector {
@@ -304,9 +304,9 @@ fn revguard_anomaly_like(
             &stack.alerts_table,
         ),
         config: DetectConfig::default(),
-        audit: revguard_core::recovery::NoAudit,
+        audit: revguard_core::usecases::recovery::NoAudit,
         pause: revguard_core::ports::TokioPause,
-        wall_clock: revguard_core::time::unix_now,
+        wall_clock: revguard_core::domain::time::unix_now,
     }
 }
 

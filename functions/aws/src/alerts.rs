@@ -16,9 +16,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
-use revguard_core::detect::alerts::AlertState;
-use revguard_core::detect::alerts::{AlertChange, AlertMessage};
-use revguard_core::detect::Finding;
+use revguard_core::domain::detector::alerts::AlertState;
+use revguard_core::domain::detector::alerts::{AlertChange, AlertMessage};
+use revguard_core::domain::detector::Finding;
 use revguard_core::ports::{
     AlertSnapshot, AlertStore, PublishError, Publisher, StoreError, CLOSED_ALERT_RETENTION_SECS,
 };
@@ -142,7 +142,7 @@ impl AlertStore for DynamoAlerts {
         } else {
             // Out of the index, into the resolved one (the operator API lists the recent
             // ones), and forgotten after the retention.
-            let expires_at = revguard_core::time::unix_now() + CLOSED_ALERT_RETENTION_SECS;
+            let expires_at = revguard_core::domain::time::unix_now() + CLOSED_ALERT_RETENTION_SECS;
             let resolved_at = st.resolved_at.unwrap_or(now);
             put.item("expires_at", AttributeValue::N(expires_at.to_string()))
                 .item("resolved", s("1"))
@@ -296,7 +296,8 @@ impl Publisher<AlertMessage> for SnsAlertPublisher {
         // Lambda) get the whole structured message.
         let full = serde_json::to_string(m).map_err(PublishError::new)?;
         let chat =
-            revguard_core::chat::chatbot_notification(m, self.dashboard_url.as_deref()).to_string();
+            revguard_core::domain::chat::chatbot_notification(m, self.dashboard_url.as_deref())
+                .to_string();
         let body = serde_json::json!({
             "default": m.default, "email": m.email, "sms": m.sms, "sqs": full, "lambda": full,
             "https": chat, "http": chat,
@@ -323,7 +324,7 @@ impl Publisher<AlertMessage> for SnsAlertPublisher {
 
 /// The digests sent: one item each in the alerts table (`digest#<id>`), expiring after
 /// the closed alerts' retention.
-impl revguard_core::digest::DigestLedger for DynamoAlerts {
+impl revguard_core::usecases::digest::DigestLedger for DynamoAlerts {
     async fn was_sent(&self, id: &str) -> Result<bool, StoreError> {
         let out = self
             .client

@@ -22,9 +22,9 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use revguard_core::billing::Notification;
-use revguard_core::detect::Series;
-use revguard_core::metric::{Aggregation, Metric};
+use revguard_core::domain::billing::Notification;
+use revguard_core::domain::detector::Series;
+use revguard_core::domain::metric::{Aggregation, Metric};
 use revguard_core::ports::{
     BillingCommit, BillingStore, Claimed, CommitError, CountersReader, EventKey, StateKeys,
     StateSnapshot, StoreError, Versioned,
@@ -474,14 +474,14 @@ impl DynamoBilling {
     pub async fn subscription(
         &self,
         id: &str,
-    ) -> Result<Option<revguard_core::billing::SubscriptionState>, StoreError> {
+    ) -> Result<Option<revguard_core::domain::billing::SubscriptionState>, StoreError> {
         self.state_item(format!("sub#{id}")).await
     }
 
     pub async fn case(
         &self,
         invoice_id: &str,
-    ) -> Result<Option<revguard_core::billing::DunningCase>, StoreError> {
+    ) -> Result<Option<revguard_core::domain::billing::DunningCase>, StoreError> {
         self.state_item(format!("case#{invoice_id}")).await
     }
 
@@ -833,7 +833,7 @@ impl CountersReader for DynamoCounters {
     /// event volume.
     async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
         let mut hours = vec![0];
-        let mut hour = revguard_core::billing::hour_of(from);
+        let mut hour = revguard_core::domain::billing::hour_of(from);
         while hour < to {
             hours.push(hour);
             hour += 3600;

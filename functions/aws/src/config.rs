@@ -92,15 +92,15 @@ impl IngressEnv {
             webhook_secret,
             tolerance_secs: optional_parsed(
                 "REVGUARD_SIGNATURE_TOLERANCE_SECS",
-                revguard_core::signature::DEFAULT_TOLERANCE_SECS,
+                revguard_core::domain::signature::DEFAULT_TOLERANCE_SECS,
             )?,
             max_body_bytes: optional_parsed(
                 "REVGUARD_MAX_BODY_BYTES",
-                revguard_core::ingest::DEFAULT_MAX_BODY_BYTES,
+                revguard_core::usecases::ingest::DEFAULT_MAX_BODY_BYTES,
             )?,
             event_ttl_secs: optional_parsed(
                 "REVGUARD_EVENT_TTL_DAYS",
-                revguard_core::ingest::DEFAULT_EVENT_TTL_SECS / 86_400,
+                revguard_core::usecases::ingest::DEFAULT_EVENT_TTL_SECS / 86_400,
             )? * 86_400,
             modes: {
                 let raw = optional_parsed("REVGUARD_MODES", "both".to_owned())?;
@@ -260,7 +260,10 @@ const KMS_HINT: &str = " (the secret is encrypted with a KMS key this function m
 /// Reads the Secrets Manager secret again when asked: the ingress does so after a
 /// signature matches none of its secrets (at most once a minute), so that a deploy that
 /// changes the secret's value reaches warm functions.
-pub fn webhook_secret_loader(sdk: &SdkConfig, arn: &str) -> revguard_core::ingest::SecretLoader {
+pub fn webhook_secret_loader(
+    sdk: &SdkConfig,
+    arn: &str,
+) -> revguard_core::usecases::ingest::SecretLoader {
     let (sdk, arn) = (sdk.clone(), arn.to_owned());
     std::sync::Arc::new(move || {
         let (sdk, arn) = (sdk.clone(), arn.clone());
@@ -298,8 +301,8 @@ pub struct WorkerEnv {
     /// How long a transiently failed message is hidden before its next delivery.
     /// `REVGUARD_REDELIVERY_BASE_SECS` and `REVGUARD_REDELIVERY_CAP_SECS` change it (the
     /// template keeps the defaults; the end-to-end test compresses time with them).
-    pub redelivery: revguard_core::retry::Backoff,
-    pub policy: revguard_core::billing::BillingPolicy,
+    pub redelivery: revguard_core::usecases::retry::Backoff,
+    pub policy: revguard_core::domain::billing::BillingPolicy,
     /// `REVGUARD_REQUERY`: fetch Stripe's object after important transitions (with a key).
     pub requery: bool,
     pub stripe: StripeEnv,
@@ -317,11 +320,11 @@ impl WorkerEnv {
             dead_letter_queue_url: required("REVGUARD_DEAD_LETTER_QUEUE_URL")?,
             max_receives: optional_parsed(
                 "REVGUARD_MAX_RECEIVES",
-                revguard_core::worker::ConsumeRules::default().max_receives,
+                revguard_core::usecases::apply_batch::ConsumeRules::default().max_receives,
             )?,
             redelivery: {
-                let d = revguard_core::retry::Backoff::REDELIVERY;
-                revguard_core::retry::Backoff {
+                let d = revguard_core::usecases::retry::Backoff::REDELIVERY;
+                revguard_core::usecases::retry::Backoff {
                     base: std::time::Duration::from_secs(optional_parsed(
                         "REVGUARD_REDELIVERY_BASE_SECS",
                         d.base.as_secs(),
@@ -346,7 +349,7 @@ pub struct ApiEnv {
     pub state_table: String,
     pub counters_table: String,
     pub alerts_table: String,
-    pub policy: revguard_core::billing::BillingPolicy,
+    pub policy: revguard_core::domain::billing::BillingPolicy,
 }
 
 impl ApiEnv {
@@ -378,9 +381,9 @@ pub struct AnomalyEnv {
     pub webhook_url: Option<String>,
     /// Finance's topic, for the billing digest (its scheduled runs).
     pub digest_topic_arn: Option<String>,
-    pub detect: revguard_core::detect::DetectConfig,
+    pub detect: revguard_core::domain::detector::DetectConfig,
     /// For the digest's dunning figures.
-    pub policy: revguard_core::billing::BillingPolicy,
+    pub policy: revguard_core::domain::billing::BillingPolicy,
     /// With a key, each run audits delivery against Stripe's list of events.
     pub stripe: StripeEnv,
 }
@@ -406,7 +409,7 @@ impl AnomalyEnv {
 
 /// Detector thresholds from the environment: `REVGUARD_DETECT_CONFIG` may hold a JSON
 /// object overriding any of them (names as in the docs), e.g. `{"p_warning":1e-5}`.
-fn detect_config_from_env() -> Result<revguard_core::detect::DetectConfig, ConfigError> {
+fn detect_config_from_env() -> Result<revguard_core::domain::detector::DetectConfig, ConfigError> {
     match std::env::var("REVGUARD_DETECT_CONFIG") {
         Ok(json) if !json.trim().is_empty() => {
             serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
@@ -414,14 +417,14 @@ fn detect_config_from_env() -> Result<revguard_core::detect::DetectConfig, Confi
                 reason: e.to_string(),
             })
         }
-        _ => Ok(revguard_core::detect::DetectConfig::default()),
+        _ => Ok(revguard_core::domain::detector::DetectConfig::default()),
     }
 }
 
 /// The billing policy from the environment (the same variables as `revguard serve`).
-pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, ConfigError> {
-    let d = revguard_core::billing::BillingPolicy::default();
-    Ok(revguard_core::billing::BillingPolicy {
+pub fn policy_from_env() -> Result<revguard_core::domain::billing::BillingPolicy, ConfigError> {
+    let d = revguard_core::domain::billing::BillingPolicy::default();
+    Ok(revguard_core::domain::billing::BillingPolicy {
         final_warning_attempt: optional_parsed(
             "REVGUARD_FINAL_WARNING_ATTEMPT",
             d.final_warning_attempt,
@@ -444,12 +447,12 @@ pub fn policy_from_env() -> Result<revguard_core::billing::BillingPolicy, Config
         // The templates as JSON in the variable itself: a function has no file of yours.
         dunning_drafts: match std::env::var("REVGUARD_DUNNING_TEMPLATES") {
             Ok(json) if !json.trim().is_empty() => {
-                revguard_core::billing::drafts::DunningDrafts::from_json(&json).map_err(|e| {
-                    ConfigError::Invalid {
+                revguard_core::domain::billing::drafts::DunningDrafts::from_json(&json).map_err(
+                    |e| ConfigError::Invalid {
                         name: "REVGUARD_DUNNING_TEMPLATES",
                         reason: revguard_core::error_chain(&e),
-                    }
-                })?
+                    },
+                )?
             }
             _ => Default::default(),
         },

@@ -205,7 +205,7 @@ const SUBSCRIPTION_EVENTS: &str = "customer.subscription.";
 fn mrr_day(event_type: &str, created: i64) -> Option<String> {
     event_type
         .starts_with(SUBSCRIPTION_EVENTS)
-        .then(|| revguard_core::time::rfc3339(created)[..10].to_owned())
+        .then(|| revguard_core::domain::time::rfc3339(created)[..10].to_owned())
 }
 
 impl DynamoEventLog {
@@ -233,7 +233,9 @@ impl DynamoEventLog {
                     .expression_attribute_names("#day", ATTR_MRR_DAY)
                     .expression_attribute_values(
                         ":day",
-                        AttributeValue::S(revguard_core::time::rfc3339(day)[..10].to_owned()),
+                        AttributeValue::S(
+                            revguard_core::domain::time::rfc3339(day)[..10].to_owned(),
+                        ),
                     )
                     .expression_attribute_values(":type", AttributeValue::S(event_type.to_owned()))
                     .expression_attribute_values(":since", AttributeValue::N(since.to_string()))

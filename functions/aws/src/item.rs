@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
-use revguard_core::detect::Finding;
+use revguard_core::domain::detector::Finding;
 use revguard_core::ports::StoreError;
 
 /// The key attribute of every table but the event log.
@@ -67,13 +67,13 @@ pub(crate) async fn batch_get_by(
     read: Read,
 ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
     let mut out = Vec::new();
-    let policy = revguard_core::retry::Backoff::UNPROCESSED_KEYS;
+    let policy = revguard_core::usecases::retry::Backoff::UNPROCESSED_KEYS;
     for chunk in pks.chunks(100) {
         let mut keys: Vec<HashMap<String, AttributeValue>> = chunk
             .iter()
             .map(|pk| HashMap::from([(key_attr.to_owned(), s(pk))]))
             .collect();
-        let seed = revguard_core::retry::seed_of(&chunk[0]);
+        let seed = revguard_core::usecases::retry::seed_of(&chunk[0]);
         let mut attempt = 1;
         while !keys.is_empty() {
             if attempt > 1 {

@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn rust_log_names_a_level_and_targets_else_the_default_holds() {
         let f = log_filter(Some("warn,revguard_core=debug"), LevelFilter::INFO);
-        assert!(f.would_enable("revguard_core::worker", &Level::DEBUG));
+        assert!(f.would_enable("revguard_core::usecases::apply_batch", &Level::DEBUG));
         assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));
         assert!(f.would_enable("aws_smithy_runtime", &Level::WARN));
         // What the installed subscriber lets through, not only what the filter says.
@@ -84,8 +84,12 @@ mod tests {
             LevelFilter::INFO,
         ));
         tracing::subscriber::with_default(installed, || {
-            assert!(tracing::enabled!(target: "revguard_core::worker", Level::DEBUG));
-            assert!(!tracing::enabled!(target: "revguard_core::worker", Level::TRACE));
+            assert!(
+                tracing::enabled!(target: "revguard_core::usecases::apply_batch", Level::DEBUG)
+            );
+            assert!(
+                !tracing::enabled!(target: "revguard_core::usecases::apply_batch", Level::TRACE)
+            );
             assert!(!tracing::enabled!(target: "hyper", Level::DEBUG));
         });
         for unset in [None, Some(""), Some("  "), Some("not a=filter=spec")] {

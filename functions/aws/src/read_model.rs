@@ -12,10 +12,12 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use revguard_core::billing::views::{by_hour, CaseView, CustomerView, HourCounters};
-use revguard_core::billing::{BillingPolicy, CustomerState, DunningCase, Stage, SubscriptionState};
-use revguard_core::detect::alerts::AlertState;
-use revguard_core::metric::CounterTotals;
+use revguard_core::domain::billing::views::{by_hour, CaseView, CustomerView, HourCounters};
+use revguard_core::domain::billing::{
+    BillingPolicy, CustomerState, DunningCase, Stage, SubscriptionState,
+};
+use revguard_core::domain::detector::alerts::AlertState;
+use revguard_core::domain::metric::CounterTotals;
 use revguard_core::ports::{AlertStore, CountersReader, ReadModel, StoreError};
 
 use crate::item::{batch_get, corrupt, Read, PK};
@@ -302,7 +304,7 @@ impl revguard_core::ports::Comebacks for DynamoReadModel {
             .filter(|pk| pk.starts_with("sub#"))
             .collect();
         let subs: Vec<SubscriptionState> = self.states(&subs).await?;
-        Ok(revguard_core::billing::access::is_subscribed(
+        Ok(revguard_core::domain::billing::access::is_subscribed(
             &subs, livemode,
         ))
     }

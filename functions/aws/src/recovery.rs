@@ -8,8 +8,8 @@
 //!   alert and publishes it once, as it does the worker's event-level findings.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use revguard_core::ingest::Ingress;
-use revguard_core::recovery::{
+use revguard_core::usecases::ingest::Ingress;
+use revguard_core::usecases::recovery::{
     backfill_from_cursor, reconcile_and_alert, BackfillCursor, BackfillSummary, EventsQuery,
     ReconcileReport, ReconcileSettings, RecoveryError, StripeAudit, StripeRequery,
     HANDLED_EVENT_TYPES,
@@ -42,7 +42,7 @@ pub fn fetched_ingress(
     queue_url: &str,
     max_message_bytes: usize,
 ) -> Ingress<DynamoEventLog, SqsQueue> {
-    revguard_core::recovery::fetched_ingress(
+    revguard_core::usecases::recovery::fetched_ingress(
         DynamoEventLog::new(dynamodb, events_table),
         SqsQueue::new(sqs, queue_url, max_message_bytes),
     )
@@ -66,7 +66,7 @@ pub struct RecoveryEnv {
     /// or extra from which a reconciliation raises an alert (0: never).
     pub drift_alert_threshold: usize,
     /// The billing policy, for the stages of open dunning cases.
-    pub policy: revguard_core::billing::BillingPolicy,
+    pub policy: revguard_core::domain::billing::BillingPolicy,
     pub stripe: StripeEnv,
 }
 
@@ -100,7 +100,7 @@ pub struct Recovery {
     dynamodb: aws_sdk_dynamodb::Client,
     env: RecoveryEnv,
     /// The billing policy, for the stages of open dunning cases.
-    pub policy: revguard_core::billing::BillingPolicy,
+    pub policy: revguard_core::domain::billing::BillingPolicy,
 }
 
 impl Recovery {

@@ -3,7 +3,7 @@
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
-use revguard_core::billing::Notification;
+use revguard_core::domain::billing::Notification;
 use revguard_core::ports::{PublishError, Publisher};
 
 /// SNS's limits on a subject: "UTF-8 text with no line breaks or control characters,
@@ -94,8 +94,11 @@ impl SnsDigestPublisher {
 /// Chatbot shows at most 8,000 characters of a description.
 const CHATBOT_DESCRIPTION_MAX: usize = 7_900;
 
-impl Publisher<revguard_core::digest::Digest> for SnsDigestPublisher {
-    async fn publish(&self, d: &revguard_core::digest::Digest) -> Result<(), PublishError> {
+impl Publisher<revguard_core::usecases::digest::Digest> for SnsDigestPublisher {
+    async fn publish(
+        &self,
+        d: &revguard_core::usecases::digest::Digest,
+    ) -> Result<(), PublishError> {
         let text = d.text();
         let full = serde_json::to_string(d).map_err(PublishError::new)?;
         let chat = serde_json::json!({

@@ -1,10 +1,10 @@
 //! The queue on SQS. The message body is revguard's queue message (see
-//! `revguard_core::message`); attributes let consumers and filters see the event's
+//! `revguard_core::domain::message`); attributes let consumers and filters see the event's
 //! type and mode without parsing the body.
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
-use revguard_core::message::QueueMessage;
+use revguard_core::domain::message::QueueMessage;
 use revguard_core::ports::{DeadLetters, Inbound, Queue, QueueError, StoreError};
 
 #[derive(Clone, Debug)]

@@ -198,8 +198,8 @@ async fn signing_secrets_come_from_secrets_manager_at_cold_start() {
 
 #[tokio::test]
 async fn counters_added_on_different_shards_read_back_as_one_hour() {
-    use revguard_core::billing::CounterUpdate;
-    use revguard_core::metric::Metric;
+    use revguard_core::domain::billing::CounterUpdate;
+    use revguard_core::domain::metric::Metric;
     use revguard_core::ports::{AppliedEvent, BillingCommit, BillingStore, CountersReader};
 
     let client = aws_sdk_dynamodb::Client::new(&moto_config().await);

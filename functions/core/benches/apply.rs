@@ -3,8 +3,8 @@
 //! Run: cargo bench -p revguard-core --bench apply
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use revguard_core::billing::state::BillingState;
-use revguard_core::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
+use revguard_core::domain::billing::state::BillingState;
+use revguard_core::domain::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
 
 fn fixture(name: &str) -> Vec<u8> {
     revguard_testkit::fixtures::read(name).into_bytes()

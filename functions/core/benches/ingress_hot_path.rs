@@ -3,9 +3,9 @@
 //! Run: cargo bench -p revguard-core --bench ingress_hot_path
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use revguard_core::event::EventEnvelope;
-use revguard_core::ingest::{verify_and_parse, IngestConfig};
-use revguard_core::signature::{sign, verify, SecretSet, WebhookSecret};
+use revguard_core::domain::event::EventEnvelope;
+use revguard_core::domain::signature::{sign, verify, SecretSet, WebhookSecret};
+use revguard_core::usecases::ingest::{verify_and_parse, IngestConfig};
 
 fn body() -> Vec<u8> {
     revguard_testkit::fixtures::json("charge.refunded.json")

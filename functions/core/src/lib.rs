@@ -1,33 +1,19 @@
-//! revguard's domain: Stripe signatures and events, the use cases and the ports they need.
+//! revguard's core, laid out by role: `domain` (Stripe signatures and events, billing
+//! state and dunning, the detector's maths, metrics, money, time: pure functions),
+//! `usecases` (ingest, apply a batch, a detector run, the outbox, the digest, and the
+//! recovery through Stripe's API: each once, for both backends) and `ports` (the traits
+//! the use cases need; adapters live in their own crates).
 //!
 //! No AWS, no SQL, no clock, no environment: time comes in as an argument (the entry
-//! points read the wall clock, with `time::unix_now`, and pass it in).
+//! points read the wall clock, with `domain::time::unix_now`, and pass it in).
 
-pub mod audience;
-pub mod billing;
-pub mod chat;
-pub mod detect;
-pub mod detector;
-pub mod digest;
-pub mod error;
-pub mod event;
-pub mod finding;
-pub mod ingest;
-pub mod message;
-pub mod metric;
-pub mod money;
-pub mod outbox;
-pub mod pager;
+pub mod domain;
 pub mod ports;
-pub mod recovery;
-pub mod retry;
-pub mod signature;
-pub mod time;
-pub mod worker;
+pub mod usecases;
 
-pub use error::error_chain;
-pub use event::EventEnvelope;
-pub use ingest::{IngestConfig, IngestError, IngestOutcome, Ingress, ModeFilter};
-pub use message::{Payload, QueueMessage, Via};
+pub use domain::error::error_chain;
+pub use domain::event::EventEnvelope;
+pub use domain::message::{Payload, QueueMessage, Via};
+pub use domain::signature::{SecretSet, VerifyError, WebhookSecret};
 pub use ports::{EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError};
-pub use signature::{SecretSet, VerifyError, WebhookSecret};
+pub use usecases::ingest::{IngestConfig, IngestError, IngestOutcome, Ingress, ModeFilter};

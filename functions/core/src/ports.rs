@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
-use crate::billing::counters::CounterUpdate;
-use crate::billing::{CustomerState, DunningCase, Notification, Stage, SubscriptionState};
-use crate::detect::alerts::{AlertChange, AlertMessage, AlertState};
-use crate::detect::Series;
-use crate::finding::Finding;
-pub use crate::message::QueueError;
-use crate::message::QueueMessage;
+use crate::domain::billing::counters::CounterUpdate;
+use crate::domain::billing::{CustomerState, DunningCase, Notification, Stage, SubscriptionState};
+use crate::domain::detector::alerts::{AlertChange, AlertMessage, AlertState};
+use crate::domain::detector::Series;
+use crate::domain::finding::Finding;
+pub use crate::domain::message::QueueError;
+use crate::domain::message::QueueMessage;
 
 /// Where an event stands in the event log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl EventStatus {
 }
 
 /// One event-log entry: metadata, and the payload only when it could not ride in the
-/// queue message (then compressed, see [`crate::message`]).
+/// queue message (then compressed, see [`crate::domain::message`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
     pub event_id: String,
@@ -274,7 +274,7 @@ pub struct StateSnapshot {
     pub charge_customers: BTreeMap<String, String>,
 }
 
-impl crate::billing::StateLookup for StateSnapshot {
+impl crate::domain::billing::StateLookup for StateSnapshot {
     fn subscription(&self, id: &str) -> Option<SubscriptionState> {
         self.subscriptions.get(id).map(|v| v.value.clone())
     }
@@ -298,7 +298,7 @@ pub struct StateWrite<T> {
 }
 
 /// An event, and where its applied marker lives: on the item of the charge it is about
-/// (`charge`, see [`crate::billing::marker_charge`]), or on a marker of its own. Stores
+/// (`charge`, see [`crate::domain::billing::marker_charge`]), or on a marker of its own. Stores
 /// with cheap markers may ignore `charge`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EventKey {
@@ -315,10 +315,10 @@ impl EventKey {
         }
     }
 
-    pub fn of(event: &crate::billing::BillingEvent) -> Self {
+    pub fn of(event: &crate::domain::billing::BillingEvent) -> Self {
         Self {
             id: event.id.clone(),
-            charge: crate::billing::marker_charge(event.kind, &event.object),
+            charge: crate::domain::billing::marker_charge(event.kind, &event.object),
         }
     }
 }
@@ -532,13 +532,13 @@ pub trait ReadModel: Send + Sync {
         &self,
         id: &str,
         now: i64,
-        policy: &crate::billing::BillingPolicy,
-    ) -> impl Future<Output = Result<crate::billing::views::CustomerView, StoreError>> + Send;
+        policy: &crate::domain::billing::BillingPolicy,
+    ) -> impl Future<Output = Result<crate::domain::billing::views::CustomerView, StoreError>> + Send;
 
     fn subscription(
         &self,
         id: &str,
-    ) -> impl Future<Output = Result<Option<crate::billing::SubscriptionState>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<crate::domain::billing::SubscriptionState>, StoreError>> + Send;
 
     /// The id of every subscription held (for a reconciliation: what Stripe lacks).
     fn subscription_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
@@ -547,15 +547,15 @@ pub trait ReadModel: Send + Sync {
     fn dunning_cases(
         &self,
         status: Option<&str>,
-        policy: &crate::billing::BillingPolicy,
-    ) -> impl Future<Output = Result<Vec<crate::billing::views::CaseView>, StoreError>> + Send;
+        policy: &crate::domain::billing::BillingPolicy,
+    ) -> impl Future<Output = Result<Vec<crate::domain::billing::views::CaseView>, StoreError>> + Send;
 
     /// Hourly counters of both modes in [from, to), with the gauges of hour 0.
     fn metrics(
         &self,
         from: i64,
         to: i64,
-    ) -> impl Future<Output = Result<Vec<crate::billing::views::HourCounters>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<crate::domain::billing::views::HourCounters>, StoreError>> + Send;
 
     /// Open alerts, and those resolved in the `recent_secs` before `now`, latest change
     /// first.

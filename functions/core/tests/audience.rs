@@ -1,10 +1,10 @@
 //! Who hears what: on call the alarms, the team its tasks (win-backs).
 
-use revguard_core::audience::*;
-use revguard_core::billing::Notification;
-use revguard_core::detect::alerts::{AlertMessage, Transition};
-use revguard_core::finding::{Finding, Severity};
+use revguard_core::domain::billing::Notification;
+use revguard_core::domain::detector::alerts::{AlertMessage, Transition};
+use revguard_core::domain::finding::{Finding, Severity};
 use revguard_core::ports::Publisher;
+use revguard_core::usecases::detector_run::ByAudience;
 use revguard_testkit::memory::MemoryPublisher;
 
 fn message(signal: &str, transition: Transition) -> AlertMessage {

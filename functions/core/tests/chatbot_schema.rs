@@ -1,8 +1,8 @@
 //! Every alert transition, as an AWS Chatbot custom notification, against the schema
 //! that AWS documents (validated by `jsonschema` in the test venv).
 
-use revguard_core::chat::chatbot_notification;
-use revguard_core::detect::alerts::Transition;
+use revguard_core::domain::chat::chatbot_notification;
+use revguard_core::domain::detector::alerts::Transition;
 use revguard_testkit::fixtures::{check_chatbot_notifications, large_refund_alert};
 
 #[test]

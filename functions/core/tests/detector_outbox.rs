@@ -3,12 +3,12 @@
 //! cleared (a throttled delete in a busy hour) is retried with backoff, so it does not
 //! outlive its lease and go out a second time from a later run.
 
-use revguard_core::detect::alerts::{alert_id, AlertMessage};
-use revguard_core::detect::DetectConfig;
-use revguard_core::detector::Detector;
+use revguard_core::domain::detector::alerts::{alert_id, AlertMessage};
+use revguard_core::domain::detector::DetectConfig;
 use revguard_core::ports::{Comebacks, StoreError};
-use revguard_core::recovery::NoAudit;
-use revguard_core::retry::Backoff;
+use revguard_core::usecases::detector_run::Detector;
+use revguard_core::usecases::recovery::NoAudit;
+use revguard_core::usecases::retry::Backoff;
 use revguard_testkit::contract::sample_finding;
 use revguard_testkit::memory::{CountedPause, MemoryAlerts, MemoryBilling, MemoryPublisher};
 
@@ -41,7 +41,7 @@ fn detector() -> TestDetector {
         config: DetectConfig::default(),
         audit: NoAudit,
         pause: CountedPause::default(),
-        wall_clock: revguard_core::time::unix_now,
+        wall_clock: revguard_core::domain::time::unix_now,
     }
 }
 

@@ -5,12 +5,12 @@
 
 use std::sync::Mutex;
 
-use revguard_core::detect::alerts::{AlertMessage, Transition};
-use revguard_core::detect::DetectConfig;
-use revguard_core::detector::Detector;
-use revguard_core::event::MissingEvent;
+use revguard_core::domain::detector::alerts::{AlertMessage, Transition};
+use revguard_core::domain::detector::DetectConfig;
+use revguard_core::domain::event::MissingEvent;
 use revguard_core::ports::{Comebacks, StoreError};
-use revguard_core::recovery::{AuditOutcome, DeliveryAudit, Endpoint};
+use revguard_core::usecases::detector_run::Detector;
+use revguard_core::usecases::recovery::{AuditOutcome, DeliveryAudit, Endpoint};
 use revguard_testkit::memory::{CountedPause, MemoryAlerts, MemoryBilling, MemoryPublisher};
 
 struct NoComebacks;
@@ -62,10 +62,10 @@ async fn a_disabled_endpoint_stays_open_while_unread_and_resolves_once_enabled()
         config: DetectConfig::default(),
         audit: Endpoints::default(),
         pause: CountedPause::default(),
-        wall_clock: revguard_core::time::unix_now,
+        wall_clock: revguard_core::domain::time::unix_now,
     };
     let mut heard: Vec<(String, Transition, i64)> = Vec::new();
-    let mut run = |summary: revguard_core::detector::RunSummary| {
+    let mut run = |summary: revguard_core::usecases::detector_run::RunSummary| {
         heard.extend(
             summary
                 .transitions

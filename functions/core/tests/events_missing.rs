@@ -4,11 +4,11 @@
 //! 3 days left, stays open while Stripe cannot be asked, and resolves once a backfill
 //! put the events in the log. Over the real audit, a Stripe double and memory stores.
 
-use revguard_core::detect::alerts::{AlertMessage, Transition};
-use revguard_core::detect::DetectConfig;
-use revguard_core::detector::{Detector, RunSummary};
+use revguard_core::domain::detector::alerts::{AlertMessage, Transition};
+use revguard_core::domain::detector::DetectConfig;
 use revguard_core::ports::{Comebacks, EventLog, StoreError};
-use revguard_core::recovery::StripeAudit;
+use revguard_core::usecases::detector_run::{Detector, RunSummary};
+use revguard_core::usecases::recovery::StripeAudit;
 use revguard_testkit::contract::sample_record;
 use revguard_testkit::memory::{
     CountedPause, MemoryAlerts, MemoryBilling, MemoryEventLog, MemoryPublisher, MemoryStripe,
@@ -47,7 +47,7 @@ fn detector() -> TestDetector {
             endpoint_url: None,
         },
         pause: CountedPause::default(),
-        wall_clock: revguard_core::time::unix_now,
+        wall_clock: revguard_core::domain::time::unix_now,
     }
 }
 

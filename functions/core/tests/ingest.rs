@@ -3,12 +3,12 @@
 
 use std::sync::atomic::Ordering;
 
-use revguard_core::ingest::*;
-use revguard_core::message::decompress;
-use revguard_core::message::{Payload, Via};
+use revguard_core::domain::message::decompress;
+use revguard_core::domain::message::{Payload, Via};
+use revguard_core::domain::signature::SecretSet;
+use revguard_core::domain::signature::{sign, WebhookSecret};
 use revguard_core::ports::{EventLog, EventStatus};
-use revguard_core::signature::SecretSet;
-use revguard_core::signature::{sign, WebhookSecret};
+use revguard_core::usecases::ingest::*;
 use revguard_testkit::memory::{MemoryEventLog, MemoryQueue};
 
 const NOW: i64 = 1_700_000_000;

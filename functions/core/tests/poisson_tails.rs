@@ -1,7 +1,7 @@
 //! The detector's Poisson tails against a reference computed with mpmath at 60 digits
 //! (`scripts/poisson-reference.py` wrote tests/data/poisson_tails.json).
 
-use revguard_core::detect::stats::{lower_tail, upper_tail};
+use revguard_core::domain::detector::stats::{lower_tail, upper_tail};
 
 #[test]
 fn tails_match_the_mpmath_reference_to_1e_9_relative() {

@@ -6,12 +6,12 @@
 
 use std::sync::Mutex;
 
-use revguard_core::billing::{BillingPolicy, Notification};
+use revguard_core::domain::billing::{BillingPolicy, Notification};
 use revguard_core::ports::Inbound;
-use revguard_core::recovery::{
+use revguard_core::usecases::apply_batch::{BatchApplier, ConsumeRules};
+use revguard_core::usecases::recovery::{
     ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi, StripeRequery,
 };
-use revguard_core::worker::{ConsumeRules, Worker};
 use revguard_core::{Payload, QueueMessage, Via};
 use revguard_testkit::memory::{
     CountedPause, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher, MemoryQueue,
@@ -75,7 +75,7 @@ fn delivery(n: usize, event_id: &str, created: i64, status: &str) -> Inbound {
     }
 }
 
-type RequeryWorker = Worker<
+type RequeryWorker = BatchApplier<
     MemoryEventLog,
     MemoryBilling,
     MemoryPublisher<Notification>,
@@ -85,7 +85,7 @@ type RequeryWorker = Worker<
 >;
 
 fn worker() -> RequeryWorker {
-    Worker {
+    BatchApplier {
         log: MemoryEventLog::default(),
         billing: MemoryBilling::default(),
         notifier: MemoryPublisher::default(),
@@ -95,7 +95,7 @@ fn worker() -> RequeryWorker {
         rules: ConsumeRules::default(),
         requery: StripeRequery {
             api: Stripe::default(),
-            ingress: revguard_core::recovery::fetched_ingress(
+            ingress: revguard_core::usecases::recovery::fetched_ingress(
                 MemoryEventLog::default(),
                 MemoryQueue::default(),
             ),

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use revguard_core::signature::{sign, verify, SecretSet, VerifyError, WebhookSecret};
+use revguard_core::domain::signature::{sign, verify, SecretSet, VerifyError, WebhookSecret};
 use serde_json::{json, Value};
 
 fn repo_root() -> PathBuf {

@@ -7,9 +7,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use revguard_core::billing::{BillingPolicy, Notification};
+use revguard_core::domain::billing::{BillingPolicy, Notification};
 use revguard_core::ports::{self, Inbound, PublishError, Publisher};
-use revguard_core::worker::{ConsumeRules, Consumed, Worker};
+use revguard_core::usecases::apply_batch::{BatchApplier, ConsumeRules, Consumed};
 use revguard_core::{Payload, QueueMessage};
 use revguard_testkit::fixtures;
 use revguard_testkit::memory::{
@@ -61,10 +61,10 @@ fn delivery(id: &str, receive_count: u32) -> Inbound {
 }
 
 type TestWorker =
-    Worker<MemoryEventLog, MemoryBilling, SlowFirstPublish, MemoryDeadLetters, CountedPause>;
+    BatchApplier<MemoryEventLog, MemoryBilling, SlowFirstPublish, MemoryDeadLetters, CountedPause>;
 
 fn worker() -> TestWorker {
-    Worker {
+    BatchApplier {
         log: MemoryEventLog::default(),
         billing: MemoryBilling::default(),
         notifier: SlowFirstPublish::default(),
@@ -72,7 +72,7 @@ fn worker() -> TestWorker {
         pause: CountedPause::default(),
         policy: BillingPolicy::default(),
         rules: ConsumeRules::default(),
-        requery: revguard_core::recovery::NoRequery,
+        requery: revguard_core::usecases::recovery::NoRequery,
     }
 }
 

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use revguard_aws::faults::{Fault, FaultInjector, Rule};
 use revguard_aws::testing::{moto_endpoint, MotoStack};
 use revguard_aws::DynamoCounters;
-use revguard_core::metric::Metric;
+use revguard_core::domain::metric::Metric;
+use revguard_core::domain::signature::sign;
 use revguard_core::ports::CountersReader;
-use revguard_core::signature::sign;
 use revguard_core::WebhookSecret;
 use revguard_e2e::{
     bootstrap, deliver_webhook, poll_queue, template_variables, FaultProxy, Front, Function, Iam,
@@ -620,7 +620,7 @@ fn commit_retries(workers: &[Arc<Function>]) -> BTreeMap<String, usize> {
 }
 
 fn rfc3339(t: i64) -> String {
-    revguard_core::time::rfc3339(t)
+    revguard_core::domain::time::rfc3339(t)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

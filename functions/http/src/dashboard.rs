@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use revguard_core::billing::views::{CaseView, HourCounters};
-use revguard_core::detect::alerts::{datetime, AlertState};
-use revguard_core::metric::figure;
-use revguard_core::metric::{lag_histogram, lag_p95, Metric};
-use revguard_core::money::format_minor;
-use revguard_core::time::hour_of;
+use revguard_core::domain::billing::views::{CaseView, HourCounters};
+use revguard_core::domain::detector::alerts::{datetime, AlertState};
+use revguard_core::domain::metric::figure;
+use revguard_core::domain::metric::{lag_histogram, lag_p95, Metric};
+use revguard_core::domain::money::format_minor;
+use revguard_core::domain::time::hour_of;
 
 /// Hours the charts cover.
 pub const WINDOW_HOURS: i64 = 7 * 24;
@@ -44,7 +44,7 @@ pub struct DashboardData {
 /// the window's counters, the alerts and the open dunning cases.
 pub async fn load<R: revguard_core::ports::ReadModel>(
     store: &R,
-    policy: &revguard_core::billing::BillingPolicy,
+    policy: &revguard_core::domain::billing::BillingPolicy,
     now: i64,
     livemode: bool,
     rejected: Option<BTreeMap<String, u64>>,
@@ -56,9 +56,9 @@ pub async fn load<R: revguard_core::ports::ReadModel>(
         .find(|h| h.hour == 0 && h.livemode == livemode)
         .and_then(|h| h.metrics.get("max_received_at").copied());
     let (from, to) = window(now, last_received);
-    let alerts = revguard_core::audience::on_call_alerts(
+    let alerts = revguard_core::domain::audience::on_call_alerts(
         store
-            .recent_alerts(to, revguard_core::audience::RECENT_ALERTS_SECS)
+            .recent_alerts(to, revguard_core::domain::audience::RECENT_ALERTS_SECS)
             .await?,
     );
     Ok(DashboardData {

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use revguard_core::ingest::IngestContext;
+use revguard_core::usecases::ingest::IngestContext;
 use revguard_core::{EventLog, IngestError, IngestOutcome, Ingress, Queue};
 use serde_json::json;
 use tracing::field::Empty;

@@ -14,8 +14,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use revguard_core::audience::{on_call_alerts, RECENT_ALERTS_SECS};
-use revguard_core::billing::BillingPolicy;
+use revguard_core::domain::audience::{on_call_alerts, RECENT_ALERTS_SECS};
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::ports::ReadModel;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -147,7 +147,7 @@ async fn metrics<R: ReadModel>(
         q.get(key).map_or(Some(default), |v| {
             v.parse::<i64>()
                 .ok()
-                .or_else(|| revguard_core::time::parse_rfc3339(v))
+                .or_else(|| revguard_core::domain::time::parse_rfc3339(v))
         })
     };
     let (Some(from), Some(to)) = (parse("from", now - 24 * 3600), parse("to", now + 3600)) else {

@@ -51,7 +51,7 @@ pub fn router_with_refresh(
     env: &IngressEnv,
     ingest: IngestConfig,
     clock: Clock,
-    refresh: Option<revguard_core::ingest::SecretLoader>,
+    refresh: Option<revguard_core::usecases::ingest::SecretLoader>,
 ) -> Router {
     let log = DynamoEventLog::new(dynamodb, env.events_table.clone());
     let queue = SqsQueue::new(sqs, env.queue_url.clone(), env.max_message_bytes);

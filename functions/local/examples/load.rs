@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use revguard_core::signature::sign;
+use revguard_core::domain::signature::sign;
 use revguard_core::WebhookSecret;
 use revguard_testkit::fixtures::traffic::Traffic;
 

@@ -1,6 +1,6 @@
 //! Deliveries, embedded: alert transitions posted to Slack and Microsoft Teams incoming
-//! webhooks (formatted for the app, `revguard_core::chat`) and paged to PagerDuty
-//! (`revguard_core::pager`); alerts, the team's notifications and the digest sent by email
+//! webhooks (formatted for the app, `revguard_core::domain::chat`) and paged to PagerDuty
+//! (`revguard_core::domain::pager`); alerts, the team's notifications and the digest sent by email
 //! (`crate::email`).
 //!
 //! Publishing a message only records the deliveries it owes, in the same SQLite file as
@@ -19,11 +19,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use revguard_core::billing::Notification;
-use revguard_core::chat::ChatApp;
-use revguard_core::detect::alerts::AlertMessage;
+use revguard_core::domain::billing::Notification;
+use revguard_core::domain::chat::ChatApp;
+use revguard_core::domain::detector::alerts::AlertMessage;
 use revguard_core::ports::{PublishError, Publisher};
-use revguard_core::retry::{seed_of, Backoff};
+use revguard_core::usecases::retry::{seed_of, Backoff};
 use revguard_sqlite::chat::{ChatDelivery, ChatOutcome, OwedDeliveries};
 use revguard_sqlite::SqliteStore;
 use tokio::sync::Notify;
@@ -93,10 +93,11 @@ impl PagerDuty {
         if routing_key.is_empty() {
             return Err(ChatConfigError::EmptyRoutingKey);
         }
-        let url = reqwest::Url::parse(url.unwrap_or(revguard_core::pager::PAGERDUTY_EVENTS_URL))
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or(ChatConfigError::NotHttp("PagerDuty events"))?;
+        let url =
+            reqwest::Url::parse(url.unwrap_or(revguard_core::domain::pager::PAGERDUTY_EVENTS_URL))
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .ok_or(ChatConfigError::NotHttp("PagerDuty events"))?;
         Ok(Self {
             url,
             routing_key: routing_key.to_owned(),
@@ -263,7 +264,7 @@ impl DeliveryOutbox {
             .map(|app| (app.as_str().to_owned(), app.render(m, link).to_string()))
             .collect();
         if self.paging {
-            if let Some(event) = revguard_core::pager::pagerduty_event(m, link) {
+            if let Some(event) = revguard_core::domain::pager::pagerduty_event(m, link) {
                 deliveries.push((PAGERDUTY.to_owned(), event.to_string()));
             }
         }
@@ -294,12 +295,15 @@ impl DeliveryOutbox {
 
 impl DeliveryOutbox {
     /// A digest owes its chat posts and the finance email; owed again, nothing new.
-    pub async fn owe_digest(&self, d: &revguard_core::digest::Digest) -> Result<(), PublishError> {
+    pub async fn owe_digest(
+        &self,
+        d: &revguard_core::usecases::digest::Digest,
+    ) -> Result<(), PublishError> {
         let mut deliveries: Vec<(String, String)> = self
             .apps
             .iter()
             .map(|app| {
-                let body = revguard_core::digest::chat_message(*app, d).to_string();
+                let body = revguard_core::usecases::digest::chat_message(*app, d).to_string();
                 (app.as_str().to_owned(), body)
             })
             .collect();
@@ -458,7 +462,7 @@ async fn send(
                 retry: false,
                 retry_after: None,
             })?;
-            let body = revguard_core::pager::with_routing_key(event, &pd.routing_key);
+            let body = revguard_core::domain::pager::with_routing_key(event, &pd.routing_key);
             post(client, &pd.url, &body.to_string()).await
         }
         app if app.starts_with("email:") => {

@@ -5,19 +5,19 @@
 use crate::stop::StopSignal;
 use std::time::Duration;
 
-use revguard_core::billing::BillingPolicy;
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::ports::TokioPause;
-use revguard_core::worker::{ConsumeRules, Consumed, Worker};
+use revguard_core::usecases::apply_batch::{BatchApplier, ConsumeRules, Consumed};
 use revguard_sqlite::SqliteStore;
 
-use revguard_core::audience::ByAudience;
+use revguard_core::usecases::detector_run::ByAudience;
 
 /// Messages per batch: one commit each. 128 keeps up with the renewal mix at 7k/s on
 /// one core; 256 held twice the parsed payloads at once (+4 MB of peak memory), 64 fell
 /// behind the webhooks.
 pub const BATCH: usize = 128;
 
-pub type EmbeddedWorker = Worker<
+pub type EmbeddedWorker = BatchApplier<
     SqliteStore,
     SqliteStore,
     crate::chat::NotificationPublisher,
@@ -30,7 +30,7 @@ pub type EmbeddedWorker = Worker<
 /// off.
 pub type EmbeddedRequery = Option<
     Box<
-        revguard_core::recovery::StripeRequery<
+        revguard_core::usecases::recovery::StripeRequery<
             revguard_stripe::StripeClient,
             SqliteStore,
             SqliteStore,
@@ -43,7 +43,7 @@ pub fn worker(
     policy: BillingPolicy,
     notifier: impl Into<crate::chat::NotificationPublisher>,
 ) -> EmbeddedWorker {
-    Worker {
+    BatchApplier {
         log: store.clone(),
         billing: store.clone(),
         notifier: notifier.into(),
@@ -124,7 +124,7 @@ pub fn run_on_own_thread(
         })
 }
 
-pub type EmbeddedDetector = revguard_core::detector::Detector<
+pub type EmbeddedDetector = revguard_core::usecases::detector_run::Detector<
     revguard_sqlite::billing::SqliteCounters,
     SqliteStore,
     ByAudience<crate::chat::AlertPublisher, crate::chat::NotificationPublisher>,
@@ -135,18 +135,19 @@ pub type EmbeddedDetector = revguard_core::detector::Detector<
 
 /// The embedded detector's evidence of delivery: Stripe's list of events when a key is
 /// configured; `None`: silence alone.
-pub type EmbeddedAudit =
-    Option<revguard_core::recovery::StripeAudit<revguard_stripe::StripeClient, SqliteStore>>;
+pub type EmbeddedAudit = Option<
+    revguard_core::usecases::recovery::StripeAudit<revguard_stripe::StripeClient, SqliteStore>,
+>;
 
 /// The embedded detector: alarms to `on_call` (the alerts file and chat), win-backs that
 /// come due to `team` (the notifications file, shared with the worker).
 pub fn detector(
     store: &SqliteStore,
-    config: revguard_core::detect::DetectConfig,
+    config: revguard_core::domain::detector::DetectConfig,
     on_call: crate::chat::AlertPublisher,
     team: impl Into<crate::chat::NotificationPublisher>,
 ) -> EmbeddedDetector {
-    revguard_core::detector::Detector {
+    revguard_core::usecases::detector_run::Detector {
         counters: revguard_sqlite::billing::SqliteCounters {
             store: store.clone(),
             received_before: None,
@@ -160,21 +161,21 @@ pub fn detector(
         config,
         audit: None,
         pause: revguard_core::ports::TokioPause,
-        wall_clock: revguard_core::time::unix_now,
+        wall_clock: revguard_core::domain::time::unix_now,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use revguard_core::billing::state::BillingState;
-    use revguard_core::billing::BillingEvent;
+    use revguard_core::domain::billing::state::BillingState;
+    use revguard_core::domain::billing::BillingEvent;
     use revguard_core::ports::Queue;
     use revguard_core::{Payload, QueueMessage};
 
     use std::collections::BTreeMap;
 
-    use revguard_core::billing::BillingPolicy;
-    use revguard_core::metric::CounterTotals;
+    use revguard_core::domain::billing::BillingPolicy;
+    use revguard_core::domain::metric::CounterTotals;
 
     use super::*;
     use crate::publish::JsonlPublisher;
@@ -261,7 +262,7 @@ mod tests {
         assert_eq!(w.store.applied_count().unwrap(), history.len() as u64);
         let received: i64 = ours
             .iter()
-            .filter(|((_, _, k), _)| *k == revguard_core::metric::Metric::EventsReceived)
+            .filter(|((_, _, k), _)| *k == revguard_core::domain::metric::Metric::EventsReceived)
             .map(|(_, v)| v)
             .sum();
         assert_eq!(received, history.len() as i64);

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use revguard_core::billing::BillingPolicy;
-use revguard_core::detect::alerts::{datetime, AlertMessage, Transition};
-use revguard_core::detect::{hhmm, DetectConfig};
-use revguard_core::signature::sign;
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::domain::detector::alerts::{datetime, AlertMessage, Transition};
+use revguard_core::domain::detector::{hhmm, DetectConfig};
+use revguard_core::domain::signature::sign;
 use revguard_core::{IngestConfig, Ingress, SecretSet, WebhookSecret};
 use revguard_http::{router, App};
 use revguard_testkit::simulation::eval::attribution_margin_secs;
@@ -139,7 +139,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
                     .await?
                     .transitions
                     .into_iter()
-                    .filter(|m| revguard_core::audience::reaches_on_call(&m.signal)),
+                    .filter(|m| revguard_core::domain::audience::reaches_on_call(&m.signal)),
             );
         }
         t += STEP;

@@ -1,13 +1,13 @@
 //! The billing digest on a schedule, embedded: after each UTC day (and each week, from
 //! Monday), the last complete period's digest per mode with anything to say goes to the
-//! digests file, to chat and to finance's email, once (`revguard_core::digest::send_due`,
+//! digests file, to chat and to finance's email, once (`revguard_core::usecases::digest::send_due`,
 //! the store remembering what went out; deliveries are owed once by id).
 
 use std::time::Duration;
 
-use revguard_core::billing::BillingPolicy;
-use revguard_core::digest::{Digest, DigestError, Period};
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::ports::{PublishError, Publisher};
+use revguard_core::usecases::digest::{Digest, DigestError, Period};
 use revguard_sqlite::SqliteStore;
 
 use crate::chat::DeliveryOutbox;
@@ -42,7 +42,7 @@ pub async fn send_due(
     schedule: &DigestSchedule,
     now: i64,
 ) -> Result<Vec<String>, DigestError> {
-    revguard_core::digest::send_due(
+    revguard_core::usecases::digest::send_due(
         store,
         store,
         &schedule.publisher,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use revguard_core::billing::Notification;
-use revguard_core::detect::alerts::AlertMessage;
+use revguard_core::domain::billing::Notification;
+use revguard_core::domain::detector::alerts::AlertMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -186,7 +186,7 @@ pub fn notification_mail(to: &[String], n: &Notification) -> Value {
         "Mode: {}\nEvent: {}\nAt: {}\n\n",
         if n.livemode { "live" } else { "test" },
         n.event_id,
-        revguard_core::time::datetime(n.created)
+        revguard_core::domain::time::datetime(n.created)
     ));
     if let Some(details) = n.details.as_object() {
         for (name, value) in details {

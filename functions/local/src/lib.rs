@@ -16,6 +16,6 @@ pub mod stop;
 
 pub use revguard_sqlite::SqliteStore;
 
-pub use revguard_core::time::unix_now;
+pub use revguard_core::domain::time::unix_now;
 
-pub use revguard_core::time::parse_time;
+pub use revguard_core::domain::time::parse_time;

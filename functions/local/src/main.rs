@@ -1,7 +1,7 @@
 //! `revguard`: the embedded server and the operator CLI.
 
-use revguard_core::chat::ChatApp;
-use revguard_core::detect::alerts::Transition;
+use revguard_core::domain::chat::ChatApp;
+use revguard_core::domain::detector::alerts::Transition;
 use revguard_local::chat::ChatWebhook;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use revguard_core::billing::BillingPolicy;
-use revguard_core::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
-use revguard_core::signature::DEFAULT_TOLERANCE_SECS;
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::domain::signature::DEFAULT_TOLERANCE_SECS;
+use revguard_core::usecases::ingest::{DEFAULT_EVENT_TTL_SECS, DEFAULT_MAX_BODY_BYTES};
 use revguard_core::{ModeFilter, SecretSet, WebhookSecret};
 use revguard_local::serve::{serve, shutdown_signal, ServeOptions, DEV_SECRET_KEY};
 use revguard_local::{parse_time, send, unix_now, SqliteStore};
@@ -156,7 +156,7 @@ enum Command {
     Digest {
         /// day or week.
         #[arg(long, default_value = "day", value_parser = parse_period)]
-        period: revguard_core::digest::Period,
+        period: revguard_core::usecases::digest::Period,
         /// A moment (RFC 3339 or unix seconds); default now.
         #[arg(long)]
         at: Option<String>,
@@ -395,7 +395,7 @@ impl PolicyArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
-                revguard_core::billing::drafts::DunningDrafts::from_json(&text)
+                revguard_core::domain::billing::drafts::DunningDrafts::from_json(&text)
                     .with_context(|| format!("in {}", path.display()))?
             }
             None => Default::default(),
@@ -520,12 +520,12 @@ fn parse_transition(s: &str) -> Result<Transition, String> {
         .ok_or_else(|| format!("expected opened, escalated, reminder or resolved, got {s:?}"))
 }
 
-fn parse_period(s: &str) -> Result<revguard_core::digest::Period, String> {
-    revguard_core::digest::Period::parse(s)
+fn parse_period(s: &str) -> Result<revguard_core::usecases::digest::Period, String> {
+    revguard_core::usecases::digest::Period::parse(s)
         .ok_or_else(|| format!("expected day or week, got {s:?}"))
 }
 
-fn parse_periods(s: &str) -> anyhow::Result<Vec<revguard_core::digest::Period>> {
+fn parse_periods(s: &str) -> anyhow::Result<Vec<revguard_core::usecases::digest::Period>> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
@@ -634,7 +634,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 alerts_file: alerts_file
                     .unwrap_or_else(|| db.db.with_file_name("revguard-alerts.jsonl")),
                 detect_interval_secs,
-                detect: revguard_core::detect::DetectConfig::default(),
+                detect: revguard_core::domain::detector::DetectConfig::default(),
                 destinations,
                 digests: parse_periods(&digests)?,
                 digests_file: digests_file
@@ -654,18 +654,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::ChatTest { chat, transition } => {
             let webhooks = chat.webhooks()?;
-            let sample = revguard_core::chat::sample_alert(transition);
+            let sample = revguard_core::domain::chat::sample_alert(transition);
             let link = chat
                 .dashboard_url
                 .as_deref()
                 .filter(|u| !u.trim().is_empty());
             if webhooks.is_empty() {
                 for (app, body) in [
-                    ("slack", revguard_core::chat::slack_message(&sample, link)),
-                    ("teams", revguard_core::chat::teams_message(&sample, link)),
+                    (
+                        "slack",
+                        revguard_core::domain::chat::slack_message(&sample, link),
+                    ),
+                    (
+                        "teams",
+                        revguard_core::domain::chat::teams_message(&sample, link),
+                    ),
                     (
                         "chatbot",
-                        revguard_core::chat::chatbot_notification(&sample, link),
+                        revguard_core::domain::chat::chatbot_notification(&sample, link),
                     ),
                 ] {
                     println!("{}", serde_json::json!({ "app": app, "body": body }));
@@ -771,10 +777,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(at) => parse_time(&at).with_context(|| format!("not a time: {at}"))?,
                 None => unix_now(),
             };
-            let d = revguard_core::digest::digest(
+            let d = revguard_core::usecases::digest::digest(
                 &store,
                 &store,
-                &revguard_core::billing::BillingPolicy::default(),
+                &revguard_core::domain::billing::BillingPolicy::default(),
                 period,
                 at,
                 mode == "live",
@@ -793,7 +799,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // Counting only what had been received by then; writes nothing.
             let mut detector = revguard_local::consumer::detector(
                 &store,
-                revguard_core::detect::DetectConfig::default(),
+                revguard_core::domain::detector::DetectConfig::default(),
                 revguard_local::chat::AlertPublisher::log_only(),
                 revguard_local::publish::JsonlPublisher::log_only("notification"),
             );
@@ -803,7 +809,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .is_some_and(|k| !k.trim().is_empty())
             {
-                detector.audit = Some(revguard_core::recovery::StripeAudit {
+                detector.audit = Some(revguard_core::usecases::recovery::StripeAudit {
                     api: stripe.client()?,
                     log: store.clone(),
                     endpoint_url: stripe.webhook_url.clone(),
@@ -815,15 +821,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::json!({ "finding": f }));
             }
             for c in changes.iter().filter(|c| c.transition.is_published()) {
-                let m = revguard_core::detect::alerts::render(c);
-                if revguard_core::audience::reaches_on_call(&m.signal) {
+                let m = revguard_core::domain::detector::alerts::render(c);
+                if revguard_core::domain::audience::reaches_on_call(&m.signal) {
                     println!(
                         "{}",
                         serde_json::json!({ "transition": m.transition, "alert_id": m.alert_id, "severity": m.severity, "subject": m.subject, "sms": m.sms })
                     );
-                } else if m.transition == revguard_core::detect::alerts::Transition::Opened {
+                } else if m.transition
+                    == revguard_core::domain::detector::alerts::Transition::Opened
+                {
                     // The team's task (the notifications channel), not an alarm.
-                    let notice = revguard_core::audience::win_back_notice(&m);
+                    let notice = revguard_core::domain::audience::win_back_notice(&m);
                     println!("{}", serde_json::json!({ "notification": notice }));
                 }
             }
@@ -872,11 +880,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let parse = |t: String| parse_time(&t).with_context(|| format!("not a time: {t}"));
             let since = since.map(parse).transpose()?;
             let until = until.map(parse).transpose()?;
-            let query = revguard_core::recovery::EventsQuery {
+            let query = revguard_core::usecases::recovery::EventsQuery {
                 since: since.unwrap_or(now),
                 until,
                 undelivered_only,
-                types: revguard_core::recovery::HANDLED_EVENT_TYPES
+                types: revguard_core::usecases::recovery::HANDLED_EVENT_TYPES
                     .iter()
                     .map(|t| t.to_string())
                     .collect(),
@@ -884,7 +892,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ingress = revguard_local::recover::fetched_ingress(&store);
             // Up to now: an hour at a time from the cursor, which moves after each; a
             // window of the past (--until) leaves the cursor where it is.
-            let (since, summary) = revguard_core::recovery::backfill_from_cursor(
+            let (since, summary) = revguard_core::usecases::recovery::backfill_from_cursor(
                 &api,
                 &ingress,
                 &revguard_local::recover::StoreCursor(&store),
@@ -912,11 +920,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_existing(&db)?;
             let now = unix_now();
             let ingress = revguard_local::recover::fetched_ingress(&store);
-            let settings = revguard_core::recovery::ReconcileSettings {
+            let settings = revguard_core::usecases::recovery::ReconcileSettings {
                 fix,
                 drift_alert_threshold: alert_threshold,
             };
-            let result = revguard_core::recovery::reconcile_and_alert(
+            let result = revguard_core::usecases::recovery::reconcile_and_alert(
                 &api,
                 &store,
                 &ingress,
@@ -962,7 +970,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 by_day_index: false,
             };
             let summary =
-                revguard_core::recovery::replay(&store, &store, &store, &selection).await?;
+                revguard_core::usecases::recovery::replay(&store, &store, &store, &selection)
+                    .await?;
             let mut line = serde_json::to_value(&summary)?;
             apply.apply(&store, &db, &mut line).await?;
             println!("{line}");

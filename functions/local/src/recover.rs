@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use revguard_core::billing::BillingPolicy;
-use revguard_core::recovery::BackfillCursor;
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::usecases::recovery::BackfillCursor;
 use revguard_core::Ingress;
 use revguard_core::StoreError;
 use revguard_sqlite::SqliteStore;
@@ -18,7 +18,7 @@ pub const BACKFILL_CURSOR_KEY: &str = "backfill_cursor";
 
 /// The ingress over the store, for events fetched from Stripe.
 pub fn fetched_ingress(store: &SqliteStore) -> Ingress<SqliteStore, SqliteStore> {
-    revguard_core::recovery::fetched_ingress(store.clone(), store.clone())
+    revguard_core::usecases::recovery::fetched_ingress(store.clone(), store.clone())
 }
 
 /// Applies what is visible in the queue, as `serve`'s worker would, until none is left
@@ -63,10 +63,13 @@ impl BackfillCursor for StoreCursor<'_> {
     }
 }
 /// A readable reconciliation report (Markdown).
-pub fn report_markdown(report: &revguard_core::recovery::ReconcileReport, at: i64) -> String {
+pub fn report_markdown(
+    report: &revguard_core::usecases::recovery::ReconcileReport,
+    at: i64,
+) -> String {
     let mut out = format!(
         "# revguard reconciliation, {}\n\n{} subscriptions at Stripe: {} missing in revguard, {} drifted, {} only in revguard. {} open dunning cases: {} settled at Stripe. {} fixed.\n",
-        revguard_core::time::datetime(at),
+        revguard_core::domain::time::datetime(at),
         report.checked,
         report.missing.len(),
         report.drifted.len(),

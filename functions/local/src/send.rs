@@ -1,6 +1,6 @@
 //! `revguard send`: sign a Stripe event file and POST it, like `stripe trigger` offline.
 
-use revguard_core::signature::sign;
+use revguard_core::domain::signature::sign;
 use revguard_core::WebhookSecret;
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use revguard_core::billing::BillingPolicy;
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::{IngestConfig, Ingress, ModeFilter, SecretSet, WebhookSecret};
 use revguard_http::{router, system_clock, App};
 
@@ -38,7 +38,7 @@ pub struct ServeOptions {
     pub alerts_file: PathBuf,
     /// Seconds between detector runs (0: never).
     pub detect_interval_secs: u64,
-    pub detect: revguard_core::detect::DetectConfig,
+    pub detect: revguard_core::domain::detector::DetectConfig,
     /// Where alerts, notifications and digests are delivered besides the files: chat
     /// webhooks (Slack, Teams), PagerDuty, email.
     pub destinations: Destinations,
@@ -49,7 +49,7 @@ pub struct ServeOptions {
     /// The URL Stripe delivers to, for the endpoint audit (with `stripe`).
     pub webhook_url: Option<String>,
     /// Which digests are made on schedule (none: off).
-    pub digests: Vec<revguard_core::digest::Period>,
+    pub digests: Vec<revguard_core::usecases::digest::Period>,
     /// Where digests are appended as JSON lines (besides the log).
     pub digests_file: PathBuf,
     /// Re-query subscriptions after important transitions (needs `stripe`).
@@ -143,7 +143,7 @@ pub async fn serve(
             let api = api
                 .with_own_connections()
                 .map_err(|e| ServeError::Worker(std::io::Error::other(e.to_string())))?;
-            worker.requery = Some(Box::new(revguard_core::recovery::StripeRequery {
+            worker.requery = Some(Box::new(revguard_core::usecases::recovery::StripeRequery {
                 api,
                 ingress: crate::recover::fetched_ingress(&store),
             }))
@@ -169,7 +169,7 @@ pub async fn serve(
         notifier,
     );
     if let Some(api) = options.stripe.clone() {
-        detector.audit = Some(revguard_core::recovery::StripeAudit {
+        detector.audit = Some(revguard_core::usecases::recovery::StripeAudit {
             api,
             log: store.clone(),
             endpoint_url: options.webhook_url.clone(),

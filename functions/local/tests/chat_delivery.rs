@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use revguard_core::billing::BillingPolicy;
-use revguard_core::chat::ChatApp;
-use revguard_core::detect::alerts::Transition;
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::domain::chat::ChatApp;
+use revguard_core::domain::detector::alerts::Transition;
 use revguard_core::ports::{Publisher, Queue};
-use revguard_core::retry::Backoff;
+use revguard_core::usecases::retry::Backoff;
 use revguard_core::{Payload, QueueMessage};
 use revguard_local::chat::{self, AlertPublisher, ChatWebhook, Delivery, DeliveryOutbox};
 use revguard_local::consumer;
@@ -304,19 +304,19 @@ fn the_docs_show_what_the_code_renders() {
         readme.push_str(&std::fs::read_to_string(page).unwrap());
     }
     let link = "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=revguard-health";
-    let sample = revguard_core::chat::sample_alert(Transition::Opened);
+    let sample = revguard_core::domain::chat::sample_alert(Transition::Opened);
     for (summary, rendered) in [
         (
             "<summary>Slack (Block Kit)</summary>",
-            revguard_core::chat::slack_message(&sample, Some(link)),
+            revguard_core::domain::chat::slack_message(&sample, Some(link)),
         ),
         (
             "<summary>Microsoft Teams (Adaptive Card 1.4)</summary>",
-            revguard_core::chat::teams_message(&sample, Some(link)),
+            revguard_core::domain::chat::teams_message(&sample, Some(link)),
         ),
         (
             "<summary>AWS Chatbot custom notification",
-            revguard_core::chat::chatbot_notification(&sample, Some(link)),
+            revguard_core::domain::chat::chatbot_notification(&sample, Some(link)),
         ),
     ] {
         let after = &readme[readme

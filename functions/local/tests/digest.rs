@@ -1,9 +1,9 @@
 //! The billing digest over the embedded store: a day of dunning whose recovery rate is
 //! worked out by hand below, MRR movements with their customers, the largest open case.
 
-use revguard_core::billing::BillingPolicy;
-use revguard_core::digest::{digest, Period};
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::ports::{EventLog, Queue};
+use revguard_core::usecases::digest::{digest, Period};
 use revguard_core::{EventRecord, EventStatus};
 use revguard_core::{Payload, QueueMessage};
 use revguard_local::consumer;
@@ -70,7 +70,7 @@ async fn apply(store: &SqliteStore, worker: &consumer::EmbeddedWorker, raw: Stri
             received_at: created + 1,
             expires_at: created + 30 * DAY,
             status: EventStatus::Queued,
-            stored_payload: Some(revguard_core::message::compress(raw.as_bytes())),
+            stored_payload: Some(revguard_core::domain::message::compress(raw.as_bytes())),
         })
         .await
         .unwrap();
@@ -202,7 +202,7 @@ async fn a_day_of_dunning_gives_the_recovery_rate_worked_out_by_hand() {
     assert!(text.contains("50.0 % in USD"), "{text}");
     assert!(text.contains("$90.00"), "{text}");
     assert!(
-        text.contains(revguard_core::digest::RECOVERY_RATE_DEFINITION),
+        text.contains(revguard_core::usecases::digest::RECOVERY_RATE_DEFINITION),
         "{text}"
     );
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use revguard_core::billing::BillingPolicy;
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::ports::Queue;
-use revguard_core::retry::Backoff;
+use revguard_core::usecases::retry::Backoff;
 use revguard_core::{Payload, QueueMessage};
 use revguard_local::chat::{
     self, AlertPublisher, Delivery, Destinations, NotificationPublisher, PagerDuty,
@@ -382,7 +382,7 @@ async fn a_recipient_the_server_refuses_is_given_up_at_once() {
         deliveries: Some(outbox),
     }
     .publish(&fixtures::large_refund_alert(
-        revguard_core::detect::alerts::Transition::Opened,
+        revguard_core::domain::detector::alerts::Transition::Opened,
     ))
     .await
     .unwrap();

@@ -137,7 +137,7 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
     stripe.flush().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("revguard.db");
-    let started = revguard_core::time::unix_now() - 1;
+    let started = revguard_core::domain::time::unix_now() - 1;
 
     // 1. Webhooks flow: three subscriptions reach revguard as localstripe delivers them.
     let server = Server::start(&db);
@@ -184,7 +184,7 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
 
     // The completeness audit (the detector's, with a key) knows it for certain: Stripe
     // lists events the log lacks. Judged six minutes on, past the audit's grace.
-    let later = (revguard_core::time::unix_now() + 360).to_string();
+    let later = (revguard_core::domain::time::unix_now() + 360).to_string();
     let audit = revguard_lines(&db, &["detect", "--at", &later]);
     let missing = audit
         .iter()
@@ -248,11 +248,14 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
     // to the dead letters, where the CLI shows it.
     let poison = format!(
         r#"{{"id":"evt_poison_1","object":"event","type":"customer.subscription.updated","created":{},"livemode":false,"data":{{"object":{{"id":"sub_x","status":5}}}}}}"#,
-        revguard_core::time::unix_now()
+        revguard_core::domain::time::unix_now()
     );
     let secret = revguard_core::WebhookSecret::new(SECRET).unwrap();
-    let header =
-        revguard_core::signature::sign(&secret, revguard_core::time::unix_now(), poison.as_bytes());
+    let header = revguard_core::domain::signature::sign(
+        &secret,
+        revguard_core::domain::time::unix_now(),
+        poison.as_bytes(),
+    );
     let answer = stripe
         .http
         .post(format!("{}/webhook", server.url))
@@ -364,9 +367,9 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
     failed["status"] = "open".into();
     failed["paid"] = false.into();
     failed["attempt_count"] = 1.into();
-    failed["next_payment_attempt"] = (revguard_core::time::unix_now() + 3 * 86_400).into();
+    failed["next_payment_attempt"] = (revguard_core::domain::time::unix_now() + 3 * 86_400).into();
     let failure = serde_json::json!({ "id": "evt_failed_then_missed", "object": "event",
-        "type": "invoice.payment_failed", "created": revguard_core::time::unix_now(), "livemode": false,
+        "type": "invoice.payment_failed", "created": revguard_core::domain::time::unix_now(), "livemode": false,
         "data": { "object": failed } })
     .to_string();
     let server = Server::start(&db);
@@ -376,9 +379,9 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
         .post(format!("{}/webhook", server.url))
         .header(
             "stripe-signature",
-            revguard_core::signature::sign(
+            revguard_core::domain::signature::sign(
                 &secret,
-                revguard_core::time::unix_now(),
+                revguard_core::domain::time::unix_now(),
                 failure.as_bytes(),
             ),
         )
@@ -420,7 +423,7 @@ async fn missed_webhooks_are_backfilled_and_drift_is_reconciled() {
     // The drift (2 differences, over the default threshold of 1) leaves a finding that
     // the detector opens as an alert on its next run, as the scheduled reconciliation
     // does on AWS.
-    let at = revguard_core::time::unix_now().to_string();
+    let at = revguard_core::domain::time::unix_now().to_string();
     let planned = revguard_lines(&db, &["detect", "--at", &at]);
     assert!(
         planned.iter().any(|l| l["finding"]["signal"] == "reconcile_drift"

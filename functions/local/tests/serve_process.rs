@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use revguard_core::signature::sign;
+use revguard_core::domain::signature::sign;
 use revguard_core::WebhookSecret;
 use revguard_testkit::fixtures::{self, events_dir};
 use serde_json::Value;
@@ -239,7 +239,7 @@ async fn serves_webhooks_and_a_restart_keeps_the_secret_and_the_queue() {
 
 #[tokio::test]
 async fn events_left_queued_by_a_crash_are_applied_on_start() {
-    use revguard_core::ingest::IngestContext;
+    use revguard_core::usecases::ingest::IngestContext;
     use revguard_core::{IngestConfig, Ingress, SecretSet};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("revguard.db");

@@ -3,7 +3,7 @@
 //! notifications file and never to on call's alerts; one who subscribes again gets none,
 //! whichever of the events arrived first.
 
-use revguard_core::billing::BillingPolicy;
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::ports::Queue;
 use revguard_core::QueueMessage;
 use revguard_local::chat::AlertPublisher;

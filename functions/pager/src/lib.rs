@@ -3,7 +3,7 @@
 //! The alerts topic fans out to the pager queue; this function reads it and pages:
 //! - an anomaly's transition (the structured message the anomaly function publishes for
 //!   machine subscribers) becomes a trigger or a resolve with the alert id as `dedup_key`,
-//!   rendered by `revguard_core::pager` as the embedded backend renders it;
+//!   rendered by `revguard_core::domain::pager` as the embedded backend renders it;
 //! - a CloudWatch alarm of the stack's own health (also published to the topic) triggers
 //!   on ALARM and resolves on OK, keyed by the alarm's ARN.
 //!
@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use revguard_core::detect::alerts::AlertMessage;
+use revguard_core::domain::detector::alerts::AlertMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -57,7 +57,7 @@ impl PagerEnv {
                 "REVGUARD_PAGERDUTY_SECRET_ARN",
             )?,
             events_url: optional("REVGUARD_PAGERDUTY_EVENTS_URL")
-                .unwrap_or_else(|| revguard_core::pager::PAGERDUTY_EVENTS_URL.to_owned()),
+                .unwrap_or_else(|| revguard_core::domain::pager::PAGERDUTY_EVENTS_URL.to_owned()),
             dashboard_url: optional("REVGUARD_DASHBOARD_URL"),
         })
     }
@@ -117,7 +117,7 @@ impl Pager {
     }
 
     async fn send(&self, event: Value) -> Result<(), PageFailure> {
-        let body = revguard_core::pager::with_routing_key(event, &self.routing_key);
+        let body = revguard_core::domain::pager::with_routing_key(event, &self.routing_key);
         let response = self
             .client
             .post(self.url.clone())
@@ -202,7 +202,7 @@ fn timed_page_of(sqs_body: &str, link: Option<&str>) -> Result<Option<TimedPage>
         return Ok(None);
     }
     if let Ok(m) = serde_json::from_str::<AlertMessage>(&envelope.message) {
-        return Ok(revguard_core::pager::pagerduty_event(&m, link).map(|page| (page, m.at)));
+        return Ok(revguard_core::domain::pager::pagerduty_event(&m, link).map(|page| (page, m.at)));
     }
     let alarm: AlarmNotification = serde_json::from_str(&envelope.message)
         .map_err(|e| format!("neither an alert transition nor a CloudWatch alarm: {e}"))?;
@@ -211,9 +211,9 @@ fn timed_page_of(sqs_body: &str, link: Option<&str>) -> Result<Option<TimedPage>
         .as_deref()
         // CloudWatch writes `2026-01-10T00:00:00.000+0000`: the seconds are enough.
         .and_then(|t| t.get(..19).map(|s| format!("{s}Z")))
-        .and_then(|t| revguard_core::time::parse_rfc3339(&t))
+        .and_then(|t| revguard_core::domain::time::parse_rfc3339(&t))
         .unwrap_or(0);
-    let dedup_key = revguard_core::pager::dedup_key(&format!(
+    let dedup_key = revguard_core::domain::pager::dedup_key(&format!(
         "cloudwatch:{}",
         alarm.alarm_arn.as_deref().unwrap_or(&alarm.alarm_name)
     ));
@@ -319,8 +319,8 @@ pub async fn handle_batch(pager: &Pager, event: SqsEvent) -> SqsBatchResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use revguard_core::chat::sample_alert;
-    use revguard_core::detect::alerts::Transition;
+    use revguard_core::domain::chat::sample_alert;
+    use revguard_core::domain::detector::alerts::Transition;
 
     fn notification(message: &str) -> String {
         json!({"Type": "Notification", "MessageId": "m-1", "Message": message}).to_string()

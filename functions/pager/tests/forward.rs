@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use axum::extract::State;
 use axum::http::StatusCode;
-use revguard_core::chat::sample_alert;
-use revguard_core::detect::alerts::Transition;
+use revguard_core::domain::chat::sample_alert;
+use revguard_core::domain::detector::alerts::Transition;
 use revguard_pager::{handle_batch, Pager, PagerEnv};
 use serde_json::{json, Value};
 

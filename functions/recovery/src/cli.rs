@@ -92,8 +92,10 @@ enum DeadLetterAction {
 }
 
 fn time(t: Option<String>) -> anyhow::Result<Option<i64>> {
-    t.map(|t| revguard_core::time::parse_time(&t).with_context(|| format!("not a time: {t}")))
-        .transpose()
+    t.map(|t| {
+        revguard_core::domain::time::parse_time(&t).with_context(|| format!("not a time: {t}"))
+    })
+    .transpose()
 }
 
 #[tokio::main]
@@ -178,7 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 // A replay reads the whole log: every event, logged before any index or after.
                 by_day_index: false,
             };
-            let summary = revguard_core::recovery::replay(
+            let summary = revguard_core::usecases::recovery::replay(
                 &revguard_aws::DynamoEventLog::new(dynamodb.clone(), events_table),
                 &revguard_aws::DynamoBilling::new(dynamodb, state_table, counters_table),
                 &SqsQueue::new(
@@ -194,7 +196,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backfill { since } => {
             let recovery = recovery(&sdk).await?;
             let (since, summary) = recovery
-                .backfill(revguard_core::time::unix_now(), time(since)?, &|| true)
+                .backfill(
+                    revguard_core::domain::time::unix_now(),
+                    time(since)?,
+                    &|| true,
+                )
                 .await?;
             let mut out = serde_json::to_value(&summary)?;
             out["since"] = since.into();
@@ -202,7 +208,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reconcile => {
             let recovery = recovery(&sdk).await?;
-            let report = recovery.reconcile(revguard_core::time::unix_now()).await?;
+            let report = recovery
+                .reconcile(revguard_core::domain::time::unix_now())
+                .await?;
             println!("{}", report.summary(true));
         }
     }

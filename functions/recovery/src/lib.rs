@@ -81,7 +81,7 @@ pub async fn run(
     recovery: &Recovery,
     job: Job,
     now: i64,
-) -> Result<serde_json::Value, revguard_core::recovery::RecoveryError> {
+) -> Result<serde_json::Value, revguard_core::usecases::recovery::RecoveryError> {
     run_while(recovery, job, now, &|| true).await
 }
 
@@ -97,7 +97,7 @@ pub async fn run_while(
     job: Job,
     now: i64,
     keep_going: &(dyn Fn() -> bool + Send + Sync),
-) -> Result<serde_json::Value, revguard_core::recovery::RecoveryError> {
+) -> Result<serde_json::Value, revguard_core::usecases::recovery::RecoveryError> {
     Ok(match job {
         Job::Backfill => {
             let (since, summary) = recovery.backfill(now, None, keep_going).await?;

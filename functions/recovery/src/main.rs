@@ -15,7 +15,12 @@ async fn main() -> Result<(), Error> {
         // Backfill and reconcile judge Stripe's state now, whatever moment was scheduled.
         let deadline =
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
-        handle_invocation(recovery, env.job, revguard_core::time::unix_now(), deadline)
+        handle_invocation(
+            recovery,
+            env.job,
+            revguard_core::domain::time::unix_now(),
+            deadline,
+        )
     }))
     .await
 }

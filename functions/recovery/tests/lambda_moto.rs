@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_aws::testing::{drain_queue, receive_as_event_source, subscribed_queue, MotoStack};
 use revguard_aws::{Recovery, SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue};
-use revguard_core::billing::BillingPolicy;
-use revguard_core::detect::DetectConfig;
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::domain::detector::DetectConfig;
 use revguard_core::ports::{DeadLetterAdmin, DeadLetters, Inbound, ReadModel};
 use revguard_recovery::{run, Job};
 use revguard_stripe::testing::{localstripe_url, LocalStripe};
@@ -57,7 +57,8 @@ async fn work_off(stack: &MotoStack) -> usize {
         }
         let event: SqsEvent = serde_json::from_value(batch).unwrap();
         let response =
-            revguard_worker::handle_batch(&worker, event, revguard_core::time::unix_now()).await;
+            revguard_worker::handle_batch(&worker, event, revguard_core::domain::time::unix_now())
+                .await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         for r in &records {
             stack
@@ -106,7 +107,7 @@ async fn missed_events_are_backfilled_and_drift_is_reconciled_on_aws() {
     stripe.cancel(&subs[0]).await;
 
     // The detector's audit (judged past its grace) knows the events are missing.
-    let now = revguard_core::time::unix_now();
+    let now = revguard_core::domain::time::unix_now();
     let alerts_queue = subscribed_queue(&stack.sqs, &stack.sns, &stack.alerts_topic).await;
     let anomaly = revguard_anomaly::with_audit(
         revguard_anomaly::anomaly(

@@ -2,8 +2,8 @@
 //! [`AlertStore`] port. A change is written only if the alert is still at the version it
 //! was planned from, together with its outbox entry.
 
-use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
-use revguard_core::detect::Finding;
+use revguard_core::domain::detector::alerts::{AlertChange, AlertMessage, AlertState};
+use revguard_core::domain::detector::Finding;
 use revguard_core::ports::{AlertSnapshot, AlertStore, StoreError};
 use rusqlite::params;
 

@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use revguard_core::billing::Notification;
-use revguard_core::detect::Series;
-use revguard_core::metric::{Aggregation, Metric};
+use revguard_core::domain::billing::Notification;
+use revguard_core::domain::detector::Series;
+use revguard_core::domain::metric::{Aggregation, Metric};
 use revguard_core::ports::{
     BillingCommit, BillingStore, Claimed, CommitError, CountersReader, EventKey, StateKeys,
     StateSnapshot, StoreError, Versioned,
@@ -316,7 +316,7 @@ impl SqliteStore {
         from: i64,
         to: i64,
         received_before: Option<i64>,
-    ) -> Result<revguard_core::metric::CounterTotals, StoreError> {
+    ) -> Result<revguard_core::domain::metric::CounterTotals, StoreError> {
         self.read_now(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT livemode, hour, metric, sum(value), max(value)
@@ -336,7 +336,7 @@ impl SqliteStore {
                     ))
                 },
             )?;
-            let mut out = revguard_core::metric::CounterTotals::new();
+            let mut out = revguard_core::domain::metric::CounterTotals::new();
             for row in rows {
                 let (livemode, hour, name, sum, max) = row?;
                 let Some(metric) = Metric::parse(&name) else {
@@ -361,6 +361,8 @@ impl CountersReader for SqliteCounters {
         let totals = self
             .store
             .counter_totals(Some(livemode), from, to, self.received_before)?;
-        Ok(revguard_core::detect::series_of(&totals, livemode))
+        Ok(revguard_core::domain::detector::series_of(
+            &totals, livemode,
+        ))
     }
 }

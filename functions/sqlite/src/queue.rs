@@ -1,7 +1,7 @@
 //! The embedded queue: a durable table the in-process consumer takes batches from, with
 //! the same delivery semantics as SQS (a receive count, a delayed redelivery, dead letters).
 
-use revguard_core::message::QueueMessage;
+use revguard_core::domain::message::QueueMessage;
 use revguard_core::ports::{
     DeadLetter, DeadLetterAdmin, DeadLetters, Inbound, Queue, QueueError, StoreError,
 };

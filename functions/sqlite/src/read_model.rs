@@ -1,7 +1,9 @@
 //! What operators ask: counts, a customer's view, dunning cases, hourly metrics.
 
-use revguard_core::billing::views::{by_hour, CaseView, CustomerView, HourCounters};
-use revguard_core::billing::{BillingPolicy, CustomerState, DunningCase, SubscriptionState};
+use revguard_core::domain::billing::views::{by_hour, CaseView, CustomerView, HourCounters};
+use revguard_core::domain::billing::{
+    BillingPolicy, CustomerState, DunningCase, SubscriptionState,
+};
 use revguard_core::ports::StoreError;
 use rusqlite::OptionalExtension;
 
@@ -158,7 +160,7 @@ impl revguard_core::ports::ReadModel for SqliteStore {
         &self,
         now: i64,
         recent_secs: i64,
-    ) -> Result<Vec<revguard_core::detect::alerts::AlertState>, StoreError> {
+    ) -> Result<Vec<revguard_core::domain::detector::alerts::AlertState>, StoreError> {
         SqliteStore::recent_alerts(self, now, recent_secs)
     }
 }
@@ -175,14 +177,14 @@ impl revguard_core::ports::Comebacks for SqliteStore {
                 )
             })
             .await?;
-        Ok(revguard_core::billing::access::is_subscribed(
+        Ok(revguard_core::domain::billing::access::is_subscribed(
             &subs, livemode,
         ))
     }
 }
 
 /// The digests sent, in the settings table (`sent:<digest id>`).
-impl revguard_core::digest::DigestLedger for SqliteStore {
+impl revguard_core::usecases::digest::DigestLedger for SqliteStore {
     async fn was_sent(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.setting(&format!("sent:{id}")).await?.is_some())
     }

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use revguard_core::recovery::{ApiError, EventsQuery, StripeApi};
+use revguard_core::usecases::recovery::{ApiError, EventsQuery, StripeApi};
 use revguard_stripe::{ApiKey, RetryPolicy, StripeClient, STRIPE_VERSION};
 
 const KEY: &str = "sk_test_secret_do_not_log";
@@ -85,7 +85,7 @@ async fn webhook_endpoints(RawQuery(q): RawQuery) -> axum::response::Response {
     } else {
         serde_json::json!({ "id": "we_1", "object": "webhook_endpoint", "api_version": "2024-06-20",
             "application": null, "created": 1_700_000_000, "description": "revguard",
-            "enabled_events": revguard_core::recovery::HANDLED_EVENT_TYPES.iter()
+            "enabled_events": revguard_core::usecases::recovery::HANDLED_EVENT_TYPES.iter()
                 .filter(|t| !t.starts_with("charge.dispute")).collect::<Vec<_>>(),
             "livemode": false, "metadata": {}, "status": "enabled",
             "url": "https://abc.execute-api.us-east-1.amazonaws.com/webhook" })
@@ -199,7 +199,7 @@ async fn giving_up_says_why_and_never_shows_the_key() {
 async fn webhook_endpoints_are_listed_and_an_endpoint_without_disputes_is_found() {
     let (_d, base) = double().await;
     let listed = client(&base).webhook_endpoints().await.unwrap();
-    let endpoints: Vec<revguard_core::recovery::Endpoint> = listed
+    let endpoints: Vec<revguard_core::usecases::recovery::Endpoint> = listed
         .iter()
         .map(|raw| serde_json::from_str(raw.get()).unwrap())
         .collect();
@@ -207,7 +207,7 @@ async fn webhook_endpoints_are_listed_and_an_endpoint_without_disputes_is_found(
         endpoints.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
         ["we_1", "we_2"]
     );
-    let found = revguard_core::recovery::endpoint_findings(
+    let found = revguard_core::usecases::recovery::endpoint_findings(
         &endpoints,
         Some("https://abc.execute-api.us-east-1.amazonaws.com/webhook"),
         false,

@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use axum::extract::RawQuery;
 use axum::routing::get;
 use axum::Router;
-use revguard_core::billing::BillingPolicy;
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::ports::{
     EventLog, EventRecord, InsertOutcome, Queue, QueueError, ReadModel, StoreError,
 };
-use revguard_core::recovery::{
+use revguard_core::usecases::recovery::{
     backfill_from_cursor, fetched_ingress, BackfillCursor, EventsQuery, HANDLED_EVENT_TYPES,
 };
 use revguard_core::QueueMessage;
@@ -231,13 +231,13 @@ impl ReadModel for HoldsNothing {
         _id: &str,
         _now: i64,
         _policy: &BillingPolicy,
-    ) -> Result<revguard_core::billing::views::CustomerView, StoreError> {
+    ) -> Result<revguard_core::domain::billing::views::CustomerView, StoreError> {
         Err(StoreError::unavailable("not read by a reconciliation"))
     }
     async fn subscription(
         &self,
         _id: &str,
-    ) -> Result<Option<revguard_core::billing::SubscriptionState>, StoreError> {
+    ) -> Result<Option<revguard_core::domain::billing::SubscriptionState>, StoreError> {
         Ok(None)
     }
     async fn subscription_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -247,21 +247,21 @@ impl ReadModel for HoldsNothing {
         &self,
         _status: Option<&str>,
         _policy: &BillingPolicy,
-    ) -> Result<Vec<revguard_core::billing::views::CaseView>, StoreError> {
+    ) -> Result<Vec<revguard_core::domain::billing::views::CaseView>, StoreError> {
         Ok(Vec::new())
     }
     async fn metrics(
         &self,
         _from: i64,
         _to: i64,
-    ) -> Result<Vec<revguard_core::billing::views::HourCounters>, StoreError> {
+    ) -> Result<Vec<revguard_core::domain::billing::views::HourCounters>, StoreError> {
         Err(StoreError::unavailable("not read by a reconciliation"))
     }
     async fn recent_alerts(
         &self,
         _now: i64,
         _recent_secs: i64,
-    ) -> Result<Vec<revguard_core::detect::alerts::AlertState>, StoreError> {
+    ) -> Result<Vec<revguard_core::domain::detector::alerts::AlertState>, StoreError> {
         Err(StoreError::unavailable("not read by a reconciliation"))
     }
 }
@@ -315,7 +315,7 @@ async fn a_busy_account_is_backfilled_and_reconciled_a_page_at_a_time() {
     assert!(rest.complete, "{rest:?}");
     assert_eq!(
         since,
-        after_a_day - revguard_core::recovery::CURSOR_OVERLAP_SECS
+        after_a_day - revguard_core::usecases::recovery::CURSOR_OVERLAP_SECS
     );
     // Every event once, and those of the overlap (from `since` to the cursor) twice.
     let overlap = first_at_or_after(after_a_day + 1) - first_at_or_after(since);
@@ -333,7 +333,7 @@ async fn a_busy_account_is_backfilled_and_reconciled_a_page_at_a_time() {
     // Every subscription compared, none held beyond its page (revguard holds none here:
     // each is missing, reported by id).
     let read = HoldsNothing;
-    let (report, reconcile_peak) = peak_heap_of(revguard_core::recovery::reconcile(
+    let (report, reconcile_peak) = peak_heap_of(revguard_core::usecases::recovery::reconcile(
         &api,
         &read,
         None::<&revguard_core::Ingress<&Counted, &Counted>>,

@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use revguard_core::billing::BillingPolicy;
-use revguard_core::detect::{DetectConfig, Rule};
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::domain::detector::{DetectConfig, Rule};
 use revguard_testkit::simulation::eval::{evaluate, EvalResult, IncidentResult};
 use revguard_testkit::simulation::scenario::{generate, IncidentKind, ScenarioConfig};
 
@@ -116,7 +116,7 @@ fn main() {
                         "seed {seed} [{}]: {:?} at {} (day {}) detected after {:?} min by {:?}",
                         setup.name,
                         inc.incident.kind,
-                        revguard_core::detect::hhmm(inc.incident.start),
+                        revguard_core::domain::detector::hhmm(inc.incident.start),
                         (inc.incident.start.div_euclid(86_400) + 4).rem_euclid(7),
                         inc.time_to_detect().map(|t| t / 60),
                         inc.first_alert

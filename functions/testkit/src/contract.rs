@@ -2,7 +2,7 @@
 //! these against its own store (SQLite, DynamoDB in moto) so the adapters cannot drift.
 //! They panic with a message on the first broken promise.
 
-use revguard_core::message::{compress, decompress, Payload, QueueMessage};
+use revguard_core::domain::message::{compress, decompress, Payload, QueueMessage};
 use revguard_core::ports::{EventLog, EventRecord, EventStatus, InsertOutcome, Queue};
 
 pub fn sample_record(event_id: &str, now: i64) -> EventRecord {
@@ -147,12 +147,12 @@ async fn futures_join_all<F: std::future::Future>(
 
 // ---- Billing, counters and alerts --------------------------------------------------
 
-use revguard_core::billing::{
+use revguard_core::domain::billing::{
     CustomerState, DunningCase, Notification, SubscriptionState, Version,
 };
-use revguard_core::detect::alerts::{render, AlertChange, AlertState, Transition};
-use revguard_core::finding::{Finding, Severity};
-use revguard_core::metric::Metric;
+use revguard_core::domain::detector::alerts::{render, AlertChange, AlertState, Transition};
+use revguard_core::domain::finding::{Finding, Severity};
+use revguard_core::domain::metric::Metric;
 use revguard_core::ports::{
     AlertStore, AppliedEvent, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
     EventKey, StateKeys, StateWrite,
@@ -204,19 +204,19 @@ fn sample_event(event_id: &str, hour: i64, finding_key: &str) -> AppliedEvent {
         charge: None,
         received_at: hour + 90,
         counters: vec![
-            revguard_core::billing::CounterUpdate {
+            revguard_core::domain::billing::CounterUpdate {
                 livemode: false,
                 hour,
                 metric: Metric::PaymentsFailed,
                 value: 2,
             },
-            revguard_core::billing::CounterUpdate {
+            revguard_core::domain::billing::CounterUpdate {
                 livemode: false,
                 hour,
                 metric: Metric::LagMaxSecs,
                 value: 30,
             },
-            revguard_core::billing::CounterUpdate {
+            revguard_core::domain::billing::CounterUpdate {
                 livemode: false,
                 hour: 0,
                 metric: Metric::MrrTotal("usd".into()),
@@ -259,7 +259,10 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
             expected_version: None,
         }],
         cases: vec![StateWrite {
-            value: (case.clone(), Some(revguard_core::billing::Stage::Notice)),
+            value: (
+                case.clone(),
+                Some(revguard_core::domain::billing::Stage::Notice),
+            ),
             expected_version: None,
         }],
         customers: vec![StateWrite {
@@ -501,7 +504,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
 fn sample_change(id: &str, version: i64, expected_version: Option<i64>, now: i64) -> AlertChange {
     let finding = sample_finding(id, now);
     let state = AlertState {
-        id: revguard_core::detect::alerts::alert_id(true, id),
+        id: revguard_core::domain::detector::alerts::alert_id(true, id),
         livemode: true,
         open: true,
         severity: Severity::Warning,
@@ -586,7 +589,7 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
 
     let mut opened = sample_change(&key, 1, None, now);
     // What an events_missing alert remembers comes back as written.
-    opened.state.missing_events = vec![revguard_core::event::MissingEvent {
+    opened.state.missing_events = vec![revguard_core::domain::event::MissingEvent {
         id: format!("evt_m_{unique}"),
         event_type: "invoice.paid".into(),
         created: now - 3_000,

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use revguard_core::billing::counters::{fold, CounterTotals};
-use revguard_core::billing::{CustomerState, DunningCase, Notification, SubscriptionState};
-use revguard_core::detect::alerts::{AlertChange, AlertMessage, AlertState};
-use revguard_core::detect::Series;
-use revguard_core::finding::Finding;
-use revguard_core::message::QueueMessage;
+use revguard_core::domain::billing::counters::{fold, CounterTotals};
+use revguard_core::domain::billing::{CustomerState, DunningCase, Notification, SubscriptionState};
+use revguard_core::domain::detector::alerts::{AlertChange, AlertMessage, AlertState};
+use revguard_core::domain::detector::Series;
+use revguard_core::domain::finding::Finding;
+use revguard_core::domain::message::QueueMessage;
 use revguard_core::ports::{
     AlertSnapshot, AlertStore, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
     DeadLetters, EventHistory, EventKey, EventLog, EventRecord, EventStatus, Inbound,
@@ -601,7 +601,7 @@ impl Pause for CountedPause {
 }
 
 /// Stripe's API in memory, knowing the events it created: it lists them as Stripe does
-/// (newest first, 100 a page, filtered by time and type), so a [`revguard_core::recovery::StripeAudit`]
+/// (newest first, 100 a page, filtered by time and type), so a [`revguard_core::usecases::recovery::StripeAudit`]
 /// or a backfill over it finds what the event log lacks. No subscriptions or invoices;
 /// webhook endpoints as set.
 #[derive(Default)]
@@ -636,9 +636,9 @@ impl MemoryStripe {
         events.insert(at, entry);
     }
 
-    fn check(&self) -> Result<(), revguard_core::recovery::ApiError> {
+    fn check(&self) -> Result<(), revguard_core::usecases::recovery::ApiError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(revguard_core::recovery::ApiError::Unavailable(
+            return Err(revguard_core::usecases::recovery::ApiError::Unavailable(
                 "simulated outage".into(),
             ));
         }
@@ -650,12 +650,13 @@ fn raw_value(raw: &str) -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string(raw.to_owned()).expect("valid JSON")
 }
 
-impl revguard_core::recovery::StripeApi for MemoryStripe {
+impl revguard_core::usecases::recovery::StripeApi for MemoryStripe {
     async fn events_page(
         &self,
-        query: &revguard_core::recovery::EventsQuery,
-        at: &revguard_core::recovery::PageCursor,
-    ) -> Result<revguard_core::recovery::Page, revguard_core::recovery::ApiError> {
+        query: &revguard_core::usecases::recovery::EventsQuery,
+        at: &revguard_core::usecases::recovery::PageCursor,
+    ) -> Result<revguard_core::usecases::recovery::Page, revguard_core::usecases::recovery::ApiError>
+    {
         self.check()?;
         const PAGE: usize = 100;
         let events = self.events.lock().unwrap();
@@ -676,8 +677,8 @@ impl revguard_core::recovery::StripeApi for MemoryStripe {
         }
         let data: Vec<&(i64, String, String, String)> = listed.by_ref().take(PAGE).collect();
         let more = listed.next().is_some();
-        Ok(revguard_core::recovery::Page {
-            next: more.then(|| revguard_core::recovery::PageCursor {
+        Ok(revguard_core::usecases::recovery::Page {
+            next: more.then(|| revguard_core::usecases::recovery::PageCursor {
                 starting_after: data.last().map(|e| e.1.clone()),
                 ..at.clone()
             }),
@@ -687,23 +688,28 @@ impl revguard_core::recovery::StripeApi for MemoryStripe {
 
     async fn subscriptions_page(
         &self,
-        _at: &revguard_core::recovery::PageCursor,
-    ) -> Result<revguard_core::recovery::Page, revguard_core::recovery::ApiError> {
+        _at: &revguard_core::usecases::recovery::PageCursor,
+    ) -> Result<revguard_core::usecases::recovery::Page, revguard_core::usecases::recovery::ApiError>
+    {
         self.check()?;
-        Ok(revguard_core::recovery::Page::default())
+        Ok(revguard_core::usecases::recovery::Page::default())
     }
 
     async fn subscription(
         &self,
         _id: &str,
-    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::recovery::ApiError> {
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::usecases::recovery::ApiError>
+    {
         self.check()?;
         Ok(None)
     }
 
     async fn webhook_endpoints(
         &self,
-    ) -> Result<revguard_core::recovery::RawObjects, revguard_core::recovery::ApiError> {
+    ) -> Result<
+        revguard_core::usecases::recovery::RawObjects,
+        revguard_core::usecases::recovery::ApiError,
+    > {
         self.check()?;
         Ok(self
             .endpoints
@@ -721,7 +727,8 @@ impl revguard_core::recovery::StripeApi for MemoryStripe {
     async fn invoice(
         &self,
         _id: &str,
-    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::recovery::ApiError> {
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::usecases::recovery::ApiError>
+    {
         self.check()?;
         Ok(None)
     }

@@ -11,13 +11,19 @@ use std::time::Duration;
 use revguard_aws::{
     DynamoBilling, DynamoEventLog, SnsNotifier, SqsDeadLetters, SqsRedelivery, WorkerEnv,
 };
-use revguard_core::billing::BillingPolicy;
+use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::ports::{Inbound, TokioPause};
-use revguard_core::worker::{ConsumeRules, Consumed, Worker};
+use revguard_core::usecases::apply_batch::{BatchApplier, ConsumeRules, Consumed};
 
 /// The worker use case over DynamoDB, SNS and the SQS dead-letter queue.
-pub type CoreWorker<N = SnsNotifier> =
-    Worker<DynamoEventLog, DynamoBilling, N, SqsDeadLetters, TokioPause, revguard_aws::AwsRequery>;
+pub type CoreWorker<N = SnsNotifier> = BatchApplier<
+    DynamoEventLog,
+    DynamoBilling,
+    N,
+    SqsDeadLetters,
+    TokioPause,
+    revguard_aws::AwsRequery,
+>;
 
 /// The worker function: the use case, and the queue whose failed messages it delays.
 pub struct LambdaWorker<N = SnsNotifier> {
@@ -52,16 +58,17 @@ pub async fn from_env(
     if env.requery {
         match env.stripe.client(sdk).await? {
             Some(api) => {
-                worker.worker.requery = Some(Box::new(revguard_core::recovery::StripeRequery {
-                    api,
-                    ingress: revguard_aws::recovery::fetched_ingress(
-                        dynamodb,
-                        sqs,
-                        &env.events_table,
-                        &env.queue_url,
-                        revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
-                    ),
-                }))
+                worker.worker.requery =
+                    Some(Box::new(revguard_core::usecases::recovery::StripeRequery {
+                        api,
+                        ingress: revguard_aws::recovery::fetched_ingress(
+                            dynamodb,
+                            sqs,
+                            &env.events_table,
+                            &env.queue_url,
+                            revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
+                        ),
+                    }))
             }
             None => tracing::warn!(
                 "REVGUARD_REQUERY is set but there is no Stripe key: re-query is off"
@@ -74,7 +81,7 @@ pub async fn from_env(
 /// One invocation at `clock` (the wall clock, read by main): the batch, within the time
 /// its deadline leaves.
 pub async fn handle_invocation<
-    N: revguard_core::ports::Publisher<revguard_core::billing::Notification>,
+    N: revguard_core::ports::Publisher<revguard_core::domain::billing::Notification>,
 >(
     worker: &LambdaWorker<N>,
     event: lambda_runtime::LambdaEvent<SqsEvent>,
@@ -115,7 +122,7 @@ pub async fn handle_batch<N>(
     now: i64,
 ) -> SqsBatchResponse
 where
-    N: revguard_core::ports::Publisher<revguard_core::billing::Notification>,
+    N: revguard_core::ports::Publisher<revguard_core::domain::billing::Notification>,
 {
     handle_batch_within(worker, batch, now, None).await
 }
@@ -131,7 +138,7 @@ pub async fn handle_batch_within<N>(
     budget: Option<Duration>,
 ) -> SqsBatchResponse
 where
-    N: revguard_core::ports::Publisher<revguard_core::billing::Notification>,
+    N: revguard_core::ports::Publisher<revguard_core::domain::billing::Notification>,
 {
     let messages: Vec<Inbound> = batch.records.iter().map(inbound).collect();
     let consume = worker.consume(&messages, now);
@@ -189,7 +196,7 @@ pub fn lambda_worker<N>(
 ) -> LambdaWorker<N> {
     let (dynamodb, sqs) = clients;
     LambdaWorker {
-        worker: Worker {
+        worker: BatchApplier {
             log: DynamoEventLog::new(dynamodb.clone(), &env.events_table),
             billing: DynamoBilling::new(dynamodb, &env.state_table, &env.counters_table)
                 .with_alerts_table(&env.alerts_table),

@@ -12,8 +12,8 @@ use revguard_aws::testing::{
     drain_messages, drain_queue, moto_config, receive_as_event_source, table_keys, MotoStack,
 };
 use revguard_aws::DynamoCounters;
-use revguard_core::billing::BillingPolicy;
-use revguard_core::metric::Metric;
+use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::domain::metric::Metric;
 use revguard_core::ports::CountersReader;
 use revguard_core::{Payload, QueueMessage};
 use revguard_worker::{handle_batch, lambda_worker};
@@ -518,7 +518,7 @@ async fn an_outage_hides_failed_messages_for_their_backoff_instead_of_spending_r
     );
     assert_eq!(visible(&stack).await, 0, "both hidden for their backoff");
     // The first redelivery waits 15–30 s; from the seventh on, 10–20 min (Backoff::REDELIVERY).
-    let rules = revguard_core::worker::ConsumeRules::default();
+    let rules = revguard_core::usecases::apply_batch::ConsumeRules::default();
     assert_eq!(rules.max_receives, 20);
 }
 

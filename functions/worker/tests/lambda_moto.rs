@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::sqs::SqsEvent;
 use revguard_aws::testing::{drain_queue, receive_as_event_source, MotoStack};
 use revguard_aws::DynamoBilling;
-use revguard_core::billing::state::BillingState;
-use revguard_core::billing::{BillingEvent, BillingPolicy};
-use revguard_core::message::compress;
+use revguard_core::domain::billing::state::BillingState;
+use revguard_core::domain::billing::{BillingEvent, BillingPolicy};
+use revguard_core::domain::message::compress;
 use revguard_core::ports::EventLog;
 use revguard_core::{EventRecord, EventStatus, Payload, QueueMessage};
 use revguard_worker::{handle_batch, lambda_worker, LambdaWorker};
@@ -342,7 +342,7 @@ async fn notifications_reach_sns_once_with_filterable_attributes() {
 #[tokio::test]
 async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
     use revguard_core::ports::Inbound;
-    use revguard_core::worker::Consumed;
+    use revguard_core::usecases::apply_batch::Consumed;
     let stack = stack().await;
     let billing = &stack.worker.billing;
     let one = |name: &str| {
@@ -442,12 +442,12 @@ async fn a_count_moved_within_its_hour_is_one_update_not_two() {
     );
     assert_eq!(
         stack.worker.consume(&late, NOW).await,
-        [revguard_core::worker::Consumed::Applied]
+        [revguard_core::usecases::apply_batch::Consumed::Applied]
     );
     let early = at("invoice.payment_failed.json", "evt_early_1", hour + 60);
     assert_eq!(
         stack.worker.consume(&early, NOW).await,
-        [revguard_core::worker::Consumed::Applied]
+        [revguard_core::usecases::apply_batch::Consumed::Applied]
     );
     let case = billing.case("in_RG1001").await.unwrap().unwrap();
     assert_eq!(case.opened_at, Some(hour + 60));

@@ -5,16 +5,16 @@ use serde::Serialize;
 
 use super::scenario::{Incident, Scenario};
 use crate::memory::{CountedPause, MemoryAlerts, MemoryEventLog, MemoryPublisher, MemoryStripe};
-use revguard_core::billing::state::BillingState;
-use revguard_core::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
-use revguard_core::detect::alerts::{AlertMessage, Transition};
-use revguard_core::detect::{DetectConfig, Series};
-use revguard_core::detector::Detector;
-use revguard_core::event::MissingEvent;
+use revguard_core::domain::billing::state::BillingState;
+use revguard_core::domain::billing::{decide, BillingEvent, BillingPolicy, StateLookup};
+use revguard_core::domain::detector::alerts::{AlertMessage, Transition};
+use revguard_core::domain::detector::{DetectConfig, Series};
+use revguard_core::domain::event::MissingEvent;
 use revguard_core::ports::{
     Comebacks, CountersReader, EventLog, EventRecord, EventStatus, StoreError,
 };
-use revguard_core::recovery::{AuditOutcome, DeliveryAudit, StripeAudit};
+use revguard_core::usecases::detector_run::Detector;
+use revguard_core::usecases::recovery::{AuditOutcome, DeliveryAudit, StripeAudit};
 
 /// An alert belongs to an incident it could have been raised by (see
 /// [`super::scenario::IncidentKind::explains`]), opened from its start until a margin after
@@ -163,7 +163,7 @@ impl<'a> Replay<'a> {
                     endpoint_url: None,
                 })),
                 pause: CountedPause::default(),
-                wall_clock: revguard_core::time::unix_now,
+                wall_clock: revguard_core::domain::time::unix_now,
             },
             policy,
         }
@@ -241,7 +241,7 @@ pub fn evaluate(
         }
         for m in replay.detect(t) {
             // What on call hears: the team's win-backs are notifications, not alarms.
-            if revguard_core::audience::reaches_on_call(&m.signal) {
+            if revguard_core::domain::audience::reaches_on_call(&m.signal) {
                 heard.push(Heard {
                     at: t,
                     opened_at: m.opened_at,

@@ -13,16 +13,16 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::billing::objects::Subscription;
-use crate::billing::{EventKind, SubscriptionState, Version};
-use crate::event::MissingEvent;
-use crate::ingest::{IngestError, IngestOutcome, Ingress};
-use crate::message::Via;
-use crate::message::{decompress, Payload, QueueMessage};
+use crate::domain::billing::objects::Subscription;
+use crate::domain::billing::{EventKind, SubscriptionState, Version};
+use crate::domain::event::MissingEvent;
+use crate::domain::message::Via;
+use crate::domain::message::{decompress, Payload, QueueMessage};
 use crate::ports::{
     AlertStore, BillingStore, EventHistory, EventKey, EventLog, LogSelection, Queue, QueueError,
     ReadModel, StoreError,
 };
+use crate::usecases::ingest::{IngestError, IngestOutcome, Ingress};
 
 /// The event types revguard acts on (see [`EventKind::of`]): what a backfill asks for.
 pub const HANDLED_EVENT_TYPES: [&str; 25] = [
@@ -257,7 +257,7 @@ impl<A: StripeApi, L: EventLog, Q: Queue> Requery for StripeRequery<A, L, Q> {
             {
                 Ok(_) => enqueued += 1,
                 Err(e) => {
-                    tracing::warn!(subscription = %id, error = %crate::error::error_chain(&e), "re-query: cannot enqueue Stripe's object")
+                    tracing::warn!(subscription = %id, error = %crate::domain::error::error_chain(&e), "re-query: cannot enqueue Stripe's object")
                 }
             }
         }
@@ -270,7 +270,7 @@ impl<A: StripeApi, L: EventLog, Q: Queue> Requery for StripeRequery<A, L, Q> {
 /// snapshots tied on `created`, with the `created` of what was applied.
 pub fn requery_candidates(
     before: &BTreeMap<String, SubscriptionState>,
-    events: &[&crate::billing::BillingEvent],
+    events: &[&crate::domain::billing::BillingEvent],
     after: &[SubscriptionState],
 ) -> Vec<(String, i64)> {
     let mut out: BTreeMap<String, i64> = BTreeMap::new();
@@ -286,7 +286,7 @@ pub fn requery_candidates(
         .map(|(id, s)| (id.clone(), s.version.clone()))
         .collect();
     for e in events.iter().filter(|e| e.kind.is_subscription_snapshot()) {
-        let Some(id) = crate::billing::keys_of(e).subscription else {
+        let Some(id) = crate::domain::billing::keys_of(e).subscription else {
             continue;
         };
         let version = Version::new(e.created, &e.id);
@@ -422,8 +422,8 @@ pub fn endpoint_findings(
     url: Option<&str>,
     livemode: bool,
     now: i64,
-) -> Vec<crate::finding::Finding> {
-    use crate::finding::{Finding, Severity};
+) -> Vec<crate::domain::finding::Finding> {
+    use crate::domain::finding::{Finding, Severity};
     let finding = |key: String, severity: Severity, explanation: String| Finding {
         signal: key.split(':').next().unwrap_or_default().to_owned(),
         metric: "webhook_endpoints".into(),
@@ -597,7 +597,7 @@ impl<A: StripeApi, H: EventHistory> DeliveryAudit for StripeAudit<A, H> {
         match self.run(now, remembered).await {
             Ok(outcome) => Some(outcome),
             Err(e) => {
-                tracing::warn!(error = %crate::error::error_chain(&e), "the completeness audit could not run; judging delivery by silence");
+                tracing::warn!(error = %crate::domain::error::error_chain(&e), "the completeness audit could not run; judging delivery by silence");
                 None
             }
         }
@@ -607,8 +607,8 @@ impl<A: StripeApi, H: EventHistory> DeliveryAudit for StripeAudit<A, H> {
 impl AuditOutcome {
     /// Everything the audit found in one mode: missing events, and what the webhook
     /// endpoints say.
-    pub fn findings(&self, livemode: bool, now: i64) -> Vec<crate::finding::Finding> {
-        let mut out: Vec<crate::finding::Finding> =
+    pub fn findings(&self, livemode: bool, now: i64) -> Vec<crate::domain::finding::Finding> {
+        let mut out: Vec<crate::domain::finding::Finding> =
             self.finding(livemode, now).into_iter().collect();
         // The other mode's endpoints are out of the key's sight, not missing.
         if let (Some(endpoints), true) = (&self.endpoints, livemode == self.endpoints_livemode) {
@@ -624,7 +624,7 @@ impl AuditOutcome {
 
     /// The finding of one mode's missing events (this window's and those remembered), if
     /// any.
-    pub fn finding(&self, livemode: bool, now: i64) -> Option<crate::finding::Finding> {
+    pub fn finding(&self, livemode: bool, now: i64) -> Option<crate::domain::finding::Finding> {
         let missing: Vec<MissingEvent> = self
             .missing
             .iter()
@@ -697,15 +697,15 @@ pub fn missing_finding(
     window: Option<AuditWindow>,
     livemode: bool,
     now: i64,
-) -> Option<crate::finding::Finding> {
+) -> Option<crate::domain::finding::Finding> {
     let missing = to_remember(missing, now);
     let oldest = missing.first()?.created;
     let deadline = oldest + EVENTS_RETENTION_SECS;
     let left = deadline - now;
     let severity = if left <= MISSING_CRITICAL_WITHIN_SECS {
-        crate::finding::Severity::Critical
+        crate::domain::finding::Severity::Critical
     } else {
-        crate::finding::Severity::Warning
+        crate::domain::finding::Severity::Warning
     };
     let examples: Vec<&str> = missing.iter().take(3).map(|m| m.id.as_str()).collect();
     let recent = match window {
@@ -717,18 +717,18 @@ pub fn missing_finding(
             format!(
                 "{n} of the {} created between {} and {}",
                 w.checked,
-                crate::time::hhmm(w.start),
-                crate::time::hhmm(w.end)
+                crate::domain::time::hhmm(w.start),
+                crate::domain::time::hhmm(w.end)
             )
         }
         None => "Stripe could not be asked this time".to_owned(),
     };
-    let urgency = if severity == crate::finding::Severity::Critical {
+    let urgency = if severity == crate::domain::finding::Severity::Critical {
         " Backfill now: after that only `revguard reconcile --fix` mends the subscriptions, and the events themselves are lost."
     } else {
         ""
     };
-    Some(crate::finding::Finding {
+    Some(crate::domain::finding::Finding {
         key: "events_missing".into(),
         signal: "events_missing".into(),
         metric: "events_missing".into(),
@@ -743,10 +743,10 @@ pub fn missing_finding(
         explanation: format!(
             "Webhooks: {} events Stripe created since {} are not in revguard's event log ({recent}; e.g. {}): webhooks are failing or not sent. A backfill applies them while Stripe lists them: the oldest leaves the Events API's 30-day window in {} ({}).{urgency}",
             if missing.len() >= MISSING_REMEMBERED { format!("{MISSING_REMEMBERED} or more") } else { missing.len().to_string() },
-            crate::time::datetime(oldest),
+            crate::domain::time::datetime(oldest),
             examples.join(", "),
             time_left(left),
-            crate::time::datetime(deadline),
+            crate::domain::time::datetime(deadline),
         ),
     })
 }
@@ -780,12 +780,15 @@ pub fn backfill_since(cursor: Option<i64>, now: i64) -> i64 {
 /// The ingress for events revguard fetched from Stripe itself: they are never signed, so
 /// its secret verifies nothing (one placeholder, here).
 pub fn fetched_ingress<L: EventLog, Q: Queue>(log: L, queue: Q) -> Ingress<L, Q> {
-    let unused = crate::WebhookSecret::new("whsec_fetched_events_are_not_signed")
-        .expect("a well-formed secret");
+    let unused =
+        crate::domain::signature::WebhookSecret::new("whsec_fetched_events_are_not_signed")
+            .expect("a well-formed secret");
     Ingress::new(
         log,
         queue,
-        crate::IngestConfig::new(crate::SecretSet::single(unused)),
+        crate::usecases::ingest::IngestConfig::new(crate::domain::signature::SecretSet::single(
+            unused,
+        )),
     )
 }
 
@@ -1090,7 +1093,7 @@ pub async fn reconcile<A, R, L, Q>(
     api: &A,
     read: &R,
     fix: Option<&Ingress<L, Q>>,
-    policy: &crate::billing::BillingPolicy,
+    policy: &crate::domain::billing::BillingPolicy,
     now: i64,
 ) -> Result<ReconcileReport, RecoveryError>
 where
@@ -1259,7 +1262,7 @@ pub async fn reconcile_and_alert<A, R, L, Q, S>(
     read: &R,
     ingress: &Ingress<L, Q>,
     alerts: &S,
-    policy: &crate::billing::BillingPolicy,
+    policy: &crate::domain::billing::BillingPolicy,
     settings: ReconcileSettings,
     now: i64,
 ) -> Result<ReconcileReport, RecoveryError>
@@ -1289,7 +1292,7 @@ pub fn drift_finding(
     report: &ReconcileReport,
     livemode: bool,
     now: i64,
-) -> crate::finding::Finding {
+) -> crate::domain::finding::Finding {
     let differing = report.differing();
     let examples: Vec<&str> = report
         .missing
@@ -1300,7 +1303,7 @@ pub fn drift_finding(
         .take(3)
         .map(String::as_str)
         .collect();
-    crate::finding::Finding {
+    crate::domain::finding::Finding {
         key: "reconcile_drift".into(),
         signal: "reconcile_drift".into(),
         metric: "subscriptions_drifted".into(),
@@ -1311,7 +1314,7 @@ pub fn drift_finding(
         expected: 0.0,
         spread: 0.0,
         ratio: differing as f64,
-        severity: crate::finding::Severity::Warning,
+        severity: crate::domain::finding::Severity::Warning,
         explanation: format!(
             "Reconciliation: {differing} differed from Stripe ({} of {} subscriptions missing, {} drifted, {} only in revguard; {} of {} open dunning cases settled at Stripe; e.g. {}); {} fixed.",
             report.missing.len(),
@@ -1380,7 +1383,9 @@ where
             .map(|(r, raw)| EventKey {
                 id: r.event_id.clone(),
                 charge: match raw {
-                    Some(Ok(raw)) => crate::billing::marker_charge_of_payload(&r.event_type, raw),
+                    Some(Ok(raw)) => {
+                        crate::domain::billing::marker_charge_of_payload(&r.event_type, raw)
+                    }
                     _ => None,
                 },
             })
@@ -1441,7 +1446,7 @@ mod tests {
         }
     }
 
-    fn keys(findings: &[crate::finding::Finding]) -> Vec<(String, &'static str)> {
+    fn keys(findings: &[crate::domain::finding::Finding]) -> Vec<(String, &'static str)> {
         findings
             .iter()
             .map(|f| (f.key.clone(), f.severity.as_str()))
@@ -1622,7 +1627,7 @@ mod tests {
     fn a_snapshot_event_is_an_event_the_envelope_reads() {
         let object = serde_json::json!({ "id": "sub_1", "status": "canceled" });
         let raw = snapshot_event(&object, "sub_1", true, false, 1_700_000_000);
-        let env = crate::EventEnvelope::parse(raw.as_bytes()).unwrap();
+        let env = crate::domain::event::EventEnvelope::parse(raw.as_bytes()).unwrap();
         assert_eq!(env.event_type, "customer.subscription.deleted");
         assert_eq!(env.created, 1_700_000_000);
         assert_eq!(env.id, "evt_rgreconcile_sub_1_1700000000");

@@ -11,9 +11,8 @@
 
 use serde_json::json;
 
-use crate::billing::Notification;
-use crate::detect::alerts::{AlertMessage, Transition};
-use crate::ports::{PublishError, Publisher};
+use crate::domain::billing::Notification;
+use crate::domain::detector::alerts::AlertMessage;
 
 /// Signals whose alerts are tasks for the team, not alarms for on call.
 pub const TEAM_SIGNALS: [&str; 1] = ["win_back"];
@@ -36,7 +35,7 @@ pub fn win_back_notice(m: &AlertMessage) -> Notification {
         .unwrap_or("xxx")
         .to_owned();
     let mrr_lost = f.observed.round() as i64;
-    let mrr_display = crate::money::format_minor(mrr_lost, &currency);
+    let mrr_display = crate::domain::money::format_minor(mrr_lost, &currency);
     Notification {
         id: m.id.clone(),
         kind: "win_back".into(),
@@ -57,29 +56,6 @@ pub fn win_back_notice(m: &AlertMessage) -> Notification {
     }
 }
 
-/// The detector's publisher, by audience: transitions of on-call signals go to
-/// `on_call`; a win-back's opening goes to `team` as its notice, and its later
-/// transitions (resolved a day on) go nowhere.
-#[derive(Debug, Clone)]
-pub struct ByAudience<P, N> {
-    pub on_call: P,
-    pub team: N,
-}
-
-impl<P: Publisher<AlertMessage>, N: Publisher<Notification>> Publisher<AlertMessage>
-    for ByAudience<P, N>
-{
-    async fn publish(&self, m: &AlertMessage) -> Result<(), PublishError> {
-        if reaches_on_call(&m.signal) {
-            return self.on_call.publish(m).await;
-        }
-        match m.transition {
-            Transition::Opened => self.team.publish(&win_back_notice(m)).await,
-            _ => Ok(()),
-        }
-    }
-}
-
 /// How far back the on-call view (the operator API's `/api/alerts`, the dashboard) lists
 /// resolved alerts.
 pub const RECENT_ALERTS_SECS: i64 = 7 * 86_400;
@@ -87,8 +63,8 @@ pub const RECENT_ALERTS_SECS: i64 = 7 * 86_400;
 /// The alerts on call hears (not the team's win-backs, which are notifications): open
 /// first, then the latest change, whatever order a store reads them in.
 pub fn on_call_alerts(
-    mut alerts: Vec<crate::detect::alerts::AlertState>,
-) -> Vec<crate::detect::alerts::AlertState> {
+    mut alerts: Vec<crate::domain::detector::alerts::AlertState>,
+) -> Vec<crate::domain::detector::alerts::AlertState> {
     alerts.retain(|a| reaches_on_call(&a.finding.signal));
     alerts
         .sort_by(|a, b| (!a.open, -a.last_sent_at, &a.id).cmp(&(!b.open, -b.last_sent_at, &b.id)));

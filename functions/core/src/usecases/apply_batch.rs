@@ -1,22 +1,22 @@
-//! The worker's use case, once for both backends: a batch of queue messages is decoded,
-//! decided against the state it touches and committed in one transaction with its applied
-//! markers; a conflict is decided again on fresh state after a backoff that core owns;
+//! Applying a batch of queue messages, once for both backends (the worker Lambda and the
+//! embedded server run it): each message is decoded, decided against the state it
+//! touches and committed in one transaction with its applied markers; a conflict is decided again on fresh state after a backoff that core owns;
 //! notifications go out from the outbox. The consume rule — what is poison, what is
 //! transient, when to give up — lives here too, so the embedded queue and SQS agree.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::billing::{
+use crate::domain::billing::{
     decide, keys_of, BillingEvent, BillingPolicy, Effects, Notification, StateLookup,
 };
-use crate::message::{decompress, Payload, QueueMessage};
-use crate::outbox::publish_all;
+use crate::domain::message::{decompress, Payload, QueueMessage};
 use crate::ports::{
     AppliedEvent, BillingCommit, BillingStore, CommitError, DeadLetters, EventKey, Inbound, Pause,
     Publisher, StateKeys, StateSnapshot, StateWrite, StoreError, Versioned, OUTBOX_LEASE_SECS,
 };
-use crate::recovery::{requery_candidates, NoRequery, Requery};
-use crate::retry::{seed_of, Backoff};
+use crate::usecases::outbox::publish_all;
+use crate::usecases::recovery::{requery_candidates, NoRequery, Requery};
+use crate::usecases::retry::{seed_of, Backoff};
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ enum Failure {
 }
 
 /// The worker over its ports.
-pub struct Worker<L, B, N, D, P, R = NoRequery> {
+pub struct BatchApplier<L, B, N, D, P, R = NoRequery> {
     pub log: L,
     pub billing: B,
     pub notifier: N,
@@ -97,7 +97,7 @@ struct Decoded {
     event: BillingEvent,
 }
 
-impl<L, B, N, D, P, R> Worker<L, B, N, D, P, R>
+impl<L, B, N, D, P, R> BatchApplier<L, B, N, D, P, R>
 where
     L: crate::ports::EventLog,
     B: BillingStore,
@@ -155,7 +155,7 @@ where
                     .log
                     .stored_payload(&message.event_id)
                     .await
-                    .map_err(|e| Failure::Transient(crate::error::error_chain(&e)))?
+                    .map_err(|e| Failure::Transient(crate::domain::error::error_chain(&e)))?
                     // Ingress writes the event log before it enqueues: a missing payload
                     // is a read that came too early or an expired entry, so try again;
                     // the receive limit dead-letters it if it never appears.
@@ -198,7 +198,7 @@ where
             }
             Err(e) => Consumed::Retry(format!(
                 "{reason}; and the dead letters failed: {}",
-                crate::error::error_chain(&e)
+                crate::domain::error::error_chain(&e)
             )),
         }
     }
@@ -228,13 +228,13 @@ where
                 }
                 // One event whose effects the store refuses: poison, never retried.
                 Err(e @ CommitError::Invalid(_)) => {
-                    let reason = crate::error::error_chain(&e);
+                    let reason = crate::domain::error::error_chain(&e);
                     for d in group {
                         results.insert(d.index, Err(Failure::Poison(reason.clone())));
                     }
                 }
                 Err(e) => {
-                    let reason = crate::error::error_chain(&e);
+                    let reason = crate::domain::error::error_chain(&e);
                     for d in group {
                         results.insert(d.index, Err(Failure::Transient(reason.clone())));
                     }
@@ -268,7 +268,7 @@ where
                 keys.charges.extend(k.charge);
             }
             let snapshot = self.billing.load(&keys).await?;
-            let before: BTreeMap<String, crate::billing::SubscriptionState> = snapshot
+            let before: BTreeMap<String, crate::domain::billing::SubscriptionState> = snapshot
                 .subscriptions
                 .iter()
                 .map(|(id, s)| (id.clone(), s.value.clone()))
@@ -294,7 +294,7 @@ where
                     }
                     self.publish(group, &done, &commit, &mut outcomes).await;
                     let events: Vec<&BillingEvent> = fresh.iter().map(|d| &d.event).collect();
-                    let after: Vec<crate::billing::SubscriptionState> =
+                    let after: Vec<crate::domain::billing::SubscriptionState> =
                         commit.subscriptions.iter().map(|w| w.value.clone()).collect();
                     let candidates = requery_candidates(&before, &events, &after);
                     if !candidates.is_empty() {
@@ -369,7 +369,7 @@ where
                     }
                 }
                 Err(e) => {
-                    let reason = crate::error::error_chain(&e);
+                    let reason = crate::domain::error::error_chain(&e);
                     for id in &before {
                         not_out.insert(id.clone(), reason.clone());
                     }
@@ -398,7 +398,7 @@ where
     }
 }
 
-impl<L, B, N, D, P, R> Worker<L, B, N, D, P, R>
+impl<L, B, N, D, P, R> BatchApplier<L, B, N, D, P, R>
 where
     B: BillingStore,
     P: Pause,
@@ -421,7 +421,7 @@ where
             )
             .await;
         if let Err(e) = result {
-            tracing::warn!(error = %crate::error::error_chain(&e), attempts, "published notifications stay in the outbox");
+            tracing::warn!(error = %crate::domain::error::error_chain(&e), attempts, "published notifications stay in the outbox");
         }
     }
 }

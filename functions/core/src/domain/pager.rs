@@ -10,9 +10,9 @@
 
 use serde_json::{json, Value};
 
-use crate::chat::view;
-use crate::detect::alerts::{AlertMessage, Transition};
-use crate::finding::Severity;
+use crate::domain::chat::view;
+use crate::domain::detector::alerts::{AlertMessage, Transition};
+use crate::domain::finding::Severity;
 
 /// Where Events API v2 requests go.
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -80,7 +80,7 @@ pub fn pagerduty_event(m: &AlertMessage, link: Option<&str>) -> Option<Value> {
                 Severity::Critical => "critical",
                 Severity::Warning => "warning",
             },
-            "timestamp": crate::time::rfc3339(m.at),
+            "timestamp": crate::domain::time::rfc3339(m.at),
             "component": m.metric,
             "group": m.signal,
             "class": m.signal,
@@ -102,7 +102,7 @@ pub fn with_routing_key(mut event: Value, routing_key: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::sample_alert;
+    use crate::domain::chat::sample_alert;
 
     #[test]
     fn an_alert_triggers_and_resolves_one_incident_by_its_id() {

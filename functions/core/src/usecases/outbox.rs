@@ -29,7 +29,7 @@ pub async fn publish_all<M: Outgoing, P: Publisher<M>>(
         match result {
             Ok(()) => report.published.push(m.id().to_owned()),
             Err(e) => {
-                let error = crate::error::error_chain(&e);
+                let error = crate::domain::error::error_chain(&e);
                 tracing::warn!(message = m.id(), error = %error, "cannot publish; it stays in the outbox");
                 report.failed.push((m.id().to_owned(), error));
             }

@@ -71,8 +71,8 @@ impl BillingState {
 
     /// A counter's total over all hours, by its stored name.
     pub fn counter(&self, livemode: bool, name: &str) -> i64 {
-        let metric =
-            crate::metric::Metric::parse(name).unwrap_or_else(|| panic!("not a metric: {name}"));
+        let metric = crate::domain::metric::Metric::parse(name)
+            .unwrap_or_else(|| panic!("not a metric: {name}"));
         self.counters
             .iter()
             .filter(|((l, _, m), _)| *l == livemode && *m == metric)

@@ -6,11 +6,11 @@
 
 use serde_json::{json, Value};
 
-use crate::detect::alerts::{
+use crate::domain::detector::alerts::{
     datetime, render, what_to_check, AlertChange, AlertMessage, AlertState, Transition,
 };
-use crate::finding::{Finding, Severity};
-use crate::metric::figure;
+use crate::domain::finding::{Finding, Severity};
+use crate::domain::metric::figure;
 
 /// Where a chat message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

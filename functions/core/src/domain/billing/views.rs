@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::access::{access, Access};
 use super::{BillingPolicy, CustomerState, DunningCase, SubscriptionState};
-use crate::metric::CounterTotals;
+use crate::domain::metric::CounterTotals;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CustomerView {
@@ -84,7 +84,7 @@ impl CaseView {
             recovered_amount: case.recovered().map(|p| p.amount),
             amount_due_display: case
                 .currency
-                .map(|c| crate::money::format_minor(case.amount_due, c.as_str())),
+                .map(|c| crate::domain::money::format_minor(case.amount_due, c.as_str())),
             time_to_recover_secs: case.time_to_recover_secs(),
             case,
         }
@@ -129,9 +129,12 @@ pub fn by_hour(totals: &CounterTotals) -> Vec<HourCounters> {
             let display = metrics
                 .iter()
                 .filter_map(|(name, value)| {
-                    let metric = crate::metric::Metric::parse(name)?;
+                    let metric = crate::domain::metric::Metric::parse(name)?;
                     let currency = metric.currency()?;
-                    Some((name.clone(), crate::money::format_minor(*value, currency)))
+                    Some((
+                        name.clone(),
+                        crate::domain::money::format_minor(*value, currency),
+                    ))
                 })
                 .collect();
             HourCounters {

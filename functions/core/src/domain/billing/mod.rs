@@ -45,7 +45,7 @@ impl Version {
     }
 }
 
-pub use crate::time::hour_of;
+pub use crate::domain::time::hour_of;
 
 /// The event types revguard acts on; anything else is recorded and acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -182,7 +182,7 @@ fn a_failed_renewal_opens_a_case_notifies_per_stage_and_recovers() {
         state.counters.get(&(
             false,
             hour_of(T0 + 31 * DAY),
-            crate::metric::Metric::DunningOpened
+            crate::domain::metric::Metric::DunningOpened
         )),
         Some(&1)
     );
@@ -539,7 +539,7 @@ fn findings_history() -> Vec<BillingEvent> {
     ]
 }
 
-fn findings_of(events: &[BillingEvent]) -> Vec<crate::finding::Finding> {
+fn findings_of(events: &[BillingEvent]) -> Vec<crate::domain::finding::Finding> {
     let policy = BillingPolicy::default();
     let mut state = BillingState::default();
     let mut found = Vec::new();

@@ -25,7 +25,7 @@ pub struct Finding {
     /// Identifies the alert this finding feeds: `<signal>` or `<signal>:<metric or subject>`.
     pub key: String,
     pub signal: String,
-    /// The metric's stored name (see [`crate::metric::Metric`]), or a derived figure
+    /// The metric's stored name (see [`crate::domain::metric::Metric`]), or a derived figure
     /// such as `lag_p95_secs`.
     pub metric: String,
     pub livemode: bool,

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DetectConfig, Finding, Severity};
-use crate::metric::figure;
-pub use crate::time::datetime;
+use crate::domain::metric::figure;
+pub use crate::domain::time::datetime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -55,7 +55,7 @@ pub struct AlertState {
     /// last half hour, so the alert remembers them until the event log has them (a
     /// backfill) or the Events API no longer lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing_events: Vec<crate::event::MissingEvent>,
+    pub missing_events: Vec<crate::domain::event::MissingEvent>,
 }
 
 impl AlertState {

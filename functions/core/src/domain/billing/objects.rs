@@ -339,7 +339,7 @@ impl std::fmt::Display for Currency {
 impl Money {
     /// For people: "$652.60", "¥5,000".
     pub fn display(&self) -> String {
-        crate::money::format_minor(self.amount, self.currency.as_str())
+        crate::domain::money::format_minor(self.amount, self.currency.as_str())
     }
 }
 

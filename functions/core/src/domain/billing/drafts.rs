@@ -180,7 +180,7 @@ impl DunningDrafts {
         let next_attempt = match (facts.stage, facts.next_attempt) {
             (_, Some(at)) => format!(
                 "We'll try again automatically on {}.",
-                crate::time::datetime(at)
+                crate::domain::time::datetime(at)
                     .split(' ')
                     .next()
                     .unwrap_or_default()

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::billing::{mrr_movement, BillingEvent, BillingPolicy, MrrMovement};
-use crate::money::format_minor;
+use crate::domain::billing::{mrr_movement, BillingEvent, BillingPolicy, MrrMovement};
+use crate::domain::money::format_minor;
 use crate::ports::{EventHistory, LogSelection, ReadModel, StoreError};
 
 /// What the recovery rate counts, said with every figure.
@@ -149,7 +149,7 @@ fn digest_id(period: Period, from: i64, livemode: bool) -> String {
     format!(
         "digest:{mode}:{}:{}",
         period.as_str(),
-        crate::time::rfc3339(from)
+        crate::domain::time::rfc3339(from)
     )
 }
 
@@ -225,7 +225,7 @@ pub async fn digest<R: ReadModel, H: EventHistory>(
             let Some(raw) = record
                 .stored_payload
                 .as_deref()
-                .and_then(|p| crate::message::decompress(p).ok())
+                .and_then(|p| crate::domain::message::decompress(p).ok())
             else {
                 without_payload += 1;
                 continue;
@@ -425,11 +425,11 @@ impl Digest {
     pub fn subject(&self) -> String {
         let mode = if self.livemode { "" } else { " (test mode)" };
         let which = match self.period {
-            Period::Day => format!("daily, {}", &crate::time::rfc3339(self.from)[..10]),
+            Period::Day => format!("daily, {}", &crate::domain::time::rfc3339(self.from)[..10]),
             Period::Week => format!(
                 "weekly, {} to {}",
-                &crate::time::rfc3339(self.from)[..10],
-                &crate::time::rfc3339(self.to - 86_400)[..10]
+                &crate::domain::time::rfc3339(self.from)[..10],
+                &crate::domain::time::rfc3339(self.to - 86_400)[..10]
             ),
         };
         format!("revguard billing digest{mode}: {which}")
@@ -445,8 +445,8 @@ impl Digest {
         line(self.subject());
         line(format!(
             "{} to {}\n",
-            crate::time::datetime(self.from),
-            crate::time::datetime(self.to)
+            crate::domain::time::datetime(self.from),
+            crate::domain::time::datetime(self.to)
         ));
         line("MRR".into());
         if self.mrr.is_empty() {
@@ -549,7 +549,7 @@ impl Digest {
                     format_minor(c.amount_due, &c.currency),
                     c.invoice,
                     c.stage,
-                    crate::time::datetime(c.opened_at)
+                    crate::domain::time::datetime(c.opened_at)
                 ));
             }
         }
@@ -562,17 +562,17 @@ impl Digest {
 
 /// The digest as a chat message: its text, monospaced (Slack's section text holds 3,000
 /// characters, so a longer digest is cut with a mark).
-pub fn chat_message(app: crate::chat::ChatApp, d: &Digest) -> serde_json::Value {
+pub fn chat_message(app: crate::domain::chat::ChatApp, d: &Digest) -> serde_json::Value {
     let mut text = d.text();
     if text.chars().count() > 2_900 {
         text = text.chars().take(2_880).collect::<String>() + "\n…(cut)";
     }
     match app {
-        crate::chat::ChatApp::Slack => serde_json::json!({
+        crate::domain::chat::ChatApp::Slack => serde_json::json!({
             "text": d.subject(),
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": format!("```{text}```")}}],
         }),
-        crate::chat::ChatApp::Teams => serde_json::json!({
+        crate::domain::chat::ChatApp::Teams => serde_json::json!({
             "type": "message",
             "attachments": [{
                 "contentType": "application/vnd.microsoft.card.adaptive",
@@ -677,14 +677,14 @@ mod tests {
     #[test]
     fn periods_are_the_last_complete_utc_day_and_monday_week() {
         // 2026-12-09 is a Wednesday.
-        let wednesday_noon = crate::time::parse_rfc3339("2026-12-09T12:00:00Z").unwrap();
+        let wednesday_noon = crate::domain::time::parse_rfc3339("2026-12-09T12:00:00Z").unwrap();
         let (from, to) = Period::Day.last_complete(wednesday_noon);
-        assert_eq!(crate::time::rfc3339(from), "2026-12-08T00:00:00Z");
-        assert_eq!(crate::time::rfc3339(to), "2026-12-09T00:00:00Z");
+        assert_eq!(crate::domain::time::rfc3339(from), "2026-12-08T00:00:00Z");
+        assert_eq!(crate::domain::time::rfc3339(to), "2026-12-09T00:00:00Z");
         let (from, to) = Period::Week.last_complete(wednesday_noon);
-        assert_eq!(crate::time::rfc3339(from), "2026-11-30T00:00:00Z");
-        assert_eq!(crate::time::rfc3339(to), "2026-12-07T00:00:00Z");
-        let monday = crate::time::parse_rfc3339("2026-12-07T00:00:00Z").unwrap();
+        assert_eq!(crate::domain::time::rfc3339(from), "2026-11-30T00:00:00Z");
+        assert_eq!(crate::domain::time::rfc3339(to), "2026-12-07T00:00:00Z");
+        let monday = crate::domain::time::parse_rfc3339("2026-12-07T00:00:00Z").unwrap();
         assert_eq!(Period::Week.last_complete(monday).1, monday);
     }
 }

@@ -14,16 +14,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::finding::{Finding, Severity};
-use crate::metric::Metric;
-pub use crate::time::hhmm;
-use crate::time::hour_of;
+pub use crate::domain::finding::{Finding, Severity};
+use crate::domain::metric::Metric;
+pub use crate::domain::time::hhmm;
+use crate::domain::time::hour_of;
 
 /// One livemode's counters: hour → metric → value. Hour 0 holds all-time gauges.
 pub type Series = BTreeMap<i64, BTreeMap<Metric, i64>>;
 
 /// Splits store totals into one series per livemode.
-pub fn series_of(totals: &crate::metric::CounterTotals, livemode: bool) -> Series {
+pub fn series_of(totals: &crate::domain::metric::CounterTotals, livemode: bool) -> Series {
     let mut out = Series::new();
     for ((l, hour, metric), value) in totals {
         if *l == livemode {
@@ -448,10 +448,10 @@ impl Signals<'_> {
             f.spread = (f.spread * unit).round();
             f.explanation = format!(
                 "{label}: {} between {} and {} against {} expected",
-                crate::money::format_minor(f.observed as i64, currency),
+                crate::domain::money::format_minor(f.observed as i64, currency),
                 hhmm(f.window_start),
                 hhmm(f.window_end),
-                crate::money::format_minor(f.expected as i64, currency)
+                crate::domain::money::format_minor(f.expected as i64, currency)
             );
             self.keep_worst(f);
         }
@@ -626,7 +626,7 @@ impl Signals<'_> {
             } else {
                 continue;
             };
-            let money = |v: i64| crate::money::format_minor(v, &cur);
+            let money = |v: i64| crate::domain::money::format_minor(v, &cur);
             let explanation = format!(
                 "MRR ({}) fell by {} ({:.1} %) over the last 24 h, to {}",
                 cur.to_uppercase(),
@@ -653,7 +653,8 @@ impl Signals<'_> {
         let h = hour_of(now);
         let hours = [h - 3600, h];
         let in_hours = |m: &Metric| hours.iter().map(|hr| self.get(*hr, m)).sum::<i64>();
-        let Some((p95, total)) = crate::metric::lag_p95(&crate::metric::lag_histogram(in_hours))
+        let Some((p95, total)) =
+            crate::domain::metric::lag_p95(&crate::domain::metric::lag_histogram(in_hours))
         else {
             return;
         };

@@ -9,16 +9,45 @@ use serde::Serialize;
 
 use std::collections::BTreeSet;
 
-use crate::detect::alerts::{alert_id, plan, render, AlertChange, AlertMessage};
-use crate::detect::{detect, hours_needed, DetectConfig, Finding};
-use crate::event::MissingEvent;
-use crate::outbox::publish_all;
-use crate::ports::{
-    AlertSnapshot, AlertStore, Comebacks, CountersReader, Pause, Publisher, StoreError,
-    OUTBOX_LEASE_SECS,
+use crate::domain::audience::{reaches_on_call, win_back_notice};
+use crate::domain::billing::Notification;
+use crate::domain::detector::alerts::{
+    alert_id, plan, render, AlertChange, AlertMessage, Transition,
 };
-use crate::recovery::{missing_finding, to_remember, DeliveryAudit};
-use crate::retry::{seed_of, Backoff};
+use crate::domain::detector::{detect, hours_needed, DetectConfig, Finding};
+use crate::domain::event::MissingEvent;
+use crate::ports::{
+    AlertSnapshot, AlertStore, Comebacks, CountersReader, Pause, PublishError, Publisher,
+    StoreError, OUTBOX_LEASE_SECS,
+};
+use crate::usecases::outbox::publish_all;
+use crate::usecases::recovery::{missing_finding, to_remember, DeliveryAudit};
+use crate::usecases::retry::{seed_of, Backoff};
+
+/// The detector's publisher, by audience: transitions of on-call signals go to
+/// `on_call`; a win-back's opening goes to `team` as its notice, and its later
+/// transitions (resolved a day on) go nowhere.
+#[derive(Debug, Clone)]
+pub struct ByAudience<P, N> {
+    pub on_call: P,
+    pub team: N,
+}
+
+impl<P, N> Publisher<AlertMessage> for ByAudience<P, N>
+where
+    P: Publisher<AlertMessage>,
+    N: Publisher<Notification>,
+{
+    async fn publish(&self, m: &AlertMessage) -> Result<(), PublishError> {
+        if reaches_on_call(&m.signal) {
+            return self.on_call.publish(m).await;
+        }
+        match m.transition {
+            Transition::Opened => self.team.publish(&win_back_notice(m)).await,
+            _ => Ok(()),
+        }
+    }
+}
 
 pub struct Detector<C, A, P, W, E, Pa> {
     pub counters: C,
@@ -183,7 +212,7 @@ impl<
                 Ok(claimed) => claimed,
                 Err(e) => {
                     // The leftovers wait for the next run; detection goes on.
-                    tracing::warn!(error = %crate::error::error_chain(&e), "cannot claim the alert outbox");
+                    tracing::warn!(error = %crate::domain::error::error_chain(&e), "cannot claim the alert outbox");
                     Vec::new()
                 }
             };
@@ -252,7 +281,7 @@ impl<
         let unavailable = |e: &StoreError, attempt: u32| {
             let retry = matches!(e, StoreError::Unavailable(_));
             if retry {
-                tracing::info!(attempt, error = %crate::error::error_chain(e), "alert outbox clear retried");
+                tracing::info!(attempt, error = %crate::domain::error::error_chain(e), "alert outbox clear retried");
             }
             retry
         };
@@ -262,7 +291,7 @@ impl<
             })
             .await;
         if let Err(e) = result {
-            tracing::warn!(error = %crate::error::error_chain(&e), attempts, "published alert messages stay in the outbox");
+            tracing::warn!(error = %crate::domain::error::error_chain(&e), attempts, "published alert messages stay in the outbox");
         }
     }
 }
@@ -273,7 +302,7 @@ impl<
 /// again, long after the audit's window has moved on.
 fn remember_missing(
     changes: &mut Vec<AlertChange>,
-    stored: &[crate::detect::alerts::AlertState],
+    stored: &[crate::domain::detector::alerts::AlertState],
     livemode: bool,
     missing: &[MissingEvent],
     current: Option<&Finding>,
@@ -301,7 +330,7 @@ fn remember_missing(
             state.version += 1;
             changes.push(AlertChange {
                 state,
-                transition: crate::detect::alerts::Transition::Quiet,
+                transition: crate::domain::detector::alerts::Transition::Quiet,
                 expected_version: Some(a.version),
             });
         }

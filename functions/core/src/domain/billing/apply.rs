@@ -1,6 +1,6 @@
 //! Applying one event: `decide(event, current state, policy) -> effects`, pure.
 //!
-//! The worker use case ([`crate::worker`]) loads the [`Current`] state named by
+//! The worker use case ([`crate::usecases::apply_batch`]) loads the [`Current`] state named by
 //! [`keys_of`], calls [`decide`], and commits the effects with the event's "applied"
 //! marker in one transaction.
 
@@ -18,9 +18,9 @@ use super::policy::BillingPolicy;
 use super::stage::Stage;
 use super::subscription::SubscriptionState;
 use super::{EventKind, Version};
-use crate::finding::{Finding, Severity};
-use crate::metric::Metric;
-use crate::time::card_expired_at;
+use crate::domain::finding::{Finding, Severity};
+use crate::domain::metric::Metric;
+use crate::domain::time::card_expired_at;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
@@ -41,7 +41,7 @@ pub struct BillingEvent {
     pub object: Value,
     pub previous: Option<Value>,
     /// How it came: only webhook deliveries count as deliveries.
-    pub via: crate::message::Via,
+    pub via: crate::domain::message::Via,
 }
 
 #[derive(Deserialize)]
@@ -74,7 +74,7 @@ impl BillingEvent {
             received_at,
             object: e.data.object,
             previous: e.data.previous_attributes,
-            via: crate::message::Via::Webhook,
+            via: crate::domain::message::Via::Webhook,
         })
     }
 
@@ -287,7 +287,7 @@ impl Decision<'_> {
     /// counted there (a backfill would otherwise read as a burst of late deliveries); a
     /// reconciliation snapshot is no Stripe event and counts nowhere.
     fn count_delivery(&mut self) {
-        use crate::message::Via;
+        use crate::domain::message::Via;
         let (e, live) = (self.event, self.event.livemode);
         if e.via == Via::Reconcile {
             return;
@@ -385,8 +385,8 @@ impl Decision<'_> {
                 format!(
                     "{customer} canceled {} on {} ({} a month{}) and has not come back in {} days: time for a win-back offer",
                     next.id,
-                    crate::time::datetime(ended).split(' ').next().unwrap_or_default(),
-                    crate::money::format_minor(next.mrr, &cur),
+                    crate::domain::time::datetime(ended).split(' ').next().unwrap_or_default(),
+                    crate::domain::money::format_minor(next.mrr, &cur),
                     details
                         .feedback
                         .as_deref()
@@ -896,7 +896,7 @@ fn with_money_for_people(details: &mut Value) -> Option<String> {
     let mut headline = None;
     for field in AMOUNT_FIELDS {
         if let Some(minor) = object.get(field).and_then(Value::as_i64) {
-            let shown = crate::money::format_minor(minor, &currency);
+            let shown = crate::domain::money::format_minor(minor, &currency);
             headline.get_or_insert_with(|| shown.clone());
             object.insert(format!("{field}_display"), Value::String(shown));
         }
@@ -1144,7 +1144,7 @@ fn customer_draft(
         })
         .map(|(_, code)| code.as_str());
     let amount = match case.currency {
-        Some(c) => crate::money::format_minor(case.amount_due, c.as_str()),
+        Some(c) => crate::domain::money::format_minor(case.amount_due, c.as_str()),
         None => case.amount_due.to_string(),
     };
     policy.dunning_drafts.draft(&super::drafts::DraftFacts {

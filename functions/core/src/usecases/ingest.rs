@@ -18,12 +18,12 @@
 //! The price either way is that a message can be sent twice; the worker applies each event
 //! id once.
 
-use crate::event::{EnvelopeError, EventEnvelope};
-use crate::message::{compress, Payload, QueueMessage, Via};
+use crate::domain::event::{EnvelopeError, EventEnvelope};
+use crate::domain::message::{compress, Payload, QueueMessage, Via};
+use crate::domain::signature::{verify, SecretSet, VerifyError, DEFAULT_TOLERANCE_SECS};
 use crate::ports::{
     EventLog, EventRecord, EventStatus, InsertOutcome, Queue, QueueError, StoreError,
 };
-use crate::signature::{verify, SecretSet, VerifyError, DEFAULT_TOLERANCE_SECS};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// 30 days: well past Stripe's 3-day retry window, so a late redelivery is still a duplicate.

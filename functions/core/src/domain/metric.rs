@@ -236,7 +236,7 @@ impl<'de> serde::Deserialize<'de> for Metric {
 /// counts as whole numbers, rates with two decimals.
 pub fn figure(metric: &str, value: f64) -> String {
     if let Some(currency) = Metric::parse(metric).as_ref().and_then(Metric::currency) {
-        return crate::money::format_minor(value.round() as i64, currency);
+        return crate::domain::money::format_minor(value.round() as i64, currency);
     }
     if metric.ends_with("_rate") {
         return format!("{:.2} %", value * 100.0);
@@ -260,7 +260,7 @@ fn group(n: i64) -> String {
     let sign = if n < 0 { "-" } else { "" };
     format!(
         "{sign}{}",
-        crate::money::group_digits(&n.unsigned_abs().to_string())
+        crate::domain::money::group_digits(&n.unsigned_abs().to_string())
     )
 }
 

@@ -1,11 +1,11 @@
 //! Hourly counters, per livemode: the only thing the anomaly detector reads. The metrics
-//! are [`crate::metric::Metric`]s; `active_period_ends` sits at the hour an active
+//! are [`crate::domain::metric::Metric`]s; `active_period_ends` sits at the hour an active
 //! subscription's current period ends (what a renewal must move on).
 
 use serde::{Deserialize, Serialize};
 
 use super::hour_of;
-use crate::metric::{Aggregation, Metric};
+use crate::domain::metric::{Aggregation, Metric};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterUpdate {
@@ -17,7 +17,7 @@ pub struct CounterUpdate {
     pub value: i64,
 }
 
-pub use crate::metric::CounterTotals;
+pub use crate::domain::metric::CounterTotals;
 
 #[derive(Debug, Default)]
 pub struct CounterSink {
