@@ -8,11 +8,11 @@
 //!   alert and publishes it once, as it does the worker's event-level findings.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use revguard_core::ports::{BackfillCursor, EventsQuery};
 use revguard_core::usecases::ingest::Ingress;
 use revguard_core::usecases::recovery::{
-    backfill_from_cursor, reconcile_and_alert, BackfillCursor, BackfillSummary, EventsQuery,
-    ReconcileReport, ReconcileSettings, RecoveryError, StripeAudit, StripeRequery,
-    HANDLED_EVENT_TYPES,
+    backfill_from_cursor, reconcile_and_alert, BackfillSummary, ReconcileReport, ReconcileSettings,
+    RecoveryError, StripeAudit, StripeRequery, HANDLED_EVENT_TYPES,
 };
 use revguard_core::StoreError;
 

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
+
 use crate::domain::billing::counters::CounterUpdate;
 use crate::domain::billing::{CustomerState, DunningCase, Notification, Stage, SubscriptionState};
 use crate::domain::detector::alerts::{AlertChange, AlertMessage, AlertState};
@@ -585,4 +587,132 @@ impl Pause for TokioPause {
     async fn pause(&self, duration: Duration) {
         tokio::time::sleep(duration).await;
     }
+}
+
+/// What Stripe's API answered, when it was not what was asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Stripe refused the request (4xx other than 429): retrying will not help.
+    #[error("Stripe answered {status}: {message}")]
+    Refused { status: u16, message: String },
+    /// 429, 5xx or no answer, still so after the client's retries.
+    #[error("Stripe's API is unavailable: {0}")]
+    Unavailable(String),
+    #[error("Stripe's answer could not be read: {0}")]
+    Malformed(String),
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsQuery {
+    /// `created[gte]`, unix seconds.
+    pub since: i64,
+    /// `created[lt]`, if any.
+    pub until: Option<i64>,
+    /// `delivery_success=false`: only events a webhook endpoint has not acknowledged.
+    /// Cheaper, but blind to events that were never sent to revguard's endpoint (an
+    /// endpoint disabled, a type not enabled): the default lists every event.
+    pub undelivered_only: bool,
+    /// `types[]`; empty: every type.
+    pub types: Vec<String>,
+}
+
+/// A page of events, newest first as Stripe lists them.
+pub type RawObjects = Vec<Box<RawValue>>;
+
+/// Where the next page of a list starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageCursor {
+    /// Which of the adapter's requests the page belongs to: a list too long for one
+    /// request (more than 20 `types[]`) is several.
+    pub part: usize,
+    /// The last object listed: the next page starts after it.
+    pub starting_after: Option<String>,
+    /// Filters the API refused on an earlier page, so that every page lists alike.
+    pub dropped_filters: Vec<String>,
+}
+
+/// One page of a list (newest first, as Stripe lists), and where the next starts.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub data: RawObjects,
+    /// `None`: the list is done.
+    pub next: Option<PageCursor>,
+}
+
+/// The part of Stripe's API that recovery reads.
+pub trait StripeApi: Send + Sync {
+    /// One page of the events the query matches, each as Stripe's raw JSON.
+    fn events_page(
+        &self,
+        query: &EventsQuery,
+        at: &PageCursor,
+    ) -> impl Future<Output = Result<Page, ApiError>> + Send;
+
+    /// One page of every subscription, whatever its status (`status=all`).
+    fn subscriptions_page(
+        &self,
+        at: &PageCursor,
+    ) -> impl Future<Output = Result<Page, ApiError>> + Send;
+
+    /// Every event the query matches (all pages, held together): for short windows.
+    fn events(
+        &self,
+        query: &EventsQuery,
+    ) -> impl Future<Output = Result<RawObjects, ApiError>> + Send {
+        async move {
+            let mut out = Vec::new();
+            let mut at = PageCursor::default();
+            loop {
+                let page = self.events_page(query, &at).await?;
+                out.extend(page.data);
+                match page.next {
+                    Some(next) => at = next,
+                    None => return Ok(out),
+                }
+            }
+        }
+    }
+
+    /// Every subscription (all pages, held together): for tests and small accounts.
+    fn subscriptions(&self) -> impl Future<Output = Result<RawObjects, ApiError>> + Send {
+        async move {
+            let mut out = Vec::new();
+            let mut at = PageCursor::default();
+            loop {
+                let page = self.subscriptions_page(&at).await?;
+                out.extend(page.data);
+                match page.next {
+                    Some(next) => at = next,
+                    None => return Ok(out),
+                }
+            }
+        }
+    }
+
+    /// One subscription as Stripe holds it now; `None` if Stripe does not know it.
+    fn subscription(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Box<RawValue>>, ApiError>> + Send;
+
+    /// Every webhook endpoint of the account (`GET /v1/webhook_endpoints`, all pages), of
+    /// the key's mode: a key lists only its own mode's endpoints.
+    fn webhook_endpoints(&self) -> impl Future<Output = Result<RawObjects, ApiError>> + Send;
+
+    /// Whether the key reads live data (else test mode).
+    fn livemode(&self) -> bool;
+
+    /// One invoice as Stripe holds it now; `None` if Stripe does not know it.
+    fn invoice(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Box<RawValue>>, ApiError>> + Send;
+}
+
+/// Where the backfill remembers how far it got.
+pub trait BackfillCursor: Send + Sync {
+    fn cursor(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// Moves the cursor to `to`, never back (two overlapping runs never move it back).
+    fn advance(&self, to: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -8,10 +8,9 @@ use std::sync::Mutex;
 
 use revguard_core::domain::billing::{BillingPolicy, Notification};
 use revguard_core::ports::Inbound;
+use revguard_core::ports::{ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi};
 use revguard_core::usecases::apply_batch::{BatchApplier, ConsumeRules};
-use revguard_core::usecases::recovery::{
-    ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi, StripeRequery,
-};
+use revguard_core::usecases::recovery::StripeRequery;
 use revguard_core::{Payload, QueueMessage, Via};
 use revguard_testkit::memory::{
     CountedPause, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher, MemoryQueue,

@@ -880,7 +880,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let parse = |t: String| parse_time(&t).with_context(|| format!("not a time: {t}"));
             let since = since.map(parse).transpose()?;
             let until = until.map(parse).transpose()?;
-            let query = revguard_core::usecases::recovery::EventsQuery {
+            let query = revguard_core::ports::EventsQuery {
                 since: since.unwrap_or(now),
                 until,
                 undelivered_only,

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use revguard_core::domain::billing::BillingPolicy;
-use revguard_core::usecases::recovery::BackfillCursor;
+use revguard_core::ports::BackfillCursor;
 use revguard_core::Ingress;
 use revguard_core::StoreError;
 use revguard_sqlite::SqliteStore;

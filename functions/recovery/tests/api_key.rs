@@ -3,7 +3,7 @@
 //! and never shown. Its own test binary: it sets process-wide variables.
 
 use revguard_aws::testing::{moto_config, unique_name};
-use revguard_core::usecases::recovery::StripeApi;
+use revguard_core::ports::StripeApi;
 
 #[tokio::test]
 async fn the_api_key_comes_from_secrets_manager_and_no_key_means_off() {

@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-use revguard_core::usecases::recovery::{
-    ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi,
-};
+use revguard_core::ports::{ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 

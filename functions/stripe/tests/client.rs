@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use revguard_core::usecases::recovery::{ApiError, EventsQuery, StripeApi};
+use revguard_core::ports::{ApiError, EventsQuery, StripeApi};
 use revguard_stripe::{ApiKey, RetryPolicy, StripeClient, STRIPE_VERSION};
 
 const KEY: &str = "sk_test_secret_do_not_log";

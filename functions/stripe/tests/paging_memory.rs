@@ -15,11 +15,12 @@ use axum::extract::RawQuery;
 use axum::routing::get;
 use axum::Router;
 use revguard_core::domain::billing::BillingPolicy;
+use revguard_core::ports::{BackfillCursor, EventsQuery};
 use revguard_core::ports::{
     EventLog, EventRecord, InsertOutcome, Queue, QueueError, ReadModel, StoreError,
 };
 use revguard_core::usecases::recovery::{
-    backfill_from_cursor, fetched_ingress, BackfillCursor, EventsQuery, HANDLED_EVENT_TYPES,
+    backfill_from_cursor, fetched_ingress, HANDLED_EVENT_TYPES,
 };
 use revguard_core::QueueMessage;
 use revguard_stripe::{ApiKey, StripeClient};

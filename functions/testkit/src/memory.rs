@@ -636,9 +636,9 @@ impl MemoryStripe {
         events.insert(at, entry);
     }
 
-    fn check(&self) -> Result<(), revguard_core::usecases::recovery::ApiError> {
+    fn check(&self) -> Result<(), revguard_core::ports::ApiError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(revguard_core::usecases::recovery::ApiError::Unavailable(
+            return Err(revguard_core::ports::ApiError::Unavailable(
                 "simulated outage".into(),
             ));
         }
@@ -650,13 +650,12 @@ fn raw_value(raw: &str) -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string(raw.to_owned()).expect("valid JSON")
 }
 
-impl revguard_core::usecases::recovery::StripeApi for MemoryStripe {
+impl revguard_core::ports::StripeApi for MemoryStripe {
     async fn events_page(
         &self,
-        query: &revguard_core::usecases::recovery::EventsQuery,
-        at: &revguard_core::usecases::recovery::PageCursor,
-    ) -> Result<revguard_core::usecases::recovery::Page, revguard_core::usecases::recovery::ApiError>
-    {
+        query: &revguard_core::ports::EventsQuery,
+        at: &revguard_core::ports::PageCursor,
+    ) -> Result<revguard_core::ports::Page, revguard_core::ports::ApiError> {
         self.check()?;
         const PAGE: usize = 100;
         let events = self.events.lock().unwrap();
@@ -677,8 +676,8 @@ impl revguard_core::usecases::recovery::StripeApi for MemoryStripe {
         }
         let data: Vec<&(i64, String, String, String)> = listed.by_ref().take(PAGE).collect();
         let more = listed.next().is_some();
-        Ok(revguard_core::usecases::recovery::Page {
-            next: more.then(|| revguard_core::usecases::recovery::PageCursor {
+        Ok(revguard_core::ports::Page {
+            next: more.then(|| revguard_core::ports::PageCursor {
                 starting_after: data.last().map(|e| e.1.clone()),
                 ..at.clone()
             }),
@@ -688,28 +687,23 @@ impl revguard_core::usecases::recovery::StripeApi for MemoryStripe {
 
     async fn subscriptions_page(
         &self,
-        _at: &revguard_core::usecases::recovery::PageCursor,
-    ) -> Result<revguard_core::usecases::recovery::Page, revguard_core::usecases::recovery::ApiError>
-    {
+        _at: &revguard_core::ports::PageCursor,
+    ) -> Result<revguard_core::ports::Page, revguard_core::ports::ApiError> {
         self.check()?;
-        Ok(revguard_core::usecases::recovery::Page::default())
+        Ok(revguard_core::ports::Page::default())
     }
 
     async fn subscription(
         &self,
         _id: &str,
-    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::usecases::recovery::ApiError>
-    {
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::ports::ApiError> {
         self.check()?;
         Ok(None)
     }
 
     async fn webhook_endpoints(
         &self,
-    ) -> Result<
-        revguard_core::usecases::recovery::RawObjects,
-        revguard_core::usecases::recovery::ApiError,
-    > {
+    ) -> Result<revguard_core::ports::RawObjects, revguard_core::ports::ApiError> {
         self.check()?;
         Ok(self
             .endpoints
@@ -727,8 +721,7 @@ impl revguard_core::usecases::recovery::StripeApi for MemoryStripe {
     async fn invoice(
         &self,
         _id: &str,
-    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::usecases::recovery::ApiError>
-    {
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, revguard_core::ports::ApiError> {
         self.check()?;
         Ok(None)
     }
