@@ -2,6 +2,8 @@
 
 use super::alerts::{plan, render, AlertState, Transition};
 use super::*;
+use crate::domain::metric::Metric;
+use crate::domain::time::hour_of;
 
 const H: i64 = 1_767_916_800; // a midnight, 2026-01-09
 
