@@ -3,11 +3,15 @@
 //! same history gives the same state on every backend and in any delivery order.
 
 pub mod access;
-pub mod apply;
 pub mod counters;
 pub mod customer;
+pub mod decide;
 pub mod drafts;
 pub mod dunning;
+pub mod effects;
+pub mod event;
+pub mod findings;
+pub mod mrr;
 pub mod objects;
 pub mod policy;
 pub mod stage;
@@ -17,13 +21,16 @@ pub mod views;
 
 use serde::{Deserialize, Serialize};
 
-pub use apply::{
-    decide, keys_of, marker_charge, marker_charge_of_payload, mrr_movement, ApplyError,
-    BillingEvent, Current, Effects, Keys, MrrMovement, Notification, StateLookup,
-};
 pub use counters::CounterUpdate;
 pub use customer::CustomerState;
+pub use decide::decide;
 pub use dunning::DunningCase;
+pub use effects::{Effects, Notification};
+pub use event::{
+    keys_of, marker_charge, marker_charge_of_payload, ApplyError, BillingEvent, Current, Keys,
+    StateLookup,
+};
+pub use mrr::{mrr_movement, MrrMovement};
 pub use policy::BillingPolicy;
 pub use stage::Stage;
 pub use subscription::SubscriptionState;

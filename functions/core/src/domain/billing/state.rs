@@ -3,10 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::apply::{decide, ApplyError, BillingEvent, Effects, Notification, StateLookup};
 use super::counters::{fold, CounterTotals};
 use super::customer::CustomerState;
+use super::decide::decide;
 use super::dunning::DunningCase;
+use super::effects::{Effects, Notification};
+use super::event::{ApplyError, BillingEvent, StateLookup};
 use super::policy::BillingPolicy;
 use super::subscription::SubscriptionState;
 

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::access::{access, Verdict};
-use super::apply::{BillingEvent, StateLookup};
+use super::event::{BillingEvent, StateLookup};
 use super::hour_of;
 use super::policy::BillingPolicy;
 use super::stage::Stage;
