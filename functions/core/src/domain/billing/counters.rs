@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::hour_of;
 use crate::domain::metric::{Aggregation, Metric};
+use crate::domain::time::hour_of;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterUpdate {

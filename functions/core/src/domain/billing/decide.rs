@@ -12,6 +12,7 @@ use super::dunning::{min_opt, DunningCase, PaidFact};
 use super::effects::Effects;
 use super::event::{obj_str, ApplyError, BillingEvent, Current};
 use super::findings::{duplicate_charges, event_finding};
+use super::kind::EventKind;
 use super::mrr::mrr_before;
 use super::objects::{
     money, Charge, CheckoutSession, Currency, Customer, Dispute, Invoice, PaymentIntent,
@@ -20,7 +21,6 @@ use super::objects::{
 use super::policy::BillingPolicy;
 use super::stage::Stage;
 use super::subscription::SubscriptionState;
-use super::EventKind;
 use crate::domain::metric::Metric;
 use crate::domain::time::card_expired_at;
 
@@ -569,7 +569,7 @@ impl Decision<'_> {
                 (s.status == "active" && !s.deleted && !s.cancel_at_period_end)
                     .then_some(s.current_period_end)
                     .flatten()
-                    .map(super::hour_of)
+                    .map(crate::domain::time::hour_of)
             };
             self.counters.moved(
                 live,

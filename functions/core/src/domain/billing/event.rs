@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::customer::CustomerState;
 use super::dunning::DunningCase;
+use super::kind::{EventKind, Version};
 use super::subscription::SubscriptionState;
-use super::{EventKind, Version};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {

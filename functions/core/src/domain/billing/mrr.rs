@@ -4,9 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::event::BillingEvent;
+use super::kind::EventKind;
 use super::objects::Subscription;
 use super::subscription::SubscriptionState;
-use super::EventKind;
 
 /// The subscription before this event, from its own `previous_attributes`, so that MRR
 /// movements depend on the event alone and not on what arrived before it.

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::kind::Version;
 use super::objects::{Currency, Price, Subscription};
-use super::Version;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemState {

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::access::{access, Access};
-use super::{BillingPolicy, CustomerState, DunningCase, SubscriptionState};
+use super::customer::CustomerState;
+use super::dunning::DunningCase;
+use super::policy::BillingPolicy;
+use super::subscription::SubscriptionState;
 use crate::domain::metric::CounterTotals;
 
 #[derive(Debug, Clone, Serialize)]
