@@ -20,8 +20,9 @@ use revguard_core::domain::detector::alerts::AlertState;
 use revguard_core::domain::metric::CounterTotals;
 use revguard_core::ports::{AlertStore, CountersReader, ReadModel, StoreError};
 
+use crate::alerts::DynamoAlerts;
+use crate::billing::{DynamoBilling, DynamoCounters};
 use crate::item::{batch_get, corrupt, Read, PK};
-use crate::{DynamoAlerts, DynamoBilling, DynamoCounters};
 
 /// State table: a customer's items.
 pub const CUSTOMER_INDEX: &str = "by_customer";

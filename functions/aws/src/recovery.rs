@@ -18,11 +18,14 @@ use revguard_core::StoreError;
 
 use revguard_stripe::StripeClient;
 
+use crate::alerts::DynamoAlerts;
 use crate::config::{
     optional_parsed, policy_from_env, required, ConfigError, StripeEnv, DEFAULT_MAX_MESSAGE_BYTES,
 };
+use crate::dynamo::DynamoEventLog;
 use crate::item::PK;
-use crate::{DynamoAlerts, DynamoEventLog, DynamoReadModel, SqsQueue};
+use crate::read_model::DynamoReadModel;
+use crate::sqs::SqsQueue;
 
 pub const CURSOR_PK: &str = "cursor#backfill";
 

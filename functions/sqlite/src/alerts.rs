@@ -7,7 +7,7 @@ use revguard_core::domain::detector::Finding;
 use revguard_core::ports::{AlertSnapshot, AlertStore, StoreError};
 use rusqlite::params;
 
-use crate::{json_err, json_rows, SqliteStore};
+use crate::store::{json_err, json_rows, SqliteStore};
 
 impl SqliteStore {
     /// Open alerts, and those resolved in the last `recent_secs`.

@@ -14,7 +14,7 @@ use revguard_core::ports::{
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::{from_json, json_err, json_rows, SqliteStore};
+use crate::store::{from_json, json_err, json_rows, SqliteStore};
 
 fn versioned<T: serde::de::DeserializeOwned>(
     c: &Connection,

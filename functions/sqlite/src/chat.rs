@@ -6,7 +6,7 @@
 use revguard_core::ports::StoreError;
 use rusqlite::params;
 
-use crate::SqliteStore;
+use crate::store::SqliteStore;
 
 /// A post that is due.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use revguard_core::ports::{
 };
 use rusqlite::{params, OptionalExtension};
 
-use crate::SqliteStore;
+use crate::store::SqliteStore;
 
 impl SqliteStore {
     /// Deletes expired event-log entries, and alerts resolved longer than

@@ -7,7 +7,7 @@ use revguard_core::ports::{
 };
 use rusqlite::params;
 
-use crate::SqliteStore;
+use crate::store::SqliteStore;
 
 /// A queued message as listed by the operator CLI.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -63,7 +63,7 @@ impl Queue for SqliteStore {
             message.event_type.clone(),
             message.livemode,
         );
-        let now = crate::unix_now();
+        let now = crate::store::unix_now();
         self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO queue (event_id, event_type, livemode, body, enqueued_at)
@@ -142,7 +142,7 @@ impl DeadLetters for SqliteStore {
     async fn dead_letter(&self, message: &Inbound, reason: &str) -> Result<(), StoreError> {
         let (id, reason, receive_count) =
             (message.id.clone(), reason.to_owned(), message.receive_count);
-        let now = crate::unix_now();
+        let now = crate::store::unix_now();
         self.write(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO dead_letters (seq, event_id, body, error, receive_count, failed_at)
@@ -202,7 +202,7 @@ impl DeadLetterAdmin for SqliteStore {
     async fn redrive(&self, ids: Option<&[String]>) -> Result<usize, StoreError> {
         let ids: Option<Vec<i64>> =
             ids.map(|ids| ids.iter().filter_map(|i| i.parse().ok()).collect());
-        let now = crate::unix_now();
+        let now = crate::store::unix_now();
         let moved = self
             .write(move |c| {
                 let seqs: Vec<i64> = match ids {

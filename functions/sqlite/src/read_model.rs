@@ -7,7 +7,7 @@ use revguard_core::domain::billing::{
 use revguard_core::ports::StoreError;
 use rusqlite::OptionalExtension;
 
-use crate::{from_json, json_rows, SqliteStore};
+use crate::store::{from_json, json_rows, SqliteStore};
 
 /// Counts of the event log by status.
 #[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
