@@ -797,7 +797,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_existing(&db)?;
             let now = parse_time(&at).with_context(|| format!("not a time: {at}"))?;
             // Counting only what had been received by then; writes nothing.
-            let mut detector = revguard_local::consumer::detector(
+            let mut detector = revguard_local::detector::detector(
                 &store,
                 revguard_core::domain::detector::DetectConfig::default(),
                 revguard_local::chat::AlertPublisher::log_only(),
