@@ -17,6 +17,7 @@ use revguard_testkit::simulation::eval::attribution_margin_secs;
 use revguard_testkit::simulation::scenario::{generate, Incident, IncidentKind, ScenarioConfig};
 
 use crate::consumer;
+use crate::detector;
 use crate::publish::JsonlPublisher;
 use revguard_sqlite::SqliteStore;
 
@@ -93,7 +94,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         BillingPolicy::default(),
         JsonlPublisher::log_only("notification"),
     );
-    let mut detector = consumer::detector(
+    let mut detector = detector::detector(
         &store,
         DetectConfig::default(),
         crate::chat::AlertPublisher::log_only(),

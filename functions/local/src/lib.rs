@@ -6,6 +6,7 @@ pub mod chat;
 pub mod consumer;
 mod delivery;
 pub mod demo;
+pub mod detector;
 pub mod digests;
 pub mod email;
 pub mod publish;

@@ -12,7 +12,8 @@ use revguard_http::{router, system_clock, App};
 
 use crate::api::{self, ApiState};
 use crate::chat::{AlertPublisher, Destinations, NotificationPublisher};
-use crate::consumer::{self, EmbeddedDetector};
+use crate::consumer;
+use crate::detector::{self, EmbeddedDetector};
 use crate::publish::JsonlPublisher;
 use crate::stop::StopSignal;
 use revguard_sqlite::SqliteStore;
@@ -159,7 +160,7 @@ pub async fn serve(
             source,
         }
     })?;
-    let mut detector = consumer::detector(
+    let mut detector = detector::detector(
         &store,
         options.detect.clone(),
         AlertPublisher {

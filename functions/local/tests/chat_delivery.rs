@@ -16,6 +16,7 @@ use revguard_core::usecases::retry::Backoff;
 use revguard_core::{Payload, QueueMessage};
 use revguard_local::chat::{self, AlertPublisher, ChatWebhook, Delivery, DeliveryOutbox};
 use revguard_local::consumer;
+use revguard_local::detector;
 use revguard_local::publish::JsonlPublisher;
 use revguard_local::stop::StopSignal;
 use revguard_sqlite::SqliteStore;
@@ -217,7 +218,7 @@ async fn a_receiver_that_never_answers_holds_back_no_detection() {
         stop.clone(),
     ));
 
-    let detector = consumer::detector(&store, Default::default(), publisher, team());
+    let detector = detector::detector(&store, Default::default(), publisher, team());
     let run = tokio::time::timeout(Duration::from_secs(5), detector.run(now))
         .await
         .expect("the detector run finished while the receiver hangs")
@@ -254,13 +255,13 @@ async fn concurrent_detector_runs_post_a_transition_once_to_each_app() {
         ChatWebhook::parse(ChatApp::Teams, &format!("{url}/teams")).unwrap(),
     ];
     let apps = vec![ChatApp::Slack, ChatApp::Teams];
-    let first = consumer::detector(
+    let first = detector::detector(
         &store,
         Default::default(),
         publisher(&store, apps.clone()).0,
         team(),
     );
-    let second = consumer::detector(
+    let second = detector::detector(
         &store,
         Default::default(),
         publisher(&store, apps).0,

@@ -18,6 +18,7 @@ use revguard_local::chat::{
     self, AlertPublisher, Delivery, Destinations, NotificationPublisher, PagerDuty,
 };
 use revguard_local::consumer;
+use revguard_local::detector;
 use revguard_local::email::{Recipients, Smtp};
 use revguard_local::publish::JsonlPublisher;
 use revguard_local::stop::StopSignal;
@@ -145,7 +146,7 @@ async fn one_alert_is_one_incident_triggered_then_resolved_once_each() {
     let outbox = destinations.outbox(&store, None).unwrap();
     let worker = consumer::worker(&store, policy(), JsonlPublisher::log_only("notification"));
     let refunded = apply(&store, &worker, "charge.refunded.json", "evt_big_refund").await;
-    let detector = consumer::detector(
+    let detector = detector::detector(
         &store,
         Default::default(),
         AlertPublisher {
@@ -312,7 +313,7 @@ async fn alerts_reach_on_call_and_notices_the_team_by_email_once_each() {
     )
     .await;
     let refunded = apply(&store, &worker, "charge.refunded.json", "evt_big_refund").await;
-    let detector = consumer::detector(
+    let detector = detector::detector(
         &store,
         Default::default(),
         AlertPublisher {

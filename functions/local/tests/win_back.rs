@@ -8,6 +8,7 @@ use revguard_core::ports::Queue;
 use revguard_core::QueueMessage;
 use revguard_local::chat::AlertPublisher;
 use revguard_local::consumer;
+use revguard_local::detector;
 use revguard_local::publish::JsonlPublisher;
 use revguard_sqlite::SqliteStore;
 use revguard_testkit::fixtures::queued_event;
@@ -91,7 +92,7 @@ async fn run(events: &[QueueMessage], order: &[usize]) -> Heard {
         deliveries: None,
     };
     let team = JsonlPublisher::to_file("notification", &notices_file).unwrap();
-    let detector = consumer::detector(&store, Default::default(), on_call, team);
+    let detector = detector::detector(&store, Default::default(), on_call, team);
     let mut published = Vec::new();
     for at in [
         T + 13 * DAY,
