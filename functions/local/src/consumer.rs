@@ -87,7 +87,7 @@ pub async fn run(store: SqliteStore, worker: EmbeddedWorker, stop: StopSignal) {
         if stop.is_stopped() {
             return;
         }
-        match run_once(&store, &worker, crate::unix_now()).await {
+        match run_once(&store, &worker, revguard_core::domain::time::unix_now()).await {
             Ok(n) if n > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "worker pass failed"),

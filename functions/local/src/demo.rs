@@ -163,7 +163,7 @@ fn tempdir() -> Result<PathBuf, DemoError> {
     let dir = std::env::temp_dir().join(format!(
         "revguard-demo-{}-{}",
         std::process::id(),
-        crate::unix_now()
+        revguard_core::domain::time::unix_now()
     ));
     std::fs::create_dir_all(&dir).map_err(|e| DemoError::Setup(e.to_string()))?;
     Ok(dir)

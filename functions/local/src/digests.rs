@@ -59,7 +59,7 @@ pub async fn every_ten_minutes(store: SqliteStore, schedule: DigestSchedule) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
-        match send_due(&store, &schedule, crate::unix_now()).await {
+        match send_due(&store, &schedule, revguard_core::domain::time::unix_now()).await {
             Ok(sent) if !sent.is_empty() => tracing::info!(digests = ?sent, "digests sent"),
             Ok(_) => {}
             Err(e) => {

@@ -32,7 +32,7 @@ pub async fn apply_queued(
     let worker = consumer::worker(store, policy, notifier);
     let mut consumed = 0;
     loop {
-        let n = consumer::run_once(store, &worker, crate::unix_now()).await?;
+        let n = consumer::run_once(store, &worker, revguard_core::domain::time::unix_now()).await?;
         if n == 0 {
             return Ok(consumed);
         }

@@ -293,7 +293,7 @@ async fn detect_every(detector: EmbeddedDetector, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        match detector.run(crate::unix_now()).await {
+        match detector.run(revguard_core::domain::time::unix_now()).await {
             Ok(run) => {
                 if !run.transitions.is_empty() {
                     tracing::info!(
@@ -312,7 +312,10 @@ async fn purge_expired_hourly(store: SqliteStore) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        match store.purge_expired(crate::unix_now()).await {
+        match store
+            .purge_expired(revguard_core::domain::time::unix_now())
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired event-log entries removed"),
             Err(e) => tracing::warn!(error = %e, "could not purge expired events"),
