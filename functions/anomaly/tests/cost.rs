@@ -6,7 +6,7 @@
 //! (`KeepEventPayloads`, on by default). Capacity units are computed from the sizes of the
 //! items written (DynamoDB bills a write per started KB, a transaction twice). Run by
 //! scripts/test; `scripts/test -p revguard-anomaly --test cost -- --nocapture` prints the
-//! table the README carries.
+//! table docs/performance.md carries (Cost per million webhooks).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

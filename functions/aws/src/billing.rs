@@ -66,7 +66,7 @@ const STRONG_READS_AFTER_CONFLICT: std::time::Duration = std::time::Duration::fr
 /// or is throttled, so concurrent workers stop queueing on one hot item. Before it first
 /// adds to shard k of an hour it records k in that hour's item (`shards`), and the detector
 /// reads the hour items, then only the shards they name: at low volume nothing is
-/// sharded and reads cost what they did. The README's scaling notes give the numbers.
+/// sharded and reads cost what they did. docs/operations.md (Scaling) gives the numbers.
 pub const COUNTER_SHARDS: u32 = 8;
 
 /// `max_received_at` moves with every delivery; a worker process writing it once in five

@@ -13,8 +13,8 @@
 //! - The key goes only into the `Authorization` header (marked sensitive); its `Debug`
 //!   shows the prefix alone, and no error or log line carries it.
 //!
-//! Why not `async-stripe`: see the README ("When webhooks were missed"); the figures
-//! are there.
+//! Why not `async-stripe`: see docs/recovery.md ("Why a small client of our own"); the
+//! figures are there.
 
 use std::future::Future;
 use std::pin::Pin;

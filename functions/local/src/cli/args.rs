@@ -33,7 +33,7 @@ pub struct StripeArgs {
     /// Stripe's API (a test double in tests).
     #[arg(long, env = "STRIPE_API_BASE", default_value = revguard_stripe::DEFAULT_API_BASE)]
     pub stripe_api_base: String,
-    /// A secret or restricted key (read-only suffices: see the README).
+    /// A secret or restricted key (read-only suffices: see docs/recovery.md).
     #[arg(long, env = "STRIPE_API_KEY", hide_env_values = true)]
     pub stripe_key: Option<String>,
     /// The URL Stripe delivers revguard's webhooks to: the endpoint audit then judges the
@@ -119,7 +119,8 @@ pub struct PolicyArgs {
     /// notice (0: off).
     #[arg(long, env = "REVGUARD_WIN_BACK_DAYS", default_value_t = 14)]
     pub win_back_days: i64,
-    /// A JSON file replacing the built-in customer-facing dunning drafts (see the README).
+    /// A JSON file replacing the built-in customer-facing dunning drafts (see
+    /// docs/state-and-dunning.md).
     #[arg(long, env = "REVGUARD_DUNNING_TEMPLATES")]
     pub dunning_templates: Option<PathBuf>,
 }

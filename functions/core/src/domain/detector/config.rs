@@ -15,7 +15,7 @@ pub enum Rule {
     LegacyThreeTimesMean,
 }
 
-/// Thresholds, with their defaults (see the README's table).
+/// Thresholds, with their defaults (see the signals table in docs/detector-and-alerts.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DetectConfig {
