@@ -1,5 +1,6 @@
 //! The ports the use cases need. Adapters live in their own crates (`revguard-aws`,
-//! `revguard-sqlite`) and in [`crate::memory`]; the use cases never know which one runs.
+//! `revguard-sqlite`, and the in-memory ones in `revguard-testkit`'s `memory`); the use
+//! cases never know which one runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
