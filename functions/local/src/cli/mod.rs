@@ -57,7 +57,7 @@ enum Command {
     /// Show a sample alert as Slack, Teams and AWS Chatbot get it; with webhook URLs, post
     /// it to them once, to check the setup.
     ChatTest(chat_test::ChatTestArgs),
-    /// The whole pipeline on a simulated clock: 9 days of seeded synthetic traffic with
+    /// The whole pipeline on a simulated clock: 10 days of seeded synthetic traffic with
     /// incidents on the last day, through the real ingress, worker and detector.
     Demo(demo::DemoArgs),
     /// Print the event log's counts by status and the queue depth as JSON.
