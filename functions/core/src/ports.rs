@@ -717,3 +717,68 @@ pub trait BackfillCursor: Send + Sync {
     /// Moves the cursor to `to`, never back (two overlapping runs never move it back).
     fn advance(&self, to: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// A post owed to an outside destination (a chat app, PagerDuty, one mail address), as
+/// the delivery outbox holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedPost {
+    pub message_id: String,
+    /// `slack`, `teams`, `pagerduty`, `email:<address>`…
+    pub destination: String,
+    /// What to post, as stored when it was owed.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// What one attempt at a post came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostOutcome {
+    Delivered,
+    /// Try again at this time (unix milliseconds).
+    RetryAt {
+        at_ms: i64,
+        error: String,
+    },
+    /// Never again (a rejected URL, or the attempts are spent).
+    GiveUp {
+        error: String,
+    },
+}
+
+/// Why a post failed, said without its URL, key or credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostFailure {
+    pub error: String,
+    /// Whether trying again may help (a timeout, 408, 429, 5xx).
+    pub retry: bool,
+    /// What the far end asked for (a 429's `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+/// The delivery outbox: posts owed to outside destinations, each tried until it is
+/// delivered or given up.
+pub trait PostOutbox: Send + Sync {
+    /// Posts due at `now_ms`, oldest first, at most `limit`.
+    fn due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OwedPost>, StoreError>> + Send;
+
+    /// Records one attempt at a post.
+    fn record(
+        &self,
+        post: &OwedPost,
+        outcome: PostOutcome,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The earliest next attempt of a post still owed, if any.
+    fn next_attempt_ms(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+}
+
+/// Posts to the outside world: one attempt at one owed post.
+pub trait Poster: Send + Sync {
+    fn post(&self, post: &OwedPost) -> impl Future<Output = Result<(), PostFailure>> + Send;
+}

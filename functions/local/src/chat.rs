@@ -22,13 +22,12 @@ use std::time::Duration;
 use revguard_core::domain::billing::Notification;
 use revguard_core::domain::chat::ChatApp;
 use revguard_core::domain::detector::alerts::AlertMessage;
-use revguard_core::ports::{PublishError, Publisher};
-use revguard_core::usecases::retry::{seed_of, Backoff};
-use revguard_sqlite::chat::{ChatDelivery, ChatOutcome, OwedDeliveries};
+use revguard_core::ports::{OwedPost, PostFailure, PostOutbox, Poster, PublishError, Publisher};
+use revguard_core::usecases::retry::Backoff;
+use revguard_sqlite::chat::OwedDeliveries;
 use revguard_sqlite::SqliteStore;
 use tokio::sync::Notify;
 
-use crate::delivery::PostFailure;
 use crate::publish::JsonlPublisher;
 use crate::stop::StopSignal;
 
@@ -443,18 +442,30 @@ async fn post(client: &reqwest::Client, url: &reqwest::Url, body: &str) -> Resul
     })
 }
 
+/// The destinations a delivery loop posts to, over one HTTP client.
+struct Posting<'a> {
+    delivery: &'a Delivery,
+    client: &'a reqwest::Client,
+}
+
+impl Poster for Posting<'_> {
+    async fn post(&self, d: &OwedPost) -> Result<(), PostFailure> {
+        send(self.delivery, self.client, d).await
+    }
+}
+
 /// Sends one owed delivery to its destination.
 async fn send(
     delivery: &Delivery,
     client: &reqwest::Client,
-    d: &ChatDelivery,
+    d: &OwedPost,
 ) -> Result<(), PostFailure> {
     let not_configured = || PostFailure {
-        error: format!("no {} destination is configured", d.app),
+        error: format!("no {} destination is configured", d.destination),
         retry: false,
         retry_after: None,
     };
-    match d.app.as_str() {
+    match d.destination.as_str() {
         PAGERDUTY => {
             let pd = delivery.pagerduty.as_ref().ok_or_else(not_configured)?;
             let event = serde_json::from_str(&d.body).map_err(|e| PostFailure {
@@ -503,7 +514,7 @@ pub async fn deliver(store: SqliteStore, delivery: Delivery, wake: Arc<Notify>, 
             _ = stop.wait() => return,
         };
         let wait = match delivered {
-            Ok(()) => match store.next_chat_attempt_ms().await {
+            Ok(()) => match store.next_attempt_ms().await {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 60_000) as u64),
                 Ok(None) => Duration::from_secs(60),
                 Err(_) => Duration::from_secs(5),
@@ -521,47 +532,15 @@ pub async fn deliver(store: SqliteStore, delivery: Delivery, wake: Arc<Notify>, 
     }
 }
 
-/// Posts everything due now, one at a time, and records each outcome.
+/// Tries every post due now (core's delivery use case over the store and these
+/// destinations).
 pub async fn deliver_due(
     store: &SqliteStore,
     delivery: &Delivery,
     client: &reqwest::Client,
 ) -> Result<(), revguard_core::StoreError> {
-    loop {
-        let due = store.due_chat_deliveries(now_ms(), 32).await?;
-        if due.is_empty() {
-            return Ok(());
-        }
-        for d in due {
-            let outcome = attempt(delivery, client, &d).await;
-            store.record_chat_attempt(&d, outcome, now_ms()).await?;
-        }
-    }
-}
-
-async fn attempt(delivery: &Delivery, client: &reqwest::Client, d: &ChatDelivery) -> ChatOutcome {
-    let attempt = d.attempts + 1;
-    match send(delivery, client, d).await {
-        Ok(()) => {
-            tracing::info!(id = %d.message_id, destination = %d.app, attempt, "delivered");
-            ChatOutcome::Delivered
-        }
-        Err(f) if !f.retry || delivery.backoff.gives_up_after(attempt) => {
-            tracing::error!(id = %d.message_id, destination = %d.app, attempt, error = %f.error, "not delivered: given up");
-            ChatOutcome::GiveUp { error: f.error }
-        }
-        Err(f) => {
-            let backoff = delivery
-                .backoff
-                .delay_at_least_half(attempt, seed_of(&d.message_id));
-            let delay = f.retry_after.map_or(backoff, |asked| asked.max(backoff));
-            tracing::warn!(id = %d.message_id, destination = %d.app, attempt, error = %f.error, retry_in_ms = delay.as_millis() as u64, "not delivered yet");
-            ChatOutcome::RetryAt {
-                at_ms: now_ms() + delay.as_millis() as i64,
-                error: f.error,
-            }
-        }
-    }
+    let posting = Posting { delivery, client };
+    revguard_core::usecases::delivery::deliver_due(store, &posting, &delivery.backoff, now_ms).await
 }
 
 /// Posts `m` once to each webhook, with no retry (`revguard chat-test`): what each app

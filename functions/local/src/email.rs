@@ -14,7 +14,7 @@ use revguard_core::domain::detector::alerts::AlertMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::delivery::PostFailure;
+use revguard_core::ports::PostFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailConfigError {

@@ -4,7 +4,6 @@
 pub mod api;
 pub mod chat;
 pub mod consumer;
-mod delivery;
 pub mod demo;
 pub mod detector;
 pub mod digests;

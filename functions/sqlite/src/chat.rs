@@ -3,21 +3,10 @@
 //! published again adds nothing: the row stays after delivery); a delivery loop posts what
 //! is due, and records each outcome with the next attempt's time.
 
-use revguard_core::ports::StoreError;
+use revguard_core::ports::{OwedPost, PostOutbox, PostOutcome, StoreError};
 use rusqlite::params;
 
 use crate::store::SqliteStore;
-
-/// A post that is due.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatDelivery {
-    pub message_id: String,
-    pub app: String,
-    /// The JSON body to post.
-    pub body: String,
-    /// Attempts made so far.
-    pub attempts: u32,
-}
 
 /// Where a delivery stands, for the operator and the tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,21 +17,6 @@ pub struct ChatDeliveryStatus {
     pub delivered: bool,
     pub given_up: bool,
     pub last_error: Option<String>,
-}
-
-/// What one attempt came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChatOutcome {
-    Delivered,
-    /// Try again at this time (unix milliseconds).
-    RetryAt {
-        at_ms: i64,
-        error: String,
-    },
-    /// Never again (a rejected URL, or the attempts are spent).
-    GiveUp {
-        error: String,
-    },
 }
 
 /// A delivery waits behind an earlier one of its thread to the same app that is still
@@ -110,13 +84,11 @@ impl SqliteStore {
         })
         .await
     }
+}
 
-    /// Posts due at `now_ms`, oldest first.
-    pub async fn due_chat_deliveries(
-        &self,
-        now_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<ChatDelivery>, StoreError> {
+/// The delivery outbox of core's delivery use case, over the `chat_deliveries` table.
+impl PostOutbox for SqliteStore {
+    async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OwedPost>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT message_id, app, body, attempts FROM chat_deliveries d
@@ -124,9 +96,9 @@ impl SqliteStore {
                      AND {NOT_BEHIND} ORDER BY next_attempt_ms, seq LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
-                Ok(ChatDelivery {
+                Ok(OwedPost {
                     message_id: r.get(0)?,
-                    app: r.get(1)?,
+                    destination: r.get(1)?,
                     body: r.get(2)?,
                     attempts: r.get(3)?,
                 })
@@ -136,8 +108,7 @@ impl SqliteStore {
         .await
     }
 
-    /// The earliest next attempt of a post still owed, if any.
-    pub async fn next_chat_attempt_ms(&self) -> Result<Option<i64>, StoreError> {
+    async fn next_attempt_ms(&self) -> Result<Option<i64>, StoreError> {
         self.read(|c| {
             c.query_row(
                 &format!(
@@ -151,28 +122,27 @@ impl SqliteStore {
         .await
     }
 
-    /// Records one attempt at a post.
-    pub async fn record_chat_attempt(
+    async fn record(
         &self,
-        delivery: &ChatDelivery,
-        outcome: ChatOutcome,
+        post: &OwedPost,
+        outcome: PostOutcome,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let (message_id, app) = (delivery.message_id.clone(), delivery.app.clone());
+        let (message_id, app) = (post.message_id.clone(), post.destination.clone());
         let now = now_ms / 1000;
         self.write(move |c| {
             match outcome {
-                ChatOutcome::Delivered => c.execute(
+                PostOutcome::Delivered => c.execute(
                     "UPDATE chat_deliveries SET attempts = attempts + 1, delivered_at = ?3, last_error = NULL
                      WHERE message_id = ?1 AND app = ?2",
                     params![message_id, app, now],
                 )?,
-                ChatOutcome::RetryAt { at_ms, error } => c.execute(
+                PostOutcome::RetryAt { at_ms, error } => c.execute(
                     "UPDATE chat_deliveries SET attempts = attempts + 1, next_attempt_ms = ?3, last_error = ?4
                      WHERE message_id = ?1 AND app = ?2",
                     params![message_id, app, at_ms, error],
                 )?,
-                ChatOutcome::GiveUp { error } => c.execute(
+                PostOutcome::GiveUp { error } => c.execute(
                     "UPDATE chat_deliveries SET attempts = attempts + 1, given_up_at = ?3, last_error = ?4
                      WHERE message_id = ?1 AND app = ?2",
                     params![message_id, app, now, error],
@@ -182,7 +152,9 @@ impl SqliteStore {
         })
         .await
     }
+}
 
+impl SqliteStore {
     /// Every delivery, newest first.
     pub fn chat_deliveries(&self) -> Result<Vec<ChatDeliveryStatus>, StoreError> {
         self.read_now(|c| {
@@ -222,22 +194,18 @@ mod tests {
             .add_chat_deliveries("a:1", Some("a"), posts(), 2_000)
             .await
             .unwrap();
-        let due = store.due_chat_deliveries(5_000, 10).await.unwrap();
+        let due = store.due(5_000, 10).await.unwrap();
         assert_eq!(due.len(), 1);
         store
-            .record_chat_attempt(&due[0], ChatOutcome::Delivered, 5_000)
+            .record(&due[0], PostOutcome::Delivered, 5_000)
             .await
             .unwrap();
         store
             .add_chat_deliveries("a:1", Some("a"), posts(), 6_000)
             .await
             .unwrap();
-        assert!(store
-            .due_chat_deliveries(9_000, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(store.next_chat_attempt_ms().await.unwrap(), None);
+        assert!(store.due(9_000, 10).await.unwrap().is_empty());
+        assert_eq!(store.next_attempt_ms().await.unwrap(), None);
         let status = store.chat_deliveries().unwrap();
         assert_eq!(
             (status.len(), status[0].attempts, status[0].delivered),
@@ -254,15 +222,12 @@ mod tests {
             .add_chat_deliveries("a:1", Some("a"), to("pagerduty"), 1_000)
             .await
             .unwrap();
-        let first = store.due_chat_deliveries(1_000, 10).await.unwrap();
-        let retry = ChatOutcome::RetryAt {
+        let first = store.due(1_000, 10).await.unwrap();
+        let retry = PostOutcome::RetryAt {
             at_ms: 9_000,
             error: "HTTP 500".into(),
         };
-        store
-            .record_chat_attempt(&first[0], retry, 1_000)
-            .await
-            .unwrap();
+        store.record(&first[0], retry, 1_000).await.unwrap();
         store
             .add_chat_deliveries("a:2", Some("a"), to("pagerduty"), 2_000)
             .await
@@ -276,11 +241,11 @@ mod tests {
             .await
             .unwrap();
         let due: Vec<(String, String)> = store
-            .due_chat_deliveries(2_000, 10)
+            .due(2_000, 10)
             .await
             .unwrap()
             .into_iter()
-            .map(|d| (d.message_id, d.app))
+            .map(|d| (d.message_id, d.destination))
             .collect();
         assert_eq!(
             due,
@@ -290,22 +255,22 @@ mod tests {
             ]
         );
         // Nothing blocked counts as due: the loop sleeps until the trigger's retry.
-        let b = store.due_chat_deliveries(2_000, 10).await.unwrap();
+        let b = store.due(2_000, 10).await.unwrap();
         for d in &b {
             store
-                .record_chat_attempt(d, ChatOutcome::Delivered, 2_000)
+                .record(d, PostOutcome::Delivered, 2_000)
                 .await
                 .unwrap();
         }
-        assert_eq!(store.next_chat_attempt_ms().await.unwrap(), Some(9_000));
-        let retried = store.due_chat_deliveries(9_000, 10).await.unwrap();
+        assert_eq!(store.next_attempt_ms().await.unwrap(), Some(9_000));
+        let retried = store.due(9_000, 10).await.unwrap();
         assert_eq!(retried.len(), 1);
         assert_eq!(retried[0].message_id, "a:1");
         store
-            .record_chat_attempt(&retried[0], ChatOutcome::Delivered, 9_000)
+            .record(&retried[0], PostOutcome::Delivered, 9_000)
             .await
             .unwrap();
-        let resolve = store.due_chat_deliveries(9_000, 10).await.unwrap();
+        let resolve = store.due(9_000, 10).await.unwrap();
         assert_eq!(resolve[0].message_id, "a:2");
     }
 
@@ -317,35 +282,21 @@ mod tests {
             .add_chat_deliveries("a:1", Some("a"), vec![("teams".into(), "{}".into())], 1_000)
             .await
             .unwrap();
-        let due = store.due_chat_deliveries(1_000, 10).await.unwrap();
-        let retry = ChatOutcome::RetryAt {
+        let due = store.due(1_000, 10).await.unwrap();
+        let retry = PostOutcome::RetryAt {
             at_ms: 4_000,
             error: "HTTP 503".into(),
         };
-        store
-            .record_chat_attempt(&due[0], retry, 1_000)
-            .await
-            .unwrap();
-        assert!(store
-            .due_chat_deliveries(3_999, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(store.next_chat_attempt_ms().await.unwrap(), Some(4_000));
-        let again = store.due_chat_deliveries(4_000, 10).await.unwrap();
+        store.record(&due[0], retry, 1_000).await.unwrap();
+        assert!(store.due(3_999, 10).await.unwrap().is_empty());
+        assert_eq!(store.next_attempt_ms().await.unwrap(), Some(4_000));
+        let again = store.due(4_000, 10).await.unwrap();
         assert_eq!(again[0].attempts, 1);
-        let give_up = ChatOutcome::GiveUp {
+        let give_up = PostOutcome::GiveUp {
             error: "HTTP 404".into(),
         };
-        store
-            .record_chat_attempt(&again[0], give_up, 4_000)
-            .await
-            .unwrap();
-        assert!(store
-            .due_chat_deliveries(i64::MAX, 10)
-            .await
-            .unwrap()
-            .is_empty());
+        store.record(&again[0], give_up, 4_000).await.unwrap();
+        assert!(store.due(i64::MAX, 10).await.unwrap().is_empty());
         let status = &store.chat_deliveries().unwrap()[0];
         assert!(status.given_up && !status.delivered);
         assert_eq!(status.last_error.as_deref(), Some("HTTP 404"));

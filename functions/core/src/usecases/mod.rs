@@ -1,6 +1,7 @@
 //! What revguard does, each once for both backends, over the ports.
 
 pub mod apply_batch;
+pub mod delivery;
 pub mod detector_run;
 pub mod digest;
 pub mod ingest;
