@@ -4,7 +4,7 @@
 //! publish each transition once.
 
 use revguard_aws::{
-    AnomalyEnv, AwsAudit, DynamoAlerts, DynamoCounters, DynamoEventLog, DynamoReadModel,
+    AwsAudit, DetectorEnv, DynamoAlerts, DynamoCounters, DynamoEventLog, DynamoReadModel,
     SnsAlertPublisher, SnsDigestPublisher, SnsNotifier,
 };
 use revguard_core::domain::detector::DetectConfig;
@@ -13,7 +13,7 @@ use revguard_core::usecases::detector_run::ByAudience;
 use revguard_core::usecases::detector_run::Detector;
 use revguard_core::usecases::digest::Period;
 
-pub type Anomaly = Detector<
+pub type LambdaDetector = Detector<
     DynamoCounters,
     DynamoAlerts,
     ByAudience<SnsAlertPublisher, SnsNotifier>,
@@ -23,12 +23,12 @@ pub type Anomaly = Detector<
 >;
 
 /// The detector as the Lambda builds it from its environment, in `main` and in the tests.
-pub fn anomaly(
+pub fn lambda_detector(
     dynamodb: aws_sdk_dynamodb::Client,
     sns: aws_sdk_sns::Client,
-    env: &AnomalyEnv,
+    env: &DetectorEnv,
     config: DetectConfig,
-) -> Anomaly {
+) -> LambdaDetector {
     Detector {
         counters: DynamoCounters::new(dynamodb.clone(), &env.counters_table),
         alerts: DynamoAlerts::new(dynamodb.clone(), &env.alerts_table),
@@ -53,19 +53,19 @@ pub fn anomaly(
 /// With a Stripe API client and the event log, each run audits delivery (see
 /// `revguard_core::usecases::recovery::StripeAudit`).
 pub fn with_audit(
-    mut anomaly: Anomaly,
+    mut detector: LambdaDetector,
     api: Option<revguard_stripe::StripeClient>,
     dynamodb: aws_sdk_dynamodb::Client,
-    env: &AnomalyEnv,
-) -> Anomaly {
+    env: &DetectorEnv,
+) -> LambdaDetector {
     if let (Some(api), Some(events_table)) = (api, &env.events_table) {
-        anomaly.audit = Some(revguard_core::usecases::recovery::StripeAudit {
+        detector.audit = Some(revguard_core::usecases::recovery::StripeAudit {
             api,
             log: DynamoEventLog::new(dynamodb, events_table),
             endpoint_url: env.webhook_url.clone(),
         });
     }
-    anomaly
+    detector
 }
 
 /// The billing digest's scheduled runs: `{"digest": "day"}` or `{"digest": "week"}` in
@@ -92,7 +92,7 @@ impl Digests {
     pub fn new(
         dynamodb: aws_sdk_dynamodb::Client,
         sns: aws_sdk_sns::Client,
-        env: &AnomalyEnv,
+        env: &DetectorEnv,
         policy: revguard_core::domain::billing::BillingPolicy,
     ) -> Result<Self, DigestRunError> {
         let (Some(topic), Some(events_table)) = (&env.digest_topic_arn, &env.events_table) else {
@@ -133,26 +133,27 @@ impl Digests {
     }
 }
 
-/// The anomaly function: the detector, and the digest when it is configured.
-pub struct AnomalyFunction {
-    pub anomaly: Anomaly,
+/// The anomaly function (its deployed name): the detector, and the digest when it is
+/// configured.
+pub struct DetectorFunction {
+    pub detector: LambdaDetector,
     pub digests: Option<Digests>,
 }
 
-impl AnomalyFunction {
+impl DetectorFunction {
     /// As main builds it at cold start: the clients, the delivery audit with a Stripe key
     /// and the event log, the digest with its topic.
     pub async fn from_env(
         sdk: &aws_config::SdkConfig,
-        env: &AnomalyEnv,
+        env: &DetectorEnv,
     ) -> Result<Self, revguard_aws::ConfigError> {
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let sns = aws_sdk_sns::Client::new(sdk);
         // The digest's schedules invoke this function too (`{"digest": "day"}`).
         let digests = Digests::new(dynamodb.clone(), sns.clone(), env, env.policy.clone()).ok();
-        let detector = anomaly(dynamodb.clone(), sns, env, env.detect.clone());
-        let anomaly = with_audit(detector, env.stripe.client(sdk).await?, dynamodb, env);
-        Ok(Self { anomaly, digests })
+        let detector = lambda_detector(dynamodb.clone(), sns, env, env.detect.clone());
+        let detector = with_audit(detector, env.stripe.client(sdk).await?, dynamodb, env);
+        Ok(Self { detector, digests })
     }
 
     /// One invocation at `now` (the wall clock, read by main): a digest when the event
@@ -167,7 +168,7 @@ impl AnomalyFunction {
             let sent = digests.run(period?, scheduled_time(&event, now)).await?;
             return Ok(serde_json::json!({ "digests": sent }));
         }
-        let summary = self.anomaly.run(scheduled_time(&event, now)).await?;
+        let summary = self.detector.run(scheduled_time(&event, now)).await?;
         if !summary.unpublished.is_empty() {
             tracing::error!(
                 unpublished = summary.unpublished.len(),

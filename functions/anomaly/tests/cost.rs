@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use revguard_anomaly::anomaly;
+use revguard_anomaly::lambda_detector;
 use revguard_aws::testing::{dynamodb_item_size, Call, CallLog, MotoStack};
 use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::domain::detector::DetectConfig;
@@ -302,10 +302,10 @@ async fn cost_per_webhook_is_measured() {
         .filter(|c| !c.service.eq_ignore_ascii_case("sqs"))
         .collect();
 
-    let anomaly = anomaly(
+    let anomaly = lambda_detector(
         dynamodb.clone(),
         moto.sns.clone(),
-        &moto.anomaly_env(),
+        &moto.detector_env(),
         DetectConfig::default(),
     );
     anomaly

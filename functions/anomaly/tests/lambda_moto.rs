@@ -3,7 +3,7 @@
 //! topic, with its email and SMS bodies and its attributes.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use revguard_anomaly::{anomaly, Anomaly};
+use revguard_anomaly::{lambda_detector, LambdaDetector};
 use revguard_aws::testing::{drain_queue, MotoStack};
 use revguard_core::domain::billing::BillingPolicy;
 use revguard_core::domain::detector::DetectConfig;
@@ -16,7 +16,7 @@ const NOW: i64 = 1_768_003_200 + 14 * 3600 + 1800; // 2026-01-10 14:30 UTC
 
 struct Stack {
     worker: LambdaWorker,
-    anomaly: Anomaly,
+    anomaly: LambdaDetector,
     sqs: aws_sdk_sqs::Client,
     /// The alerts topic's subscriber (on call).
     subscriber: String,
@@ -34,10 +34,10 @@ async fn stack() -> Stack {
     );
     Stack {
         worker,
-        anomaly: anomaly(
+        anomaly: lambda_detector(
             moto.dynamodb.clone(),
             moto.sns.clone(),
-            &moto.anomaly_env(),
+            &moto.detector_env(),
             DetectConfig::default(),
         ),
         sqs: moto.sqs.clone(),
@@ -262,7 +262,7 @@ async fn faulted_detector(
     MotoStack,
     revguard_aws::faults::FaultInjector,
     LambdaWorker,
-    Anomaly,
+    LambdaDetector,
 ) {
     let (moto, injector) = MotoStack::faulted(seed, rules).await;
     let clean = revguard_aws::testing::moto_config().await;
@@ -275,10 +275,10 @@ async fn faulted_detector(
         revguard_aws::SnsNotifier::new(aws_sdk_sns::Client::new(&clean), &moto.notifications_topic),
         BillingPolicy::default(),
     );
-    let detector = anomaly(
+    let detector = lambda_detector(
         moto.dynamodb.clone(),
         moto.sns.clone(),
-        &moto.anomaly_env(),
+        &moto.detector_env(),
         DetectConfig::default(),
     );
     (moto, injector, worker, detector)
@@ -411,10 +411,10 @@ async fn an_alert_reaches_an_https_subscriber_as_a_chatbot_custom_notification()
         moto.notifier(),
         BillingPolicy::default(),
     );
-    let detector = anomaly(
+    let detector = lambda_detector(
         moto.dynamodb.clone(),
         moto.sns.clone(),
-        &moto.anomaly_env(),
+        &moto.detector_env(),
         DetectConfig::default(),
     );
     let records = vec![

@@ -365,7 +365,7 @@ impl ApiEnv {
 
 /// The anomaly function's configuration, read once at cold start.
 #[derive(Debug, Clone)]
-pub struct AnomalyEnv {
+pub struct DetectorEnv {
     /// Read when a win-back comes due: is the customer subscribed again?
     pub state_table: String,
     pub counters_table: String,
@@ -388,7 +388,7 @@ pub struct AnomalyEnv {
     pub stripe: StripeEnv,
 }
 
-impl AnomalyEnv {
+impl DetectorEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             state_table: required("REVGUARD_STATE_TABLE")?,

@@ -25,7 +25,7 @@ pub use alerts::{DynamoAlerts, SnsAlertPublisher};
 pub use billing::{DynamoBilling, DynamoCounters};
 pub use config::{
     lambda_sdk_config, load_sdk_config, policy_from_env, read_webhook_secrets,
-    stripe_client_from_secret, webhook_secret_loader, AnomalyEnv, ApiEnv, ConfigError, IngressEnv,
+    stripe_client_from_secret, webhook_secret_loader, ApiEnv, ConfigError, DetectorEnv, IngressEnv,
     StripeEnv, WorkerEnv,
 };
 pub use dynamo::DynamoEventLog;

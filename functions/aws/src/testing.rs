@@ -212,8 +212,8 @@ impl MotoStack {
     }
 
     /// The anomaly function's environment as the template sets it for this stack.
-    pub fn anomaly_env(&self) -> crate::AnomalyEnv {
-        crate::AnomalyEnv {
+    pub fn detector_env(&self) -> crate::DetectorEnv {
+        crate::DetectorEnv {
             state_table: self.state_table.clone(),
             counters_table: self.counters_table.clone(),
             alerts_table: self.alerts_table.clone(),

@@ -153,7 +153,7 @@ impl Deployment {
         let mut functions = vec![
             "IngressFunction",
             "WorkerFunction",
-            "AnomalyFunction",
+            "DetectorFunction",
             "ApiFunction",
         ];
         let mut stripe_key_arn = None;
@@ -297,7 +297,7 @@ impl Deployment {
         env
     }
 
-    fn anomaly_env(&self) -> Vec<(&'static str, String)> {
+    fn detector_env(&self) -> Vec<(&'static str, String)> {
         let s = &self.stack;
         let env = vec![
             ("REVGUARD_STATE_TABLE", s.state_table.clone()),
@@ -320,7 +320,7 @@ impl Deployment {
             ("REVGUARD_DIGEST_TOPIC_ARN", s.notifications_topic.clone()),
         ];
         same_names_as_template(
-            "AnomalyFunction",
+            "DetectorFunction",
             &env,
             &["STRIPE_API_KEY_SECRET_ARN"], // only with a Stripe API key
         );
@@ -654,7 +654,7 @@ async fn a_renewal_burst_through_the_built_functions_loses_and_doubles_nothing_u
     let anomaly = Function::start(
         "anomaly",
         0,
-        &deployment.anomaly_env(),
+        &deployment.detector_env(),
         &proxy.url,
         Duration::from_secs(60),
     )
@@ -986,7 +986,7 @@ async fn overlapping_detector_runs_of_the_built_function_publish_each_alert_once
     let anomalies = start_all(
         "anomaly",
         2,
-        &deployment.anomaly_env(),
+        &deployment.detector_env(),
         &proxy.url,
         Duration::from_secs(60),
     )
@@ -1333,7 +1333,7 @@ async fn an_alert_and_a_stack_alarm_each_page_one_incident_through_the_built_pag
     let anomaly = Function::start(
         "anomaly",
         0,
-        &deployment.anomaly_env(),
+        &deployment.detector_env(),
         &proxy.url,
         Duration::from_secs(60),
     )
@@ -1488,7 +1488,7 @@ async fn the_built_anomaly_function_sends_the_day_s_digest_once() {
     let anomaly = Function::start(
         "anomaly",
         0,
-        &deployment.anomaly_env(),
+        &deployment.detector_env(),
         &proxy.url,
         Duration::from_secs(60),
     )

@@ -110,15 +110,15 @@ async fn missed_events_are_backfilled_and_drift_is_reconciled_on_aws() {
     let now = revguard_core::domain::time::unix_now();
     let alerts_queue = subscribed_queue(&stack.sqs, &stack.sns, &stack.alerts_topic).await;
     let anomaly = revguard_anomaly::with_audit(
-        revguard_anomaly::anomaly(
+        revguard_anomaly::lambda_detector(
             stack.dynamodb.clone(),
             stack.sns.clone(),
-            &stack.anomaly_env(),
+            &stack.detector_env(),
             DetectConfig::default(),
         ),
         Some(api.clone()),
         stack.dynamodb.clone(),
-        &stack.anomaly_env(),
+        &stack.detector_env(),
     );
     let plan = anomaly.plan(now + 360).await.unwrap();
     let missing = plan

@@ -1,9 +1,4 @@
-//! `revguard-ops`: the operator commands of a deployed stack, over the same use cases as
-//! the embedded `revguard` — dead letters (the SQS DLQ), replay from the event log, and a
-//! backfill or reconciliation run by hand. Resource names come from flags or from the
-//! environment variables the functions use (the stack's outputs name them).
-
-use std::process::ExitCode;
+//! The commands of `revguard-ops`: the parser, and what each does.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -16,7 +11,7 @@ use revguard_core::ports::DeadLetterAdmin;
     version,
     about = "Operator commands for a deployed revguard stack"
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -98,20 +93,8 @@ fn time(t: Option<String>) -> anyhow::Result<Option<i64>> {
     .transpose()
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber_init();
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("revguard-ops: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Warnings and errors on stderr (`RUST_LOG` to change); stdout carries the answers.
-fn tracing_subscriber_init() {
+pub fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::fmt()
@@ -138,7 +121,7 @@ fn admin(sdk: &aws_config::SdkConfig, queues: &Queues) -> revguard_aws::SqsDeadL
     )
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let sdk = load_sdk_config().await;
     match cli.command {
         Command::DeadLetters { action } => match action {
