@@ -672,7 +672,7 @@ mod tests {
 
     #[test]
     fn a_variable_whose_value_spans_lines_is_one_variable() {
-        let names = template_variables("DetectorFunction");
+        let names = template_variables("AnomalyFunction");
         assert!(
             names.iter().any(|n| n == "REVGUARD_WEBHOOK_URL"),
             "{names:?}"

@@ -153,7 +153,7 @@ impl Deployment {
         let mut functions = vec![
             "IngressFunction",
             "WorkerFunction",
-            "DetectorFunction",
+            "AnomalyFunction",
             "ApiFunction",
         ];
         let mut stripe_key_arn = None;
@@ -320,7 +320,7 @@ impl Deployment {
             ("REVGUARD_DIGEST_TOPIC_ARN", s.notifications_topic.clone()),
         ];
         same_names_as_template(
-            "DetectorFunction",
+            "AnomalyFunction",
             &env,
             &["STRIPE_API_KEY_SECRET_ARN"], // only with a Stripe API key
         );
