@@ -198,6 +198,26 @@ pub struct LogSelection {
     pub by_day_index: bool,
 }
 
+impl LogSelection {
+    /// A replay's selection: one event, or those created in a window, optionally of one
+    /// type. It reads the whole log (never a day index): every event, logged before any
+    /// index or after.
+    pub fn for_replay(
+        event_id: Option<String>,
+        since: Option<i64>,
+        until: Option<i64>,
+        event_type: Option<String>,
+    ) -> Self {
+        Self {
+            event_id,
+            since,
+            until,
+            event_type,
+            by_day_index: false,
+        }
+    }
+}
+
 /// Reading the event log back, for a replay.
 pub trait EventHistory: Send + Sync {
     /// The selected entries, oldest first, at most `limit`, with their stored payloads.
@@ -754,6 +774,20 @@ pub struct PostFailure {
     pub retry: bool,
     /// What the far end asked for (a 429's `Retry-After`).
     pub retry_after: Option<Duration>,
+}
+
+impl PostFailure {
+    /// A destination's refusal, from its HTTP status and its answer (the first 200
+    /// characters: Slack and Teams answer a short reason, PagerDuty a JSON one). Worth
+    /// trying again on 408, 429 and 5xx; any other status says the post itself is wrong.
+    pub fn http(status: u16, answer: &str, retry_after: Option<Duration>) -> Self {
+        let reason: String = answer.chars().take(200).collect();
+        Self {
+            error: format!("HTTP {status}: {}", reason.trim()),
+            retry: status == 408 || status == 429 || (500..600).contains(&status),
+            retry_after,
+        }
+    }
 }
 
 /// The delivery outbox: posts owed to outside destinations, each tried until it is

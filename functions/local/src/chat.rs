@@ -426,20 +426,8 @@ async fn post(client: &reqwest::Client, url: &reqwest::Url, body: &str) -> Resul
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    // Slack and Teams answer a short reason ("no_service", "invalid_payload"); PagerDuty
-    // a JSON one ("Event object is invalid").
-    let reason: String = response
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect();
-    Err(PostFailure {
-        error: format!("HTTP {}: {}", status.as_u16(), reason.trim()),
-        retry: status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error(),
-        retry_after,
-    })
+    let answer = response.text().await.unwrap_or_default();
+    Err(PostFailure::http(status.as_u16(), &answer, retry_after))
 }
 
 /// The destinations a delivery loop posts to, over one HTTP client.

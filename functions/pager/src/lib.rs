@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use revguard_core::domain::detector::alerts::AlertMessage;
+use revguard_core::ports::PostFailure;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -129,22 +130,14 @@ impl Pager {
         if status.is_success() {
             return Ok(());
         }
-        let reason: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        let error = format!("HTTP {}: {}", status.as_u16(), reason.trim());
+        let answer = response.text().await.unwrap_or_default();
         // 429 and 5xx pass; any other 4xx says the page itself is wrong, for ever.
-        Err(
-            if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
-                PageFailure::Retry(error)
-            } else {
-                PageFailure::Refused(error)
-            },
-        )
+        let failure = PostFailure::http(status.as_u16(), &answer, None);
+        Err(if failure.retry {
+            PageFailure::Retry(failure.error)
+        } else {
+            PageFailure::Refused(failure.error)
+        })
     }
 }
 

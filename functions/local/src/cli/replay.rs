@@ -38,14 +38,12 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         t.map(|t| parse_time(&t).with_context(|| format!("not a time: {t}")))
             .transpose()
     };
-    let selection = revguard_core::ports::LogSelection {
-        event_id: event,
-        since: time(since)?,
-        until: time(until)?,
+    let selection = revguard_core::ports::LogSelection::for_replay(
+        event,
+        time(since)?,
+        time(until)?,
         event_type,
-        // A replay reads the whole log: every event, logged before any index or after.
-        by_day_index: false,
-    };
+    );
     let summary =
         revguard_core::usecases::recovery::replay(&store, &store, &store, &selection).await?;
     let mut line = serde_json::to_value(&summary)?;

@@ -36,6 +36,3 @@ pub use stage::Stage;
 pub use subscription::SubscriptionState;
 
 pub use crate::domain::time::hour_of;
-
-#[cfg(test)]
-mod tests;

@@ -23,6 +23,3 @@ pub use crate::domain::time::hhmm;
 pub use config::{DetectConfig, Rule};
 pub use series::{hours_needed, series_of, Series};
 pub use signals::detect;
-
-#[cfg(test)]
-mod tests;

@@ -155,14 +155,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             event_type,
         } => {
             let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-            let selection = revguard_core::ports::LogSelection {
-                event_id: event,
-                since: time(since)?,
-                until: time(until)?,
+            let selection = revguard_core::ports::LogSelection::for_replay(
+                event,
+                time(since)?,
+                time(until)?,
                 event_type,
-                // A replay reads the whole log: every event, logged before any index or after.
-                by_day_index: false,
-            };
+            );
             let summary = revguard_core::usecases::recovery::replay(
                 &revguard_aws::DynamoEventLog::new(dynamodb.clone(), events_table),
                 &revguard_aws::DynamoBilling::new(dynamodb, state_table, counters_table),

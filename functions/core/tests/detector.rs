@@ -1,9 +1,9 @@
 //! Signals and the alert lifecycle on hand-made counters.
 
-use super::alerts::{plan, render, AlertState, Transition};
-use super::*;
-use crate::domain::metric::Metric;
-use crate::domain::time::hour_of;
+use revguard_core::domain::detector::alerts::{plan, render, AlertState, Transition};
+use revguard_core::domain::detector::*;
+use revguard_core::domain::metric::Metric;
+use revguard_core::domain::time::hour_of;
 
 const H: i64 = 1_767_916_800; // a midnight, 2026-01-09
 

@@ -3,12 +3,12 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use super::access::{access, Verdict};
-use super::event::{BillingEvent, StateLookup};
-use super::hour_of;
-use super::policy::BillingPolicy;
-use super::stage::Stage;
-use super::state::BillingState;
+use revguard_core::domain::billing::access::{access, Verdict};
+use revguard_core::domain::billing::event::{BillingEvent, StateLookup};
+use revguard_core::domain::billing::hour_of;
+use revguard_core::domain::billing::policy::BillingPolicy;
+use revguard_core::domain::billing::stage::Stage;
+use revguard_core::domain::billing::state::BillingState;
 
 const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 const DAY: i64 = 86_400;
@@ -182,7 +182,7 @@ fn a_failed_renewal_opens_a_case_notifies_per_stage_and_recovers() {
         state.counters.get(&(
             false,
             hour_of(T0 + 31 * DAY),
-            crate::domain::metric::Metric::DunningOpened
+            revguard_core::domain::metric::Metric::DunningOpened
         )),
         Some(&1)
     );
@@ -539,7 +539,7 @@ fn findings_history() -> Vec<BillingEvent> {
     ]
 }
 
-fn findings_of(events: &[BillingEvent]) -> Vec<crate::domain::finding::Finding> {
+fn findings_of(events: &[BillingEvent]) -> Vec<revguard_core::domain::finding::Finding> {
     let policy = BillingPolicy::default();
     let mut state = BillingState::default();
     let mut found = Vec::new();
@@ -547,7 +547,8 @@ fn findings_of(events: &[BillingEvent]) -> Vec<crate::domain::finding::Finding> 
         if state.applied.contains(&e.id) {
             continue;
         }
-        let effects = super::decide(e, &state.current(e), &policy).unwrap();
+        let effects =
+            revguard_core::domain::billing::decide(e, &state.current(e), &policy).unwrap();
         found.extend(effects.findings.iter().cloned());
         state.commit(&e.id, effects);
     }
@@ -803,7 +804,7 @@ fn an_immediate_cancellation_ends_access_though_the_period_was_paid() {
 
 #[test]
 fn events_about_a_charge_name_it_for_their_marker_and_others_do_not() {
-    use super::{marker_charge, marker_charge_of_payload, EventKind};
+    use revguard_core::domain::billing::{marker_charge, marker_charge_of_payload, EventKind};
     for (file, event_type) in [
         ("charge.succeeded.json", "charge.succeeded"),
         ("charge.refunded.json", "charge.refunded"),
