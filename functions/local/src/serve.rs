@@ -11,7 +11,7 @@ use revguard_core::{IngestConfig, Ingress, ModeFilter, SecretSet, WebhookSecret}
 use revguard_http::{router, system_clock, App};
 
 use crate::api::{self, ApiState};
-use crate::chat::{AlertPublisher, Destinations, NotificationPublisher};
+use crate::chat::{AlertPublisher, DeliveryOutbox, Destinations, NotificationPublisher};
 use crate::consumer;
 use crate::detector::{self, EmbeddedDetector};
 use crate::publish::JsonlPublisher;
@@ -137,45 +137,8 @@ pub async fn serve(
         )?,
         deliveries: deliveries.clone(),
     };
-    let mut worker = consumer::worker(&store, options.policy.clone(), notifier.clone());
-    match (options.requery, options.stripe.clone()) {
-        (true, Some(api)) => {
-            // The worker runs on a runtime of its own (consumer::run_on_own_thread).
-            let api = api
-                .with_own_connections()
-                .map_err(|e| ServeError::Worker(std::io::Error::other(e.to_string())))?;
-            worker.requery = Some(Box::new(revguard_core::usecases::recovery::StripeRequery {
-                api,
-                ingress: crate::recover::fetched_ingress(&store),
-            }))
-        }
-        (true, None) => {
-            tracing::warn!("--requery needs a Stripe key (--stripe-key): re-query is off")
-        }
-        _ => {}
-    }
-    let sink = JsonlPublisher::to_file("alert", &options.alerts_file).map_err(|source| {
-        ServeError::Notifications {
-            path: options.alerts_file.clone(),
-            source,
-        }
-    })?;
-    let mut detector = detector::detector(
-        &store,
-        options.detect.clone(),
-        AlertPublisher {
-            file: sink,
-            deliveries: deliveries.clone(),
-        },
-        notifier,
-    );
-    if let Some(api) = options.stripe.clone() {
-        detector.audit = Some(revguard_core::usecases::recovery::StripeAudit {
-            api,
-            log: store.clone(),
-            endpoint_url: options.webhook_url.clone(),
-        });
-    }
+    let worker = embedded_worker(&store, &options, notifier.clone())?;
+    let detector = embedded_detector(&store, &options, &deliveries, notifier)?;
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
         .map_err(|source| ServeError::Bind {
@@ -197,28 +160,7 @@ pub async fn serve(
         );
     }
 
-    let mut routes = router(app.clone());
-    if options.api_token.is_some() || local.ip().is_loopback() {
-        let api_state = ApiState {
-            store: store.clone(),
-            policy: options.policy.clone(),
-            token: options.api_token.clone(),
-            clock: system_clock(),
-            rejections: Some({
-                let app = app.clone();
-                Arc::new(move || {
-                    app.rejections
-                        .snapshot()
-                        .into_iter()
-                        .map(|(code, n)| (code.to_owned(), n))
-                        .collect()
-                })
-            }),
-        };
-        routes = routes.merge(api::router(Arc::new(api_state)));
-    } else {
-        tracing::warn!("the operator API is off: it holds billing data and needs REVGUARD_API_TOKEN off loopback");
-    }
+    let routes = routes(app, &store, &options, local);
     println!(
         "notifications go to {}, alerts to {}",
         options.notifications_file.display(),
@@ -227,28 +169,7 @@ pub async fn serve(
 
     let stop = StopSignal::default();
     let purger = tokio::spawn(purge_expired_hourly(store.clone()));
-    let digesting = if options.digests.is_empty() {
-        None
-    } else {
-        let file = JsonlPublisher::to_file("digest", &options.digests_file).map_err(|source| {
-            ServeError::Notifications {
-                path: options.digests_file.clone(),
-                source,
-            }
-        })?;
-        println!("digests go to {}", options.digests_file.display());
-        Some(tokio::spawn(crate::digests::every_ten_minutes(
-            store.clone(),
-            crate::digests::DigestSchedule {
-                periods: options.digests.clone(),
-                publisher: crate::digests::DigestPublisher {
-                    file,
-                    deliveries: deliveries.clone(),
-                },
-                policy: options.policy.clone(),
-            },
-        )))
-    };
+    let digesting = start_digests(&store, &options, &deliveries)?;
     let delivery_task = deliveries.map(|outbox| {
         println!("{}", options.destinations.described());
         tokio::spawn(crate::chat::deliver(
@@ -287,6 +208,128 @@ pub async fn serve(
     store.close();
     tracing::info!("stopped");
     result
+}
+
+/// The worker, with re-query through Stripe when asked for and a key is given.
+fn embedded_worker(
+    store: &SqliteStore,
+    options: &ServeOptions,
+    notifier: NotificationPublisher,
+) -> Result<consumer::EmbeddedWorker, ServeError> {
+    let mut worker = consumer::worker(store, options.policy.clone(), notifier);
+    match (options.requery, options.stripe.clone()) {
+        (true, Some(api)) => {
+            // The worker runs on a runtime of its own (consumer::run_on_own_thread).
+            let api = api
+                .with_own_connections()
+                .map_err(|e| ServeError::Worker(std::io::Error::other(e.to_string())))?;
+            worker.requery = Some(Box::new(revguard_core::usecases::recovery::StripeRequery {
+                api,
+                ingress: crate::recover::fetched_ingress(store),
+            }))
+        }
+        (true, None) => {
+            tracing::warn!("--requery needs a Stripe key (--stripe-key): re-query is off")
+        }
+        _ => {}
+    }
+    Ok(worker)
+}
+
+/// The detector: alerts to the alerts file and the destinations, win-backs to the team,
+/// and the completeness audit with a Stripe key.
+fn embedded_detector(
+    store: &SqliteStore,
+    options: &ServeOptions,
+    deliveries: &Option<DeliveryOutbox>,
+    notifier: NotificationPublisher,
+) -> Result<EmbeddedDetector, ServeError> {
+    let sink = JsonlPublisher::to_file("alert", &options.alerts_file).map_err(|source| {
+        ServeError::Notifications {
+            path: options.alerts_file.clone(),
+            source,
+        }
+    })?;
+    let mut detector = detector::detector(
+        store,
+        options.detect.clone(),
+        AlertPublisher {
+            file: sink,
+            deliveries: deliveries.clone(),
+        },
+        notifier,
+    );
+    if let Some(api) = options.stripe.clone() {
+        detector.audit = Some(revguard_core::usecases::recovery::StripeAudit {
+            api,
+            log: store.clone(),
+            endpoint_url: options.webhook_url.clone(),
+        });
+    }
+    Ok(detector)
+}
+
+/// The webhook route, and the operator API and dashboard where they may be served:
+/// on loopback, or with a token.
+fn routes(
+    app: Arc<App<SqliteStore, SqliteStore>>,
+    store: &SqliteStore,
+    options: &ServeOptions,
+    local: SocketAddr,
+) -> axum::Router {
+    let mut routes = router(app.clone());
+    if options.api_token.is_some() || local.ip().is_loopback() {
+        let api_state = ApiState {
+            store: store.clone(),
+            policy: options.policy.clone(),
+            token: options.api_token.clone(),
+            clock: system_clock(),
+            rejections: Some({
+                let app = app.clone();
+                Arc::new(move || {
+                    app.rejections
+                        .snapshot()
+                        .into_iter()
+                        .map(|(code, n)| (code.to_owned(), n))
+                        .collect()
+                })
+            }),
+        };
+        routes = routes.merge(api::router(Arc::new(api_state)));
+    } else {
+        tracing::warn!("the operator API is off: it holds billing data and needs REVGUARD_API_TOKEN off loopback");
+    }
+    routes
+}
+
+/// The digests' schedule, when any period is asked for.
+fn start_digests(
+    store: &SqliteStore,
+    options: &ServeOptions,
+    deliveries: &Option<DeliveryOutbox>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    Ok(if options.digests.is_empty() {
+        None
+    } else {
+        let file = JsonlPublisher::to_file("digest", &options.digests_file).map_err(|source| {
+            ServeError::Notifications {
+                path: options.digests_file.clone(),
+                source,
+            }
+        })?;
+        println!("digests go to {}", options.digests_file.display());
+        Some(tokio::spawn(crate::digests::every_ten_minutes(
+            store.clone(),
+            crate::digests::DigestSchedule {
+                periods: options.digests.clone(),
+                publisher: crate::digests::DigestPublisher {
+                    file,
+                    deliveries: deliveries.clone(),
+                },
+                policy: options.policy.clone(),
+            },
+        )))
+    })
 }
 
 async fn detect_every(detector: EmbeddedDetector, every: Duration) {
