@@ -378,7 +378,7 @@ for what, needle in (("webhooks accepted and rejected", '"4xx"'), ("queue depth"
     check(needle in text, f"the dashboard shows {what}")
 retries = res["CommitRetriesMetric"]["Properties"]
 check(ref(retries["LogGroupName"]) == "WorkerLogs" and "commit retried" in retries["FilterPattern"],
-      "commit retries are counted from the worker's log line (core/src/worker.rs: \"commit retried\")")
+      "commit retries are counted from the worker's log line (core/src/usecases/apply_batch.rs: \"commit retried\")")
 
 for kind, prop in (("AWS::DynamoDB::Table", "TableName"), ("AWS::SQS::Queue", "QueueName"), ("AWS::SNS::Topic", "TopicName")):
     check(all(prop not in r["Properties"] for r in of_type(kind).values()), f"no hard-coded {prop}")

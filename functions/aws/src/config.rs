@@ -24,6 +24,8 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    #[error("no Stripe API key: set STRIPE_API_KEY_SECRET_ARN or STRIPE_API_KEY (the template's ExistingStripeApiKeySecretArn or StripeApiKey)")]
+    NoStripeKey,
 }
 
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
@@ -73,14 +75,10 @@ pub struct IngressEnv {
 
 impl IngressEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let webhook_secret_arn = optional("STRIPE_WEBHOOK_SECRET_ARN");
-        let webhook_secret = match &webhook_secret_arn {
-            Some(_) => None,
-            None => Some(parse_secrets(
-                "STRIPE_WEBHOOK_SECRET",
-                &required("STRIPE_WEBHOOK_SECRET")?,
-            )?),
-        };
+        let (webhook_secret_arn, webhook_secret) = webhook_secret_source(
+            optional("STRIPE_WEBHOOK_SECRET_ARN"),
+            optional("STRIPE_WEBHOOK_SECRET"),
+        )?;
         Ok(Self {
             events_table: required("REVGUARD_EVENTS_TABLE")?,
             queue_url: required("REVGUARD_QUEUE_URL")?,
@@ -132,6 +130,19 @@ impl IngressEnv {
             (None, Some(secrets)) => Ok(secrets.clone()),
             (None, None) => Err(ConfigError::Missing("STRIPE_WEBHOOK_SECRET")),
         }
+    }
+}
+
+/// Where the signing secrets come from: the secret the ARN names (how the template
+/// deploys them) wins; else the variable's value, which must then be set and well formed.
+fn webhook_secret_source(
+    arn: Option<String>,
+    value: Option<String>,
+) -> Result<(Option<String>, Option<revguard_core::SecretSet>), ConfigError> {
+    match (arn, value) {
+        (Some(arn), _) => Ok((Some(arn), None)),
+        (None, Some(value)) => Ok((None, Some(parse_secrets("STRIPE_WEBHOOK_SECRET", &value)?))),
+        (None, None) => Err(ConfigError::Missing("STRIPE_WEBHOOK_SECRET")),
     }
 }
 
@@ -472,8 +483,22 @@ pub struct StripeEnv {
 
 impl StripeEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let key_secret_arn = optional("STRIPE_API_KEY_SECRET_ARN");
-        let key = match (&key_secret_arn, optional("STRIPE_API_KEY")) {
+        Self::parse(
+            optional("STRIPE_API_BASE"),
+            optional("STRIPE_API_KEY_SECRET_ARN"),
+            optional("STRIPE_API_KEY"),
+        )
+    }
+
+    /// The settings from the variables' values: the ARN wins over a key; a key is checked
+    /// for its shape now, so that a malformed one fails the cold start naming the variable
+    /// (and never showing the value).
+    pub fn parse(
+        api_base: Option<String>,
+        key_secret_arn: Option<String>,
+        key: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let key = match (&key_secret_arn, key) {
             (None, Some(key)) => Some(ApiKey::new(key).map_err(|e| ConfigError::Invalid {
                 name: "STRIPE_API_KEY",
                 reason: e.to_string(),
@@ -481,16 +506,23 @@ impl StripeEnv {
             _ => None,
         };
         Ok(Self {
-            api_base: optional("STRIPE_API_BASE")
-                .unwrap_or_else(|| revguard_stripe::DEFAULT_API_BASE.to_owned()),
+            api_base: api_base.unwrap_or_else(|| revguard_stripe::DEFAULT_API_BASE.to_owned()),
             key_secret_arn,
             key,
         })
     }
 
-    /// Whether a key is configured (its secret may still turn out empty).
-    pub fn has_key(&self) -> bool {
-        self.key_secret_arn.is_some() || self.key.is_some()
+    /// The Stripe API client, for a job that cannot run without one: an error that says
+    /// which setting is missing, or that the secret named is empty.
+    pub async fn required_client(&self, sdk: &SdkConfig) -> Result<StripeClient, ConfigError> {
+        match self.client(sdk).await? {
+            Some(client) => Ok(client),
+            None if self.key_secret_arn.is_some() => Err(ConfigError::Invalid {
+                name: "STRIPE_API_KEY_SECRET_ARN",
+                reason: "the secret is empty".into(),
+            }),
+            None => Err(ConfigError::NoStripeKey),
+        }
     }
 
     /// The Stripe API client: with the key in the secret, read now and again whenever
@@ -581,6 +613,48 @@ impl KeySource for SecretKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_stripe_key_fails_naming_the_variable_and_never_showing_the_value() {
+        let err = StripeEnv::parse(None, None, Some("pk_test_publishable_is_not_enough".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("STRIPE_API_KEY"), "{err}");
+        assert!(!err.to_string().contains("publishable_is"), "{err}");
+        // The ARN wins: the key variable is then not read at all.
+        let env = StripeEnv::parse(
+            None,
+            Some("arn:aws:secretsmanager:x".into()),
+            Some("junk".into()),
+        )
+        .unwrap();
+        assert!(env.key.is_none() && env.key_secret_arn.is_some());
+        let env = StripeEnv::parse(None, None, Some("sk_test_fine".into())).unwrap();
+        assert!(env.key.is_some());
+        assert_eq!(env.api_base, revguard_stripe::DEFAULT_API_BASE);
+        assert!(!format!("{env:?}").contains("sk_test_fine"));
+    }
+
+    #[test]
+    fn the_webhook_secret_arn_wins_over_the_variable() {
+        let (arn, secrets) = webhook_secret_source(
+            Some("arn:aws:secretsmanager:x".into()),
+            Some("whsec_a".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            (arn.as_deref(), secrets),
+            (Some("arn:aws:secretsmanager:x"), None)
+        );
+        let (arn, secrets) = webhook_secret_source(None, Some("whsec_a,whsec_b".into())).unwrap();
+        assert!(arn.is_none());
+        assert_eq!(secrets.map(|s| s.iter().count()), Some(2));
+        assert_eq!(
+            webhook_secret_source(None, None).unwrap_err(),
+            ConfigError::Missing("STRIPE_WEBHOOK_SECRET")
+        );
+        let bad = webhook_secret_source(None, Some("not_a_secret".into())).unwrap_err();
+        assert!(bad.to_string().contains("STRIPE_WEBHOOK_SECRET"), "{bad}");
+    }
 
     #[test]
     fn a_secret_the_function_may_not_decrypt_names_the_parameter_that_fixes_it() {

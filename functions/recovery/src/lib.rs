@@ -34,9 +34,7 @@ pub async fn recovery_from_env(
     sdk: &aws_config::SdkConfig,
     env: &RecoveryEnv,
 ) -> Result<Recovery, ConfigError> {
-    let api = env.stripe.client(sdk).await?.ok_or(ConfigError::Missing(
-        "STRIPE_API_KEY_SECRET_ARN or STRIPE_API_KEY (the template's StripeApiKey or ExistingStripeApiKeySecretArn)",
-    ))?;
+    let api = env.stripe.required_client(sdk).await?;
     Ok(Recovery::new(
         api,
         aws_sdk_dynamodb::Client::new(sdk),

@@ -6,7 +6,8 @@
 //!
 //! The win-back is decided by the detector, which alone knows when it comes due and
 //! whether the customer came back, and goes through the detector's alert outbox, whose
-//! lease and version keep it to one message; [`ByAudience`] then sends that message to
+//! lease and version keep it to one message; the detector run's `ByAudience`
+//! ([`crate::usecases::detector_run::ByAudience`]) then sends that message to
 //! the team as a [`Notification`] instead of to on call.
 
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! Deciding one event: `decide(event, current state, policy) -> effects`, pure.
 //!
 //! The worker use case ([`crate::usecases::apply_batch`]) loads the [`Current`] state named by
-//! [`keys_of`], calls [`decide`], and commits the effects with the event's "applied"
+//! [`keys_of`](super::event::keys_of), calls [`decide`], and commits the effects with the event's "applied"
 //! marker in one transaction.
 
 use serde_json::{json, Value};

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::ports::{ApiError, EventLog, Queue, QueueError, StoreError};
 use crate::usecases::ingest::{IngestError, Ingress};
 
-/// The event types revguard acts on (see [`EventKind::of`]): what a backfill asks for.
+/// The event types revguard acts on (see [`EventKind::of`](crate::domain::billing::EventKind::of)): what a backfill asks for.
 pub const HANDLED_EVENT_TYPES: [&str; 25] = [
     "customer.subscription.created",
     "customer.subscription.updated",

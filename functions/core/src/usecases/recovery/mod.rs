@@ -1,7 +1,7 @@
 //! Recovery through Stripe's API, for what webhooks alone lose: a backfill of missed
 //! events, and a reconciliation of subscriptions with Stripe's current objects.
 //!
-//! Both feed what they fetch through the ingress use case ([`Ingress::ingest_fetched`]),
+//! Both feed what they fetch through the ingress use case ([`Ingress::ingest_fetched`](crate::usecases::ingest::Ingress::ingest_fetched)),
 //! so the worker applies it exactly as it applies a delivery: an event already in the
 //! event log is a duplicate, and a reconciliation snapshot is ordered after everything
 //! revguard holds, never before.
