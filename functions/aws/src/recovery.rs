@@ -101,9 +101,8 @@ pub struct Recovery {
     pub read: DynamoReadModel,
     pub alerts: DynamoAlerts,
     dynamodb: aws_sdk_dynamodb::Client,
+    /// Its settings, the billing policy among them (for the stages of open dunning cases).
     env: RecoveryEnv,
-    /// The billing policy, for the stages of open dunning cases.
-    pub policy: revguard_core::domain::billing::BillingPolicy,
 }
 
 impl Recovery {
@@ -131,7 +130,6 @@ impl Recovery {
             api,
             dynamodb,
             env: env.clone(),
-            policy: env.policy.clone(),
         }
     }
 
@@ -173,7 +171,7 @@ impl Recovery {
             &self.read,
             &self.ingress,
             &self.alerts,
-            &self.policy,
+            &self.env.policy,
             settings,
             now,
         )
