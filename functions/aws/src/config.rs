@@ -499,10 +499,7 @@ impl StripeEnv {
         key: Option<String>,
     ) -> Result<Self, ConfigError> {
         let key = match (&key_secret_arn, key) {
-            (None, Some(key)) => Some(ApiKey::new(key).map_err(|e| ConfigError::Invalid {
-                name: "STRIPE_API_KEY",
-                reason: e.to_string(),
-            })?),
+            (None, Some(key)) => Some(api_key(key)?),
             _ => None,
         };
         Ok(Self {
@@ -538,12 +535,7 @@ impl StripeEnv {
                 )
                 .await
             }
-            (None, Some(key)) => StripeClient::new(&self.api_base, key.clone())
-                .map(Some)
-                .map_err(|e| ConfigError::Invalid {
-                    name: "STRIPE_API_BASE",
-                    reason: e.to_string(),
-                }),
+            (None, Some(key)) => stripe_client(&self.api_base, key.clone()).map(Some),
             (None, None) => Ok(None),
         }
     }
@@ -565,20 +557,27 @@ pub async fn stripe_client_from_secret(
         reason,
     })?;
     match key {
-        Some(key) => Ok(Some(stripe_client(base, key)?.with_key_source(source))),
+        Some(key) => Ok(Some(
+            stripe_client(base, api_key(key)?)?.with_key_source(source),
+        )),
         None => Ok(None),
     }
 }
 
-fn stripe_client(base: &str, key: String) -> Result<StripeClient, ConfigError> {
-    let invalid = |name: &'static str| {
-        move |e: revguard_stripe::ConfigError| ConfigError::Invalid {
-            name,
-            reason: e.to_string(),
-        }
-    };
-    let key = ApiKey::new(key).map_err(invalid("STRIPE_API_KEY"))?;
-    StripeClient::new(base, key).map_err(invalid("STRIPE_API_BASE"))
+/// A key checked for its shape; what is wrong is said, never the value.
+fn api_key(key: String) -> Result<ApiKey, ConfigError> {
+    ApiKey::new(key).map_err(|e| ConfigError::Invalid {
+        name: "STRIPE_API_KEY",
+        reason: e.to_string(),
+    })
+}
+
+/// The client for a checked key; a malformed base URL names its variable.
+fn stripe_client(base: &str, key: ApiKey) -> Result<StripeClient, ConfigError> {
+    StripeClient::new(base, key).map_err(|e| ConfigError::Invalid {
+        name: "STRIPE_API_BASE",
+        reason: e.to_string(),
+    })
 }
 
 /// The Stripe key's secret in Secrets Manager.
