@@ -52,8 +52,8 @@ def function_statements(name):
 
 
 check(set(functions) == {"IngressFunction", "WorkerFunction", "AnomalyFunction", "ApiFunction", "BackfillFunction", "ReconcileFunction",
-                         "PagerFunction"},
-      "seven functions: ingress, worker, anomaly, api, the recovery jobs backfill and reconcile, and the pager")
+                         "PagerFunction", "EventBridgeFunction"},
+      "eight functions: ingress, worker, anomaly, api, the recovery jobs backfill and reconcile, the pager, and the EventBridge door")
 for name, f in functions.items():
     p = f["Properties"]
     check(f.get("Metadata", {}).get("BuildMethod") == "rust-cargolambda", f"{name} is built by SAM with rust-cargolambda")
@@ -364,6 +364,9 @@ body, names = res["HealthDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
 known = set(res) | set(names) | {"AWS::Region", "AWS::StackName"}
 referenced = set(re.findall(r"\$\{([^}]+)\}", body))
 check(referenced <= known, f"the dashboard names only the stack's resources: {sorted(referenced - known)}")
+# The EventBridge door's widgets join when it is on: checked as JSON with them.
+door_widgets = names.get("EventBridgeWidgets", {}).get("Fn::If", [None, {"Fn::Sub": ["", {}]}, ""])[1]["Fn::Sub"][0]
+body = body.replace("${EventBridgeWidgets}", door_widgets)
 try:
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
 except ValueError as e:
@@ -416,6 +419,9 @@ needs = {
     "AWS::IAM::ManagedPolicy": ["iam:CreatePolicy", "iam:DeletePolicy"],
     "AWS::Chatbot::SlackChannelConfiguration": ["chatbot:CreateSlackChannelConfiguration"],
     "AWS::Chatbot::MicrosoftTeamsChannelConfiguration": ["chatbot:CreateMicrosoftTeamsChannelConfiguration"],
+    "AWS::Events::EventBus": ["events:CreateEventBus", "events:DeleteEventBus"],
+    "AWS::Events::Rule": ["events:PutRule", "events:PutTargets", "events:DeleteRule", "events:RemoveTargets"],
+    "AWS::Lambda::EventInvokeConfig": ["lambda:PutFunctionEventInvokeConfig", "lambda:DeleteFunctionEventInvokeConfig"],
 }
 for kind in sorted({r["Type"] for r in res.values()}):
     check(kind in needs and set(needs[kind]) <= ci_actions,
@@ -497,11 +503,15 @@ PHYSICAL_NAMES = {
     "AWS::CloudWatch::Dashboard": ("DashboardName", "account"),
     "AWS::Chatbot::SlackChannelConfiguration": ("ConfigurationName", "account"),
     "AWS::Chatbot::MicrosoftTeamsChannelConfiguration": ("ConfigurationName", "account"),
+    # Unique on its bus; the bus is the stack's own partner bus, so the region stands in.
+    "AWS::Events::Rule": ("Name", "region"),
 }
 # Types whose names are not unique or are scoped inside another resource of the stack.
 NAMELESS = {"AWS::SQS::QueuePolicy", "AWS::SNS::Subscription", "AWS::Lambda::Url", "AWS::Lambda::Permission",
             "AWS::Lambda::EventSourceMapping", "AWS::Logs::MetricFilter", "AWS::ApiGatewayV2::Api",
-            "AWS::ApiGatewayV2::Stage"}
+            "AWS::ApiGatewayV2::Stage", "AWS::Lambda::EventInvokeConfig",
+            # Named by Stripe: the partner event source's own name, one per event destination.
+            "AWS::Events::EventBus"}
 unclassified = sorted({r["Type"] for r in cfn_res.values()} - set(PHYSICAL_NAMES) - NAMELESS)
 check(not unclassified, f"every resource type of the translated template is classified by where its name is unique: {unclassified}")
 
@@ -757,6 +767,61 @@ def cycle_from(start):
 
 cycles = [c for c in (cycle_from(n) for n in sorted(graph)) if c]
 check(not cycles, f"no dependency cycle between resources: {' -> '.join(cycles[0]) if cycles else ''}")
+
+# ---- The EventBridge door --------------------------------------------------------------
+door = functions["EventBridgeFunction"]
+door_p = door["Properties"]
+check(door.get("Condition") == "HasStripeEventSource" and params["StripeEventSourceName"].get("Default") == "",
+      "the EventBridge door is off unless a partner event source is named")
+for name in ("StripeEventsRule", "EventBridgeDeadLetterQueue", "EventBridgeDeadLetterQueuePolicy", "EventBridgeInvokePermission",
+             "EventBridgeDeadLettersWaiting", "EventBridgeLogs"):
+    check(res[name].get("Condition") == "HasStripeEventSource", f"{name} exists only with the door")
+bus = res["StripeEventBus"]
+check(bus.get("Condition") == "CreateStripeEventBus" and ref(bus["Properties"]["Name"]) == "StripeEventSourceName"
+      and ref(bus["Properties"]["EventSourceName"]) == "StripeEventSourceName",
+      "the partner event bus is named after its source (which associates it), unless it already exists")
+rule = res["StripeEventsRule"]["Properties"]
+bus_name = rule["EventBusName"].get("Fn::If", [])
+check(bus_name[:1] == ["CreateStripeEventBus"] and ref(bus_name[1]) == "StripeEventBus" and ref(bus_name[2]) == "StripeEventSourceName",
+      "the rule is on the partner event bus")
+check(rule["EventPattern"] == {"source": [{"prefix": "aws.partner/stripe.com/"}]}, "the rule matches Stripe's partner events")
+targets = rule["Targets"]
+check(len(targets) == 1 and getatt(targets[0]["Arn"]) == "EventBridgeFunction", "the rule has one target: the EventBridge function")
+check(getatt(targets[0].get("DeadLetterConfig", {}).get("Arn")) == "EventBridgeDeadLetterQueue"
+      and targets[0].get("RetryPolicy", {}).get("MaximumEventAgeInSeconds") == 86400,
+      "the rule's target retries for a day, then dead-letters to the door's queue")
+perm = res["EventBridgeInvokePermission"]["Properties"]
+check(perm["Principal"] == "events.amazonaws.com" and getatt(perm["SourceArn"]) == "StripeEventsRule"
+      and ref(perm["FunctionName"]) == "EventBridgeFunction" and perm["Action"] == "lambda:InvokeFunction",
+      "least privilege: only the rule may invoke the EventBridge function")
+check(not any(getatt(p["Properties"].get("FunctionName")) == "EventBridgeFunction" or ref(p["Properties"].get("FunctionName")) == "EventBridgeFunction"
+              for k, p in of_type("AWS::Lambda::Permission").items() if k != "EventBridgeInvokePermission"),
+      "no other permission invokes the EventBridge function")
+check("Events" not in door_p, "the EventBridge function has no other event source")
+dlq_statements = res["EventBridgeDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+check(len(dlq_statements) == 1 and dlq_statements[0]["Principal"] == {"Service": "events.amazonaws.com"}
+      and dlq_statements[0]["Action"] == "sqs:SendMessage"
+      and getatt(dlq_statements[0]["Condition"]["ArnEquals"]["aws:SourceArn"]) == "StripeEventsRule",
+      "least privilege: EventBridge may send to the door's dead-letter queue for this rule only")
+invoke_config = res["EventBridgeInvokeConfig"]
+check(getatt(invoke_config["Properties"].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")) == "EventBridgeDeadLetterQueue"
+      and invoke_config.get("Condition") == "HasStripeEventSource" and ref(invoke_config["Properties"]["FunctionName"]) == "EventBridgeFunction"
+      and invoke_config["Properties"]["MaximumRetryAttempts"] == 2,
+      "a function failure is retried twice by Lambda, then dead-lettered to the same queue")
+alarm = res["EventBridgeDeadLettersWaiting"]["Properties"]
+check(getatt(alarm["Dimensions"][0]["Value"]) == "EventBridgeDeadLetterQueue" and alarm["Threshold"] == 0
+      and ref(alarm["AlarmActions"][0]) == "AlertsTopic", "a dead letter of the door alarms the alerts topic")
+door_env = door_p["Environment"]["Variables"]
+ingress_env = functions["IngressFunction"]["Properties"]["Environment"]["Variables"]
+check({k: v for k, v in ingress_env.items() if not k.startswith("STRIPE_WEBHOOK")} == door_env,
+      "the door records into the ingress's event log and queue, with the ingress's modes and payload settings, and no secret")
+door_actions = sorted(a for st in function_statements("EventBridgeFunction") for a in st["Action"])
+check(door_actions == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage", "sqs:SendMessage"]
+      and sorted(getatt(st["Resource"]) for st in function_statements("EventBridgeFunction")) == ["EventBridgeDeadLetterQueue", "EventsQueue", "EventsTable"],
+      f"the door may only record in the event log, enqueue, and dead-letter: {door_actions}")
+dash = json.dumps(res["HealthDashboard"]["Properties"]["DashboardBody"])
+check("FailedInvocations" in dash and "InvocationsSentToDlq" in dash and "EventBridgeWidgets" in dash,
+      "the health dashboard shows the rule's invocations, failures and dead letters when the door is on")
 
 if failures:
     sys.exit(f"{len(failures)} template invariant(s) broken")

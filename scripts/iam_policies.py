@@ -288,6 +288,7 @@ def generated_names(stack):
         "AWS::CloudWatch::Alarm": "AlarmName", "AWS::CloudWatch::Dashboard": "DashboardName",
         "AWS::Chatbot::SlackChannelConfiguration": "ConfigurationName",
         "AWS::Chatbot::MicrosoftTeamsChannelConfiguration": "ConfigurationName",
+        "AWS::Events::EventBus": "Name", "AWS::Events::Rule": "Name",
     }
     for logical_id, resource in stack.template["Resources"].items():
         kind = resource["Type"]
@@ -320,6 +321,13 @@ def generated_names(stack):
             attrs["Arn"] = f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"
         elif kind == "AWS::ApiGatewayV2::Api":
             attrs = {"Ref": "a1b2c3d4e5", "ApiEndpoint": f"https://a1b2c3d4e5.execute-api.{region}.amazonaws.com"}
+        elif kind == "AWS::Events::EventBus":
+            attrs = {"Ref": name, "Name": name, "Arn": f"arn:aws:events:{region}:{account}:event-bus/{name}"}
+        elif kind == "AWS::Events::Rule":
+            bus = stack.value(props.get("EventBusName", "default"))
+            path = name if bus == "default" else f"{bus}/{name}"
+            attrs = {"Ref": name if bus == "default" else f"{bus}|{name}",
+                     "Arn": f"arn:aws:events:{region}:{account}:rule/{path}"}
         elif kind == "AWS::Lambda::Url":
             attrs = {"Ref": name, "FunctionUrl": f"https://{SUFFIX.lower()}.lambda-url.{region}.on.aws/"}
         elif kind.startswith("AWS::Chatbot::"):
@@ -400,6 +408,16 @@ def deploy_calls(stack):
             call(logical_id, "lambda:AddPermission", arn)
         elif kind == "AWS::Lambda::Url":
             call(logical_id, "lambda:CreateFunctionUrlConfig", props["TargetFunctionArn"])
+        elif kind == "AWS::Lambda::EventInvokeConfig":
+            function = props["FunctionName"]
+            arn = function if function.startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{function}"
+            call(logical_id, "lambda:PutFunctionEventInvokeConfig", arn)
+        elif kind == "AWS::Events::EventBus":
+            for action in ["CreateEventBus", "DescribeEventBus"]:
+                call(logical_id, f"events:{action}", attrs["Arn"])
+        elif kind == "AWS::Events::Rule":
+            for action in ["PutRule", "DescribeRule", "PutTargets"]:
+                call(logical_id, f"events:{action}", attrs["Arn"])
         elif kind == "AWS::Lambda::EventSourceMapping":
             function = props["FunctionName"]
             arn = function if function.startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{function}"

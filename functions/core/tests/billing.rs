@@ -842,3 +842,34 @@ fn events_about_a_charge_name_it_for_their_marker_and_others_do_not() {
         None
     );
 }
+
+#[test]
+fn an_eventbridge_delivery_counts_as_delivered_and_a_second_door_adds_nothing() {
+    use revguard_core::domain::message::Via;
+    let mut by_bus = event(
+        "evt_door",
+        "product.created",
+        T0,
+        json!({"id":"prod_1"}),
+        None,
+    );
+    by_bus.via = Via::EventBridge;
+    by_bus.received_at = T0 + 30;
+    let mut by_webhook = by_bus.clone();
+    by_webhook.via = Via::Webhook;
+    by_webhook.received_at = T0 + 90;
+    let mut backfilled = event(
+        "evt_old",
+        "product.created",
+        T0,
+        json!({"id":"prod_2"}),
+        None,
+    );
+    backfilled.via = Via::Backfill;
+    let state = apply_all(&[by_bus, by_webhook, backfilled]);
+    assert_eq!(state.counter(false, "events"), 2);
+    // Received once, through the door that came first, with its lag: the backfilled
+    // event is no delivery.
+    assert_eq!(state.counter(false, "events_received"), 1);
+    assert_eq!(state.counter(false, "lag_sum_secs"), 30);
+}

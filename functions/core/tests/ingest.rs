@@ -276,3 +276,142 @@ async fn refusals_have_codes_and_touch_nothing() {
     assert!(ing.queue.sent().is_empty());
     assert!(ing.log.get("evt_e").is_none());
 }
+
+/// `body` inside EventBridge's envelope, as Stripe's event destination puts it on the bus
+/// at `time` (unix seconds).
+fn bridged(body: &[u8], detail_type: &str, time: i64) -> Vec<u8> {
+    let time = time::OffsetDateTime::from_unix_timestamp(time)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    format!(
+        r#"{{"version":"0","id":"eb-{time}","detail-type":"{detail_type}","source":"aws.partner/stripe.com/ed_test_1","account":"123456789012","time":"{time}","region":"us-east-1","resources":[],"detail":{}}}"#,
+        String::from_utf8_lossy(body)
+    )
+    .into_bytes()
+}
+
+async fn bridge(
+    ing: &Ingress<MemoryEventLog, MemoryQueue>,
+    body: &[u8],
+    now: i64,
+) -> Result<IngestOutcome, IngestError> {
+    ing.ingest_bridged(body, now, &mut IngestContext::default())
+        .await
+}
+
+#[tokio::test]
+async fn an_eventbridge_delivery_is_recorded_under_stripe_s_id_with_the_bus_time() {
+    let ing = ingress(256 * 1024);
+    let body = event("evt_eb", true);
+    // On the bus 1 s after Stripe created it; the function ran 40 s later (a retry).
+    let outcome = bridge(&ing, &bridged(&body, "invoice.paid", NOW - 1), NOW + 40)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        IngestOutcome::Accepted {
+            event_id: "evt_eb".into()
+        }
+    );
+    let rec = ing.log.get("evt_eb").unwrap();
+    assert_eq!(rec.status, EventStatus::Queued);
+    assert_eq!(
+        rec.received_at,
+        NOW - 1,
+        "delivered when it reached the bus"
+    );
+    let sent = ing.queue.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].via, Via::EventBridge);
+    assert_eq!(sent[0].received_at, NOW - 1);
+    // The Stripe event travels as it came, not the envelope.
+    assert_eq!(
+        sent[0].payload,
+        Payload::Inline(String::from_utf8(body).unwrap())
+    );
+}
+
+#[tokio::test]
+async fn an_event_through_both_doors_is_recorded_once_in_either_order() {
+    for webhook_first in [true, false] {
+        let ing = ingress(256 * 1024);
+        let body = event("evt_both", false);
+        let envelope = bridged(&body, "invoice.paid", NOW);
+        let (first, second) = if webhook_first {
+            (
+                deliver(&ing, &body).await.unwrap(),
+                bridge(&ing, &envelope, NOW).await.unwrap(),
+            )
+        } else {
+            (
+                bridge(&ing, &envelope, NOW).await.unwrap(),
+                deliver(&ing, &body).await.unwrap(),
+            )
+        };
+        assert!(matches!(first, IngestOutcome::Accepted { .. }), "{first:?}");
+        assert!(
+            matches!(second, IngestOutcome::Duplicate { .. }),
+            "{second:?}"
+        );
+        // One entry; a second copy of the message at most, which the worker drops as applied.
+        let sent = ing.queue.sent();
+        assert!(sent.iter().all(|m| m.event_id == "evt_both"));
+        assert_eq!(ing.log.get("evt_both").unwrap().status, EventStatus::Queued);
+    }
+}
+
+#[tokio::test]
+async fn what_eventbridge_cannot_vouch_for_is_refused_with_a_code_and_touches_nothing() {
+    let ing = ingress(256 * 1024);
+    let body = event("evt_x", true);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            bridged(&body, "invoice.payment_failed", NOW),
+            "not_a_stripe_eventbridge_event",
+        ),
+        (
+            String::from_utf8(bridged(&body, "invoice.paid", NOW))
+                .unwrap()
+                .replace("aws.partner/stripe.com/", "aws.partner/example.com/")
+                .into_bytes(),
+            "not_a_stripe_eventbridge_event",
+        ),
+        (
+            bridged(
+                br#"{"id":"evt_thin","object":"v2.core.event","type":"v1.invoice.paid","created":"2026-01-01T00:00:00Z","livemode":false}"#,
+                "v1.invoice.paid",
+                NOW,
+            ),
+            "thin_event",
+        ),
+        (
+            bridged(br#"{"object":"event","type":"invoice.paid"}"#, "invoice.paid", NOW),
+            "malformed_body",
+        ),
+        (body.clone(), "not_a_stripe_eventbridge_event"),
+    ];
+    for (envelope, code) in cases {
+        let err = bridge(&ing, &envelope, NOW).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err}");
+        assert!(!err.is_retryable());
+    }
+    assert!(ing.queue.sent().is_empty());
+    assert!(ing.log.get("evt_x").is_none());
+}
+
+#[tokio::test]
+async fn an_eventbridge_delivery_during_an_outage_is_retryable_and_its_retry_records_it() {
+    let ing = ingress(256 * 1024);
+    let envelope = bridged(&event("evt_eb_out", true), "invoice.paid", NOW);
+    ing.queue.down.store(true, Ordering::SeqCst);
+    let err = bridge(&ing, &envelope, NOW).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(ing.log.get("evt_eb_out").is_none());
+    ing.queue.down.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        bridge(&ing, &envelope, NOW + 60).await.unwrap(),
+        IngestOutcome::Accepted { .. }
+    ));
+    assert_eq!(ing.queue.sent().len(), 1);
+}

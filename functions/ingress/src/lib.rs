@@ -1,4 +1,8 @@
-//! The ingress Lambda: the shared webhook router over DynamoDB and SQS.
+//! The ingress Lambdas: the shared webhook router over DynamoDB and SQS, and the
+//! EventBridge door beside it.
+
+pub mod eventbridge;
+pub use eventbridge::BridgeDoor;
 
 use std::sync::Arc;
 

@@ -16,8 +16,9 @@ pub enum Payload {
     InEventLog,
 }
 
-/// How an event reached revguard. Only webhook deliveries say anything about delivery
-/// health (receipt counters, lag); an event fetched from Stripe's API later is applied
+/// How an event reached revguard. Only Stripe's deliveries (a webhook, or Amazon
+/// EventBridge) say anything about delivery health (receipt counters, lag); an event
+/// fetched from Stripe's API later is applied
 /// the same way but not counted as delivered, and a reconciliation snapshot is not a
 /// Stripe event at all, so it is not counted as one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -25,6 +26,8 @@ pub enum Payload {
 pub enum Via {
     #[default]
     Webhook,
+    /// Delivered by Amazon EventBridge from Stripe's partner event source.
+    EventBridge,
     /// Listed from `GET /v1/events` by a backfill.
     Backfill,
     /// Stripe's current object, applied by `reconcile --fix` or a re-query.
@@ -34,9 +37,15 @@ pub enum Via {
 }
 
 impl Via {
+    /// Whether Stripe delivered it (either door): counted as a delivery.
+    pub fn is_delivery(self) -> bool {
+        matches!(self, Via::Webhook | Via::EventBridge)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Via::Webhook => "webhook",
+            Via::EventBridge => "event_bridge",
             Via::Backfill => "backfill",
             Via::Reconcile => "reconcile",
             Via::Replay => "replay",

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod detector;
 pub mod error;
 pub mod event;
+pub mod eventbridge;
 pub mod finding;
 pub mod message;
 pub mod metric;

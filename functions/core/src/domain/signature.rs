@@ -82,6 +82,12 @@ impl SecretSet {
         Self(vec![secret])
     }
 
+    /// No secret: for a door where nothing is signed (Amazon EventBridge). Every
+    /// signature verified against it fails.
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &WebhookSecret> {
         self.0.iter()
     }

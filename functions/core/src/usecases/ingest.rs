@@ -19,6 +19,7 @@
 //! id once.
 
 use crate::domain::event::{EnvelopeError, EventEnvelope};
+use crate::domain::eventbridge::{BridgeError, BridgedEvent};
 use crate::domain::message::{compress, Payload, QueueMessage, Via};
 use crate::domain::signature::{verify, SecretSet, VerifyError, DEFAULT_TOLERANCE_SECS};
 use crate::ports::{
@@ -112,6 +113,8 @@ pub enum IngestError {
     Signature(#[from] VerifyError),
     #[error(transparent)]
     Malformed(#[from] EnvelopeError),
+    #[error(transparent)]
+    NotBridged(#[from] BridgeError),
     #[error("{} events are refused by configuration", if *livemode { "live-mode" } else { "test-mode" })]
     ModeRefused { livemode: bool },
     #[error("the payload is too big to queue or store, even compressed ({0} bytes)")]
@@ -129,6 +132,8 @@ impl IngestError {
             IngestError::TooLarge(_) => "payload_too_large",
             IngestError::Signature(e) => e.code(),
             IngestError::Malformed(_) => "malformed_body",
+            IngestError::NotBridged(BridgeError::ThinEvent(_)) => "thin_event",
+            IngestError::NotBridged(_) => "not_a_stripe_eventbridge_event",
             IngestError::ModeRefused { livemode: true } => "live_mode_refused",
             IngestError::ModeRefused { livemode: false } => "test_mode_refused",
             IngestError::Unstorable(_) => "payload_too_large",
@@ -286,6 +291,38 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
         self.record_and_enqueue(envelope, body, via, now).await
     }
 
+    /// An event Amazon EventBridge delivered from Stripe's partner event source. Nothing
+    /// is signed: AWS carried it from Stripe into this account, and only the bus's rule
+    /// may invoke the function that calls this. Recorded and enqueued as a webhook is,
+    /// under Stripe's event id, so an event that came through both doors is recorded,
+    /// counted and applied once; its delivery moment is the bus's `time`.
+    pub async fn ingest_bridged(
+        &self,
+        body: &[u8],
+        now: i64,
+        context: &mut IngestContext,
+    ) -> Result<IngestOutcome, IngestError> {
+        let bridged = BridgedEvent::parse(body)?;
+        let detail = bridged.detail.get().as_bytes();
+        if detail.len() > self.config.max_body_bytes {
+            return Err(IngestError::TooLarge(detail.len()));
+        }
+        let envelope = EventEnvelope::parse(detail)?;
+        context.event_id = Some(envelope.id.clone());
+        context.event_type = Some(envelope.event_type.clone());
+        context.livemode = Some(envelope.livemode);
+        if envelope.event_type != bridged.detail_type {
+            return Err(BridgeError::TypeMismatch {
+                detail_type: bridged.detail_type,
+                event_type: envelope.event_type,
+            }
+            .into());
+        }
+        let delivered_at = bridged.delivered_at(envelope.created, now);
+        self.record_and_enqueue(envelope, detail, Via::EventBridge, delivered_at)
+            .await
+    }
+
     async fn record_and_enqueue(
         &self,
         envelope: EventEnvelope,
@@ -318,7 +355,7 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
         } else {
             Payload::InEventLog
         };
-        let send_first = fits_inline && via == Via::Webhook;
+        let send_first = fits_inline && via.is_delivery();
         let record = EventRecord {
             event_id: envelope.id.clone(),
             event_type: envelope.event_type.clone(),

@@ -82,7 +82,7 @@ pub fn decide(
 
 impl Decision<'_> {
     /// Counted for every Stripe event, whatever its kind. Receipt, lag and the last
-    /// delivery speak of webhook delivery, so an event fetched later from the API is not
+    /// delivery speak of Stripe's deliveries (webhook or EventBridge), so an event fetched later from the API is not
     /// counted there (a backfill would otherwise read as a burst of late deliveries); a
     /// reconciliation snapshot is no Stripe event and counts nowhere.
     fn count_delivery(&mut self) {
