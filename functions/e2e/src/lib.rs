@@ -62,7 +62,7 @@ pub fn bootstrap(function: &str) -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "no bootstrap for {function} in {}: run the tests with scripts/test, which \
-                 builds them (cargo lambda build --release --x86-64 --bin ingress --bin worker \
+                 builds them (cargo lambda build --release --x86-64 --bin ingress --bin eventbridge --bin worker \
                  --bin anomaly --bin api --bin recovery --bin pager, from the deploy venv), or set REVGUARD_LAMBDA_ARTIFACTS to \
                  sam build's .aws-sam/build",
                 dir.display()
@@ -70,8 +70,12 @@ pub fn bootstrap(function: &str) -> PathBuf {
         })
 }
 
-/// The template's logical id of a function: `ingress` → `IngressFunction`.
+/// The template's logical id of a function: `ingress` → `IngressFunction`,
+/// `eventbridge` → `EventBridgeFunction`.
 pub fn logical_id(function: &str) -> String {
+    if function == "eventbridge" {
+        return "EventBridgeFunction".into();
+    }
     let mut name = function.to_owned();
     name[..1].make_ascii_uppercase();
     format!("{name}Function")

@@ -110,6 +110,7 @@ async fn the_ci_role_allows_what_a_deploy_with_every_option_needs() {
             "SlackWorkspaceId": "T0123", "SlackChannelId": "C0123",
             "TeamsTenantId": "tenant", "TeamsTeamId": "team", "TeamsChannelId": "channel",
             "WebhookFunctionUrl": "true",
+            "StripeEventSourceName": "aws.partner/stripe.com/ed_test_ci",
             "PagerDutyRoutingKey": "0123456789abcdef0123456789abcdef",
         }),
         "every option on",
