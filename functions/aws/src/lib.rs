@@ -32,7 +32,10 @@ pub use dynamo::DynamoEventLog;
 pub use read_model::DynamoReadModel;
 pub use recovery::{AwsAudit, AwsRequery, Recovery, RecoveryEnv};
 pub use sns::{SnsDigestPublisher, SnsNotifier};
-pub use sqs::{SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue, SqsRedelivery};
+pub use sqs::{
+    BridgeRedrive, SqsBridgeDeadLetters, SqsDeadLetterAdmin, SqsDeadLetters, SqsQueue,
+    SqsRedelivery,
+};
 
 /// JSON logs for Lambda (CloudWatch stamps each line), filtered by `RUST_LOG` (default
 /// `info`), with the current span's fields (event id and type) on every line.

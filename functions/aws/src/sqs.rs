@@ -339,3 +339,97 @@ impl revguard_core::ports::DeadLetterAdmin for SqsDeadLetterAdmin {
         Ok(moved)
     }
 }
+
+/// The EventBridge door's dead-letter queue: Stripe events EventBridge could not deliver
+/// to the door's function (the rule's dead letters, the event itself) and events the
+/// function failed on every attempt (Lambda's records, the event in `requestPayload`).
+pub struct SqsBridgeDeadLetters {
+    client: Client,
+    dlq_url: String,
+}
+
+/// What a redrive of the door's dead letters did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BridgeRedrive {
+    /// Recorded and enqueued now.
+    pub recorded: usize,
+    /// Recorded before (through the webhook, a backfill, or an earlier redrive).
+    pub duplicates: usize,
+    /// In a mode the stack refuses.
+    pub refused: usize,
+    /// Left in the queue, with why: not a Stripe event revguard can record.
+    pub kept: Vec<(String, String)>,
+}
+
+/// How long a redrive holds a message it could not record, so that it sees each once.
+const REDRIVE_HOLD_SECS: i32 = 300;
+
+impl SqsBridgeDeadLetters {
+    pub fn new(client: Client, dlq_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            dlq_url: dlq_url.into(),
+        }
+    }
+
+    /// Records every dead letter through `ingress` as the door would have, and deletes
+    /// it once recorded (or known). Stops at the first outage of the event log or the
+    /// queue: what is left stays for the next redrive.
+    pub async fn redrive<L, Q>(
+        &self,
+        ingress: &revguard_core::Ingress<L, Q>,
+        now: i64,
+    ) -> Result<BridgeRedrive, revguard_core::IngestError>
+    where
+        L: revguard_core::EventLog,
+        Q: revguard_core::Queue,
+    {
+        use revguard_core::{IngestError, IngestOutcome};
+        let mut done = BridgeRedrive::default();
+        loop {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(REDRIVE_HOLD_SECS)
+                .send()
+                .await
+                .map_err(|e| IngestError::Queue(QueueError::unavailable(e)))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(done);
+            }
+            for m in messages {
+                let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
+                    continue;
+                };
+                let event = revguard_core::domain::eventbridge::event_of_dead_letter(
+                    m.body().unwrap_or(""),
+                );
+                let mut context = revguard_core::usecases::ingest::IngestContext::default();
+                match ingress
+                    .ingest_bridged(event.as_bytes(), now, &mut context)
+                    .await
+                {
+                    Ok(IngestOutcome::Duplicate { .. }) => done.duplicates += 1,
+                    Ok(_) => done.recorded += 1,
+                    Err(IngestError::ModeRefused { .. }) => done.refused += 1,
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => {
+                        done.kept
+                            .push((id.to_owned(), revguard_core::error_chain(&e)));
+                        continue;
+                    }
+                }
+                self.client
+                    .delete_message()
+                    .queue_url(&self.dlq_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .map_err(|e| IngestError::Queue(QueueError::unavailable(e)))?;
+            }
+        }
+    }
+}

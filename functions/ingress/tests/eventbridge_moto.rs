@@ -237,3 +237,106 @@ async fn a_refused_mode_is_acknowledged_and_a_stranger_is_an_error_for_the_dead_
     assert!(!err.is_retryable());
     assert!(stack.drain().await.is_empty());
 }
+
+/// `revguard-ops eventbridge-redrive`'s work: the door's dead letters (the event as the
+/// rule dead-letters it, and Lambda's record of an invocation that failed every attempt)
+/// recorded and deleted; what is no Stripe event kept, with its reason.
+#[tokio::test]
+async fn the_door_s_dead_letters_are_redriven_once_and_strangers_are_kept() {
+    let stack = Stack::new().await;
+    let sqs = &stack.moto.sqs;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(unique_name("eventbridge-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let (by_rule, _) = example(&unique_name("evt_rule_dl"), "2026-01-10T00:00:02Z");
+    let failed_id = unique_name("evt_lambda_dl");
+    let (failed, _) = example(&failed_id, "2026-01-10T00:00:03Z");
+    let record = serde_json::json!({
+        "version": "1.0", "timestamp": "2026-01-10T00:03:05.000Z",
+        "requestContext": { "requestId": "r-1", "condition": "RetriesExhausted", "approximateInvokeCount": 3,
+                            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:revguard-EventBridgeFunction-x:$LATEST" },
+        "requestPayload": failed,
+        "responseContext": { "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" },
+        "responsePayload": { "errorType": "IngestError", "errorMessage": "the event log failed" },
+    });
+    let mut stranger = failed.clone();
+    stranger["source"] = Value::String("aws.partner/example.com/x".into());
+    for body in [
+        by_rule.to_string(),
+        record.to_string(),
+        record.to_string(),
+        stranger.to_string(),
+    ] {
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let ingress = revguard_core::Ingress::new(
+        revguard_aws::DynamoEventLog::new(
+            stack.moto.dynamodb.clone(),
+            stack.env.events_table.clone(),
+        ),
+        revguard_aws::SqsQueue::new(
+            sqs.clone(),
+            stack.env.queue_url.clone(),
+            stack.env.max_message_bytes,
+        ),
+        IngestConfig::new(SecretSet::none()),
+    );
+    let done = revguard_aws::SqsBridgeDeadLetters::new(sqs.clone(), &dlq)
+        .redrive(&ingress, 1_768_010_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.recorded, done.duplicates, done.refused),
+        (2, 1, 0),
+        "{done:?}"
+    );
+    assert_eq!(done.kept.len(), 1);
+    assert!(
+        done.kept[0].1.contains("not a Stripe partner event source"),
+        "{done:?}"
+    );
+    assert_eq!(
+        stack.item(&failed_id).await.unwrap()["received_at"]
+            .as_n()
+            .unwrap(),
+        "1768003203",
+        "delivered when it reached the bus, hours before the redrive"
+    );
+    let queued: Vec<String> = stack
+        .drain()
+        .await
+        .into_iter()
+        .map(|m| m.event_id)
+        .collect();
+    assert_eq!(
+        queued.len(),
+        3,
+        "the duplicate is a second copy, dropped by the worker"
+    );
+    // Only the stranger is left (held out of sight for a while by the redrive).
+    let left = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let count = |k: aws_sdk_sqs::types::QueueAttributeName| left[&k].parse::<u32>().unwrap();
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        1
+    );
+}

@@ -116,6 +116,24 @@ impl<'a> BridgedEvent<'a> {
     }
 }
 
+#[derive(Deserialize)]
+struct InvocationRecord<'a> {
+    #[serde(borrow, rename = "requestPayload")]
+    request_payload: Option<&'a RawValue>,
+}
+
+/// The EventBridge event a dead letter of the door holds: the event itself (what the rule
+/// could not deliver) or, inside Lambda's record of an invocation that failed every
+/// attempt, its `requestPayload`.
+pub fn event_of_dead_letter(body: &str) -> &str {
+    match serde_json::from_str::<InvocationRecord<'_>>(body) {
+        Ok(InvocationRecord {
+            request_payload: Some(payload),
+        }) => payload.get(),
+        _ => body,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +189,16 @@ mod tests {
             BridgedEvent::parse(br#"{"source":"aws.partner/stripe.com/ed_1"}"#).unwrap_err(),
             BridgeError::MissingField("detail")
         );
+    }
+
+    #[test]
+    fn a_dead_letter_holds_the_event_or_lambda_s_record_of_it() {
+        let record = format!(
+            r#"{{"version":"1.0","timestamp":"2026-01-10T00:03:05.000Z","requestContext":{{"requestId":"r-1","functionArn":"arn:aws:lambda:us-east-1:123456789012:function:revguard-EventBridgeFunction-x:$LATEST","condition":"RetriesExhausted","approximateInvokeCount":3}},"requestPayload":{EXAMPLE},"responseContext":{{"statusCode":200,"executedVersion":"$LATEST","functionError":"Unhandled"}},"responsePayload":{{"errorType":"IngestError","errorMessage":"the event log failed"}}}}"#
+        );
+        assert_eq!(event_of_dead_letter(&record), EXAMPLE.trim_end());
+        assert_eq!(event_of_dead_letter(EXAMPLE), EXAMPLE);
+        assert_eq!(event_of_dead_letter("not json"), "not json");
     }
 
     #[test]

@@ -60,6 +60,21 @@ enum Command {
     },
     /// The reconcile function's job, now (REVGUARD_RECONCILE_FIX says whether it fixes).
     Reconcile,
+    /// Record the Stripe events waiting in the EventBridge door's dead-letter queue, as
+    /// the door would have (events already recorded are counted, not sent twice), and
+    /// delete each once recorded.
+    EventbridgeRedrive {
+        /// The stack's EventBridgeDeadLetterQueueUrl output.
+        #[arg(long, env = "REVGUARD_EVENTBRIDGE_DEAD_LETTER_QUEUE_URL")]
+        dead_letter_queue_url: String,
+        #[arg(long, env = "REVGUARD_EVENTS_TABLE")]
+        events_table: String,
+        #[arg(long, env = "REVGUARD_QUEUE_URL")]
+        queue_url: String,
+        /// The stack's AcceptedModes: both, live or test.
+        #[arg(long, env = "REVGUARD_MODES", default_value = "both")]
+        modes: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -186,6 +201,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = serde_json::to_value(&summary)?;
             out["since"] = since.into();
             println!("{out}");
+        }
+        Command::EventbridgeRedrive {
+            dead_letter_queue_url,
+            events_table,
+            queue_url,
+            modes,
+        } => {
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let mut config = revguard_core::IngestConfig::new(revguard_core::SecretSet::none());
+            config.modes = revguard_core::ModeFilter::parse(&modes)
+                .with_context(|| format!("--modes: expected both, live or test, not {modes}"))?;
+            let ingress = revguard_core::Ingress::new(
+                revguard_aws::DynamoEventLog::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    events_table,
+                ),
+                SqsQueue::new(
+                    sqs.clone(),
+                    queue_url,
+                    revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
+                ),
+                config,
+            );
+            let done = revguard_aws::SqsBridgeDeadLetters::new(sqs, dead_letter_queue_url)
+                .redrive(&ingress, revguard_core::domain::time::unix_now())
+                .await?;
+            println!("{}", serde_json::to_string(&done)?);
         }
         Command::Reconcile => {
             let recovery = recovery(&sdk).await?;
