@@ -63,6 +63,7 @@ pub fn with_audit(
             api,
             log: DynamoEventLog::new(dynamodb, events_table),
             endpoint_url: env.webhook_url.clone(),
+            eventbridge_source: env.eventbridge_source.clone(),
         });
     }
     detector

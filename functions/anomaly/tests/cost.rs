@@ -578,3 +578,135 @@ impl TemplateDefaults {
         }
     }
 }
+
+/// The doors Stripe's events can come through, on the same traffic: what it costs to
+/// reach the event log and the queue. Past that, the worker and the detector read the same
+/// messages whichever door recorded them, so the rest of the table above holds for both.
+#[tokio::test]
+async fn each_door_s_cost_is_measured() {
+    let defaults = TemplateDefaults::read();
+    let traffic = Traffic::new("mix:renewal", START);
+    let bodies: Vec<String> = (0..EVENTS).map(|i| traffic.body(i, "doors")).collect();
+    let n = bodies.len() as f64;
+
+    // The webhook, through API Gateway's route (or the function URL): signed, verified.
+    let webhook_log = CallLog::default();
+    let webhook_stack = MotoStack::logged(&webhook_log).await;
+    let secret = WebhookSecret::new("whsec_cost_doors").unwrap();
+    let router = revguard_ingress::router_with_clients(
+        webhook_stack.dynamodb.clone(),
+        webhook_stack.sqs.clone(),
+        &webhook_stack.ingress_env(),
+        IngestConfig::new(SecretSet::single(secret.clone())),
+        Arc::new(|| START),
+    );
+    for body in &bodies {
+        let request = axum::http::Request::post("/webhook")
+            .header("stripe-signature", sign(&secret, START, body.as_bytes()))
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap();
+        assert_eq!(router.clone().oneshot(request).await.unwrap().status(), 200);
+    }
+    let webhook_calls = webhook_log.take();
+
+    // EventBridge: the same events in Stripe's envelope, to the door's function.
+    let door_log = CallLog::default();
+    let door_stack = MotoStack::logged(&door_log).await;
+    let door = revguard_ingress::BridgeDoor::new(
+        door_stack.dynamodb.clone(),
+        door_stack.sqs.clone(),
+        &door_stack.ingress_env(),
+    );
+    for (i, body) in bodies.iter().enumerate() {
+        let envelope = format!(
+            r#"{{"version":"0","id":"cost-{i}","detail-type":{},"source":"aws.partner/stripe.com/ed_cost","account":"123456789012","time":"2026-03-02T00:00:00Z","region":"us-east-1","resources":[],"detail":{body}}}"#,
+            serde_json::from_str::<Value>(body).unwrap()["type"]
+        );
+        let answer = door.handle(envelope.as_bytes(), START + 60).await.unwrap();
+        assert_eq!(answer["status"], "accepted", "{answer}");
+    }
+    let door_calls = door_log.take();
+
+    let webhook = tally(
+        &webhook_calls,
+        &stored_sizes(&webhook_stack.dynamodb, &[&webhook_stack.events_table]).await,
+    );
+    let bridged = tally(
+        &door_calls,
+        &stored_sizes(&door_stack.dynamodb, &[&door_stack.events_table]).await,
+    );
+    // One send and one conditional put per event at either door, the same item.
+    for t in [&webhook, &bridged] {
+        assert_eq!(
+            t.calls.get("dynamodb PutItem"),
+            Some(&bodies.len()),
+            "{:?}",
+            t.calls
+        );
+        assert_eq!(
+            t.calls.get("sqs SendMessage"),
+            Some(&bodies.len()),
+            "{:?}",
+            t.calls
+        );
+        assert_eq!(t.calls.len(), 2, "{:?}", t.calls);
+    }
+    assert_eq!(webhook.write_units, bridged.write_units);
+
+    let (wru, sqs_req, lambda_req, api_req, partner_event) = (0.625, 0.40, 0.20, 1.00, 1.00);
+    let gb = defaults.memory_mb as f64 / 1024.0;
+    let compute = 0.020 * gb * defaults.gb_second_price() * 1e6;
+    // (what, webhook through API Gateway, webhook through the function URL, EventBridge)
+    let rows: [(&str, f64, f64, f64); 6] = [
+        ("API Gateway HTTP API request", api_req, 0.0, 0.0),
+        (
+            "EventBridge partner event ingested (each 64 KB; delivery to a target in the account is free)",
+            0.0,
+            0.0,
+            partner_event,
+        ),
+        ("Lambda invocation (the ingress, or the door's function)", lambda_req, lambda_req, lambda_req),
+        ("Lambda compute (GB-s, 20 ms)", compute, compute, compute),
+        (
+            "SQS SendMessage",
+            webhook.calls["sqs SendMessage"] as f64 / n * sqs_req,
+            webhook.calls["sqs SendMessage"] as f64 / n * sqs_req,
+            bridged.calls["sqs SendMessage"] as f64 / n * sqs_req,
+        ),
+        (
+            "DynamoDB write units (the event log's conditional put, payload kept)",
+            webhook.write_units / n * wru,
+            webhook.write_units / n * wru,
+            bridged.write_units / n * wru,
+        ),
+    ];
+    println!(
+        "\nEach door, measured over {} events of Stripe's renewal mix (Stripe-shaped payloads, every one kept), Lambda at {} MB on {}: $ per million events to reach the event log and the queue",
+        bodies.len(),
+        defaults.memory_mb,
+        defaults.architecture
+    );
+    println!(
+        "| per event | webhook, API Gateway (default) | webhook, function URL | EventBridge |"
+    );
+    println!("|---|---|---|---|");
+    let mut totals = [0.0; 3];
+    for (what, a, b, c) in rows {
+        println!("| {what} | {a:.3} | {b:.3} | {c:.3} |");
+        totals[0] += a;
+        totals[1] += b;
+        totals[2] += c;
+    }
+    println!(
+        "| **the door** | **{:.3}** | **{:.3}** | **{:.3}** |",
+        totals[0], totals[1], totals[2]
+    );
+    println!(
+        "write units per event: webhook {:.2}, EventBridge {:.2}",
+        webhook.write_units / n,
+        bridged.write_units / n
+    );
+    // The door's calls are the webhook's: EventBridge's door costs what API Gateway's does,
+    // a partner event for a request.
+    assert!((totals[2] - totals[0]).abs() < 1e-9, "{totals:?}");
+}

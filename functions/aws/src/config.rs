@@ -74,20 +74,31 @@ pub struct IngressEnv {
 }
 
 impl IngressEnv {
+    /// The webhook's ingress: the settings, and where its signing secrets are.
     pub fn from_env() -> Result<Self, ConfigError> {
         let (webhook_secret_arn, webhook_secret) = webhook_secret_source(
             optional("STRIPE_WEBHOOK_SECRET_ARN"),
             optional("STRIPE_WEBHOOK_SECRET"),
         )?;
         Ok(Self {
+            webhook_secret_arn,
+            webhook_secret,
+            ..Self::unsigned_from_env()?
+        })
+    }
+
+    /// The EventBridge door: the same settings, and no signing secret (nothing it
+    /// receives is signed).
+    pub fn unsigned_from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            webhook_secret_arn: None,
+            webhook_secret: None,
             events_table: required("REVGUARD_EVENTS_TABLE")?,
             queue_url: required("REVGUARD_QUEUE_URL")?,
             max_message_bytes: optional_parsed(
                 "REVGUARD_QUEUE_MAX_MESSAGE_BYTES",
                 DEFAULT_MAX_MESSAGE_BYTES,
             )?,
-            webhook_secret_arn,
-            webhook_secret,
             tolerance_secs: optional_parsed(
                 "REVGUARD_SIGNATURE_TOLERANCE_SECS",
                 revguard_core::domain::signature::DEFAULT_TOLERANCE_SECS,
@@ -390,6 +401,9 @@ pub struct DetectorEnv {
     pub events_table: Option<String>,
     /// The URL Stripe delivers to (the stack's `WebhookUrl`), for the endpoint audit.
     pub webhook_url: Option<String>,
+    /// `REVGUARD_EVENTBRIDGE_SOURCE`: the EventBridge door's partner event source, when
+    /// open (a webhook endpoint is then optional to the endpoint audit).
+    pub eventbridge_source: Option<String>,
     /// Finance's topic, for the billing digest (its scheduled runs).
     pub digest_topic_arn: Option<String>,
     pub detect: revguard_core::domain::detector::DetectConfig,
@@ -411,6 +425,7 @@ impl DetectorEnv {
             events_table: optional("REVGUARD_EVENTS_TABLE"),
             digest_topic_arn: optional("REVGUARD_DIGEST_TOPIC_ARN"),
             webhook_url: optional("REVGUARD_WEBHOOK_URL"),
+            eventbridge_source: optional("REVGUARD_EVENTBRIDGE_SOURCE"),
             detect: detect_config_from_env()?,
             policy: policy_from_env()?,
             stripe: StripeEnv::from_env()?,

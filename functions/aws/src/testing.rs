@@ -222,6 +222,7 @@ impl MotoStack {
             dashboard_url: Some("https://console.aws.amazon.com/cloudwatch/home#dashboards".into()),
             events_table: Some(self.events_table.clone()),
             webhook_url: None,
+            eventbridge_source: None,
             digest_topic_arn: None,
             detect: Default::default(),
             policy: Default::default(),

@@ -45,6 +45,7 @@ fn detector() -> TestDetector {
             api: MemoryStripe::new(true),
             log: MemoryEventLog::default(),
             endpoint_url: None,
+            eventbridge_source: None,
         },
         pause: CountedPause::default(),
         wall_clock: revguard_core::domain::time::unix_now,

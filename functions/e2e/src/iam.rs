@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-const REGION: &str = "us-east-1";
-const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
 
 /// One call in IAM's terms.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,6 +4,9 @@
 //! - the ingress's two fronts, its function URL and API Gateway's HTTP API (both the v2 payload);
 //! - an SQS event source for the workers (batch size, visibility, `batchItemFailures`; the
 //!   queue's redrive policy in moto sends a message to the DLQ after its receive count);
+//! - Amazon EventBridge's delivery to the EventBridge door: the rule's retries of an invoke
+//!   Lambda refuses, Lambda's asynchronous retries of a failed invocation, and the
+//!   dead letters each leaves;
 //! - a proxy in front of moto with the project's fault injector, because the functions'
 //!   SDK clients live in other processes.
 //!
@@ -497,6 +500,160 @@ pub async fn poll_queue(
                 .send()
                 .await;
         }
+    }
+}
+
+/// A seeded source of choices (splitmix64): the same seed makes the same run.
+#[derive(Debug)]
+pub struct Seeded(Mutex<u64>);
+
+impl Seeded {
+    pub fn new(seed: u64) -> Self {
+        Self(Mutex::new(seed))
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&self) -> f64 {
+        let mut state = self.0.lock().unwrap();
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in 0..n.
+    pub fn below(&self, n: usize) -> usize {
+        ((self.unit() * n as f64) as usize).min(n.saturating_sub(1))
+    }
+}
+
+/// Stripe's event `body` as Stripe's event destination puts it on the partner event bus
+/// (`source`) at `time` (unix seconds): EventBridge's envelope, the event as `detail`.
+pub fn eventbridge_event(source: &str, body: &str, time: i64, n: u64) -> Value {
+    let detail: Value = serde_json::from_str(body).expect("a Stripe event");
+    json!({
+        "version": "0",
+        "id": format!("{:08x}-0000-4000-8000-{:012x}", n as u32, n),
+        "detail-type": detail["type"],
+        "source": source,
+        "account": iam::ACCOUNT,
+        "time": revguard_core::domain::time::rfc3339(time),
+        "region": iam::REGION,
+        "resources": [format!("arn:aws:events:{}::event-source/{source}", iam::REGION)],
+        "detail": detail,
+    })
+}
+
+/// How the rule's target and Lambda's asynchronous invocation treat one event (times
+/// compressed): the template's `RetryPolicy` and `EventBridgeInvokeConfig`.
+#[derive(Debug, Clone)]
+pub struct BridgePolicy {
+    /// Invoke attempts the rule makes while Lambda refuses them (185 in the template).
+    pub rule_attempts: u32,
+    /// The rule's first retry after a refused invoke, doubling up to `rule_backoff_cap`.
+    pub rule_backoff: Duration,
+    pub rule_backoff_cap: Duration,
+    /// Lambda's own retries of an invocation that failed (`MaximumRetryAttempts`, 2).
+    pub lambda_retries: u32,
+    /// Lambda's delay before its first retry (a minute in AWS), doubled for the second.
+    pub lambda_retry_delay: Duration,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bridged {
+    /// The function recorded it: its answer.
+    Delivered(Value),
+    /// Lambda refused every invoke the rule made: the rule's dead letter, the event itself.
+    RuleDeadLetter(Value),
+    /// The function failed every attempt: Lambda's record for the on-failure destination.
+    RetriesExhausted(Value),
+}
+
+/// What the bus did, counted.
+#[derive(Debug, Default)]
+pub struct BridgeCounts {
+    pub invokes_refused: AtomicU64,
+    pub invocations: AtomicU64,
+    pub function_errors: AtomicU64,
+    pub rule_dead_letters: AtomicU64,
+    pub lambda_dead_letters: AtomicU64,
+}
+
+/// Amazon EventBridge's rule target for the door's function, with Lambda refusing a
+/// seeded share of invokes (`refuse_rate`: the function's concurrency exhausted).
+pub struct BridgeTarget {
+    pub policy: BridgePolicy,
+    pub refuse_rate: Mutex<f64>,
+    pub seeded: Seeded,
+    pub counts: BridgeCounts,
+}
+
+impl BridgeTarget {
+    pub fn new(policy: BridgePolicy, refuse_rate: f64, seed: u64) -> Self {
+        Self {
+            policy,
+            refuse_rate: Mutex::new(refuse_rate),
+            seeded: Seeded::new(seed),
+            counts: BridgeCounts::default(),
+        }
+    }
+
+    /// Delivers `event` to `function` as EventBridge and Lambda would.
+    pub async fn deliver(&self, function: &Function, event: &Value) -> Bridged {
+        // The rule: an invoke Lambda refuses is retried with backoff, then dead-lettered.
+        let mut wait = self.policy.rule_backoff;
+        let mut accepted = false;
+        for _ in 0..self.policy.rule_attempts {
+            let refuse = *self.refuse_rate.lock().unwrap();
+            if self.seeded.unit() >= refuse {
+                accepted = true;
+                break;
+            }
+            self.counts.invokes_refused.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.policy.rule_backoff_cap);
+        }
+        if !accepted {
+            self.counts.rule_dead_letters.fetch_add(1, Ordering::SeqCst);
+            return Bridged::RuleDeadLetter(event.clone());
+        }
+        // Lambda's asynchronous invocation: the first attempt and its retries.
+        let mut delay = self.policy.lambda_retry_delay;
+        let mut last_error = String::new();
+        for attempt in 0..=self.policy.lambda_retries {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            self.counts.invocations.fetch_add(1, Ordering::SeqCst);
+            match function.invoke(event).await {
+                Ok(answer) => return Bridged::Delivered(answer),
+                Err(e) => {
+                    self.counts.function_errors.fetch_add(1, Ordering::SeqCst);
+                    last_error = e;
+                }
+            }
+        }
+        self.counts
+            .lambda_dead_letters
+            .fetch_add(1, Ordering::SeqCst);
+        let error: Value = serde_json::from_str(&last_error)
+            .unwrap_or_else(|_| json!({ "errorMessage": last_error }));
+        Bridged::RetriesExhausted(json!({
+            "version": "1.0",
+            "timestamp": revguard_core::domain::time::rfc3339(revguard_core::domain::time::unix_now()),
+            "requestContext": {
+                "requestId": format!("{}-failed", function.name),
+                "functionArn": format!("arn:aws:lambda:{}:{}:function:{}:$LATEST", iam::REGION, iam::ACCOUNT, function.name),
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": self.policy.lambda_retries + 1,
+            },
+            "requestPayload": event,
+            "responseContext": { "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" },
+            "responsePayload": error,
+        }))
     }
 }
 

@@ -10,6 +10,11 @@
 //!   counter exact, every notification published once.
 //! - A DynamoDB outage longer than the old retry budget (time compressed): the ingress
 //!   answers 5xx, Stripe-style retries succeed afterwards, nothing lost or dead-lettered.
+//! - A renewal story through both doors, the webhook and Amazon EventBridge, each event
+//!   through one or both in a seeded order, under throttles, 5xx and refused invokes: every
+//!   counter exact and every notification once; then a DynamoDB outage and a spell of
+//!   refused invokes fill the door's dead-letter queue, and `revguard-ops
+//!   eventbridge-redrive`'s work records what waits there, once.
 //! - The signing secret changed while warm, and a payload with U+FFFF: both accepted.
 //! - The bootstraps unwind on a panic (`cargo lambda build` would make them abort).
 //! - Two detector runs on two instances of the built anomaly function, the second started
@@ -31,8 +36,8 @@ use revguard_core::domain::signature::sign;
 use revguard_core::ports::CountersReader;
 use revguard_core::WebhookSecret;
 use revguard_e2e::{
-    bootstrap, deliver_webhook, poll_queue, template_variables, FaultProxy, Front, Function, Iam,
-    Resources, SourceCounts,
+    bootstrap, deliver_webhook, eventbridge_event, poll_queue, template_variables, BridgePolicy,
+    BridgeTarget, Bridged, FaultProxy, Front, Function, Iam, Resources, Seeded, SourceCounts,
 };
 use serde_json::{json, Value};
 
@@ -55,6 +60,10 @@ const LARGE: i64 = 250_000;
 const INGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(900);
+/// The EventBridge door's function (template.yaml: `EventBridgeFunction`).
+const DOOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// The partner event source every deployment's door is given (`StripeEventSourceName`).
+const STRIPE_EVENT_SOURCE: &str = "aws.partner/stripe.com/ed_test_61E2eRevguardDoor";
 
 fn wall() -> i64 {
     std::time::SystemTime::now()
@@ -93,6 +102,8 @@ struct Deployment {
     stripe_key_arn: Option<String>,
     /// The PagerDuty routing key's secret, when the deployment pages.
     pager_key_arn: Option<String>,
+    /// The EventBridge door's dead-letter queue (`EventBridgeDeadLetterQueue`).
+    door_dead_letter_queue_url: String,
 }
 
 impl Deployment {
@@ -150,8 +161,23 @@ impl Deployment {
         // The test's digest topic is the notifications topic: its subscriber sees both.
         resources.topic("DigestTopic", &stack.notifications_topic);
         resources.parameter("ExistingStripeSecretArn", &secret_arn);
+        // Every deployment opens the EventBridge door (StripeEventSourceName).
+        let door_dead_letter_queue_url = stack
+            .sqs
+            .create_queue()
+            .queue_name(revguard_aws::testing::unique_name(
+                "revguard-EventBridgeDeadLetterQueue",
+            ))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        resources.parameter("StripeEventSourceName", STRIPE_EVENT_SOURCE);
+        resources.queue("EventBridgeDeadLetterQueue", &door_dead_letter_queue_url);
         let mut functions = vec![
             "IngressFunction",
+            "EventBridgeFunction",
             "WorkerFunction",
             "AnomalyFunction",
             "ApiFunction",
@@ -181,6 +207,7 @@ impl Deployment {
             iam: Arc::new(iam),
             stripe_key_arn,
             pager_key_arn,
+            door_dead_letter_queue_url,
         }
     }
 
@@ -318,6 +345,10 @@ impl Deployment {
                 "https://abc123def4.execute-api.us-east-1.amazonaws.com/webhook".to_owned(),
             ),
             ("REVGUARD_DIGEST_TOPIC_ARN", s.notifications_topic.clone()),
+            (
+                "REVGUARD_EVENTBRIDGE_SOURCE",
+                STRIPE_EVENT_SOURCE.to_owned(),
+            ),
         ];
         same_names_as_template(
             "AnomalyFunction",
@@ -360,6 +391,43 @@ impl Deployment {
         revguard_aws::testing::drain_queue(&self.stack.sqs, &self.stack.dead_letter_queue_url)
             .await
             .len()
+    }
+
+    /// The EventBridge door's environment: the ingress's, without a signing secret.
+    fn door_env(&self) -> Vec<(&'static str, String)> {
+        let env: Vec<_> = self
+            .ingress_env()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("STRIPE_WEBHOOK"))
+            .collect();
+        same_names_as_template("EventBridgeFunction", &env, &[]);
+        env
+    }
+
+    /// `n` instances of the EventBridge door's function.
+    async fn start_doors(&self, n: usize, proxy: &FaultProxy) -> Vec<Arc<Function>> {
+        start_all("eventbridge", n, &self.door_env(), &proxy.url, DOOR_TIMEOUT).await
+    }
+
+    /// Messages waiting in the door's dead-letter queue, visible or held.
+    async fn door_dead_letters(&self) -> u64 {
+        let out = self
+            .stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.door_dead_letter_queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let attributes = out.attributes.unwrap_or_default();
+        [
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .filter_map(|k| attributes.get(k)?.parse::<u64>().ok())
+        .sum()
     }
 
     /// Messages in the events queue, visible or in flight.
@@ -864,6 +932,403 @@ async fn a_dynamodb_outage_longer_than_the_old_retry_budget_loses_nothing() {
         counted.get(&Metric::PaymentsSucceeded.name()),
         Some(&(renewals_n as i64))
     );
+    deployment.iam.assert_nothing_refused();
+}
+
+/// Which door a delivery takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Door {
+    Webhook,
+    EventBridge,
+}
+
+/// What the senders of both doors saw: the webhook's attempts, and each door's answers.
+#[derive(Debug, Default)]
+struct DoorsDelivery {
+    webhook: Delivery,
+    /// "<door> <status>" → how many deliveries were answered so.
+    answers: Mutex<BTreeMap<String, usize>>,
+    /// What EventBridge and Lambda gave up on, for the door's dead-letter queue.
+    gave_up: Mutex<Vec<Bridged>>,
+}
+
+impl DoorsDelivery {
+    fn answered(&self, door: Door, status: &str) {
+        *self
+            .answers
+            .lock()
+            .unwrap()
+            .entry(format!("{door:?} {status}"))
+            .or_default() += 1;
+    }
+
+    fn count(&self, door: Door, status: &str) -> usize {
+        self.answers
+            .lock()
+            .unwrap()
+            .get(&format!("{door:?} {status}"))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Stripe on both doors: each delivery through the webhook (signed, retried with Stripe's
+/// backoff, compressed, until accepted; half through each front) or put on the partner
+/// bus for EventBridge to deliver to the door's function (`target`), as many senders at
+/// once as there are instances of the busier door.
+async fn deliver_through_doors(
+    ingress: &[Arc<Function>],
+    doors: &[Arc<Function>],
+    target: &Arc<BridgeTarget>,
+    deliveries: Vec<(Door, String, String)>,
+    secret: &str,
+    seen: &Arc<DoorsDelivery>,
+) {
+    let queue = Arc::new(Mutex::new(VecDeque::from(deliveries)));
+    let mut senders = Vec::new();
+    for i in 0..ingress.len().max(doors.len()) {
+        let (queue, seen, target) = (queue.clone(), seen.clone(), target.clone());
+        let (webhook, door) = (
+            ingress[i % ingress.len()].clone(),
+            doors[i % doors.len()].clone(),
+        );
+        let secret = WebhookSecret::new(secret).unwrap();
+        let front = if i % 2 == 0 {
+            Front::FunctionUrl
+        } else {
+            Front::HttpApi
+        };
+        senders.push(tokio::spawn(async move {
+            let mut n = i as u64 * 1_000_000;
+            loop {
+                let Some((route, id, body)) = queue.lock().unwrap().pop_front() else {
+                    return;
+                };
+                n += 1;
+                match route {
+                    Door::EventBridge => {
+                        let created: Value = serde_json::from_str(&body).unwrap();
+                        let on_bus = created["created"].as_i64().unwrap() + 1;
+                        let event = eventbridge_event(STRIPE_EVENT_SOURCE, &body, on_bus, n);
+                        match target.deliver(&door, &event).await {
+                            Bridged::Delivered(answer) => {
+                                seen.answered(route, answer["status"].as_str().unwrap_or("?"))
+                            }
+                            gave_up => seen.gave_up.lock().unwrap().push(gave_up),
+                        }
+                    }
+                    Door::Webhook => {
+                        let mut wait = Duration::from_millis(200);
+                        for attempt in 1.. {
+                            seen.webhook.attempts.fetch_add(1, Ordering::SeqCst);
+                            let signature = sign(&secret, wall(), body.as_bytes());
+                            let (status, answer) =
+                                deliver_webhook(&webhook, front, &body, &signature).await;
+                            if (200..300).contains(&status) {
+                                seen.answered(route, answer["status"].as_str().unwrap_or("?"));
+                                break;
+                            }
+                            if status < 500 {
+                                seen.webhook
+                                    .refused
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{id}: {status} {answer}"));
+                                break;
+                            }
+                            seen.webhook.server_errors.fetch_add(1, Ordering::SeqCst);
+                            assert!(attempt < 60, "{id} was never accepted: {status} {answer}");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+}
+
+impl Deployment {
+    /// What EventBridge and Lambda send to the door's dead-letter queue when they give up:
+    /// the rule sends the event (its queue policy allows the rule), Lambda sends its record
+    /// with the function's role, judged here as IAM would judge it.
+    async fn dead_letter(&self, gave_up: &Bridged) {
+        let body = match gave_up {
+            Bridged::RuleDeadLetter(event) => event.to_string(),
+            Bridged::RetriesExhausted(record) => {
+                let queue = self.door_dead_letter_queue_url.rsplit('/').next().unwrap();
+                let call = revguard_e2e::iam::Call {
+                    action: "sqs:SendMessage".into(),
+                    resource: revguard_e2e::iam::queue_arn(queue),
+                    context: BTreeMap::new(),
+                };
+                assert_eq!(
+                    self.iam.decide("EventBridgeFunction", &call).await,
+                    "Allowed",
+                    "Lambda sends the on-failure record with the door's role"
+                );
+                record.to_string()
+            }
+            Bridged::Delivered(_) => unreachable!("a delivered event is no dead letter"),
+        };
+        self.stack
+            .sqs
+            .send_message()
+            .queue_url(&self.door_dead_letter_queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_story_through_the_webhook_and_eventbridge_is_applied_once_in_any_order_under_faults() {
+    let _serial = SERIAL.lock().await;
+    let secret = "whsec_e2e_doors_secret";
+    let deployment = Deployment::new(secret).await;
+    let seed = 20_261_207;
+    let injector = FaultInjector::for_proxy(
+        seed,
+        vec![
+            Rule::new(
+                "dynamodb:TransactWriteItems",
+                Fault::TransactionConflict,
+                0.10,
+            ),
+            Rule::new("dynamodb:PutItem", Fault::Http500, 0.10),
+            Rule::new("dynamodb:*", Fault::Throttling, 0.05),
+            Rule::new("sqs:SendMessage", Fault::Http500, 0.10),
+        ],
+    );
+    let proxy = deployment.proxy(&injector).await;
+    let ingress = deployment.start_ingress(3, &proxy).await;
+    let doors = deployment.start_doors(3, &proxy).await;
+    let workers = deployment.start_workers(3, (1, 8), &proxy).await;
+    for f in ingress.iter().chain(&doors).chain(&workers) {
+        f.init_time().await;
+    }
+    // The template's policies, compressed: the rule's backoff in tens of milliseconds,
+    // Lambda's minute before a retry in a fifth of a second. A fifth of invokes refused.
+    let policy = BridgePolicy {
+        rule_attempts: 185,
+        rule_backoff: Duration::from_millis(20),
+        rule_backoff_cap: Duration::from_millis(200),
+        lambda_retries: 2,
+        lambda_retry_delay: Duration::from_millis(200),
+    };
+    let target = Arc::new(BridgeTarget::new(policy.clone(), 0.2, seed));
+
+    // The story: renewals, each event through the webhook, EventBridge or both, the
+    // deliveries in a seeded order (so an event's two copies come in either order, or at
+    // once on two instances).
+    let renewals_n = 150;
+    let end = wall();
+    let events = renewals("doors", renewals_n, end);
+    let choice = Seeded::new(seed);
+    let mut deliveries = Vec::new();
+    let mut routes: BTreeMap<&str, usize> = BTreeMap::new();
+    for (id, body) in &events {
+        let route = ["webhook", "eventbridge", "both"][choice.below(3)];
+        *routes.entry(route).or_default() += 1;
+        if route != "eventbridge" {
+            deliveries.push((Door::Webhook, id.clone(), body.clone()));
+        }
+        if route != "webhook" {
+            deliveries.push((Door::EventBridge, id.clone(), body.clone()));
+        }
+    }
+    for i in (1..deliveries.len()).rev() {
+        deliveries.swap(i, choice.below(i + 1));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(SourceCounts::default());
+    let sources = start_event_sources(&deployment, &workers, 30, &stop, &counts);
+    let seen = Arc::new(DoorsDelivery::default());
+    let started = Instant::now();
+    deliver_through_doors(&ingress, &doors, &target, deliveries, secret, &seen).await;
+    let delivered_in = started.elapsed();
+    let gave_up_in_the_storm: Vec<Bridged> = std::mem::take(&mut *seen.gave_up.lock().unwrap());
+    for g in &gave_up_in_the_storm {
+        deployment.dead_letter(g).await;
+    }
+
+    // Then what the door's dead-letter queue is for: a DynamoDB outage longer than
+    // Lambda's three attempts, and a spell in which Lambda refuses every invoke (a rule
+    // that gives up sooner, so that the test does not wait out 185 attempts).
+    let late_renewals = 4;
+    let late = renewals("doors_late", late_renewals, end);
+    injector.set_rules(vec![Rule::new("dynamodb:*", Fault::Http500, 1.0)]);
+    let (in_outage, refused) = late.split_at(late.len() / 2);
+    let outage_target = Arc::new(BridgeTarget::new(policy.clone(), 0.0, seed + 1));
+    deliver_through_doors(
+        &ingress,
+        &doors,
+        &outage_target,
+        in_outage
+            .iter()
+            .map(|(id, b)| (Door::EventBridge, id.clone(), b.clone()))
+            .collect(),
+        secret,
+        &seen,
+    )
+    .await;
+    injector.set_rules(Vec::new());
+    let refusing = Arc::new(BridgeTarget::new(
+        BridgePolicy {
+            rule_attempts: 6,
+            ..policy.clone()
+        },
+        1.0,
+        seed + 2,
+    ));
+    deliver_through_doors(
+        &ingress,
+        &doors,
+        &refusing,
+        refused
+            .iter()
+            .map(|(id, b)| (Door::EventBridge, id.clone(), b.clone()))
+            .collect(),
+        secret,
+        &seen,
+    )
+    .await;
+    let gave_up: Vec<Bridged> = std::mem::take(&mut *seen.gave_up.lock().unwrap());
+    assert_eq!(
+        gave_up
+            .iter()
+            .filter(|g| matches!(g, Bridged::RetriesExhausted(_)))
+            .count(),
+        in_outage.len(),
+        "every event of the outage failed Lambda's three attempts: {gave_up:?}"
+    );
+    assert_eq!(
+        gave_up
+            .iter()
+            .filter(|g| matches!(g, Bridged::RuleDeadLetter(_)))
+            .count(),
+        refused.len()
+    );
+    for g in &gave_up {
+        deployment.dead_letter(g).await;
+    }
+    let waiting = deployment.door_dead_letters().await;
+    assert_eq!(waiting as usize, late.len() + gave_up_in_the_storm.len());
+
+    // The operator's `revguard-ops eventbridge-redrive`, with the operator's credentials.
+    let s = &deployment.stack;
+    let operator = revguard_core::Ingress::new(
+        revguard_aws::DynamoEventLog::new(s.dynamodb.clone(), s.events_table.clone()),
+        revguard_aws::SqsQueue::new(
+            s.sqs.clone(),
+            s.queue_url.clone(),
+            revguard_aws::config::DEFAULT_MAX_MESSAGE_BYTES,
+        ),
+        revguard_core::IngestConfig::new(revguard_core::SecretSet::none()),
+    );
+    let redriven = revguard_aws::SqsBridgeDeadLetters::new(
+        s.sqs.clone(),
+        deployment.door_dead_letter_queue_url.clone(),
+    )
+    .redrive(&operator, wall())
+    .await
+    .unwrap();
+    assert!(redriven.kept.is_empty(), "{redriven:?}");
+    assert_eq!(
+        redriven.recorded + redriven.duplicates,
+        waiting as usize,
+        "{redriven:?}"
+    );
+    assert_eq!(deployment.door_dead_letters().await, 0);
+    // Stripe's webhook brings one of them later still: a duplicate.
+    deliver_through_doors(
+        &ingress,
+        &doors,
+        &target,
+        vec![(Door::Webhook, late[0].0.clone(), late[0].1.clone())],
+        secret,
+        &seen,
+    )
+    .await;
+
+    drained(&deployment, Duration::from_secs(600)).await;
+    let drained_in = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    for s in sources {
+        s.await.unwrap();
+    }
+
+    let n = (renewals_n + late_renewals) as i64;
+    let counted = deployment.counted(end - 2 * 3600, end + 3600).await;
+    let published = deployment.published().await;
+    let doubled: Vec<_> = published.iter().filter(|(_, c)| **c > 1).collect();
+    let bus = &target.counts;
+    let count = |c: &AtomicU64| c.load(Ordering::SeqCst);
+    eprintln!(
+        "a story through both doors: {} events ({renewals_n} renewals; by route {routes:?}) and {} late ones; \
+         answers {:?}; webhook deliveries {} (5xx {}); in the storm, EventBridge invokes refused {} and retried by the rule, \
+         invocations {}, function errors {} retried by Lambda, {} dead letters; \
+         in the outage, invocations {} of which failed {}, then {} invokes refused: {} dead letters, redriven {redriven:?}; \
+         delivered in {:.1} s, drained in {:.1} s; worker invocations {}, reported for redelivery {}; injected {:?}",
+        events.len(),
+        late.len(),
+        seen.answers.lock().unwrap(),
+        count(&seen.webhook.attempts),
+        count(&seen.webhook.server_errors),
+        count(&bus.invokes_refused),
+        count(&bus.invocations),
+        count(&bus.function_errors),
+        gave_up_in_the_storm.len(),
+        count(&outage_target.counts.invocations),
+        count(&outage_target.counts.function_errors),
+        count(&refusing.counts.invokes_refused),
+        gave_up.len(),
+        delivered_in.as_secs_f64(),
+        drained_in.as_secs_f64(),
+        counts.invocations.load(Ordering::SeqCst),
+        counts.reported_failures.load(Ordering::SeqCst),
+        injector.injected(),
+    );
+    assert!(seen.webhook.refused.lock().unwrap().is_empty());
+    assert_eq!(
+        deployment.dead_letters().await,
+        0,
+        "dead-lettered by the worker"
+    );
+    // Each event counted once, and received once, whichever doors it came through.
+    assert_eq!(
+        counted.get(&Metric::Events.name()),
+        Some(&(2 * n)),
+        "{counted:?}"
+    );
+    assert_eq!(
+        counted.get(&Metric::EventsReceived.name()),
+        Some(&(2 * n)),
+        "{counted:?}"
+    );
+    assert_eq!(counted.get(&Metric::PaymentsSucceeded.name()), Some(&n));
+    assert!(doubled.is_empty(), "published more than once: {doubled:?}");
+    let large = renewals_n.div_ceil(LARGE_EVERY) + late_renewals.div_ceil(LARGE_EVERY);
+    assert_eq!(published.len(), large, "every large payment announced once");
+    // Both orders happened, and the faults did.
+    for door in [Door::Webhook, Door::EventBridge] {
+        assert!(
+            seen.count(door, "accepted") > 0,
+            "{door:?}: {:?}",
+            seen.answers
+        );
+        assert!(
+            seen.count(door, "duplicate") > 0,
+            "{door:?} never came second: {:?}",
+            seen.answers
+        );
+    }
+    assert!(bus.invokes_refused.load(Ordering::SeqCst) > 0);
+    assert!(injector.injected_of(Fault::Http500) > 0);
     deployment.iam.assert_nothing_refused();
 }
 

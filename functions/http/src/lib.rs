@@ -117,16 +117,7 @@ async fn webhook<L: EventLog, Q: Queue>(
             .ingress
             .ingest(signature, &bytes, now, &mut context)
             .await;
-        let span = tracing::Span::current();
-        if let Some(id) = &context.event_id {
-            span.record("event_id", id.as_str());
-        }
-        if let Some(t) = &context.event_type {
-            span.record("event_type", t.as_str());
-        }
-        if let Some(l) = context.livemode {
-            span.record("livemode", l);
-        }
+        context.record_in_current_span();
         match result {
             Ok(outcome) => accepted(outcome),
             Err(e) => refused(&app.rejections, e, now),

@@ -47,16 +47,7 @@ impl BridgeDoor {
         async move {
             let mut context = IngestContext::default();
             let result = self.ingress.ingest_bridged(event, now, &mut context).await;
-            let span = tracing::Span::current();
-            if let Some(id) = &context.event_id {
-                span.record("event_id", id.as_str());
-            }
-            if let Some(t) = &context.event_type {
-                span.record("event_type", t.as_str());
-            }
-            if let Some(l) = context.livemode {
-                span.record("livemode", l);
-            }
+            context.record_in_current_span();
             match result {
                 Ok(outcome) => {
                     let status = match &outcome {

@@ -264,6 +264,8 @@ fn embedded_detector(
             api,
             log: store.clone(),
             endpoint_url: options.webhook_url.clone(),
+            // No EventBridge door: the embedded revguard has only the webhook.
+            eventbridge_source: None,
         });
     }
     Ok(detector)

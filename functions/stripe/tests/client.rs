@@ -210,6 +210,7 @@ async fn webhook_endpoints_are_listed_and_an_endpoint_without_disputes_is_found(
     let found = revguard_core::usecases::recovery::endpoint_findings(
         &endpoints,
         Some("https://abc.execute-api.us-east-1.amazonaws.com/webhook"),
+        None,
         false,
         1_700_000_000,
     );

@@ -175,12 +175,28 @@ struct SecretRefresh {
     current: std::sync::RwLock<SecretSet>,
 }
 
-/// What the webhook handler learnt, for its log line, whatever the outcome.
+/// What a door's handler learnt, for its log line, whatever the outcome.
 #[derive(Debug, Default, Clone)]
 pub struct IngestContext {
     pub event_id: Option<String>,
     pub event_type: Option<String>,
     pub livemode: Option<bool>,
+}
+
+impl IngestContext {
+    /// Fills the current span's `event_id`, `event_type` and `livemode` with what is known.
+    pub fn record_in_current_span(&self) {
+        let span = tracing::Span::current();
+        if let Some(id) = &self.event_id {
+            span.record("event_id", id.as_str());
+        }
+        if let Some(t) = &self.event_type {
+            span.record("event_type", t.as_str());
+        }
+        if let Some(l) = self.livemode {
+            span.record("livemode", l);
+        }
+    }
 }
 
 impl<L: EventLog, Q: Queue> Ingress<L, Q> {

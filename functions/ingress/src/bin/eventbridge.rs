@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     revguard_aws::init_lambda_logging();
-    let env = IngressEnv::from_env()?;
+    let env = IngressEnv::unsigned_from_env()?;
     let sdk = lambda_sdk_config()?;
     let door = &BridgeDoor::new(
         aws_sdk_dynamodb::Client::new(&sdk),

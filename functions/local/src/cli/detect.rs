@@ -40,6 +40,7 @@ pub async fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
             api: stripe.client()?,
             log: store.clone(),
             endpoint_url: stripe.webhook_url.clone(),
+            eventbridge_source: None,
         });
     }
     let plan = detector.plan(now).await?;

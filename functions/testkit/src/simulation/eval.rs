@@ -161,6 +161,7 @@ impl<'a> Replay<'a> {
                     api,
                     log: MemoryEventLog::default(),
                     endpoint_url: None,
+                    eventbridge_source: None,
                 })),
                 pause: CountedPause::default(),
                 wall_clock: revguard_core::domain::time::unix_now,

@@ -33,6 +33,8 @@ pub struct AuditOutcome {
     pub endpoints_livemode: bool,
     /// The URL revguard's endpoint delivers to, when known.
     pub endpoint_url: Option<String>,
+    /// The EventBridge door's partner event source, when that door is open.
+    pub eventbridge_source: Option<String>,
 }
 
 /// How long Stripe's Events API lists an event (`GET /v1/events`: the last 30 days): a
@@ -86,6 +88,9 @@ pub struct StripeAudit<A, H> {
     /// The URL Stripe delivers revguard's webhooks to, when known: the endpoint audit then
     /// judges the endpoints with that URL (else every endpoint, together).
     pub endpoint_url: Option<String>,
+    /// The partner event source of the EventBridge door, when it is open: Stripe then
+    /// delivers through it, and a webhook endpoint is optional.
+    pub eventbridge_source: Option<String>,
 }
 
 /// A webhook endpoint as the audit judges it.
@@ -129,9 +134,16 @@ pub fn api_version_is_read(version: &str) -> bool {
 /// (a warning naming them: disputes not enabled is how dispute handling goes dead), an
 /// `api_version` revguard does not read (a warning), and, with `url` known, no endpoint
 /// sending there at all (critical). Each is a state, opened once while it lasts.
+///
+/// With the EventBridge door open (`eventbridge`), a webhook endpoint is optional: none,
+/// one disabled (after a migration to the door) or one not sent some types says nothing
+/// of what reaches revguard, which the events audit judges for both doors at once (an
+/// event of Stripe's list missing from the one event log). Only an `api_version` revguard
+/// does not read is still said.
 pub fn endpoint_findings(
     endpoints: &[Endpoint],
     url: Option<&str>,
+    eventbridge: Option<&str>,
     livemode: bool,
     now: i64,
 ) -> Vec<crate::domain::finding::Finding> {
@@ -157,6 +169,10 @@ pub fn endpoint_findings(
         .filter(|e| url.is_none_or(|u| normalized(&e.url) == normalized(u)))
         .collect();
     let mut out = Vec::new();
+    if eventbridge.is_some() {
+        out.extend(api_version_findings(&ours, &finding));
+        return out;
+    }
     if ours.is_empty() {
         // Without a URL, an account with no endpoint in this mode may simply not use it.
         if let Some(url) = url {
@@ -193,16 +209,32 @@ pub fn endpoint_findings(
             format!("Webhooks: no enabled endpoint is sent {} (of the {} types revguard acts on): revguard never hears of them. Add them to the endpoint (Developers > Webhooks > Update details).", unsent.join(", "), HANDLED_EVENT_TYPES.len()),
         ));
     }
-    for e in &enabled {
-        if let Some(version) = e.api_version.as_deref().filter(|v| !api_version_is_read(v)) {
-            out.push(finding(
-                format!("endpoint_api_version:{}", e.id),
-                Severity::Warning,
-                format!("Webhooks: the endpoint {} renders its events at API version {version}, newer than revguard has been checked against ({NEWEST_CHECKED_API_VERSION}): objects may have moved. Check revguard's release notes, or pin the endpoint to an older version.", e.id),
-            ));
-        }
-    }
+    let enabled: Vec<&Endpoint> = enabled.into_iter().copied().collect();
+    out.extend(api_version_findings(&enabled, &finding));
     out
+}
+
+/// An `api_version` revguard does not read, per endpoint (a warning).
+fn api_version_findings(
+    endpoints: &[&Endpoint],
+    finding: &dyn Fn(
+        String,
+        crate::domain::finding::Severity,
+        String,
+    ) -> crate::domain::finding::Finding,
+) -> Vec<crate::domain::finding::Finding> {
+    endpoints
+        .iter()
+        .filter(|e| e.status != "disabled")
+        .filter_map(|e| {
+            let version = e.api_version.as_deref().filter(|v| !api_version_is_read(v))?;
+            Some(finding(
+                format!("endpoint_api_version:{}", e.id),
+                crate::domain::finding::Severity::Warning,
+                format!("Webhooks: the endpoint {} renders its events at API version {version}, newer than revguard has been checked against ({NEWEST_CHECKED_API_VERSION}): objects may have moved. Check revguard's release notes, or pin the endpoint to an older version.", e.id),
+            ))
+        })
+        .collect()
 }
 
 impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
@@ -277,6 +309,7 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
             endpoints: self.endpoints().await,
             endpoints_livemode: self.api.livemode(),
             endpoint_url: self.endpoint_url.clone(),
+            eventbridge_source: self.eventbridge_source.clone(),
         })
     }
 
@@ -327,6 +360,7 @@ impl AuditOutcome {
             out.extend(endpoint_findings(
                 endpoints,
                 self.endpoint_url.as_deref(),
+                self.eventbridge_source.as_deref(),
                 livemode,
                 now,
             ));

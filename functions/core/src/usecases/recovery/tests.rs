@@ -35,7 +35,13 @@ fn an_endpoint_without_dispute_events_is_a_warning_naming_them() {
         &without_disputes,
         None,
     );
-    let found = endpoint_findings(&[ours], Some("https://rg.example/webhook/"), true, 100);
+    let found = endpoint_findings(
+        &[ours],
+        Some("https://rg.example/webhook/"),
+        None,
+        true,
+        100,
+    );
     assert_eq!(keys(&found), [("endpoint_events".to_owned(), "warning")]);
     assert!(
         found[0]
@@ -52,7 +58,7 @@ fn an_endpoint_without_dispute_events_is_a_warning_naming_them() {
         &["*"],
         Some("2024-06-20"),
     );
-    assert!(endpoint_findings(&[all], None, true, 100).is_empty());
+    assert!(endpoint_findings(&[all], None, None, true, 100).is_empty());
     let disputes = endpoint(
         "we_3",
         "https://other.example/hook",
@@ -67,12 +73,13 @@ fn an_endpoint_without_dispute_events_is_a_warning_naming_them() {
         &without_disputes,
         None,
     );
-    assert!(endpoint_findings(&[ours.clone(), disputes.clone()], None, true, 100).is_empty());
+    assert!(endpoint_findings(&[ours.clone(), disputes.clone()], None, None, true, 100).is_empty());
     // With revguard's URL known, another endpoint's types do not count.
     assert_eq!(
         keys(&endpoint_findings(
             &[ours, disputes],
             Some("https://rg.example/webhook"),
+            None,
             true,
             100
         )),
@@ -90,7 +97,7 @@ fn a_disabled_endpoint_is_critical_and_a_missing_one_too_when_the_url_is_known()
         None,
     );
     assert_eq!(
-        keys(&endpoint_findings(&[disabled], None, true, 100)),
+        keys(&endpoint_findings(&[disabled], None, None, true, 100)),
         [("endpoint_disabled:we_1".to_owned(), "critical")]
     );
     let elsewhere = endpoint(
@@ -104,13 +111,14 @@ fn a_disabled_endpoint_is_critical_and_a_missing_one_too_when_the_url_is_known()
         keys(&endpoint_findings(
             std::slice::from_ref(&elsewhere),
             Some("https://rg.example/webhook"),
+            None,
             true,
             100
         )),
         [("endpoint_missing".to_owned(), "critical")]
     );
     // Another mode's endpoints are that mode's business.
-    assert!(endpoint_findings(&[elsewhere], None, false, 100).is_empty());
+    assert!(endpoint_findings(&[elsewhere.clone()], None, None, false, 100).is_empty());
 }
 
 #[test]
@@ -145,7 +153,7 @@ fn an_api_version_newer_than_revguard_reads_is_a_warning() {
         Some("2025-09-30.clover"),
     );
     assert_eq!(
-        keys(&endpoint_findings(&[newer], None, true, 100)),
+        keys(&endpoint_findings(&[newer], None, None, true, 100)),
         [("endpoint_api_version:we_1".to_owned(), "warning")]
     );
 }
@@ -199,4 +207,50 @@ fn a_snapshot_event_is_an_event_the_envelope_reads() {
     assert_eq!(env.event_type, "customer.subscription.deleted");
     assert_eq!(env.created, 1_700_000_000);
     assert_eq!(env.id, "evt_rgreconcile_sub_1_1700000000");
+}
+
+#[test]
+fn with_the_eventbridge_door_open_a_webhook_endpoint_is_optional() {
+    let door = Some("aws.partner/stripe.com/ed_1");
+    let url = Some("https://rg.example/webhook");
+    // No endpoint at all, or one disabled, or one not sent every type: nothing, since
+    // Stripe delivers through EventBridge (and the events audit judges both doors).
+    assert!(endpoint_findings(&[], url, door, true, 100).is_empty());
+    let disabled = endpoint(
+        "we_1",
+        "https://rg.example/webhook",
+        "disabled",
+        &["*"],
+        None,
+    );
+    assert!(endpoint_findings(&[disabled], url, door, true, 100).is_empty());
+    let partial = endpoint(
+        "we_2",
+        "https://rg.example/webhook",
+        "enabled",
+        &["invoice.paid"],
+        None,
+    );
+    assert!(endpoint_findings(std::slice::from_ref(&partial), url, door, true, 100).is_empty());
+    // Without the door, the same is critical, and a warning.
+    assert_eq!(
+        keys(&endpoint_findings(&[], url, None, true, 100)),
+        [("endpoint_missing".to_owned(), "critical")]
+    );
+    assert_eq!(
+        keys(&endpoint_findings(&[partial], url, None, true, 100)),
+        [("endpoint_events".to_owned(), "warning")]
+    );
+    // An API version revguard does not read is still said.
+    let newer = endpoint(
+        "we_3",
+        "https://rg.example/webhook",
+        "enabled",
+        &["*"],
+        Some("2099-01-01"),
+    );
+    assert_eq!(
+        keys(&endpoint_findings(&[newer], url, door, true, 100)),
+        [("endpoint_api_version:we_3".to_owned(), "warning")]
+    );
 }
