@@ -412,6 +412,28 @@ pub async fn drain_messages(
     }
 }
 
+/// Messages in a queue, visible, in flight or delayed (SQS's approximate counts).
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as Name;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(Name::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    [
+        Name::ApproximateNumberOfMessages,
+        Name::ApproximateNumberOfMessagesNotVisible,
+        Name::ApproximateNumberOfMessagesDelayed,
+    ]
+    .iter()
+    .filter_map(|k| attributes.get(k)?.parse::<u64>().ok())
+    .sum()
+}
+
 /// Every message body waiting in the queue, receiving until it is empty.
 pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     drain_messages(sqs, url)

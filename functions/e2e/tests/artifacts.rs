@@ -411,45 +411,12 @@ impl Deployment {
 
     /// Messages waiting in the door's dead-letter queue, visible or held.
     async fn door_dead_letters(&self) -> u64 {
-        let out = self
-            .stack
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.door_dead_letter_queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let attributes = out.attributes.unwrap_or_default();
-        [
-            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
-            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        ]
-        .iter()
-        .filter_map(|k| attributes.get(k)?.parse::<u64>().ok())
-        .sum()
+        revguard_aws::testing::queue_depth(&self.stack.sqs, &self.door_dead_letter_queue_url).await
     }
 
     /// Messages in the events queue, visible or in flight.
     async fn queued(&self) -> u64 {
-        let out = self
-            .stack
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.stack.queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let attributes = out.attributes.unwrap_or_default();
-        [
-            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
-            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-        ]
-        .iter()
-        .filter_map(|k| attributes.get(k)?.parse::<u64>().ok())
-        .sum()
+        revguard_aws::testing::queue_depth(&self.stack.sqs, &self.stack.queue_url).await
     }
 
     /// Sums of the hourly counters over [from, to).

@@ -118,7 +118,7 @@ fn a_disabled_endpoint_is_critical_and_a_missing_one_too_when_the_url_is_known()
         [("endpoint_missing".to_owned(), "critical")]
     );
     // Another mode's endpoints are that mode's business.
-    assert!(endpoint_findings(&[elsewhere.clone()], None, None, false, 100).is_empty());
+    assert!(endpoint_findings(&[elsewhere], None, None, false, 100).is_empty());
 }
 
 #[test]
