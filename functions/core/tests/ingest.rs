@@ -415,3 +415,23 @@ async fn an_eventbridge_delivery_during_an_outage_is_retryable_and_its_retry_rec
     ));
     assert_eq!(ing.queue.sent().len(), 1);
 }
+
+#[tokio::test]
+async fn a_connected_account_s_event_through_eventbridge_keeps_its_account() {
+    let ing = ingress(256 * 1024);
+    let body = format!(
+        r#"{{"id":"evt_connect","object":"event","account":"acct_1Connected","type":"invoice.paid","created":{},"livemode":true,"data":{{"object":{{"id":"in_1","customer":"cus_1"}}}}}}"#,
+        NOW - 2
+    );
+    bridge(&ing, &bridged(body.as_bytes(), "invoice.paid", NOW), NOW)
+        .await
+        .unwrap();
+    let sent = ing.queue.sent();
+    let Payload::Inline(payload) = &sent[0].payload else {
+        panic!("inline");
+    };
+    // The envelope's `account` is the AWS account; Stripe's stays in the event, as a
+    // webhook carries it.
+    let envelope = revguard_core::EventEnvelope::parse(payload.as_bytes()).unwrap();
+    assert_eq!(envelope.account.as_deref(), Some("acct_1Connected"));
+}
