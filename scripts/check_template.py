@@ -777,6 +777,8 @@ for name in ("StripeEventsRule", "EventBridgeDeadLetterQueue", "EventBridgeDeadL
              "EventBridgeDeadLettersWaiting", "EventBridgeLogs"):
     check(res[name].get("Condition") == "HasStripeEventSource", f"{name} exists only with the door")
 bus = res["StripeEventBus"]
+check(bus.get("DeletionPolicy") == "Retain" and bus.get("UpdateReplacePolicy") == "Retain",
+      "the partner event bus outlives the door and the stack (deleting it would detach Stripe's source for good)")
 check(bus.get("Condition") == "CreateStripeEventBus" and ref(bus["Properties"]["Name"]) == "StripeEventSourceName"
       and ref(bus["Properties"]["EventSourceName"]) == "StripeEventSourceName",
       "the partner event bus is named after its source (which associates it), unless it already exists")
@@ -811,6 +813,10 @@ check(getatt(invoke_config["Properties"].get("DestinationConfig", {}).get("OnFai
 alarm = res["EventBridgeDeadLettersWaiting"]["Properties"]
 check(getatt(alarm["Dimensions"][0]["Value"]) == "EventBridgeDeadLetterQueue" and alarm["Threshold"] == 0
       and ref(alarm["AlarmActions"][0]) == "AlertsTopic", "a dead letter of the door alarms the alerts topic")
+lost = {m: alarms_on(ns, m) for ns, m in (("AWS/Events", "InvocationsFailedToBeSentToDlq"), ("AWS/Lambda", "DestinationDeliveryFailures"))}
+check(all(names and all(alarms[a].get("Condition") == "HasStripeEventSource" and ref(alarms[a]["Properties"]["AlarmActions"][0]) == "AlertsTopic"
+                        for a in names) for names in lost.values()),
+      f"an event neither recorded nor dead-lettered (the rule's or Lambda's failure to send there) alarms the alerts topic: {lost}")
 door_env = door_p["Environment"]["Variables"]
 ingress_env = functions["IngressFunction"]["Properties"]["Environment"]["Variables"]
 check({k: v for k, v in ingress_env.items() if not k.startswith("STRIPE_WEBHOOK")} == door_env,
@@ -820,7 +826,7 @@ check(door_actions == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateI
       and sorted(getatt(st["Resource"]) for st in function_statements("EventBridgeFunction")) == ["EventBridgeDeadLetterQueue", "EventsQueue", "EventsTable"],
       f"the door may only record in the event log, enqueue, and dead-letter: {door_actions}")
 dash = json.dumps(res["HealthDashboard"]["Properties"]["DashboardBody"])
-check("FailedInvocations" in dash and "InvocationsSentToDlq" in dash and "EventBridgeWidgets" in dash,
+check("FailedInvocations" in dash and "InvocationsSentToDlq" in dash and "EventBridgeWidgets" in dash and "RuleName" in dash,
       "the health dashboard shows the rule's invocations, failures and dead letters when the door is on")
 
 if failures:

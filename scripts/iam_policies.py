@@ -413,7 +413,7 @@ def deploy_calls(stack):
             arn = function if function.startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{function}"
             call(logical_id, "lambda:PutFunctionEventInvokeConfig", arn)
         elif kind == "AWS::Events::EventBus":
-            for action in ["CreateEventBus", "DescribeEventBus"]:
+            for action in ["CreateEventBus", "DescribeEventBus", "TagResource"]:
                 call(logical_id, f"events:{action}", attrs["Arn"])
         elif kind == "AWS::Events::Rule":
             for action in ["PutRule", "DescribeRule", "PutTargets"]:

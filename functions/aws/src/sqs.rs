@@ -363,6 +363,8 @@ pub struct BridgeRedrive {
 
 /// How long a redrive holds a message it could not record, so that it sees each once.
 const REDRIVE_HOLD_SECS: i32 = 300;
+/// How long a receive waits for a message before the redrive takes the queue for empty.
+const REDRIVE_WAIT_SECS: i32 = 2;
 
 impl SqsBridgeDeadLetters {
     pub fn new(client: Client, dlq_url: impl Into<String>) -> Self {
@@ -374,7 +376,8 @@ impl SqsBridgeDeadLetters {
 
     /// Records every dead letter through `ingress` as the door would have, and deletes
     /// it once recorded (or known). Stops at the first outage of the event log or the
-    /// queue: what is left stays for the next redrive.
+    /// queue: what is left stays for the next redrive. Receives with a short long poll,
+    /// so that an empty answer means an empty queue, not an unlucky sample of its servers.
     pub async fn redrive<L, Q>(
         &self,
         ingress: &revguard_core::Ingress<L, Q>,
@@ -386,6 +389,7 @@ impl SqsBridgeDeadLetters {
     {
         use revguard_core::{IngestError, IngestOutcome};
         let mut done = BridgeRedrive::default();
+        let mut seen = std::collections::HashSet::new();
         loop {
             let out = self
                 .client
@@ -393,6 +397,7 @@ impl SqsBridgeDeadLetters {
                 .queue_url(&self.dlq_url)
                 .max_number_of_messages(10)
                 .visibility_timeout(REDRIVE_HOLD_SECS)
+                .wait_time_seconds(REDRIVE_WAIT_SECS)
                 .send()
                 .await
                 .map_err(|e| IngestError::Queue(QueueError::unavailable(e)))?;
@@ -404,6 +409,10 @@ impl SqsBridgeDeadLetters {
                 let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
                     continue;
                 };
+                // A kept message seen again (a redrive longer than its hold): done with it.
+                if !seen.insert(id.to_owned()) {
+                    continue;
+                }
                 let event = revguard_core::domain::eventbridge::event_of_dead_letter(
                     m.body().unwrap_or(""),
                 );

@@ -10,9 +10,10 @@
 //! ```
 //!
 //! What differs from a webhook: nothing is signed (AWS delivered it from Stripe's partner
-//! source into this account, and only the bus's rule may invoke the target), and `time`
-//! is when Stripe put the event on the bus: the moment of delivery, for the lag signal,
-//! whatever AWS's own queueing and retries add afterwards. `account` is the AWS account;
+//! source into this account, and the function's policy lets only the bus's rule invoke
+//! it), and `time` is the time the source gave the event on the bus: the moment of
+//! delivery, for the lag signal, whatever AWS's own queueing and retries add afterwards.
+//! `detail-type` is the event's type; where they ever differ, the event's own wins. `account` is the AWS account;
 //! a connected account's event carries its Stripe account in `detail.account`, as a
 //! webhook does.
 
@@ -31,7 +32,7 @@ pub struct BridgedEvent<'a> {
     pub source: String,
     /// The Stripe event's type, as EventBridge matches on it.
     pub detail_type: String,
-    /// When Stripe put the event on the bus (unix seconds).
+    /// The time the source (Stripe) gave the event on the bus (unix seconds).
     pub time: i64,
     /// The AWS account and region of the bus.
     pub aws_account: Option<String>,
@@ -52,11 +53,6 @@ pub enum BridgeError {
     NotStripe(String),
     #[error("a thin event ({0}): revguard applies snapshot events; set the event destination's payload to snapshot")]
     ThinEvent(String),
-    #[error("detail-type {detail_type:?} is not the event's type {event_type:?}")]
-    TypeMismatch {
-        detail_type: String,
-        event_type: String,
-    },
 }
 
 #[derive(Deserialize)]

@@ -311,7 +311,7 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
     /// is signed: AWS carried it from Stripe into this account, and only the bus's rule
     /// may invoke the function that calls this. Recorded and enqueued as a webhook is,
     /// under Stripe's event id, so an event that came through both doors is recorded,
-    /// counted and applied once; its delivery moment is the bus's `time`.
+    /// counted and applied once; its delivery moment is the envelope's `time`.
     pub async fn ingest_bridged(
         &self,
         body: &[u8],
@@ -328,11 +328,8 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
         context.event_type = Some(envelope.event_type.clone());
         context.livemode = Some(envelope.livemode);
         if envelope.event_type != bridged.detail_type {
-            return Err(BridgeError::TypeMismatch {
-                detail_type: bridged.detail_type,
-                event_type: envelope.event_type,
-            }
-            .into());
+            // Not seen in Stripe's deliveries; the event's own type is what is applied.
+            tracing::warn!(detail_type = %bridged.detail_type, event_type = %envelope.event_type, "EventBridge's detail-type is not the event's type; applying the event's");
         }
         let delivered_at = bridged.delivered_at(envelope.created, now);
         self.record_and_enqueue(envelope, detail, Via::EventBridge, delivered_at)

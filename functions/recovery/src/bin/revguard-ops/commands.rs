@@ -61,8 +61,8 @@ enum Command {
     /// The reconcile function's job, now (REVGUARD_RECONCILE_FIX says whether it fixes).
     Reconcile,
     /// Record the Stripe events waiting in the EventBridge door's dead-letter queue, as
-    /// the door would have (events already recorded are counted, not sent twice), and
-    /// delete each once recorded.
+    /// the door would have (events already recorded are counted as duplicates and not
+    /// applied twice), and delete each once recorded.
     EventbridgeRedrive {
         /// The stack's EventBridgeDeadLetterQueueUrl output.
         #[arg(long, env = "REVGUARD_EVENTBRIDGE_DEAD_LETTER_QUEUE_URL")]
@@ -74,6 +74,9 @@ enum Command {
         /// The stack's AcceptedModes: both, live or test.
         #[arg(long, env = "REVGUARD_MODES", default_value = "both")]
         modes: String,
+        /// The stack's KeepEventPayloads: keep every payload in the event log for replay.
+        #[arg(long, env = "REVGUARD_KEEP_PAYLOADS", default_value_t = true, action = clap::ArgAction::Set)]
+        keep_payloads: bool,
     },
 }
 
@@ -207,11 +210,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             events_table,
             queue_url,
             modes,
+            keep_payloads,
         } => {
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             let mut config = revguard_core::IngestConfig::new(revguard_core::SecretSet::none());
             config.modes = revguard_core::ModeFilter::parse(&modes)
                 .with_context(|| format!("--modes: expected both, live or test, not {modes}"))?;
+            config.keep_payloads = keep_payloads;
             let ingress = revguard_core::Ingress::new(
                 revguard_aws::DynamoEventLog::new(
                     aws_sdk_dynamodb::Client::new(&sdk),
