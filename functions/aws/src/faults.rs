@@ -107,27 +107,41 @@ impl Rule {
     }
 }
 
+/// SplitMix64: a small seeded stream, the same on every platform (the injector's, and any
+/// test's that must replay the same choices from a seed).
+#[derive(Debug, Default, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.unit() * n as f64) as usize).min(n.saturating_sub(1))
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    rng: u64,
+    rng: SplitMix64,
     /// (operation, fault name) → how many were injected.
     injected: BTreeMap<(String, &'static str), u64>,
     /// Injections per rule (by index), for the rules' limits.
     by_rule: BTreeMap<usize, u64>,
     /// operation → calls seen (injected or passed on).
     calls: BTreeMap<String, u64>,
-}
-
-impl State {
-    /// SplitMix64: small, seeded, and the same on every platform.
-    fn next_unit(&mut self) -> f64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// The injector: give it to an SDK client's config builder (`.http_client(injector)`).
@@ -150,7 +164,7 @@ impl FaultInjector {
             rules: Arc::new(Mutex::new(rules)),
             sqs_characters: true,
             state: Arc::new(Mutex::new(State {
-                rng: seed,
+                rng: SplitMix64::new(seed),
                 ..State::default()
             })),
             inner,
@@ -211,7 +225,7 @@ impl FaultInjector {
             if rule.limit.is_some_and(|limit| spent >= limit) {
                 continue;
             }
-            if state.next_unit() < rule.probability {
+            if state.rng.unit() < rule.probability {
                 *state.by_rule.entry(index).or_default() += 1;
                 *state
                     .injected
@@ -225,7 +239,7 @@ impl FaultInjector {
 
     /// A number in [0, n) from the same stream (which item of a transaction conflicts).
     fn pick(&self, n: usize) -> usize {
-        ((self.lock().next_unit() * n as f64) as usize).min(n.saturating_sub(1))
+        self.lock().rng.below(n)
     }
 }
 

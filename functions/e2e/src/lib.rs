@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use revguard_aws::faults::{FaultInjector, Intercepted};
+use revguard_aws::faults::{FaultInjector, Intercepted, SplitMix64};
 
 pub mod iam;
 pub use iam::{Iam, Resources};
@@ -503,31 +503,6 @@ pub async fn poll_queue(
     }
 }
 
-/// A seeded source of choices (splitmix64): the same seed makes the same run.
-#[derive(Debug)]
-pub struct Seeded(Mutex<u64>);
-
-impl Seeded {
-    pub fn new(seed: u64) -> Self {
-        Self(Mutex::new(seed))
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&self) -> f64 {
-        let mut state = self.0.lock().unwrap();
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in 0..n.
-    pub fn below(&self, n: usize) -> usize {
-        ((self.unit() * n as f64) as usize).min(n.saturating_sub(1))
-    }
-}
-
 /// Stripe's event `body` as Stripe's event destination puts it on the partner event bus
 /// (`source`) at `time` (unix seconds): EventBridge's envelope, the event as `detail`.
 pub fn eventbridge_event(source: &str, body: &str, time: i64, n: u64) -> Value {
@@ -586,7 +561,8 @@ pub struct BridgeCounts {
 pub struct BridgeTarget {
     pub policy: BridgePolicy,
     pub refuse_rate: Mutex<f64>,
-    pub seeded: Seeded,
+    /// Which invokes Lambda refuses, drawn from the target's seed.
+    pub seeded: Mutex<SplitMix64>,
     pub counts: BridgeCounts,
 }
 
@@ -595,7 +571,7 @@ impl BridgeTarget {
         Self {
             policy,
             refuse_rate: Mutex::new(refuse_rate),
-            seeded: Seeded::new(seed),
+            seeded: Mutex::new(SplitMix64::new(seed)),
             counts: BridgeCounts::default(),
         }
     }
@@ -607,7 +583,7 @@ impl BridgeTarget {
         let mut accepted = false;
         for _ in 0..self.policy.rule_attempts {
             let refuse = *self.refuse_rate.lock().unwrap();
-            if self.seeded.unit() >= refuse {
+            if self.seeded.lock().unwrap().unit() >= refuse {
                 accepted = true;
                 break;
             }

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use revguard_aws::faults::{Fault, FaultInjector, Rule};
+use revguard_aws::faults::{Fault, FaultInjector, Rule, SplitMix64};
 use revguard_aws::testing::{moto_endpoint, MotoStack};
 use revguard_aws::DynamoCounters;
 use revguard_core::domain::metric::Metric;
@@ -37,7 +37,7 @@ use revguard_core::ports::CountersReader;
 use revguard_core::WebhookSecret;
 use revguard_e2e::{
     bootstrap, deliver_webhook, eventbridge_event, poll_queue, template_variables, BridgePolicy,
-    BridgeTarget, Bridged, FaultProxy, Front, Function, Iam, Resources, Seeded, SourceCounts,
+    BridgeTarget, Bridged, FaultProxy, Front, Function, Iam, Resources, SourceCounts,
 };
 use serde_json::{json, Value};
 
@@ -503,6 +503,43 @@ struct Delivery {
     refused: Mutex<Vec<String>>,
 }
 
+/// One webhook as Stripe delivers it: signed by `sign_now` at each attempt, and retried
+/// with backoff (`first_retry` doubling up to `max_retry`) until it gets a 2xx (its
+/// answer) or a 4xx (refused, noted in `delivery`).
+#[allow(clippy::too_many_arguments)]
+async fn stripe_delivers(
+    ingress: &Function,
+    front: Front,
+    id: &str,
+    body: &str,
+    sign_now: impl Fn(&str) -> String,
+    first_retry: Duration,
+    max_retry: Duration,
+    delivery: &Delivery,
+) -> Option<Value> {
+    let mut wait = first_retry;
+    for attempt in 1.. {
+        delivery.attempts.fetch_add(1, Ordering::SeqCst);
+        let (status, answer) = deliver_webhook(ingress, front, body, &sign_now(body)).await;
+        if (200..300).contains(&status) {
+            return Some(answer);
+        }
+        if status < 500 {
+            delivery
+                .refused
+                .lock()
+                .unwrap()
+                .push(format!("{id}: {status} {answer}"));
+            return None;
+        }
+        delivery.server_errors.fetch_add(1, Ordering::SeqCst);
+        assert!(attempt < 60, "{id} was never accepted: {status} {answer}");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(max_retry);
+    }
+    unreachable!("the loop ends by returning")
+}
+
 /// Stripe's side: `senders` concurrent deliveries, each through an ingress instance of
 /// its own, half of them through the function URL and half through API Gateway; a delivery that gets no 2xx is retried with exponential backoff (Stripe's
 /// schedule, compressed: `first_retry` doubling up to `max_retry`) until it is accepted.
@@ -528,31 +565,18 @@ async fn deliver_all(
                 let Some((id, body)) = queue.lock().unwrap().pop_front() else {
                     return;
                 };
-                let mut wait = first_retry;
-                for attempt in 1.. {
-                    let signature = {
-                        let secret = secret.lock().unwrap();
-                        sign(&secret, wall(), body.as_bytes())
-                    };
-                    delivery.attempts.fetch_add(1, Ordering::SeqCst);
-                    let (status, answer) =
-                        deliver_webhook(&function, front, &body, &signature).await;
-                    if (200..300).contains(&status) {
-                        break;
-                    }
-                    if status < 500 {
-                        delivery
-                            .refused
-                            .lock()
-                            .unwrap()
-                            .push(format!("{id}: {status} {answer}"));
-                        break;
-                    }
-                    delivery.server_errors.fetch_add(1, Ordering::SeqCst);
-                    assert!(attempt < 60, "{id} was never accepted: {status} {answer}");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(max_retry);
-                }
+                let sign_now = |body: &str| sign(&secret.lock().unwrap(), wall(), body.as_bytes());
+                stripe_delivers(
+                    &function,
+                    front,
+                    &id,
+                    &body,
+                    sign_now,
+                    first_retry,
+                    max_retry,
+                    &delivery,
+                )
+                .await;
             }
         }));
     }
@@ -985,28 +1009,20 @@ async fn deliver_through_doors(
                         }
                     }
                     Door::Webhook => {
-                        let mut wait = Duration::from_millis(200);
-                        for attempt in 1.. {
-                            seen.webhook.attempts.fetch_add(1, Ordering::SeqCst);
-                            let signature = sign(&secret, wall(), body.as_bytes());
-                            let (status, answer) =
-                                deliver_webhook(&webhook, front, &body, &signature).await;
-                            if (200..300).contains(&status) {
-                                seen.answered(route, answer["status"].as_str().unwrap_or("?"));
-                                break;
-                            }
-                            if status < 500 {
-                                seen.webhook
-                                    .refused
-                                    .lock()
-                                    .unwrap()
-                                    .push(format!("{id}: {status} {answer}"));
-                                break;
-                            }
-                            seen.webhook.server_errors.fetch_add(1, Ordering::SeqCst);
-                            assert!(attempt < 60, "{id} was never accepted: {status} {answer}");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_secs(5));
+                        let sign_now = |body: &str| sign(&secret, wall(), body.as_bytes());
+                        let answer = stripe_delivers(
+                            &webhook,
+                            front,
+                            &id,
+                            &body,
+                            sign_now,
+                            Duration::from_millis(200),
+                            Duration::from_secs(5),
+                            &seen.webhook,
+                        )
+                        .await;
+                        if let Some(answer) = answer {
+                            seen.answered(route, answer["status"].as_str().unwrap_or("?"));
                         }
                     }
                 }
@@ -1095,7 +1111,7 @@ async fn a_story_through_the_webhook_and_eventbridge_is_applied_once_in_any_orde
     let renewals_n = 150;
     let end = wall();
     let events = renewals("doors", renewals_n, end);
-    let choice = Seeded::new(seed);
+    let mut choice = SplitMix64::new(seed);
     let mut deliveries = Vec::new();
     let mut routes: BTreeMap<&str, usize> = BTreeMap::new();
     for (id, body) in &events {

@@ -13,9 +13,9 @@
 //! source into this account, and the function's policy lets only the bus's rule invoke
 //! it), and `time` is the time the source gave the event on the bus: the moment of
 //! delivery, for the lag signal, whatever AWS's own queueing and retries add afterwards.
-//! `detail-type` is the event's type; where they ever differ, the event's own wins. `account` is the AWS account;
-//! a connected account's event carries its Stripe account in `detail.account`, as a
-//! webhook does.
+//! `detail-type` is the event's type; where they ever differ, the event's own wins.
+//! `account` is the AWS account; a connected account's event carries its Stripe account
+//! in `detail.account`, as a webhook does.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

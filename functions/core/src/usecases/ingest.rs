@@ -184,6 +184,13 @@ pub struct IngestContext {
 }
 
 impl IngestContext {
+    /// What the parsed event says of itself.
+    fn learn(&mut self, envelope: &EventEnvelope) {
+        self.event_id = Some(envelope.id.clone());
+        self.event_type = Some(envelope.event_type.clone());
+        self.livemode = Some(envelope.livemode);
+    }
+
     /// Fills the current span's `event_id`, `event_type` and `livemode` with what is known.
     pub fn record_in_current_span(&self) {
         let span = tracing::Span::current();
@@ -282,9 +289,7 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
             }
             other => other?,
         };
-        context.event_id = Some(envelope.id.clone());
-        context.event_type = Some(envelope.event_type.clone());
-        context.livemode = Some(envelope.livemode);
+        context.learn(&envelope);
         self.record_and_enqueue(envelope, body, Via::Webhook, now)
             .await
     }
@@ -324,9 +329,7 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
             return Err(IngestError::TooLarge(detail.len()));
         }
         let envelope = EventEnvelope::parse(detail)?;
-        context.event_id = Some(envelope.id.clone());
-        context.event_type = Some(envelope.event_type.clone());
-        context.livemode = Some(envelope.livemode);
+        context.learn(&envelope);
         if envelope.event_type != bridged.detail_type {
             // Not seen in Stripe's deliveries; the event's own type is what is applied.
             tracing::warn!(detail_type = %bridged.detail_type, event_type = %envelope.event_type, "EventBridge's detail-type is not the event's type; applying the event's");
