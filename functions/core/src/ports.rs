@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
+pub use crate::domain::account::{Account, Scope};
 use crate::domain::billing::counters::CounterUpdate;
 use crate::domain::billing::{CustomerState, DunningCase, Notification, Stage, SubscriptionState};
 use crate::domain::detector::alerts::{AlertChange, AlertMessage, AlertState};
@@ -56,6 +57,9 @@ pub struct EventRecord {
     pub status: EventStatus,
     /// Deflate-compressed raw payload, for payloads too big for a queue message.
     pub stored_payload: Option<Vec<u8>>,
+    /// Whose event it is. The entry stays keyed by Stripe's event id alone: the id is
+    /// unique across accounts, and it is what both doors and the backfill de-duplicate on.
+    pub account: Account,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,9 +281,11 @@ pub struct Versioned<T> {
     pub version: i64,
 }
 
-/// The state items a batch of events touches.
+/// The state items a batch of events touches: all of one account's (a batch is applied
+/// per account, and the account scopes every key).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateKeys {
+    pub account: Account,
     pub subscriptions: BTreeSet<String>,
     pub invoices: BTreeSet<String>,
     pub customers: BTreeSet<String>,
@@ -327,6 +333,8 @@ pub struct StateWrite<T> {
 pub struct EventKey {
     pub id: String,
     pub charge: Option<String>,
+    /// Whose charge it is (the charge item is the account's).
+    pub account: Account,
 }
 
 impl EventKey {
@@ -335,6 +343,7 @@ impl EventKey {
         Self {
             id: id.into(),
             charge: None,
+            account: Account::PLATFORM,
         }
     }
 
@@ -342,6 +351,7 @@ impl EventKey {
         Self {
             id: event.id.clone(),
             charge: crate::domain::billing::marker_charge(event.kind, &event.object),
+            account: event.account.clone(),
         }
     }
 }
@@ -358,9 +368,11 @@ pub struct AppliedEvent {
     pub notifications: Vec<Notification>,
 }
 
-/// Everything a batch changes, committed at once or not at all.
+/// Everything a batch changes, committed at once or not at all: one account's, whose
+/// keys its state items, markers and counters go under.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BillingCommit {
+    pub account: Account,
     pub events: Vec<AppliedEvent>,
     pub subscriptions: Vec<StateWrite<SubscriptionState>>,
     /// Each case with its stage (stores index cases by stage).
@@ -462,13 +474,25 @@ pub trait BillingStore: Send + Sync {
 
 /// The hourly counters, as the detector reads them.
 pub trait CountersReader: Send + Sync {
-    /// One mode's counters for hours in [from, to), plus the all-time gauges of hour 0.
+    /// One account's counters of one mode for hours in [from, to), plus its all-time
+    /// gauges of hour 0.
     fn counters(
+        &self,
+        livemode: bool,
+        account: &Account,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Series, StoreError>> + Send;
+
+    /// The counters of every connected account with counts in [from, to), each with its
+    /// gauges of hour 0: what a Connect platform's detector judges. Its cost grows with the
+    /// accounts active in the window, never with every account ever seen.
+    fn connected(
         &self,
         livemode: bool,
         from: i64,
         to: i64,
-    ) -> impl Future<Output = Result<Series, StoreError>> + Send;
+    ) -> impl Future<Output = Result<BTreeMap<Account, Series>, StoreError>> + Send;
 }
 
 /// What the alert store holds, as a detector run reads it.
@@ -542,6 +566,7 @@ pub trait Comebacks: Send + Sync {
     /// A live subscription of the customer in this mode: active, trialing or past due.
     fn is_subscribed(
         &self,
+        account: &Account,
         customer: &str,
         livemode: bool,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -553,6 +578,7 @@ pub trait ReadModel: Send + Sync {
     /// A customer's subscriptions, open dunning cases and access verdict at `now`.
     fn customer_view(
         &self,
+        account: &Account,
         id: &str,
         now: i64,
         policy: &crate::domain::billing::BillingPolicy,
@@ -560,33 +586,49 @@ pub trait ReadModel: Send + Sync {
 
     fn subscription(
         &self,
+        account: &Account,
         id: &str,
     ) -> impl Future<Output = Result<Option<crate::domain::billing::SubscriptionState>, StoreError>> + Send;
 
-    /// The id of every subscription held (for a reconciliation: what Stripe lacks).
-    fn subscription_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// The id of every subscription held, with its account (for a reconciliation: what
+    /// Stripe lacks).
+    fn subscription_ids(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(Account, String)>, StoreError>> + Send;
 
     /// Dunning cases by `open` (the default), `closed`, `all` or a stage name, oldest first.
     fn dunning_cases(
         &self,
+        account: &Account,
         status: Option<&str>,
         policy: &crate::domain::billing::BillingPolicy,
     ) -> impl Future<Output = Result<Vec<crate::domain::billing::views::CaseView>, StoreError>> + Send;
 
-    /// Hourly counters of both modes in [from, to), with the gauges of hour 0.
+    /// Hourly counters of both modes in [from, to), with the gauges of hour 0: of one
+    /// account, or of the whole platform added up ([`Scope::All`]).
     fn metrics(
         &self,
+        scope: &Scope,
         from: i64,
         to: i64,
     ) -> impl Future<Output = Result<Vec<crate::domain::billing::views::HourCounters>, StoreError>> + Send;
 
     /// Open alerts, and those resolved in the `recent_secs` before `now`, latest change
-    /// first.
+    /// first: of one scope, or every scope's with `None`.
     fn recent_alerts(
         &self,
+        scope: Option<&Scope>,
         now: i64,
         recent_secs: i64,
     ) -> impl Future<Output = Result<Vec<AlertState>, StoreError>> + Send;
+
+    /// Every account seen (the platform's own first, then the connected ones), each with
+    /// its MRR, open dunning cases and open alerts at `now`.
+    fn accounts(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<crate::domain::billing::views::AccountSummary>, StoreError>>
+           + Send;
 }
 
 /// How long a resolved alert (and its state) is kept before the store may forget it:
@@ -663,6 +705,12 @@ pub struct Page {
 
 /// The part of Stripe's API that recovery reads.
 pub trait StripeApi: Send + Sync {
+    /// The same API, read on behalf of `account` (Stripe's `Stripe-Account` header for
+    /// a connected account; itself for the platform).
+    fn for_account(&self, account: &Account) -> Self
+    where
+        Self: Sized;
+
     /// One page of the events the query matches, each as Stripe's raw JSON.
     fn events_page(
         &self,

@@ -9,6 +9,8 @@ use revguard_testkit::memory::MemoryPublisher;
 
 fn message(signal: &str, transition: Transition) -> AlertMessage {
     let finding = Finding {
+        scope: Default::default(),
+        accounts: Vec::new(),
         key: format!("{signal}:cus_W"),
         signal: signal.into(),
         metric: "mrr_lost.eur".into(),

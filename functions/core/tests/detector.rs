@@ -164,6 +164,8 @@ fn mrr_fall_lag_rates_and_lapses() {
 
 fn finding(key: &str, sev: Severity) -> Finding {
     Finding {
+        scope: Default::default(),
+        accounts: Vec::new(),
         key: key.into(),
         signal: "spike".into(),
         metric: "refunds".into(),

@@ -18,7 +18,12 @@ use std::sync::atomic::Ordering;
 struct NoComebacks;
 
 impl Comebacks for NoComebacks {
-    async fn is_subscribed(&self, _customer: &str, _livemode: bool) -> Result<bool, StoreError> {
+    async fn is_subscribed(
+        &self,
+        _account: &revguard_core::ports::Account,
+        _customer: &str,
+        _livemode: bool,
+    ) -> Result<bool, StoreError> {
         Ok(false)
     }
 }

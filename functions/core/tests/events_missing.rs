@@ -17,7 +17,12 @@ use revguard_testkit::memory::{
 struct NoComebacks;
 
 impl Comebacks for NoComebacks {
-    async fn is_subscribed(&self, _customer: &str, _livemode: bool) -> Result<bool, StoreError> {
+    async fn is_subscribed(
+        &self,
+        _account: &revguard_core::ports::Account,
+        _customer: &str,
+        _livemode: bool,
+    ) -> Result<bool, StoreError> {
         Ok(false)
     }
 }

@@ -18,12 +18,15 @@ use revguard_testkit::memory::{
 use serde_json::{json, value::RawValue};
 
 /// Stripe, holding each subscription as `canceled` now, and counting the fetches.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Stripe {
-    fetched: Mutex<Vec<String>>,
+    fetched: std::sync::Arc<Mutex<Vec<String>>>,
 }
 
 impl StripeApi for Stripe {
+    fn for_account(&self, _account: &revguard_core::ports::Account) -> Self {
+        self.clone()
+    }
     async fn events_page(&self, _query: &EventsQuery, _at: &PageCursor) -> Result<Page, ApiError> {
         Ok(Page::default())
     }

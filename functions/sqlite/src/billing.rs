@@ -9,8 +9,8 @@ use revguard_core::domain::billing::Notification;
 use revguard_core::domain::detector::Series;
 use revguard_core::domain::metric::{Aggregation, Metric};
 use revguard_core::ports::{
-    BillingCommit, BillingStore, Claimed, CommitError, CountersReader, EventKey, StateKeys,
-    StateSnapshot, StoreError, Versioned,
+    Account, BillingCommit, BillingStore, Claimed, CommitError, CountersReader, EventKey,
+    StateKeys, StateSnapshot, StoreError, Versioned,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -46,11 +46,12 @@ fn still_consistent(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<
             return Ok(false);
         }
     }
+    let key = |k: &str| commit.account.key(k);
     for w in &commit.subscriptions {
         if version_of(
             c,
             "SELECT version FROM subscriptions WHERE id = ?1",
-            &w.value.id,
+            &key(&w.value.id),
         )? != w.expected_version
         {
             return Ok(false);
@@ -60,7 +61,7 @@ fn still_consistent(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<
         if version_of(
             c,
             "SELECT version FROM dunning_cases WHERE invoice_id = ?1",
-            &w.value.0.invoice_id,
+            &key(&w.value.0.invoice_id),
         )? != w.expected_version
         {
             return Ok(false);
@@ -70,7 +71,7 @@ fn still_consistent(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<
         if version_of(
             c,
             "SELECT version FROM customers WHERE id = ?1",
-            &w.value.id,
+            &key(&w.value.id),
         )? != w.expected_version
         {
             return Ok(false);
@@ -84,6 +85,9 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
         return Ok(false);
     }
     let next = |v: Option<i64>| v.unwrap_or(0) + 1;
+    // Every state key is the account's (see `Account::key`), its customer link too.
+    let key = |k: &str| commit.account.key(k);
+    let account = commit.account.column();
     // Counter increments summed (or maximised) per row first: a batch of events in one
     // hour touches a handful of rows, not a few per event.
     let mut counters: BTreeMap<(bool, i64, &Metric, i64), i64> = BTreeMap::new();
@@ -102,11 +106,11 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
     for ((livemode, hour, metric, received_min), value) in &counters {
         let sql = match metric.aggregation() {
             Aggregation::Sum => {
-                "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO counters (livemode, hour, metric, received_min, value, account) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO UPDATE SET value = value + excluded.value"
             }
             Aggregation::Max => {
-                "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO counters (livemode, hour, metric, received_min, value, account) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO UPDATE SET value = max(value, excluded.value)"
             }
         };
@@ -115,7 +119,8 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
             hour,
             metric.name(),
             received_min,
-            value
+            value,
+            account
         ])?;
     }
     for e in &commit.events {
@@ -136,7 +141,7 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
              ON CONFLICT(id) DO UPDATE SET customer = excluded.customer, status = excluded.status,
                  state = excluded.state, version = excluded.version",
         )?
-        .execute(params![s.id, s.customer, s.livemode, s.status, serde_json::to_string(s).map_err(json_err)?, next(w.expected_version)])?;
+        .execute(params![key(&s.id), s.customer.as_deref().map(key), s.livemode, s.status, serde_json::to_string(s).map_err(json_err)?, next(w.expected_version)])?;
     }
     for w in &commit.cases {
         let (case, stage) = &w.value;
@@ -146,8 +151,8 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
                  opened_at = excluded.opened_at, state = excluded.state, version = excluded.version",
         )?
         .execute(params![
-            case.invoice_id,
-            case.customer,
+            key(&case.invoice_id),
+            case.customer.as_deref().map(key),
             case.livemode,
             stage.map(|s| s.as_str()),
             case.opened_at,
@@ -161,14 +166,14 @@ fn write_commit(c: &Connection, commit: &BillingCommit) -> rusqlite::Result<bool
              ON CONFLICT(id) DO UPDATE SET state = excluded.state, version = excluded.version",
         )?
         .execute(params![
-            w.value.id,
+            key(&w.value.id),
             serde_json::to_string(&w.value).map_err(json_err)?,
             next(w.expected_version)
         ])?;
     }
     for (charge, customer) in &commit.charge_links {
         c.prepare_cached("INSERT INTO charge_customers (charge_id, customer) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
-            .execute(params![charge, customer])?;
+            .execute(params![key(charge), customer])?;
     }
     Ok(true)
 }
@@ -192,11 +197,12 @@ impl BillingStore for SqliteStore {
     async fn load(&self, keys: &StateKeys) -> Result<StateSnapshot, StoreError> {
         let keys = keys.clone();
         self.read(move |c| {
+            let key = |k: &str| keys.account.key(k);
             let mut out = StateSnapshot::default();
             for charge in &keys.charges {
                 let customer: Option<String> = c
                     .prepare_cached("SELECT customer FROM charge_customers WHERE charge_id = ?1")?
-                    .query_row([charge], |r| r.get(0))
+                    .query_row([key(charge)], |r| r.get(0))
                     .optional()?;
                 out.charge_customers
                     .extend(customer.map(|cu| (charge.clone(), cu)));
@@ -205,7 +211,7 @@ impl BillingStore for SqliteStore {
                 let v = versioned(
                     c,
                     "SELECT state, version FROM subscriptions WHERE id = ?1",
-                    id,
+                    &key(id),
                 )?;
                 out.subscriptions.extend(v.map(|v| (id.clone(), v)));
             }
@@ -213,7 +219,7 @@ impl BillingStore for SqliteStore {
                 let v = versioned(
                     c,
                     "SELECT state, version FROM dunning_cases WHERE invoice_id = ?1",
-                    id,
+                    &key(id),
                 )?;
                 out.cases.extend(v.map(|v| (id.clone(), v)));
             }
@@ -224,7 +230,11 @@ impl BillingStore for SqliteStore {
                 .collect();
             let mut found = Vec::new();
             for id in customers {
-                let v = versioned(c, "SELECT state, version FROM customers WHERE id = ?1", id)?;
+                let v = versioned(
+                    c,
+                    "SELECT state, version FROM customers WHERE id = ?1",
+                    &key(id),
+                )?;
                 found.extend(v.map(|v| (id.clone(), v)));
             }
             out.customers.extend(found);
@@ -313,19 +323,51 @@ impl SqliteStore {
     pub fn counter_totals(
         &self,
         livemode: Option<bool>,
+        account: Option<&Account>,
         from: i64,
         to: i64,
         received_before: Option<i64>,
     ) -> Result<revguard_core::domain::metric::CounterTotals, StoreError> {
+        Ok(self
+            .counter_totals_by_account(livemode, account, from, to, received_before)?
+            .into_values()
+            .fold(Default::default(), |mut all, totals| {
+                for (k, v) in totals {
+                    let aggregation = k.2.aggregation();
+                    all.entry(k)
+                        .and_modify(|x| *x = aggregation.combine(*x, v))
+                        .or_insert(v);
+                }
+                all
+            }))
+    }
+
+    /// [`SqliteStore::counter_totals`] per account: of one account, or of every one with
+    /// `None`.
+    pub fn counter_totals_by_account(
+        &self,
+        livemode: Option<bool>,
+        account: Option<&Account>,
+        from: i64,
+        to: i64,
+        received_before: Option<i64>,
+    ) -> Result<BTreeMap<Account, revguard_core::domain::metric::CounterTotals>, StoreError> {
+        let account = account.map(|a| a.column().to_owned());
         self.read_now(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT livemode, hour, metric, sum(value), max(value)
+                "SELECT livemode, hour, metric, sum(value), max(value), account
                  FROM counters WHERE ((hour >= ?1 AND hour < ?2) OR hour = 0) AND received_min < ?3
-                     AND (?4 IS NULL OR livemode = ?4)
-                 GROUP BY livemode, hour, metric",
+                     AND (?4 IS NULL OR livemode = ?4) AND (?5 IS NULL OR account = ?5)
+                 GROUP BY account, livemode, hour, metric",
             )?;
             let rows = stmt.query_map(
-                params![from, to, received_before.unwrap_or(i64::MAX), livemode],
+                params![
+                    from,
+                    to,
+                    received_before.unwrap_or(i64::MAX),
+                    livemode,
+                    account
+                ],
                 |r| {
                     Ok((
                         r.get::<_, bool>(0)?,
@@ -333,12 +375,17 @@ impl SqliteStore {
                         r.get::<_, String>(2)?,
                         r.get::<_, i64>(3)?,
                         r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
                     ))
                 },
             )?;
-            let mut out = revguard_core::domain::metric::CounterTotals::new();
+            let mut by_account: BTreeMap<Account, revguard_core::domain::metric::CounterTotals> =
+                BTreeMap::new();
             for row in rows {
-                let (livemode, hour, name, sum, max) = row?;
+                let (livemode, hour, name, sum, max, account) = row?;
+                let out = by_account
+                    .entry(Account::from_column(&account))
+                    .or_default();
                 let Some(metric) = Metric::parse(&name) else {
                     tracing::warn!(metric = %name, "unknown metric in the counters table; skipped");
                     continue;
@@ -351,18 +398,55 @@ impl SqliteStore {
                     out.insert((livemode, hour, metric), value);
                 }
             }
-            Ok(out)
+            Ok(by_account)
         })
     }
 }
 
 impl CountersReader for SqliteCounters {
-    async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
-        let totals = self
-            .store
-            .counter_totals(Some(livemode), from, to, self.received_before)?;
+    async fn counters(
+        &self,
+        livemode: bool,
+        account: &Account,
+        from: i64,
+        to: i64,
+    ) -> Result<Series, StoreError> {
+        let totals = self.store.counter_totals(
+            Some(livemode),
+            Some(account),
+            from,
+            to,
+            self.received_before,
+        )?;
         Ok(revguard_core::domain::detector::series_of(
             &totals, livemode,
         ))
+    }
+
+    /// One read over the (livemode, hour, account) index: the accounts with counts in the
+    /// window, then their gauges of hour 0.
+    async fn connected(
+        &self,
+        livemode: bool,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<Account, Series>, StoreError> {
+        let active: Vec<Account> = self.store.read_now(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT account FROM counters
+                 WHERE livemode = ?1 AND hour >= ?2 AND hour < ?3 AND account != '' AND received_min < ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![livemode, from, to, self.received_before.unwrap_or(i64::MAX)],
+                |r| r.get::<_, String>(0),
+            )?;
+            rows.map(|r| r.map(|a| Account::from_column(&a))).collect()
+        })?;
+        let mut out = BTreeMap::new();
+        for account in active {
+            let series = self.counters(livemode, &account, from, to).await?;
+            out.insert(account, series);
+        }
+        Ok(out)
     }
 }

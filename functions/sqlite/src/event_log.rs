@@ -63,8 +63,8 @@ impl EventLog for SqliteStore {
             let inserted = c
                 .prepare_cached(
                     "INSERT INTO events (event_id, event_type, created, livemode, received_at,
-                                         expires_at, status, stored_payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(event_id) DO NOTHING",
+                                         expires_at, status, stored_payload, account)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(event_id) DO NOTHING",
                 )?
                 .execute(params![
                     r.event_id,
@@ -75,6 +75,7 @@ impl EventLog for SqliteStore {
                     r.expires_at,
                     r.status.as_str(),
                     r.stored_payload,
+                    r.account.column(),
                 ])?;
             if inserted == 1 {
                 return Ok(InsertOutcome::Inserted);
@@ -118,7 +119,7 @@ impl EventHistory for SqliteStore {
         let s = selection.clone();
         self.read(move |c| {
             let mut stmt = c.prepare(
-                "SELECT event_id, event_type, created, livemode, received_at, expires_at, status, stored_payload
+                "SELECT event_id, event_type, created, livemode, received_at, expires_at, status, stored_payload, account
                  FROM events
                  WHERE (?1 IS NULL OR event_id = ?1) AND (?2 IS NULL OR created >= ?2)
                    AND (?3 IS NULL OR created < ?3) AND (?4 IS NULL OR event_type = ?4)
@@ -136,6 +137,9 @@ impl EventHistory for SqliteStore {
                         expires_at: r.get(5)?,
                         status: status_of(&r.get::<_, String>(6)?)?,
                         stored_payload: r.get(7)?,
+                        account: revguard_core::ports::Account::from_column(
+                            &r.get::<_, String>(8)?,
+                        ),
                     })
                 },
             )?;

@@ -1,10 +1,14 @@
 //! What operators ask: counts, a customer's view, dunning cases, hourly metrics.
 
-use revguard_core::domain::billing::views::{by_hour, CaseView, CustomerView, HourCounters};
+use std::collections::BTreeMap;
+
+use revguard_core::domain::billing::views::{
+    by_hour, AccountSummary, CaseView, CustomerView, HourCounters,
+};
 use revguard_core::domain::billing::{
     BillingPolicy, CustomerState, DunningCase, SubscriptionState,
 };
-use revguard_core::ports::StoreError;
+use revguard_core::ports::{Account, Scope, StoreError};
 use rusqlite::OptionalExtension;
 
 use crate::store::{from_json, json_rows, SqliteStore};
@@ -47,12 +51,27 @@ impl SqliteStore {
     }
 }
 
+/// The rows of one account's keys: a connected account's begin with `<acct>#`; the
+/// platform's hold no `#` (Stripe's ids never do).
+const OF_ACCOUNT: &str =
+    "CASE WHEN ?9 = '' THEN instr(KEY, '#') = 0 ELSE substr(KEY, 1, length(?9)) = ?9 END";
+
+fn of_account(column: &str) -> String {
+    OF_ACCOUNT.replace("KEY", column)
+}
+
 impl SqliteStore {
-    pub fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError> {
+    pub fn subscription(
+        &self,
+        account: &Account,
+        id: &str,
+    ) -> Result<Option<SubscriptionState>, StoreError> {
         self.read_now(|c| {
-            c.query_row("SELECT state FROM subscriptions WHERE id = ?1", [id], |r| {
-                r.get::<_, String>(0)
-            })
+            c.query_row(
+                "SELECT state FROM subscriptions WHERE id = ?1",
+                [account.key(id)],
+                |r| r.get::<_, String>(0),
+            )
             .optional()?
             .map(from_json)
             .transpose()
@@ -61,23 +80,25 @@ impl SqliteStore {
 
     pub fn customer_view(
         &self,
+        account: &Account,
         id: &str,
         now: i64,
         policy: &BillingPolicy,
     ) -> Result<CustomerView, StoreError> {
+        let key = account.key(id);
         let (subs, cases, profile) = self.read_now(|c| {
             let subs: Vec<SubscriptionState> = json_rows(
                 c,
                 "SELECT state FROM subscriptions WHERE customer = ?1 ORDER BY id",
-                [id],
+                [&key],
             )?;
             let cases: Vec<DunningCase> = json_rows(
                 c,
                 "SELECT state FROM dunning_cases WHERE customer = ?1 ORDER BY opened_at",
-                [id],
+                [&key],
             )?;
             let profile: Option<CustomerState> = c
-                .query_row("SELECT state FROM customers WHERE id = ?1", [id], |r| {
+                .query_row("SELECT state FROM customers WHERE id = ?1", [&key], |r| {
                     r.get::<_, String>(0)
                 })
                 .optional()?
@@ -88,25 +109,37 @@ impl SqliteStore {
         Ok(CustomerView::of(id, subs, cases, profile, now, policy))
     }
 
-    /// Dunning cases by stage filter: `open`, `closed`, a stage name, or all.
+    /// One account's dunning cases by stage filter: `open`, `closed`, a stage name, or all.
     pub fn dunning_cases(
         &self,
+        account: &Account,
         status: Option<&str>,
         policy: &BillingPolicy,
     ) -> Result<Vec<CaseView>, StoreError> {
-        let all: Vec<DunningCase> = self.read_now(|c| {
-            json_rows(
-                c,
-                "SELECT state FROM dunning_cases WHERE stage IS NOT NULL ORDER BY opened_at",
-                [],
-            )
-        })?;
+        let prefix = account.key_prefix();
+        let sql = format!(
+            "SELECT state FROM dunning_cases WHERE stage IS NOT NULL AND {} ORDER BY opened_at",
+            of_account("invoice_id").replace("?9", "?1")
+        );
+        let all: Vec<DunningCase> = self.read_now(|c| json_rows(c, &sql, [&prefix]))?;
         Ok(CaseView::select(all, status, policy))
     }
 
-    /// Hourly counters in [from, to) (hour 0's gauges included).
-    pub fn metrics(&self, from: i64, to: i64) -> Result<Vec<HourCounters>, StoreError> {
-        Ok(by_hour(&self.counter_totals(None, from, to, None)?))
+    /// Hourly counters in [from, to) (hour 0's gauges included): of one account, or of
+    /// the whole platform added up.
+    pub fn metrics(
+        &self,
+        scope: &Scope,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HourCounters>, StoreError> {
+        Ok(by_hour(&self.counter_totals(
+            None,
+            scope.account().as_ref(),
+            from,
+            to,
+            None,
+        )?))
     }
 
     pub fn applied_count(&self) -> Result<u64, StoreError> {
@@ -115,6 +148,51 @@ impl SqliteStore {
                 .map(|n| n as u64)
         })
     }
+
+    /// Every account seen, the platform's own first: its gauges, open cases and open alerts.
+    pub fn accounts(&self, now: i64) -> Result<Vec<AccountSummary>, StoreError> {
+        let gauges = self.counter_totals_by_account(None, None, 0, 0, None)?;
+        let open_stages: Vec<(String, String)> = self.read_now(|c| {
+            let mut stmt = c.prepare(
+                "SELECT invoice_id, stage FROM dunning_cases WHERE stage IS NOT NULL AND stage NOT IN ('recovered', 'lost')",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        let mut cases: BTreeMap<Account, usize> = BTreeMap::new();
+        for (invoice, _) in &open_stages {
+            *cases.entry(Account::split_key(invoice).0).or_default() += 1;
+        }
+        let mut alerts: BTreeMap<Account, usize> = BTreeMap::new();
+        for a in self.recent_alerts(now, 0)?.into_iter().filter(|a| a.open) {
+            if let Some(account) = a.finding.scope.account() {
+                *alerts.entry(account).or_default() += 1;
+            }
+        }
+        Ok(summaries(gauges, cases, alerts))
+    }
+}
+
+/// The accounts seen in any of the three, the platform's own always, each summarized.
+pub(crate) fn summaries(
+    gauges: BTreeMap<Account, revguard_core::domain::metric::CounterTotals>,
+    cases: BTreeMap<Account, usize>,
+    alerts: BTreeMap<Account, usize>,
+) -> Vec<AccountSummary> {
+    let mut seen: std::collections::BTreeSet<Account> = [Account::PLATFORM].into();
+    seen.extend(gauges.keys().cloned());
+    seen.extend(cases.keys().cloned());
+    seen.extend(alerts.keys().cloned());
+    seen.into_iter()
+        .map(|account| {
+            let g = gauges.get(&account).cloned().unwrap_or_default();
+            let (c, a) = (
+                cases.get(&account).copied().unwrap_or(0),
+                alerts.get(&account).copied().unwrap_or(0),
+            );
+            AccountSummary::of(account, &g, c, a)
+        })
+        .collect()
 }
 
 /// The operator API's port, over the methods above (the reads are short: the reader
@@ -122,52 +200,83 @@ impl SqliteStore {
 impl revguard_core::ports::ReadModel for SqliteStore {
     async fn customer_view(
         &self,
+        account: &Account,
         id: &str,
         now: i64,
         policy: &BillingPolicy,
     ) -> Result<CustomerView, StoreError> {
-        SqliteStore::customer_view(self, id, now, policy)
+        SqliteStore::customer_view(self, account, id, now, policy)
     }
 
-    async fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError> {
-        SqliteStore::subscription(self, id)
+    async fn subscription(
+        &self,
+        account: &Account,
+        id: &str,
+    ) -> Result<Option<SubscriptionState>, StoreError> {
+        SqliteStore::subscription(self, account, id)
     }
 
-    async fn subscription_ids(&self) -> Result<Vec<String>, StoreError> {
+    async fn subscription_ids(&self) -> Result<Vec<(Account, String)>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare("SELECT id FROM subscriptions ORDER BY id")?;
             let ids = stmt
                 .query_map([], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(ids)
+            Ok(ids
+                .iter()
+                .map(|key| {
+                    let (account, id) = Account::split_key(key);
+                    (account, id.to_owned())
+                })
+                .collect())
         })
         .await
     }
 
     async fn dunning_cases(
         &self,
+        account: &Account,
         status: Option<&str>,
         policy: &BillingPolicy,
     ) -> Result<Vec<CaseView>, StoreError> {
-        SqliteStore::dunning_cases(self, status, policy)
+        SqliteStore::dunning_cases(self, account, status, policy)
     }
 
-    async fn metrics(&self, from: i64, to: i64) -> Result<Vec<HourCounters>, StoreError> {
-        SqliteStore::metrics(self, from, to)
+    async fn metrics(
+        &self,
+        scope: &Scope,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HourCounters>, StoreError> {
+        SqliteStore::metrics(self, scope, from, to)
     }
 
     async fn recent_alerts(
         &self,
+        scope: Option<&Scope>,
         now: i64,
         recent_secs: i64,
     ) -> Result<Vec<revguard_core::domain::detector::alerts::AlertState>, StoreError> {
-        SqliteStore::recent_alerts(self, now, recent_secs)
+        let mut alerts = SqliteStore::recent_alerts(self, now, recent_secs)?;
+        if let Some(scope) = scope {
+            alerts.retain(|a| &a.finding.scope == scope);
+        }
+        Ok(alerts)
+    }
+
+    async fn accounts(&self, now: i64) -> Result<Vec<AccountSummary>, StoreError> {
+        SqliteStore::accounts(self, now)
     }
 }
 
 impl revguard_core::ports::Comebacks for SqliteStore {
-    async fn is_subscribed(&self, customer: &str, livemode: bool) -> Result<bool, StoreError> {
-        let customer = customer.to_owned();
+    async fn is_subscribed(
+        &self,
+        account: &Account,
+        customer: &str,
+        livemode: bool,
+    ) -> Result<bool, StoreError> {
+        let customer = account.key(customer);
         let subs: Vec<SubscriptionState> = self
             .read(move |c| {
                 json_rows(

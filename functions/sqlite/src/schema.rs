@@ -166,7 +166,31 @@ CREATE INDEX chat_deliveries_thread ON chat_deliveries (app, thread, seq)
     WHERE delivered_at IS NULL AND given_up_at IS NULL;
 ";
 
-const MIGRATIONS: [&str; 5] = [V1, V2, V3, V4, V5];
+/// Version 6: Connect. The counters gain the account (`''`: the platform's own), in their
+/// key, so that each connected account counts apart; a SQLite key cannot be altered, so
+/// the table is rebuilt with what it held as the platform's. The event log notes whose
+/// event each entry is. State rows need no change: a connected account's keys are the
+/// platform's behind `<acct>#` (the rule DynamoDB's keys follow too), so what the
+/// database holds is the platform's as it stands.
+const V6: &str = "
+CREATE TABLE counters_v6 (
+    account      TEXT NOT NULL DEFAULT '',
+    livemode     INTEGER NOT NULL,
+    hour         INTEGER NOT NULL,
+    metric       TEXT NOT NULL,
+    received_min INTEGER NOT NULL,
+    value        INTEGER NOT NULL,
+    PRIMARY KEY (account, livemode, hour, metric, received_min)
+) WITHOUT ROWID;
+INSERT INTO counters_v6 (account, livemode, hour, metric, received_min, value)
+    SELECT '', livemode, hour, metric, received_min, value FROM counters;
+DROP TABLE counters;
+ALTER TABLE counters_v6 RENAME TO counters;
+CREATE INDEX counters_by_hour ON counters (livemode, hour, account);
+ALTER TABLE events ADD COLUMN account TEXT NOT NULL DEFAULT '';
+";
+
+const MIGRATIONS: [&str; 6] = [V1, V2, V3, V4, V5, V6];
 
 /// The database's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -238,6 +262,17 @@ mod tests {
             [],
         )
         .unwrap();
+        old.execute(
+            "INSERT INTO counters (livemode, hour, metric, received_min, value) VALUES (1, 3600, 'refunds', 60, 7)",
+            [],
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO events (event_id, event_type, created, livemode, received_at, expires_at, status)
+             VALUES ('evt_old', 'invoice.paid', 1, 1, 2, 3, 'queued')",
+            [],
+        )
+        .unwrap();
         assert_eq!(version(&old).unwrap(), 0);
         assert_eq!(migrate(&old).unwrap(), 0);
         assert_eq!(version(&old).unwrap(), CURRENT_VERSION);
@@ -253,6 +288,26 @@ mod tests {
             )
             .unwrap();
         assert_eq!(v, 1);
+        let (account, value): (String, i64) = old
+            .query_row(
+                "SELECT account, value FROM counters WHERE metric = 'refunds'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (account.as_str(), value),
+            ("", 7),
+            "the counters held are the platform's"
+        );
+        let account: String = old
+            .query_row(
+                "SELECT account FROM events WHERE event_id = 'evt_old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(account, "", "the events logged are the platform's");
         assert_eq!(
             migrate(&old).unwrap(),
             CURRENT_VERSION,

@@ -325,6 +325,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keeps_connected_accounts_apart() {
+        let (_dir, store) = temp_store();
+        let counters = crate::billing::SqliteCounters {
+            store: store.clone(),
+            received_before: None,
+        };
+        contract::accounts_contract(&store, &counters, "sqlite").await;
+        // The platform's own contract still holds beside them, in the same store.
+        contract::billing_store_contract(&store, &counters, "sqlite").await;
+    }
+
+    #[tokio::test]
     async fn keeps_the_event_log_contract() {
         let (_dir, store) = temp_store();
         contract::event_log_contract(&store, "sqlite").await;

@@ -15,6 +15,7 @@ pub fn sample_record(event_id: &str, now: i64) -> EventRecord {
         expires_at: now + 30 * 24 * 3600,
         status: EventStatus::Received,
         stored_payload: None,
+        account: Default::default(),
     }
 }
 
@@ -154,8 +155,8 @@ use revguard_core::domain::detector::alerts::{render, AlertChange, AlertState, T
 use revguard_core::domain::finding::{Finding, Severity};
 use revguard_core::domain::metric::Metric;
 use revguard_core::ports::{
-    AlertStore, AppliedEvent, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
-    EventKey, StateKeys, StateWrite,
+    Account, AlertStore, AppliedEvent, BillingCommit, BillingStore, Claimed, CommitError,
+    CountersReader, EventKey, StateKeys, StateWrite,
 };
 
 fn sample_subscription(id: &str, customer: &str) -> SubscriptionState {
@@ -172,6 +173,8 @@ fn sample_subscription(id: &str, customer: &str) -> SubscriptionState {
 
 pub fn sample_finding(key: &str, at: i64) -> Finding {
     Finding {
+        scope: Default::default(),
+        accounts: Vec::new(),
         key: key.to_owned(),
         signal: "large_refund".into(),
         metric: "refunds_amount.usd".into(),
@@ -189,6 +192,7 @@ pub fn sample_finding(key: &str, at: i64) -> Finding {
 
 fn sample_event(event_id: &str, hour: i64, finding_key: &str) -> AppliedEvent {
     let n = |kind: &str| Notification {
+        account: Default::default(),
         id: format!("{event_id}:{kind}"),
         kind: kind.into(),
         stage: None,
@@ -253,6 +257,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
     case.customer = Some(cus_id.clone());
     case.opened_at = Some(hour);
     let first = BillingCommit {
+        account: Account::PLATFORM,
         events: vec![sample_event(&e1, hour, &format!("large_refund:{unique}"))],
         subscriptions: vec![StateWrite {
             value: sample_subscription(&sub_id, &cus_id),
@@ -286,6 +291,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
 
     // Reading by a charge finds its customer too.
     let keys = StateKeys {
+        account: Account::PLATFORM,
         subscriptions: [sub_id.clone()].into(),
         invoices: [inv_id.clone()].into(),
         customers: Default::default(),
@@ -383,6 +389,7 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
     let key = |id: &str| EventKey {
         id: id.to_owned(),
         charge: Some(ch2.clone()),
+        account: Account::PLATFORM,
     };
     let succeeded = BillingCommit {
         events: vec![about_charge(&c1)],
@@ -430,13 +437,16 @@ pub async fn billing_store_contract<B: BillingStore, C: CountersReader>(
     assert!(after.subscriptions[&sub_id].version > sub_version);
 
     // Counters: sums add, maxima keep the largest, hour 0 holds the gauges.
-    let series = counters.counters(false, hour, hour + 3600).await.unwrap();
+    let series = counters
+        .counters(false, &Account::PLATFORM, hour, hour + 3600)
+        .await
+        .unwrap();
     assert_eq!(series[&hour][&Metric::PaymentsFailed], 4);
     assert_eq!(series[&hour][&Metric::LagMaxSecs], 30);
     assert!(series[&0][&Metric::MrrTotal("usd".into())] >= 9800);
     assert!(
         !counters
-            .counters(true, hour, hour + 3600)
+            .counters(true, &Account::PLATFORM, hour, hour + 3600)
             .await
             .unwrap()
             .contains_key(&hour),
@@ -737,6 +747,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn memory_billing_keeps_connected_accounts_apart() {
+        let billing = crate::memory::MemoryBilling::default();
+        accounts_contract(&billing, &billing, "mem").await;
+    }
+
+    #[tokio::test]
     async fn memory_adapters_keep_the_contracts() {
         let log = MemoryEventLog::default();
         event_log_contract(&log, "mem").await;
@@ -746,4 +762,147 @@ mod tests {
         queue_send_contract(&queue, &msgs).await;
         assert_eq!(queue.sent(), msgs);
     }
+}
+
+/// Connect: the same subscription, invoice, customer and charge ids, and the same hour,
+/// in the platform's own account and in two connected accounts stay apart in every
+/// state item, marker and counter; the connected accounts' counters are listed as active
+/// in their window, the platform's are not among them. `unique` keeps ids apart when
+/// suites share a store.
+pub async fn accounts_contract<B: BillingStore, C: CountersReader>(
+    store: &B,
+    counters: &C,
+    unique: &str,
+) {
+    let hour = 1_700_600_400 + 3600 * (unique.len() as i64 % 24);
+    let a = Account::connected(&format!("acct_A{}", unique.replace(['_', '-'], "")))
+        .expect("an account id");
+    let b = Account::connected(&format!("acct_B{}", unique.replace(['_', '-'], "")))
+        .expect("an account id");
+    let (sub_id, cus_id, inv_id, ch_id) = (
+        format!("sub_x{unique}"),
+        format!("cus_x{unique}"),
+        format!("in_x{unique}"),
+        format!("ch_x{unique}"),
+    );
+    for (i, account) in [Account::PLATFORM, a.clone(), b.clone()].iter().enumerate() {
+        let mut sub = sample_subscription(&sub_id, &cus_id);
+        sub.mrr = 1000 * (i as i64 + 1);
+        let mut case = DunningCase::new(&inv_id, false);
+        case.customer = Some(cus_id.clone());
+        case.amount_due = 100 * (i as i64 + 1);
+        let event_id = format!("evt_acct{i}_{unique}");
+        let mut event = sample_event(&event_id, hour, "x");
+        event.findings = vec![];
+        event.notifications = vec![];
+        for u in &mut event.counters {
+            u.value *= i as i64 + 1;
+        }
+        let commit = BillingCommit {
+            account: account.clone(),
+            events: vec![event],
+            subscriptions: vec![StateWrite {
+                value: sub,
+                expected_version: None,
+            }],
+            cases: vec![StateWrite {
+                value: (case, Some(revguard_core::domain::billing::Stage::Notice)),
+                expected_version: None,
+            }],
+            customers: vec![StateWrite {
+                value: CustomerState::new(&cus_id, false),
+                expected_version: None,
+            }],
+            charge_links: vec![(ch_id.clone(), format!("{cus_id}_{i}"))],
+            now: hour + 100,
+            outbox_lease_until: hour + 160,
+        };
+        store
+            .commit(&commit)
+            .await
+            .unwrap_or_else(|e| panic!("{account}'s items are its own, not the others': {e}"));
+    }
+    for (i, account) in [Account::PLATFORM, a.clone(), b.clone()].iter().enumerate() {
+        let keys = StateKeys {
+            account: account.clone(),
+            subscriptions: [sub_id.clone()].into(),
+            invoices: [inv_id.clone()].into(),
+            customers: [cus_id.clone()].into(),
+            charges: [ch_id.clone()].into(),
+        };
+        let snapshot = store.load(&keys).await.unwrap();
+        assert_eq!(
+            snapshot.subscriptions[&sub_id].value.mrr,
+            1000 * (i as i64 + 1),
+            "{account} reads its own subscription"
+        );
+        assert_eq!(
+            snapshot.cases[&inv_id].value.amount_due,
+            100 * (i as i64 + 1)
+        );
+        assert_eq!(snapshot.subscriptions[&sub_id].version, 1);
+        assert_eq!(
+            snapshot.charge_customers.get(&ch_id),
+            Some(&format!("{cus_id}_{i}")),
+            "{account} reads its own charge link"
+        );
+        let series = counters
+            .counters(false, account, hour, hour + 3600)
+            .await
+            .unwrap();
+        assert_eq!(
+            series[&hour][&Metric::PaymentsFailed],
+            2 * (i as i64 + 1),
+            "{account} counts its own"
+        );
+        assert_eq!(
+            series[&0][&Metric::MrrTotal("usd".into())],
+            4900 * (i as i64 + 1)
+        );
+    }
+    // A charge marker is the account's: the same charge id elsewhere is another charge.
+    let about = |account: &Account, id: &str| EventKey {
+        id: id.to_owned(),
+        charge: Some(ch_id.clone()),
+        account: account.clone(),
+    };
+    let charge_event = format!("evt_charge_{unique}");
+    let marked = BillingCommit {
+        account: a.clone(),
+        events: vec![AppliedEvent {
+            charge: Some(ch_id.clone()),
+            counters: vec![],
+            findings: vec![],
+            notifications: vec![],
+            ..sample_event(&charge_event, hour, "x")
+        }],
+        now: hour + 200,
+        ..Default::default()
+    };
+    store.commit(&marked).await.unwrap();
+    assert_eq!(
+        store.applied(&[about(&a, &charge_event)]).await.unwrap(),
+        [charge_event.clone()].into()
+    );
+    let connected = counters.connected(false, hour, hour + 3600).await.unwrap();
+    for (i, account) in [(1, &a), (2, &b)] {
+        let series = connected
+            .get(account)
+            .unwrap_or_else(|| panic!("{account} is active in its hour"));
+        assert_eq!(series[&hour][&Metric::PaymentsFailed], 2 * (i + 1));
+        assert_eq!(series[&0][&Metric::MrrTotal("usd".into())], 4900 * (i + 1));
+    }
+    assert!(
+        !connected.contains_key(&Account::PLATFORM),
+        "the platform's own account is not a connected one"
+    );
+    assert!(
+        counters
+            .connected(false, hour + 7200, hour + 10_800)
+            .await
+            .unwrap()
+            .keys()
+            .all(|acct| acct != &a && acct != &b),
+        "an account with no counts in the window is not read"
+    );
 }

@@ -13,10 +13,10 @@ use revguard_core::domain::detector::Series;
 use revguard_core::domain::finding::Finding;
 use revguard_core::domain::message::QueueMessage;
 use revguard_core::ports::{
-    AlertSnapshot, AlertStore, BillingCommit, BillingStore, Claimed, CommitError, CountersReader,
-    DeadLetters, EventHistory, EventKey, EventLog, EventRecord, EventStatus, Inbound,
-    InsertOutcome, LogSelection, Outgoing, Pause, PublishError, Publisher, Queue, QueueError,
-    StateKeys, StateSnapshot, StoreError, Versioned,
+    Account, AlertSnapshot, AlertStore, BillingCommit, BillingStore, Claimed, CommitError,
+    CountersReader, DeadLetters, EventHistory, EventKey, EventLog, EventRecord, EventStatus,
+    Inbound, InsertOutcome, LogSelection, Outgoing, Pause, PublishError, Publisher, Queue,
+    QueueError, StateKeys, StateSnapshot, StoreError, Versioned,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +178,8 @@ pub struct BillingTables {
     pub cases: BTreeMap<String, Versioned<DunningCase>>,
     pub customers: BTreeMap<String, Versioned<CustomerState>>,
     pub charge_customers: BTreeMap<String, String>,
-    pub counters: CounterTotals,
+    /// Per account (state keys above are the account's: see [`Account::key`]).
+    pub counters: BTreeMap<Account, CounterTotals>,
     pub findings: BTreeMap<(bool, String), Finding>,
     pub outbox: BTreeMap<String, Notification>,
     /// Lease end of each event's outbox entry (absent: not leased).
@@ -220,23 +221,24 @@ impl BillingStore for MemoryBilling {
     async fn load(&self, keys: &StateKeys) -> Result<StateSnapshot, StoreError> {
         self.check()?;
         let t = self.inner.lock().unwrap();
+        let key = |k: &str| keys.account.key(k);
         let mut out = StateSnapshot::default();
         for c in &keys.charges {
-            if let Some(customer) = t.charge_customers.get(c) {
+            if let Some(customer) = t.charge_customers.get(&key(c)) {
                 out.charge_customers.insert(c.clone(), customer.clone());
             }
         }
         for k in &keys.subscriptions {
             out.subscriptions
-                .extend(t.subscriptions.get(k).map(|v| (k.clone(), v.clone())));
+                .extend(t.subscriptions.get(&key(k)).map(|v| (k.clone(), v.clone())));
         }
         for k in &keys.invoices {
             out.cases
-                .extend(t.cases.get(k).map(|v| (k.clone(), v.clone())));
+                .extend(t.cases.get(&key(k)).map(|v| (k.clone(), v.clone())));
         }
         for k in keys.customers.iter().chain(out.charge_customers.values()) {
             out.customers
-                .extend(t.customers.get(k).map(|v| (k.clone(), v.clone())));
+                .extend(t.customers.get(&key(k)).map(|v| (k.clone(), v.clone())));
         }
         Ok(out)
     }
@@ -252,6 +254,7 @@ impl BillingStore for MemoryBilling {
             return Err(CommitError::Conflict);
         }
         let mut t = self.inner.lock().unwrap();
+        let key = |k: &str| commit.account.key(k);
         let consistent = commit
             .events
             .iter()
@@ -259,21 +262,23 @@ impl BillingStore for MemoryBilling {
             && commit
                 .subscriptions
                 .iter()
-                .all(|w| version_matches(&t.subscriptions, &w.value.id, w.expected_version))
-            && commit
-                .cases
-                .iter()
-                .all(|w| version_matches(&t.cases, &w.value.0.invoice_id, w.expected_version))
+                .all(|w| version_matches(&t.subscriptions, &key(&w.value.id), w.expected_version))
+            && commit.cases.iter().all(|w| {
+                version_matches(&t.cases, &key(&w.value.0.invoice_id), w.expected_version)
+            })
             && commit
                 .customers
                 .iter()
-                .all(|w| version_matches(&t.customers, &w.value.id, w.expected_version));
+                .all(|w| version_matches(&t.customers, &key(&w.value.id), w.expected_version));
         if !consistent {
             return Err(CommitError::Conflict);
         }
         for e in &commit.events {
             t.applied.insert(e.event_id.clone());
-            fold(&mut t.counters, &e.counters);
+            fold(
+                t.counters.entry(commit.account.clone()).or_default(),
+                &e.counters,
+            );
             for f in &e.findings {
                 t.findings.insert((f.livemode, f.key.clone()), f.clone());
             }
@@ -288,7 +293,7 @@ impl BillingStore for MemoryBilling {
         let next = |v: Option<i64>| v.unwrap_or(0) + 1;
         for w in &commit.subscriptions {
             t.subscriptions.insert(
-                w.value.id.clone(),
+                key(&w.value.id),
                 Versioned {
                     value: w.value.clone(),
                     version: next(w.expected_version),
@@ -297,7 +302,7 @@ impl BillingStore for MemoryBilling {
         }
         for w in &commit.cases {
             t.cases.insert(
-                w.value.0.invoice_id.clone(),
+                key(&w.value.0.invoice_id),
                 Versioned {
                     value: w.value.0.clone(),
                     version: next(w.expected_version),
@@ -306,7 +311,7 @@ impl BillingStore for MemoryBilling {
         }
         for w in &commit.customers {
             t.customers.insert(
-                w.value.id.clone(),
+                key(&w.value.id),
                 Versioned {
                     value: w.value.clone(),
                     version: next(w.expected_version),
@@ -315,7 +320,7 @@ impl BillingStore for MemoryBilling {
         }
         for (charge, customer) in &commit.charge_links {
             t.charge_customers
-                .entry(charge.clone())
+                .entry(key(charge))
                 .or_insert_with(|| customer.clone());
         }
         Ok(())
@@ -371,17 +376,50 @@ impl BillingStore for MemoryBilling {
     }
 }
 
+fn series_in(totals: &CounterTotals, livemode: bool, from: i64, to: i64) -> Series {
+    let mut out = Series::new();
+    for ((l, hour, metric), value) in totals {
+        if *l == livemode && (*hour == 0 || (*hour >= from && *hour < to)) {
+            out.entry(*hour).or_default().insert(metric.clone(), *value);
+        }
+    }
+    out
+}
+
 impl CountersReader for MemoryBilling {
-    async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
+    async fn counters(
+        &self,
+        livemode: bool,
+        account: &Account,
+        from: i64,
+        to: i64,
+    ) -> Result<Series, StoreError> {
         self.check()?;
         let t = self.inner.lock().unwrap();
-        let mut out = Series::new();
-        for ((l, hour, metric), value) in &t.counters {
-            if *l == livemode && (*hour == 0 || (*hour >= from && *hour < to)) {
-                out.entry(*hour).or_default().insert(metric.clone(), *value);
-            }
-        }
-        Ok(out)
+        Ok(t.counters
+            .get(account)
+            .map(|totals| series_in(totals, livemode, from, to))
+            .unwrap_or_default())
+    }
+
+    async fn connected(
+        &self,
+        livemode: bool,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<Account, Series>, StoreError> {
+        self.check()?;
+        let t = self.inner.lock().unwrap();
+        Ok(t.counters
+            .iter()
+            .filter(|(account, totals)| {
+                !account.is_platform()
+                    && totals
+                        .keys()
+                        .any(|(l, hour, _)| *l == livemode && *hour >= from && *hour < to)
+            })
+            .map(|(account, totals)| (account.clone(), series_in(totals, livemode, from, to)))
+            .collect())
     }
 }
 
@@ -604,15 +642,19 @@ impl Pause for CountedPause {
 /// (newest first, 100 a page, filtered by time and type), so a [`revguard_core::usecases::recovery::StripeAudit`]
 /// or a backfill over it finds what the event log lacks. No subscriptions or invoices;
 /// webhook endpoints as set.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MemoryStripe {
-    /// `(created, id, type, raw)`, in `(created, id)` order.
-    events: Mutex<Vec<(i64, String, String, String)>>,
-    pub endpoints: Mutex<Vec<String>>,
+    /// `(created, id, type, raw, account)`, in `(created, id)` order: every account's.
+    events: std::sync::Arc<Mutex<Vec<MemoryStripeEvent>>>,
+    pub endpoints: std::sync::Arc<Mutex<Vec<String>>>,
     pub livemode: bool,
     /// Every request fails as unavailable.
-    pub down: AtomicBool,
+    pub down: std::sync::Arc<AtomicBool>,
+    /// Whose events it lists (`Stripe-Account`): the platform's own by default.
+    pub account: Account,
 }
+
+type MemoryStripeEvent = (i64, String, String, String, Account);
 
 impl MemoryStripe {
     pub fn new(livemode: bool) -> Self {
@@ -630,6 +672,7 @@ impl MemoryStripe {
             v["id"].as_str().unwrap_or_default().to_owned(),
             v["type"].as_str().unwrap_or_default().to_owned(),
             raw.to_owned(),
+            Account::of_event(v["account"].as_str()).expect("a Stripe account id"),
         );
         let mut events = self.events.lock().unwrap();
         let at = events.partition_point(|e| (e.0, &e.1) < (entry.0, &entry.1));
@@ -651,6 +694,13 @@ fn raw_value(raw: &str) -> Box<serde_json::value::RawValue> {
 }
 
 impl revguard_core::ports::StripeApi for MemoryStripe {
+    fn for_account(&self, account: &Account) -> Self {
+        Self {
+            account: account.clone(),
+            ..self.clone()
+        }
+    }
+
     async fn events_page(
         &self,
         query: &revguard_core::ports::EventsQuery,
@@ -666,6 +716,7 @@ impl revguard_core::ports::StripeApi for MemoryStripe {
         let mut listed = events[from..to.max(from)]
             .iter()
             .rev()
+            .filter(|e| e.4 == self.account)
             .filter(|e| query.types.is_empty() || query.types.contains(&e.2));
         if let Some(after) = &at.starting_after {
             for e in listed.by_ref() {
@@ -674,7 +725,7 @@ impl revguard_core::ports::StripeApi for MemoryStripe {
                 }
             }
         }
-        let data: Vec<&(i64, String, String, String)> = listed.by_ref().take(PAGE).collect();
+        let data: Vec<&MemoryStripeEvent> = listed.by_ref().take(PAGE).collect();
         let more = listed.next().is_some();
         Ok(revguard_core::ports::Page {
             next: more.then(|| revguard_core::ports::PageCursor {

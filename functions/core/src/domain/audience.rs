@@ -29,7 +29,8 @@ pub fn reaches_on_call(signal: &str) -> bool {
 /// per cancellation, so a re-publish is de-duplicated downstream.
 pub fn win_back_notice(m: &AlertMessage) -> Notification {
     let f = &m.finding;
-    let customer = f.key.strip_prefix("win_back:").unwrap_or(&f.key).to_owned();
+    let key = f.unscoped_key();
+    let customer = key.strip_prefix("win_back:").unwrap_or(key).to_owned();
     let currency = f
         .metric
         .strip_prefix("mrr_lost.")
@@ -54,6 +55,7 @@ pub fn win_back_notice(m: &AlertMessage) -> Notification {
             "due_at": f.window_end,
             "explanation": f.explanation,
         }),
+        account: f.scope.account().unwrap_or_default(),
     }
 }
 

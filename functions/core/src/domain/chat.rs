@@ -267,6 +267,8 @@ const JAN_10: i64 = 1_768_003_200; // 2026-01-10 00:00 UTC
 /// threshold, opened at 00:10 on 2026-01-10), for previews (`revguard chat-test`) and tests.
 pub fn sample_alert(transition: Transition) -> AlertMessage {
     let finding = Finding {
+        scope: Default::default(),
+        accounts: Vec::new(),
         key: "large_refund:ch_1".into(),
         signal: "large_refund".into(),
         metric: "refunds_amount.usd".into(),

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::account::Scope;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -37,4 +39,31 @@ pub struct Finding {
     pub ratio: f64,
     pub severity: Severity,
     pub explanation: String,
+    /// Whose billing it is about: absent for the platform's own account (as findings
+    /// always read), a connected account's id, or `all` for the whole platform.
+    #[serde(
+        default,
+        rename = "account",
+        skip_serializing_if = "Scope::is_platform"
+    )]
+    pub scope: Scope,
+    /// For a platform finding that many accounts raised at once: those accounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+}
+
+impl Finding {
+    /// This finding as one of `scope`: its key behind the scope's prefix, so that each
+    /// scope's alert is its own (`<acct>:<key>`, `all:<key>`; the platform's unchanged).
+    pub fn in_scope(mut self, scope: Scope) -> Self {
+        self.key = format!("{}{}", scope.key_prefix(), self.unscoped_key());
+        self.scope = scope;
+        self
+    }
+
+    /// The key without its scope's prefix: `<signal>` or `<signal>:<subject>`.
+    pub fn unscoped_key(&self) -> &str {
+        let prefix = self.scope.key_prefix();
+        self.key.strip_prefix(prefix.as_str()).unwrap_or(&self.key)
+    }
 }

@@ -1,5 +1,6 @@
 //! What revguard knows, as pure functions of their inputs: no port, no I/O.
 
+pub mod account;
 pub mod audience;
 pub mod billing;
 pub mod chat;

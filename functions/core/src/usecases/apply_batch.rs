@@ -125,6 +125,9 @@ where
             }
         }
 
+        // One account's events commit together (every key is the account's); their order
+        // within the account stands.
+        decoded.sort_by(|a, b| a.event.account.cmp(&b.event.account));
         let applied = self.apply(&decoded, batch, now).await;
         let mut outcomes: Vec<Consumed> = Vec::with_capacity(batch.len());
         for (index, inbound) in batch.iter().enumerate() {
@@ -203,8 +206,9 @@ where
         }
     }
 
-    /// Applies the decoded events in one commit (split when the store says it is too
-    /// large), and publishes their notifications. By message index.
+    /// Applies the decoded events (sorted by account) in one commit per account (split
+    /// when the store says it is too large), and publishes their notifications. By message
+    /// index.
     async fn apply(
         &self,
         decoded: &[Decoded],
@@ -212,11 +216,10 @@ where
         now: i64,
     ) -> BTreeMap<usize, Result<Consumed, Failure>> {
         let mut results = BTreeMap::new();
-        let mut groups: Vec<&[Decoded]> = if decoded.is_empty() {
-            Vec::new()
-        } else {
-            vec![decoded]
-        };
+        let mut groups: Vec<&[Decoded]> = decoded
+            .chunk_by(|a, b| a.event.account == b.event.account)
+            .rev()
+            .collect();
         let seed = batch.first().map(|m| seed_of(&m.id)).unwrap_or(0);
         while let Some(group) = groups.pop() {
             match self.apply_group(group, seed, now).await {
@@ -259,7 +262,11 @@ where
                 .iter()
                 .filter(|d| !done.contains(&d.event.id))
                 .collect();
-            let mut keys = StateKeys::default();
+            let account = group[0].event.account.clone();
+            let mut keys = StateKeys {
+                account: account.clone(),
+                ..StateKeys::default()
+            };
             for d in &fresh {
                 let k = keys_of(&d.event);
                 keys.subscriptions.extend(k.subscription);
@@ -273,7 +280,7 @@ where
                 .iter()
                 .map(|(id, s)| (id.clone(), s.value.clone()))
                 .collect();
-            let mut decision = BatchDecision::new(snapshot, &self.policy, now);
+            let mut decision = BatchDecision::new(snapshot, &self.policy, account.clone(), now);
             let mut outcomes: BTreeMap<usize, Result<Consumed, Failure>> = BTreeMap::new();
             for d in &fresh {
                 match decision.decide(&d.event) {
@@ -298,7 +305,7 @@ where
                         commit.subscriptions.iter().map(|w| w.value.clone()).collect();
                     let candidates = requery_candidates(&before, &events, &after);
                     if !candidates.is_empty() {
-                        let n = self.requery.requery(&candidates, now).await;
+                        let n = self.requery.requery(&account, &candidates, now).await;
                         tracing::info!(requeried = n, of = candidates.len(), "re-queried subscriptions after a transition");
                     }
                     return Ok(outcomes);
@@ -435,6 +442,8 @@ struct BatchDecision<'a> {
     events: Vec<AppliedEvent>,
     charge_links: Vec<(String, String)>,
     policy: &'a BillingPolicy,
+    /// Whose events these are: the commit's keys, the findings' scope.
+    account: crate::domain::account::Account,
     now: i64,
 }
 
@@ -446,7 +455,12 @@ struct Touched {
 }
 
 impl<'a> BatchDecision<'a> {
-    fn new(snapshot: StateSnapshot, policy: &'a BillingPolicy, now: i64) -> Self {
+    fn new(
+        snapshot: StateSnapshot,
+        policy: &'a BillingPolicy,
+        account: crate::domain::account::Account,
+        now: i64,
+    ) -> Self {
         Self {
             read: snapshot.clone(),
             state: snapshot,
@@ -454,6 +468,7 @@ impl<'a> BatchDecision<'a> {
             events: Vec::new(),
             charge_links: Vec::new(),
             policy,
+            account,
             now,
         }
     }
@@ -509,7 +524,12 @@ impl<'a> BatchDecision<'a> {
             charge: EventKey::of(event).charge,
             received_at: event.received_at,
             counters: effects.counters,
-            findings: effects.findings,
+            // A connected account's findings alert under it.
+            findings: effects
+                .findings
+                .into_iter()
+                .map(|f| f.in_scope(crate::domain::account::Scope::of(&self.account)))
+                .collect(),
             notifications: effects.notifications,
         });
         Ok(())
@@ -517,6 +537,7 @@ impl<'a> BatchDecision<'a> {
 
     fn into_commit(self) -> BillingCommit {
         let mut commit = BillingCommit {
+            account: self.account,
             events: self.events,
             charge_links: self.charge_links,
             now: self.now,

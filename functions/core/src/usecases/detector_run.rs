@@ -14,10 +14,10 @@ use crate::domain::billing::Notification;
 use crate::domain::detector::alerts::{
     alert_id, plan, render, AlertChange, AlertMessage, Transition,
 };
-use crate::domain::detector::{detect, hours_needed, DetectConfig, Finding};
+use crate::domain::detector::{detect_platform, hours_needed, DetectConfig, Finding};
 use crate::domain::event::MissingEvent;
 use crate::ports::{
-    AlertSnapshot, AlertStore, Comebacks, CountersReader, Pause, PublishError, Publisher,
+    Account, AlertSnapshot, AlertStore, Comebacks, CountersReader, Pause, PublishError, Publisher,
     StoreError, OUTBOX_LEASE_SECS,
 };
 use crate::usecases::outbox::publish_all;
@@ -116,8 +116,13 @@ impl<
         let mut found_by_mode = Vec::new();
         let mut missing_by_mode = Vec::new();
         for livemode in [false, true] {
-            let series = self.counters.counters(livemode, from, to).await?;
-            let mut found = detect(&series, livemode, now, &self.config);
+            // The platform's own account, and each connected account active in the window.
+            let own = self
+                .counters
+                .counters(livemode, &Account::PLATFORM, from, to)
+                .await?;
+            let connected = self.counters.connected(livemode, from, to).await?;
+            let mut found = detect_platform(&own, &connected, livemode, now, &self.config);
             let missing: Vec<MissingEvent> = match &audit {
                 Some(audit) => audit.missing.clone(),
                 // Unasked is not backfilled: what was missing stays so.
@@ -170,8 +175,14 @@ impl<
                 // A win-back that came due for a customer subscribed again is judged
                 // (and consumed) without a word.
                 if f.signal == "win_back" {
-                    let customer = f.key.strip_prefix("win_back:").unwrap_or(&f.key);
-                    if self.comebacks.is_subscribed(customer, livemode).await? {
+                    let key = f.unscoped_key();
+                    let customer = key.strip_prefix("win_back:").unwrap_or(key);
+                    let account = f.scope.account().unwrap_or_default();
+                    if self
+                        .comebacks
+                        .is_subscribed(&account, customer, livemode)
+                        .await?
+                    {
                         out.judged.push(f.clone());
                         continue;
                     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::domain::billing::{mrr_movement, BillingEvent, BillingPolicy, MrrMovement};
 use crate::domain::money::format_minor;
-use crate::ports::{EventHistory, LogSelection, ReadModel, StoreError};
+use crate::ports::{Account, EventHistory, LogSelection, ReadModel, Scope, StoreError};
 
 /// What the recovery rate counts, said with every figure.
 pub const RECOVERY_RATE_DEFINITION: &str = "Recovery rate: among dunning cases closed in the period (paid after a failed renewal = recovered; no retry left or marked uncollectible = lost), recovered / (recovered + lost), by count and by amount (amount due, per currency). Cases still open are not counted. A case's decline code is its customer's latest decline, when that came before the case closed (else unknown).";
@@ -168,7 +168,7 @@ pub async fn digest<R: ReadModel, H: EventHistory>(
     // Counters: activity and MRR now.
     let mut activity = Activity::default();
     let mut mrr_now: BTreeMap<String, i64> = BTreeMap::new();
-    for hour in read.metrics(from, to).await? {
+    for hour in read.metrics(&Scope::Platform, from, to).await? {
         if hour.livemode != livemode {
             continue;
         }
@@ -221,7 +221,11 @@ pub async fn digest<R: ReadModel, H: EventHistory>(
             ));
         }
         let mut without_payload = 0;
-        for record in logged.iter().filter(|r| r.livemode == livemode) {
+        // The platform's own: a connected account's subscriptions are its account's revenue.
+        for record in logged
+            .iter()
+            .filter(|r| r.livemode == livemode && r.account.is_platform())
+        {
             let Some(raw) = record
                 .stored_payload
                 .as_deref()
@@ -269,7 +273,9 @@ pub async fn digest<R: ReadModel, H: EventHistory>(
     movements.truncate(NAMED);
 
     // Dunning, from the cases.
-    let cases = read.dunning_cases(Some("all"), policy).await?;
+    let cases = read
+        .dunning_cases(&Account::PLATFORM, Some("all"), policy)
+        .await?;
     let mut dunning = DunningSummary::default();
     let mut recover_times = Vec::new();
     let mut closed: Vec<(bool, i64, String, Option<String>, i64)> = Vec::new();
@@ -340,7 +346,7 @@ pub async fn digest<R: ReadModel, H: EventHistory>(
     for (recovered, closed_at, currency, customer, amount) in &closed {
         let code = match customer {
             Some(id) => read
-                .customer_view(id, to, policy)
+                .customer_view(&Account::PLATFORM, id, to, policy)
                 .await?
                 .profile
                 .and_then(|p| p.last_decline)

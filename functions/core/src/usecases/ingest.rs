@@ -385,6 +385,10 @@ impl<L: EventLog, Q: Queue> Ingress<L, Q> {
                 EventStatus::Received
             },
             stored_payload,
+            // A malformed account is the worker's to dead-letter, with its reason: the
+            // log only notes whose event it is.
+            account: crate::domain::account::Account::of_event(envelope.account.as_deref())
+                .unwrap_or_default(),
         };
         let message = QueueMessage {
             event_id: envelope.id.clone(),

@@ -11,7 +11,7 @@ use revguard_core::domain::detector::alerts::{AlertMessage, Transition};
 use revguard_core::domain::detector::{DetectConfig, Series};
 use revguard_core::domain::event::MissingEvent;
 use revguard_core::ports::{
-    Comebacks, CountersReader, EventLog, EventRecord, EventStatus, StoreError,
+    Account, Comebacks, CountersReader, EventLog, EventRecord, EventStatus, StoreError,
 };
 use revguard_core::usecases::detector_run::Detector;
 use revguard_core::usecases::recovery::{AuditOutcome, DeliveryAudit, StripeAudit};
@@ -81,15 +81,34 @@ pub struct EvalResult {
 /// The simulation's counters: the replayed state's.
 pub struct SimCounters(pub BillingState);
 
+/// The simulation's platform has no connected accounts.
 impl CountersReader for SimCounters {
-    async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
+    async fn counters(
+        &self,
+        livemode: bool,
+        account: &Account,
+        from: i64,
+        to: i64,
+    ) -> Result<Series, StoreError> {
         let mut out = Series::new();
+        if !account.is_platform() {
+            return Ok(out);
+        }
         for ((l, hour, metric), value) in &self.0.counters {
             if *l == livemode && (*hour == 0 || (*hour >= from && *hour < to)) {
                 out.entry(*hour).or_default().insert(metric.clone(), *value);
             }
         }
         Ok(out)
+    }
+
+    async fn connected(
+        &self,
+        _livemode: bool,
+        _from: i64,
+        _to: i64,
+    ) -> Result<std::collections::BTreeMap<Account, Series>, StoreError> {
+        Ok(Default::default())
     }
 }
 
@@ -98,7 +117,12 @@ impl CountersReader for SimCounters {
 pub struct NoComebacks;
 
 impl Comebacks for NoComebacks {
-    async fn is_subscribed(&self, _customer: &str, _livemode: bool) -> Result<bool, StoreError> {
+    async fn is_subscribed(
+        &self,
+        _account: &Account,
+        _customer: &str,
+        _livemode: bool,
+    ) -> Result<bool, StoreError> {
         Ok(false)
     }
 }
@@ -188,6 +212,7 @@ impl<'a> Replay<'a> {
                 expires_at: received_at + 30 * 86_400,
                 status: EventStatus::Queued,
                 stored_payload: None,
+                account: event.account.clone(),
             };
             let _ = ready(audit.log.insert_if_absent(&record));
         }

@@ -9,6 +9,7 @@ use super::customer::CustomerState;
 use super::dunning::DunningCase;
 use super::event::BillingEvent;
 use super::subscription::SubscriptionState;
+use crate::domain::account::Account;
 use crate::domain::finding::Finding;
 
 /// A structured notification: dunning stages, pre-dunning notices, disputes, purchases.
@@ -24,6 +25,9 @@ pub struct Notification {
     pub created: i64,
     pub subject: String,
     pub details: Value,
+    /// The connected account whose customer it is about (absent: the platform's own).
+    #[serde(default, skip_serializing_if = "Account::is_platform")]
+    pub account: Account,
 }
 
 /// Everything an event changes, committed at once with its applied marker.
@@ -69,6 +73,7 @@ impl Effects {
             created: event.created,
             subject,
             details,
+            account: event.account.clone(),
         });
     }
 }

@@ -29,6 +29,8 @@ pub struct BillingEvent {
     pub previous: Option<Value>,
     /// How it came: only webhook deliveries count as deliveries.
     pub via: crate::domain::message::Via,
+    /// Whose billing it is: the platform's own, or a connected account's (Connect).
+    pub account: crate::domain::account::Account,
 }
 
 #[derive(Deserialize)]
@@ -38,6 +40,8 @@ struct RawEvent {
     event_type: String,
     created: i64,
     livemode: bool,
+    #[serde(default)]
+    account: Option<String>,
     data: RawData,
 }
 
@@ -52,7 +56,11 @@ impl BillingEvent {
     pub fn parse(raw: &[u8], received_at: i64) -> Result<Self, ApplyError> {
         let e: RawEvent =
             serde_json::from_slice(raw).map_err(|e| ApplyError::Malformed(e.to_string()))?;
+        // An account that is no Stripe account id never reaches a key.
+        let account = crate::domain::account::Account::of_event(e.account.as_deref())
+            .map_err(|err| ApplyError::Malformed(format!("account: {err}")))?;
         Ok(Self {
+            account,
             kind: EventKind::of(&e.event_type),
             id: e.id,
             event_type: e.event_type,

@@ -17,6 +17,8 @@ pub(super) fn event_finding(
     explanation: String,
 ) -> Finding {
     Finding {
+        scope: Default::default(),
+        accounts: Vec::new(),
         key: format!("{signal}:{subject}"),
         signal: signal.to_owned(),
         metric: metric.name(),

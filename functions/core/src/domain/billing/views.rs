@@ -149,3 +149,60 @@ pub fn by_hour(totals: &CounterTotals) -> Vec<HourCounters> {
         })
         .collect()
 }
+
+/// One account as operators list them (`GET /api/accounts`): what it earns, what is at
+/// risk, and what is alerting.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccountSummary {
+    /// The connected account's id; `null` for the platform's own.
+    pub account: crate::domain::account::Account,
+    /// MRR by mode and currency, in minor units (`live.usd`), with a figure for people.
+    pub mrr: BTreeMap<String, i64>,
+    pub mrr_display: BTreeMap<String, String>,
+    pub open_dunning_cases: usize,
+    pub open_alerts: usize,
+    /// When revguard last received one of its events (unix seconds), if it counted one.
+    pub last_received_at: Option<i64>,
+}
+
+impl AccountSummary {
+    /// An account's summary from its gauges of hour 0 (its MRR and last receipt, both
+    /// modes) and its counts of open cases and alerts.
+    pub fn of(
+        account: crate::domain::account::Account,
+        gauges: &CounterTotals,
+        open_dunning_cases: usize,
+        open_alerts: usize,
+    ) -> Self {
+        let mut mrr = BTreeMap::new();
+        let mut mrr_display = BTreeMap::new();
+        let mut last_received_at = None;
+        for ((livemode, hour, metric), value) in gauges {
+            if *hour != 0 {
+                continue;
+            }
+            match metric {
+                crate::domain::metric::Metric::MrrTotal(currency) => {
+                    let key = format!("{}.{currency}", if *livemode { "live" } else { "test" });
+                    mrr_display.insert(
+                        key.clone(),
+                        crate::domain::money::format_minor(*value, currency),
+                    );
+                    mrr.insert(key, *value);
+                }
+                crate::domain::metric::Metric::MaxReceivedAt => {
+                    last_received_at = last_received_at.max(Some(*value));
+                }
+                _ => {}
+            }
+        }
+        Self {
+            account,
+            mrr,
+            mrr_display,
+            open_dunning_cases,
+            open_alerts,
+            last_received_at,
+        }
+    }
+}

@@ -270,7 +270,14 @@ pub fn render(change: &AlertChange) -> AlertMessage {
         Transition::Resolved => format!("RESOLVED {}", f.signal.replace('_', " ")),
         _ => format!("{sev}{verb}"),
     };
-    let subject = format!("revguard {mode}: {head}: {}", f.metric);
+    // Whose it is, for a connected account or the whole platform (the platform's own
+    // account reads as it always did).
+    let whose = match &f.scope {
+        crate::domain::account::Scope::Platform => String::new(),
+        crate::domain::account::Scope::All => " [all accounts]".to_owned(),
+        scope => format!(" [{}]", scope.label()),
+    };
+    let subject = format!("revguard {mode}{whose}: {head}: {}", f.metric);
     // Figures for people: money in its currency, rates in percent, seconds as durations.
     let (observed, expected, spread) = (
         figure(&f.metric, f.observed),
@@ -303,9 +310,9 @@ pub fn render(change: &AlertChange) -> AlertMessage {
         ),
     };
     let sms_full = match change.transition {
-        Transition::Resolved => format!("revguard {mode} OK: {} back to normal", f.metric),
+        Transition::Resolved => format!("revguard {mode}{whose} OK: {} back to normal", f.metric),
         _ => format!(
-            "revguard {mode} {sev}{verb}: {} {} vs {} expected",
+            "revguard {mode}{whose} {sev}{verb}: {} {} vs {} expected",
             f.metric, observed, expected
         ),
     };

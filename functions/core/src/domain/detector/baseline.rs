@@ -70,8 +70,16 @@ pub(super) struct Expectation {
     pub(super) spread: f64,
 }
 
-/// Observed in the window, and expected from the 7 days before it.
-pub(super) fn expect(series: &Series, window: &Window, metric: &Metric, rule: Rule) -> Expectation {
+/// Observed in the window, and expected from the 7 days before it; `floor` is the least
+/// expected of any hour (a quiet connected account's: judged on counts, not on ratios
+/// to nearly nothing).
+pub(super) fn expect(
+    series: &Series,
+    window: &Window,
+    metric: &Metric,
+    rule: Rule,
+    floor: f64,
+) -> Expectation {
     let observed = window
         .hours
         .iter()
@@ -86,7 +94,7 @@ pub(super) fn expect(series: &Series, window: &Window, metric: &Metric, rule: Ru
     match rule {
         Rule::LegacyThreeTimesMean => Expectation {
             observed,
-            expected: week_mean,
+            expected: week_mean.max(floor),
             spread: 0.0,
         },
         Rule::TimeOfDay => {
@@ -104,7 +112,7 @@ pub(super) fn expect(series: &Series, window: &Window, metric: &Metric, rule: Ru
                 let mean = samples.iter().sum::<f64>() / n;
                 let var = samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0);
                 // A quiet hour still has some chance of activity: floor it by the week.
-                let floor = (0.5 * week_mean).max(0.02);
+                let floor = (0.5 * week_mean).max(0.02).max(floor);
                 expected += weight * mean.max(floor);
                 // The spread of a mean over days, not of a single hour's count.
                 variance += weight * weight * var / 3.0;

@@ -70,12 +70,29 @@ pub struct DetectConfig {
     /// Event-level alerts (a duplicate charge, a large refund, a fraud warning) resolve
     /// after this many hours.
     pub event_alert_hours: i64,
+    /// The least expected of any hour, per metric (0: the baseline as it is). The
+    /// platform's own account is judged without it; see `account_baseline_floor`.
+    pub baseline_floor: f64,
+    /// Connect: each connected account's hourly floor, so that a quiet account is judged
+    /// on counts (4 failed payments in an hour where it expects 1 stay quiet; 10 do not).
+    pub account_baseline_floor: f64,
+    /// Connect: when at least this many accounts raise the same signal at once, one
+    /// alert for the whole platform names them, instead of one alert each.
+    pub cluster_min_accounts: usize,
 }
 
 impl DetectConfig {
     /// How long an open alert of this severity, over a window this long, waits between
     /// reminders: a rate over days (disputes, fraud warnings) cannot be mended within
     /// hours, so it reminds at the warnings' pace whatever its severity.
+    /// The thresholds a connected account is judged with: the platform's, on a floor.
+    pub fn for_connected_account(&self) -> Self {
+        Self {
+            baseline_floor: self.baseline_floor.max(self.account_baseline_floor),
+            ..self.clone()
+        }
+    }
+
     pub fn reminder_secs(&self, severity: Severity, window_secs: i64) -> i64 {
         match severity {
             Severity::Critical if window_secs < 86_400 => self.reminder_hours * 3600,
@@ -118,6 +135,9 @@ impl Default for DetectConfig {
             resolve_after_secs: 3600,
             slow_resolve_after_secs: 24 * 3600,
             event_alert_hours: 24,
+            baseline_floor: 0.0,
+            account_baseline_floor: 1.0,
+            cluster_min_accounts: 5,
         }
     }
 }

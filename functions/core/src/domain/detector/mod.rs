@@ -11,6 +11,7 @@
 //! their expectations), `signals` (each signal, and `detect`), `alerts` (the lifecycle),
 //! `stats` (Poisson tails).
 
+pub mod accounts;
 pub mod alerts;
 mod baseline;
 mod config;
@@ -20,6 +21,7 @@ pub mod stats;
 
 pub use crate::domain::finding::{Finding, Severity};
 pub use crate::domain::time::hhmm;
+pub use accounts::detect_platform;
 pub use config::{DetectConfig, Rule};
 pub use series::{hours_needed, series_of, Series};
 pub use signals::detect;

@@ -46,6 +46,8 @@ impl Signals<'_> {
 
     fn finding(&self, r: Raised<'_>) -> Finding {
         Finding {
+            scope: Default::default(),
+            accounts: Vec::new(),
             key: r.key,
             signal: r.signal.to_owned(),
             metric: r.metric,
@@ -82,7 +84,7 @@ impl Signals<'_> {
     fn spike(&mut self, metric: &Metric, label: &str) {
         let c = self.config;
         for w in windows(self.now, c.rule) {
-            let e = expect(self.series, &w, metric, c.rule);
+            let e = expect(self.series, &w, metric, c.rule, c.baseline_floor);
             let severity = match c.rule {
                 Rule::LegacyThreeTimesMean => {
                     let obs = e.observed as f64;
@@ -172,7 +174,7 @@ impl Signals<'_> {
             else {
                 continue;
             };
-            let e = expect(self.series, &w, count_metric, c.rule);
+            let e = expect(self.series, &w, count_metric, c.rule, c.baseline_floor);
             if e.observed < c.min_count
                 || stats::upper_tail(e.observed, e.expected + e.spread) >= 1e-2
             {
@@ -198,7 +200,7 @@ impl Signals<'_> {
             return; // the seeds had no drop rule
         }
         for w in windows(self.now, c.rule) {
-            let e = expect(self.series, &w, metric, c.rule);
+            let e = expect(self.series, &w, metric, c.rule, c.baseline_floor);
             if e.expected < c.drop_min_expected
                 || ratio(e.observed as f64, e.expected) > c.drop_ratio
             {

@@ -149,6 +149,8 @@ pub fn endpoint_findings(
 ) -> Vec<crate::domain::finding::Finding> {
     use crate::domain::finding::{Finding, Severity};
     let finding = |key: String, severity: Severity, explanation: String| Finding {
+        scope: Default::default(),
+        accounts: Vec::new(),
         signal: key.split(':').next().unwrap_or_default().to_owned(),
         metric: "webhook_endpoints".into(),
         key,
@@ -475,6 +477,7 @@ pub fn missing_finding(
         ""
     };
     Some(crate::domain::finding::Finding {
+        scope: Default::default(), accounts: Vec::new(),
         key: "events_missing".into(),
         signal: "events_missing".into(),
         metric: "events_missing".into(),

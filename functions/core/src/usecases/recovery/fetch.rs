@@ -83,6 +83,7 @@ pub(super) fn snapshot_event(
     id: &str,
     canceled: bool,
     livemode: bool,
+    account: &crate::domain::account::Account,
     created: i64,
 ) -> String {
     let event_type = if canceled {
@@ -90,13 +91,19 @@ pub(super) fn snapshot_event(
     } else {
         "customer.subscription.updated"
     };
-    serde_json::json!({
+    let mut event = serde_json::json!({
         "id": format!("{SNAPSHOT_EVENT_PREFIX}{id}_{created}"),
         "object": "event",
         "type": event_type,
         "created": created,
         "livemode": livemode,
         "data": { "object": object },
-    })
-    .to_string()
+    });
+    // A connected account's snapshot is its account's, as its webhooks are.
+    if let Some(acct) = account.id() {
+        event["account"] = serde_json::Value::String(acct.to_owned());
+        event["id"] =
+            serde_json::Value::String(format!("{SNAPSHOT_EVENT_PREFIX}{acct}_{id}_{created}"));
+    }
+    event.to_string()
 }

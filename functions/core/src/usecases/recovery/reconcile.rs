@@ -10,7 +10,9 @@ use super::fetch::*;
 use crate::domain::billing::objects::Subscription;
 use crate::domain::billing::{SubscriptionState, Version};
 use crate::domain::message::Via;
-use crate::ports::{AlertStore, ApiError, EventLog, PageCursor, Queue, ReadModel, StripeApi};
+use crate::ports::{
+    Account, AlertStore, ApiError, EventLog, PageCursor, Queue, ReadModel, Scope, StripeApi,
+};
 use crate::usecases::ingest::Ingress;
 
 /// One field on which revguard and Stripe disagree.
@@ -105,12 +107,13 @@ impl ReconcileReport {
 /// invoice Stripe holds as paid (or uncollectible) gets that invoice as `invoice.paid`
 /// (or `invoice.marked_uncollectible`), so that once the worker has applied them revguard
 /// answers what Stripe says. A voided invoice is reported only: revguard has no event
-/// for it.
+/// for it. One account's: a connected account's objects are read on its behalf.
 pub async fn reconcile<A, R, L, Q>(
     api: &A,
     read: &R,
     fix: Option<&Ingress<L, Q>>,
     policy: &crate::domain::billing::BillingPolicy,
+    account: &Account,
     now: i64,
 ) -> Result<ReconcileReport, RecoveryError>
 where
@@ -119,6 +122,7 @@ where
     L: EventLog,
     Q: Queue,
 {
+    let api = &api.for_account(account);
     let mut report = ReconcileReport::default();
     // Only the ids are kept across pages (to find what revguard has and Stripe has not).
     let mut at_stripe = BTreeSet::new();
@@ -135,7 +139,7 @@ where
             let canceled = sub.status.as_deref() == Some("canceled");
             let expected =
                 SubscriptionState::from_stripe(&sub, livemode, Version::new(0, ""), canceled);
-            let stored = read.subscription(&sub.id).await?;
+            let stored = read.subscription(account, &sub.id).await?;
             let needs_fix = match &stored {
                 None => {
                     report.missing.push(sub.id.clone());
@@ -169,7 +173,7 @@ where
                 let created = stored
                     .as_ref()
                     .map_or(now, |s| now.max(s.version.created + 1));
-                let event = snapshot_event(&value, &sub.id, canceled, livemode, created);
+                let event = snapshot_event(&value, &sub.id, canceled, livemode, account, created);
                 ingress
                     .ingest_fetched(event.as_bytes(), Via::Reconcile, now)
                     .await?;
@@ -181,17 +185,17 @@ where
             None => break,
         }
     }
-    for id in read.subscription_ids().await? {
-        if at_stripe.contains(&id) {
+    for (of, id) in read.subscription_ids().await? {
+        if &of != account || at_stripe.contains(&id) {
             continue;
         }
-        if let Some(ours) = read.subscription(&id).await? {
+        if let Some(ours) = read.subscription(account, &id).await? {
             if !ours.deleted && ours.status != "canceled" {
                 report.extra.push(id);
             }
         }
     }
-    let open = read.dunning_cases(Some("open"), policy).await?;
+    let open = read.dunning_cases(account, Some("open"), policy).await?;
     report.cases_checked = open.len();
     for view in open {
         let case = &view.case;
@@ -217,15 +221,18 @@ where
             stripe_status: status,
         });
         if let (Some(ingress), Some(event_type), Some(object)) = (fix, event_type, &value) {
-            let event = serde_json::json!({
+            let mut event = serde_json::json!({
                 "id": format!("{SNAPSHOT_EVENT_PREFIX}{}_{now}", case.invoice_id),
                 "object": "event",
                 "type": event_type,
                 "created": now,
                 "livemode": case.livemode,
                 "data": { "object": object },
-            })
-            .to_string();
+            });
+            if let Some(acct) = account.id() {
+                event["account"] = acct.into();
+            }
+            let event = event.to_string();
             ingress
                 .ingest_fetched(event.as_bytes(), Via::Reconcile, now)
                 .await?;
@@ -256,6 +263,7 @@ pub async fn reconcile_and_alert<A, R, L, Q, S>(
     alerts: &S,
     policy: &crate::domain::billing::BillingPolicy,
     settings: ReconcileSettings,
+    account: &Account,
     now: i64,
 ) -> Result<ReconcileReport, RecoveryError>
 where
@@ -266,14 +274,14 @@ where
     S: AlertStore,
 {
     let fix = settings.fix.then_some(ingress);
-    let report = reconcile(api, read, fix, policy, now).await?;
+    let report = reconcile(api, read, fix, policy, account, now).await?;
     for d in &report.drifted {
         tracing::warn!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift from Stripe");
     }
     let differing = report.differing();
     if settings.drift_alert_threshold > 0 && differing >= settings.drift_alert_threshold {
         alerts
-            .add_pending(&drift_finding(&report, api.livemode(), now))
+            .add_pending(&drift_finding(&report, api.livemode(), now).in_scope(Scope::of(account)))
             .await?;
     }
     Ok(report)
@@ -296,6 +304,7 @@ pub fn drift_finding(
         .map(String::as_str)
         .collect();
     crate::domain::finding::Finding {
+        scope: Default::default(), accounts: Vec::new(),
         key: "reconcile_drift".into(),
         signal: "reconcile_drift".into(),
         metric: "subscriptions_drifted".into(),

@@ -65,6 +65,7 @@ where
                     }
                     _ => None,
                 },
+                account: r.account.clone(),
             })
             .collect();
         let applied = billing.applied(&keys).await?;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::fetch::*;
 use crate::domain::billing::{SubscriptionState, Version};
 use crate::domain::message::Via;
-use crate::ports::{EventLog, Queue, StripeApi};
+use crate::ports::{Account, EventLog, Queue, StripeApi};
 use crate::usecases::ingest::Ingress;
 
 /// After an important transition, Stripe's current object: the worker names the
@@ -21,6 +21,7 @@ pub trait Requery: Send + Sync {
     /// logged, and the daily reconciliation catches up.
     fn requery(
         &self,
+        account: &Account,
         subscriptions: &[(String, i64)],
         now: i64,
     ) -> impl Future<Output = usize> + Send;
@@ -31,24 +32,29 @@ pub trait Requery: Send + Sync {
 pub struct NoRequery;
 
 impl Requery for NoRequery {
-    async fn requery(&self, _subscriptions: &[(String, i64)], _now: i64) -> usize {
+    async fn requery(
+        &self,
+        _account: &Account,
+        _subscriptions: &[(String, i64)],
+        _now: i64,
+    ) -> usize {
         0
     }
 }
 
 /// A re-query that may be off: `None` fetches nothing.
 impl<R: Requery> Requery for Option<R> {
-    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
+    async fn requery(&self, account: &Account, subscriptions: &[(String, i64)], now: i64) -> usize {
         match self {
-            Some(r) => r.requery(subscriptions, now).await,
+            Some(r) => r.requery(account, subscriptions, now).await,
             None => 0,
         }
     }
 }
 
 impl<R: Requery> Requery for Box<R> {
-    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
-        (**self).requery(subscriptions, now).await
+    async fn requery(&self, account: &Account, subscriptions: &[(String, i64)], now: i64) -> usize {
+        (**self).requery(account, subscriptions, now).await
     }
 }
 
@@ -59,10 +65,12 @@ pub struct StripeRequery<A, L, Q> {
 }
 
 impl<A: StripeApi, L: EventLog, Q: Queue> Requery for StripeRequery<A, L, Q> {
-    async fn requery(&self, subscriptions: &[(String, i64)], now: i64) -> usize {
+    async fn requery(&self, account: &Account, subscriptions: &[(String, i64)], now: i64) -> usize {
         let mut enqueued = 0;
+        // A connected account's objects are read on its behalf (`Stripe-Account`).
+        let api = self.api.for_account(account);
         for (id, applied_created) in subscriptions {
-            let raw = match self.api.subscription(id).await {
+            let raw = match api.subscription(id).await {
                 Ok(Some(raw)) => raw,
                 Ok(None) => {
                     tracing::warn!(subscription = %id, "re-query: Stripe does not know the subscription");
@@ -80,7 +88,7 @@ impl<A: StripeApi, L: EventLog, Q: Queue> Requery for StripeRequery<A, L, Q> {
             let livemode = value["livemode"].as_bool().unwrap_or(false);
             // Ordered after what was just applied, and after anything delivered so far.
             let created = now.max(applied_created + 1);
-            let event = snapshot_event(&value, id, canceled, livemode, created);
+            let event = snapshot_event(&value, id, canceled, livemode, account, created);
             match self
                 .ingress
                 .ingest_fetched(event.as_bytes(), Via::Reconcile, now)

@@ -202,7 +202,14 @@ fn every_handled_type_is_one_revguard_acts_on() {
 #[test]
 fn a_snapshot_event_is_an_event_the_envelope_reads() {
     let object = serde_json::json!({ "id": "sub_1", "status": "canceled" });
-    let raw = snapshot_event(&object, "sub_1", true, false, 1_700_000_000);
+    let raw = snapshot_event(
+        &object,
+        "sub_1",
+        true,
+        false,
+        &crate::domain::account::Account::PLATFORM,
+        1_700_000_000,
+    );
     let env = crate::domain::event::EventEnvelope::parse(raw.as_bytes()).unwrap();
     assert_eq!(env.event_type, "customer.subscription.deleted");
     assert_eq!(env.created, 1_700_000_000);

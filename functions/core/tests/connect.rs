@@ -1,0 +1,324 @@
+//! Connect: a platform's connected accounts, each watched on its own, and the platform as
+//! a whole. The worker keeps the accounts' state and counters apart even when their ids
+//! collide; the detector alerts a connected account's anomaly under that account, and a
+//! signal many accounts raise at once as one platform alert naming them.
+
+use std::collections::BTreeMap;
+
+use revguard_core::domain::billing::{BillingPolicy, Notification};
+use revguard_core::domain::detector::alerts::{AlertMessage, Transition};
+use revguard_core::domain::detector::{detect_platform, DetectConfig, Series};
+use revguard_core::domain::metric::Metric;
+use revguard_core::domain::time::hour_of;
+use revguard_core::ports::{Account, Comebacks, Inbound, Scope, StoreError};
+use revguard_core::usecases::apply_batch::{BatchApplier, ConsumeRules, Consumed};
+use revguard_core::usecases::detector_run::Detector;
+use revguard_core::usecases::recovery::NoAudit;
+use revguard_testkit::fixtures;
+use revguard_testkit::memory::{
+    CountedPause, MemoryAlerts, MemoryBilling, MemoryDeadLetters, MemoryEventLog, MemoryPublisher,
+};
+
+const ACCOUNTS: [Option<&str>; 3] = [None, Some("acct_1Alpha"), Some("acct_1Beta")];
+const STORY: [&str; 3] = [
+    "customer.subscription.created.json",
+    "invoice.payment_failed.json",
+    "charge.refunded.json",
+];
+
+fn worker() -> BatchApplier<
+    MemoryEventLog,
+    MemoryBilling,
+    MemoryPublisher<Notification>,
+    MemoryDeadLetters,
+    CountedPause,
+> {
+    BatchApplier {
+        log: MemoryEventLog::default(),
+        billing: MemoryBilling::default(),
+        notifier: MemoryPublisher::default(),
+        dead_letters: MemoryDeadLetters::default(),
+        pause: CountedPause::default(),
+        policy: BillingPolicy {
+            // The story's refund (20.00) is large here, so each account raises one.
+            large_refund_minor_units: 1_000,
+            ..BillingPolicy::default()
+        },
+        rules: ConsumeRules::default(),
+        requery: revguard_core::usecases::recovery::NoRequery,
+    }
+}
+
+/// The story in every account, interleaved, as one batch: the same subscription,
+/// customer, invoice and charge ids in each.
+fn interleaved_batch() -> Vec<Inbound> {
+    let mut batch = Vec::new();
+    for (i, file) in STORY.iter().enumerate() {
+        for account in ACCOUNTS {
+            let id = format!("evt_{}_{i}", account.unwrap_or("platform"));
+            let raw = fixtures::in_account(file, &id, account);
+            batch.push(Inbound {
+                id: format!("m{}", batch.len()),
+                body: fixtures::queued(&raw).encode(),
+                receive_count: 1,
+                sent_at: None,
+            });
+        }
+    }
+    batch
+}
+
+#[tokio::test]
+async fn accounts_that_reuse_ids_stay_apart_in_state_counters_findings_and_notifications() {
+    let w = worker();
+    let outcomes = w.consume(&interleaved_batch(), 1_767_300_000).await;
+    assert!(
+        outcomes.iter().all(|o| *o == Consumed::Applied),
+        "{outcomes:?}"
+    );
+    let t = w.billing.tables();
+    for account in ACCOUNTS {
+        let account = Account::of_event(account).unwrap();
+        let sub = &t.subscriptions[&account.key("sub_RG1001")].value;
+        assert_eq!(sub.id, "sub_RG1001", "the stored state keeps Stripe's id");
+        assert!(
+            t.cases.contains_key(&account.key("in_RG1001")),
+            "{account} has its own dunning case"
+        );
+        let counted = |metric: Metric| {
+            t.counters[&account]
+                .iter()
+                .filter(|((_, _, m), _)| *m == metric)
+                .map(|(_, v)| *v)
+                .sum::<i64>()
+        };
+        assert_eq!(counted(Metric::Events), 3, "{account}: its three events");
+        assert_eq!(counted(Metric::Refunds), 1, "{account}: one refund");
+        assert_eq!(
+            counted(Metric::DunningOpened),
+            1,
+            "{account}: one case opened"
+        );
+        let findings: Vec<_> = t
+            .findings
+            .values()
+            .filter(|f| f.scope == Scope::of(&account))
+            .collect();
+        assert_eq!(findings.len(), 1, "{account}: its large refund");
+        assert_eq!(
+            findings[0].key,
+            format!("{}large_refund:ch_RG1001", Scope::of(&account).key_prefix())
+        );
+    }
+    assert_eq!(t.subscriptions.len(), 3);
+    let notified: BTreeMap<String, usize> =
+        w.notifier.taken().iter().fold(BTreeMap::new(), |mut m, n| {
+            *m.entry(n.account.label().to_owned()).or_default() += 1;
+            m
+        });
+    assert_eq!(
+        notified.len(),
+        3,
+        "each account's notifications say whose: {notified:?}"
+    );
+    assert!(notified.values().all(|n| *n == notified["platform"]));
+}
+
+#[tokio::test]
+async fn an_event_of_a_malformed_account_is_poison_and_sinks_nothing_else() {
+    let w = worker();
+    let mut batch = interleaved_batch();
+    let raw = fixtures::in_account("charge.refunded.json", "evt_bad", Some("acct_x#sub"));
+    batch.push(Inbound {
+        id: "bad".into(),
+        body: fixtures::queued(&raw).encode(),
+        receive_count: 1,
+        sent_at: None,
+    });
+    let outcomes = w.consume(&batch, 1_767_300_000).await;
+    assert!(
+        matches!(outcomes.last(), Some(Consumed::DeadLettered(reason)) if reason.contains("account"))
+    );
+    assert!(outcomes[..outcomes.len() - 1]
+        .iter()
+        .all(|o| *o == Consumed::Applied));
+}
+
+struct NoComebacks;
+impl Comebacks for NoComebacks {
+    async fn is_subscribed(&self, _: &Account, _: &str, _: bool) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+#[tokio::test]
+async fn a_connected_account_s_large_refund_is_alerted_under_that_account() {
+    let w = worker();
+    w.consume(&interleaved_batch(), 1_767_300_000).await;
+    let alerts = MemoryAlerts::default();
+    alerts.fed_by(&w.billing);
+    let detector = Detector {
+        counters: MemoryBilling::default(),
+        alerts,
+        publisher: MemoryPublisher::<AlertMessage>::default(),
+        comebacks: NoComebacks,
+        config: DetectConfig::default(),
+        audit: NoAudit,
+        pause: CountedPause::default(),
+        wall_clock: revguard_core::domain::time::unix_now,
+    };
+    let summary = detector.run(1_767_300_000).await.unwrap();
+    let mut opened: Vec<&str> = summary
+        .transitions
+        .iter()
+        .filter(|m| m.transition == Transition::Opened)
+        .map(|m| m.alert_id.as_str())
+        .collect();
+    opened.sort();
+    assert_eq!(
+        opened,
+        [
+            "test:acct_1Alpha:large_refund:ch_RG1001",
+            "test:acct_1Beta:large_refund:ch_RG1001",
+            "test:large_refund:ch_RG1001",
+        ],
+        "one alert per account, the platform's under the id it always had"
+    );
+    let alpha = summary
+        .transitions
+        .iter()
+        .find(|m| m.alert_id.contains("acct_1Alpha"))
+        .unwrap();
+    assert!(alpha.subject.contains("acct_1Alpha"), "{}", alpha.subject);
+    assert_eq!(alpha.finding.scope.label(), "acct_1Alpha");
+}
+
+const H: i64 = 1_767_916_800; // a midnight
+const NOW: i64 = H + 3 * 3600 + 1800; // 03:30
+
+/// A week of `per_hour` successful payments and `failed_per_hour` failures, then
+/// `failed_now` failures in the hour being judged.
+fn account_series(per_hour: i64, failed_per_hour: i64, failed_now: i64) -> Series {
+    let mut s = Series::new();
+    let mut h = hour_of(NOW) - 8 * 86_400;
+    while h < hour_of(NOW) {
+        let m = s.entry(h).or_default();
+        m.insert(Metric::PaymentsSucceeded, per_hour);
+        if failed_per_hour > 0 {
+            m.insert(Metric::PaymentsFailed, failed_per_hour);
+        }
+        h += 3600;
+    }
+    let m = s.entry(hour_of(NOW)).or_default();
+    m.insert(Metric::PaymentsSucceeded, per_hour / 2);
+    m.insert(Metric::PaymentsFailed, failed_now);
+    s
+}
+
+fn acct(i: usize) -> Account {
+    Account::connected(&format!("acct_{i:04}")).unwrap()
+}
+
+#[test]
+fn a_failed_payment_spike_across_forty_accounts_is_one_platform_alert_naming_them() {
+    let config = DetectConfig::default();
+    let own = account_series(200, 4, 4);
+    let mut connected: BTreeMap<Account, Series> = BTreeMap::new();
+    for i in 0..40 {
+        connected.insert(acct(i), account_series(20, 1, 12));
+    }
+    for i in 40..60 {
+        connected.insert(acct(i), account_series(20, 1, 1));
+    }
+    let found = detect_platform(&own, &connected, true, NOW, &config);
+    let spikes: Vec<_> = found
+        .iter()
+        .filter(|f| f.unscoped_key() == "spike:payments_failed")
+        .collect();
+    assert_eq!(spikes.len(), 1, "one alert, not 40: {spikes:#?}");
+    let platform = spikes[0];
+    assert_eq!(platform.scope, Scope::All);
+    assert_eq!(platform.key, "all:spike:payments_failed");
+    assert_eq!(platform.accounts.len(), 40);
+    assert!(platform.accounts.contains(&"acct_0039".to_owned()));
+    assert!(!platform.accounts.contains(&"acct_0040".to_owned()));
+    assert!(
+        platform
+            .explanation
+            .starts_with("40 accounts at once (acct_0000, acct_0001"),
+        "{}",
+        platform.explanation
+    );
+    assert!(platform.explanation.contains("and 20 more"));
+}
+
+#[test]
+fn a_quiet_account_is_judged_on_counts_and_a_loud_one_alone_under_its_own_name() {
+    let config = DetectConfig::default();
+    let own = account_series(200, 4, 4);
+    // An account that never had a failed payment in the week.
+    let quiet = |failed_now| {
+        let c = BTreeMap::from([(acct(7), account_series(2, 0, failed_now))]);
+        detect_platform(&own, &c, true, NOW, &config)
+    };
+    assert!(
+        quiet(4)
+            .iter()
+            .all(|f| f.unscoped_key() != "spike:payments_failed"),
+        "4 failures at a quiet account stay quiet"
+    );
+    let loud = quiet(10);
+    let spike = loud
+        .iter()
+        .find(|f| f.unscoped_key() == "spike:payments_failed")
+        .expect("10 failures at once page");
+    assert_eq!(spike.scope, Scope::Account(acct(7)));
+    assert_eq!(spike.key, "acct_0007:spike:payments_failed");
+    // Without the floor the same 4 would have paged: the floor is what keeps them quiet.
+    let no_floor = DetectConfig {
+        account_baseline_floor: 0.0,
+        ..DetectConfig::default()
+    };
+    let c = BTreeMap::from([(acct(7), account_series(2, 0, 4))]);
+    assert!(detect_platform(&own, &c, true, NOW, &no_floor)
+        .iter()
+        .any(|f| f.key == "acct_0007:spike:payments_failed"));
+}
+
+#[test]
+fn with_no_connected_account_active_the_platform_is_judged_as_before() {
+    let config = DetectConfig::default();
+    let own = account_series(200, 4, 40);
+    let before = revguard_core::domain::detector::detect(&own, true, NOW, &config);
+    let now = detect_platform(&own, &BTreeMap::new(), true, NOW, &config);
+    assert_eq!(before, now);
+    assert!(now.iter().all(|f| f.scope.is_platform()));
+    assert!(now.iter().any(|f| f.key == "spike:payments_failed"));
+}
+
+#[test]
+fn the_endpoint_is_judged_on_every_account_s_deliveries_under_the_platform_s_ids() {
+    let config = DetectConfig::default();
+    // The platform's own account is quiet; its accounts deliver steadily, then nothing.
+    let own = Series::new();
+    let mut connected = BTreeMap::new();
+    for i in 0..3 {
+        let mut s = Series::new();
+        let mut h = hour_of(NOW) - 8 * 86_400;
+        while h < hour_of(NOW) - 3 * 3600 {
+            s.entry(h).or_default().insert(Metric::EventsReceived, 30);
+            s.entry(0)
+                .or_default()
+                .insert(Metric::MaxReceivedAt, h + 3000);
+            h += 3600;
+        }
+        connected.insert(acct(i), s);
+    }
+    let found = detect_platform(&own, &connected, true, NOW, &config);
+    let gap = found
+        .iter()
+        .find(|f| f.signal == "delivery_gap")
+        .expect("the endpoint went silent for every account");
+    assert_eq!(gap.key, "delivery_gap", "under the platform's id");
+    assert!(found.iter().filter(|f| f.signal == "delivery_gap").count() == 1);
+}
