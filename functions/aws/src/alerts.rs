@@ -303,7 +303,8 @@ impl Publisher<AlertMessage> for SnsAlertPublisher {
             "https": chat, "http": chat,
         })
         .to_string();
-        self.client
+        let mut request = self
+            .client
             .publish()
             .topic_arn(&self.topic_arn)
             .message_structure("json")
@@ -314,10 +315,12 @@ impl Publisher<AlertMessage> for SnsAlertPublisher {
             .message_attributes("signal", attr(&m.signal)?)
             .message_attributes("livemode", attr(if m.livemode { "true" } else { "false" })?)
             .message_attributes("transition", attr(m.transition.as_str())?)
-            .message_attributes("alert_id", attr(&m.id)?)
-            .send()
-            .await
-            .map_err(PublishError::new)?;
+            .message_attributes("alert_id", attr(&m.id)?);
+        // Whose it is, for subscription filters (Connect): an account id, or `all`.
+        if !m.finding.scope.is_platform() {
+            request = request.message_attributes("account", attr(m.finding.scope.label())?);
+        }
+        request.send().await.map_err(PublishError::new)?;
         Ok(())
     }
 }

@@ -24,10 +24,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use revguard_core::domain::billing::Notification;
 use revguard_core::domain::detector::Series;
-use revguard_core::domain::metric::{Aggregation, Metric};
+use revguard_core::domain::metric::{Aggregation, CounterTotals, Metric};
 use revguard_core::ports::{
-    BillingCommit, BillingStore, Claimed, CommitError, CountersReader, EventKey, StateKeys,
-    StateSnapshot, StoreError, Versioned,
+    Account, BillingCommit, BillingStore, Claimed, CommitError, CountersReader, EventKey,
+    StateKeys, StateSnapshot, StoreError, Versioned,
 };
 
 /// Applied marker items outlive SQS's longest retention (14 days). The `applied` sets of
@@ -160,7 +160,7 @@ impl DynamoBilling {
             .map(|u| (u.livemode, u.hour))
             .collect();
         for (livemode, hour) in hours {
-            let shard_pk = counter_shard_pk(livemode, hour, shard);
+            let shard_pk = counter_shard_pk(&commit.account, livemode, hour, shard);
             let known = self
                 .registered
                 .lock()
@@ -172,7 +172,7 @@ impl DynamoBilling {
             self.client
                 .update_item()
                 .table_name(&self.counters_table)
-                .key(PK, s(counter_pk(livemode, hour)))
+                .key(PK, s(counter_pk(&commit.account, livemode, hour)))
                 .update_expression("ADD shards :k")
                 .expression_attribute_values(":k", AttributeValue::Ns(vec![shard.to_string()]))
                 .send()
@@ -238,11 +238,13 @@ impl DynamoBilling {
         shard: u32,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let now = commit.now;
+        // Every state key is the account's (the platform's as it always was).
+        let key = |k: String| commit.account.key(&k);
         let mut items = Vec::new();
         for (charge, events) in events_by_charge(commit) {
             let mut update = Update::builder()
                 .table_name(&self.state_table)
-                .key(PK, s(format!("charge#{charge}")))
+                .key(PK, s(key(format!("charge#{charge}"))))
                 .expression_attribute_values(
                     ":ids",
                     AttributeValue::Ss(events.iter().map(|e| e.to_string()).collect()),
@@ -283,10 +285,15 @@ impl DynamoBilling {
         }
         // `customer` and `stage` key the read model's sparse indexes (see
         // `read_model`): present only when known, as an index key must be a string.
+        // The customer index's hash is the account's customer key too.
         for w in &commit.subscriptions {
-            let customer = w.value.customer.clone().map(|c| ("customer", s(c)));
+            let customer = w
+                .value
+                .customer
+                .as_ref()
+                .map(|c| ("customer", s(key(c.clone()))));
             items.push(self.put_state(
-                format!("sub#{}", w.value.id),
+                key(format!("sub#{}", w.value.id)),
                 &w.value,
                 w.expected_version,
                 &Vec::from_iter(customer),
@@ -296,9 +303,9 @@ impl DynamoBilling {
             let (case, stage) = &w.value;
             let mut extra = Vec::new();
             extra.extend(stage.map(|st| ("stage", s(st.as_str()))));
-            extra.extend(case.customer.clone().map(|c| ("customer", s(c))));
+            extra.extend(case.customer.clone().map(|c| ("customer", s(key(c)))));
             items.push(self.put_state(
-                format!("case#{}", case.invoice_id),
+                key(format!("case#{}", case.invoice_id)),
                 case,
                 w.expected_version,
                 &extra,
@@ -306,10 +313,10 @@ impl DynamoBilling {
         }
         for w in &commit.customers {
             items.push(self.put_state(
-                format!("cust#{}", w.value.id),
+                key(format!("cust#{}", w.value.id)),
                 &w.value,
                 w.expected_version,
-                &[("customer", s(w.value.id.clone()))],
+                &[("customer", s(key(w.value.id.clone())))],
             )?);
         }
         // Counter increments summed per item and metric: one expression may name an
@@ -322,7 +329,7 @@ impl DynamoBilling {
             .filter(|u| u.metric.aggregation() == Aggregation::Sum)
         {
             *by_item
-                .entry(counter_shard_pk(u.livemode, u.hour, shard))
+                .entry(counter_shard_pk(&commit.account, u.livemode, u.hour, shard))
                 .or_default()
                 .entry(u.metric.name())
                 .or_default() += u.value;
@@ -334,7 +341,7 @@ impl DynamoBilling {
             }
             let mut update = Update::builder()
                 .table_name(&self.counters_table)
-                .key(PK, s(pk));
+                .key(PK, s(pk.clone()));
             let mut clauses = Vec::new();
             for (i, (metric, value)) in adds.iter().enumerate() {
                 update = update
@@ -342,8 +349,22 @@ impl DynamoBilling {
                     .expression_attribute_values(format!(":v{i}"), n(*value));
                 clauses.push(format!("#m{i} :v{i}"));
             }
+            // A connected account's counter items carry their day, the key of the sparse
+            // index the detector finds the active accounts by (set once: no index write after).
+            let expression = match active_day(&commit.account, &pk) {
+                Some(day) => {
+                    update = update
+                        .expression_attribute_names("#day", ATTR_DAY)
+                        .expression_attribute_values(":day", s(day));
+                    format!(
+                        "ADD {} SET #day = if_not_exists(#day, :day)",
+                        clauses.join(", ")
+                    )
+                }
+                None => format!("ADD {}", clauses.join(", ")),
+            };
             let update = update
-                .update_expression(format!("ADD {}", clauses.join(", ")))
+                .update_expression(expression)
                 .build()
                 .map_err(corrupt)?;
             items.push(TransactWriteItem::builder().update(update).build());
@@ -395,12 +416,54 @@ impl DynamoBilling {
             self.client
                 .update_item()
                 .table_name(&self.state_table)
-                .key(PK, s(format!("charge#{charge}")))
+                .key(PK, s(commit.account.key(&format!("charge#{charge}"))))
                 .update_expression("SET customer = if_not_exists(customer, :customer)")
                 .expression_attribute_values(":customer", s(customer.clone()))
                 .send()
                 .await
                 .map_err(write_error)?;
+        }
+        Ok(())
+    }
+
+    /// A connected account's hour-0 item, once per process and mode: marked seen (the
+    /// sparse index's `<mode>#seen`), so that `/api/accounts` lists every account with a
+    /// Query, never a Scan. Idempotent, outside the transaction; the platform's items are
+    /// never marked.
+    async fn mark_seen(&self, commit: &BillingCommit) -> Result<(), CommitError> {
+        if commit.account.is_platform() {
+            return Ok(());
+        }
+        let modes: BTreeSet<bool> = commit
+            .events
+            .iter()
+            .flat_map(|e| &e.counters)
+            .map(|u| u.livemode)
+            .collect();
+        for livemode in modes {
+            let pk = counter_pk(&commit.account, livemode, 0);
+            let known = self
+                .registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&pk);
+            if known {
+                continue;
+            }
+            self.client
+                .update_item()
+                .table_name(&self.counters_table)
+                .key(PK, s(pk.clone()))
+                .update_expression("SET #day = if_not_exists(#day, :seen)")
+                .expression_attribute_names("#day", ATTR_DAY)
+                .expression_attribute_values(":seen", s(seen_day(livemode)))
+                .send()
+                .await
+                .map_err(write_error)?;
+            self.registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(pk);
         }
         Ok(())
     }
@@ -417,7 +480,10 @@ impl DynamoBilling {
             .filter(|u| u.metric.aggregation() == Aggregation::Max)
         {
             let slot = maxima
-                .entry((counter_pk(u.livemode, u.hour), u.metric.name()))
+                .entry((
+                    counter_pk(&commit.account, u.livemode, u.hour),
+                    u.metric.name(),
+                ))
                 .or_insert(u.value);
             *slot = (*slot).max(u.value);
         }
@@ -436,17 +502,22 @@ impl DynamoBilling {
             if written.is_some_and(|prev| value <= prev + margin) {
                 continue;
             }
-            let result = self
+            let mut update = self
                 .client
                 .update_item()
                 .table_name(&self.counters_table)
                 .key(PK, s(slot.0.clone()))
-                .update_expression("SET #m = :v")
                 .condition_expression("attribute_not_exists(#m) OR #m < :v")
                 .expression_attribute_names("#m", &slot.1)
-                .expression_attribute_values(":v", n(value))
-                .send()
-                .await;
+                .expression_attribute_values(":v", n(value));
+            update = match active_day(&commit.account, &slot.0) {
+                Some(day) => update
+                    .update_expression("SET #m = :v, #day = if_not_exists(#day, :day)")
+                    .expression_attribute_names("#day", ATTR_DAY)
+                    .expression_attribute_values(":day", s(day)),
+                None => update.update_expression("SET #m = :v"),
+            };
+            let result = update.send().await;
             match result {
                 Ok(_) => {}
                 // A larger value is stored already: nothing to do.
@@ -473,16 +544,19 @@ impl DynamoBilling {
 
     pub async fn subscription(
         &self,
+        account: &Account,
         id: &str,
     ) -> Result<Option<revguard_core::domain::billing::SubscriptionState>, StoreError> {
-        self.state_item(format!("sub#{id}")).await
+        self.state_item(account.key(&format!("sub#{id}"))).await
     }
 
     pub async fn case(
         &self,
+        account: &Account,
         invoice_id: &str,
     ) -> Result<Option<revguard_core::domain::billing::DunningCase>, StoreError> {
-        self.state_item(format!("case#{invoice_id}")).await
+        self.state_item(account.key(&format!("case#{invoice_id}")))
+            .await
     }
 
     /// One state item's value, by its key.
@@ -503,18 +577,21 @@ impl BillingStore for DynamoBilling {
     /// An event is applied if its id is in its charge's `applied` set, or it has a marker
     /// item of its own (every event applied before markers moved to charges has one).
     async fn applied(&self, events: &[EventKey]) -> Result<BTreeSet<String>, StoreError> {
+        // Markers of their own are keyed by Stripe's event id alone (unique across
+        // accounts); a charge's item is its account's.
+        let charge_pk = |e: &EventKey, c: &str| e.account.key(&format!("charge#{c}"));
         let mut pks: BTreeSet<String> =
             events.iter().map(|e| format!("applied#{}", e.id)).collect();
         pks.extend(
             events
                 .iter()
-                .filter_map(|e| Some(format!("charge#{}", e.charge.as_ref()?))),
+                .filter_map(|e| Some(charge_pk(e, e.charge.as_ref()?))),
         );
         let found = self.get_many(pks, self.batch_read()).await?;
         let on_charge = |e: &EventKey| -> bool {
             e.charge
                 .as_ref()
-                .and_then(|c| found.get(&format!("charge#{c}")))
+                .and_then(|c| found.get(&charge_pk(e, c)))
                 .and_then(|item| item.get("applied"))
                 .and_then(|v| v.as_ss().ok())
                 .is_some_and(|ids| ids.contains(&e.id))
@@ -528,16 +605,20 @@ impl BillingStore for DynamoBilling {
 
     async fn load(&self, keys: &StateKeys) -> Result<StateSnapshot, StoreError> {
         let mut out = StateSnapshot::default();
+        let key = |k: String| keys.account.key(&k);
         let links = self
             .get_many(
-                keys.charges.iter().map(|c| format!("charge#{c}")).collect(),
+                keys.charges
+                    .iter()
+                    .map(|c| key(format!("charge#{c}")))
+                    .collect(),
                 // Nothing conditions on a link's absence: read it as it is.
                 Read::Strong,
             )
             .await?;
         for c in &keys.charges {
             if let Some(customer) = links
-                .get(&format!("charge#{c}"))
+                .get(&key(format!("charge#{c}")))
                 .and_then(|i| i.get("customer"))
                 .and_then(|v| v.as_s().ok())
             {
@@ -552,25 +633,25 @@ impl BillingStore for DynamoBilling {
         let mut pks: BTreeSet<String> = keys
             .subscriptions
             .iter()
-            .map(|k| format!("sub#{k}"))
+            .map(|k| key(format!("sub#{k}")))
             .collect();
-        pks.extend(keys.invoices.iter().map(|k| format!("case#{k}")));
-        pks.extend(customers.iter().map(|k| format!("cust#{k}")));
+        pks.extend(keys.invoices.iter().map(|k| key(format!("case#{k}"))));
+        pks.extend(customers.iter().map(|k| key(format!("cust#{k}"))));
         // Strongly: a decision may rest on an item the commit does not change (a customer's
         // payment method for a trial's notice), so no condition would catch a stale read.
         let items = self.get_many(pks, Read::Strong).await?;
         for k in &keys.subscriptions {
-            if let Some(item) = items.get(&format!("sub#{k}")) {
+            if let Some(item) = items.get(&key(format!("sub#{k}"))) {
                 out.subscriptions.insert(k.clone(), state_of(item)?);
             }
         }
         for k in &keys.invoices {
-            if let Some(item) = items.get(&format!("case#{k}")) {
+            if let Some(item) = items.get(&key(format!("case#{k}"))) {
                 out.cases.insert(k.clone(), state_of(item)?);
             }
         }
         for k in customers {
-            if let Some(item) = items.get(&format!("cust#{k}")) {
+            if let Some(item) = items.get(&key(format!("cust#{k}"))) {
                 out.customers.insert(k.clone(), state_of(item)?);
             }
         }
@@ -587,6 +668,7 @@ impl BillingStore for DynamoBilling {
         // The idempotent writes go first: if they fail, the batch is retried; if the
         // transaction then conflicts, writing them again does no harm.
         self.apply_maxima(commit).await?;
+        self.mark_seen(commit).await?;
         self.link_charges(commit).await?;
         self.register_shards(commit, shard).await?;
         let result = self
@@ -782,17 +864,55 @@ where
     }
 }
 
-/// The counter item of an hour: its maxima, and the sums written before sharding.
-pub fn counter_pk(livemode: bool, hour: i64) -> String {
-    format!("{}#{hour}", if livemode { "live" } else { "test" })
+/// The counter item of an account's hour: its maxima, and the sums written before
+/// sharding (`live#<hour>` for the platform, `<acct>#live#<hour>` for a connected account).
+pub fn counter_pk(account: &Account, livemode: bool, hour: i64) -> String {
+    account.key(&format!("{}#{hour}", mode_word(livemode)))
 }
 
-/// The item of one shard of an hour's sums (shard 0 is the hour's own item).
-pub fn counter_shard_pk(livemode: bool, hour: i64, shard: u32) -> String {
+/// The item of one shard of an account's hour's sums (shard 0 is the hour's own item).
+pub fn counter_shard_pk(account: &Account, livemode: bool, hour: i64, shard: u32) -> String {
     match shard {
-        0 => counter_pk(livemode, hour),
-        k => format!("{}#{k}", counter_pk(livemode, hour)),
+        0 => counter_pk(account, livemode, hour),
+        k => format!("{}#{k}", counter_pk(account, livemode, hour)),
     }
+}
+
+fn mode_word(livemode: bool) -> &'static str {
+    if livemode {
+        "live"
+    } else {
+        "test"
+    }
+}
+
+/// The counters table's sparse index of connected accounts' items: hash `day`
+/// (`<mode>#<yyyy-mm-dd>` on an hour's items, `<mode>#seen` on hour 0's), range `pk`,
+/// keys only. The platform's items never carry `day`, so a platform without connected
+/// accounts writes and reads what it always did.
+pub const DAY_INDEX: &str = "by_day";
+pub const ATTR_DAY: &str = "day";
+
+/// The `day` of a connected account's counter item (`None` for the platform's, and for
+/// hour 0, whose mark is [`seen_day`]).
+fn active_day(account: &Account, pk: &str) -> Option<String> {
+    if account.is_platform() {
+        return None;
+    }
+    let (_, own) = Account::split_key(pk);
+    let mut parts = own.split('#');
+    let mode = parts.next()?;
+    let hour: i64 = parts.next()?.parse().ok()?;
+    (hour != 0).then(|| format!("{mode}#{}", day_of(hour)))
+}
+
+/// The index key every connected account's hour-0 item carries.
+fn seen_day(livemode: bool) -> String {
+    format!("{}#seen", mode_word(livemode))
+}
+
+fn day_of(hour: i64) -> String {
+    revguard_core::domain::time::rfc3339(hour)[..10].to_owned()
 }
 
 /// A step to the next shard that differs between processes (time and pid), so that
@@ -805,9 +925,12 @@ fn spread() -> u32 {
     1 + (nanos ^ std::process::id().wrapping_mul(0x9E37_79B9)) % (COUNTER_SHARDS - 1)
 }
 
-/// The hour of a counter item (`live#<hour>` or `live#<hour>#<shard>`).
-fn hour_of_item(item: &HashMap<String, AttributeValue>) -> Option<i64> {
-    item.get(PK)?.as_s().ok()?.split('#').nth(1)?.parse().ok()
+/// The account, mode and hour of a counter item (`[<acct>#]live#<hour>[#<shard>]`).
+fn hour_of_item(item: &HashMap<String, AttributeValue>) -> Option<(Account, bool, i64)> {
+    let (account, own) = Account::split_key(item.get(PK)?.as_s().ok()?);
+    let mut parts = own.split('#');
+    let livemode = parts.next()? == "live";
+    Some((account, livemode, parts.next()?.parse().ok()?))
 }
 
 /// Reads the hourly counters (the anomaly detector needs nothing else of the worker's state).
@@ -826,46 +949,40 @@ impl DynamoCounters {
     }
 }
 
-impl CountersReader for DynamoCounters {
-    /// Hourly counters for one mode over [from, to), plus the all-time gauges of hour 0:
-    /// hour → metric → value. Per hour, its item and its shards (a few small items),
-    /// read 100 at a time and combined (sums add, maxima take the largest), whatever the
-    /// event volume.
-    async fn counters(&self, livemode: bool, from: i64, to: i64) -> Result<Series, StoreError> {
-        let mut hours = vec![0];
-        let mut hour = revguard_core::domain::billing::hour_of(from);
-        while hour < to {
-            hours.push(hour);
-            hour += 3600;
-        }
-        let keys: Vec<String> = hours.iter().map(|h| counter_pk(livemode, *h)).collect();
+impl DynamoCounters {
+    /// The counter items `keys` and the shards their hour items name (only under
+    /// contention), combined per account and hour: sums add, maxima take the largest.
+    async fn read_items(&self, keys: &[String]) -> Result<BTreeMap<Account, Series>, StoreError> {
         // Eventually consistent: the detector judges hours, and a second's lag is nothing.
-        let mut items = batch_get(&self.client, &self.table, &keys, Read::Eventual).await?;
-        // The shards the hour items name, if any (only under contention).
+        let mut items = batch_get(&self.client, &self.table, keys, Read::Eventual).await?;
         let shard_keys: Vec<String> = items
             .iter()
             .filter_map(|item| {
-                let hour = hour_of_item(item)?;
+                let (account, livemode, hour) = hour_of_item(item)?;
                 let shards = item.get("shards")?.as_ns().ok()?;
-                Some((hour, shards.clone()))
+                Some((account, livemode, hour, shards.clone()))
             })
-            .flat_map(|(hour, shards)| {
+            .flat_map(|(account, livemode, hour, shards)| {
                 shards
                     .into_iter()
                     .filter_map(|k| k.parse::<u32>().ok())
                     .filter(|k| (1..COUNTER_SHARDS).contains(k))
-                    .map(move |k| counter_shard_pk(livemode, hour, k))
+                    .map(move |k| counter_shard_pk(&account, livemode, hour, k))
             })
+            // A connected account's shards are in the day index already.
+            .filter(|pk| !keys.contains(pk))
+            .collect::<BTreeSet<String>>()
+            .into_iter()
             .collect();
         if !shard_keys.is_empty() {
             items.extend(batch_get(&self.client, &self.table, &shard_keys, Read::Eventual).await?);
         }
-        let mut out = Series::new();
+        let mut out: BTreeMap<Account, Series> = BTreeMap::new();
         for item in items {
-            let Some(hour) = hour_of_item(&item) else {
+            let Some((account, _, hour)) = hour_of_item(&item) else {
                 continue;
             };
-            let combined = out.entry(hour).or_default();
+            let combined = out.entry(account).or_default().entry(hour).or_default();
             // A name this build does not know is skipped, never misread.
             for (name, value) in item.into_iter().filter(|(k, _)| k != PK) {
                 let (Some(metric), Some(value)) = (
@@ -881,7 +998,152 @@ impl CountersReader for DynamoCounters {
                     .or_insert(value);
             }
         }
-        out.retain(|_, metrics| !metrics.is_empty());
+        for series in out.values_mut() {
+            series.retain(|_, metrics| !metrics.is_empty());
+        }
+        Ok(out)
+    }
+
+    /// The `pk`s the day index holds under one key (keys only, eventually consistent).
+    async fn day_keys(&self, day: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DAY_INDEX)
+                .key_condition_expression("#d = :d")
+                .expression_attribute_names("#d", ATTR_DAY)
+                .expression_attribute_values(":d", s(day))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(StoreError::unavailable)?;
+            out.extend(
+                page.items()
+                    .iter()
+                    .filter_map(|i| i.get(PK)?.as_s().ok().cloned()),
+            );
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Every connected account seen in a mode (one Query of the day index's `seen` key).
+    pub async fn accounts_seen(&self, livemode: bool) -> Result<Vec<Account>, StoreError> {
+        let mut out: Vec<Account> = self
+            .day_keys(&seen_day(livemode))
+            .await?
+            .iter()
+            .map(|pk| Account::split_key(pk).0)
+            .filter(|a| !a.is_platform())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Each account's gauges of hour 0, both modes (one BatchGetItem per 100 items).
+    pub async fn gauges(
+        &self,
+        accounts: &[Account],
+    ) -> Result<BTreeMap<Account, CounterTotals>, StoreError> {
+        let keys: Vec<String> = accounts
+            .iter()
+            .flat_map(|a| [counter_pk(a, false, 0), counter_pk(a, true, 0)])
+            .collect();
+        let items = batch_get(&self.client, &self.table, &keys, Read::Eventual).await?;
+        let mut out: BTreeMap<Account, CounterTotals> = BTreeMap::new();
+        for item in items {
+            let Some(pk) = item.get(PK).and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            let (account, own) = Account::split_key(pk);
+            let livemode = own.starts_with("live#");
+            let totals = out.entry(account).or_default();
+            for (name, value) in &item {
+                if let (Some(metric), Some(value)) = (
+                    Metric::parse(name),
+                    value.as_n().ok().and_then(|v| v.parse::<i64>().ok()),
+                ) {
+                    totals.insert((livemode, 0, metric), value);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn hours_in(from: i64, to: i64) -> Vec<i64> {
+    let mut hours = vec![0];
+    let mut hour = revguard_core::domain::billing::hour_of(from);
+    while hour < to {
+        hours.push(hour);
+        hour += 3600;
+    }
+    hours
+}
+
+impl CountersReader for DynamoCounters {
+    /// Hourly counters for one account and mode over [from, to), plus its all-time
+    /// gauges of hour 0: hour → metric → value. Per hour, its item and its shards (a few
+    /// small items), read 100 at a time and combined, whatever the event volume.
+    async fn counters(
+        &self,
+        livemode: bool,
+        account: &Account,
+        from: i64,
+        to: i64,
+    ) -> Result<Series, StoreError> {
+        let keys: Vec<String> = hours_in(from, to)
+            .iter()
+            .map(|h| counter_pk(account, livemode, *h))
+            .collect();
+        Ok(self
+            .read_items(&keys)
+            .await?
+            .remove(account)
+            .unwrap_or_default())
+    }
+
+    /// The connected accounts with counts in [from, to): one keys-only Query of the day
+    /// index per day of the window, then one read of exactly the items it names (their
+    /// shards included) and each active account's hour-0 gauges. With no connected
+    /// account it costs one Query a day that finds nothing.
+    async fn connected(
+        &self,
+        livemode: bool,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<Account, Series>, StoreError> {
+        let mut days: BTreeSet<String> = BTreeSet::new();
+        let mut hour = revguard_core::domain::billing::hour_of(from);
+        while hour < to {
+            days.insert(format!("{}#{}", mode_word(livemode), day_of(hour)));
+            hour += 3600;
+        }
+        let mut keys: BTreeSet<String> = BTreeSet::new();
+        for day in &days {
+            for pk in self.day_keys(day).await? {
+                let (account, own) = Account::split_key(&pk);
+                let hour: Option<i64> = own.split('#').nth(1).and_then(|h| h.parse().ok());
+                if account.is_platform() || !hour.is_some_and(|h| h >= from && h < to) {
+                    continue;
+                }
+                keys.insert(counter_pk(&account, livemode, 0));
+                keys.insert(pk);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let keys: Vec<String> = keys.into_iter().collect();
+        let mut out = self.read_items(&keys).await?;
+        out.retain(|account, _| !account.is_platform());
         Ok(out)
     }
 }

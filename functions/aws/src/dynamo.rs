@@ -62,6 +62,11 @@ impl DynamoEventLog {
         if let Some(day) = mrr_day(&record.event_type, record.created) {
             item.insert(ATTR_MRR_DAY.to_owned(), AttributeValue::S(day));
         }
+        // Only a connected account's entry says whose it is: the platform's stay the size
+        // they always were.
+        if let Some(account) = record.account.id() {
+            item.insert("account".to_owned(), AttributeValue::S(account.to_owned()));
+        }
         if let Some(p) = &record.stored_payload {
             item.insert(
                 "payload".to_owned(),
@@ -190,6 +195,8 @@ fn record_of(item: &HashMap<String, AttributeValue>) -> Result<EventRecord, Stor
             .get("payload")
             .and_then(|v| v.as_b().ok())
             .map(|b| b.as_ref().to_vec()),
+        account: revguard_core::ports::Account::of_event(text("account").as_deref())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }
 

@@ -39,6 +39,24 @@ pub async fn create_pk_table(
     create_table(client, name, "pk").await
 }
 
+/// The counters table: keyed by `pk`, with the keys-only sparse index
+/// [`crate::billing::DAY_INDEX`] (`day`, `pk`) of connected accounts' items.
+pub async fn create_counters_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), BoxError> {
+    let request = client
+        .create_table()
+        .attribute_definitions(string_attribute(crate::billing::ATTR_DAY)?)
+        .global_secondary_indexes(index(
+            crate::billing::DAY_INDEX,
+            crate::billing::ATTR_DAY,
+            "pk",
+            ProjectionType::KeysOnly,
+        )?);
+    create_table_with(client, request, name, "pk").await
+}
+
 /// The worker's state table: keyed by `pk`, with the read model's keys-only sparse indexes
 /// [`CUSTOMER_INDEX`] (`customer`, `pk`) and [`STAGE_INDEX`] (`stage`, `pk`).
 pub async fn create_state_table(

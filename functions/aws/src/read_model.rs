@@ -12,13 +12,17 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use revguard_core::domain::billing::views::{by_hour, CaseView, CustomerView, HourCounters};
+use std::collections::BTreeMap;
+
+use revguard_core::domain::billing::views::{
+    by_hour, AccountSummary, CaseView, CustomerView, HourCounters,
+};
 use revguard_core::domain::billing::{
     BillingPolicy, CustomerState, DunningCase, Stage, SubscriptionState,
 };
 use revguard_core::domain::detector::alerts::AlertState;
 use revguard_core::domain::metric::CounterTotals;
-use revguard_core::ports::{AlertStore, CountersReader, ReadModel, StoreError};
+use revguard_core::ports::{Account, AlertStore, CountersReader, ReadModel, Scope, StoreError};
 
 use crate::alerts::DynamoAlerts;
 use crate::billing::{DynamoBilling, DynamoCounters};
@@ -58,25 +62,32 @@ impl DynamoReadModel {
         }
     }
 
-    /// The `pk`s an index holds under one hash key (eventually consistent, as index reads
-    /// are).
+    /// The `pk`s an index holds under one hash key, those beginning with `pk_prefix` if
+    /// given (eventually consistent, as index reads are).
     async fn index_keys(
         &self,
         index: &str,
         attr: &str,
         value: &str,
+        pk_prefix: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let page = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.state_table)
                 .index_name(index)
-                .key_condition_expression("#k = :v")
                 .expression_attribute_names("#k", attr)
-                .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+                .expression_attribute_values(":v", AttributeValue::S(value.to_owned()));
+            query = match pk_prefix {
+                Some(prefix) => query
+                    .key_condition_expression("#k = :v AND begins_with(pk, :p)")
+                    .expression_attribute_values(":p", AttributeValue::S(prefix.to_owned())),
+                None => query.key_condition_expression("#k = :v"),
+            };
+            let page = query
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -119,14 +130,20 @@ impl ReadModel for DynamoReadModel {
     /// One Query of the customer index and one BatchGetItem of what it names.
     async fn customer_view(
         &self,
+        account: &Account,
         id: &str,
         now: i64,
         policy: &BillingPolicy,
     ) -> Result<CustomerView, StoreError> {
-        let pks = self.index_keys(CUSTOMER_INDEX, "customer", id).await?;
+        // The index's hash is the account's customer key, so one account's customer
+        // never reads another's items.
+        let pks = self
+            .index_keys(CUSTOMER_INDEX, "customer", &account.key(id), None)
+            .await?;
         let of = |prefix: &str| -> Vec<String> {
+            let prefix = account.key(prefix);
             pks.iter()
-                .filter(|p| p.starts_with(prefix))
+                .filter(|p| p.starts_with(&prefix))
                 .cloned()
                 .collect()
         };
@@ -152,6 +169,7 @@ impl ReadModel for DynamoReadModel {
                 .get("state")
                 .and_then(|v| v.as_s().ok())
                 .ok_or_else(|| corrupt(format!("{pk} without state")))?;
+            let (_, pk) = Account::split_key(pk);
             if pk.starts_with("sub#") {
                 subs.push(serde_json::from_str(json).map_err(corrupt)?);
             } else if pk.starts_with("case#") {
@@ -163,13 +181,17 @@ impl ReadModel for DynamoReadModel {
         Ok(CustomerView::of(id, subs, cases, profile, now, policy))
     }
 
-    async fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError> {
-        self.billing.subscription(id).await
+    async fn subscription(
+        &self,
+        account: &Account,
+        id: &str,
+    ) -> Result<Option<SubscriptionState>, StoreError> {
+        self.billing.subscription(account, id).await
     }
 
     /// A Scan of the state table's keys (a reconciliation's, once a day; never the
-    /// operator API's, whose role may not Scan).
-    async fn subscription_ids(&self) -> Result<Vec<String>, StoreError> {
+    /// operator API's, whose role may not Scan): every account's subscriptions.
+    async fn subscription_ids(&self) -> Result<Vec<(Account, String)>, StoreError> {
         let mut ids = Vec::new();
         let mut start = None;
         loop {
@@ -178,18 +200,16 @@ impl ReadModel for DynamoReadModel {
                 .scan()
                 .table_name(&self.state_table)
                 .projection_expression("pk")
-                .filter_expression("begins_with(pk, :sub)")
+                .filter_expression("begins_with(pk, :sub) OR contains(pk, :acct_sub)")
                 .expression_attribute_values(":sub", AttributeValue::S("sub#".into()))
+                .expression_attribute_values(":acct_sub", AttributeValue::S("#sub#".into()))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(StoreError::unavailable)?;
             ids.extend(page.items().iter().filter_map(|item| {
-                item.get(PK)?
-                    .as_s()
-                    .ok()?
-                    .strip_prefix("sub#")
-                    .map(str::to_owned)
+                let (account, own) = Account::split_key(item.get(PK)?.as_s().ok()?);
+                Some((account, own.strip_prefix("sub#")?.to_owned()))
             }));
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -203,6 +223,7 @@ impl ReadModel for DynamoReadModel {
     /// One Query of the stage index per stage the filter names.
     async fn dunning_cases(
         &self,
+        account: &Account,
         status: Option<&str>,
         policy: &BillingPolicy,
     ) -> Result<Vec<CaseView>, StoreError> {
@@ -222,9 +243,10 @@ impl ReadModel for DynamoReadModel {
         // A case that moves stage between two Queries is named twice; BatchGetItem refuses
         // a key twice.
         let mut keys = std::collections::BTreeSet::new();
+        let of_account = account.key("case#");
         for stage in stages {
             keys.extend(
-                self.index_keys(STAGE_INDEX, "stage", stage.as_str())
+                self.index_keys(STAGE_INDEX, "stage", stage.as_str(), Some(&of_account))
                     .await?,
             );
         }
@@ -233,11 +255,37 @@ impl ReadModel for DynamoReadModel {
         Ok(CaseView::select(cases, status, policy))
     }
 
-    async fn metrics(&self, from: i64, to: i64) -> Result<Vec<HourCounters>, StoreError> {
+    /// One account's counters; or, for the whole platform, the platform's own and every
+    /// connected account's with counts in the window, added up.
+    async fn metrics(
+        &self,
+        scope: &Scope,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HourCounters>, StoreError> {
         let mut totals = CounterTotals::new();
         for livemode in [false, true] {
-            let series = self.counters.counters(livemode, from, to).await?;
-            for (hour, metrics) in series {
+            let mut series = Vec::new();
+            match scope.account() {
+                Some(account) => {
+                    series.push(self.counters.counters(livemode, &account, from, to).await?)
+                }
+                None => {
+                    series.push(
+                        self.counters
+                            .counters(livemode, &Account::PLATFORM, from, to)
+                            .await?,
+                    );
+                    series.extend(
+                        self.counters
+                            .connected(livemode, from, to)
+                            .await?
+                            .into_values(),
+                    );
+                }
+            }
+            let whole = revguard_core::domain::detector::accounts::added_up(&series);
+            for (hour, metrics) in whole {
                 for (metric, value) in metrics {
                     totals.insert((livemode, hour, metric), value);
                 }
@@ -250,6 +298,7 @@ impl ReadModel for DynamoReadModel {
     /// the resolved index, by resolution time).
     async fn recent_alerts(
         &self,
+        scope: Option<&Scope>,
         now: i64,
         recent_secs: i64,
     ) -> Result<Vec<AlertState>, StoreError> {
@@ -290,6 +339,54 @@ impl ReadModel for DynamoReadModel {
         Ok(out
             .into_iter()
             .filter(|a| a.open_or_resolved_since(now - recent_secs))
+            .filter(|a| scope.is_none_or(|s| &a.finding.scope == s))
+            .collect())
+    }
+
+    /// One Query of the day index per mode (every connected account seen), one
+    /// BatchGetItem of their hour-0 gauges, one Query of the stage index per open stage and
+    /// the open alerts: a handful of requests, whatever the number of accounts.
+    async fn accounts(&self, now: i64) -> Result<Vec<AccountSummary>, StoreError> {
+        let mut seen: Vec<Account> = vec![Account::PLATFORM];
+        for livemode in [false, true] {
+            seen.extend(self.counters.accounts_seen(livemode).await?);
+        }
+        seen.sort();
+        seen.dedup();
+        let gauges = self.counters.gauges(&seen).await?;
+        let mut cases: BTreeMap<Account, usize> = BTreeMap::new();
+        for stage in [Stage::Notice, Stage::ActionRequired, Stage::FinalWarning] {
+            for pk in self
+                .index_keys(STAGE_INDEX, "stage", stage.as_str(), None)
+                .await?
+            {
+                *cases.entry(Account::split_key(&pk).0).or_default() += 1;
+            }
+        }
+        let mut alerts: BTreeMap<Account, usize> = BTreeMap::new();
+        for a in self
+            .alerts
+            .snapshot(now)
+            .await?
+            .alerts
+            .iter()
+            .filter(|a| a.open)
+        {
+            if let Some(account) = a.finding.scope.account() {
+                *alerts.entry(account).or_default() += 1;
+            }
+        }
+        let mut all: std::collections::BTreeSet<Account> = seen.into_iter().collect();
+        all.extend(cases.keys().cloned());
+        all.extend(alerts.keys().cloned());
+        Ok(all
+            .into_iter()
+            .map(|account| {
+                let g = gauges.get(&account).cloned().unwrap_or_default();
+                let c = cases.get(&account).copied().unwrap_or(0);
+                let a = alerts.get(&account).copied().unwrap_or(0);
+                AccountSummary::of(account, &g, c, a)
+            })
             .collect())
     }
 }
@@ -297,13 +394,20 @@ impl ReadModel for DynamoReadModel {
 /// One Query of the customer index and one BatchGetItem of its subscriptions, only for a
 /// win-back that came due.
 impl revguard_core::ports::Comebacks for DynamoReadModel {
-    async fn is_subscribed(&self, customer: &str, livemode: bool) -> Result<bool, StoreError> {
+    async fn is_subscribed(
+        &self,
+        account: &Account,
+        customer: &str,
+        livemode: bool,
+    ) -> Result<bool, StoreError> {
         let subs: Vec<String> = self
-            .index_keys(CUSTOMER_INDEX, "customer", customer)
-            .await?
-            .into_iter()
-            .filter(|pk| pk.starts_with("sub#"))
-            .collect();
+            .index_keys(
+                CUSTOMER_INDEX,
+                "customer",
+                &account.key(customer),
+                Some(&account.key("sub#")),
+            )
+            .await?;
         let subs: Vec<SubscriptionState> = self.states(&subs).await?;
         Ok(revguard_core::domain::billing::access::is_subscribed(
             &subs, livemode,

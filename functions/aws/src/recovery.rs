@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use revguard_core::ports::{BackfillCursor, EventsQuery};
 use revguard_core::usecases::ingest::Ingress;
 use revguard_core::usecases::recovery::{
-    backfill_from_cursor, reconcile_and_alert, BackfillSummary, ReconcileReport, ReconcileSettings,
-    RecoveryError, StripeAudit, StripeRequery, HANDLED_EVENT_TYPES,
+    backfill_from_cursor, reconcile_every_account, BackfillSummary, ReconcileReport,
+    ReconcileSettings, RecoveryError, StripeAudit, StripeRequery, HANDLED_EVENT_TYPES,
 };
 use revguard_core::StoreError;
 
@@ -166,7 +166,9 @@ impl Recovery {
             fix: self.env.fix,
             drift_alert_threshold: self.env.drift_alert_threshold,
         };
-        reconcile_and_alert(
+        // Every account revguard holds subscriptions of, each on its own behalf.
+        let mut all = ReconcileReport::default();
+        for (account, report) in reconcile_every_account(
             &self.api,
             &self.read,
             &self.ingress,
@@ -175,7 +177,14 @@ impl Recovery {
             settings,
             now,
         )
-        .await
+        .await?
+        {
+            if !account.is_platform() {
+                tracing::info!(account = %account, summary = %report.summary(settings.fix), "connected account reconciled");
+            }
+            all.merge(report);
+        }
+        Ok(all)
     }
 }
 

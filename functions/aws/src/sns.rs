@@ -68,6 +68,10 @@ impl Publisher<Notification> for SnsNotifier {
         if let Some(customer) = &n.customer {
             req = req.message_attributes("customer", attr(customer)?);
         }
+        // Subscribers filter a connected account's notifications on it (Connect).
+        if let Some(account) = n.account.id() {
+            req = req.message_attributes("account", attr(account)?);
+        }
         req.send().await.map_err(PublishError::new)?;
         Ok(())
     }

@@ -127,7 +127,7 @@ impl MotoStack {
         crate::provision::create_state_table(&dynamodb, &state_table)
             .await
             .expect("create the state table");
-        crate::provision::create_pk_table(&dynamodb, &counters_table)
+        crate::provision::create_counters_table(&dynamodb, &counters_table)
             .await
             .expect("create the counters table");
         crate::provision::create_alerts_table(&dynamodb, &alerts_table)

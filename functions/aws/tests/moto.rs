@@ -3,7 +3,8 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use revguard_aws::provision::{
-    create_alerts_table, create_events_table, create_pk_table, create_queue, create_state_table,
+    create_alerts_table, create_counters_table, create_events_table, create_pk_table, create_queue,
+    create_state_table,
 };
 use revguard_aws::testing::{moto_config, table_keys, unique_name, unreachable_config};
 use revguard_aws::{DynamoAlerts, DynamoBilling, DynamoEventLog, SqsQueue};
@@ -39,7 +40,7 @@ async fn dynamodb_billing_counters_and_alerts_keep_the_contracts() {
     create_state_table(&client, &state)
         .await
         .expect("create the state table in moto");
-    create_pk_table(&client, &counters)
+    create_counters_table(&client, &counters)
         .await
         .expect("create table in moto");
     create_alerts_table(&client, &alerts)
@@ -54,6 +55,106 @@ async fn dynamodb_billing_counters_and_alerts_keep_the_contracts() {
         "dynamo",
     )
     .await;
+}
+
+#[tokio::test]
+async fn dynamodb_keeps_connected_accounts_apart() {
+    let client = aws_sdk_dynamodb::Client::new(&moto_config().await);
+    let (state, counters) = (unique_name("state"), unique_name("counters"));
+    create_state_table(&client, &state).await.unwrap();
+    create_counters_table(&client, &counters).await.unwrap();
+    let billing = DynamoBilling::new(client.clone(), &state, &counters);
+    contract::accounts_contract(&billing, &billing.counters_reader(), "dynamo").await;
+}
+
+/// A stack written before Connect: its items, as they were written, read as the
+/// platform's, and a connected account's items with the same ids stay beside them.
+#[tokio::test]
+async fn items_written_before_connect_are_the_platform_s() {
+    use revguard_core::domain::metric::Metric;
+    use revguard_core::ports::{Account, BillingStore, CountersReader, StateKeys};
+    let client = aws_sdk_dynamodb::Client::new(&moto_config().await);
+    let (state, counters) = (unique_name("state"), unique_name("counters"));
+    create_state_table(&client, &state).await.unwrap();
+    create_counters_table(&client, &counters).await.unwrap();
+    let hour = 1_767_999_600;
+    let sub = serde_json::json!({
+        "id": "sub_old", "customer": "cus_old", "livemode": true, "status": "past_due", "currency": "usd", "mrr": 4900,
+        "items": [], "has_metered": false, "trial_end": null, "current_period_end": null, "canceled_at": null,
+        "cancel_at_period_end": false, "deleted": false,
+        "version": { "created": 1_700_000_000, "event_id": "evt_v" }
+    });
+    let put = |table: &str, item: Vec<(&str, AttributeValue)>| {
+        let mut request = client.put_item().table_name(table);
+        for (k, v) in item {
+            request = request.item(k, v);
+        }
+        request.send()
+    };
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    put(
+        &state,
+        vec![
+            ("pk", s("sub#sub_old")),
+            ("state", s(&sub.to_string())),
+            ("ver", n(3)),
+            ("customer", s("cus_old")),
+        ],
+    )
+    .await
+    .unwrap();
+    put(
+        &counters,
+        vec![
+            ("pk", s(&format!("live#{hour}"))),
+            ("refunds", n(5)),
+            ("shards", AttributeValue::Ns(vec!["3".into()])),
+        ],
+    )
+    .await
+    .unwrap();
+    put(
+        &counters,
+        vec![("pk", s(&format!("live#{hour}#3"))), ("refunds", n(2))],
+    )
+    .await
+    .unwrap();
+    let billing = DynamoBilling::new(client.clone(), &state, &counters);
+    let keys = |account: Account| StateKeys {
+        account,
+        subscriptions: ["sub_old".to_owned()].into(),
+        ..Default::default()
+    };
+    let platform = billing.load(&keys(Account::PLATFORM)).await.unwrap();
+    assert_eq!(platform.subscriptions["sub_old"].value.status, "past_due");
+    assert_eq!(platform.subscriptions["sub_old"].version, 3);
+    let reader = billing.counters_reader();
+    let series = reader
+        .counters(true, &Account::PLATFORM, hour, hour + 3600)
+        .await
+        .unwrap();
+    assert_eq!(
+        series[&hour][&Metric::Refunds],
+        7,
+        "its hour item and its shard, as before"
+    );
+    assert!(reader
+        .connected(true, hour, hour + 3600)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let connected = Account::connected("acct_1Old").unwrap();
+    assert!(
+        billing
+            .load(&keys(connected.clone()))
+            .await
+            .unwrap()
+            .subscriptions
+            .is_empty(),
+        "a connected account does not see the platform's subscription"
+    );
 }
 
 #[tokio::test]
@@ -204,9 +305,12 @@ async fn counters_added_on_different_shards_read_back_as_one_hour() {
 
     let client = aws_sdk_dynamodb::Client::new(&moto_config().await);
     let (state, counters) = (unique_name("state"), unique_name("counters"));
-    for t in [&state, &counters] {
-        create_pk_table(&client, t).await.expect("create table");
-    }
+    create_pk_table(&client, &state)
+        .await
+        .expect("create table");
+    create_counters_table(&client, &counters)
+        .await
+        .expect("create table");
     let hour = 1_768_003_200;
     let commit = |event_id: &str, failed: i64, lag: i64| BillingCommit {
         events: vec![AppliedEvent {
@@ -252,7 +356,12 @@ async fn counters_added_on_different_shards_read_back_as_one_hour() {
 
     let series = writers[0]
         .counters_reader()
-        .counters(true, hour, hour + 3600)
+        .counters(
+            true,
+            &revguard_core::ports::Account::PLATFORM,
+            hour,
+            hour + 3600,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -294,7 +403,7 @@ async fn events_about_a_charge_are_marked_on_the_charge_and_old_markers_still_co
     let client = aws_sdk_dynamodb::Client::new(&moto_config().await);
     let (state, counters) = (unique_name("state"), unique_name("counters"));
     create_state_table(&client, &state).await.unwrap();
-    create_pk_table(&client, &counters).await.unwrap();
+    create_counters_table(&client, &counters).await.unwrap();
     let billing = DynamoBilling::new(client.clone(), &state, &counters);
     let event = |id: &str| AppliedEvent {
         event_id: id.into(),
@@ -305,6 +414,7 @@ async fn events_about_a_charge_are_marked_on_the_charge_and_old_markers_still_co
         notifications: vec![],
     };
     let key = |id: &str| EventKey {
+        account: Default::default(),
         id: id.into(),
         charge: Some("ch_m".into()),
     };

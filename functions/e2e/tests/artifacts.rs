@@ -422,7 +422,7 @@ impl Deployment {
     /// Sums of the hourly counters over [from, to).
     async fn counted(&self, from: i64, to: i64) -> BTreeMap<String, i64> {
         let totals = DynamoCounters::new(self.stack.dynamodb.clone(), &self.stack.counters_table)
-            .counters(true, from, to)
+            .counters(true, &revguard_core::ports::Account::PLATFORM, from, to)
             .await
             .unwrap();
         let mut out = BTreeMap::new();

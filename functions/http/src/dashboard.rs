@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use revguard_core::domain::billing::views::{CaseView, HourCounters};
+use revguard_core::domain::account::Scope;
+use revguard_core::domain::billing::views::{AccountSummary, CaseView, HourCounters};
 use revguard_core::domain::detector::alerts::{datetime, AlertState};
 use revguard_core::domain::metric::figure;
 use revguard_core::domain::metric::{lag_histogram, lag_p95, Metric};
@@ -38,6 +39,11 @@ pub struct DashboardData {
     /// Rejected deliveries since the server started, by reason (`None`: counted in another
     /// process, as on AWS, where the stack's CloudWatch dashboard shows them).
     pub rejected: Option<BTreeMap<String, u64>>,
+    /// Whose billing the page shows: the platform's own account, a connected account, or
+    /// the whole platform (its accounts added up).
+    pub scope: Scope,
+    /// The accounts seen, for the picker (Connect).
+    pub accounts: Vec<AccountSummary>,
 }
 
 /// Reads what the page shows: the gauges first (the latest receipt sets the window), then
@@ -47,29 +53,56 @@ pub async fn load<R: revguard_core::ports::ReadModel>(
     policy: &revguard_core::domain::billing::BillingPolicy,
     now: i64,
     livemode: bool,
+    scope: Scope,
     rejected: Option<BTreeMap<String, u64>>,
 ) -> Result<DashboardData, revguard_core::StoreError> {
+    let accounts = store.accounts(now).await?;
     let last_received = store
-        .metrics(0, 0)
+        .metrics(&scope, 0, 0)
         .await?
         .iter()
         .find(|h| h.hour == 0 && h.livemode == livemode)
         .and_then(|h| h.metrics.get("max_received_at").copied());
     let (from, to) = window(now, last_received);
-    let alerts = revguard_core::domain::audience::on_call_alerts(
-        store
-            .recent_alerts(to, revguard_core::domain::audience::RECENT_ALERTS_SECS)
-            .await?,
-    );
+    // The platform's own page shows the platform-wide alerts too; the whole platform's,
+    // every alert.
+    let asked = matches!(scope, Scope::Account(_)).then_some(&scope);
+    let mut alerts = store
+        .recent_alerts(
+            asked,
+            to,
+            revguard_core::domain::audience::RECENT_ALERTS_SECS,
+        )
+        .await?;
+    if scope.is_platform() {
+        alerts.retain(|a| matches!(a.finding.scope, Scope::Platform | Scope::All));
+    }
+    let alerts = revguard_core::domain::audience::on_call_alerts(alerts);
+    let cases = match scope.account() {
+        Some(account) => store.dunning_cases(&account, Some("open"), policy).await?,
+        None => {
+            let mut all = Vec::new();
+            for a in accounts.iter().filter(|a| a.open_dunning_cases > 0) {
+                all.extend(
+                    store
+                        .dunning_cases(&a.account, Some("open"), policy)
+                        .await?,
+                );
+            }
+            all
+        }
+    };
     Ok(DashboardData {
         now,
         livemode,
         from,
         to,
-        hours: store.metrics(from, to).await?,
+        hours: store.metrics(&scope, from, to).await?,
         alerts,
-        cases: store.dunning_cases(Some("open"), policy).await?,
+        cases,
         rejected,
+        scope,
+        accounts,
     })
 }
 
@@ -217,16 +250,65 @@ fn plain(n: i64) -> String {
     figure("count", n as f64)
 }
 
+/// The account picker, once a connected account has been seen: the platform's own
+/// account, the whole platform, and each connected account with its open cases and alerts.
+fn account_picker(d: &DashboardData, mode: &str) -> String {
+    if d.accounts.iter().all(|a| a.account.is_platform()) {
+        return String::new();
+    }
+    let mut out = String::from(r#"<nav id="accounts" aria-label="Accounts"><ul>"#);
+    let mut link = |scope: Scope, label: String| {
+        let current = if scope == d.scope {
+            r#" aria-current="page""#
+        } else {
+            ""
+        };
+        let param = match &scope {
+            Scope::Platform => String::new(),
+            s => format!("&amp;account={}", escape(s.label())),
+        };
+        let _ = write!(
+            out,
+            r#"<li><a href="?mode={mode}{param}" data-account="{}"{current}>{}</a></li>"#,
+            escape(scope.label()),
+            escape(&label)
+        );
+    };
+    link(Scope::Platform, "Platform's own account".to_owned());
+    link(Scope::All, "Whole platform".to_owned());
+    for a in d.accounts.iter().filter(|a| !a.account.is_platform()) {
+        link(
+            Scope::of(&a.account),
+            format!(
+                "{} · {} open cases · {} open alerts",
+                a.account, a.open_dunning_cases, a.open_alerts
+            ),
+        );
+    }
+    out.push_str("</ul></nav>");
+    out
+}
+
 pub fn render(d: &DashboardData) -> String {
     let mode = if d.livemode { "live" } else { "test" };
+    let other = if d.livemode { "test" } else { "live" };
+    // The account rides along in every link, so switching modes keeps the account.
+    let account_param = match &d.scope {
+        Scope::Platform => String::new(),
+        scope => format!("&amp;account={}", escape(scope.label())),
+    };
     let mut body = String::new();
     let _ = write!(
         body,
-        r#"<header><h1>revguard</h1><p>{mode} mode · {} to {} · <a href="?mode={}">{} mode</a></p></header>"#,
+        r#"<header><h1>revguard</h1><p>{mode} mode{} · {} to {} · <a href="?mode={other}{account_param}">{other} mode</a></p>{}</header>"#,
+        match &d.scope {
+            Scope::Platform => String::new(),
+            Scope::All => " · whole platform".to_owned(),
+            scope => format!(" · {}", escape(scope.label())),
+        },
         datetime(d.from),
         datetime(d.to),
-        if d.livemode { "test" } else { "live" },
-        if d.livemode { "test" } else { "live" },
+        account_picker(d, mode),
     );
 
     // Delivery health first: when webhooks stop, nothing else on the page is current.

@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use revguard_core::domain::audience::{on_call_alerts, RECENT_ALERTS_SECS};
 use revguard_core::domain::billing::BillingPolicy;
-use revguard_core::ports::ReadModel;
+use revguard_core::ports::{Account, ReadModel, Scope};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -46,6 +46,7 @@ pub fn operator_router<R: ReadModel + 'static>(api: Arc<OperatorApi<R>>) -> Rout
         .route("/api/dunning", get(dunning::<R>))
         .route("/api/metrics", get(metrics::<R>))
         .route("/api/alerts", get(alerts::<R>))
+        .route("/api/accounts", get(accounts::<R>))
         .route("/dashboard", get(dashboard::<R>))
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -85,11 +86,38 @@ fn answer<T: serde::Serialize>(r: Result<T, revguard_core::StoreError>) -> Respo
     }
 }
 
+type Params = Query<HashMap<String, String>>;
+
+/// The scope a request asks about (`?account=`): absent or `platform` for the platform's
+/// own account, an `acct_…` id for a connected account, `all` for the whole platform.
+fn scope_of(q: &HashMap<String, String>) -> Result<Scope, BadAccount> {
+    Scope::parse(q.get("account").map(String::as_str)).map_err(|_| BadAccount)
+}
+
+/// One account (`?account=`): `all` names no one customer's or case's account.
+fn account_of(q: &HashMap<String, String>) -> Result<Account, BadAccount> {
+    scope_of(q)?.account().ok_or(BadAccount)
+}
+
+/// `?account=` is neither an account id, `platform` nor (where it may be) `all`: 400.
+struct BadAccount;
+
+impl IntoResponse for BadAccount {
+    fn into_response(self) -> Response {
+        error_response(StatusCode::BAD_REQUEST, "bad_account")
+    }
+}
+
 async fn subscription<R: ReadModel>(
     State(api): State<Arc<OperatorApi<R>>>,
     Path(id): Path<String>,
+    Query(q): Params,
 ) -> Response {
-    match api.store.subscription(&id).await {
+    let account = match account_of(&q) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    match api.store.subscription(&account, &id).await {
         Ok(Some(sub)) => Json(sub).into_response(),
         Ok(None) => error_response(StatusCode::NOT_FOUND, "not_found"),
         Err(e) => unavailable(e),
@@ -99,10 +127,15 @@ async fn subscription<R: ReadModel>(
 async fn customer<R: ReadModel>(
     State(api): State<Arc<OperatorApi<R>>>,
     Path(id): Path<String>,
+    Query(q): Params,
 ) -> Response {
+    let account = match account_of(&q) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
     answer(
         api.store
-            .customer_view(&id, (api.clock)(), &api.policy)
+            .customer_view(&account, &id, (api.clock)(), &api.policy)
             .await,
     )
 }
@@ -111,14 +144,20 @@ async fn customer<R: ReadModel>(
 async fn access<R: ReadModel>(
     State(api): State<Arc<OperatorApi<R>>>,
     Path(customer): Path<String>,
+    Query(q): Params,
 ) -> Response {
+    let account = match account_of(&q) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
     match api
         .store
-        .customer_view(&customer, (api.clock)(), &api.policy)
+        .customer_view(&account, &customer, (api.clock)(), &api.policy)
         .await
     {
         Ok(view) => Json(json!({
             "customer": customer,
+            "account": account,
             "verdict": view.access.verdict,
             "reason": view.access.reason,
             "until": view.access.until,
@@ -133,14 +172,26 @@ async fn dunning<R: ReadModel>(
     State(api): State<Arc<OperatorApi<R>>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let account = match account_of(&q) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
     let status = q.get("status").map(String::as_str).unwrap_or("open");
-    answer(api.store.dunning_cases(Some(status), &api.policy).await)
+    answer(
+        api.store
+            .dunning_cases(&account, Some(status), &api.policy)
+            .await,
+    )
 }
 
 async fn metrics<R: ReadModel>(
     State(api): State<Arc<OperatorApi<R>>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let scope = match scope_of(&q) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
     let now = (api.clock)();
     // `None` when the parameter is there but is not a time.
     let parse = |key: &str, default: i64| -> Option<i64> {
@@ -157,30 +208,59 @@ async fn metrics<R: ReadModel>(
     if from > to || to - from > MAX_METRICS_RANGE_SECS {
         return error_response(StatusCode::BAD_REQUEST, "bad_range");
     }
-    answer(api.store.metrics(from, to).await)
+    answer(api.store.metrics(&scope, from, to).await)
 }
 
-/// Open alerts, and those resolved in the last 7 days: open first, then the latest.
-async fn alerts<R: ReadModel>(State(api): State<Arc<OperatorApi<R>>>) -> Response {
+/// Open alerts, and those resolved in the last 7 days: open first, then the latest. The
+/// platform's own (with the platform-wide ones, about all its accounts) by default; one
+/// connected account's with `?account=acct_…`; every scope's with `?account=all`.
+async fn alerts<R: ReadModel>(
+    State(api): State<Arc<OperatorApi<R>>>,
+    Query(q): Params,
+) -> Response {
+    let scope = match scope_of(&q) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let asked = match &scope {
+        Scope::Account(_) => Some(&scope),
+        Scope::Platform | Scope::All => None,
+    };
     match api
         .store
-        .recent_alerts((api.clock)(), RECENT_ALERTS_SECS)
+        .recent_alerts(asked, (api.clock)(), RECENT_ALERTS_SECS)
         .await
     {
-        Ok(alerts) => Json(on_call_alerts(alerts)).into_response(),
+        Ok(mut alerts) => {
+            if scope.is_platform() {
+                alerts.retain(|a| matches!(a.finding.scope, Scope::Platform | Scope::All));
+            }
+            Json(on_call_alerts(alerts)).into_response()
+        }
         Err(e) => unavailable(e),
     }
 }
 
-/// The dashboard page (see [`crate::dashboard`]): `?mode=live` (default) or `test`.
+/// Every account seen (the platform's own first), with its MRR, open dunning cases and
+/// open alerts.
+async fn accounts<R: ReadModel>(State(api): State<Arc<OperatorApi<R>>>) -> Response {
+    answer(api.store.accounts((api.clock)()).await)
+}
+
+/// The dashboard page (see [`crate::dashboard`]): `?mode=live` (default) or `test`, and
+/// `?account=` as the API takes it (`all`: the whole platform).
 async fn dashboard<R: ReadModel>(
     State(api): State<Arc<OperatorApi<R>>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let scope = match scope_of(&q) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
     let now = (api.clock)();
     let livemode = q.get("mode").map(String::as_str) != Some("test");
     let rejected = api.rejections.as_ref().map(|r| r());
-    match crate::dashboard::load(&api.store, &api.policy, now, livemode, rejected).await {
+    match crate::dashboard::load(&api.store, &api.policy, now, livemode, scope, rejected).await {
         Ok(d) => axum::response::Html(crate::dashboard::render(&d)).into_response(),
         Err(e) => unavailable(e),
     }

@@ -177,7 +177,7 @@ async fn main() {
         let all_applied = started.elapsed().as_secs_f64();
         let applied = store.applied_count().unwrap() - base;
         let refunds: i64 = store
-            .metrics(0, i64::MAX)
+            .metrics(&revguard_core::ports::Scope::Platform, 0, i64::MAX)
             .unwrap()
             .iter()
             .filter_map(|h| h.metrics.get("refunds"))

@@ -184,7 +184,7 @@ mod tests {
     /// What the store holds, in the in-memory reference's shape.
     fn totals(store: &SqliteStore) -> CounterTotals {
         store
-            .counter_totals(None, i64::MIN, i64::MAX, None)
+            .counter_totals(None, None, i64::MIN, i64::MAX, None)
             .unwrap()
     }
 
@@ -223,11 +223,19 @@ mod tests {
             .map(|(_, v)| v)
             .sum();
         assert_eq!(received, history.len() as i64);
-        let sub = w.store.subscription("sub_RG1001").unwrap().unwrap();
+        let sub = w
+            .store
+            .subscription(&revguard_core::ports::Account::PLATFORM, "sub_RG1001")
+            .unwrap()
+            .unwrap();
         assert_eq!(sub, reference.subscriptions["sub_RG1001"]);
         let cases = w
             .store
-            .dunning_cases(Some("all"), &BillingPolicy::default())
+            .dunning_cases(
+                &revguard_core::ports::Account::PLATFORM,
+                Some("all"),
+                &BillingPolicy::default(),
+            )
             .unwrap();
         assert_eq!(cases[0].case, reference.cases["in_RG1001"]);
         assert_eq!(w.store.counts().unwrap().queue_depth, 0);

@@ -71,6 +71,7 @@ async fn apply(store: &SqliteStore, worker: &consumer::EmbeddedWorker, raw: Stri
             expires_at: created + 30 * DAY,
             status: EventStatus::Queued,
             stored_payload: Some(revguard_core::domain::message::compress(raw.as_bytes())),
+            account: revguard_core::ports::Account::of_event(e["account"].as_str()).unwrap(),
         })
         .await
         .unwrap();

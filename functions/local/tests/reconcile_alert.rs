@@ -56,6 +56,7 @@ async fn a_drift_raises_the_alert_only_at_or_over_the_threshold() {
             &store,
             &Default::default(),
             settings,
+            &revguard_core::ports::Account::PLATFORM,
             NOW,
         )
         .await

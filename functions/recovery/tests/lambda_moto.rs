@@ -33,7 +33,11 @@ async fn in_dynamodb(
 ) -> BTreeMap<String, (String, i64)> {
     let mut out = BTreeMap::new();
     for id in ids {
-        if let Some(s) = read.subscription(&id).await.unwrap() {
+        if let Some(s) = read
+            .subscription(&revguard_core::ports::Account::PLATFORM, &id)
+            .await
+            .unwrap()
+        {
             out.insert(id, (s.status, s.items[0].quantity));
         }
     }
@@ -169,7 +173,12 @@ async fn missed_events_are_backfilled_and_drift_is_reconciled_on_aws() {
         in_dynamodb(&recovery.read, ids()).await,
         stripe.subscriptions().await
     );
-    let mended = recovery.read.subscription(&subs[1]).await.unwrap().unwrap();
+    let mended = recovery
+        .read
+        .subscription(&revguard_core::ports::Account::PLATFORM, &subs[1])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(mended.mrr, 4 * 9900);
     let again = run(&recovery, Job::Reconcile, now + 120).await.unwrap();
     assert_eq!(

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-use revguard_core::ports::{ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi};
+use revguard_core::ports::{
+    Account, ApiError, EventsQuery, Page, PageCursor, RawObjects, StripeApi,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -131,6 +133,8 @@ pub struct StripeClient {
     key: Arc<RwLock<ApiKey>>,
     refresh: Option<KeyRefresh>,
     retry: RetryPolicy,
+    /// The connected account read on behalf of (`Stripe-Account`); `None`: the platform's own.
+    account: Option<String>,
 }
 
 fn http_client() -> Result<reqwest::Client, ConfigError> {
@@ -154,6 +158,7 @@ impl StripeClient {
             key: Arc::new(RwLock::new(key)),
             refresh: None,
             retry: RetryPolicy::default(),
+            account: None,
         })
     }
 
@@ -247,14 +252,15 @@ impl StripeClient {
         let mut reread = false;
         loop {
             let key = self.current_key();
-            let sent = self
+            let mut request = self
                 .http
                 .get(&url)
                 .bearer_auth(&key)
-                .header("Stripe-Version", STRIPE_VERSION)
-                .query(params)
-                .send()
-                .await;
+                .header("Stripe-Version", STRIPE_VERSION);
+            if let Some(account) = &self.account {
+                request = request.header("Stripe-Account", account);
+            }
+            let sent = request.query(params).send().await;
             let (wait, error) = match sent {
                 Ok(response) => {
                     let status = response.status();
@@ -427,6 +433,15 @@ impl StripeClient {
 }
 
 impl StripeApi for StripeClient {
+    /// The same client (key, retries, connections), sending `Stripe-Account` for a
+    /// connected account: Stripe answers with that account's objects and events.
+    fn for_account(&self, account: &Account) -> Self {
+        Self {
+            account: account.id().map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
     async fn events_page(&self, query: &EventsQuery, at: &PageCursor) -> Result<Page, ApiError> {
         self.events_page_of(query, at).await
     }

@@ -229,6 +229,7 @@ struct HoldsNothing;
 impl ReadModel for HoldsNothing {
     async fn customer_view(
         &self,
+        _account: &revguard_core::ports::Account,
         _id: &str,
         _now: i64,
         _policy: &BillingPolicy,
@@ -237,15 +238,19 @@ impl ReadModel for HoldsNothing {
     }
     async fn subscription(
         &self,
+        _account: &revguard_core::ports::Account,
         _id: &str,
     ) -> Result<Option<revguard_core::domain::billing::SubscriptionState>, StoreError> {
         Ok(None)
     }
-    async fn subscription_ids(&self) -> Result<Vec<String>, StoreError> {
+    async fn subscription_ids(
+        &self,
+    ) -> Result<Vec<(revguard_core::ports::Account, String)>, StoreError> {
         Ok(Vec::new())
     }
     async fn dunning_cases(
         &self,
+        _account: &revguard_core::ports::Account,
         _status: Option<&str>,
         _policy: &BillingPolicy,
     ) -> Result<Vec<revguard_core::domain::billing::views::CaseView>, StoreError> {
@@ -253,6 +258,7 @@ impl ReadModel for HoldsNothing {
     }
     async fn metrics(
         &self,
+        _scope: &revguard_core::ports::Scope,
         _from: i64,
         _to: i64,
     ) -> Result<Vec<revguard_core::domain::billing::views::HourCounters>, StoreError> {
@@ -260,9 +266,16 @@ impl ReadModel for HoldsNothing {
     }
     async fn recent_alerts(
         &self,
+        _scope: Option<&revguard_core::ports::Scope>,
         _now: i64,
         _recent_secs: i64,
     ) -> Result<Vec<revguard_core::domain::detector::alerts::AlertState>, StoreError> {
+        Err(StoreError::unavailable("not read by a reconciliation"))
+    }
+    async fn accounts(
+        &self,
+        _now: i64,
+    ) -> Result<Vec<revguard_core::domain::billing::views::AccountSummary>, StoreError> {
         Err(StoreError::unavailable("not read by a reconciliation"))
     }
 }
@@ -339,6 +352,7 @@ async fn a_busy_account_is_backfilled_and_reconciled_a_page_at_a_time() {
         &read,
         None::<&revguard_core::Ingress<&Counted, &Counted>>,
         &BillingPolicy::default(),
+        &revguard_core::ports::Account::PLATFORM,
         now,
     ))
     .await;

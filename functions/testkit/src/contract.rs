@@ -733,37 +733,6 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
         .all(|f| f.key != key));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::memory::{MemoryEventLog, MemoryQueue};
-
-    #[tokio::test]
-    async fn memory_billing_and_alerts_keep_the_contracts() {
-        let billing = crate::memory::MemoryBilling::default();
-        billing_store_contract(&billing, &billing, "mem").await;
-        let alerts = crate::memory::MemoryAlerts::default();
-        alert_store_contract(&alerts, &billing, || alerts.fed_by(&billing), "mem").await;
-    }
-
-    #[tokio::test]
-    async fn memory_billing_keeps_connected_accounts_apart() {
-        let billing = crate::memory::MemoryBilling::default();
-        accounts_contract(&billing, &billing, "mem").await;
-    }
-
-    #[tokio::test]
-    async fn memory_adapters_keep_the_contracts() {
-        let log = MemoryEventLog::default();
-        event_log_contract(&log, "mem").await;
-        event_log_race_contract(&log, "mem").await;
-        let queue = MemoryQueue::default();
-        let msgs = sample_messages("mem");
-        queue_send_contract(&queue, &msgs).await;
-        assert_eq!(queue.sent(), msgs);
-    }
-}
-
 /// Connect: the same subscription, invoice, customer and charge ids, and the same hour,
 /// in the platform's own account and in two connected accounts stay apart in every
 /// state item, marker and counter; the connected accounts' counters are listed as active
@@ -905,4 +874,35 @@ pub async fn accounts_contract<B: BillingStore, C: CountersReader>(
             .all(|acct| acct != &a && acct != &b),
         "an account with no counts in the window is not read"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryEventLog, MemoryQueue};
+
+    #[tokio::test]
+    async fn memory_billing_and_alerts_keep_the_contracts() {
+        let billing = crate::memory::MemoryBilling::default();
+        billing_store_contract(&billing, &billing, "mem").await;
+        let alerts = crate::memory::MemoryAlerts::default();
+        alert_store_contract(&alerts, &billing, || alerts.fed_by(&billing), "mem").await;
+    }
+
+    #[tokio::test]
+    async fn memory_billing_keeps_connected_accounts_apart() {
+        let billing = crate::memory::MemoryBilling::default();
+        accounts_contract(&billing, &billing, "mem").await;
+    }
+
+    #[tokio::test]
+    async fn memory_adapters_keep_the_contracts() {
+        let log = MemoryEventLog::default();
+        event_log_contract(&log, "mem").await;
+        event_log_race_contract(&log, "mem").await;
+        let queue = MemoryQueue::default();
+        let msgs = sample_messages("mem");
+        queue_send_contract(&queue, &msgs).await;
+        assert_eq!(queue.sent(), msgs);
+    }
 }

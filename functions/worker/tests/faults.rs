@@ -201,7 +201,12 @@ async fn a_renewal_burst_under_throttles_conflicts_and_5xx_loses_and_doubles_not
         "conflicts and throttles moved workers off the hour's own counter item"
     );
     let totals = DynamoCounters::new(dynamodb, &env.counters_table)
-        .counters(true, HOUR, HOUR + 2 * 3600)
+        .counters(
+            true,
+            &revguard_core::ports::Account::PLATFORM,
+            HOUR,
+            HOUR + 2 * 3600,
+        )
         .await
         .unwrap();
     let sum = |metric: Metric| -> i64 { totals.values().filter_map(|m| m.get(&metric)).sum() };
@@ -371,7 +376,12 @@ async fn a_stale_read_costs_a_retry_never_a_second_application() {
     let clean = moto_config().await;
     let env = stack.worker_env();
     let totals = DynamoCounters::new(aws_sdk_dynamodb::Client::new(&clean), &env.counters_table)
-        .counters(true, HOUR, HOUR + 3600)
+        .counters(
+            true,
+            &revguard_core::ports::Account::PLATFORM,
+            HOUR,
+            HOUR + 3600,
+        )
         .await
         .unwrap();
     let sum = |metric: Metric| -> i64 { totals.values().filter_map(|m| m.get(&metric)).sum() };

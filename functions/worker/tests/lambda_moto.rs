@@ -162,7 +162,7 @@ async fn a_poison_message_is_dead_lettered_at_once_and_its_neighbours_apply() {
     let sub = stack
         .worker
         .billing
-        .subscription("sub_RG1001")
+        .subscription(&revguard_core::ports::Account::PLATFORM, "sub_RG1001")
         .await
         .unwrap()
         .unwrap();
@@ -170,7 +170,7 @@ async fn a_poison_message_is_dead_lettered_at_once_and_its_neighbours_apply() {
     let case = stack
         .worker
         .billing
-        .case("in_RG1001")
+        .case(&revguard_core::ports::Account::PLATFORM, "in_RG1001")
         .await
         .unwrap()
         .unwrap();
@@ -186,7 +186,12 @@ async fn totals(billing: &DynamoBilling) -> BTreeMap<String, i64> {
     use revguard_core::ports::CountersReader;
     for (hour, metrics) in billing
         .counters_reader()
-        .counters(false, 1_767_000_000, 1_769_000_000)
+        .counters(
+            false,
+            &revguard_core::ports::Account::PLATFORM,
+            1_767_000_000,
+            1_769_000_000,
+        )
         .await
         .unwrap()
     {
@@ -250,6 +255,7 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
             expires_at: NOW + 86_400,
             status: EventStatus::Queued,
             stored_payload: Some(compress(ref_raw.as_bytes())),
+            account: Default::default(),
         })
         .await
         .unwrap();
@@ -283,7 +289,7 @@ async fn every_message_twice_and_a_retried_batch_apply_once_on_dynamodb() {
         stack
             .worker
             .billing
-            .case("in_RG1001")
+            .case(&revguard_core::ports::Account::PLATFORM, "in_RG1001")
             .await
             .unwrap()
             .unwrap(),
@@ -389,7 +395,11 @@ async fn concurrent_workers_apply_an_event_once_and_retry_on_conflicts() {
     for r in [r1, r2, r3] {
         assert_eq!(r, [Consumed::Applied]);
     }
-    let case = billing.case("in_RG1001").await.unwrap().unwrap();
+    let case = billing
+        .case(&revguard_core::ports::Account::PLATFORM, "in_RG1001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(case.attempt_count, 3);
     let totals = totals(billing).await;
     assert_eq!(totals["subscriptions_new"], 1);
@@ -408,7 +418,7 @@ async fn the_sqs_envelope_in_events_applies() {
     let case = stack
         .worker
         .billing
-        .case("in_RG1001")
+        .case(&revguard_core::ports::Account::PLATFORM, "in_RG1001")
         .await
         .unwrap()
         .unwrap();
@@ -449,7 +459,11 @@ async fn a_count_moved_within_its_hour_is_one_update_not_two() {
         stack.worker.consume(&early, NOW).await,
         [revguard_core::usecases::apply_batch::Consumed::Applied]
     );
-    let case = billing.case("in_RG1001").await.unwrap().unwrap();
+    let case = billing
+        .case(&revguard_core::ports::Account::PLATFORM, "in_RG1001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(case.opened_at, Some(hour + 60));
     assert_eq!(totals(billing).await["dunning_opened"], 1);
 }

@@ -16,6 +16,28 @@ pub struct DbArg {
     pub db: PathBuf,
 }
 
+/// Whose billing a command is about (Connect).
+#[derive(Args, Clone)]
+pub struct AccountArg {
+    /// A connected account (`acct_…`); the platform's own account if absent (`all`: the
+    /// whole platform, where the command adds accounts up).
+    #[arg(long)]
+    pub account: Option<String>,
+}
+
+impl AccountArg {
+    pub fn scope(&self) -> anyhow::Result<revguard_core::ports::Scope> {
+        Ok(revguard_core::ports::Scope::parse(self.account.as_deref())?)
+    }
+
+    /// One account: `all` is refused where a command reads one account's items.
+    pub fn account(&self) -> anyhow::Result<revguard_core::ports::Account> {
+        self.scope()?
+            .account()
+            .context("--account all names no one account here: give an acct_… id")
+    }
+}
+
 /// Opens the database at `--db`, which must exist already.
 pub fn open_existing(db: &DbArg) -> anyhow::Result<SqliteStore> {
     if !db.db.exists() {

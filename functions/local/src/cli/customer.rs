@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use revguard_local::unix_now;
 
-use super::args::{open_existing, DbArg, PolicyArgs};
+use super::args::{open_existing, AccountArg, DbArg, PolicyArgs};
 
 #[derive(Args)]
 pub struct CustomerArgs {
@@ -15,12 +15,19 @@ pub struct CustomerArgs {
     pub db: DbArg,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub account: AccountArg,
 }
 
 pub async fn run(args: CustomerArgs) -> anyhow::Result<ExitCode> {
-    let CustomerArgs { id, db, policy } = args;
+    let CustomerArgs {
+        id,
+        db,
+        policy,
+        account,
+    } = args;
     let store = open_existing(&db)?;
-    let view = store.customer_view(&id, unix_now(), &policy.policy()?)?;
+    let view = store.customer_view(&account.account()?, &id, unix_now(), &policy.policy()?)?;
     println!("{}", serde_json::to_string_pretty(&view)?);
     Ok(ExitCode::SUCCESS)
 }

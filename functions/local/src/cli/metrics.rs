@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use revguard_local::{parse_time, unix_now};
 
-use super::args::{open_existing, DbArg};
+use super::args::{open_existing, AccountArg, DbArg};
 
 #[derive(Args)]
 pub struct MetricsArgs {
@@ -16,10 +16,18 @@ pub struct MetricsArgs {
     pub to: Option<String>,
     #[command(flatten)]
     pub db: DbArg,
+    #[command(flatten)]
+    pub account: AccountArg,
 }
 
 pub async fn run(args: MetricsArgs) -> anyhow::Result<ExitCode> {
-    let MetricsArgs { from, to, db } = args;
+    let MetricsArgs {
+        from,
+        to,
+        db,
+        account,
+    } = args;
+    let scope = account.scope()?;
     let store = open_existing(&db)?;
     let time = |v: Option<String>, default: i64| -> anyhow::Result<i64> {
         match v {
@@ -28,7 +36,7 @@ pub async fn run(args: MetricsArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let now = unix_now();
-    for hour in store.metrics(time(from, now - 24 * 3600)?, time(to, now + 3600)?)? {
+    for hour in store.metrics(&scope, time(from, now - 24 * 3600)?, time(to, now + 3600)?)? {
         println!("{}", serde_json::to_string(&hour)?);
     }
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use revguard_local::unix_now;
 
-use super::args::{open_existing, ApplyArgs, DbArg, StripeArgs};
+use super::args::{open_existing, AccountArg, ApplyArgs, DbArg, StripeArgs};
 
 #[derive(Args)]
 pub struct ReconcileArgs {
@@ -28,6 +28,10 @@ pub struct ReconcileArgs {
     pub report: Option<PathBuf>,
     #[command(flatten)]
     pub apply: ApplyArgs,
+    /// Only this account (`acct_…`, or `platform`); without it, every account revguard
+    /// holds subscriptions of, the platform's own first, one summary line each.
+    #[command(flatten)]
+    pub account: AccountArg,
 }
 
 pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
@@ -38,6 +42,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         alert_threshold,
         report,
         apply,
+        account,
     } = args;
     let api = stripe.client()?;
     let store = open_existing(&db)?;
@@ -47,27 +52,49 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         fix,
         drift_alert_threshold: alert_threshold,
     };
-    let result = revguard_core::usecases::recovery::reconcile_and_alert(
-        &api,
-        &store,
-        &ingress,
-        &store,
-        &apply.policy.policy()?,
-        settings,
-        now,
-    )
-    .await?;
+    let policy = apply.policy.policy()?;
+    let results = match account.account {
+        Some(_) => {
+            let account = account.account()?;
+            let one = revguard_core::usecases::recovery::reconcile_and_alert(
+                &api, &store, &ingress, &store, &policy, settings, &account, now,
+            )
+            .await?;
+            vec![(account, one)]
+        }
+        None => {
+            revguard_core::usecases::recovery::reconcile_every_account(
+                &api, &store, &ingress, &store, &policy, settings, now,
+            )
+            .await?
+        }
+    };
     if let Some(path) = report {
-        std::fs::write(
-            &path,
-            revguard_local::recover::report_markdown(&result, now),
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut all = revguard_core::usecases::recovery::ReconcileReport::default();
+        for (_, r) in &results {
+            all.merge(r.clone());
+        }
+        std::fs::write(&path, revguard_local::recover::report_markdown(&all, now))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let mut line = result.summary(fix);
+    let mut lines: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(account, r)| {
+            let mut line = r.summary(fix);
+            if let Some(id) = account.id() {
+                line["account"] = id.into();
+            }
+            line
+        })
+        .collect();
     if fix {
-        apply.apply(&store, &db, &mut line).await?;
+        // The fixes were enqueued for every account: one apply serves them all.
+        if let Some(first) = lines.first_mut() {
+            apply.apply(&store, &db, first).await?;
+        }
     }
-    println!("{line}");
+    for line in lines {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }

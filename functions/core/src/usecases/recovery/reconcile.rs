@@ -256,6 +256,8 @@ pub struct ReconcileSettings {
 /// `reconcile_drift` finding for the detector's next run, which opens the alert and
 /// publishes it once, as it does the worker's event-level findings. Both backends run
 /// this: the recovery function on AWS and `revguard reconcile`.
+// The ports it runs over, the policy, the settings, whose and when: each is needed.
+#[allow(clippy::too_many_arguments)]
 pub async fn reconcile_and_alert<A, R, L, Q, S>(
     api: &A,
     read: &R,
@@ -285,6 +287,57 @@ where
             .await?;
     }
     Ok(report)
+}
+
+/// [`reconcile_and_alert`] for each account revguard holds subscriptions of, the
+/// platform's own first, each read on its own behalf (`Stripe-Account`) and alerted under
+/// its own name. Stops at the first account Stripe's API or the store fails for.
+pub async fn reconcile_every_account<A, R, L, Q, S>(
+    api: &A,
+    read: &R,
+    ingress: &Ingress<L, Q>,
+    alerts: &S,
+    policy: &crate::domain::billing::BillingPolicy,
+    settings: ReconcileSettings,
+    now: i64,
+) -> Result<Vec<(Account, ReconcileReport)>, RecoveryError>
+where
+    A: StripeApi,
+    R: ReadModel,
+    L: EventLog,
+    Q: Queue,
+    S: AlertStore,
+{
+    let mut accounts: BTreeSet<Account> = read
+        .subscription_ids()
+        .await?
+        .into_iter()
+        .map(|(account, _)| account)
+        .collect();
+    accounts.insert(Account::PLATFORM);
+    // The platform's own first (it sorts first): its report is the one a platform
+    // without connected accounts always had.
+    let mut out = Vec::new();
+    for account in accounts {
+        let report =
+            reconcile_and_alert(api, read, ingress, alerts, policy, settings, &account, now)
+                .await?;
+        out.push((account, report));
+    }
+    Ok(out)
+}
+
+impl ReconcileReport {
+    /// Another account's report added to this one (a run's summary over every account).
+    pub fn merge(&mut self, other: ReconcileReport) {
+        self.checked += other.checked;
+        self.missing.extend(other.missing);
+        self.extra.extend(other.extra);
+        self.drifted.extend(other.drifted);
+        self.cases_checked += other.cases_checked;
+        self.cases_drifted.extend(other.cases_drifted);
+        self.fixed += other.fixed;
+    }
 }
 
 /// The finding a drifted reconciliation leaves.
