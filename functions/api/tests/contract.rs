@@ -187,7 +187,46 @@ fn story() -> (Vec<QueueMessage>, Vec<QueueMessage>) {
             None,
         ),
     ];
+    // Connect: two connected accounts whose customers, subscriptions, invoices and
+    // charges reuse the platform's ids. Alpha has a large refund; Beta a failed renewal.
+    let alpha = [
+        "evt_a_sub",
+        "evt_b_sub",
+        "evt_b_paid",
+        "evt_c_charge",
+        "evt_c_refund",
+    ];
+    let beta = [
+        "evt_a_sub",
+        "evt_a_charge",
+        "evt_a_failed",
+        "evt_a_past_due",
+    ];
+    let mut connected = Vec::new();
+    for (account, ids) in [("acct_1Alpha", &alpha[..]), ("acct_1Beta", &beta[..])] {
+        for m in later.iter().filter(|m| ids.contains(&m.event_id.as_str())) {
+            connected.push(in_account(m, account));
+        }
+    }
+    let mut later = later;
+    later.extend(connected);
     (early, later)
+}
+
+/// The platform's event as a connected account's: `account` set, an id of its own.
+fn in_account(m: &QueueMessage, account: &str) -> QueueMessage {
+    let revguard_core::Payload::Inline(raw) = &m.payload else {
+        unreachable!("the story's payloads are inline")
+    };
+    let mut v: Value = serde_json::from_str(raw).unwrap();
+    let id = format!("{}_{account}", m.event_id);
+    v["id"] = json!(id);
+    v["account"] = json!(account);
+    QueueMessage {
+        event_id: id,
+        payload: revguard_core::Payload::Inline(v.to_string()),
+        ..m.clone()
+    }
 }
 
 /// Publishes nowhere: the comparison is of what the stores hold.
@@ -345,6 +384,25 @@ async fn both_backends_answer_the_operator_api_alike() {
         format!("/api/metrics?from={from}&to={}", T + H),
         "/api/alerts".to_owned(),
         "/dashboard".to_owned(),
+        // Connect: every route of each connected account, and of the whole platform.
+        "/api/accounts".to_owned(),
+        "/api/customers/cus_A?account=acct_1Alpha".to_owned(),
+        "/api/customers/cus_A?account=acct_1Beta".to_owned(),
+        "/api/access/cus_A?account=acct_1Beta".to_owned(),
+        "/api/access/cus_C?account=acct_1Alpha".to_owned(),
+        "/api/subscriptions/sub_A?account=acct_1Beta".to_owned(),
+        "/api/subscriptions/sub_B?account=acct_1Beta".to_owned(),
+        "/api/dunning?account=acct_1Beta".to_owned(),
+        "/api/dunning?status=all&account=acct_1Alpha".to_owned(),
+        format!("/api/metrics?from={from}&to={}&account=acct_1Alpha", T + H),
+        format!("/api/metrics?from={from}&to={}&account=all", T + H),
+        "/api/alerts?account=acct_1Alpha".to_owned(),
+        "/api/alerts?account=acct_1Beta".to_owned(),
+        "/api/alerts?account=all".to_owned(),
+        "/dashboard?account=acct_1Alpha".to_owned(),
+        "/dashboard?account=all&mode=live".to_owned(),
+        "/api/customers/cus_A?account=acct_x%23y".to_owned(),
+        "/api/dunning?account=all".to_owned(),
     ];
     for path in &paths {
         let (a, b) = (get(&sqlite, path).await, get(&dynamo, path).await);
@@ -407,6 +465,106 @@ async fn both_backends_answer_the_operator_api_alike() {
         "one open, one resolved in the last 7 days; no win-back (cus_E's is the team's notification; none for cus_F, who came back)"
     );
     assert_eq!(get(&dynamo, "/api/subscriptions/sub_missing").await.0, 404);
+
+    // Connect: each account answers its own story, though the ids are the platform's.
+    let json_of = |body: String| serde_json::from_str::<Value>(&body).unwrap();
+    let beta_a = json_of(get(&dynamo, "/api/access/cus_A?account=acct_1Beta").await.1);
+    assert_eq!(beta_a["verdict"], "grace", "Beta's cus_A is past due");
+    assert_eq!(beta_a["account"], "acct_1Beta");
+    let alpha_a = json_of(
+        get(&dynamo, "/api/access/cus_A?account=acct_1Alpha")
+            .await
+            .1,
+    );
+    assert_eq!(alpha_a["verdict"], "granted", "Alpha's cus_A never failed");
+    let beta_dunning = json_of(get(&dynamo, "/api/dunning?account=acct_1Beta").await.1);
+    assert_eq!(beta_dunning.as_array().unwrap().len(), 1);
+    assert_eq!(
+        json_of(get(&dynamo, "/api/dunning?account=acct_1Alpha").await.1),
+        json!([])
+    );
+    assert_eq!(
+        get(&dynamo, "/api/subscriptions/sub_B?account=acct_1Beta")
+            .await
+            .0,
+        404,
+        "Beta has no sub_B; the platform and Alpha do"
+    );
+    let alpha_alerts = json_of(get(&dynamo, "/api/alerts?account=acct_1Alpha").await.1);
+    let ids: Vec<&str> = alpha_alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["live:acct_1Alpha:large_refund:ch_C"],
+        "Alpha's large refund, under Alpha"
+    );
+    assert_eq!(
+        json_of(get(&dynamo, "/api/alerts?account=acct_1Beta").await.1),
+        json!([])
+    );
+    let all_alerts = json_of(get(&dynamo, "/api/alerts?account=all").await.1);
+    assert_eq!(all_alerts.as_array().unwrap().len(), 3);
+    let accounts = json_of(get(&dynamo, "/api/accounts").await.1);
+    let listed: Vec<(Value, Value, Value)> = accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["account"].clone(),
+                a["open_dunning_cases"].clone(),
+                a["open_alerts"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (Value::Null, json!(1), json!(1)),
+            (json!("acct_1Alpha"), json!(0), json!(1)),
+            (json!("acct_1Beta"), json!(1), json!(0)),
+        ]
+    );
+    assert_eq!(accounts[1]["mrr"]["live.usd"], 4900 + 9900);
+    assert_eq!(accounts[2]["mrr"]["live.usd"], 4900);
+    let metrics_of = |body: String| -> i64 {
+        json_of(body)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["hour"] != 0)
+            .map(|h| h["metrics"]["refunds"].as_i64().unwrap_or(0))
+            .sum()
+    };
+    let refunds = |account: &'static str| {
+        let dynamo = &dynamo;
+        async move {
+            metrics_of(
+                get(
+                    dynamo,
+                    &format!("/api/metrics?from={from}&to={}&account={account}", T + H),
+                )
+                .await
+                .1,
+            )
+        }
+    };
+    assert_eq!(refunds("platform").await, 2, "ch_D's and ch_C's");
+    assert_eq!(refunds("acct_1Alpha").await, 1);
+    assert_eq!(refunds("acct_1Beta").await, 0);
+    assert_eq!(
+        refunds("all").await,
+        3,
+        "the whole platform adds its accounts up"
+    );
+    assert_eq!(
+        get(&dynamo, "/api/customers/cus_A?account=acct_x%23y").await,
+        (400, r#"{"error":"bad_account"}"#.to_owned())
+    );
 }
 
 /// The api function's router over the story on DynamoDB, with every AWS call from now on

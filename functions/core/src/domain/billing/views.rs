@@ -178,7 +178,8 @@ impl AccountSummary {
         let mut mrr_display = BTreeMap::new();
         let mut last_received_at = None;
         for ((livemode, hour, metric), value) in gauges {
-            if *hour != 0 {
+            // A zero is no figure (one store keeps it, another never writes it).
+            if *hour != 0 || *value == 0 {
                 continue;
             }
             match metric {
