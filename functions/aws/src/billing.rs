@@ -1033,6 +1033,23 @@ impl DynamoCounters {
         }
     }
 
+    /// Whether any connected account was ever seen in a mode (a Query of one key).
+    async fn any_seen(&self, livemode: bool) -> Result<bool, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DAY_INDEX)
+            .key_condition_expression("#d = :d")
+            .expression_attribute_names("#d", ATTR_DAY)
+            .expression_attribute_values(":d", s(seen_day(livemode)))
+            .limit(1)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(!page.items().is_empty())
+    }
+
     /// Every connected account seen in a mode (one Query of the day index's `seen` key).
     pub async fn accounts_seen(&self, livemode: bool) -> Result<Vec<Account>, StoreError> {
         let mut out: Vec<Account> = self
@@ -1112,14 +1129,17 @@ impl CountersReader for DynamoCounters {
 
     /// The connected accounts with counts in [from, to): one keys-only Query of the day
     /// index per day of the window, then one read of exactly the items it names (their
-    /// shards included) and each active account's hour-0 gauges. With no connected
-    /// account it costs one Query a day that finds nothing.
+    /// shards included) and each active account's hour-0 gauges. A platform that never
+    /// saw a connected account pays one Query that finds nothing (half a read unit).
     async fn connected(
         &self,
         livemode: bool,
         from: i64,
         to: i64,
     ) -> Result<BTreeMap<Account, Series>, StoreError> {
+        if !self.any_seen(livemode).await? {
+            return Ok(BTreeMap::new());
+        }
         let mut days: BTreeSet<String> = BTreeSet::new();
         let mut hour = revguard_core::domain::billing::hour_of(from);
         while hour < to {

@@ -352,33 +352,49 @@ impl SqliteStore {
         to: i64,
         received_before: Option<i64>,
     ) -> Result<BTreeMap<Account, revguard_core::domain::metric::CounterTotals>, StoreError> {
-        let account = account.map(|a| a.column().to_owned());
+        // Only the filters given, so that the key (account, livemode, hour, …) and the
+        // (livemode, hour, account) index serve the read: a `?4 IS NULL OR …` would make
+        // SQLite read every account's rows.
+        use rusqlite::types::Value;
+        let mut filters = vec![
+            "((hour >= ?1 AND hour < ?2) OR hour = 0)",
+            "received_min < ?3",
+        ];
+        let mut values = vec![
+            Value::Integer(from),
+            Value::Integer(to),
+            Value::Integer(received_before.unwrap_or(i64::MAX)),
+        ];
+        if let Some(livemode) = livemode {
+            filters.push("livemode = ?4");
+            values.push(Value::Integer(livemode.into()));
+        }
+        if let Some(account) = account {
+            filters.push(if values.len() == 4 {
+                "account = ?5"
+            } else {
+                "account = ?4"
+            });
+            values.push(Value::Text(account.column().to_owned()));
+        }
+        let sql = format!(
+            "SELECT livemode, hour, metric, sum(value), max(value), account
+             FROM counters WHERE {}
+             GROUP BY account, livemode, hour, metric",
+            filters.join(" AND ")
+        );
         self.read_now(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT livemode, hour, metric, sum(value), max(value), account
-                 FROM counters WHERE ((hour >= ?1 AND hour < ?2) OR hour = 0) AND received_min < ?3
-                     AND (?4 IS NULL OR livemode = ?4) AND (?5 IS NULL OR account = ?5)
-                 GROUP BY account, livemode, hour, metric",
-            )?;
-            let rows = stmt.query_map(
-                params![
-                    from,
-                    to,
-                    received_before.unwrap_or(i64::MAX),
-                    livemode,
-                    account
-                ],
-                |r| {
-                    Ok((
-                        r.get::<_, bool>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                },
-            )?;
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((
+                    r.get::<_, bool>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
             let mut by_account: BTreeMap<Account, revguard_core::domain::metric::CounterTotals> =
                 BTreeMap::new();
             for row in rows {
@@ -423,29 +439,52 @@ impl CountersReader for SqliteCounters {
         ))
     }
 
-    /// One read over the (livemode, hour, account) index: the accounts with counts in the
-    /// window, then their gauges of hour 0.
+    /// One query: the window's rows of every connected account with counts in it (the
+    /// (livemode, hour, account) index), and those accounts' gauges of hour 0.
     async fn connected(
         &self,
         livemode: bool,
         from: i64,
         to: i64,
     ) -> Result<BTreeMap<Account, Series>, StoreError> {
-        let active: Vec<Account> = self.store.read_now(|c| {
+        let received_before = self.received_before.unwrap_or(i64::MAX);
+        let rows: Vec<(String, i64, String, i64, i64)> = self.store.read_now(|c| {
+            // The window's rows by the (livemode, hour, account) index, then the hour-0
+            // gauges of exactly the accounts found there, by the key.
             let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT account FROM counters
-                 WHERE livemode = ?1 AND hour >= ?2 AND hour < ?3 AND account != '' AND received_min < ?4",
+                "WITH active AS (
+                     SELECT DISTINCT account FROM counters
+                     WHERE livemode = ?1 AND hour >= ?2 AND hour < ?3 AND account != '' AND received_min < ?4)
+                 SELECT account, hour, metric, sum(value), max(value) FROM counters
+                 WHERE livemode = ?1 AND hour >= ?2 AND hour < ?3 AND account != '' AND received_min < ?4
+                 GROUP BY account, hour, metric
+                 UNION ALL
+                 SELECT c.account, c.hour, c.metric, sum(c.value), max(c.value)
+                 FROM active JOIN counters c ON c.account = active.account AND c.livemode = ?1 AND c.hour = 0
+                 WHERE c.received_min < ?4
+                 GROUP BY c.account, c.metric",
             )?;
-            let rows = stmt.query_map(
-                params![livemode, from, to, self.received_before.unwrap_or(i64::MAX)],
-                |r| r.get::<_, String>(0),
-            )?;
-            rows.map(|r| r.map(|a| Account::from_column(&a))).collect()
+            let rows = stmt.query_map(params![livemode, from, to, received_before], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.collect()
         })?;
-        let mut out = BTreeMap::new();
-        for account in active {
-            let series = self.counters(livemode, &account, from, to).await?;
-            out.insert(account, series);
+        let mut out: BTreeMap<Account, Series> = BTreeMap::new();
+        for (account, hour, name, sum, max) in rows {
+            let Some(metric) = Metric::parse(&name) else {
+                continue;
+            };
+            let value = match metric.aggregation() {
+                Aggregation::Sum => sum,
+                Aggregation::Max => max,
+            };
+            if value != 0 {
+                out.entry(Account::from_column(&account))
+                    .or_default()
+                    .entry(hour)
+                    .or_default()
+                    .insert(metric, value);
+            }
         }
         Ok(out)
     }
