@@ -157,12 +157,12 @@ for name, job, schedule in (("BackfillFunction", "backfill", "BackfillSchedule")
           and "<aws.scheduler.scheduled-time>" in ev["Properties"].get("Input", ""), f"{name} runs on {schedule}")
     check(p["Timeout"] >= 300, f"{name} has time for a long listing")
 backfill_state = [st for st in functions["BackfillFunction"]["Properties"]["Policies"][0]["Statement"] if getatt(st["Resource"]) == "StateTable"]
-check(len(backfill_state) == 1 and backfill_state[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == ["cursor#backfill"],
-      "the backfill may read and write its cursor and nothing else of the state table")
+check(len(backfill_state) == 1 and backfill_state[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["cursor#backfill", "acct_*#cursor#backfill"],
+      "the backfill may read and write its cursors (the platform's and each connected account's) and nothing else of the state table")
 reconcile_alerts = [st for st in functions["ReconcileFunction"]["Properties"]["Policies"][0]["Statement"] if getatt(st["Resource"]) == "AlertsTable"]
 check(len(reconcile_alerts) == 1 and reconcile_alerts[0]["Action"] == ["dynamodb:PutItem"]
-      and reconcile_alerts[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["pending#*#reconcile_drift"],
-      "the reconciliation may only leave its drift finding in the alerts table")
+      and reconcile_alerts[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["pending#*#reconcile_drift", "pending#*#acct_*:reconcile_drift"],
+      "the reconciliation may only leave its drift findings (the platform's and each connected account's) in the alerts table")
 reconcile_stage = [st for st in functions["ReconcileFunction"]["Properties"]["Policies"][0]["Statement"]
                    if "dynamodb:Query" in st["Action"]
                    and "${StateTable.Arn}/index/by_stage" in [r.get("Fn::Sub") for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]) if isinstance(r, dict)]]

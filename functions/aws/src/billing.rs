@@ -1051,7 +1051,7 @@ impl DynamoCounters {
     }
 
     /// Every connected account seen in a mode (one Query of the day index's `seen` key).
-    pub async fn accounts_seen(&self, livemode: bool) -> Result<Vec<Account>, StoreError> {
+    pub async fn accounts_seen_in(&self, livemode: bool) -> Result<Vec<Account>, StoreError> {
         let mut out: Vec<Account> = self
             .day_keys(&seen_day(livemode))
             .await?
@@ -1164,6 +1164,17 @@ impl CountersReader for DynamoCounters {
         let keys: Vec<String> = keys.into_iter().collect();
         let mut out = self.read_items(&keys).await?;
         out.retain(|account, _| !account.is_platform());
+        Ok(out)
+    }
+}
+
+/// The connected accounts seen in either mode: two Queries of the day index.
+impl revguard_core::ports::AccountsSeen for DynamoCounters {
+    async fn accounts_seen(&self) -> Result<Vec<Account>, StoreError> {
+        let mut out = self.accounts_seen_in(false).await?;
+        out.extend(self.accounts_seen_in(true).await?);
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 }

@@ -349,7 +349,7 @@ impl ReadModel for DynamoReadModel {
     async fn accounts(&self, now: i64) -> Result<Vec<AccountSummary>, StoreError> {
         let mut seen: Vec<Account> = vec![Account::PLATFORM];
         for livemode in [false, true] {
-            seen.extend(self.counters.accounts_seen(livemode).await?);
+            seen.extend(self.counters.accounts_seen_in(livemode).await?);
         }
         seen.sort();
         seen.dedup();

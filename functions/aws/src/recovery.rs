@@ -8,7 +8,7 @@
 //!   alert and publishes it once, as it does the worker's event-level findings.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use revguard_core::ports::{BackfillCursor, EventsQuery};
+use revguard_core::ports::{Account, AccountsSeen, BackfillCursor, EventsQuery, StripeApi};
 use revguard_core::usecases::ingest::Ingress;
 use revguard_core::usecases::recovery::{
     backfill_from_cursor, reconcile_every_account, BackfillSummary, ReconcileReport,
@@ -147,7 +147,9 @@ impl Recovery {
             undelivered_only: self.env.undelivered_only,
             types: HANDLED_EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
         };
-        backfill_from_cursor(
+        // The platform's own events first, as before Connect; then each connected
+        // account seen, on its behalf, from its own cursor.
+        let (platform_since, mut total) = backfill_from_cursor(
             &self.api,
             &self.ingress,
             self,
@@ -156,7 +158,27 @@ impl Recovery {
             now,
             keep_going,
         )
-        .await
+        .await?;
+        let seen = crate::DynamoCounters::new(self.dynamodb.clone(), &self.env.counters_table);
+        for account in seen.accounts_seen().await? {
+            if !keep_going() {
+                total.complete = false;
+                break;
+            }
+            let (_, summary) = backfill_from_cursor(
+                &self.api.for_account(&account),
+                &self.ingress,
+                self,
+                &query,
+                since,
+                now,
+                keep_going,
+            )
+            .await?;
+            tracing::info!(account = %account, listed = summary.listed, accepted = summary.accepted, "connected account backfilled");
+            total.merge_account(&summary);
+        }
+        Ok((platform_since, total))
     }
 
     /// One reconciliation (core's [`reconcile_and_alert`]): drift at or over the
@@ -188,13 +210,15 @@ impl Recovery {
     }
 }
 
+/// The backfill's cursor item of each account (`cursor#backfill`, the platform's as it
+/// always was; `<acct>#cursor#backfill` for a connected account).
 impl BackfillCursor for Recovery {
-    async fn cursor(&self) -> Result<Option<i64>, StoreError> {
+    async fn cursor(&self, account: &Account) -> Result<Option<i64>, StoreError> {
         let out = self
             .dynamodb
             .get_item()
             .table_name(&self.env.state_table)
-            .key(PK, AttributeValue::S(CURSOR_PK.into()))
+            .key(PK, AttributeValue::S(account.key(CURSOR_PK)))
             .consistent_read(true)
             .send()
             .await
@@ -204,12 +228,12 @@ impl BackfillCursor for Recovery {
             .and_then(|i| i.get("at")?.as_n().ok()?.parse().ok()))
     }
 
-    async fn advance(&self, to: i64) -> Result<(), StoreError> {
+    async fn advance(&self, account: &Account, to: i64) -> Result<(), StoreError> {
         let result = self
             .dynamodb
             .update_item()
             .table_name(&self.env.state_table)
-            .key(PK, AttributeValue::S(CURSOR_PK.into()))
+            .key(PK, AttributeValue::S(account.key(CURSOR_PK)))
             .update_expression("SET #at = :to")
             .condition_expression("attribute_not_exists(#at) OR #at < :to")
             .expression_attribute_names("#at", "at")

@@ -711,6 +711,11 @@ pub trait StripeApi: Send + Sync {
     where
         Self: Sized;
 
+    /// Whose objects it reads (see [`StripeApi::for_account`]).
+    fn account(&self) -> Account {
+        Account::PLATFORM
+    }
+
     /// One page of the events the query matches, each as Stripe's raw JSON.
     fn events_page(
         &self,
@@ -779,11 +784,23 @@ pub trait StripeApi: Send + Sync {
     ) -> impl Future<Output = Result<Option<Box<RawValue>>, ApiError>> + Send;
 }
 
-/// Where the backfill remembers how far it got.
+/// Where the backfill remembers how far it got: one cursor per account.
 pub trait BackfillCursor: Send + Sync {
-    fn cursor(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    fn cursor(
+        &self,
+        account: &Account,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     /// Moves the cursor to `to`, never back (two overlapping runs never move it back).
-    fn advance(&self, to: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn advance(
+        &self,
+        account: &Account,
+        to: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The connected accounts revguard has seen (Connect): those a backfill goes through.
+pub trait AccountsSeen: Send + Sync {
+    fn accounts_seen(&self) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
 }
 
 /// A post owed to an outside destination (a chat app, PagerDuty, one mail address), as

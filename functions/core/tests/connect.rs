@@ -322,3 +322,97 @@ fn the_endpoint_is_judged_on_every_account_s_deliveries_under_the_platform_s_ids
     assert_eq!(gap.key, "delivery_gap", "under the platform's id");
     assert!(found.iter().filter(|f| f.signal == "delivery_gap").count() == 1);
 }
+
+/// The backfill's cursors, one per account, in memory.
+#[derive(Default)]
+struct Cursors(std::sync::Mutex<BTreeMap<Account, i64>>);
+
+impl revguard_core::ports::BackfillCursor for Cursors {
+    async fn cursor(&self, account: &Account) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.lock().unwrap().get(account).copied())
+    }
+    async fn advance(&self, account: &Account, to: i64) -> Result<(), StoreError> {
+        let mut c = self.0.lock().unwrap();
+        let at = c.entry(account.clone()).or_insert(to);
+        *at = (*at).max(to);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_connected_account_is_backfilled_on_its_behalf_from_its_own_cursor() {
+    use revguard_core::ports::{EventsQuery, StripeApi};
+    use revguard_core::usecases::recovery::{backfill_from_cursor, fetched_ingress};
+    let now = 1_767_300_000;
+    let stripe = revguard_testkit::memory::MemoryStripe::new(false);
+    let alpha = Account::connected("acct_1Alpha").unwrap();
+    let mut platform_event: serde_json::Value =
+        serde_json::from_str(&fixtures::read("charge.refunded.json")).unwrap();
+    platform_event["id"] = "evt_platform_missed".into();
+    platform_event["created"] = (now - 600).into();
+    stripe.created(&platform_event.to_string());
+    let mut alpha_event = platform_event.clone();
+    alpha_event["id"] = "evt_alpha_missed".into();
+    stripe.created_for(&alpha, &alpha_event.to_string());
+
+    let ingress = fetched_ingress(
+        MemoryEventLog::default(),
+        revguard_testkit::memory::MemoryQueue::default(),
+    );
+    let (log, queue) = (&ingress.log, &ingress.queue);
+    let cursors = Cursors::default();
+    let query = EventsQuery {
+        since: now,
+        until: None,
+        undelivered_only: false,
+        types: Vec::new(),
+    };
+    let (_, platform) = backfill_from_cursor(
+        &stripe,
+        &ingress,
+        &cursors,
+        &query,
+        Some(now - 3600),
+        now,
+        &|| true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        platform.accepted, 1,
+        "the platform's listing holds only its own event"
+    );
+    assert!(log.get("evt_alpha_missed").is_none());
+    let (_, connected) = backfill_from_cursor(
+        &stripe.for_account(&alpha),
+        &ingress,
+        &cursors,
+        &query,
+        None,
+        now,
+        &|| true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(connected.accepted, 1);
+    assert_eq!(
+        log.get("evt_alpha_missed").unwrap().account,
+        alpha,
+        "listed on Alpha's behalf, recorded as Alpha's"
+    );
+    let sent = queue.sent();
+    let alpha_message = sent
+        .iter()
+        .find(|m| m.event_id == "evt_alpha_missed")
+        .unwrap();
+    let revguard_core::Payload::Inline(raw) = &alpha_message.payload else {
+        panic!("inline")
+    };
+    assert!(
+        raw.contains("\"account\":\"acct_1Alpha\""),
+        "the worker applies it to Alpha's keys"
+    );
+    let c = cursors.0.lock().unwrap();
+    assert_eq!(c.len(), 2, "a cursor per account: {c:?}");
+    assert!(c.contains_key(&alpha) && c.contains_key(&Account::PLATFORM));
+}

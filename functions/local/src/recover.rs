@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use revguard_core::domain::billing::BillingPolicy;
-use revguard_core::ports::BackfillCursor;
+use revguard_core::ports::{Account, BackfillCursor};
 use revguard_core::Ingress;
 use revguard_core::StoreError;
 use revguard_sqlite::SqliteStore;
@@ -43,20 +43,29 @@ pub async fn apply_queued(
 /// The backfill's cursor in the store's settings.
 pub struct StoreCursor<'a>(pub &'a SqliteStore);
 
+/// Each account's cursor: `backfill_cursor` for the platform's own (as before Connect),
+/// `backfill_cursor:<acct>` for a connected account.
+fn cursor_key(account: &Account) -> String {
+    match account.id() {
+        None => BACKFILL_CURSOR_KEY.to_owned(),
+        Some(id) => format!("{BACKFILL_CURSOR_KEY}:{id}"),
+    }
+}
+
 impl BackfillCursor for StoreCursor<'_> {
-    async fn cursor(&self) -> Result<Option<i64>, StoreError> {
+    async fn cursor(&self, account: &Account) -> Result<Option<i64>, StoreError> {
         Ok(self
             .0
-            .setting(BACKFILL_CURSOR_KEY)
+            .setting(&cursor_key(account))
             .await?
             .and_then(|c| c.parse::<i64>().ok()))
     }
 
-    async fn advance(&self, to: i64) -> Result<(), StoreError> {
+    async fn advance(&self, account: &Account, to: i64) -> Result<(), StoreError> {
         // One writer: the command that runs the backfill.
-        if self.cursor().await?.is_none_or(|at| to > at) {
+        if self.cursor(account).await?.is_none_or(|at| to > at) {
             self.0
-                .put_setting(BACKFILL_CURSOR_KEY, &to.to_string())
+                .put_setting(&cursor_key(account), &to.to_string())
                 .await?;
         }
         Ok(())

@@ -303,3 +303,17 @@ impl revguard_core::usecases::digest::DigestLedger for SqliteStore {
             .await
     }
 }
+
+/// The connected accounts with counters (every account the worker applied an event of).
+impl revguard_core::ports::AccountsSeen for SqliteStore {
+    async fn accounts_seen(&self) -> Result<Vec<Account>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT DISTINCT account FROM counters WHERE hour = 0 AND account != '' ORDER BY account",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.map(|r| r.map(|a| Account::from_column(&a))).collect()
+        })
+        .await
+    }
+}

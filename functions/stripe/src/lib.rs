@@ -442,6 +442,10 @@ impl StripeApi for StripeClient {
         }
     }
 
+    fn account(&self) -> Account {
+        Account::of_event(self.account.as_deref()).unwrap_or_default()
+    }
+
     async fn events_page(&self, query: &EventsQuery, at: &PageCursor) -> Result<Page, ApiError> {
         self.events_page_of(query, at).await
     }

@@ -152,6 +152,28 @@ async fn pages_are_followed_and_refused_filters_fall_back() {
     for h in d.headers.lock().unwrap().iter() {
         assert_eq!(h["stripe-version"], STRIPE_VERSION);
         assert_eq!(h["authorization"], format!("Bearer {KEY}").as_str());
+        assert!(
+            h.get("stripe-account").is_none(),
+            "the platform's own requests name no account"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_connected_account_is_read_on_its_behalf() {
+    use revguard_core::ports::{Account, StripeApi};
+    let (d, base) = double().await;
+    let platform = client(&base);
+    let acct = Account::connected("acct_1Conn").unwrap();
+    let connected = platform.for_account(&acct);
+    assert_eq!(connected.account(), acct);
+    assert_eq!(platform.account(), Account::PLATFORM);
+    connected.events(&query()).await.unwrap();
+    let headers = d.headers.lock().unwrap().clone();
+    assert!(!headers.is_empty());
+    for h in &headers {
+        assert_eq!(h["stripe-account"], "acct_1Conn");
+        assert_eq!(h["authorization"], format!("Bearer {KEY}").as_str());
     }
 }
 

@@ -211,10 +211,17 @@ impl Queue for &Counted {
 struct Cursor(Mutex<Vec<i64>>);
 
 impl BackfillCursor for Cursor {
-    async fn cursor(&self) -> Result<Option<i64>, StoreError> {
+    async fn cursor(
+        &self,
+        _account: &revguard_core::ports::Account,
+    ) -> Result<Option<i64>, StoreError> {
         Ok(self.0.lock().unwrap().last().copied())
     }
-    async fn advance(&self, to: i64) -> Result<(), StoreError> {
+    async fn advance(
+        &self,
+        _account: &revguard_core::ports::Account,
+        to: i64,
+    ) -> Result<(), StoreError> {
         let mut moves = self.0.lock().unwrap();
         if moves.last().is_none_or(|at| to > *at) {
             moves.push(to);

@@ -679,6 +679,22 @@ impl MemoryStripe {
         events.insert(at, entry);
     }
 
+    /// A connected account's event, listed only on its behalf, as Stripe's listing gives
+    /// it (without `account`: the backfill adds it).
+    pub fn created_for(&self, account: &Account, raw: &str) {
+        let v: serde_json::Value = serde_json::from_str(raw).expect("an event's JSON");
+        let entry = (
+            v["created"].as_i64().unwrap_or_default(),
+            v["id"].as_str().unwrap_or_default().to_owned(),
+            v["type"].as_str().unwrap_or_default().to_owned(),
+            raw.to_owned(),
+            account.clone(),
+        );
+        let mut events = self.events.lock().unwrap();
+        let at = events.partition_point(|e| (e.0, &e.1) < (entry.0, &entry.1));
+        events.insert(at, entry);
+    }
+
     fn check(&self) -> Result<(), revguard_core::ports::ApiError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(revguard_core::ports::ApiError::Unavailable(
@@ -699,6 +715,10 @@ impl revguard_core::ports::StripeApi for MemoryStripe {
             account: account.clone(),
             ..self.clone()
         }
+    }
+
+    fn account(&self) -> Account {
+        self.account.clone()
     }
 
     async fn events_page(

@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Args;
 use revguard_local::{parse_time, unix_now, SqliteStore};
 
-use super::args::{ApplyArgs, DbArg, StripeArgs};
+use revguard_core::ports::{AccountsSeen, StripeApi};
+
+use super::args::{AccountArg, ApplyArgs, DbArg, StripeArgs};
 
 #[derive(Args)]
 pub struct BackfillArgs {
@@ -28,6 +30,11 @@ pub struct BackfillArgs {
     pub undelivered_only: bool,
     #[command(flatten)]
     pub apply: ApplyArgs,
+    /// Only this account's events (`acct_…` through `Stripe-Account`, or `platform`);
+    /// without it, the platform's own, then every connected account seen, each from its
+    /// own cursor.
+    #[command(flatten)]
+    pub account: AccountArg,
 }
 
 pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
@@ -38,6 +45,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         until,
         undelivered_only,
         apply,
+        account,
     } = args;
     let api = stripe.client()?;
     let store = SqliteStore::open(&db.db)?;
@@ -57,16 +65,33 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let ingress = revguard_local::recover::fetched_ingress(&store);
     // Up to now: an hour at a time from the cursor, which moves after each; a
     // window of the past (--until) leaves the cursor where it is.
-    let (since, summary) = revguard_core::usecases::recovery::backfill_from_cursor(
-        &api,
-        &ingress,
-        &revguard_local::recover::StoreCursor(&store),
-        &query,
-        since,
-        now,
-        &|| true,
-    )
-    .await?;
+    let cursor = revguard_local::recover::StoreCursor(&store);
+    let accounts = match account.account {
+        Some(_) => vec![account.account()?],
+        None => {
+            let mut all = vec![revguard_core::ports::Account::PLATFORM];
+            all.extend(store.accounts_seen().await?);
+            all
+        }
+    };
+    let mut first: Option<(i64, revguard_core::usecases::recovery::BackfillSummary)> = None;
+    for account in &accounts {
+        let (from, summary) = revguard_core::usecases::recovery::backfill_from_cursor(
+            &api.for_account(account),
+            &ingress,
+            &cursor,
+            &query,
+            since,
+            now,
+            &|| true,
+        )
+        .await?;
+        match &mut first {
+            None => first = Some((from, summary)),
+            Some((_, total)) => total.merge_account(&summary),
+        }
+    }
+    let (since, summary) = first.context("no account to backfill")?;
     let mut line = serde_json::to_value(&summary)?;
     line["since"] = since.into();
     apply.apply(&store, &db, &mut line).await?;

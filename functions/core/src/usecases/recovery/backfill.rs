@@ -47,6 +47,14 @@ pub struct BackfillSummary {
     pub reached: Option<i64>,
     /// Whether the run reached now (false: its time ran out; the next resumes).
     pub complete: bool,
+    /// Connected accounts backfilled after the platform's own events (Connect), each on
+    /// its behalf from its own cursor; their events are counted above.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub connected_accounts: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl BackfillSummary {
@@ -58,6 +66,14 @@ impl BackfillSummary {
         self.ignored += other.ignored;
         self.refused += other.refused;
         self.newest_created = self.newest_created.max(other.newest_created);
+    }
+
+    /// A connected account's backfill added to the platform's: its events counted, and
+    /// the run complete only if every account's was.
+    pub fn merge_account(&mut self, other: &BackfillSummary) {
+        self.add(other);
+        self.connected_accounts += 1;
+        self.complete &= other.complete;
     }
 }
 
@@ -110,6 +126,9 @@ where
         summary.listed += page.data.len();
         for raw in page.data {
             summary.newest_created = summary.newest_created.max(Some(created(&raw)));
+            // A connected account's event as its webhook carries it: with `account`, so
+            // that it lands in that account's keys.
+            let raw = with_account(raw, &api.account());
             let event_type = event_type_of(&raw);
             if EventKind::of(&event_type) == EventKind::Unknown {
                 summary.ignored += 1;
@@ -138,6 +157,25 @@ where
             }
         }
     }
+}
+
+/// A listed event as its account's: `account` set when it was listed on a connected
+/// account's behalf and Stripe's listing left it out.
+fn with_account(
+    raw: Box<serde_json::value::RawValue>,
+    account: &crate::domain::account::Account,
+) -> Box<serde_json::value::RawValue> {
+    let Some(id) = account.id() else {
+        return raw;
+    };
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+        return raw;
+    };
+    if value.get("account").is_some_and(|a| !a.is_null()) {
+        return raw;
+    }
+    value["account"] = serde_json::Value::String(id.to_owned());
+    serde_json::value::to_raw_value(&value).unwrap_or(raw)
 }
 
 /// The windows a backfill from the cursor goes through, an hour each: the cursor moves
@@ -169,7 +207,7 @@ where
 {
     let since = match since {
         Some(t) => t,
-        None => backfill_since(cursor.cursor().await?, now),
+        None => backfill_since(cursor.cursor(&api.account()).await?, now),
     };
     if query.until.is_some() {
         // A window of the past, in one go: the cursor stays where it is.
@@ -202,7 +240,10 @@ where
             return Ok((since, total));
         }
         cursor
-            .advance(summary.newest_created.unwrap_or(start).max(start))
+            .advance(
+                &api.account(),
+                summary.newest_created.unwrap_or(start).max(start),
+            )
             .await?;
         total.windows += 1;
         total.reached = Some(end);
