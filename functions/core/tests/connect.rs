@@ -416,3 +416,51 @@ async fn a_connected_account_is_backfilled_on_its_behalf_from_its_own_cursor() {
     assert_eq!(c.len(), 2, "a cursor per account: {c:?}");
     assert!(c.contains_key(&alpha) && c.contains_key(&Account::PLATFORM));
 }
+
+#[tokio::test]
+async fn the_completeness_audit_lists_connected_accounts_on_their_behalf_in_turn() {
+    use revguard_core::usecases::recovery::{DeliveryAudit, StripeAudit, AUDITED_ACCOUNTS_PER_RUN};
+    let now = 1_767_300_000;
+    let stripe = revguard_testkit::memory::MemoryStripe::new(false);
+    let accounts: Vec<Account> = (0..30)
+        .map(|i| Account::connected(&format!("acct_{i:03}")).unwrap())
+        .collect();
+    // Every account has one event in the audit's window that never arrived.
+    for (i, account) in accounts.iter().enumerate() {
+        let mut e: serde_json::Value =
+            serde_json::from_str(&fixtures::read("invoice.paid.json")).unwrap();
+        e["id"] = format!("evt_missed_{i:03}").into();
+        e["created"] = (now - 20 * 60).into();
+        stripe.created_for(account, &e.to_string());
+    }
+    let audit = StripeAudit {
+        api: stripe,
+        log: MemoryEventLog::default(),
+        endpoint_url: None,
+        eventbridge_source: None,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for run in 0..2 {
+        let outcome = audit
+            .audit(now + run * 15 * 60, &accounts, &[])
+            .await
+            .expect("the audit runs");
+        let missing: Vec<_> = outcome
+            .missing
+            .iter()
+            .filter(|m| m.created == now - 20 * 60)
+            .collect();
+        if run == 0 {
+            assert_eq!(
+                missing.len(),
+                AUDITED_ACCOUNTS_PER_RUN,
+                "a bounded share a run"
+            );
+        }
+        for m in missing {
+            assert_eq!(m.id, format!("evt_missed_{}", &m.account.label()[5..]));
+            seen.insert(m.account.clone());
+        }
+    }
+    assert_eq!(seen.len(), 30, "in two runs every account took its turn");
+}

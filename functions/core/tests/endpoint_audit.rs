@@ -31,7 +31,12 @@ impl Comebacks for NoComebacks {
 struct Endpoints(Mutex<Option<Vec<Endpoint>>>);
 
 impl DeliveryAudit for Endpoints {
-    async fn audit(&self, now: i64, _remembered: &[MissingEvent]) -> Option<AuditOutcome> {
+    async fn audit(
+        &self,
+        now: i64,
+        _accounts: &[revguard_core::ports::Account],
+        _remembered: &[MissingEvent],
+    ) -> Option<AuditOutcome> {
         Some(AuditOutcome {
             window_start: now - 2100,
             window_end: now - 300,

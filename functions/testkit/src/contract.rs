@@ -604,6 +604,7 @@ pub async fn alert_store_contract<A: AlertStore, B: BillingStore>(
         event_type: "invoice.paid".into(),
         created: now - 3_000,
         livemode: true,
+        account: Default::default(),
     }];
     let message = render(&opened);
     assert!(alerts

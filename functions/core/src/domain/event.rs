@@ -112,6 +112,12 @@ pub struct MissingEvent {
     pub event_type: String,
     pub created: i64,
     pub livemode: bool,
+    /// The connected account whose event it is (absent: the platform's own).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::domain::account::Account::is_platform"
+    )]
+    pub account: crate::domain::account::Account,
 }
 
 #[cfg(test)]

@@ -111,17 +111,27 @@ impl<
             .filter(|a| a.open && a.finding.signal == "events_missing")
             .flat_map(|a| a.missing_events.iter().cloned())
             .collect();
-        let audit = self.audit.audit(now, &remembered).await;
+        // The connected accounts active in the window, both modes (read once per run).
+        let mut connected_by_mode = Vec::new();
+        for livemode in [false, true] {
+            connected_by_mode.push(self.counters.connected(livemode, from, to).await?);
+        }
+        let active: Vec<Account> = connected_by_mode
+            .iter()
+            .flat_map(|c| c.keys().cloned())
+            .collect::<BTreeSet<Account>>()
+            .into_iter()
+            .collect();
+        let audit = self.audit.audit(now, &active, &remembered).await;
         let endpoints_read = audit.as_ref().is_some_and(|a| a.endpoints.is_some());
         let mut found_by_mode = Vec::new();
         let mut missing_by_mode = Vec::new();
-        for livemode in [false, true] {
+        for (livemode, connected) in [false, true].into_iter().zip(connected_by_mode) {
             // The platform's own account, and each connected account active in the window.
             let own = self
                 .counters
                 .counters(livemode, &Account::PLATFORM, from, to)
                 .await?;
-            let connected = self.counters.connected(livemode, from, to).await?;
             let mut found = detect_platform(&own, &connected, livemode, now, &self.config);
             let missing: Vec<MissingEvent> = match &audit {
                 Some(audit) => audit.missing.clone(),

@@ -133,9 +133,14 @@ impl Comebacks for NoComebacks {
 pub struct SimAudit(pub Option<StripeAudit<MemoryStripe, MemoryEventLog>>);
 
 impl DeliveryAudit for SimAudit {
-    async fn audit(&self, now: i64, remembered: &[MissingEvent]) -> Option<AuditOutcome> {
+    async fn audit(
+        &self,
+        now: i64,
+        accounts: &[Account],
+        remembered: &[MissingEvent],
+    ) -> Option<AuditOutcome> {
         match &self.0 {
-            Some(audit) => audit.audit(now, remembered).await,
+            Some(audit) => audit.audit(now, accounts, remembered).await,
             None => None,
         }
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::fetch::*;
 use crate::domain::billing::EventKind;
 use crate::domain::event::MissingEvent;
-use crate::ports::{ApiError, EventHistory, EventsQuery, StripeApi};
+use crate::ports::{Account, ApiError, EventHistory, EventsQuery, StripeApi};
 
 /// The completeness audit's window: events Stripe created in the half hour before the
 /// grace, checked every detector run (15 minutes), so each is checked twice.
@@ -53,9 +53,12 @@ pub trait DeliveryAudit: Send + Sync {
     /// the log, and the detector falls back on silence). `remembered`: events an open
     /// alert found missing in earlier windows, looked up again in the event log; those
     /// still absent are in the outcome's `missing` with the window's.
+    /// `accounts`: the connected accounts active lately; the audit lists a bounded,
+    /// rotating share of them on their behalf each run ([`AUDITED_ACCOUNTS_PER_RUN`]).
     fn audit(
         &self,
         now: i64,
+        accounts: &[Account],
         remembered: &[MissingEvent],
     ) -> impl Future<Output = Option<AuditOutcome>> + Send;
 }
@@ -65,16 +68,26 @@ pub trait DeliveryAudit: Send + Sync {
 pub struct NoAudit;
 
 impl DeliveryAudit for NoAudit {
-    async fn audit(&self, _now: i64, _remembered: &[MissingEvent]) -> Option<AuditOutcome> {
+    async fn audit(
+        &self,
+        _now: i64,
+        _accounts: &[Account],
+        _remembered: &[MissingEvent],
+    ) -> Option<AuditOutcome> {
         None
     }
 }
 
 /// An audit that may be off (no Stripe key): `None` judges delivery by silence alone.
 impl<A: DeliveryAudit> DeliveryAudit for Option<A> {
-    async fn audit(&self, now: i64, remembered: &[MissingEvent]) -> Option<AuditOutcome> {
+    async fn audit(
+        &self,
+        now: i64,
+        accounts: &[Account],
+        remembered: &[MissingEvent],
+    ) -> Option<AuditOutcome> {
         match self {
-            Some(audit) => audit.audit(now, remembered).await,
+            Some(audit) => audit.audit(now, accounts, remembered).await,
             None => None,
         }
     }
@@ -243,21 +256,32 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
     async fn run(
         &self,
         now: i64,
+        accounts: &[Account],
         remembered: &[MissingEvent],
     ) -> Result<AuditOutcome, RecoveryError> {
         let (window_start, window_end) = (
             now - AUDIT_GRACE_SECS - AUDIT_WINDOW_SECS,
             now - AUDIT_GRACE_SECS,
         );
-        let listed = self
+        let query = EventsQuery {
+            since: window_start,
+            until: Some(window_end),
+            undelivered_only: false,
+            types: HANDLED_EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
+        };
+        // The platform's own list, then this run's share of the connected accounts',
+        // each listed on its behalf.
+        let mut listed: Vec<(Account, Box<serde_json::value::RawValue>)> = self
             .api
-            .events(&EventsQuery {
-                since: window_start,
-                until: Some(window_end),
-                undelivered_only: false,
-                types: HANDLED_EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
-            })
-            .await?;
+            .events(&query)
+            .await?
+            .into_iter()
+            .map(|raw| (Account::PLATFORM, raw))
+            .collect();
+        for account in audited_this_run(accounts, now) {
+            let theirs = self.api.for_account(account).events(&query).await?;
+            listed.extend(theirs.into_iter().map(|raw| (account.clone(), raw)));
+        }
         #[derive(serde::Deserialize)]
         struct Head {
             id: String,
@@ -268,26 +292,27 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
             livemode: bool,
         }
         let mut heads = Vec::new();
-        for raw in &listed {
+        for (account, raw) in &listed {
             let head: Head =
                 serde_json::from_str(raw.get()).map_err(|e| ApiError::Malformed(e.to_string()))?;
             // The API may not have filtered by type (or by time).
             if EventKind::of(&head.event_type) != EventKind::Unknown
                 && (window_start..window_end).contains(&head.created)
             {
-                heads.push(head);
+                heads.push((account, head));
             }
         }
-        let listed: BTreeSet<&str> = heads.iter().map(|h| h.id.as_str()).collect();
+        let listed: BTreeSet<&str> = heads.iter().map(|(_, h)| h.id.as_str()).collect();
         // The window's events, then those earlier windows found missing (the window has
         // moved on from them; only the event log says whether a backfill applied them).
         let candidates: Vec<MissingEvent> = heads
             .iter()
-            .map(|h| MissingEvent {
+            .map(|(account, h)| MissingEvent {
                 id: h.id.clone(),
                 event_type: h.event_type.clone(),
                 created: h.created,
                 livemode: h.livemode,
+                account: (*account).clone(),
             })
             .chain(
                 remembered
@@ -339,9 +364,32 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
     }
 }
 
+/// How many connected accounts one audit lists on their behalf (one request each, every
+/// detector run): the accounts take turns, so with more of them each is audited every few
+/// runs, and Stripe's rate limit is never near.
+pub const AUDITED_ACCOUNTS_PER_RUN: usize = 20;
+
+/// This run's share of the accounts: a window of [`AUDITED_ACCOUNTS_PER_RUN`] that moves
+/// on each quarter hour, so every account is listed in turn.
+fn audited_this_run(accounts: &[Account], now: i64) -> impl Iterator<Item = &Account> {
+    let n = accounts.len();
+    let take = n.min(AUDITED_ACCOUNTS_PER_RUN);
+    let turn = if n == 0 {
+        0
+    } else {
+        (now.div_euclid(15 * 60) as usize).wrapping_mul(take) % n
+    };
+    accounts.iter().cycle().skip(turn).take(take)
+}
+
 impl<A: StripeApi, H: EventHistory> DeliveryAudit for StripeAudit<A, H> {
-    async fn audit(&self, now: i64, remembered: &[MissingEvent]) -> Option<AuditOutcome> {
-        match self.run(now, remembered).await {
+    async fn audit(
+        &self,
+        now: i64,
+        accounts: &[Account],
+        remembered: &[MissingEvent],
+    ) -> Option<AuditOutcome> {
+        match self.run(now, accounts, remembered).await {
             Ok(outcome) => Some(outcome),
             Err(e) => {
                 tracing::warn!(error = %crate::domain::error::error_chain(&e), "the completeness audit could not run; judging delivery by silence");

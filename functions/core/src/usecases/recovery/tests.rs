@@ -175,6 +175,7 @@ fn missing_events_are_critical_with_three_days_left() {
         event_type: "invoice.paid".into(),
         created,
         livemode: true,
+        account: Default::default(),
     };
     let severity = |left: i64| {
         let now = 1_700_000_000;
