@@ -518,6 +518,111 @@ async fn a_dunning_story_end_to_end_over_http() {
     server.stop();
 }
 
+/// Connect through the built `revguard`: a connected account's failed renewal, reusing the
+/// platform's ids, is its own in every route and command.
+#[tokio::test]
+async fn a_connected_account_is_kept_apart_over_http_and_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("revguard.db");
+    let server = Server::start(&db, Some("whsec_connect"));
+    let secret = WebhookSecret::new("whsec_connect").unwrap();
+    let client = reqwest::Client::new();
+    let api = server.url.replace("/webhook", "/api");
+    let t = now();
+    let story = [
+        ("customer.subscription.created.json", t - 40 * 86_400),
+        ("invoice.payment_failed.json", t - 600),
+        ("customer.subscription.updated.json", t - 599),
+    ];
+    for (i, (name, created)) in story.iter().enumerate() {
+        let mut v = fixtures::json(name);
+        v["created"] = Value::from(*created);
+        v["id"] = Value::from(format!("evt_connect_{i}"));
+        v["account"] = Value::from("acct_1Story");
+        let body = v.to_string();
+        let (status, json) = post(
+            &client,
+            &server.url,
+            &body,
+            Some(sign(&secret, now(), body.as_bytes())),
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {json}");
+    }
+    let view = eventually(
+        &client,
+        &format!("{api}/customers/cus_RG1001?account=acct_1Story"),
+        "the account's customer in grace",
+        |v| v["access"]["verdict"] == "grace",
+    )
+    .await;
+    assert_eq!(view["open_dunning_cases"][0]["stage"], "notice");
+    let platform = get_json(&client, &format!("{api}/customers/cus_RG1001")).await;
+    assert_eq!(
+        platform["subscriptions"],
+        serde_json::json!([]),
+        "the platform's own cus_RG1001 has nothing: {platform}"
+    );
+    let accounts = get_json(&client, &format!("{api}/accounts")).await;
+    assert_eq!(accounts[1]["account"], "acct_1Story");
+    assert_eq!(accounts[1]["open_dunning_cases"], 1);
+    assert_eq!(accounts[0]["open_dunning_cases"], 0);
+    let (bad, _) = (
+        client
+            .get(format!("{api}/dunning?account=not-an-account"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        (),
+    );
+    assert_eq!(bad, 400);
+    let page = client
+        .get(
+            server
+                .url
+                .replace("/webhook", "/dashboard?account=acct_1Story"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"data-account="acct_1Story" aria-current="page""#),
+        "the picker names the account shown"
+    );
+    server.stop();
+
+    let db_arg = db.to_str().unwrap();
+    let (ok, out) = cli(&["accounts", "--db", db_arg]);
+    assert!(ok, "{out}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["account"], "acct_1Story");
+    let (ok, out) = cli(&["dunning", "--db", db_arg, "--account", "acct_1Story"]);
+    assert!(ok && out.contains("in_RG1001"), "{out}");
+    let (ok, out) = cli(&["dunning", "--db", db_arg]);
+    assert!(
+        ok && out.trim().is_empty(),
+        "the platform's own has no case: {out}"
+    );
+    let (ok, out) = cli(&[
+        "customer",
+        "cus_RG1001",
+        "--db",
+        db_arg,
+        "--account",
+        "acct_x#1",
+    ]);
+    assert!(!ok && out.contains("not a Stripe account id"), "{out}");
+}
+
 #[tokio::test]
 async fn the_operator_api_needs_its_token_when_one_is_set() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! The `revguard` command line: the parser, one module per subcommand over the argument
 //! groups they share (`args`), and the dispatch to them.
 
+mod accounts;
 mod args;
 mod backfill;
 mod chat_test;
@@ -62,6 +63,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Print the event log's counts by status and the queue depth as JSON.
     Status(status::StatusArgs),
+    /// Every account seen, the platform's own first (Connect), as JSON lines: MRR, open
+    /// dunning cases, open alerts.
+    Accounts(accounts::AccountsArgs),
     /// Fetch the events Stripe has and revguard missed (GET /v1/events) and apply them as
     /// if they had been delivered; events already seen are duplicates. Prints a JSON line.
     Backfill(backfill::BackfillArgs),
@@ -89,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ChatTest(args) => chat_test::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Accounts(args) => accounts::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
         Command::Reconcile(args) => reconcile::run(args).await,
         Command::Replay(args) => replay::run(args).await,
