@@ -49,7 +49,8 @@ pub struct DynamoBilling {
     /// The counter shard this process adds to (0: the hour's own item); moved on after a
     /// conflict or a throttle.
     shard: std::sync::Arc<std::sync::atomic::AtomicU32>,
-    /// Shard items this process has registered on their hour's item.
+    /// What this process registered: shards on their hour's item, and connected
+    /// accounts' `seen` marks.
     registered: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Until when a batch's marker reads are strongly consistent: for a while after a
     /// commit of this process conflicted, so that its retry does not read the same stale
@@ -161,12 +162,7 @@ impl DynamoBilling {
             .collect();
         for (livemode, hour) in hours {
             let shard_pk = counter_shard_pk(&commit.account, livemode, hour, shard);
-            let known = self
-                .registered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&shard_pk);
-            if known {
+            if self.is_registered(&shard_pk) {
                 continue;
             }
             self.client
@@ -178,12 +174,25 @@ impl DynamoBilling {
                 .send()
                 .await
                 .map_err(write_error)?;
-            self.registered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(shard_pk);
+            self.remember_registered(shard_pk);
         }
         Ok(())
+    }
+
+    /// Whether this process wrote `pk`'s registration already (a shard on its hour, an
+    /// account's `seen` mark): each is written once per process.
+    fn is_registered(&self, pk: &str) -> bool {
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(pk)
+    }
+
+    fn remember_registered(&self, pk: String) {
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pk);
     }
 
     pub fn with_alerts_table(mut self, table: impl Into<String>) -> Self {
@@ -442,12 +451,7 @@ impl DynamoBilling {
             .collect();
         for livemode in modes {
             let pk = counter_pk(&commit.account, livemode, 0);
-            let known = self
-                .registered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&pk);
-            if known {
+            if self.is_registered(&pk) {
                 continue;
             }
             self.client
@@ -460,10 +464,7 @@ impl DynamoBilling {
                 .send()
                 .await
                 .map_err(write_error)?;
-            self.registered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(pk);
+            self.remember_registered(pk);
         }
         Ok(())
     }
@@ -1006,31 +1007,7 @@ impl DynamoCounters {
 
     /// The `pk`s the day index holds under one key (keys only, eventually consistent).
     async fn day_keys(&self, day: &str) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(DAY_INDEX)
-                .key_condition_expression("#d = :d")
-                .expression_attribute_names("#d", ATTR_DAY)
-                .expression_attribute_values(":d", s(day))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(StoreError::unavailable)?;
-            out.extend(
-                page.items()
-                    .iter()
-                    .filter_map(|i| i.get(PK)?.as_s().ok().cloned()),
-            );
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        crate::item::index_pks(&self.client, &self.table, DAY_INDEX, (ATTR_DAY, day), None).await
     }
 
     /// Whether any connected account was ever seen in a mode (a Query of one key).

@@ -113,3 +113,44 @@ pub(crate) async fn batch_get_by(
     }
     Ok(out)
 }
+
+/// The `pk`s a keys-only index holds under one hash key (`attr` = `value`), those beginning
+/// with `pk_prefix` if given, page after page (eventually consistent, as index reads are).
+pub(crate) async fn index_pks(
+    client: &Client,
+    table: &str,
+    index: &str,
+    (attr, value): (&str, &str),
+    pk_prefix: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let mut query = client
+            .query()
+            .table_name(table)
+            .index_name(index)
+            .expression_attribute_names("#k", attr)
+            .expression_attribute_values(":v", s(value));
+        query = match pk_prefix {
+            Some(prefix) => query
+                .key_condition_expression("#k = :v AND begins_with(pk, :p)")
+                .expression_attribute_values(":p", s(prefix)),
+            None => query.key_condition_expression("#k = :v"),
+        };
+        let page = query
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        out.extend(
+            page.items()
+                .iter()
+                .filter_map(|i| i.get(PK)?.as_s().ok().cloned()),
+        );
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok(out),
+        }
+    }
+}

@@ -71,37 +71,14 @@ impl DynamoReadModel {
         value: &str,
         pk_prefix: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.state_table)
-                .index_name(index)
-                .expression_attribute_names("#k", attr)
-                .expression_attribute_values(":v", AttributeValue::S(value.to_owned()));
-            query = match pk_prefix {
-                Some(prefix) => query
-                    .key_condition_expression("#k = :v AND begins_with(pk, :p)")
-                    .expression_attribute_values(":p", AttributeValue::S(prefix.to_owned())),
-                None => query.key_condition_expression("#k = :v"),
-            };
-            let page = query
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(StoreError::unavailable)?;
-            out.extend(
-                page.items()
-                    .iter()
-                    .filter_map(|i| i.get(PK)?.as_s().ok().cloned()),
-            );
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        crate::item::index_pks(
+            &self.client,
+            &self.state_table,
+            index,
+            (attr, value),
+            pk_prefix,
+        )
+        .await
     }
 
     /// The states of the items `pks` (prefix stripped by type), read 100 at a time.
@@ -263,6 +240,20 @@ impl ReadModel for DynamoReadModel {
         from: i64,
         to: i64,
     ) -> Result<Vec<HourCounters>, StoreError> {
+        // The whole platform's gauges are every account's seen, quiet ones too (a
+        // dormant account still has its MRR); its hours, those of the accounts active.
+        let gauges_of_all = match scope {
+            Scope::All => {
+                let mut seen = vec![Account::PLATFORM];
+                for livemode in [false, true] {
+                    seen.extend(self.counters.accounts_seen_in(livemode).await?);
+                }
+                seen.sort();
+                seen.dedup();
+                Some(self.counters.gauges(&seen).await?)
+            }
+            _ => None,
+        };
         let mut totals = CounterTotals::new();
         for livemode in [false, true] {
             let mut series = Vec::new();
@@ -282,6 +273,9 @@ impl ReadModel for DynamoReadModel {
                             .await?
                             .into_values(),
                     );
+                    for s in &mut series {
+                        s.remove(&0);
+                    }
                 }
             }
             let whole = revguard_core::domain::detector::accounts::added_up(&series);
@@ -290,6 +284,20 @@ impl ReadModel for DynamoReadModel {
                     totals.insert((livemode, hour, metric), value);
                 }
             }
+        }
+        for (key, value) in gauges_of_all
+            .into_iter()
+            .flat_map(|g| g.into_values())
+            .flatten()
+        {
+            if value == 0 {
+                continue;
+            }
+            let aggregation = key.2.aggregation();
+            totals
+                .entry(key)
+                .and_modify(|v| *v = aggregation.combine(*v, value))
+                .or_insert(value);
         }
         Ok(by_hour(&totals))
     }

@@ -149,24 +149,19 @@ impl Recovery {
         };
         // The platform's own events first, as before Connect; then each connected
         // account seen, on its behalf, from its own cursor.
-        let (platform_since, mut total) = backfill_from_cursor(
-            &self.api,
-            &self.ingress,
-            self,
-            &query,
-            since,
-            now,
-            keep_going,
-        )
-        .await?;
         let seen = crate::DynamoCounters::new(self.dynamodb.clone(), &self.env.counters_table);
-        for account in seen.accounts_seen().await? {
-            if !keep_going() {
-                total.complete = false;
+        let mut accounts = vec![Account::PLATFORM];
+        accounts.extend(seen.accounts_seen().await?);
+        let mut run: Option<(i64, BackfillSummary)> = None;
+        for account in &accounts {
+            if run.is_some() && !keep_going() {
+                if let Some((_, total)) = &mut run {
+                    total.complete = false;
+                }
                 break;
             }
-            let (_, summary) = backfill_from_cursor(
-                &self.api.for_account(&account),
+            let (from, summary) = backfill_from_cursor(
+                &self.api.for_account(account),
                 &self.ingress,
                 self,
                 &query,
@@ -175,9 +170,15 @@ impl Recovery {
                 keep_going,
             )
             .await?;
-            tracing::info!(account = %account, listed = summary.listed, accepted = summary.accepted, "connected account backfilled");
-            total.merge_account(&summary);
+            match &mut run {
+                None => run = Some((from, summary)),
+                Some((_, total)) => {
+                    tracing::info!(account = %account, listed = summary.listed, accepted = summary.accepted, "connected account backfilled");
+                    total.merge_account(&summary);
+                }
+            }
         }
+        let (platform_since, total) = run.expect("the platform's own account is always backfilled");
         Ok((platform_since, total))
     }
 

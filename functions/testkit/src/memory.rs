@@ -664,23 +664,16 @@ impl MemoryStripe {
         }
     }
 
-    /// Stripe created this event (its raw JSON, with `id`, `type` and `created`).
+    /// Stripe created this event (its raw JSON, with `id`, `type` and `created`; a
+    /// connected account's with its `account`).
     pub fn created(&self, raw: &str) {
         let v: serde_json::Value = serde_json::from_str(raw).expect("an event's JSON");
-        let entry = (
-            v["created"].as_i64().unwrap_or_default(),
-            v["id"].as_str().unwrap_or_default().to_owned(),
-            v["type"].as_str().unwrap_or_default().to_owned(),
-            raw.to_owned(),
-            Account::of_event(v["account"].as_str()).expect("a Stripe account id"),
-        );
-        let mut events = self.events.lock().unwrap();
-        let at = events.partition_point(|e| (e.0, &e.1) < (entry.0, &entry.1));
-        events.insert(at, entry);
+        let account = Account::of_event(v["account"].as_str()).expect("a Stripe account id");
+        self.created_for(&account, raw);
     }
 
-    /// A connected account's event, listed only on its behalf, as Stripe's listing gives
-    /// it (without `account`: the backfill adds it).
+    /// An event of `account`, listed only on its behalf, as `raw` (a connected account's
+    /// as Stripe's listing gives it, without `account`: the backfill adds it).
     pub fn created_for(&self, account: &Account, raw: &str) {
         let v: serde_json::Value = serde_json::from_str(raw).expect("an event's JSON");
         let entry = (
