@@ -197,8 +197,12 @@ fn read_units(
             }
             "GetItem" => units += eventual(&body),
             "Query" => {
-                let key = body["ExpressionAttributeValues"][":d"]["S"]
+                // The index key the Query names (`:v` in revguard-aws's `index_pks`; `:d`
+                // in the single-key Query of `seen`).
+                let values = &body["ExpressionAttributeValues"];
+                let key = values[":v"]["S"]
                     .as_str()
+                    .or(values[":d"]["S"].as_str())
                     .unwrap_or("");
                 let bytes = index_bytes.get(key).copied().unwrap_or(0);
                 let bytes = if body["Limit"].as_i64() == Some(1) {

@@ -168,7 +168,9 @@ CREATE INDEX chat_deliveries_thread ON chat_deliveries (app, thread, seq)
 
 /// Version 6: Connect. The counters gain the account (`''`: the platform's own), in their
 /// key, so that each connected account counts apart; a SQLite key cannot be altered, so
-/// the table is rebuilt with what it held as the platform's. The event log notes whose
+/// the table is rebuilt with what it held as the platform's; a partial index finds the
+/// connected accounts' rows by hour (the platform's rows stay out of it, so a platform
+/// without connected accounts writes no more than before). The event log notes whose
 /// event each entry is. State rows need no change: a connected account's keys are the
 /// platform's behind `<acct>#` (the rule DynamoDB's keys follow too), so what the
 /// database holds is the platform's as it stands.
@@ -186,7 +188,7 @@ INSERT INTO counters_v6 (account, livemode, hour, metric, received_min, value)
     SELECT '', livemode, hour, metric, received_min, value FROM counters;
 DROP TABLE counters;
 ALTER TABLE counters_v6 RENAME TO counters;
-CREATE INDEX counters_by_hour ON counters (livemode, hour, account);
+CREATE INDEX counters_by_hour ON counters (livemode, hour, account) WHERE account != '';
 ALTER TABLE events ADD COLUMN account TEXT NOT NULL DEFAULT '';
 ";
 
