@@ -266,7 +266,10 @@ impl DynamoBilling {
             let link = commit.charge_links.iter().find(|(c, _)| *c == charge);
             let expression = match link {
                 Some((_, customer)) => {
-                    update = update.expression_attribute_values(":customer", s(customer.clone()));
+                    // The account's customer key: `customer` is the customer index's hash,
+                    // so a connected account's charge stays out of the platform's customer.
+                    update = update
+                        .expression_attribute_values(":customer", s(commit.account.key(customer)));
                     "ADD applied :ids SET customer = if_not_exists(customer, :customer)"
                 }
                 None => "ADD applied :ids",
@@ -427,7 +430,7 @@ impl DynamoBilling {
                 .table_name(&self.state_table)
                 .key(PK, s(commit.account.key(&format!("charge#{charge}"))))
                 .update_expression("SET customer = if_not_exists(customer, :customer)")
-                .expression_attribute_values(":customer", s(customer.clone()))
+                .expression_attribute_values(":customer", s(commit.account.key(customer)))
                 .send()
                 .await
                 .map_err(write_error)?;
@@ -623,7 +626,8 @@ impl BillingStore for DynamoBilling {
                 .and_then(|i| i.get("customer"))
                 .and_then(|v| v.as_s().ok())
             {
-                out.charge_customers.insert(c.clone(), customer.clone());
+                let (_, customer) = Account::split_key(customer);
+                out.charge_customers.insert(c.clone(), customer.to_owned());
             }
         }
         let customers: BTreeSet<&String> = keys
@@ -1022,9 +1026,13 @@ impl DynamoCounters {
             .expression_attribute_values(":d", s(seen_day(livemode)))
             .limit(1)
             .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(!page.items().is_empty())
+            .await;
+        match page {
+            Ok(page) => Ok(!page.items().is_empty()),
+            // Just added by a stack update and still being built: nothing to read yet.
+            Err(e) if crate::item::is_index_being_built(&e) => Ok(false),
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
     }
 
     /// Every connected account seen in a mode (one Query of the day index's `seen` key).

@@ -138,11 +138,14 @@ pub(crate) async fn index_pks(
                 .expression_attribute_values(":p", s(prefix)),
             None => query.key_condition_expression("#k = :v"),
         };
-        let page = query
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let page = match query.set_exclusive_start_key(start.take()).send().await {
+            Ok(page) => page,
+            Err(e) if is_index_being_built(&e) => {
+                tracing::warn!(index, "the index is still being built (a stack update added it): read as empty until it is active");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(StoreError::unavailable(e)),
+        };
         out.extend(
             page.items()
                 .iter()
@@ -153,4 +156,16 @@ pub(crate) async fn index_pks(
             _ => return Ok(out),
         }
     }
+}
+
+/// Whether DynamoDB refused a read because the index is still being built: a stack update
+/// that adds an index returns before DynamoDB has filled it ("Cannot read from backfilling
+/// global secondary index").
+pub(crate) fn is_index_being_built<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
+    e.code() == Some("ValidationException")
+        && e.message().is_some_and(|m| m.contains("backfilling"))
 }

@@ -8,10 +8,10 @@
 //!   alert and publishes it once, as it does the worker's event-level findings.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use revguard_core::ports::{Account, AccountsSeen, BackfillCursor, EventsQuery, StripeApi};
+use revguard_core::ports::{Account, BackfillCursor, EventsQuery};
 use revguard_core::usecases::ingest::Ingress;
 use revguard_core::usecases::recovery::{
-    backfill_from_cursor, reconcile_every_account, BackfillSummary, ReconcileReport,
+    backfill_every_account, reconcile_every_account, BackfillSummary, ReconcileReport,
     ReconcileSettings, RecoveryError, StripeAudit, StripeRequery, HANDLED_EVENT_TYPES,
 };
 use revguard_core::StoreError;
@@ -149,37 +149,17 @@ impl Recovery {
         };
         // The platform's own events first, as before Connect; then each connected
         // account seen, on its behalf, from its own cursor.
-        let seen = crate::DynamoCounters::new(self.dynamodb.clone(), &self.env.counters_table);
-        let mut accounts = vec![Account::PLATFORM];
-        accounts.extend(seen.accounts_seen().await?);
-        let mut run: Option<(i64, BackfillSummary)> = None;
-        for account in &accounts {
-            if run.is_some() && !keep_going() {
-                if let Some((_, total)) = &mut run {
-                    total.complete = false;
-                }
-                break;
-            }
-            let (from, summary) = backfill_from_cursor(
-                &self.api.for_account(account),
-                &self.ingress,
-                self,
-                &query,
-                since,
-                now,
-                keep_going,
-            )
-            .await?;
-            match &mut run {
-                None => run = Some((from, summary)),
-                Some((_, total)) => {
-                    tracing::info!(account = %account, listed = summary.listed, accepted = summary.accepted, "connected account backfilled");
-                    total.merge_account(&summary);
-                }
-            }
-        }
-        let (platform_since, total) = run.expect("the platform's own account is always backfilled");
-        Ok((platform_since, total))
+        backfill_every_account(
+            &self.api,
+            &self.ingress,
+            self,
+            &crate::DynamoCounters::new(self.dynamodb.clone(), &self.env.counters_table),
+            &query,
+            since,
+            now,
+            keep_going,
+        )
+        .await
     }
 
     /// One reconciliation (core's [`reconcile_and_alert`]): drift at or over the
@@ -191,7 +171,7 @@ impl Recovery {
         };
         // Every account revguard holds subscriptions of, each on its own behalf.
         let mut all = ReconcileReport::default();
-        for (account, report) in reconcile_every_account(
+        let every = reconcile_every_account(
             &self.api,
             &self.read,
             &self.ingress,
@@ -200,8 +180,8 @@ impl Recovery {
             settings,
             now,
         )
-        .await?
-        {
+        .await?;
+        for (account, report) in every.reports {
             if !account.is_platform() {
                 tracing::info!(account = %account, summary = %report.summary(settings.fix), "connected account reconciled");
             }

@@ -464,3 +464,58 @@ async fn the_completeness_audit_lists_connected_accounts_on_their_behalf_in_turn
     }
     assert_eq!(seen.len(), 30, "in two runs every account took its turn");
 }
+
+/// The accounts a store has seen, as given.
+struct Seen(Vec<Account>);
+impl revguard_core::ports::AccountsSeen for Seen {
+    async fn accounts_seen(&self) -> Result<Vec<Account>, StoreError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn an_account_stripe_refuses_holds_back_no_other_s_backfill() {
+    use revguard_core::ports::EventsQuery;
+    use revguard_core::usecases::recovery::{backfill_every_account, fetched_ingress};
+    let now = 1_767_300_000;
+    let stripe = revguard_testkit::memory::MemoryStripe::new(false);
+    let accounts: Vec<Account> = ["acct_1A", "acct_1Gone", "acct_1C"]
+        .iter()
+        .map(|a| Account::connected(a).unwrap())
+        .collect();
+    for (i, account) in accounts.iter().enumerate() {
+        let mut e: serde_json::Value =
+            serde_json::from_str(&fixtures::read("invoice.paid.json")).unwrap();
+        e["id"] = format!("evt_each_{i}").into();
+        e["created"] = (now - 600).into();
+        stripe.created_for(account, &e.to_string());
+    }
+    stripe.refused.lock().unwrap().insert(accounts[1].clone());
+    let ingress = fetched_ingress(
+        MemoryEventLog::default(),
+        revguard_testkit::memory::MemoryQueue::default(),
+    );
+    let query = EventsQuery {
+        since: now,
+        until: None,
+        undelivered_only: false,
+        types: Vec::new(),
+    };
+    let (_, summary) = backfill_every_account(
+        &stripe,
+        &ingress,
+        &Cursors::default(),
+        &Seen(accounts.clone()),
+        &query,
+        Some(now - 3600),
+        now,
+        &|| true,
+    )
+    .await
+    .expect("one account's refusal fails no run");
+    assert_eq!(summary.connected_accounts, 2);
+    assert_eq!(summary.connected_accounts_failed, 1);
+    assert_eq!(summary.accepted, 2);
+    assert!(ingress.log.get("evt_each_0").is_some() && ingress.log.get("evt_each_2").is_some());
+    assert!(ingress.log.get("evt_each_1").is_none());
+}

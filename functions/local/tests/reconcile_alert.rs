@@ -56,7 +56,12 @@ async fn a_drift_raises_the_alert_only_at_or_over_the_threshold() {
             &store,
             &Default::default(),
             settings,
-            &revguard_core::ports::Account::PLATFORM,
+            &revguard_core::usecases::recovery::Holdings::of(
+                &store,
+                &revguard_core::ports::Account::PLATFORM,
+            )
+            .await
+            .unwrap(),
             NOW,
         )
         .await

@@ -352,9 +352,9 @@ impl SqliteStore {
         to: i64,
         received_before: Option<i64>,
     ) -> Result<BTreeMap<Account, revguard_core::domain::metric::CounterTotals>, StoreError> {
-        // Only the filters given, so that the key (account, livemode, hour, …) and the
-        // (livemode, hour, account) index serve the read: a `?4 IS NULL OR …` would make
-        // SQLite read every account's rows.
+        // Only the filters given, so that with an account the key (account, livemode,
+        // hour, …) serves the read: a `?5 IS NULL OR …` would make SQLite read every
+        // account's rows for each one.
         use rusqlite::types::Value;
         let mut filters = vec![
             "((hour >= ?1 AND hour < ?2) OR hour = 0)",

@@ -151,7 +151,7 @@ impl SqliteStore {
 
     /// Every account seen, the platform's own first: its gauges, open cases and open alerts.
     pub fn accounts(&self, now: i64) -> Result<Vec<AccountSummary>, StoreError> {
-        let gauges = self.counter_totals_by_account(None, None, 0, 0, None)?;
+        let gauges = self.gauges_by_account()?;
         let open_stages: Vec<(String, String)> = self.read_now(|c| {
             let mut stmt = c.prepare(
                 "SELECT invoice_id, stage FROM dunning_cases WHERE stage IS NOT NULL AND stage NOT IN ('recovered', 'lost')",
@@ -170,6 +170,46 @@ impl SqliteStore {
             }
         }
         Ok(summaries(gauges, cases, alerts))
+    }
+}
+
+impl SqliteStore {
+    /// Every account's gauges of hour 0 (MRR, last receipt), both modes: by the key for
+    /// the platform's rows, by the partial index for the connected accounts' (never a scan
+    /// of the hours).
+    pub fn gauges_by_account(
+        &self,
+    ) -> Result<BTreeMap<Account, revguard_core::domain::metric::CounterTotals>, StoreError> {
+        let rows: Vec<(String, bool, String, i64, i64)> = self.read_now(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT account, livemode, metric, sum(value), max(value) FROM counters
+                 WHERE account = '' AND livemode IN (0, 1) AND hour = 0
+                 GROUP BY livemode, metric
+                 UNION ALL
+                 SELECT account, livemode, metric, sum(value), max(value) FROM counters
+                 WHERE account != '' AND livemode IN (0, 1) AND hour = 0
+                 GROUP BY account, livemode, metric",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.collect()
+        })?;
+        let mut out: BTreeMap<Account, revguard_core::domain::metric::CounterTotals> =
+            BTreeMap::new();
+        for (account, livemode, name, sum, max) in rows {
+            let Some(metric) = revguard_core::domain::metric::Metric::parse(&name) else {
+                continue;
+            };
+            let value = match metric.aggregation() {
+                revguard_core::domain::metric::Aggregation::Sum => sum,
+                revguard_core::domain::metric::Aggregation::Max => max,
+            };
+            out.entry(Account::from_column(&account))
+                .or_default()
+                .insert((livemode, 0, metric), value);
+        }
+        Ok(out)
     }
 }
 

@@ -359,7 +359,10 @@ async fn a_busy_account_is_backfilled_and_reconciled_a_page_at_a_time() {
         &read,
         None::<&revguard_core::Ingress<&Counted, &Counted>>,
         &BillingPolicy::default(),
-        &revguard_core::ports::Account::PLATFORM,
+        &revguard_core::usecases::recovery::Holdings {
+            account: revguard_core::ports::Account::PLATFORM,
+            subscriptions: Vec::new(),
+        },
         now,
     ))
     .await;

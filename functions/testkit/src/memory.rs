@@ -652,6 +652,8 @@ pub struct MemoryStripe {
     pub down: std::sync::Arc<AtomicBool>,
     /// Whose events it lists (`Stripe-Account`): the platform's own by default.
     pub account: Account,
+    /// Accounts Stripe refuses to act for (disconnected from the platform): 403.
+    pub refused: std::sync::Arc<Mutex<BTreeSet<Account>>>,
 }
 
 type MemoryStripeEvent = (i64, String, String, String, Account);
@@ -693,6 +695,12 @@ impl MemoryStripe {
             return Err(revguard_core::ports::ApiError::Unavailable(
                 "simulated outage".into(),
             ));
+        }
+        if self.refused.lock().unwrap().contains(&self.account) {
+            return Err(revguard_core::ports::ApiError::Refused {
+                status: 403,
+                message: "The provided key does not have access to account".into(),
+            });
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use revguard_local::{parse_time, unix_now, SqliteStore};
 
-use revguard_core::ports::{AccountsSeen, StripeApi};
+use revguard_core::ports::StripeApi;
 
 use super::args::{AccountArg, ApplyArgs, DbArg, StripeArgs};
 
@@ -66,32 +66,35 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     // Up to now: an hour at a time from the cursor, which moves after each; a
     // window of the past (--until) leaves the cursor where it is.
     let cursor = revguard_local::recover::StoreCursor(&store);
-    let accounts = match account.account {
-        Some(_) => vec![account.account()?],
+    let (since, summary) = match account.account {
+        // One account, on its behalf.
+        Some(_) => {
+            revguard_core::usecases::recovery::backfill_from_cursor(
+                &api.for_account(&account.account()?),
+                &ingress,
+                &cursor,
+                &query,
+                since,
+                now,
+                &|| true,
+            )
+            .await?
+        }
+        // The platform's own, then every connected account seen.
         None => {
-            let mut all = vec![revguard_core::ports::Account::PLATFORM];
-            all.extend(store.accounts_seen().await?);
-            all
+            revguard_core::usecases::recovery::backfill_every_account(
+                &api,
+                &ingress,
+                &cursor,
+                &store,
+                &query,
+                since,
+                now,
+                &|| true,
+            )
+            .await?
         }
     };
-    let mut first: Option<(i64, revguard_core::usecases::recovery::BackfillSummary)> = None;
-    for account in &accounts {
-        let (from, summary) = revguard_core::usecases::recovery::backfill_from_cursor(
-            &api.for_account(account),
-            &ingress,
-            &cursor,
-            &query,
-            since,
-            now,
-            &|| true,
-        )
-        .await?;
-        match &mut first {
-            None => first = Some((from, summary)),
-            Some((_, total)) => total.merge_account(&summary),
-        }
-    }
-    let (since, summary) = first.context("no account to backfill")?;
     let mut line = serde_json::to_value(&summary)?;
     line["since"] = since.into();
     apply.apply(&store, &db, &mut line).await?;

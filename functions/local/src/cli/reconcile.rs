@@ -55,32 +55,44 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let policy = apply.policy.policy()?;
     let results = match account.account {
         Some(_) => {
-            let account = account.account()?;
+            let held = revguard_core::usecases::recovery::Holdings::of(&store, &account.account()?)
+                .await?;
             let one = revguard_core::usecases::recovery::reconcile_and_alert(
-                &api, &store, &ingress, &store, &policy, settings, &account, now,
+                &api, &store, &ingress, &store, &policy, settings, &held, now,
             )
             .await?;
-            vec![(account, one)]
+            vec![(held.account, Ok(one))]
         }
         None => {
-            revguard_core::usecases::recovery::reconcile_every_account(
+            let every = revguard_core::usecases::recovery::reconcile_every_account(
                 &api, &store, &ingress, &store, &policy, settings, now,
             )
-            .await?
+            .await?;
+            every
+                .reports
+                .into_iter()
+                .map(|(a, r)| (a, Ok(r)))
+                .chain(every.failed.into_iter().map(|(a, e)| (a, Err(e))))
+                .collect()
         }
     };
     if let Some(path) = report {
         let mut all = revguard_core::usecases::recovery::ReconcileReport::default();
-        for (_, r) in &results {
+        for r in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
             all.merge(r.clone());
         }
         std::fs::write(&path, revguard_local::recover::report_markdown(&all, now))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    // One line per account, the platform's own first; a connected account that failed
+    // says why.
     let mut lines: Vec<serde_json::Value> = results
         .iter()
         .map(|(account, r)| {
-            let mut line = r.summary(fix);
+            let mut line = match r {
+                Ok(r) => r.summary(fix),
+                Err(e) => serde_json::json!({ "error": e }),
+            };
             if let Some(id) = account.id() {
                 line["account"] = id.into();
             }

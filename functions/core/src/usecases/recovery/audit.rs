@@ -279,8 +279,14 @@ impl<A: StripeApi, H: EventHistory> StripeAudit<A, H> {
             .map(|raw| (Account::PLATFORM, raw))
             .collect();
         for account in audited_this_run(accounts, now) {
-            let theirs = self.api.for_account(account).events(&query).await?;
-            listed.extend(theirs.into_iter().map(|raw| (account.clone(), raw)));
+            // A connected account Stripe will not list for (disconnected, say) holds back
+            // neither the platform's audit nor the other accounts'.
+            match self.api.for_account(account).events(&query).await {
+                Ok(theirs) => listed.extend(theirs.into_iter().map(|raw| (account.clone(), raw))),
+                Err(e) => {
+                    tracing::warn!(account = %account, error = %e, "a connected account's events could not be listed; its audit waits for its next turn")
+                }
+            }
         }
         #[derive(serde::Deserialize)]
         struct Head {

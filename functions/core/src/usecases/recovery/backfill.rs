@@ -51,6 +51,10 @@ pub struct BackfillSummary {
     /// its behalf from its own cursor; their events are counted above.
     #[serde(skip_serializing_if = "is_zero")]
     pub connected_accounts: usize,
+    /// Connected accounts whose backfill failed (Stripe refusing a disconnected account,
+    /// say): logged, each resumes from its cursor on the next run.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub connected_accounts_failed: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -251,4 +255,58 @@ where
     }
     total.complete = true;
     Ok((since, total))
+}
+
+/// [`backfill_from_cursor`] for the platform's own events, then for each connected account
+/// `seen` lists, on its behalf, from its own cursor: the platform's summary, with the
+/// accounts' events added ([`BackfillSummary::merge_account`]). The platform's failure
+/// fails the run; a connected account's is logged and counted, and the others go on. No
+/// account is started once `keep_going` says no (the run is then incomplete).
+// The ports it runs over, the query, the window and the clock: each is needed.
+#[allow(clippy::too_many_arguments)]
+pub async fn backfill_every_account<A, L, Q, C, S>(
+    api: &A,
+    ingress: &Ingress<L, Q>,
+    cursor: &C,
+    seen: &S,
+    query: &EventsQuery,
+    since: Option<i64>,
+    now: i64,
+    keep_going: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<(i64, BackfillSummary), RecoveryError>
+where
+    A: StripeApi,
+    L: EventLog,
+    Q: Queue,
+    C: BackfillCursor,
+    S: crate::ports::AccountsSeen,
+{
+    let (from, mut total) =
+        backfill_from_cursor(api, ingress, cursor, query, since, now, keep_going).await?;
+    // Read after the platform's own backfill, so that nothing here can cost it.
+    let accounts = match seen.accounts_seen().await {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            tracing::warn!(error = %crate::domain::error::error_chain(&e), "the connected accounts could not be read; they wait for the next run");
+            return Ok((from, total));
+        }
+    };
+    for account in accounts {
+        if !keep_going() {
+            total.complete = false;
+            break;
+        }
+        let api = api.for_account(&account);
+        match backfill_from_cursor(&api, ingress, cursor, query, since, now, keep_going).await {
+            Ok((_, summary)) => {
+                tracing::info!(account = %account, listed = summary.listed, accepted = summary.accepted, "connected account backfilled");
+                total.merge_account(&summary);
+            }
+            Err(e) => {
+                tracing::warn!(account = %account, error = %crate::domain::error::error_chain(&e), "a connected account's backfill failed; the others go on");
+                total.connected_accounts_failed += 1;
+            }
+        }
+    }
+    Ok((from, total))
 }

@@ -1,7 +1,7 @@
 //! The reconciliation: revguard's subscriptions and open dunning cases against Stripe's
 //! current objects, mended on request, and an alert when they drifted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -11,7 +11,8 @@ use crate::domain::billing::objects::Subscription;
 use crate::domain::billing::{SubscriptionState, Version};
 use crate::domain::message::Via;
 use crate::ports::{
-    Account, AlertStore, ApiError, EventLog, PageCursor, Queue, ReadModel, Scope, StripeApi,
+    Account, AlertStore, ApiError, EventLog, PageCursor, Queue, ReadModel, Scope, StoreError,
+    StripeApi,
 };
 use crate::usecases::ingest::Ingress;
 
@@ -107,13 +108,13 @@ impl ReconcileReport {
 /// invoice Stripe holds as paid (or uncollectible) gets that invoice as `invoice.paid`
 /// (or `invoice.marked_uncollectible`), so that once the worker has applied them revguard
 /// answers what Stripe says. A voided invoice is reported only: revguard has no event
-/// for it. One account's: a connected account's objects are read on its behalf.
+/// for it. One account's (`held`): a connected account's objects are read on its behalf.
 pub async fn reconcile<A, R, L, Q>(
     api: &A,
     read: &R,
     fix: Option<&Ingress<L, Q>>,
     policy: &crate::domain::billing::BillingPolicy,
-    account: &Account,
+    held: &Holdings,
     now: i64,
 ) -> Result<ReconcileReport, RecoveryError>
 where
@@ -122,6 +123,7 @@ where
     L: EventLog,
     Q: Queue,
 {
+    let account = &held.account;
     let api = &api.for_account(account);
     let mut report = ReconcileReport::default();
     // Only the ids are kept across pages (to find what revguard has and Stripe has not).
@@ -185,13 +187,13 @@ where
             None => break,
         }
     }
-    for (of, id) in read.subscription_ids().await? {
-        if &of != account || at_stripe.contains(&id) {
+    for id in &held.subscriptions {
+        if at_stripe.contains(id) {
             continue;
         }
-        if let Some(ours) = read.subscription(account, &id).await? {
+        if let Some(ours) = read.subscription(account, id).await? {
             if !ours.deleted && ours.status != "canceled" {
-                report.extra.push(id);
+                report.extra.push(id.clone());
             }
         }
     }
@@ -221,8 +223,11 @@ where
             stripe_status: status,
         });
         if let (Some(ingress), Some(event_type), Some(object)) = (fix, event_type, &value) {
+            // The account is in the id, as in `snapshot_event`: two accounts' invoices
+            // of one id are two fixes.
+            let whose = account.id().map(|a| format!("{a}_")).unwrap_or_default();
             let mut event = serde_json::json!({
-                "id": format!("{SNAPSHOT_EVENT_PREFIX}{}_{now}", case.invoice_id),
+                "id": format!("{SNAPSHOT_EVENT_PREFIX}{whose}{}_{now}", case.invoice_id),
                 "object": "event",
                 "type": event_type,
                 "created": now,
@@ -265,7 +270,7 @@ pub async fn reconcile_and_alert<A, R, L, Q, S>(
     alerts: &S,
     policy: &crate::domain::billing::BillingPolicy,
     settings: ReconcileSettings,
-    account: &Account,
+    held: &Holdings,
     now: i64,
 ) -> Result<ReconcileReport, RecoveryError>
 where
@@ -276,22 +281,74 @@ where
     S: AlertStore,
 {
     let fix = settings.fix.then_some(ingress);
-    let report = reconcile(api, read, fix, policy, account, now).await?;
+    let report = reconcile(api, read, fix, policy, held, now).await?;
     for d in &report.drifted {
         tracing::warn!(subscription = %d.subscription, fields = ?d.fields.iter().map(|f| f.field).collect::<Vec<_>>(), "drift from Stripe");
     }
     let differing = report.differing();
     if settings.drift_alert_threshold > 0 && differing >= settings.drift_alert_threshold {
         alerts
-            .add_pending(&drift_finding(&report, api.livemode(), now).in_scope(Scope::of(account)))
+            .add_pending(
+                &drift_finding(&report, api.livemode(), now).in_scope(Scope::of(&held.account)),
+            )
             .await?;
     }
     Ok(report)
 }
 
+/// What revguard holds of one account, for its reconciliation: the account, and the ids
+/// of its subscriptions (one read of the store — a Scan on DynamoDB — serves every
+/// account's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holdings {
+    pub account: Account,
+    pub subscriptions: Vec<String>,
+}
+
+impl Holdings {
+    /// One account's.
+    pub async fn of<R: ReadModel>(read: &R, account: &Account) -> Result<Self, StoreError> {
+        Ok(Self::every(read)
+            .await?
+            .into_iter()
+            .find(|h| &h.account == account)
+            .unwrap_or_else(|| Holdings {
+                account: account.clone(),
+                subscriptions: Vec::new(),
+            }))
+    }
+
+    /// Every account revguard holds subscriptions of, the platform's own first (always).
+    pub async fn every<R: ReadModel>(read: &R) -> Result<Vec<Self>, StoreError> {
+        let mut by_account: BTreeMap<Account, Vec<String>> =
+            BTreeMap::from([(Account::PLATFORM, Vec::new())]);
+        for (account, id) in read.subscription_ids().await? {
+            by_account.entry(account).or_default().push(id);
+        }
+        Ok(by_account
+            .into_iter()
+            .map(|(account, subscriptions)| Holdings {
+                account,
+                subscriptions,
+            })
+            .collect())
+    }
+}
+
+/// What a reconciliation of every account came to.
+#[derive(Debug, Default)]
+pub struct EveryAccount {
+    /// Each account reconciled, the platform's own first.
+    pub reports: Vec<(Account, ReconcileReport)>,
+    /// Connected accounts whose reconciliation failed (Stripe refusing a disconnected
+    /// account, say), with the error: they hold back no other account.
+    pub failed: Vec<(Account, String)>,
+}
+
 /// [`reconcile_and_alert`] for each account revguard holds subscriptions of, the
 /// platform's own first, each read on its own behalf (`Stripe-Account`) and alerted under
-/// its own name. Stops at the first account Stripe's API or the store fails for.
+/// its own name. The platform's failure fails the run; a connected account's is logged and
+/// listed, and the others go on.
 pub async fn reconcile_every_account<A, R, L, Q, S>(
     api: &A,
     read: &R,
@@ -300,7 +357,7 @@ pub async fn reconcile_every_account<A, R, L, Q, S>(
     policy: &crate::domain::billing::BillingPolicy,
     settings: ReconcileSettings,
     now: i64,
-) -> Result<Vec<(Account, ReconcileReport)>, RecoveryError>
+) -> Result<EveryAccount, RecoveryError>
 where
     A: StripeApi,
     R: ReadModel,
@@ -308,21 +365,17 @@ where
     Q: Queue,
     S: AlertStore,
 {
-    let mut accounts: BTreeSet<Account> = read
-        .subscription_ids()
-        .await?
-        .into_iter()
-        .map(|(account, _)| account)
-        .collect();
-    accounts.insert(Account::PLATFORM);
-    // The platform's own first (it sorts first): its report is the one a platform
-    // without connected accounts always had.
-    let mut out = Vec::new();
-    for account in accounts {
-        let report =
-            reconcile_and_alert(api, read, ingress, alerts, policy, settings, &account, now)
-                .await?;
-        out.push((account, report));
+    let mut out = EveryAccount::default();
+    for held in Holdings::every(read).await? {
+        match reconcile_and_alert(api, read, ingress, alerts, policy, settings, &held, now).await {
+            Ok(report) => out.reports.push((held.account, report)),
+            Err(e) if !held.account.is_platform() => {
+                let error = crate::domain::error::error_chain(&e);
+                tracing::warn!(account = %held.account, error, "a connected account's reconciliation failed; the others go on");
+                out.failed.push((held.account, error));
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }
