@@ -262,19 +262,7 @@ async fn a_thousand_accounts_are_judged_reading_only_those_active_in_the_window(
             .map(|m| &m.alert_id)
             .collect::<Vec<_>>()
     );
-    let keys_read: usize = calls
-        .iter()
-        .filter(|c| c.operation == "BatchGetItem")
-        .map(|c| {
-            let body: Value = serde_json::from_slice(&c.body).unwrap();
-            body["RequestItems"]
-                .as_object()
-                .unwrap()
-                .values()
-                .map(|k| k["Keys"].as_array().unwrap().len())
-                .sum::<usize>()
-        })
-        .sum();
+    let keys_read = revguard_aws::testing::batch_get_keys(&calls);
     let dormant_read = calls
         .iter()
         .any(|c| String::from_utf8_lossy(&c.body).contains(&format!("acct_{:05}#", ACTIVE + 1)));

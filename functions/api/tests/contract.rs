@@ -619,19 +619,7 @@ async fn what_a_dashboard_load_reads_from_dynamodb() {
     let count = |op: &str| calls.iter().filter(|c| c.operation == op).count();
     // Every key a BatchGetItem asks for is one small item: one read unit (strongly
     // consistent, under 4 KB); a Query of a sparse index reads a few small items.
-    let keys: usize = calls
-        .iter()
-        .filter(|c| c.operation == "BatchGetItem")
-        .map(|c| {
-            let body: Value = serde_json::from_slice(&c.body).unwrap();
-            body["RequestItems"]
-                .as_object()
-                .unwrap()
-                .values()
-                .map(|t| t["Keys"].as_array().unwrap().len())
-                .sum::<usize>()
-        })
-        .sum();
+    let keys = revguard_aws::testing::batch_get_keys(&calls);
     assert!(count("Scan") == 0, "a dashboard load never scans");
     eprintln!(
         "GET /dashboard on DynamoDB: {} calls ({} BatchGetItem asking {keys} keys, {} Query), about {} read units",

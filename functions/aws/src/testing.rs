@@ -299,6 +299,23 @@ impl CallLog {
     }
 }
 
+/// How many keys the BatchGetItem calls among `calls` asked for (each a small item read).
+pub fn batch_get_keys(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .filter(|c| c.operation == "BatchGetItem")
+        .filter_map(|c| serde_json::from_slice::<serde_json::Value>(&c.body).ok())
+        .map(|body| {
+            body["RequestItems"].as_object().map_or(0, |tables| {
+                tables
+                    .values()
+                    .map(|t| t["Keys"].as_array().map_or(0, Vec::len))
+                    .sum()
+            })
+        })
+        .sum()
+}
+
 impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
     fn name(&self) -> &'static str {
         "CallLog"

@@ -402,15 +402,7 @@ impl SqliteStore {
                 let out = by_account
                     .entry(Account::from_column(&account))
                     .or_default();
-                let Some(metric) = Metric::parse(&name) else {
-                    tracing::warn!(metric = %name, "unknown metric in the counters table; skipped");
-                    continue;
-                };
-                let value = match metric.aggregation() {
-                    Aggregation::Sum => sum,
-                    Aggregation::Max => max,
-                };
-                if value != 0 {
+                if let Some((metric, value)) = row_value(&name, sum, max) {
                     out.insert((livemode, hour, metric), value);
                 }
             }
@@ -471,14 +463,7 @@ impl CountersReader for SqliteCounters {
         })?;
         let mut out: BTreeMap<Account, Series> = BTreeMap::new();
         for (account, hour, name, sum, max) in rows {
-            let Some(metric) = Metric::parse(&name) else {
-                continue;
-            };
-            let value = match metric.aggregation() {
-                Aggregation::Sum => sum,
-                Aggregation::Max => max,
-            };
-            if value != 0 {
+            if let Some((metric, value)) = row_value(&name, sum, max) {
                 out.entry(Account::from_column(&account))
                     .or_default()
                     .entry(hour)
@@ -488,4 +473,19 @@ impl CountersReader for SqliteCounters {
         }
         Ok(out)
     }
+}
+
+/// A grouped counter row's metric and value (its sum or its maximum, as the metric
+/// aggregates); `None` for a zero, or a name this build does not know (skipped, never
+/// misread).
+pub(crate) fn row_value(name: &str, sum: i64, max: i64) -> Option<(Metric, i64)> {
+    let Some(metric) = Metric::parse(name) else {
+        tracing::warn!(metric = %name, "unknown metric in the counters table; skipped");
+        return None;
+    };
+    let value = match metric.aggregation() {
+        Aggregation::Sum => sum,
+        Aggregation::Max => max,
+    };
+    (value != 0).then_some((metric, value))
 }

@@ -198,12 +198,8 @@ impl SqliteStore {
         let mut out: BTreeMap<Account, revguard_core::domain::metric::CounterTotals> =
             BTreeMap::new();
         for (account, livemode, name, sum, max) in rows {
-            let Some(metric) = revguard_core::domain::metric::Metric::parse(&name) else {
+            let Some((metric, value)) = crate::billing::row_value(&name, sum, max) else {
                 continue;
-            };
-            let value = match metric.aggregation() {
-                revguard_core::domain::metric::Aggregation::Sum => sum,
-                revguard_core::domain::metric::Aggregation::Max => max,
             };
             out.entry(Account::from_column(&account))
                 .or_default()
